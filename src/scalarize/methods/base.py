@@ -1,0 +1,130 @@
+"""The method protocol: how per-task losses become one update of the model.
+
+A method is a small :class:`torch.nn.Module` (so that its learnable parameters, e.g. Uncertainty
+weighting's log-variances, and its buffers, e.g. running averages, land in ``state_dict``). It
+declares what it needs in :attr:`Method.needs`; the trainer provides it through a
+:class:`~scalarize.methods.context.StepContext` and never looks at the method's name.
+
+Two families cover almost every method:
+
+* loss-space methods implement :meth:`Method.combine`, which turns the vector of task losses
+  into one scalar; the trainer backpropagates it once (one backward, O(1) in the number of tasks);
+* gradient-space methods subclass :class:`GradientMethod` and implement
+  :meth:`GradientMethod.aggregate`, which turns the per-task gradients on the shared parameters
+  (a ``[T, n]`` matrix) into one update direction ``[n]``.
+
+Anything else (gradients on the shared representation, several backward passes, a hook after the
+optimizer step) overrides :meth:`Method.backward` or :meth:`Method.after_step` and uses what the
+context offers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from scalarize.methods.context import StepContext
+
+Setting = Literal["mtl", "mdl"]
+
+#: What a method may ask the trainer for.
+LOSSES = "losses"
+SHARED_GRADIENTS = "shared_gradients"
+FEATURE_GRADIENTS = "feature_gradients"
+AFTER_STEP = "after_step"
+NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP})
+
+
+class MethodError(ValueError):
+    """A method was configured with values it cannot accept (reported to users as one line)."""
+
+
+class Method(nn.Module):
+    """Base class of every way of turning T task losses into an update.
+
+    Subclasses set :attr:`name` (the name used in configs) and :attr:`needs`, and implement
+    :meth:`combine` (loss space) or :meth:`backward` (anything else).
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset({LOSSES})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task_names: list[str] = []
+        self.setting: Setting = "mtl"
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
+        """Tells the method the names of the objectives (tasks in MTL, domains in MDL).
+
+        Called once by the trainer before the first step; subclasses that size parameters or
+        validate weights against the number of objectives extend it (and call ``super``).
+        """
+        self.task_names = list(task_names)
+        self.setting = setting
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+    # -- one step ----------------------------------------------------------------------------
+    def combine(self, losses: Tensor) -> Tensor:
+        """Loss-space rule: the scalar to backpropagate from the ``[T]`` vector of losses."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither combine nor backward")
+
+    def backward(self, context: StepContext) -> None:
+        """Fills ``.grad`` of every trainable parameter (model and method) for this step."""
+        context.backward(self.combine(context.losses))
+
+    def after_step(self, context: StepContext) -> None:
+        """Hook run after the optimizer step (methods that declare :data:`AFTER_STEP`)."""
+
+    def end_epoch(self, epoch: int, mean_train_losses: Tensor) -> None:
+        """Hook run at the end of every epoch with the epoch's mean training losses ``[T]``."""
+
+    # -- what the trainer reads --------------------------------------------------------------
+    def sampling_weights(self) -> Tensor | None:
+        """The domain mixture for the next batches (MDL); ``None`` means uniform over domains."""
+        return None
+
+    def current_weights(self) -> Tensor | None:
+        """The per-task weights last applied, ``[T]``, for logging (``None`` if not defined)."""
+        return None
+
+
+class GradientMethod(Method):
+    """A method that aggregates per-task gradients on the shared parameters.
+
+    The trainer's context computes the ``[T, n]`` Jacobian of the task losses with respect to
+    the shared parameters and the task-specific gradients; :meth:`aggregate` returns the
+    direction ``[n]`` written into the shared parameters' ``.grad``.
+    """
+
+    needs: ClassVar[frozenset[str]] = frozenset({LOSSES, SHARED_GRADIENTS})
+
+    def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def backward(self, context: StepContext) -> None:
+        gradients = context.shared_jacobian()
+        context.backward_task_specific()
+        context.set_shared_gradient(self.aggregate(gradients, context.losses.detach()))
+
+
+def check_weights(weights: Sequence[float] | Tensor, num_tasks: int, key: str = "weights") -> Tensor:
+    """Validates a weight vector: right length, finite, non-negative, positive sum."""
+    w = torch.as_tensor(weights, dtype=torch.float64).flatten()
+    if w.numel() != num_tasks:
+        raise MethodError(f"{key}: expected {num_tasks} values (one per task), got {w.numel()}")
+    if not torch.isfinite(w).all():
+        raise MethodError(f"{key}: every weight must be a finite number, got {w.tolist()}")
+    if (w < 0).any():
+        raise MethodError(f"{key}: weights must be >= 0, got {w.tolist()}")
+    if w.sum() <= 0:
+        raise MethodError(f"{key}: weights must not all be zero")
+    return w.to(torch.get_default_dtype())
