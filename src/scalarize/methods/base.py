@@ -15,12 +15,14 @@ Two families cover almost every method:
 
 Anything else (gradients on the shared representation, several backward passes, a hook after the
 optimizer step) overrides :meth:`Method.backward` or :meth:`Method.after_step` and uses what the
-context offers.
+context offers. A method that is an optimizer in its own right (MTAdam) declares
+:data:`OWN_OPTIMIZER`: its :meth:`Method.backward` writes the final update into ``.grad`` and the
+trainer steps with the optimizer :meth:`Method.build_optimizer` returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
@@ -36,7 +38,10 @@ LOSSES = "losses"
 SHARED_GRADIENTS = "shared_gradients"
 FEATURE_GRADIENTS = "feature_gradients"
 AFTER_STEP = "after_step"
-NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP})
+#: The method brings its optimizer: the trainer builds it with :meth:`Method.build_optimizer`
+#: instead of the configured one (``.grad`` then already holds the method's update).
+OWN_OPTIMIZER = "own_optimizer"
+NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER})
 
 
 class MethodError(ValueError):
@@ -86,6 +91,14 @@ class Method(nn.Module):
 
     def end_epoch(self, epoch: int, mean_train_losses: Tensor) -> None:
         """Hook run at the end of every epoch with the epoch's mean training losses ``[T]``."""
+
+    def build_optimizer(self, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        """The optimizer of a method that declares :data:`OWN_OPTIMIZER` (over ``params``).
+
+        The trainer calls it instead of building its configured optimizer; ``lr`` is the
+        configured learning rate.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not bring its own optimizer")
 
     # -- what the trainer reads --------------------------------------------------------------
     def sampling_weights(self) -> Tensor | None:

@@ -21,6 +21,7 @@ class StepContext:
         features: the shared representation (output of the trunk) the heads read, or ``None``.
         shared_params: parameters every task's loss reaches (the trunk).
         task_params: per task, the parameters only that task's loss reaches (its head).
+        batch_fractions: MDL only, ``[D]`` share of the batch drawn from each domain.
         recompute_losses: returns the ``[T]`` losses of the same batch under the current
             parameters, without a graph (for methods that look at the effect of a step).
         step: global step index; epoch: epoch index.
@@ -33,6 +34,7 @@ class StepContext:
         features: Tensor | None,
         shared_params: Sequence[nn.Parameter],
         task_params: Sequence[Sequence[nn.Parameter]],
+        batch_fractions: Tensor | None = None,
         recompute_losses: Callable[[], Tensor] | None = None,
         step: int = 0,
         epoch: int = 0,
@@ -41,6 +43,7 @@ class StepContext:
         self.features = features
         self.shared_params = list(shared_params)
         self.task_params = [list(p) for p in task_params]
+        self.batch_fractions = batch_fractions
         self._recompute_losses = recompute_losses
         self.step = step
         self.epoch = epoch

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods.base import Method, check_weights
+from scalarize.methods.context import StepContext
 
 
 class Scalarization(Method):
@@ -30,27 +31,29 @@ class Scalarization(Method):
         super().__init__()
         self._requested = None if weights is None else torch.as_tensor(weights).tolist()
         self.register_buffer("weights", torch.ones(0))
-        self.register_buffer("batch_fractions", torch.ones(0))
 
     def setup(self, task_names, setting="mtl") -> None:
         super().setup(task_names, setting)
         raw = [1.0] * self.num_tasks if self._requested is None else self._requested
         w = check_weights(raw, self.num_tasks)
         self.weights = w / w.sum()
-        self.batch_fractions = self.weights.clone()
 
     def set_weights(self, weights: Sequence[float] | Tensor) -> None:
         """Changes the weights in place (population-based training explores them)."""
         w = check_weights(weights, self.num_tasks)
         self.weights.copy_(w / w.sum())
 
-    def set_batch_fractions(self, fractions: Tensor) -> None:
-        """MDL: the share of the current batch drawn from each domain (set by the trainer)."""
-        self.batch_fractions = fractions.to(self.weights)
-
     def combine(self, losses: Tensor) -> Tensor:
-        coefficients = self.batch_fractions if self.setting == "mdl" else self.weights
-        return (coefficients.to(losses.dtype) * losses).sum()
+        return (self.weights.to(losses.dtype) * losses).sum()
+
+    def backward(self, context: StepContext) -> None:
+        # MDL: the batch was drawn from the mixture `weights`; its plain mean weighs each
+        # domain's mean loss by the share of the batch it supplied.
+        fractions = context.batch_fractions if self.setting == "mdl" else None
+        if fractions is None:
+            context.backward(self.combine(context.losses))
+        else:
+            context.backward((fractions.to(context.losses) * context.losses).sum())
 
     def sampling_weights(self) -> Tensor | None:
         return self.weights if self.setting == "mdl" else None

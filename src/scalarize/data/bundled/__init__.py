@@ -1,0 +1,1 @@
+"""Benchmarks that ship with the package's dependencies and work offline."""

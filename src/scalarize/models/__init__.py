@@ -1,0 +1,6 @@
+"""Shared trunk + heads, in families (MLP, small ResNet, linear) with width and depth knobs."""
+
+from scalarize.models.multitask import MultiTaskModel
+from scalarize.models.registry import FAMILIES, ModelError, available_models, build_model
+
+__all__ = ["FAMILIES", "ModelError", "MultiTaskModel", "available_models", "build_model"]

@@ -1,0 +1,28 @@
+"""A shared trunk and one head per task: the architecture of hard parameter sharing."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class MultiTaskModel(nn.Module):
+    """``trunk(x)`` is the shared representation; ``heads[name]`` maps it to task ``name``.
+
+    ``forward`` returns ``(features, outputs)`` so that methods working on the shared
+    representation (e.g. MGDA-UB) can reach it without hooks.
+    """
+
+    def __init__(self, trunk: nn.Module, heads: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.heads = nn.ModuleDict(heads)
+
+    def forward(self, inputs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        features = self.trunk(inputs)
+        return features, {name: head(features) for name, head in self.heads.items()}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.trunk.parameters() if p.requires_grad]
+
+    def task_parameters(self) -> list[list[nn.Parameter]]:
+        return [[p for p in head.parameters() if p.requires_grad] for head in self.heads.values()]

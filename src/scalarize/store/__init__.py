@@ -1,0 +1,3 @@
+from scalarize.store.database import DATABASE_NAME, Store
+
+__all__ = ["DATABASE_NAME", "Store"]

@@ -1,0 +1,173 @@
+"""The experiment database: one SQLite file per experiment directory.
+
+Tables: ``runs`` (resolved config, status), ``metrics`` (every evaluation of every run),
+``final`` (val and test metrics at the best validation evaluation), ``weights`` (the per-task
+weights a method applied, per step). Every write is one transaction, and rows are keyed so that
+writing the same evaluation twice (a run resumed after a kill) replaces it: a killed process
+leaves a consistent database.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run TEXT NOT NULL, evaluation INTEGER NOT NULL, step INTEGER NOT NULL,
+    split TEXT NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run, evaluation, split, name)
+);
+CREATE TABLE IF NOT EXISTS final (
+    run TEXT NOT NULL, split TEXT NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run, split, name)
+);
+CREATE TABLE IF NOT EXISTS weights (
+    run TEXT NOT NULL, step INTEGER NOT NULL, objective TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run, step, objective)
+);
+"""
+
+DATABASE_NAME = "scalarize.db"
+
+
+class Store:
+    """The SQLite store of an experiment directory (created on first use)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / DATABASE_NAME
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(self.path, timeout=60)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection.row_factory = sqlite3.Row
+        with self._connection:
+            self._connection.executescript(SCHEMA)
+
+    @classmethod
+    def open_existing(cls, directory: str | Path) -> Store:
+        if not (Path(directory) / DATABASE_NAME).is_file():
+            raise FileNotFoundError(f"{directory}: no {DATABASE_NAME} here (not an experiment directory)")
+        return cls(directory)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- runs ----------------------------------------------------------------------------------
+    def run(self, name: str) -> sqlite3.Row | None:
+        return self._connection.execute("SELECT * FROM runs WHERE name = ?", (name,)).fetchone()
+
+    def runs(self) -> list[sqlite3.Row]:
+        return self._connection.execute("SELECT * FROM runs ORDER BY started, name").fetchall()
+
+    def start_run(self, name: str, kind: str, config: Mapping, fingerprint: str) -> None:
+        """Registers a run, or marks an existing one (same fingerprint) as running again."""
+        with self._connection:
+            self._connection.execute(
+                "INSERT INTO runs (name, kind, config, fingerprint, status, started) "
+                "VALUES (?, ?, ?, ?, 'running', ?) "
+                "ON CONFLICT(name) DO UPDATE SET status = 'running', message = ''",
+                (name, kind, json.dumps(config, sort_keys=True), fingerprint, time.time()),
+            )
+
+    def finish_run(self, name: str, status: str, step: int, message: str = "") -> None:
+        with self._connection:
+            self._connection.execute(
+                "UPDATE runs SET status = ?, step = ?, message = ?, finished = ? WHERE name = ?",
+                (status, step, message, time.time(), name),
+            )
+
+    def delete_run(self, name: str) -> None:
+        with self._connection:
+            for table, column in (("runs", "name"), ("metrics", "run"), ("final", "run"), ("weights", "run")):
+                self._connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
+
+    # -- results -------------------------------------------------------------------------------
+    def record_evaluation(
+        self,
+        run: str,
+        evaluation: int,
+        step: int,
+        metrics: Mapping[str, Mapping[str, float]],
+        weights: Iterable[tuple[int, str, float]] = (),
+    ) -> None:
+        """One evaluation (``metrics[split][name]``) and the weights logged since the last one."""
+        rows = [
+            (run, evaluation, step, split, name, float(value))
+            for split, values in metrics.items()
+            for name, value in values.items()
+        ]
+        with self._connection:
+            self._connection.execute("UPDATE runs SET step = ? WHERE name = ?", (step, run))
+            self._connection.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?)", [(run, *w) for w in weights]
+            )
+
+    def record_final(self, run: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        rows = [(run, s, n, float(v)) for s, values in metrics.items() for n, v in values.items()]
+        with self._connection:
+            self._connection.execute("DELETE FROM final WHERE run = ?", (run,))
+            self._connection.executemany("INSERT INTO final VALUES (?, ?, ?, ?)", rows)
+
+    def history(self, run: str, split: str = "val") -> dict[str, list[tuple[int, float]]]:
+        """``name -> [(step, value), ...]`` in evaluation order."""
+        out: dict[str, list[tuple[int, float]]] = {}
+        for row in self._connection.execute(
+            "SELECT step, name, value FROM metrics WHERE run = ? AND split = ? ORDER BY evaluation",
+            (run, split),
+        ):
+            out.setdefault(row["name"], []).append((row["step"], row["value"]))
+        return out
+
+    def final(self, run: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for row in self._connection.execute("SELECT split, name, value FROM final WHERE run = ?", (run,)):
+            out.setdefault(row["split"], {})[row["name"]] = row["value"]
+        return out
+
+    def weights(self, run: str) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for row in self._connection.execute(
+            "SELECT step, objective, value FROM weights WHERE run = ? ORDER BY step", (run,)
+        ):
+            out.setdefault(row["objective"], []).append((row["step"], row["value"]))
+        return out
+
+    # -- export --------------------------------------------------------------------------------
+    def export_csv(self, destination: str | Path) -> list[Path]:
+        """Writes one CSV per table into ``destination``; returns the paths."""
+        destination = Path(destination)
+        destination.mkdir(parents=True, exist_ok=True)
+        written = []
+        for table in ("runs", "metrics", "final", "weights"):
+            cursor = self._connection.execute(f"SELECT * FROM {table}")
+            path = destination / f"{table}.csv"
+            with path.open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow([c[0] for c in cursor.description])
+                writer.writerows(cursor)
+            written.append(path)
+        return written

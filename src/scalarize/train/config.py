@@ -1,0 +1,154 @@
+"""The training configuration: one validated object, loaded from YAML, overridable with key=value.
+
+Unknown keys, wrong types and out-of-range values raise :class:`ConfigError` with one line that
+names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for a person: ``key: what is wrong; what is allowed``."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BenchmarkConfig(Strict):
+    name: str = "multimnist"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(Strict):
+    family: str = "mlp"
+    width: float = Field(default=1.0, gt=0)
+    depth: int = Field(default=2, ge=0, le=64)
+
+
+class MethodConfig(Strict):
+    name: str = "scalarization"
+    weights: list[float] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+
+
+class ScheduleConfig(Strict):
+    name: Literal["constant", "cosine", "step"] = "constant"
+    step_size: int = Field(default=10, ge=1, description="epochs between decays (step)")
+    gamma: float = Field(default=0.1, gt=0, le=1)
+
+
+class TrainConfig(Strict):
+    """Everything that defines one training run (and its single-task baselines)."""
+
+    name: str = "run"
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    epochs: int = Field(default=5, ge=1)
+    steps: int | None = Field(default=None, ge=1, description="total steps; overrides epochs")
+    eval_every: int | None = Field(default=None, ge=1, description="steps; default one epoch")
+    batch_size: int = Field(default=128, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    stl: bool = Field(default=True, description="also train single-task baselines for Δm")
+    output: str | None = Field(default=None, description="experiment directory")
+
+    def experiment_dir(self) -> Path:
+        return Path(self.output if self.output else Path("experiments") / self.name)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the numbers (not the output directory)."""
+        data = self.model_dump(exclude={"output", "stl", "name"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "config"
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        parent = first["loc"][:-1]
+        return f"{key}: unknown key; allowed: {', '.join(_allowed(parent))}"
+    got = first.get("input")
+    shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    return f"{key}: {message}{shown}"
+
+
+def _allowed(path: tuple) -> list[str]:
+    model: type[BaseModel] = TrainConfig
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def build_config(data: dict[str, Any]) -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        line = getattr(getattr(error, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``a.b=value`` overrides (values parsed as YAML: ``lr=3e-4``, ``weights=[1,2]``)."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{item}: an override is key=value, e.g. optimizer.lr=3e-4")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot parse value {raw!r}") from None
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    data = load_yaml(path) if path is not None else {}
+    return build_config(apply_overrides(data, overrides or []))

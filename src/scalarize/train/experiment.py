@@ -1,0 +1,148 @@
+"""An experiment: a configured run and its single-task baselines (STL), stored together.
+
+Everything is validated before anything is written: the benchmark and its options, the model,
+the method and its weights (their number must match the objectives). Runs already completed in
+the experiment directory with the same configuration are not trained again; an interrupted run
+resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from scalarize.data.benchmark import Benchmark
+from scalarize.data.registry import load_benchmark
+from scalarize.methods.base import Method
+from scalarize.methods.registry import build_method
+from scalarize.methods.scalarization import Scalarization
+from scalarize.models.registry import build_model
+from scalarize.pareto.delta_m import delta_m
+from scalarize.store.database import DATABASE_NAME, Store
+from scalarize.train.config import ConfigError, TrainConfig
+from scalarize.train.evaluate import primary_metrics
+from scalarize.train.trainer import RunResult, Trainer, resolve_device
+
+
+@dataclass
+class ExperimentResult:
+    config: TrainConfig
+    directory: Path
+    main: RunResult
+    stl: dict[str, RunResult] = field(default_factory=dict)
+    primary: list[tuple[str, bool]] = field(default_factory=list)
+
+    @property
+    def delta_m(self) -> float | None:
+        """Δm (percent) of the main run's test metrics against the STL runs', if trained."""
+        if not self.stl or self.main.status != "completed":
+            return None
+        names = [name for name, _ in self.primary]
+        stl = [self.stl[name.split("/")[0]].test[name] for name in names]
+        return float(delta_m([self.main.test[n] for n in names], stl, [up for _, up in self.primary]))
+
+
+def build_method_from_config(config: TrainConfig) -> Method:
+    options = dict(config.method.options)
+    if config.method.weights is not None:
+        options["weights"] = config.method.weights
+    try:
+        return build_method(config.method.name, **options)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
+    """Loads and validates everything a run needs; raises :class:`ConfigError` on bad input."""
+    try:
+        resolve_device(config.device)
+        benchmark = load_benchmark(config.benchmark.name, **config.benchmark.options)
+        method = build_method_from_config(config)
+        method.setup(benchmark.objectives, benchmark.setting)
+        torch.manual_seed(config.seed)
+        build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        message = str(error)
+        if config.method.weights is not None and message.startswith("weights:"):
+            message = "method." + message
+        raise ConfigError(message) from None
+    return benchmark, method
+
+
+def stl_config(config: TrainConfig) -> TrainConfig:
+    """The configuration of the single-task baselines: the same, with uniform scalarization."""
+    return config.model_copy(update={"method": type(config.method)()})
+
+
+def check_not_conflicting(config: TrainConfig, run_names: dict[str, str]) -> None:
+    """Refuses to reuse a run name of the directory that was trained with another config."""
+    path = config.experiment_dir() / DATABASE_NAME
+    if not path.is_file():
+        return
+    with Store(config.experiment_dir()) as store:
+        for name, fingerprint in run_names.items():
+            row = store.run(name)
+            if row is not None and row["fingerprint"] != fingerprint:
+                raise ConfigError(
+                    f"output: {config.experiment_dir()} already holds run {name!r} trained with another "
+                    "configuration; choose another output directory or name"
+                )
+
+
+def train_one(
+    config: TrainConfig,
+    benchmark: Benchmark,
+    method: Method,
+    store: Store,
+    run_name: str,
+    kind: str,
+    fingerprint: str,
+    progress: bool,
+) -> RunResult:
+    """Trains (or resumes, or reloads) one run of an experiment."""
+    row = store.run(run_name)
+    checkpoint = config.experiment_dir() / "runs" / run_name.replace("/", "_") / "checkpoint.pt"
+    if row is not None and row["status"] == "completed" and checkpoint.exists():
+        trainer = _trainer(config, benchmark, method, store, run_name, checkpoint, progress)
+        trainer.try_resume()
+        return trainer._result("completed", "", 0.0)
+    store.start_run(run_name, kind, json.loads(config.model_dump_json()), fingerprint)
+    return _trainer(config, benchmark, method, store, run_name, checkpoint, progress).fit()
+
+
+def _trainer(config, benchmark, method, store, run_name, checkpoint, progress) -> Trainer:
+    torch.manual_seed(config.seed)
+    model = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+    return Trainer(config, benchmark, model, method, run_name=run_name, store=store, checkpoint_path=checkpoint, progress=progress)
+
+
+def run_experiment(
+    config: TrainConfig, *, progress: bool = True, log: Callable[[str], None] = lambda _: None
+) -> ExperimentResult:
+    """Trains ``config`` and, if ``config.stl``, one single-task model per objective."""
+    benchmark, method = prepare(config)
+    base = stl_config(config)
+    names = {config.name: config.fingerprint()}
+    if config.stl:
+        names.update({f"stl-{o}": base.fingerprint() + f"-{o}" for o in benchmark.objectives})
+    check_not_conflicting(config, names)
+
+    with Store(config.experiment_dir()) as store:
+        log(f"training {config.name} ({config.method.name}) on {benchmark.name}")
+        main = train_one(config, benchmark, method, store, config.name, "main", names[config.name], progress)
+        stl: dict[str, RunResult] = {}
+        if config.stl:
+            for objective in benchmark.objectives:
+                single = benchmark.restrict([objective])
+                run = f"stl-{objective}"
+                log(f"training single-task baseline {run}")
+                baseline = Scalarization()
+                baseline.setup(single.objectives, single.setting)
+                stl[objective] = train_one(base, single, baseline, store, run, "stl", names[run], progress)
+    return ExperimentResult(config, config.experiment_dir(), main, stl, primary_metrics(benchmark))

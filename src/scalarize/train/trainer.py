@@ -1,0 +1,289 @@
+"""One training run: the loop, evaluation, checkpoint and resume.
+
+The loop asks the method for an update through :class:`~scalarize.methods.StepContext` and never
+looks at which method it is. Every ``eval_every`` steps it evaluates val and test, records them
+in the store and writes a checkpoint (model, optimizer, schedule, method, sampler, RNG) by
+atomic rename, so a killed run resumed with the same command continues from the last evaluation
+and ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from scalarize.data.benchmark import Benchmark
+from scalarize.data.sampling import EpochSampler, MixtureSampler
+from scalarize.methods.base import AFTER_STEP, Method
+from scalarize.methods.context import StepContext
+from scalarize.models.multitask import MultiTaskModel
+from scalarize.store.database import Store
+from scalarize.train.config import TrainConfig
+from scalarize.train.evaluate import evaluate, selection_score, task_losses
+
+
+@dataclass
+class RunResult:
+    """What a finished (or diverged) run reports: metrics at the best validation evaluation."""
+
+    name: str
+    status: str
+    objectives: list[str]
+    best_evaluation: int
+    best_step: int
+    val: dict[str, float]
+    test: dict[str, float]
+    steps: int
+    seconds: float = 0.0
+    message: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use cpu or auto")
+    return torch.device(name)
+
+
+def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    opt = config.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    if opt.name == "adam":
+        return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+
+
+def build_schedule(config: TrainConfig, optimizer, total_steps: int, steps_per_epoch: int):
+    schedule = config.schedule
+    if schedule.name == "cosine":
+        factor = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
+    elif schedule.name == "step":
+        every = schedule.step_size * steps_per_epoch
+        factor = lambda step: schedule.gamma ** (step // every)  # noqa: E731
+    else:
+        factor = lambda step: 1.0  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Trainer:
+    """Trains ``model`` on ``benchmark`` with ``method`` as ``config`` says; see :meth:`fit`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        benchmark: Benchmark,
+        model: MultiTaskModel,
+        method: Method,
+        *,
+        run_name: str = "run",
+        store: Store | None = None,
+        checkpoint_path: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.benchmark = benchmark.to(self.device)
+        self.model = model.to(self.device)
+        self.method = method.to(self.device)
+        if not method.task_names:
+            method.setup(benchmark.objectives, benchmark.setting)
+        self.run_name = run_name
+        self.store = store
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.progress = progress
+        self.sampler = self._build_sampler()
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.total_steps = config.steps or config.epochs * self.steps_per_epoch
+        self.eval_every = config.eval_every or self.steps_per_epoch
+        self.optimizer = build_optimizer(config, list(self.model.parameters()) + list(self.method.parameters()))
+        self.schedule = build_schedule(config, self.optimizer, self.total_steps, self.steps_per_epoch)
+        self.shared_params = self.model.shared_parameters()
+        self.task_params = self.model.task_parameters() if benchmark.setting == "mtl" else []
+        self.step = 0
+        self.evaluation = 0
+        self.best: dict = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
+        self.history: list[dict[str, float]] = []
+        self._weight_log: list[tuple[int, Tensor]] = []
+        self._epoch_loss_sum: Tensor | None = None
+        self._epoch_loss_steps = 0
+
+    def _build_sampler(self) -> EpochSampler | MixtureSampler:
+        seed = self.config.seed + 1
+        if self.benchmark.setting == "mtl":
+            return EpochSampler(self.benchmark.split("train"), self.config.batch_size, seed)
+        splits = [s["train"] for s in self.benchmark.domains.values()]
+        return MixtureSampler(splits, self.config.batch_size, seed)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "method": self.method.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "step": self.step,
+            "evaluation": self.evaluation,
+            "best": self.best,
+            "history": self.history,
+            "epoch_loss": (self._epoch_loss_sum, self._epoch_loss_steps),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.method.load_state_dict(state["method"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.evaluation = state["step"], state["evaluation"]
+        self.best, self.history = state["best"], state["history"]
+        self._epoch_loss_sum, self._epoch_loss_steps = state["epoch_loss"]
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def try_resume(self) -> bool:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+        return True
+
+    # -- one step ------------------------------------------------------------------------------
+    def _losses(self, batch) -> tuple[Tensor, Tensor, StepContext]:
+        features, outputs = self.model(batch.inputs)
+        losses = task_losses(self.benchmark, outputs, batch.targets, batch.counts)
+
+        def recompute() -> Tensor:
+            _, again = self.model(batch.inputs)
+            return task_losses(self.benchmark, again, batch.targets, batch.counts)
+
+        fractions = None
+        if self.benchmark.setting == "mdl":
+            fractions = batch.counts.to(losses) / batch.counts.sum()
+        context = StepContext(
+            losses,
+            features=features,
+            shared_params=self.shared_params,
+            task_params=self.task_params,
+            batch_fractions=fractions,
+            recompute_losses=recompute,
+            step=self.step,
+            epoch=self.step // self.steps_per_epoch,
+        )
+        return features, losses, context
+
+    def train_step(self) -> Tensor:
+        """One optimisation step; returns the detached ``[T]`` losses."""
+        batch = self.sampler.next_batch()
+        _, losses, context = self._losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.backward(context)
+        self.optimizer.step()
+        self.schedule.step()
+        if AFTER_STEP in self.method.needs:
+            self.method.after_step(context)
+        self.step += 1
+        weights = self.method.current_weights()
+        if weights is not None:
+            self._weight_log.append((self.step, weights.detach().clone()))
+        return losses.detach()
+
+    def _end_of_epoch(self, losses: Tensor) -> None:
+        self._epoch_loss_sum = losses if self._epoch_loss_sum is None else self._epoch_loss_sum + losses
+        self._epoch_loss_steps += 1
+        if self.step % self.steps_per_epoch == 0:
+            self.method.end_epoch(self.step // self.steps_per_epoch - 1, self._epoch_loss_sum / self._epoch_loss_steps)
+            self._epoch_loss_sum, self._epoch_loss_steps = None, 0
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _evaluate(self, train_loss: Tensor) -> None:
+        val = evaluate(self.model, self.benchmark, "val")
+        test = evaluate(self.model, self.benchmark, "test")
+        train = {f"{o}/loss": float(v) for o, v in zip(self.benchmark.objectives, train_loss)}
+        score = selection_score(val, self.benchmark)
+        if score > self.best["score"]:
+            self.best = {"score": score, "evaluation": self.evaluation, "step": self.step, "val": val, "test": test}
+        self.history.append({"step": self.step, **{f"val/{k}": v for k, v in val.items()}})
+        if self.store is not None:
+            weights = [
+                (step, objective, float(value))
+                for step, vector in self._weight_log
+                for objective, value in zip(self.benchmark.objectives, vector.tolist())
+            ]
+            self.store.record_evaluation(
+                self.run_name, self.evaluation, self.step, {"train": train, "val": val, "test": test}, weights
+            )
+        self._weight_log.clear()
+        self.evaluation += 1
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        """Trains to ``total_steps`` (resuming from the checkpoint if there is one)."""
+        started = time.perf_counter()
+        self.try_resume()
+        self.model.train()
+        bar = tqdm(
+            total=self.total_steps, initial=self.step, desc=self.run_name, unit="step",
+            disable=not self.progress, leave=False, dynamic_ncols=True,
+        )
+        status, message = "completed", ""
+        try:
+            while self.step < self.total_steps:
+                self.sampler.set_weights(self.method.sampling_weights())
+                segment_end = min(self.step + self.eval_every - self.step % self.eval_every, self.total_steps)
+                loss_sum, count = None, 0
+                while self.step < segment_end:
+                    losses = self.train_step()
+                    if not torch.isfinite(losses).all():
+                        status, message = "diverged", f"non-finite loss at step {self.step}"
+                        break
+                    loss_sum = losses if loss_sum is None else loss_sum + losses
+                    count += 1
+                    self._end_of_epoch(losses)
+                    bar.update(1)
+                if status == "diverged":
+                    break
+                mean_loss = loss_sum / count
+                bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
+                self._evaluate(mean_loss)
+                self.save_checkpoint()
+        finally:
+            bar.close()
+        result = self._result(status, message, time.perf_counter() - started)
+        if self.store is not None:
+            self.store.record_final(self.run_name, {"val": result.val, "test": result.test})
+            self.store.finish_run(self.run_name, status, self.step, message)
+        return result
+
+    def _result(self, status: str, message: str, seconds: float) -> RunResult:
+        return RunResult(
+            name=self.run_name,
+            status=status,
+            objectives=self.benchmark.objectives,
+            best_evaluation=self.best["evaluation"],
+            best_step=self.best["step"],
+            val=self.best["val"],
+            test=self.best["test"],
+            steps=self.step,
+            seconds=seconds,
+            message=message,
+            history=self.history,
+        )
