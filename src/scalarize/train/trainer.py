@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import EpochSampler, MixtureSampler
-from scalarize.methods.base import AFTER_STEP, Method
+from scalarize.methods.base import AFTER_STEP, OWN_OPTIMIZER, Method
 from scalarize.methods.context import StepContext
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
@@ -105,7 +105,11 @@ class Trainer:
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.eval_every = config.eval_every or self.steps_per_epoch
-        self.optimizer = build_optimizer(config, list(self.model.parameters()) + list(self.method.parameters()))
+        params = list(self.model.parameters()) + list(self.method.parameters())
+        if OWN_OPTIMIZER in method.needs:
+            self.optimizer = method.build_optimizer(params, config.optimizer.lr)
+        else:
+            self.optimizer = build_optimizer(config, params)
         self.schedule = build_schedule(config, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.shared_params = self.model.shared_parameters()
         self.task_params = self.model.task_parameters() if benchmark.setting == "mtl" else []

@@ -1,0 +1,1 @@
+"""The `scalarize` command line."""

@@ -1,0 +1,135 @@
+"""The ``scalarize`` command.
+
+Bad input ends with one line on stderr naming the key or file and what is allowed, exit code 2,
+and nothing written. An interrupted command is resumed by running it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from scalarize.data.registry import BenchmarkError
+from scalarize.methods.base import MethodError
+from scalarize.models.registry import ModelError
+from scalarize.train.config import ConfigError
+
+USER_ERRORS = (ConfigError, BenchmarkError, MethodError, ModelError, FileNotFoundError)
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Raised by commands for bad input that is not a config problem."""
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from scalarize.cli.experiments import run_and_report
+    from scalarize.train.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    run_and_report(config, progress=not args.quiet, say=_say)
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    from scalarize.data.registry import available_benchmarks, load_benchmark
+    from scalarize.report.experiment import format_table
+
+    rows = []
+    for name in available_benchmarks():
+        bench = load_benchmark(name)
+        sizes = bench.sizes()
+        total = {s: sum(v[s] for v in sizes.values()) for s in ("train", "val", "test")}
+        kind = "tasks" if bench.setting == "mtl" else "domains"
+        rows.append(
+            [name, bench.setting.upper(), f"{kind}: {', '.join(bench.objectives)}",
+             "x".join(map(str, bench.input_shape)), f"{total['train']}/{total['val']}/{total['test']}"]
+        )
+    print(format_table(["benchmark", "setting", "objectives", "input", "train/val/test"], rows))
+    print("\nOptions: see `scalarize benchmarks --options NAME`." if not args.options else "")
+    if args.options:
+        from scalarize.data.registry import benchmark_options
+
+        for key, value in benchmark_options(args.options).items():
+            print(f"  {key} = {value!r}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scalarize.cli.experiments import run_demo
+
+    run_demo(Path(args.output), epochs=args.epochs, progress=not args.quiet, say=_say)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from scalarize.store.database import Store
+
+    directory = Path(args.directory)
+    with Store.open_existing(directory) as store:
+        paths = store.export_csv(Path(args.to) if args.to else directory / "export")
+    for path in paths:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scalarize",
+        description="Train one model on several tasks or domains by scalarization; search and compare weights.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a config (and its single-task baselines)")
+    train.add_argument("config", help="YAML config file (see configs/)")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-4")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    bench = commands.add_parser("benchmarks", help="list the bundled benchmarks")
+    bench.add_argument("--options", metavar="NAME", help="show the options of one benchmark")
+    bench.set_defaults(handler=cmd_benchmarks)
+
+    demo = commands.add_parser("demo", help="uniform scalarization vs single-task on multimnist and digits")
+    demo.add_argument("--output", default="experiments/demo", help="where to write (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=5, help="epochs per run (default: %(default)s)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(handler=cmd_demo)
+
+    export = commands.add_parser("export", help="export an experiment's database")
+    export.add_argument("directory", help="experiment directory (holds scalarize.db)")
+    export.add_argument("--csv", action="store_true", required=True, help="one CSV file per table")
+    export.add_argument("--to", help="destination folder (default: DIRECTORY/export)")
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except USER_ERRORS + (UsageError,) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"scalarize: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

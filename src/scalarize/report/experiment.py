@@ -1,0 +1,150 @@
+"""The report of an experiment: a results table and training curves, from the store.
+
+Writes ``report.md`` (Markdown, readable on GitHub and in any editor) and ``report.html`` (the
+same, opens in a browser) with PNG figures beside them, in the experiment directory.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from scalarize.pareto.delta_m import delta_m  # noqa: E402
+from scalarize.store.database import Store  # noqa: E402
+
+
+def results_rows(
+    store: Store, runs: Sequence[str], primary: Sequence[tuple[str, bool]], stl_runs: dict[str, str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per run, its test primary metrics at the best validation step and Δm."""
+    header = ["run", "status", *(f"{name} (test)" for name, _ in primary), "Δm %"]
+    stl_values = None
+    if stl_runs:
+        finals = {o: store.final(r).get("test", {}) for o, r in stl_runs.items()}
+        try:
+            stl_values = [finals[name.split("/")[0]][name] for name, _ in primary]
+        except KeyError:
+            stl_values = None
+    rows = []
+    for run in runs:
+        info = store.run(run)
+        test = store.final(run).get("test", {})
+        values = [test.get(name) for name, _ in primary]
+        cells = [run, info["status"] if info else "missing"]
+        cells += ["—" if v is None else f"{v:.4f}" for v in values]
+        if stl_values is not None and all(v is not None for v in values) and not run.startswith("stl-"):
+            cells.append(f"{delta_m(values, stl_values, [up for _, up in primary]):+.2f}")
+        else:
+            cells.append("—")
+        rows.append(cells)
+    return header, rows
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table with aligned columns (for the terminal)."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def plot_curves(store: Store, runs: Sequence[str], primary: Sequence[tuple[str, bool]], path: Path) -> Path:
+    """Validation primary metric of every objective against the step, one panel per objective."""
+    columns = min(3, len(primary))
+    rows = math.ceil(len(primary) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for axis, (metric, higher) in zip(axes.flat, primary):
+        for run in runs:
+            points = store.history(run, "val").get(metric)
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=run)
+        axis.set_title(f"{metric} (val, {'higher' if higher else 'lower'} is better)", fontsize=9)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(primary) :]:
+        axis.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_train_loss(store: Store, runs: Sequence[str], objectives: Sequence[str], path: Path) -> Path:
+    fig, axis = plt.subplots(figsize=(5.5, 3.5))
+    for run in runs:
+        history = store.history(run, "train")
+        for objective in objectives:
+            points = history.get(f"{objective}/loss")
+            if points:
+                axis.plot(*zip(*points), label=f"{run}: {objective}")
+    axis.set_xlabel("step")
+    axis.set_ylabel("training loss (mean over the interval)")
+    axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(
+    store: Store,
+    title: str,
+    runs: Sequence[str],
+    primary: Sequence[tuple[str, bool]],
+    stl_runs: dict[str, str] | None = None,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Writes ``report.md`` and ``report.html`` into the store's directory; returns the .md path."""
+    directory = store.directory
+    header, rows = results_rows(store, runs, primary, stl_runs)
+    curves = plot_curves(store, runs, primary, directory / "curves.png")
+    objectives = sorted({name.split("/")[0] for name, _ in primary})
+    losses = plot_train_loss(store, runs, objectives, directory / "train_loss.png")
+    text = [
+        f"# {title}",
+        "",
+        *notes,
+        "",
+        "Test metrics at the evaluation with the best validation score; Δm (Maninis et al. 2019) "
+        "against the single-task baselines, in percent (positive: better than single-task).",
+        "",
+        markdown_table(header, rows),
+        "",
+        f"![validation curves]({curves.name})",
+        "",
+        f"![training losses]({losses.name})",
+        "",
+    ]
+    path = directory / "report.md"
+    path.write_text("\n".join(text))
+    body = "".join(
+        [
+            f"<h1>{html.escape(title)}</h1>",
+            *(f"<p>{html.escape(n)}</p>" for n in notes if n),
+            "<table border=1 cellpadding=4 style='border-collapse:collapse'>",
+            "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>",
+            *("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows),
+            "</table>",
+            f"<p><img src='{curves.name}'></p><p><img src='{losses.name}'></p>",
+        ]
+    )
+    (directory / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body style='font-family:sans-serif'>{body}</body></html>"
+    )
+    return path
