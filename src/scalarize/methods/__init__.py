@@ -1,25 +1,65 @@
 """How per-task losses become an update: scalarization and the MTO methods."""
 
+from scalarize.methods.aligned_mtl import AlignedMTL
 from scalarize.methods.base import (
     AFTER_STEP,
     FEATURE_GRADIENTS,
     LOSSES,
+    OWN_OPTIMIZER,
     SHARED_GRADIENTS,
     GradientMethod,
     Method,
     MethodError,
     check_weights,
 )
+from scalarize.methods.cagrad import CAGrad
 from scalarize.methods.context import StepContext
+from scalarize.methods.dwa import DWA
+from scalarize.methods.famo import FAMO
+from scalarize.methods.gradient_similarity import GradientSimilarity
+from scalarize.methods.gradnorm import GradNorm
+from scalarize.methods.graddrop import GradDrop
+from scalarize.methods.gradvac import GradVac
+from scalarize.methods.imtl_g import IMTLG
+from scalarize.methods.imtl_l import IMTLL
+from scalarize.methods.metabalance import MetaBalance
+from scalarize.methods.mgda import MGDA
+from scalarize.methods.mgda_ub import MGDAUB
+from scalarize.methods.mtadam import MTAdam
+from scalarize.methods.nash_mtl import NashMTL
+from scalarize.methods.pcgrad import PCGrad
 from scalarize.methods.registry import available_methods, build_method, register
+from scalarize.methods.rlw import RLW
 from scalarize.methods.scalarization import Scalarization
+from scalarize.methods.upgrad import UPGrad
+from scalarize.methods.uw import UncertaintyWeighting
 
 register(Scalarization)
+register(UncertaintyWeighting)
+register(IMTLL)
+register(DWA)
+register(RLW)
+register(FAMO)
+register(GradNorm)
+register(PCGrad)
+register(GradVac)
+register(GradDrop)
+register(MGDA)
+register(MGDAUB)
+register(CAGrad)
+register(IMTLG)
+register(NashMTL)
+register(AlignedMTL)
+register(UPGrad)
+register(GradientSimilarity)
+register(MetaBalance)
+register(MTAdam)
 
 __all__ = [
     "AFTER_STEP",
     "FEATURE_GRADIENTS",
     "LOSSES",
+    "OWN_OPTIMIZER",
     "SHARED_GRADIENTS",
     "GradientMethod",
     "Method",

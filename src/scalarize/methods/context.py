@@ -96,6 +96,17 @@ class StepContext:
                 grad = grad if scale is None else grad * scale
                 param.grad = grad.clone() if param.grad is None else param.grad + grad
 
+    def task_gradients(self) -> list[tuple[Tensor | None, ...]]:
+        """Per task ``i``, its loss's gradient on ``task_params[i]`` (``None`` where unused).
+
+        Computed by the same passes as :meth:`shared_jacobian` (for methods that treat the
+        task-specific gradients themselves, e.g. an optimizer keeping per-task moments).
+        """
+        if self._task_grads is None:
+            self.shared_jacobian()
+        assert self._task_grads is not None
+        return list(self._task_grads)
+
     def set_shared_gradient(self, direction: Tensor) -> None:
         """Writes a flat ``[n]`` update direction into the shared parameters' ``.grad``."""
         offset = 0

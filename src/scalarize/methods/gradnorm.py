@@ -1,0 +1,101 @@
+"""GradNorm: gradient normalisation for adaptive loss balancing.
+
+Chen, Badrinarayanan, Lee & Rabinovich, "GradNorm: Gradient Normalization for Adaptive Loss
+Balancing in Deep Multitask Networks", ICML 2018.
+
+Learnable weights ``w`` (``nn.Parameter``, initialised to 1, renormalised to sum to ``T``). Each
+step, on the last shared layer's weight ``W``:
+
+    G_i = ‖∇_W w_i L_i‖ = w_i ‖∇_W L_i‖,      Ḡ = mean_i G_i,
+    r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0)),
+    L_grad = Σ_i |G_i − Ḡ · r_i^α|          (the target Ḡ r_i^α held constant)
+
+The model's gradient is that of ``Σ_i w_i L_i`` (``w`` held constant); ``w``'s gradient is that
+of ``L_grad`` alone. The trainer's optimizer steps both (``method.parameters()`` is in it), then
+:meth:`after_step` renormalises ``w`` to sum to ``T`` (clamping it to stay positive). ``L_i(0)``
+are the losses of the first step seen.
+
+"Last shared layer": the last tensor of ``context.shared_params`` with at least two dimensions
+(the weight of the trunk's last layer; biases are skipped), or the last tensor if there is none.
+Costs one extra partial backward per task, to that layer only.
+
+Hyperparameters: ``alpha`` (asymmetry, default 1.5, the paper's value for NYUv2; ≥ 0).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from scalarize.methods._common import check_real
+from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method
+from scalarize.methods.context import StepContext
+
+_MIN_WEIGHT = 1e-6
+
+
+def last_shared_layer(params: list[nn.Parameter]) -> nn.Parameter:
+    """The last shared tensor with ≥ 2 dimensions (a layer's weight), else the last one."""
+    if not params:
+        raise RuntimeError("method gradnorm: this model has no shared parameters")
+    matrices = [p for p in params if p.dim() >= 2]
+    return matrices[-1] if matrices else params[-1]
+
+
+class GradNorm(Method):
+    """Weights learned so that the tasks' gradient norms on the last shared layer train at
+    rates set by their relative inverse training rates."""
+
+    name = "gradnorm"
+    needs = frozenset({LOSSES, SHARED_GRADIENTS, AFTER_STEP})
+
+    def __init__(self, alpha: float = 1.5) -> None:
+        super().__init__()
+        self.alpha = check_real(self.name, "alpha", alpha, low=0)
+        self.loss_weights = nn.Parameter(torch.ones(0))
+        self.register_buffer("initial_losses", torch.zeros(0))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def setup(self, task_names, setting="mtl") -> None:
+        super().setup(task_names, setting)
+        self.loss_weights = nn.Parameter(torch.ones(self.num_tasks))
+        self.initial_losses = torch.zeros(self.num_tasks)
+        self.initialised = torch.zeros((), dtype=torch.bool)
+
+    @torch.no_grad()
+    def renormalise(self) -> None:
+        w = self.loss_weights
+        w.clamp_(min=_MIN_WEIGHT)
+        w.mul_(self.num_tasks / w.sum())
+
+    def combine(self, losses: Tensor) -> Tensor:
+        return (self.loss_weights.detach().to(losses) * losses).sum()
+
+    def backward(self, context: StepContext) -> None:
+        self.renormalise()  # a no-op after after_step; keeps user loops that skip it correct
+        losses = context.losses
+        detached = losses.detach().to(self.initial_losses)
+        if not bool(self.initialised):
+            self.initial_losses = detached.clone()
+            self.initialised = torch.ones((), dtype=torch.bool)
+        layer = last_shared_layer(context.shared_params)
+        norms = torch.stack(
+            [
+                torch.autograd.grad(losses[i], layer, retain_graph=True)[0].norm()
+                for i in range(losses.numel())
+            ]
+        ).to(self.loss_weights)
+        w = self.loss_weights
+        g = w * norms  # = ‖∇_W w_i L_i‖ for w_i > 0, differentiable in w
+        ratios = detached / self.initial_losses.clamp(min=1e-12)
+        r = ratios / ratios.mean()
+        target = (g.mean() * r**self.alpha).detach()
+        (grad_w,) = torch.autograd.grad((g - target).abs().sum(), w)
+        context.backward(self.combine(losses))
+        w.grad = grad_w if w.grad is None else w.grad + grad_w
+
+    def after_step(self, context: StepContext) -> None:
+        self.renormalise()
+
+    def current_weights(self) -> Tensor:
+        return self.loss_weights.detach()

@@ -1,0 +1,60 @@
+"""MGDA-UB: MGDA on an upper bound, with gradients on the shared representation.
+
+Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018 (Section 3.3).
+
+MGDA's min-norm problem is solved on the gradients of the task losses with respect to the shared
+representation ``Z`` (the trunk's output, flattened over the batch) instead of the shared
+parameters:
+
+    α = argmin_{α ∈ Δ} ‖Σ_i α_i ∇_Z L_i‖²
+
+which costs one partial backward per task, through the heads only. The model then takes a
+single backward of ``Σ_i α_i L_i`` (so, as in the authors' code, the heads' gradients are scaled
+by α too).
+
+Hyperparameters: as ``mgda`` — ``normalization`` ("none" | "l2" | "loss" | "loss+"), ``epsilon``
+(1e-3), ``max_iters`` (100).
+
+Backed by :class:`torchjd.aggregation.MGDAWeighting`; needs the trainer to pass ``features``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchjd.aggregation import MGDAWeighting
+
+from scalarize.methods._common import check_choice, check_int, check_real, gramian
+from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, Method
+from scalarize.methods.context import StepContext
+from scalarize.methods.mgda import NORMALIZATIONS, normalise_rows
+
+
+class MGDAUB(Method):
+    """MGDA weights from the representation's gradients, then one backward."""
+
+    name = "mgda_ub"
+    needs = frozenset({LOSSES, FEATURE_GRADIENTS})
+
+    def __init__(
+        self, normalization: str = "none", epsilon: float = 1e-3, max_iters: int = 100
+    ) -> None:
+        super().__init__()
+        self.normalization = check_choice(self.name, "normalization", normalization, NORMALIZATIONS)
+        epsilon = check_real(self.name, "epsilon", epsilon, low=0, low_open=True)
+        max_iters = check_int(self.name, "max_iters", max_iters, low=1)
+        self.weighting = MGDAWeighting(epsilon=epsilon, max_iters=max_iters)
+        self.register_buffer("last_weights", torch.zeros(0), persistent=False)
+
+    def weights(self, feature_gradients: Tensor, losses: Tensor) -> Tensor:
+        rows = normalise_rows(feature_gradients.detach(), losses, self.normalization)
+        return self.weighting(gramian(rows))
+
+    def backward(self, context: StepContext) -> None:
+        alpha = self.weights(context.feature_jacobian(), context.losses.detach())
+        alpha = alpha.to(context.losses)
+        self.last_weights = alpha.detach().clone()
+        context.backward((alpha * context.losses).sum())
+
+    def current_weights(self) -> Tensor | None:
+        return self.last_weights if self.last_weights.numel() else None

@@ -1,0 +1,96 @@
+"""Nash-MTL: multi-task learning as a bargaining game.
+
+Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik & Fetaya, "Multi-Task Learning as a
+Bargaining Game", ICML 2022.
+
+The update ``d = Σ_i α_i g_i`` uses the Nash bargaining solution: the ``α > 0`` with
+
+    (G Gᵀ) α = 1 / α        (element-wise),  i.e.  α_i · (g_i · d) = 1 for every task,
+
+so every task's directional derivative is inversely proportional to its weight. Then, as in
+torchjd, ``d`` is rescaled to norm ``max_norm`` when longer (``max_norm=0`` disables it; the
+official code meant to clip the gradient norm at 1). Task-specific parameters get their own
+gradients. With ``update_weights_every = k`` the weights are recomputed every k steps and reused
+in between (the paper's speed-up).
+
+Hyperparameters: ``max_norm`` (default 1.0, ≥ 0), ``update_weights_every`` (default 1).
+
+Solver: ``α`` is the unique minimiser of the strictly convex ``½ αᵀMα − Σ_i log α_i``
+(``M = G Gᵀ``, whose stationarity condition is exactly ``Mα = 1/α``), found by damped Newton
+iterations in float64 on ``M`` divided by its Frobenius norm, with ``1e-8 · I`` added so that it
+exists when the gradients are linearly dependent. This replaces the official (and torchjd's)
+sequence of cvxpy convex-concave subproblems, which reaches the same point but needs cvxpy and
+ECOS (not dependencies here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scalarize.methods._common import WeightedGradientMethod, check_int, check_real, gramian
+
+_RIDGE = 1e-8
+
+
+def nash_weights(gram: np.ndarray, max_newton: int = 100, tol: float = 1e-12) -> np.ndarray:
+    """The ``α > 0`` solving ``gram · α = 1/α`` (up to the small ridge)."""
+    t = gram.shape[0]
+    scale = float(np.linalg.norm(gram))
+    if scale <= 0.0:
+        return np.zeros(t)
+    m = gram / scale + _RIDGE * np.eye(t)
+    alpha = 1.0 / np.sqrt(np.diag(m))  # exact when the gradients are orthogonal
+
+    def phi(a: np.ndarray) -> float:
+        return float(0.5 * a @ m @ a - np.log(a).sum())
+
+    value = phi(alpha)
+    for _ in range(max_newton):
+        grad = m @ alpha - 1.0 / alpha
+        hessian = m + np.diag(1.0 / alpha**2)
+        step = -np.linalg.solve(hessian, grad)
+        decrement = float(-grad @ step)
+        if decrement < tol:
+            break
+        size = 1.0
+        while (alpha + size * step <= 0).any():
+            size *= 0.5
+        while phi(alpha + size * step) > value - 0.25 * size * decrement and size > 1e-12:
+            size *= 0.5
+        alpha = alpha + size * step
+        value = phi(alpha)
+    return alpha / np.sqrt(scale)  # back to the unnormalised Gramian
+
+
+class NashMTL(WeightedGradientMethod):
+    """Bargaining weights: ``α_i (g_i · d) = 1`` for all tasks."""
+
+    name = "nash_mtl"
+
+    def __init__(self, max_norm: float = 1.0, update_weights_every: int = 1) -> None:
+        super().__init__()
+        self.max_norm = check_real(self.name, "max_norm", max_norm, low=0)
+        self.update_weights_every = check_int(
+            self.name, "update_weights_every", update_weights_every, low=1
+        )
+        self.register_buffer("alpha", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def setup(self, task_names, setting="mtl") -> None:
+        super().setup(task_names, setting)
+        self.alpha = torch.zeros(self.num_tasks, dtype=torch.float64)
+        self.calls = torch.zeros((), dtype=torch.long)
+
+    def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
+        if int(self.calls) % self.update_weights_every == 0:
+            gram = gramian(gradients).cpu().numpy()
+            self.alpha = torch.from_numpy(nash_weights(gram)).to(self.alpha.device)
+        self.calls += 1
+        alpha = self.alpha.to(gradients)
+        if self.max_norm > 0:
+            norm = (alpha @ gradients).norm()
+            if norm > self.max_norm:
+                alpha = alpha * (self.max_norm / norm)
+        return alpha

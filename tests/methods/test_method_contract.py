@@ -1,0 +1,194 @@
+"""What every MTO method promises: registered, documented, validated, lowers the toy model's
+loss, keeps all its state in state_dict, and works in a user's own training loop."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from scalarize.methods import (
+    AFTER_STEP,
+    OWN_OPTIMIZER,
+    Method,
+    MethodError,
+    StepContext,
+    available_methods,
+    build_method,
+)
+from scalarize.methods.base import NEEDS
+
+MTO = [
+    "uw",
+    "imtl_l",
+    "dwa",
+    "rlw",
+    "famo",
+    "gradnorm",
+    "pcgrad",
+    "gradvac",
+    "graddrop",
+    "mgda",
+    "mgda_ub",
+    "cagrad",
+    "imtl_g",
+    "nash_mtl",
+    "aligned_mtl",
+    "upgrad",
+    "gradient_similarity",
+    "metabalance",
+    "mtadam",
+]
+
+# Learning rates of the 30-step toy run (MTAdam's steps are Adam-sized).
+LR = {"mtadam": 0.01}
+
+
+@pytest.mark.parametrize("name", MTO)
+def test_registered_documented_and_declares_needs(name):
+    assert name in available_methods()
+    method = build_method(name)
+    assert isinstance(method, Method) and method.name == name
+    assert method.needs <= NEEDS
+    doc = type(method).__doc__ or ""
+    module_doc = __import__(type(method).__module__, fromlist=["_"]).__doc__ or ""
+    assert doc.strip() and "Hyperparameters" in module_doc
+    assert any(str(year) in module_doc for year in range(2012, 2025)), "cites its paper"
+
+
+@pytest.mark.parametrize("name", MTO)
+def test_lowers_the_toy_loss(name, toy):
+    torch.manual_seed(0)
+    run = toy(build_method(name), lr=LR.get(name, 0.05))
+    with torch.no_grad():
+        before = run.losses()[1]
+    run.train(30)
+    with torch.no_grad():
+        after = run.losses()[1]
+    assert torch.isfinite(after).all()
+    assert after.sum() < 0.9 * before.sum(), (before, after)
+    weights = run.method.current_weights()
+    if weights is not None:
+        assert weights.shape == (2,) and torch.isfinite(weights).all()
+
+
+@pytest.mark.parametrize("name", MTO)
+def test_state_dict_round_trip_continues_identically(name, toy):
+    torch.manual_seed(1)
+    first = toy(build_method(name), lr=LR.get(name, 0.05))
+    first.train(12)  # two epochs end (DWA's history fills)
+    buffer = io.BytesIO()
+    torch.save(first.method.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = build_method(name)
+    fresh.setup(["a", "b"])
+    fresh.load_state_dict(torch.load(buffer))
+    second = first.clone(fresh)
+    for _ in range(3):
+        first.step()
+        second.step()
+    for p, q in zip(first.model.parameters(), second.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    w1, w2 = first.method.current_weights(), second.method.current_weights()
+    assert (w1 is None) == (w2 is None)
+    if w1 is not None:
+        torch.testing.assert_close(w1, w2, rtol=0, atol=0)
+
+
+INVALID = [
+    ("uw", {"form": "huber"}, "method uw: form must be one of"),
+    ("imtl_l", {"init": float("nan")}, "method imtl_l: init must be a finite number"),
+    ("dwa", {"temperature": 0}, r"method dwa: temperature must be in \(0, inf\), got 0"),
+    ("rlw", {"distribution": "uniform"}, "method rlw: distribution must be one of"),
+    ("rlw", {"seed": -1}, "method rlw: seed must be >= 0, got -1"),
+    ("famo", {"lr": -1}, r"method famo: lr must be in \[0, inf\), got -1"),
+    ("famo", {"betas": (0.9,)}, "method famo: betas must be two numbers"),
+    ("gradnorm", {"alpha": -0.5}, r"method gradnorm: alpha must be in \[0, inf\), got -0.5"),
+    ("pcgrad", {"seed": "x"}, "method pcgrad: seed must be an integer, got 'x'"),
+    ("gradvac", {"beta": 1.5}, r"method gradvac: beta must be in \[0, 1\], got 1.5"),
+    ("graddrop", {"leak": 2}, r"method graddrop: leak must be in \[0, 1\], got 2"),
+    ("mgda", {"normalization": "l1"}, "method mgda: normalization must be one of"),
+    ("mgda_ub", {"max_iters": 0}, "method mgda_ub: max_iters must be >= 1, got 0"),
+    ("cagrad", {"c": 2}, r"method cagrad: c must be in \[0, 1\), got 2"),
+    ("cagrad", {"rescale": 3}, "method cagrad: rescale must be one of 0, 1, 2, got 3"),
+    ("nash_mtl", {"max_norm": -1}, r"method nash_mtl: max_norm must be in \[0, inf\), got -1"),
+    ("aligned_mtl", {"scale_mode": "max"}, "method aligned_mtl: scale_mode must be one of"),
+    ("upgrad", {"reg_eps": 0}, r"method upgrad: reg_eps must be in \(0, inf\), got 0"),
+    ("gradient_similarity", {"mode": "soft"}, "method gradient_similarity: mode must be one of"),
+    ("metabalance", {"relax_factor": 1.2}, r"method metabalance: relax_factor must be in \[0, 1\]"),
+    ("mtadam", {"betas": (0.9, 0.999)}, "method mtadam: betas must be three numbers"),
+    ("mtadam", {"betas": (0.9, 0.999, 1.0)}, r"method mtadam: betas\[2\] must be in \[0, 1\)"),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "message"), INVALID)
+def test_bad_hyperparameters_are_one_line_errors(name, options, message):
+    with pytest.raises(MethodError, match=message) as error:
+        build_method(name, **options)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("gradient_similarity", {"main_task": "c"}, "main_task 'c' is not a task; tasks: a, b"),
+        ("metabalance", {"main_task": "c"}, "main_task 'c' is not a task; tasks: a, b"),
+        ("famo", {"min_losses": [0.0, 0.0, 0.0]}, "min_losses must be one number or 2"),
+        ("mtadam", {"weights": [1.0]}, "expected 2 values"),
+    ],
+)
+def test_bad_options_against_the_tasks_fail_at_setup(name, options, message):
+    method = build_method(name, **options)
+    with pytest.raises(MethodError, match=message):
+        method.setup(["a", "b"])
+
+
+def test_unknown_option_is_a_method_error():
+    with pytest.raises(MethodError, match="method 'cagrad'"):
+        build_method("cagrad", radius=0.5)
+
+
+@pytest.mark.parametrize("name", ["pcgrad", "famo", "gradnorm", "mgda_ub", "mtadam"])
+def test_usable_in_a_plain_user_loop(name):
+    """No trainer: the user builds the context, calls backward, steps their optimizer."""
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(3, 6), nn.ReLU())
+    heads = nn.ModuleList([nn.Linear(6, 1), nn.Linear(6, 1)])
+    x, y1, y2 = torch.randn(32, 3), torch.randn(32), torch.randn(32)
+    method = build_method(name)
+    method.setup(["depth", "segmentation"])
+    params = [*trunk.parameters(), *heads.parameters(), *method.parameters()]
+    if OWN_OPTIMIZER in method.needs:
+        opt = method.build_optimizer(params, lr=0.01)
+    else:
+        opt = torch.optim.SGD(params, lr=0.05)
+
+    def forward():
+        features = trunk(x)
+        losses = torch.stack(
+            [
+                ((heads[0](features).squeeze(-1) - y1) ** 2).mean(),
+                ((heads[1](features).squeeze(-1) - y2) ** 2).mean(),
+            ]
+        )
+        return features, losses
+
+    start = forward()[1].detach()
+    for step in range(20):
+        features, losses = forward()
+        ctx = StepContext(
+            losses,
+            features=features,
+            shared_params=list(trunk.parameters()),
+            task_params=[list(heads[0].parameters()), list(heads[1].parameters())],
+            recompute_losses=lambda: forward()[1],
+            step=step,
+        )
+        opt.zero_grad()
+        method.backward(ctx)
+        opt.step()
+        if AFTER_STEP in method.needs:
+            method.after_step(ctx)
+    assert forward()[1].sum() < start.sum()
