@@ -1,0 +1,81 @@
+"""GradNorm: the weights' gradient on a two-task toy computed by hand, the model's gradient,
+the choice of the last shared layer, and renormalisation after the step."""
+
+import math
+
+import torch
+from torch import nn
+
+from scalarize.methods import StepContext, build_method
+
+
+def _problem(w_values, b_value):
+    """Shared W (1×2) and bias b; L1 = 2 ΣW + b², L2 = W₀₀² + 3b."""
+    W = nn.Parameter(torch.tensor([w_values]))
+    b = nn.Parameter(torch.tensor([b_value]))
+    losses = torch.stack([2 * W.sum() + b[0] ** 2, W[0, 0] ** 2 + 3 * b[0]])
+    ctx = StepContext(losses, features=None, shared_params=[W, b], task_params=[[], []])
+    return W, b, ctx
+
+
+def _expected_weight_gradient(w, norms, ratios, alpha):
+    g = [wi * ni for wi, ni in zip(w, norms)]
+    g_bar = sum(g) / len(g)
+    r = [x / (sum(ratios) / len(ratios)) for x in ratios]
+    target = [g_bar * ri**alpha for ri in r]
+    return [math.copysign(ni, gi - ti) for ni, gi, ti in zip(norms, g, target)]
+
+
+def test_first_step_by_hand():
+    method = build_method("gradnorm")
+    method.setup(["a", "b"])
+    W, b, ctx = _problem([1.0, 1.0], 0.5)
+    method.backward(ctx)
+    # ∇_W L1 = (2, 2): ‖·‖ = 2√2; ∇_W L2 = (2, 0): ‖·‖ = 2; r = (1, 1) on the first step;
+    # Ḡ = √2 + 1, so G1 > Ḡ > G2 and dL_grad/dw = (+2√2, −2).
+    expected = _expected_weight_gradient([1, 1], [2 * math.sqrt(2), 2], [1, 1], 1.5)
+    torch.testing.assert_close(method.loss_weights.grad, torch.tensor(expected))
+    torch.testing.assert_close(method.loss_weights.grad, torch.tensor([2 * math.sqrt(2), -2.0]))
+    # the model's gradient is that of w·L with w held constant
+    torch.testing.assert_close(W.grad, torch.tensor([[4.0, 2.0]]))
+    torch.testing.assert_close(b.grad, torch.tensor([2 * 0.5 + 3.0]))
+    torch.testing.assert_close(method.initial_losses, torch.tensor([4.25, 2.5]))
+
+
+def test_later_step_uses_inverse_training_rates():
+    method = build_method("gradnorm", alpha=1.5)
+    method.setup(["a", "b"])
+    method.initial_losses = torch.tensor([4.25, 2.5])
+    method.initialised.fill_(True)
+    with torch.no_grad():
+        method.loss_weights.copy_(torch.tensor([1.2, 0.8]))
+    W, b, ctx = _problem([0.5, 1.0], 0.5)
+    method.backward(ctx)
+    losses = [2 * 1.5 + 0.25, 0.25 + 1.5]
+    ratios = [losses[0] / 4.25, losses[1] / 2.5]
+    expected = _expected_weight_gradient([1.2, 0.8], [2 * math.sqrt(2), 1.0], ratios, 1.5)
+    torch.testing.assert_close(method.loss_weights.grad, torch.tensor(expected))
+    torch.testing.assert_close(W.grad, torch.tensor([[1.2 * 2 + 0.8 * 1.0, 1.2 * 2]]))
+
+
+def test_weights_are_renormalised_to_sum_to_the_number_of_tasks():
+    method = build_method("gradnorm")
+    method.setup(["a", "b"])
+    W, b, ctx = _problem([1.0, 1.0], 0.5)
+    opt = torch.optim.SGD([W, b, *method.parameters()], lr=0.1)
+    method.backward(ctx)
+    opt.step()
+    method.after_step(ctx)
+    w = method.current_weights()
+    assert math.isclose(float(w.sum()), 2.0, rel_tol=1e-6)
+    raw = torch.tensor([1.0, 1.0]) - 0.1 * torch.tensor([2 * math.sqrt(2), -2.0])
+    torch.testing.assert_close(w, 2 * raw / raw.sum())
+    assert w[1] > w[0]  # the task with the smaller gradient norm gains weight
+
+
+def test_the_layer_is_the_last_shared_weight_matrix(toy):
+    from scalarize.methods.gradnorm import last_shared_layer
+
+    run = toy(build_method("gradnorm"))
+    params = list(run.model.trunk.parameters())
+    assert last_shared_layer(params) is params[-2]  # the Linear's weight, not its bias
