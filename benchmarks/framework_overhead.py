@@ -1,0 +1,97 @@
+"""What scalarize's trainer costs over a hand-written PyTorch loop (Foundation issue).
+
+Trains uniform scalarization on ``multimnist`` (MLP trunk, two heads, Adam) for the same number
+of steps on the same batches twice, alternately, several times:
+
+* ``plain``: a loop written by hand: index the batch, forward, ``0.5 * (CE_left + CE_right)``,
+  backward, Adam step; then one evaluation of val and test;
+* ``scalarize``: :class:`scalarize.train.Trainer` ``fit()`` with one evaluation at the end (the
+  method protocol, step context, losses, weight logging, progress bookkeeping, checkpoint).
+
+Prints JSON with samples/s of each (median over repeats) and the ratio. Target: scalarize costs
+at most 5% over the plain loop (ratio >= 0.95).
+
+    python benchmarks/framework_overhead.py [--steps 600] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from scalarize.data import load_benchmark
+from scalarize.methods import Scalarization
+from scalarize.models import build_model
+from scalarize.train import TrainConfig, Trainer
+from scalarize.train.evaluate import evaluate
+
+
+def plain_loop(bench, config: TrainConfig) -> float:
+    torch.manual_seed(config.seed)
+    model = build_model("mlp", bench.input_shape, bench.tasks, config.model.width, config.model.depth)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.lr)
+    train = bench.split("train")
+    x, left, right = train.inputs, train.targets["left"], train.targets["right"]
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    order, position = torch.randperm(len(x), generator=generator), 0
+    started = time.perf_counter()
+    for _ in range(config.steps):
+        if position >= len(order):
+            order, position = torch.randperm(len(x), generator=generator), 0
+        index = order[position : position + config.batch_size]
+        position += len(index)
+        _, outputs = model(x[index])
+        loss = 0.5 * (F.cross_entropy(outputs["left"], left[index]) + F.cross_entropy(outputs["right"], right[index]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    evaluate(model, bench, "val")
+    evaluate(model, bench, "test")
+    return time.perf_counter() - started
+
+
+def framework(bench, config: TrainConfig) -> float:
+    torch.manual_seed(config.seed)
+    model = build_model("mlp", bench.input_shape, bench.tasks, config.model.width, config.model.depth)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(config, bench, model, Scalarization(), checkpoint_path=f"{tmp}/ck.pt", progress=False)
+        started = time.perf_counter()
+        trainer.fit()
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+    bench = load_benchmark("multimnist")
+    config = TrainConfig(
+        steps=args.steps, eval_every=args.steps, batch_size=args.batch_size, device="cpu",
+        optimizer={"name": "adam", "lr": 1e-3}, stl=False,
+    )
+    plain_loop(bench, config.model_copy(update={"steps": 20}))  # warm-up
+    times = {"plain": [], "scalarize": []}
+    for _ in range(args.repeats):
+        times["plain"].append(plain_loop(bench, config))
+        times["scalarize"].append(framework(bench, config))
+    samples = args.steps * args.batch_size
+    rate = {k: samples / statistics.median(v) for k, v in times.items()}
+    print(json.dumps({
+        "benchmark": "multimnist", "model": "mlp width 1 depth 2", "steps": args.steps,
+        "batch_size": args.batch_size, "repeats": args.repeats, "threads": torch.get_num_threads(),
+        "plain_samples_per_s": round(rate["plain"]), "scalarize_samples_per_s": round(rate["scalarize"]),
+        "ratio_scalarize_over_plain": round(rate["scalarize"] / rate["plain"], 3),
+        "target": ">= 0.95",
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
