@@ -1,0 +1,49 @@
+"""UPGrad: torchjd's documented example, the mean when nothing conflicts, no conflict with any
+task, and the exactness of the dual-cone projection solver."""
+
+import numpy as np
+import torch
+
+from scalarize.methods import build_method
+from scalarize.methods.upgrad import nonnegative_qp
+
+
+def _method(num_tasks=2):
+    method = build_method("upgrad")
+    method.setup([f"t{i}" for i in range(num_tasks)])
+    return method
+
+
+def test_torchjd_documented_example():
+    method = _method()
+    d = method.aggregate(torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]]), torch.ones(2))
+    torch.testing.assert_close(d, torch.tensor([0.2929, 1.9004, 1.9004]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        method.current_weights(), torch.tensor([1.1109, 0.7894]), atol=1e-4, rtol=0
+    )
+
+
+def test_non_conflicting_gradients_give_the_mean():
+    G = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.5, 0.5, 3.0]])
+    torch.testing.assert_close(_method(3).aggregate(G, torch.ones(3)), G.mean(dim=0))
+
+
+def test_the_update_conflicts_with_no_task():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        G = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+        d = _method(4).aggregate(G, torch.ones(4))
+        assert (G @ d >= -1e-6 * G.norm() * d.norm()).all()
+
+
+def test_nonnegative_qp_satisfies_kkt():
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 3, 6):
+        A = rng.normal(size=(m, m + 2))
+        Q = A @ A.T + 1e-3 * np.eye(m)
+        c = rng.normal(size=m)
+        x = nonnegative_qp(Q, c)
+        grad = Q @ x + c
+        assert (x >= 0).all()
+        assert (grad >= -1e-9).all()
+        assert abs(x @ grad) < 1e-9
