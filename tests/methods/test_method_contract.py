@@ -192,3 +192,36 @@ def test_usable_in_a_plain_user_loop(name):
         if AFTER_STEP in method.needs:
             method.after_step(ctx)
     assert forward()[1].sum() < start.sum()
+
+
+@pytest.mark.parametrize("name", MTO)
+def test_setup_creates_its_state_on_the_method_device(name):
+    """The trainer may call ``method.to(device)`` before ``setup``."""
+    method = build_method(name)
+    method.to("meta")
+    method.setup(["a", "b"])
+    tensors = [*method.parameters(), *method.buffers()]
+    assert all(t.device.type == "meta" for t in tensors)
+
+
+@pytest.mark.parametrize("name", MTO)
+def test_mdl_setting_with_no_task_specific_parameters(name):
+    """MDL: one head shared by all domains, so the context has no task parameters."""
+    torch.manual_seed(0)
+    trunk = nn.Linear(3, 4)
+    x = torch.randn(8, 3)
+    z = trunk(x)
+    losses = torch.stack([(z**2).mean() + 0.1, ((z - 1) ** 2).mean() + 0.1])
+    ctx = StepContext(
+        losses,
+        features=z,
+        shared_params=list(trunk.parameters()),
+        task_params=[],
+        recompute_losses=lambda: losses.detach() * 0.9,
+    )
+    method = build_method(name)
+    method.setup(["d1", "d2"], "mdl")
+    method.backward(ctx)
+    if AFTER_STEP in method.needs:
+        method.after_step(ctx)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trunk.parameters())

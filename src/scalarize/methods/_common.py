@@ -76,6 +76,25 @@ def task_index(method: str, key: str, name: str | None, task_names: Sequence[str
     return list(task_names).index(name)
 
 
+# -- devices --------------------------------------------------------------------------------------
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device of the module's first tensor (CPU if it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def same_device(module: torch.nn.Module) -> Iterator[None]:
+    """Moves what the block creates to the device the module was on before it (``setup`` may
+    run after the trainer's ``method.to(device)``)."""
+    device = device_of(module)
+    yield
+    module.to(device)
+
+
 # -- seeded randomness kept in state_dict -------------------------------------------------------
 
 

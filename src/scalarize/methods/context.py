@@ -90,7 +90,8 @@ class StepContext:
         assert self._task_grads is not None
         for i, grads in enumerate(self._task_grads):
             scale = None if weights is None else weights[i]
-            for param, grad in zip(self.task_params[i], grads):
+            own = self.task_params[i] if i < len(self.task_params) else []  # MDL: no heads
+            for param, grad in zip(own, grads):
                 if grad is None:
                     continue
                 grad = grad if scale is None else grad * scale

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scalarize.methods._common import check_real
+from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import Method
 
 
@@ -37,9 +37,10 @@ class DWA(Method):
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        self.history = torch.ones(2, self.num_tasks)
-        self.epochs_seen = torch.zeros((), dtype=torch.long)
+        with same_device(self):
+            super().setup(task_names, setting)
+            self.history = torch.ones(2, self.num_tasks)
+            self.epochs_seen = torch.zeros((), dtype=torch.long)
 
     def weights(self) -> Tensor:
         if int(self.epochs_seen) < 2:

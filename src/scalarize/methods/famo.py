@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from scalarize.methods._common import check_real
+from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import AFTER_STEP, LOSSES, Method, MethodError
 from scalarize.methods.context import StepContext
 
@@ -68,22 +68,23 @@ class FAMO(Method):
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        t = self.num_tasks
-        b = torch.as_tensor(self._min_losses, dtype=torch.get_default_dtype())
-        if b.numel() == 1:
-            b = b.flatten().expand(t).clone()
-        if b.numel() != t or not torch.isfinite(b).all():
-            raise MethodError(
-                f"method famo: min_losses must be one number or {t} finite numbers, "
-                f"got {b.tolist()}"
-            )
-        self.min_losses = b.flatten()
-        self.logits = torch.zeros(t)
-        self.exp_avg = torch.zeros(t)
-        self.exp_avg_sq = torch.zeros(t)
-        self.prev_losses = torch.zeros(t)
-        self.adam_steps = torch.zeros((), dtype=torch.long)
+        with same_device(self):
+            super().setup(task_names, setting)
+            t = self.num_tasks
+            b = torch.as_tensor(self._min_losses, dtype=torch.get_default_dtype())
+            if b.numel() == 1:
+                b = b.flatten().expand(t).clone()
+            if b.numel() != t or not torch.isfinite(b).all():
+                raise MethodError(
+                    f"method famo: min_losses must be one number or {t} finite numbers, "
+                    f"got {b.tolist()}"
+                )
+            self.min_losses = b.flatten()
+            self.logits = torch.zeros(t)
+            self.exp_avg = torch.zeros(t)
+            self.exp_avg_sq = torch.zeros(t)
+            self.prev_losses = torch.zeros(t)
+            self.adam_steps = torch.zeros((), dtype=torch.long)
 
     def task_weights(self) -> Tensor:
         """``z = softmax(ξ)``."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scalarize.methods._common import check_real
+from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method
 from scalarize.methods.context import StepContext
 
@@ -57,10 +57,11 @@ class GradNorm(Method):
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        self.loss_weights = nn.Parameter(torch.ones(self.num_tasks))
-        self.initial_losses = torch.zeros(self.num_tasks)
-        self.initialised = torch.zeros((), dtype=torch.bool)
+        with same_device(self):
+            super().setup(task_names, setting)
+            self.loss_weights = nn.Parameter(torch.ones(self.num_tasks))
+            self.initial_losses = torch.zeros(self.num_tasks)
+            self.initialised = torch.zeros((), dtype=torch.bool)
 
     @torch.no_grad()
     def renormalise(self) -> None:

@@ -34,6 +34,7 @@ from scalarize.methods._common import (
     check_real,
     global_rng_from,
     gramian,
+    same_device,
 )
 
 
@@ -50,8 +51,9 @@ class GradVac(WeightedGradientMethod, SeededMethod):
         self.register_buffer("phi_hat", torch.zeros(0, 0, dtype=torch.float64))
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        self.phi_hat = torch.zeros(self.num_tasks, self.num_tasks, dtype=torch.float64)
+        with same_device(self):
+            super().setup(task_names, setting)
+            self.phi_hat = torch.zeros(self.num_tasks, self.num_tasks, dtype=torch.float64)
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
         gram = gramian(gradients)

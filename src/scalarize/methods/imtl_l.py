@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchjd.scalarization import IMTLL as _IMTLL
 
-from scalarize.methods._common import check_real
+from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import Method
 
 
@@ -34,13 +34,15 @@ class IMTLL(Method):
     def __init__(self, init: float = 0.0) -> None:
         super().__init__()
         self.init = check_real(self.name, "init", init)
+        self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
         self.scalarizer: _IMTLL | None = None
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        self.scalarizer = _IMTLL(self.num_tasks)
-        with torch.no_grad():
-            self.scalarizer.log_scale.fill_(self.init)
+        with same_device(self):
+            super().setup(task_names, setting)
+            self.scalarizer = _IMTLL(self.num_tasks)
+            with torch.no_grad():
+                self.scalarizer.log_scale.fill_(self.init)
 
     @property
     def log_scale(self) -> nn.Parameter:

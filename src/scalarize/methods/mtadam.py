@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scalarize.methods._common import check_real
+from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import (
     LOSSES,
     OWN_OPTIMIZER,
@@ -84,9 +84,10 @@ class MTAdam(Method):
         self.slots: list[dict[str, Any]] | None = None  # per parameter tensor
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        raw = [1.0] * self.num_tasks if self._requested is None else self._requested
-        self.ranks = check_weights(raw, self.num_tasks, key="method mtadam: weights")
+        with same_device(self):
+            super().setup(task_names, setting)
+            raw = [1.0] * self.num_tasks if self._requested is None else self._requested
+            self.ranks = check_weights(raw, self.num_tasks, key="method mtadam: weights")
 
     def build_optimizer(self, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr)

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scalarize.methods._common import WeightedGradientMethod, check_int, check_real, gramian
+from scalarize.methods._common import (
+    WeightedGradientMethod,
+    check_int,
+    check_real,
+    gramian,
+    same_device,
+)
 
 _RIDGE = 1e-8
 
@@ -79,9 +85,10 @@ class NashMTL(WeightedGradientMethod):
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        self.alpha = torch.zeros(self.num_tasks, dtype=torch.float64)
-        self.calls = torch.zeros((), dtype=torch.long)
+        with same_device(self):
+            super().setup(task_names, setting)
+            self.alpha = torch.zeros(self.num_tasks, dtype=torch.float64)
+            self.calls = torch.zeros((), dtype=torch.long)
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
         if int(self.calls) % self.update_weights_every == 0:

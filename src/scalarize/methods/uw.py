@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torchjd.scalarization import UW
 
-from scalarize.methods._common import check_choice, check_real
+from scalarize.methods._common import check_choice, check_real, same_device
 from scalarize.methods.base import Method
 
 
@@ -37,13 +37,15 @@ class UncertaintyWeighting(Method):
         super().__init__()
         self.init = check_real(self.name, "init", init)
         self.form = check_choice(self.name, "form", form, ("regression", "classification"))
+        self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
         self.scalarizer: UW | None = None
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        self.scalarizer = UW(self.num_tasks)
-        with torch.no_grad():
-            self.scalarizer.log_var.fill_(self.init)
+        with same_device(self):
+            super().setup(task_names, setting)
+            self.scalarizer = UW(self.num_tasks)
+            with torch.no_grad():
+                self.scalarizer.log_var.fill_(self.init)
 
     @property
     def log_var(self) -> nn.Parameter:
