@@ -71,13 +71,16 @@ class FAMO(Method):
         with same_device(self):
             super().setup(task_names, setting)
             t = self.num_tasks
-            b = torch.as_tensor(self._min_losses, dtype=torch.get_default_dtype())
+            try:
+                b = torch.as_tensor(self._min_losses, dtype=torch.get_default_dtype())
+            except (TypeError, ValueError, RuntimeError):
+                b = torch.full((t + 1,), float("nan"))  # reported below
             if b.numel() == 1:
                 b = b.flatten().expand(t).clone()
             if b.numel() != t or not torch.isfinite(b).all():
                 raise MethodError(
                     f"method famo: min_losses must be one number or {t} finite numbers, "
-                    f"got {b.tolist()}"
+                    f"got {self._min_losses!r}"
                 )
             self.min_losses = b.flatten()
             self.logits = torch.zeros(t)

@@ -78,6 +78,8 @@ class MTAdam(Method):
         )
         self.eps = check_real(self.name, "eps", eps, low=0)
         self.weight_decay = check_real(self.name, "weight_decay", weight_decay, low=0)
+        if weights is not None and not isinstance(weights, Sequence):
+            raise MethodError(f"method mtadam: weights must be a list of numbers, got {weights!r}")
         self._requested = None if weights is None else list(weights)
         self.register_buffer("ranks", torch.ones(0))
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
@@ -133,11 +135,9 @@ class MTAdam(Method):
         n = norms if step == 1 else beta3 * slot["norms"] + (1 - beta3) * norms
         slot["norms"] = n
         reached = n > _TINY_NORM
-        scales = torch.ones_like(n)
-        if reached.any():
-            anchor = n[reached.nonzero()[0, 0]]
-            ranks = self.ranks.to(n)[tasks]
-            scales = torch.where(reached, ranks * anchor / n.clamp(min=_TINY_NORM), scales)
+        anchor = n[reached.to(torch.uint8).argmax()]  # first loss that reaches p (no host sync)
+        ranks = self.ranks.to(n)[tasks]
+        scales = torch.where(reached, ranks * anchor / n.clamp(min=_TINY_NORM), torch.ones_like(n))
         g = g * scales.view(-1, *([1] * (g.dim() - 1)))
         if self.weight_decay:
             g = g + self.weight_decay * p.detach().unsqueeze(0)
