@@ -38,11 +38,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
+    from scalarize.data.loaders import DISK_BENCHMARKS
     from scalarize.data.registry import available_benchmarks, load_benchmark
     from scalarize.report.experiment import format_table
 
     rows = []
     for name in available_benchmarks():
+        if name in DISK_BENCHMARKS:  # datasets on disk: listed, not read
+            rows.append([name, *DISK_BENCHMARKS[name]])
+            continue
         bench = load_benchmark(name)
         sizes = bench.sizes()
         total = {s: sum(v[s] for v in sizes.values()) for s in ("train", "val", "test")}

@@ -10,6 +10,7 @@ from scalarize.data.benchmark import Benchmark
 from scalarize.data.bundled.digits import digits
 from scalarize.data.bundled.multimnist import multimnist
 from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
+from scalarize.data.loaders import celeba, cifar_stl, domainnet
 
 
 class BenchmarkError(ValueError):
@@ -72,5 +73,8 @@ for _name, _builder in (
     ("digits", digits),
     ("synthetic", synthetic),
     ("synthetic_linear", synthetic_linear),
+    ("celeba", celeba),
+    ("domainnet", domainnet),
+    ("cifar_stl", cifar_stl),
 ):
     register_benchmark(_name, _builder)

@@ -1,0 +1,157 @@
+"""CelebA (Liu et al., "Deep Learning Face Attributes in the Wild", ICCV 2015) from local disk.
+
+Multi-task learning: each of the 40 binary face attributes is a ``binary`` task (Sener & Koltun
+2018; Royer et al. 2023). Reads the official distribution under ``root``::
+
+    root/
+      img_align_celeba/000001.jpg ... 202599.jpg    aligned and cropped faces, 178x218
+      list_attr_celeba.txt     line 1: image count; line 2: the 40 attribute names;
+                               then "<file> v1 ... v40" with values -1 or 1
+      list_eval_partition.txt  "<file> 0|1|2": 0 train, 1 val, 2 test
+
+The official validation split is used (nothing carved). Images are resized to ``resize`` x
+``resize`` (the aspect ratio is not kept: 178x218 faces become square), decoded once with PIL and
+cached as uint8 arrays in the cache directory, keyed by the root, the options and the files'
+sizes and modification times.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scalarize.data.benchmark import Benchmark, Split
+from scalarize.data.cache import cached_arrays
+from scalarize.data.loaders._common import (
+    DataFileError,
+    check_int,
+    choose_names,
+    decode_images,
+    files_digest,
+    read_lines,
+    require,
+    resolve_root,
+    subsample,
+    to_float,
+)
+from scalarize.data.task import Task
+
+NEEDS = "CelebA needs img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt under root"
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """(attribute names, image file names, values ``[N, 40]`` in {0, 1}) from list_attr_celeba.txt."""
+    lines = read_lines(path)
+    if len(lines) < 2:
+        raise DataFileError(f"{path}: truncated (expected a count line and an attribute-name line)")
+    try:
+        count = int(lines[0].strip())
+    except ValueError:
+        raise DataFileError(f"{path}: line 1: expected the image count, got {lines[0][:40]!r}") from None
+    names = lines[1].split()
+    rows = [line for line in lines[2:] if line.strip()]
+    if len(rows) != count:
+        raise DataFileError(f"{path}: truncated (expected {count} rows, got {len(rows)})")
+    files, values = [], np.empty((count, len(names)), dtype=np.int8)
+    for i, row in enumerate(rows):
+        parts = row.split()
+        if len(parts) != len(names) + 1 or not set(parts[1:]) <= {"1", "-1"}:
+            raise DataFileError(
+                f"{path}: line {i + 3}: expected a file name and {len(names)} values of -1 or 1, "
+                f"got {row[:60]!r}"
+            )
+        files.append(parts[0])
+        values[i] = [v == "1" for v in parts[1:]]
+    return names, files, values
+
+
+def read_partition(path: Path, files: list[str]) -> np.ndarray:
+    """The split code (0 train, 1 val, 2 test) of each of ``files`` from list_eval_partition.txt."""
+    codes: dict[str, int] = {}
+    for i, line in enumerate(read_lines(path)):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise DataFileError(f"{path}: line {i + 1}: expected '<file> 0|1|2', got {line[:60]!r}")
+        codes[parts[0]] = int(parts[1])
+    missing = [f for f in files if f not in codes]
+    if missing:
+        raise DataFileError(
+            f"{path}: truncated (expected {len(files)} rows, one per image of list_attr_celeba.txt; "
+            f"{len(missing)} missing, e.g. {missing[0]})"
+        )
+    return np.array([codes[f] for f in files], dtype=np.int8)
+
+
+def celeba(
+    root: str | None = None,
+    attributes: list[str] | str | None = None,
+    resize: int = 64,
+    max_per_split: int = 0,
+    seed: int = 0,
+) -> Benchmark:
+    """MTL benchmark: one ``binary`` task per CelebA attribute on 3x``resize``x``resize`` faces.
+
+    Args:
+        root: the folder holding the official files; default ``$SCALARIZE_DATA/celeba``.
+        attributes: the attributes to learn (names from list_attr_celeba.txt, e.g.
+            ``[Smiling, Male]`` or ``"Smiling,Male"``), in this order; default all 40.
+        resize: the side of the square images; 0 keeps the native 178x218.
+        max_per_split: at most this many images per split (a fixed random subset drawn with
+            ``seed``), to try things quickly; 0 loads all.
+        seed: the seed of that subset.
+    """
+    check_int("resize", resize, 0)
+    check_int("max_per_split", max_per_split, 0)
+    path = resolve_root(root, "celeba", NEEDS)
+    images_dir = require(path / "img_align_celeba", NEEDS, folder=True)
+    attr_file = require(path / "list_attr_celeba.txt", NEEDS)
+    partition_file = require(path / "list_eval_partition.txt", NEEDS)
+
+    names, files, values = read_attributes(attr_file)
+    chosen = choose_names("attributes", attributes, names)
+    codes = read_partition(partition_file, files)
+    index = {
+        split: subsample(np.flatnonzero(codes == code), max_per_split, seed + code)
+        for split, code in SPLIT_CODES.items()
+    }
+    for split, rows in index.items():
+        if len(rows) == 0:
+            raise DataFileError(f"{partition_file}: no image in the {split} split")
+
+    paths = {split: [images_dir / files[i] for i in rows] for split, rows in index.items()}
+    all_paths = [p for split in SPLIT_CODES for p in paths[split]]
+    key = {
+        "root": str(path),
+        "resize": resize,
+        "max_per_split": max_per_split,
+        "seed": seed,
+        "files": files_digest([attr_file, partition_file, *all_paths]),
+        "version": 1,
+    }
+
+    def build() -> dict[str, np.ndarray]:
+        return {f"{split}_x": decode_images(paths[split], resize) for split in SPLIT_CODES}
+
+    arrays = cached_arrays("celeba", key, build)
+    columns = [names.index(a) for a in chosen]
+    splits = {
+        split: Split(
+            to_float(arrays[f"{split}_x"]),
+            {a: torch.as_tensor(values[index[split], c], dtype=torch.long) for a, c in zip(chosen, columns)},
+        )
+        for split in SPLIT_CODES
+    }
+    return Benchmark(
+        "celeba",
+        "mtl",
+        [Task(a, "binary", 1) for a in chosen],
+        {"celeba": splits},
+        description=f"CelebA: {len(chosen)} binary face attributes on aligned faces (official splits)",
+        extras={"root": os.fspath(path), "attributes": chosen},
+    )

@@ -1,0 +1,136 @@
+"""DomainNet (Peng et al., "Moment Matching for Multi-Source Domain Adaptation", ICCV 2019) from disk.
+
+Multi-domain learning: six domains (clipart, infograph, painting, quickdraw, real, sketch) share
+one 345-class task, ``category``; the scalarization weights are the domains' sampling ratios
+(Royer et al. 2023). Reads the official distribution under ``root``::
+
+    root/
+      clipart/<class>/<file>.jpg ...       one folder per domain (the unzipped archives)
+      clipart_train.txt, clipart_test.txt  the official split lists, one per domain and split:
+      ...                                  lines "<domain>/<class>/<file>.jpg <label>", label 0..344,
+                                           paths relative to root
+
+Validation is carved from each domain's train list with a fixed seed (``val_fraction``).
+DomainNet's images differ in size, so they are all resized to ``resize`` x ``resize`` (the aspect
+ratio is not kept), decoded once with PIL and cached per domain as uint8 arrays, keyed by the
+root, the options and the files' sizes and modification times.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scalarize.data.benchmark import Benchmark, Split
+from scalarize.data.cache import cached_arrays
+from scalarize.data.loaders._common import (
+    DataFileError,
+    carve_indices,
+    check_fraction,
+    check_int,
+    choose_names,
+    decode_images,
+    files_digest,
+    read_lines,
+    require,
+    resolve_root,
+    subsample,
+    to_float,
+)
+from scalarize.data.task import Task
+
+DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
+NUM_CLASSES = 345
+NEEDS = "DomainNet needs <domain>/ folders and <domain>_train.txt, <domain>_test.txt under root"
+
+
+def read_split_list(path: Path) -> tuple[list[str], np.ndarray]:
+    """(relative image paths, labels) from an official ``<domain>_<split>.txt`` list."""
+    files, labels = [], []
+    for i, line in enumerate(read_lines(path)):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) >= NUM_CLASSES:
+            raise DataFileError(
+                f"{path}: line {i + 1}: expected '<domain>/<class>/<file>.jpg <label>' with a label "
+                f"in 0..{NUM_CLASSES - 1}, got {line[:80]!r}"
+            )
+        files.append(parts[0])
+        labels.append(int(parts[1]))
+    if not files:
+        raise DataFileError(f"{path}: empty (expected lines '<domain>/<class>/<file>.jpg <label>')")
+    return files, np.array(labels, dtype=np.int64)
+
+
+def domainnet(
+    root: str | None = None,
+    domains: list[str] | str | None = None,
+    resize: int = 64,
+    max_per_split: int = 0,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Benchmark:
+    """MDL benchmark: the chosen DomainNet domains, one 345-class task ``category``.
+
+    Args:
+        root: the folder holding the domains and split lists; default ``$SCALARIZE_DATA/domainnet``.
+        domains: the domains (the objectives), in this order, e.g. ``[real, sketch]`` or
+            ``"real,sketch"``; default all six.
+        resize: the side of the square images (DomainNet's sizes vary, so one is needed).
+        max_per_split: at most this many images per domain and split (a fixed random subset
+            drawn with ``seed``), to try things quickly; 0 loads all.
+        val_fraction: the part of each domain's official train list held out for validation.
+        seed: the seed of the validation split and of the subsets.
+    """
+    chosen = choose_names("domains", domains, DOMAINS)
+    check_int("resize", resize, 1)
+    check_int("max_per_split", max_per_split, 0)
+    check_fraction("val_fraction", val_fraction)
+    path = resolve_root(root, "domainnet", NEEDS)
+
+    classes: dict[int, str] = {}
+    data: dict[str, dict[str, Split]] = {}
+    for domain in chosen:
+        lists = {s: require(path / f"{domain}_{s}.txt", NEEDS) for s in ("train", "test")}
+        train_files, train_labels = read_split_list(lists["train"])
+        test_files, test_labels = read_split_list(lists["test"])
+        for file, label in zip(train_files + test_files, np.concatenate([train_labels, test_labels])):
+            parts = Path(file).parts
+            if len(parts) >= 3:
+                classes.setdefault(int(label), parts[-2])
+        train_idx, val_idx = carve_indices(len(train_files), val_fraction, seed)
+        rows = {
+            "train": (train_files, train_labels, subsample(train_idx, max_per_split, seed)),
+            "val": (train_files, train_labels, subsample(val_idx, max_per_split, seed + 1)),
+            "test": (test_files, test_labels, subsample(np.arange(len(test_files)), max_per_split, seed + 2)),
+        }
+        paths = {s: [path / files[i] for i in index] for s, (files, _, index) in rows.items()}
+        key = {
+            "root": str(path),
+            "domain": domain,
+            "resize": resize,
+            "max_per_split": max_per_split,
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "files": files_digest([*lists.values(), *(p for s in rows for p in paths[s])]),
+            "version": 1,
+        }
+        arrays = cached_arrays(
+            f"domainnet-{domain}", key, lambda: {f"{s}_x": decode_images(paths[s], resize) for s in rows}
+        )
+        data[domain] = {
+            s: Split(to_float(arrays[f"{s}_x"]), {"category": torch.as_tensor(labels[index])})
+            for s, (_, labels, index) in rows.items()
+        }
+    return Benchmark(
+        "domainnet",
+        "mdl",
+        [Task("category", "multiclass", NUM_CLASSES)],
+        data,
+        description=f"DomainNet: one {NUM_CLASSES}-class task over the domains {', '.join(chosen)}",
+        extras={"root": os.fspath(path), "classes": dict(sorted(classes.items()))},
+    )
