@@ -1,9 +1,12 @@
-"""Search over task weights: sweep designs (and, in sibling modules, PBT/PB2 policies).
+"""Search over task weights: sweep designs, PBT policy, PBT fitness, PB2 explore.
 
-Pure logic: numpy (scipy for Sobol' points), no torch, no I/O.
+Pure logic: numpy (scipy for Sobol' points), no torch, no I/O. ``pb2_explore`` imports
+scikit-learn, so it is loaded only when first used.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from scalarize.search.designs import (
     dirichlet,
@@ -13,5 +16,53 @@ from scalarize.search.designs import (
     uniform,
     validate_weights,
 )
+from scalarize.search.fitness import (
+    FITNESS_NAMES,
+    FitnessFn,
+    build_fitness,
+    constrained,
+    delta_m_fitness,
+    fitness_vector,
+    mean_primary,
+)
+from scalarize.search.pbt import (
+    Decision,
+    LineageRow,
+    PBTPolicy,
+    initial_rows,
+    lineage_rows,
+    quantile_count,
+    schedule_of,
+)
 
-__all__ = ["dirichlet", "grid", "lattice", "sobol_simplex", "uniform", "validate_weights"]
+__all__ = [
+    "FITNESS_NAMES",
+    "Decision",
+    "FitnessFn",
+    "LineageRow",
+    "PBTPolicy",
+    "build_fitness",
+    "constrained",
+    "delta_m_fitness",
+    "dirichlet",
+    "fitness_vector",
+    "grid",
+    "initial_rows",
+    "lattice",
+    "lineage_rows",
+    "mean_primary",
+    "pb2_explore",
+    "quantile_count",
+    "schedule_of",
+    "sobol_simplex",
+    "uniform",
+    "validate_weights",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "pb2_explore":  # scikit-learn is heavy: import on first use
+        from scalarize.search.pb2 import pb2_explore
+
+        return pb2_explore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
