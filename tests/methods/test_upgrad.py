@@ -23,6 +23,20 @@ def test_torchjd_documented_example():
     )
 
 
+def test_two_conflicting_gradients_by_hand():
+    # g1 = (1, 0), g2 = (−1, 1) conflict. π(g1) = g1 + ½ g2 = (½, ½) (onto g2·x ≥ 0, and then
+    # g1·π(g1) = ½ ≥ 0); π(g2) = g2 + g1 = (0, 1). d = mean = (¼, ¾), up to torchjd's 1e-4
+    # regularisation of the Gramian.
+    G = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+    method = _method()
+    torch.testing.assert_close(
+        method.aggregate(G, torch.ones(2)), torch.tensor([0.25, 0.75]), atol=1e-3, rtol=0
+    )
+    torch.testing.assert_close(
+        method.current_weights(), torch.tensor([1.0, 0.75]), atol=1e-3, rtol=0
+    )
+
+
 def test_non_conflicting_gradients_give_the_mean():
     G = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.5, 0.5, 3.0]])
     torch.testing.assert_close(_method(3).aggregate(G, torch.ones(3)), G.mean(dim=0))
