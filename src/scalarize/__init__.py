@@ -1,31 +1,45 @@
 """scalarize: tuned scalarization, population-based weight search and MTO baselines for
-multi-task and multi-domain learning in PyTorch (after Royer et al., NeurIPS 2023)."""
+multi-task and multi-domain learning in PyTorch (after Royer et al., NeurIPS 2023).
 
-from scalarize.data import Benchmark, Task, available_benchmarks, load_benchmark
-from scalarize.methods import Method, Scalarization, StepContext, available_methods, build_method
-from scalarize.models import MultiTaskModel, build_model
-from scalarize.store import Store
-from scalarize.train import ExperimentResult, RunResult, TrainConfig, Trainer, load_config, run_experiment
+The top-level names are imported lazily, so that the pure-logic layers (``scalarize.search``,
+``scalarize.pareto``) load without torch.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Benchmark",
-    "ExperimentResult",
-    "Method",
-    "MultiTaskModel",
-    "RunResult",
-    "Scalarization",
-    "StepContext",
-    "Store",
-    "Task",
-    "TrainConfig",
-    "Trainer",
-    "available_benchmarks",
-    "available_methods",
-    "build_method",
-    "build_model",
-    "load_benchmark",
-    "load_config",
-    "run_experiment",
-]
+_EXPORTS = {
+    "Benchmark": "scalarize.data",
+    "Task": "scalarize.data",
+    "available_benchmarks": "scalarize.data",
+    "load_benchmark": "scalarize.data",
+    "Method": "scalarize.methods",
+    "Scalarization": "scalarize.methods",
+    "StepContext": "scalarize.methods",
+    "available_methods": "scalarize.methods",
+    "build_method": "scalarize.methods",
+    "MultiTaskModel": "scalarize.models",
+    "build_model": "scalarize.models",
+    "Store": "scalarize.store",
+    "ExperimentResult": "scalarize.train",
+    "RunResult": "scalarize.train",
+    "TrainConfig": "scalarize.train",
+    "Trainer": "scalarize.train",
+    "load_config": "scalarize.train",
+    "run_experiment": "scalarize.train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'scalarize' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

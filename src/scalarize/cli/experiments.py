@@ -42,6 +42,24 @@ def run_and_report(
     return result
 
 
+def sweep_and_report(config, *, progress: bool = True, say: Callable[[str], None] = print):
+    """Trains a sweep (resuming where it stopped), prints the front, writes the report."""
+    from scalarize.population.sweep import run_sweep
+    from scalarize.report.sweep import write_sweep_report
+
+    started = time.perf_counter()
+    result = run_sweep(config, progress=progress, log=say)
+    report, table = write_sweep_report(result, config.experiment_dir())
+    say("")
+    say(table)
+    diverged = [n for n, r in result.results.items() if r.status == "diverged"]
+    if diverged:
+        say(f"warning: {len(diverged)} member(s) diverged: {', '.join(diverged)}")
+    say(f"\nreport: {report}  (also report.html; database: {config.experiment_dir() / 'scalarize.db'})")
+    say(f"finished in {time.perf_counter() - started:.1f} s")
+    return result
+
+
 DEMO_BENCHMARKS = (
     ("multimnist", "two tasks on one input: the left and the right digit of MultiMNIST"),
     ("digits", "one task over two domains, MNIST and UCI digits, mixed by sampling ratios"),

@@ -37,6 +37,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from scalarize.cli.experiments import sweep_and_report
+    from scalarize.population.sweep import load_sweep_config
+
+    config = load_sweep_config(args.config, args.overrides)
+    sweep_and_report(config, progress=not args.quiet, say=_say)
+    return 0
+
+
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from scalarize.data.loaders import DISK_BENCHMARKS
     from scalarize.data.registry import available_benchmarks, load_benchmark
@@ -95,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-4")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=cmd_train)
+
+    sweep = commands.add_parser("sweep", help="train a sweep of weights as a population; report the front")
+    sweep.add_argument("config", help="YAML config with a sweep: section (see configs/*-sweep.yaml)")
+    sweep.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sweep.step=0.05")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=cmd_sweep)
 
     bench = commands.add_parser("benchmarks", help="list the bundled benchmarks")
     bench.add_argument("--options", metavar="NAME", help="show the options of one benchmark")

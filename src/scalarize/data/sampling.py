@@ -51,13 +51,17 @@ class EpochSampler:
     def set_weights(self, weights: Tensor | None) -> None:
         """One domain: nothing to mix."""
 
-    def next_batch(self) -> Batch:
+    def next_index(self) -> Tensor:
+        """The indices of the next batch (on the split's device)."""
         if self.position >= len(self.order):
             self.order = torch.randperm(len(self.split), generator=self.generator)
             self.position = 0
         index = self.order[self.position : self.position + self.batch_size]
         self.position += len(index)
-        index = index.to(self.split.inputs.device)
+        return index.to(self.split.inputs.device)
+
+    def next_batch(self) -> Batch:
+        index = self.next_index()
         return Batch(
             self.split.inputs[index],
             {k: v[index] for k, v in self.split.targets.items()},

@@ -32,6 +32,8 @@ def results_rows(
             stl_values = [finals[name.split("/")[0]][name] for name, _ in primary]
         except KeyError:
             stl_values = None
+        if stl_values is not None and any(v <= 0 for v in stl_values):
+            stl_values = None  # Δm divides by the single-task metric: undefined at 0
     rows = []
     for run in runs:
         info = store.run(run)

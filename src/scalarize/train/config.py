@@ -76,7 +76,8 @@ class TrainConfig(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the numbers (not the output directory)."""
-        data = self.model_dump(exclude={"output", "stl", "name"})
+        own = set(TrainConfig.model_fields) - {"output", "stl", "name"}
+        data = self.model_dump(include=own)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -43,7 +43,10 @@ class ExperimentResult:
             return None
         names = [name for name, _ in self.primary]
         stl = [self.stl[name.split("/")[0]].test[name] for name in names]
-        return float(delta_m([self.main.test[n] for n in names], stl, [up for _, up in self.primary]))
+        try:
+            return float(delta_m([self.main.test[n] for n in names], stl, [up for _, up in self.primary]))
+        except ValueError:  # a single-task metric of 0: Δm is undefined
+            return None
 
 
 def build_method_from_config(config: TrainConfig) -> Method:

@@ -1,0 +1,147 @@
+"""Trains a set of members: stacked (vectorised) where it pays, one after another where not.
+
+Members are grouped by architecture (same benchmark, model, optimizer and budget); each group is
+split into chunks of at most ``chunk_size`` members, so a large population fits in memory. For
+each group the engine is chosen by flag or, with ``auto``, measured: a few steps of the stacked
+population against a few steps of one member alone, times the chunk size. Models with buffers
+(batch norm) always use the loop. The choice and the measured ratio are logged.
+
+Completed members are read back from the store, not retrained; an interrupted chunk resumes from
+its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+
+from scalarize.data.benchmark import Benchmark
+from scalarize.methods.scalarization import Scalarization
+from scalarize.models.registry import build_model
+from scalarize.population.members import Member, architecture_key
+from scalarize.population.stacked import StackedPopulation, can_stack
+from scalarize.store.database import Store
+from scalarize.train.experiment import train_one
+from scalarize.train.trainer import RunResult, Trainer
+
+Engine = Literal["auto", "vectorized", "loop"]
+MEASURE_STEPS = 4
+
+
+def result_from_store(store: Store, name: str) -> RunResult:
+    row = store.run(name)
+    final = store.final(name)
+    history = store.history(name, "val")
+    return RunResult(
+        name=name, status=row["status"], objectives=[], best_evaluation=-1, best_step=0,
+        val=final.get("val", {}), test=final.get("test", {}), steps=row["step"], message=row["message"],
+        history=[{"step": s, f"val/{k}": v} for k, points in history.items() for s, v in points],
+    )
+
+
+def _timed(step: Callable[[], object], count: int, repeats: int = 3) -> float:
+    """Seconds per call: the best of ``repeats`` rounds of ``count`` calls, after a warm-up."""
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(count):
+            step()
+        best = min(best, (time.perf_counter() - started) / count)
+    return best
+
+
+def measure(members: Sequence[Member], benchmark: Benchmark) -> float:
+    """Speed-up of stacking ``members`` over training them one after another (> 1: stack)."""
+    state = torch.get_rng_state()
+    try:
+        population = StackedPopulation(members, benchmark, progress=False)
+        stacked = _timed(population.train_step, MEASURE_STEPS)
+        config = members[0].config
+        torch.manual_seed(config.seed)
+        model = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+        single = Trainer(config, benchmark, model, Scalarization(config.method.weights), progress=False)
+        alone = _timed(single.train_step, MEASURE_STEPS)
+    finally:
+        torch.set_rng_state(state)
+    return len(members) * alone / stacked
+
+
+def choose_engine(members: Sequence[Member], benchmark: Benchmark, engine: Engine) -> tuple[str, str]:
+    """Returns ``(engine, reason)`` for one group of members."""
+    config = members[0].config
+    probe = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+    if engine == "loop":
+        return "loop", "chosen by flag"
+    if not can_stack(probe):
+        if engine == "vectorized":
+            raise ValueError("engine: 'vectorized' cannot stack a model with batch norm; use loop or auto")
+        return "loop", f"{config.model.family} has batch-norm buffers, which cannot be stacked"
+    if config.method.name != "scalarization":
+        return "loop", f"method {config.method.name!r} is trained one run at a time"
+    if len(members) == 1:
+        return "loop", "a single member"
+    if engine == "vectorized":
+        return "vectorized", "chosen by flag"
+    ratio = measure(members, benchmark)
+    chosen = "vectorized" if ratio >= 1.0 else "loop"
+    return chosen, f"measured: stacking {len(members)} members is {ratio:.2f}x the loop"
+
+
+def train_members(
+    members: Sequence[Member],
+    benchmark: Benchmark,
+    store: Store,
+    *,
+    engine: Engine = "auto",
+    chunk_size: int = 16,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, RunResult]:
+    """Trains every member not yet completed in ``store``; returns every member's result."""
+    results: dict[str, RunResult] = {}
+    groups: dict[str, list[Member]] = {}
+    for member in members:
+        row = store.run(member.name)
+        if row is not None and row["status"] in ("completed", "diverged") and row["finished"]:
+            results[member.name] = result_from_store(store, member.name)
+        else:
+            groups.setdefault(architecture_key(member.config), []).append(member)
+    if results:
+        log(f"{len(results)} member(s) already trained: read from the store")
+    for group in groups.values():
+        chunks = [group[i : i + chunk_size] for i in range(0, len(group), chunk_size)]
+        chosen, reason = choose_engine(chunks[0], benchmark, engine)
+        log(f"engine: {chosen} for {len(group)} member(s) ({reason})")
+        for chunk in chunks:
+            results.update(_train_chunk(chunk, benchmark, store, chosen, progress))
+    return {m.name: results[m.name] for m in members}
+
+
+def _train_chunk(chunk: list[Member], benchmark: Benchmark, store: Store, engine: str, progress: bool) -> dict[str, RunResult]:
+    directory = store.directory / "runs"
+    if engine == "loop":
+        out = {}
+        for member in chunk:
+            method = Scalarization(member.weights) if member.config.method.name == "scalarization" else None
+            if method is None:
+                from scalarize.train.experiment import build_method_from_config
+
+                method = build_method_from_config(member.config)
+            method.setup(benchmark.objectives, benchmark.setting)
+            out[member.name] = train_one(
+                member.config, benchmark, method, store, member.name, "member", member.config.fingerprint(), progress
+            )
+        return out
+    key = hashlib.sha256("|".join(m.name for m in chunk).encode()).hexdigest()[:12]
+    for member in chunk:
+        store.start_run(member.name, "member", member.config.model_dump(mode="json"), member.config.fingerprint())
+    population = StackedPopulation(
+        chunk, benchmark, store=store, checkpoint_path=directory / f"population-{key}.pt",
+        progress=progress, label=f"{chunk[0].name}..{chunk[-1].name}",
+    )
+    return {r.name: r for r in population.fit()}

@@ -1,0 +1,319 @@
+"""P runs of one architecture trained as one model with stacked parameters ``[P, ...]``.
+
+The members' parameters are stacked (``torch.func.stack_module_state``) and the forward pass is
+vectorised over members with ``torch.func.vmap`` of ``functional_call``; each member reads its
+own batch (its own sampler and seed), so the inputs are ``[P, B, ...]``. The loss is the sum over
+members of each member's scalarization, and one backward gives every member its own gradient
+(member p's loss depends on slice p only). Adam, AdamW and SGD are element-wise, so one optimizer
+over the stacked parameters is exactly P independent optimizers (DESIGN.md).
+
+A member whose loss turns non-finite is marked diverged at that step: its gradient is zeroed from
+then on, it is no longer evaluated, and the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from scalarize.data.benchmark import Benchmark
+from scalarize.data.sampling import EpochSampler, MixtureSampler
+from scalarize.methods.base import check_weights
+from scalarize.models.registry import build_model
+from scalarize.population.members import Member
+from scalarize.store.database import Store
+from scalarize.train.config import TrainConfig
+from scalarize.train.evaluate import evaluate, selection_score
+from scalarize.train.trainer import RunResult, build_optimizer, build_schedule, resolve_device
+
+
+def can_stack(model: nn.Module) -> bool:
+    """Stacking needs a model without buffers (batch-norm statistics are updated in place)."""
+    return not any(True for _ in model.buffers())
+
+
+class StackedPopulation:
+    """Trains ``members`` (same architecture, scalarization weights, seeds) together."""
+
+    def __init__(
+        self,
+        members: Sequence[Member],
+        benchmark: Benchmark,
+        *,
+        store: Store | None = None,
+        checkpoint_path: str | Path | None = None,
+        progress: bool = True,
+        label: str = "population",
+    ) -> None:
+        self.members = list(members)
+        self.config: TrainConfig = self.members[0].config
+        self.device = resolve_device(self.config.device)
+        self.benchmark = benchmark.to(self.device)
+        self.store = store
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.progress = progress
+        self.label = label
+        models = []
+        for member in self.members:
+            torch.manual_seed(member.seed)
+            models.append(self._build(member.config))
+        if not can_stack(models[0]):
+            raise ValueError("this model has buffers (batch norm): train its members with the loop engine")
+        self.template = self._build(self.config).to("meta")
+        stacked, _ = stack_module_state(models)
+        self.params = {k: nn.Parameter(v.to(self.device)) for k, v in stacked.items()}
+        self.size = len(self.members)
+        objectives = self.benchmark.objectives
+        self.weights = torch.stack(
+            [self._weights(m, len(objectives)) for m in self.members]
+        ).to(self.device)
+        self.samplers = [self._sampler(m) for m in self.members]
+        self.steps_per_epoch = self.samplers[0].steps_per_epoch
+        self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
+        self.eval_every = self.config.eval_every or self.steps_per_epoch
+        self.optimizer = build_optimizer(self.config, list(self.params.values()))
+        self.schedule = build_schedule(self.config, self.optimizer, self.total_steps, self.steps_per_epoch)
+        self.forward = vmap(self._forward_one)
+        self.step = 0
+        self.evaluation = 0
+        self.alive = torch.ones(self.size, dtype=torch.bool)
+        self.diverged_at: dict[int, int] = {}
+        self.best = [{"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}} for _ in self.members]
+        self.histories: list[list[dict[str, float]]] = [[] for _ in self.members]
+        self._eval_model = self._build(self.config).to(self.device)
+
+    # -- construction ------------------------------------------------------------------------
+    def _build(self, config: TrainConfig) -> nn.Module:
+        return build_model(
+            config.model.family, self.benchmark.input_shape, self.benchmark.tasks, config.model.width, config.model.depth
+        )
+
+    @staticmethod
+    def _weights(member: Member, num: int) -> Tensor:
+        raw = member.weights if member.weights is not None else [1.0] * num
+        w = check_weights(raw, num)
+        return w / w.sum()
+
+    def _sampler(self, member: Member) -> EpochSampler | MixtureSampler:
+        seed = member.seed + 1
+        if self.benchmark.setting == "mtl":
+            return EpochSampler(self.benchmark.split("train"), self.config.batch_size, seed)
+        sampler = MixtureSampler([s["train"] for s in self.benchmark.domains.values()], self.config.batch_size, seed)
+        return sampler
+
+    def set_weights(self, index: int, weights: Sequence[float] | Tensor) -> None:
+        """Changes member ``index``'s weights (PBT's explore)."""
+        w = check_weights(weights, self.weights.shape[1])
+        self.weights[index] = (w / w.sum()).to(self.weights)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "weights": self.weights.clone(),
+            "samplers": [s.state_dict() for s in self.samplers],
+            "rng": torch.get_rng_state(),
+            "step": self.step,
+            "evaluation": self.evaluation,
+            "alive": self.alive.clone(),
+            "diverged_at": dict(self.diverged_at),
+            "best": self.best,
+            "histories": self.histories,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for key, value in state["params"].items():
+                self.params[key].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.weights.copy_(state["weights"])
+        for sampler, s in zip(self.samplers, state["samplers"]):
+            sampler.load_state_dict(s)
+        torch.set_rng_state(state["rng"])
+        self.step, self.evaluation = state["step"], state["evaluation"]
+        self.alive, self.diverged_at = state["alive"].clone(), dict(state["diverged_at"])
+        self.best, self.histories = state["best"], state["histories"]
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def try_resume(self) -> bool:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return False
+        self.load_state_dict(torch.load(self.checkpoint_path, map_location=self.device, weights_only=False))
+        return True
+
+    def copy_member(self, source: int, target: int) -> None:
+        """PBT's exploit: target takes source's parameters, optimizer state and sampler state
+        position (not its seed stream: the target keeps drawing its own batches)."""
+        with torch.no_grad():
+            for value in self.params.values():
+                value[target] = value[source]
+            for state in self.optimizer.state.values():
+                for key, value in state.items():
+                    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == self.size:
+                        value[target] = value[source]
+        self.weights[target] = self.weights[source]
+        self.alive[target] = self.alive[source]
+        self.diverged_at.pop(target, None)
+
+    # -- one step ------------------------------------------------------------------------------
+    def _forward_one(self, params: dict[str, Tensor], inputs: Tensor):
+        return functional_call(self.template, params, (inputs,))
+
+    def _losses(self, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor) -> Tensor:
+        """``[P, T]``: each member's per-objective mean losses."""
+        size, batch = counts.shape[0], int(counts[0].sum())
+        if self.benchmark.setting == "mtl":
+            columns = []
+            for task in self.benchmark.tasks:
+                out = outputs[task.name].reshape(size * batch, *outputs[task.name].shape[2:])
+                target = targets[task.name].reshape(size * batch, *targets[task.name].shape[2:])
+                columns.append(task.loss(out, target, reduction="none").view(size, batch).mean(1))
+            return torch.stack(columns, dim=1)
+        task = self.benchmark.tasks[0]
+        out = outputs[task.name].reshape(size * batch, *outputs[task.name].shape[2:])
+        per_sample = task.loss(out, targets[task.name].reshape(size * batch), reduction="none")
+        domains = counts.shape[1]
+        slot = torch.repeat_interleave(torch.arange(size * domains, device=out.device), counts.flatten().to(out.device))
+        sums = per_sample.new_zeros(size * domains).index_add(0, slot, per_sample).view(size, domains)
+        return sums / counts.clamp(min=1).to(sums)
+
+    def _next_batches(self) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """``inputs [P, B, ...]``, ``targets {name: [P, B, ...]}``, ``counts [P, D]``."""
+        if self.benchmark.setting == "mtl":
+            split = self.benchmark.split("train")
+            index = torch.stack([s.next_index() for s in self.samplers])  # one gather, not P
+            counts = torch.full((self.size, 1), index.shape[1], dtype=torch.long)
+            return split.inputs[index], {k: v[index] for k, v in split.targets.items()}, counts
+        batches = [s.next_batch() for s in self.samplers]
+        targets = {k: torch.stack([b.targets[k] for b in batches]) for k in batches[0].targets}
+        return torch.stack([b.inputs for b in batches]), targets, torch.stack([b.counts for b in batches])
+
+    def train_step(self) -> Tensor:
+        inputs, targets, counts = self._next_batches()
+        _, outputs = self.forward(self.params, inputs)
+        losses = self._losses(outputs, targets, counts)
+        if self.benchmark.setting == "mdl":
+            coefficients = counts.to(losses) / counts.sum(1, keepdim=True).to(losses)
+        else:
+            coefficients = self.weights.to(losses)
+        finite = torch.isfinite(losses).all(1).cpu()
+        newly = self.alive & ~finite
+        for index in newly.nonzero().flatten().tolist():
+            self.diverged_at[index] = self.step + 1
+        self.alive &= finite
+        alive = self.alive.to(losses.device)
+        total = torch.where(alive[:, None], coefficients * losses, torch.zeros_like(losses)).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if not bool(self.alive.all()):
+            with torch.no_grad():
+                for value in self.params.values():
+                    value.grad[~alive] = 0.0
+        self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        return losses.detach()
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def member_model(self, index: int) -> nn.Module:
+        """Member ``index`` as an ordinary model (a copy of its slice)."""
+        with torch.no_grad():
+            self._eval_model.load_state_dict({k: v[index] for k, v in self.params.items()})
+        return self._eval_model
+
+    def evaluate_member(self, index: int, split: str) -> dict[str, float]:
+        return evaluate(self.member_model(index), self.benchmark, split)
+
+    def _evaluate(self, mean_losses: Tensor) -> None:
+        objectives = self.benchmark.objectives
+        for index, member in enumerate(self.members):
+            if not self.alive[index]:
+                continue
+            val = self.evaluate_member(index, "val")
+            test = self.evaluate_member(index, "test")
+            score = selection_score(val, self.benchmark)
+            if score > self.best[index]["score"]:
+                self.best[index] = {"score": score, "evaluation": self.evaluation, "step": self.step, "val": val, "test": test}
+            self.histories[index].append({"step": self.step, **{f"val/{k}": v for k, v in val.items()}})
+            if self.store is not None:
+                train = {f"{o}/loss": float(v) for o, v in zip(objectives, mean_losses[index])}
+                weights = [(self.step, o, float(w)) for o, w in zip(objectives, self.weights[index])]
+                self.store.record_evaluation(
+                    member.name, self.evaluation, self.step, {"train": train, "val": val, "test": test}, weights
+                )
+        self.evaluation += 1
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run_until(self, step: int, bar=None) -> None:
+        """Trains to ``step`` (at most the total), evaluating and checkpointing on schedule."""
+        end = min(step, self.total_steps)
+        while self.step < end:
+            for sampler, weights in zip(self.samplers, self.weights):
+                sampler.set_weights(weights if self.benchmark.setting == "mdl" else None)
+            segment_end = min(self.step + self.eval_every - self.step % self.eval_every, end)
+            loss_sum, count = None, 0
+            while self.step < segment_end:
+                losses = self.train_step()
+                loss_sum = losses if loss_sum is None else loss_sum + losses
+                count += 1
+                if bar is not None:
+                    bar.update(1)
+            if self.step % self.eval_every == 0 or self.step == self.total_steps:
+                self._evaluate(loss_sum / count)
+                self.save_checkpoint()
+            if not bool(self.alive.any()):
+                break
+
+    def fit(self) -> list[RunResult]:
+        started = time.perf_counter()
+        self.try_resume()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.label, unit="step",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        try:
+            self.run_until(self.total_steps, bar)
+        finally:
+            bar.close()
+        results = self.results(time.perf_counter() - started)
+        if self.store is not None:
+            for result in results:
+                self.store.record_final(result.name, {"val": result.val, "test": result.test})
+                self.store.finish_run(result.name, result.status, result.steps, result.message)
+        return results
+
+    def results(self, seconds: float = 0.0) -> list[RunResult]:
+        out = []
+        for index, member in enumerate(self.members):
+            diverged = index in self.diverged_at
+            best = self.best[index]
+            out.append(RunResult(
+                name=member.name,
+                status="diverged" if diverged else "completed",
+                objectives=self.benchmark.objectives,
+                best_evaluation=best["evaluation"],
+                best_step=best["step"],
+                val=best["val"],
+                test=best["test"],
+                steps=self.diverged_at.get(index, self.step),
+                seconds=seconds,
+                message=f"non-finite loss at step {self.diverged_at[index]}" if diverged else "",
+                history=self.histories[index],
+            ))
+        return out

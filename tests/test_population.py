@@ -1,0 +1,151 @@
+import math
+
+import pytest
+import torch
+
+from scalarize.cli.main import main
+from scalarize.data import load_benchmark
+from scalarize.methods import Scalarization
+from scalarize.models import build_model
+from scalarize.population import Member, StackedPopulation, choose_engine, train_members
+from scalarize.population.sweep import SweepConfig, build_members, run_sweep
+from scalarize.store import Store
+from scalarize.train import TrainConfig, Trainer
+
+SMALL = {"name": "multimnist", "options": {"train_size": 400, "test_size": 100}}
+
+
+def _members(benchmark=SMALL, weights=((0.2, 0.8), (0.5, 0.5), (0.9, 0.1)), **kw):
+    settings = dict(benchmark=benchmark, model={"width": 0.25}, epochs=2, batch_size=50, stl=False,
+                    schedule={"name": "cosine"}, optimizer={"lr": 0.003})
+    base = TrainConfig(**{**settings, **kw})
+    return [
+        Member(f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": list(w)}), "seed": i}))
+        for i, w in enumerate(weights)
+    ]
+
+
+def _alone(member, bench):
+    torch.manual_seed(member.seed)
+    model = build_model("mlp", bench.input_shape, bench.tasks, member.config.model.width, member.config.model.depth)
+    return Trainer(member.config, bench, model, Scalarization(member.weights), progress=False).fit()
+
+
+@pytest.mark.parametrize("benchmark", [SMALL, {"name": "digits"}])
+def test_each_member_matches_an_independent_run_with_the_same_seed(benchmark):
+    members = _members(benchmark)
+    bench = load_benchmark(benchmark["name"], **benchmark.get("options", {}))
+    stacked = StackedPopulation(members, bench, progress=False).fit()
+    for member, result in zip(members, stacked):
+        alone = _alone(member, bench)
+        assert [h["step"] for h in alone.history] == [h["step"] for h in result.history]
+        for key, value in alone.history[-1].items():
+            assert result.history[-1][key] == pytest.approx(value, abs=1e-5, rel=1e-5), key
+
+
+def test_a_diverged_member_is_marked_and_the_others_continue(tmp_path):
+    members = _members()
+    bench = load_benchmark("multimnist", train_size=400, test_size=100)
+    with Store(tmp_path) as store:
+        for m in members:
+            store.start_run(m.name, "member", {}, "x")
+        population = StackedPopulation(members, bench, store=store, progress=False)
+        population.run_until(3)
+        with torch.no_grad():
+            for value in population.params.values():
+                value[1] = float("nan")
+        results = population.fit()
+        assert [r.status for r in results] == ["completed", "diverged", "completed"]
+        assert results[1].message == "non-finite loss at step 4"
+        assert all(math.isfinite(v) for v in results[0].test.values())
+        assert results[2].steps == population.total_steps
+        assert store.run("m1")["status"] == "diverged"
+
+
+def test_batch_norm_models_fall_back_to_the_loop():
+    members = _members(model={"family": "resnet", "width": 0.25, "depth": 1})
+    bench = load_benchmark("multimnist", train_size=400, test_size=100)
+    engine, reason = choose_engine(members, bench, "auto")
+    assert engine == "loop" and "batch-norm" in reason
+    with pytest.raises(ValueError, match="cannot stack"):
+        choose_engine(members, bench, "vectorized")
+
+
+def test_interrupted_chunk_resumes_to_the_same_numbers(tmp_path):
+    members = _members(epochs=3)
+    for m in members:
+        object.__setattr__(m, "config", m.config.model_copy(update={"output": str(tmp_path / "a")}))
+    bench = load_benchmark("multimnist", train_size=400, test_size=100)
+    with Store(tmp_path / "ref") as store:
+        reference = train_members(members, bench, store, engine="vectorized", progress=False)
+
+    original = StackedPopulation.save_checkpoint
+    calls = []
+
+    def die_on_second(self):
+        original(self)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    StackedPopulation.save_checkpoint = die_on_second
+    try:
+        with Store(tmp_path / "a") as store, pytest.raises(KeyboardInterrupt):
+            train_members(members, bench, store, engine="vectorized", progress=False)
+    finally:
+        StackedPopulation.save_checkpoint = original
+    with Store(tmp_path / "a") as store:
+        resumed = train_members(members, bench, store, engine="vectorized", progress=False)
+        again = train_members(members, bench, store, engine="vectorized", progress=False)  # all stored
+    for name in reference:
+        assert resumed[name].test == reference[name].test
+        assert again[name].test == reference[name].test
+
+
+def test_sweep_members_cross_weights_factors_and_seeds():
+    config = SweepConfig(name="s", sweep={"step": 0.5, "seeds": [0, 1], "factors": {"optimizer.lr": [0.1, 0.01]}})
+    members = build_members(config, 2)
+    assert len(members) == 3 * 2 * 2
+    assert members[0].weights == [0.0, 1.0] and members[0].config.optimizer.lr == 0.1 and members[0].seed == 0
+    assert members[1].seed == 1 and members[2].config.optimizer.lr == 0.01
+    assert len({m.name for m in members}) == len(members)
+
+
+def test_sweep_end_to_end_writes_the_front(tmp_path, capsys):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "name: s\nbenchmark: {name: multimnist, options: {train_size: 300, test_size: 100}}\n"
+        "model: {width: 0.25}\nepochs: 1\nbatch_size: 50\n"
+        f"output: {tmp_path / 'out'}\nsweep: {{step: 0.5, engine: vectorized}}\n"
+    )
+    assert main(["sweep", str(path), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "hypervolume" in out and "s-000" in out and "engine: vectorized" in out
+    for name in ("front.png", "metric_vs_weight.png", "report.md", "report.html"):
+        assert (tmp_path / "out" / name).is_file()
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("sweep.design=list", "sweep: design 'list' needs sweep.weights"),
+        ("sweep.weights=[[1,-1]]", None),
+        ("sweep.step=0.3", "sweep: "),
+        ("sweep.engine=gpu", "sweep.engine: Input should be 'auto', 'vectorized' or 'loop'"),
+    ],
+)
+def test_bad_sweeps_are_one_line_errors(tmp_path, capsys, override, expected):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"name: s\nbenchmark: {{name: digits}}\noutput: {tmp_path / 'out'}\n")
+    overrides = [override] if expected is not None else ["sweep.design=list", override]
+    assert main(["sweep", str(path), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (expected or "weights") in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_refuses_non_scalarization_methods(tmp_path):
+    from scalarize.train import ConfigError
+
+    with pytest.raises(ConfigError, match="a sweep varies scalarization weights"):
+        run_sweep(SweepConfig(method={"name": "pcgrad"}, output=str(tmp_path)), progress=False)
