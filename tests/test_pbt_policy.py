@@ -665,7 +665,12 @@ class TestFitness:
         assert build_fitness(spec, PRIMARY)(METRICS) == pytest.approx(0.9 - 2.0 * 1.1)
         fn = build_fitness(lambda m: m["right/accuracy"] * 2, PRIMARY)
         assert fn(METRICS) == 1.7 and isinstance(fn(METRICS), float)
-        assert set(FITNESS_NAMES) == {"mean_primary", "delta_m", "constrained"}
+        assert set(FITNESS_NAMES) == {"mean_primary", "weighted", "delta_m", "constrained"}
+        weighted = build_fitness({"name": "weighted", "preference": [3, 1]}, PRIMARY)
+        signed = [(1 if up else -1) * METRICS[n] for n, up in PRIMARY]
+        assert weighted(METRICS) == pytest.approx(0.75 * signed[0] + 0.25 * signed[1])
+        with pytest.raises(ValueError, match="preference must be 2 non-negative"):
+            build_fitness({"name": "weighted", "preference": [1, -1]}, PRIMARY)
 
     @pytest.mark.parametrize(
         "spec, match",

@@ -60,6 +60,35 @@ def sweep_and_report(config, *, progress: bool = True, say: Callable[[str], None
     return result
 
 
+def pbt_and_report(config, *, sweep: Path | None = None, progress: bool = True, say: Callable[[str], None] = print):
+    """Runs a PBT/PB2 search (resuming where it stopped), prints the comparison, writes the report."""
+    from scalarize.population.pbt import run_pbt
+    from scalarize.report.pbt import write_pbt_report
+
+    started = time.perf_counter()
+    result = run_pbt(config, progress=progress, log=say)
+    with Store(config.experiment_dir()) as store:
+        total = max(row["step"] for row in store.runs() if row["name"] == result.best_name)
+        report, table = write_pbt_report(result, store, total, sweep)
+    say("")
+    say(table)
+    say(f"\nreport: {report}  (also report.html; best model: {config.experiment_dir() / 'best_model.pt'})")
+    say(f"finished in {time.perf_counter() - started:.1f} s")
+    return result
+
+
+def replay_and_report(directory: Path, *, progress: bool = True, say: Callable[[str], None] = print):
+    from scalarize.population.replay import replay
+
+    result, saved = replay(directory, progress=progress, log=say)
+    names = sorted(k for k in saved["test"] if not k.endswith("/loss"))
+    rows = [[f"PBT best ({saved['best']})", *(f"{saved['test'][n]:.4f}" for n in names)],
+            [f"replay ({result.name})", *(f"{result.test.get(n, float('nan')):.4f}" for n in names)]]
+    say("")
+    say(format_table(["run", *(f"{n} (test)" for n in names)], rows))
+    return result
+
+
 DEMO_BENCHMARKS = (
     ("multimnist", "two tasks on one input: the left and the right digit of MultiMNIST"),
     ("digits", "one task over two domains, MNIST and UCI digits, mixed by sampling ratios"),

@@ -46,6 +46,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pbt(args: argparse.Namespace) -> int:
+    if args.target == "replay":
+        from scalarize.cli.experiments import replay_and_report
+
+        if len(args.overrides) != 1 or "=" in args.overrides[0]:
+            raise UsageError("usage: scalarize pbt replay DIRECTORY")
+        replay_and_report(Path(args.overrides[0]), progress=not args.quiet, say=_say)
+        return 0
+    from scalarize.cli.experiments import pbt_and_report
+    from scalarize.population.pbt import load_pbt_config
+
+    overrides = list(args.overrides)
+    overrides += [f"pbt.{key}={value}" for key, value in
+                  (("backend", args.backend), ("address", args.address), ("algorithm", args.algorithm)) if value]
+    config = load_pbt_config(args.target, overrides)
+    pbt_and_report(config, sweep=Path(args.sweep) if args.sweep else None, progress=not args.quiet, say=_say)
+    return 0
+
+
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from scalarize.data.loaders import DISK_BENCHMARKS
     from scalarize.data.registry import available_benchmarks, load_benchmark
@@ -110,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sweep.step=0.05")
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(handler=cmd_sweep)
+
+    pbt = commands.add_parser("pbt", help="search weights with PBT/PB2; `pbt replay DIR` retrains the best schedule")
+    pbt.add_argument("target", help="YAML config with a pbt: section, or `replay`")
+    pbt.add_argument("overrides", nargs="*", help="key=value overrides (or, after replay, the experiment directory)")
+    pbt.add_argument("--algorithm", choices=["pbt", "pb2"], help="overrides pbt.algorithm")
+    pbt.add_argument("--backend", choices=["local", "ray"], help="overrides pbt.backend (default local)")
+    pbt.add_argument("--address", help="Ray cluster address to join (with --backend ray)")
+    pbt.add_argument("--sweep", help="experiment directory of a sweep of the same benchmark to compare with")
+    pbt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pbt.set_defaults(handler=cmd_pbt)
 
     bench = commands.add_parser("benchmarks", help="list the bundled benchmarks")
     bench.add_argument("--options", metavar="NAME", help="show the options of one benchmark")

@@ -31,6 +31,7 @@ from scalarize.methods.pcgrad import PCGrad
 from scalarize.methods.registry import available_methods, build_method, register
 from scalarize.methods.rlw import RLW
 from scalarize.methods.scalarization import Scalarization
+from scalarize.methods.scheduled import ScheduledScalarization
 from scalarize.methods.upgrad import UPGrad
 from scalarize.methods.uw import UncertaintyWeighting
 
@@ -54,6 +55,7 @@ register(UPGrad)
 register(GradientSimilarity)
 register(MetaBalance)
 register(MTAdam)
+register(ScheduledScalarization)
 
 __all__ = [
     "AFTER_STEP",
@@ -65,6 +67,7 @@ __all__ = [
     "Method",
     "MethodError",
     "Scalarization",
+    "ScheduledScalarization",
     "StepContext",
     "available_methods",
     "build_method",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -88,6 +88,13 @@ class StackedPopulation:
         self.diverged_at: dict[int, int] = {}
         self.best = [{"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}} for _ in self.members]
         self.histories: list[list[dict[str, float]]] = [[] for _ in self.members]
+        #: Per-member learning-rate multipliers (PBT may explore the lr): the optimizer's step
+        #: is rescaled per member, exact for SGD, Adam and AdamW whose step is proportional to lr.
+        self.lr_scale = torch.ones(self.size)
+        #: Called after every evaluation, before the checkpoint (PBT syncs here).
+        self.on_evaluation: Callable[[StackedPopulation], None] | None = None
+        #: Extra state saved in the checkpoint (e.g. PBT's lineage).
+        self.extra_state: dict = {}
         self._eval_model = self._build(self.config).to(self.device)
 
     # -- construction ------------------------------------------------------------------------
@@ -129,6 +136,8 @@ class StackedPopulation:
             "diverged_at": dict(self.diverged_at),
             "best": self.best,
             "histories": self.histories,
+            "lr_scale": self.lr_scale.clone(),
+            "extra": self.extra_state,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -144,6 +153,8 @@ class StackedPopulation:
         self.step, self.evaluation = state["step"], state["evaluation"]
         self.alive, self.diverged_at = state["alive"].clone(), dict(state["diverged_at"])
         self.best, self.histories = state["best"], state["histories"]
+        self.lr_scale = state["lr_scale"].clone()
+        self.extra_state = state["extra"]
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is None:
@@ -160,8 +171,10 @@ class StackedPopulation:
         return True
 
     def copy_member(self, source: int, target: int) -> None:
-        """PBT's exploit: target takes source's parameters, optimizer state and sampler state
-        position (not its seed stream: the target keeps drawing its own batches)."""
+        """PBT's exploit: target takes source's parameters, optimizer state, weights and learning
+        rate. It keeps its own batch stream: copying the source's sampler state too would make
+        the two members draw identical batches, and with unchanged weights (a perturbation
+        that multiplies every weight by the same factor) train into exact duplicates."""
         with torch.no_grad():
             for value in self.params.values():
                 value[target] = value[source]
@@ -170,6 +183,8 @@ class StackedPopulation:
                     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == self.size:
                         value[target] = value[source]
         self.weights[target] = self.weights[source]
+        self.lr_scale[target] = self.lr_scale[source]
+        self.best[target] = dict(self.best[source])
         self.alive[target] = self.alive[source]
         self.diverged_at.pop(target, None)
 
@@ -227,10 +242,21 @@ class StackedPopulation:
             with torch.no_grad():
                 for value in self.params.values():
                     value.grad[~alive] = 0.0
-        self.optimizer.step()
+        self._optimizer_step()
         self.schedule.step()
         self.step += 1
         return losses.detach()
+
+    def _optimizer_step(self) -> None:
+        if bool((self.lr_scale == 1).all()):
+            self.optimizer.step()
+            return
+        before = [v.detach().clone() for v in self.params.values()]
+        self.optimizer.step()
+        with torch.no_grad():
+            for value, old in zip(self.params.values(), before):
+                scale = self.lr_scale.to(value).view(-1, *([1] * (value.dim() - 1)))
+                value.copy_(old + scale * (value - old))
 
     # -- evaluation ------------------------------------------------------------------------------
     def member_model(self, index: int) -> nn.Module:
@@ -278,6 +304,8 @@ class StackedPopulation:
                     bar.update(1)
             if self.step % self.eval_every == 0 or self.step == self.total_steps:
                 self._evaluate(loss_sum / count)
+                if self.on_evaluation is not None:
+                    self.on_evaluation(self)
                 self.save_checkpoint()
             if not bool(self.alive.any()):
                 break

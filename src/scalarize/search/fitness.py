@@ -6,6 +6,7 @@ direction, ``[(name, higher_is_better), ...]``. A NaN among the metrics a functi
 NaN fitness, which :class:`~scalarize.search.pbt.PBTPolicy` treats as a diverged member.
 
 - :func:`mean_primary` — mean of the primary metrics, each signed so that higher is better.
+- :func:`weighted_primary` — a weighted mean of the signed primary metrics (a preference).
 - :func:`delta_m_fitness` — Δm against single-task values (Maninis et al. 2019;
   :func:`scalarize.pareto.delta_m`), in percent.
 - :func:`constrained` — one target metric, penalised below floors on others (ε-constraint).
@@ -32,13 +33,14 @@ __all__ = [
     "delta_m_fitness",
     "fitness_vector",
     "mean_primary",
+    "weighted_primary",
 ]
 
 FitnessFn = Callable[[Mapping[str, float]], float]
 Primary = Sequence[tuple[str, bool]]
 
 #: Names accepted by :func:`build_fitness` (besides a callable).
-FITNESS_NAMES = ("mean_primary", "delta_m", "constrained")
+FITNESS_NAMES = ("mean_primary", "weighted", "delta_m", "constrained")
 
 
 def _check_primary(primary: Primary) -> list[tuple[str, bool]]:
@@ -92,6 +94,25 @@ def mean_primary(primary: Primary) -> FitnessFn:
         return float(np.mean(sign * _read(metrics, names)))
 
     return _named(fitness, "mean_primary")
+
+
+def weighted_primary(primary: Primary, preference: Sequence[float]) -> FitnessFn:
+    """``sum_i p_i s_i M_i / sum_i p_i``: a user's preference over the signed primary metrics."""
+    prim = _check_primary(primary)
+    p = np.asarray(preference, dtype=np.float64).reshape(-1)
+    if p.size != len(prim) or not np.all(np.isfinite(p)) or (p < 0).any() or p.sum() <= 0:
+        raise ValueError(
+            f"fitness 'weighted': preference must be {len(prim)} non-negative numbers with a "
+            f"positive sum; got {list(p)}"
+        )
+    names = [n for n, _ in prim]
+    sign = np.array([1.0 if hi else -1.0 for _, hi in prim])
+    p = p / p.sum()
+
+    def fitness(metrics: Mapping[str, float]) -> float:
+        return float(np.sum(p * sign * _read(metrics, names)))
+
+    return _named(fitness, "weighted_primary")
 
 
 def _stl_vector(primary: list[tuple[str, bool]], stl: Any) -> np.ndarray:
@@ -219,7 +240,7 @@ def build_fitness(
     - ``{"name": "constrained", "target": name, "floors": {name: value}, "penalty": 1e6}``;
     - a callable ``metrics -> number``, wrapped to return a float.
     """
-    allowed = "'mean_primary', 'delta_m', {'name': 'constrained', ...} or a callable"
+    allowed = "'mean_primary', {'name': 'weighted', 'preference': [...]}, 'delta_m', {'name': 'constrained', ...} or a callable"
     if callable(spec) and not isinstance(spec, (str, Mapping)):
         _check_primary(primary)
         return _user(spec)
@@ -231,6 +252,7 @@ def build_fitness(
     name = args.pop("name", None)
     keys: dict[str, set[str]] = {
         "mean_primary": set(),
+        "weighted": {"preference"},
         "delta_m": {"stl"},
         "constrained": {"target", "floors", "penalty"},
     }
@@ -243,6 +265,10 @@ def build_fitness(
         )
     if name == "mean_primary":
         return mean_primary(primary)
+    if name == "weighted":
+        if "preference" not in args:
+            raise ValueError("fitness 'weighted' needs 'preference': one number per primary metric")
+        return weighted_primary(primary, args["preference"])
     if name == "delta_m":
         base = args.get("stl", stl)
         if base is None:

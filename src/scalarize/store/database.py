@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS weights (
     run TEXT NOT NULL, step INTEGER NOT NULL, objective TEXT NOT NULL, value REAL,
     PRIMARY KEY (run, step, objective)
 );
+CREATE TABLE IF NOT EXISTS lineage (
+    search TEXT NOT NULL, time INTEGER NOT NULL, step INTEGER NOT NULL,
+    member TEXT NOT NULL, source TEXT NOT NULL, weights TEXT NOT NULL, lr REAL,
+    fitness REAL, resampled TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (search, time, member)
+);
 """
 
 DATABASE_NAME = "scalarize.db"
@@ -101,7 +107,7 @@ class Store:
 
     def delete_run(self, name: str) -> None:
         with self._connection:
-            for table, column in (("runs", "name"), ("metrics", "run"), ("final", "run"), ("weights", "run")):
+            for table, column in (("runs", "name"), ("metrics", "run"), ("final", "run"), ("weights", "run")):  # noqa: E501
                 self._connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
     # -- results -------------------------------------------------------------------------------
@@ -156,13 +162,31 @@ class Store:
             out.setdefault(row["objective"], []).append((row["step"], row["value"]))
         return out
 
+    # -- population-based training ----------------------------------------------------------
+    def record_lineage(self, search: str, rows: Iterable[Mapping]) -> None:
+        """PBT's records: at sync ``time`` (after ``step`` steps) ``member`` continues from
+        ``source``'s model with ``weights`` and ``lr``; ``fitness`` is the member's before it."""
+        values = [
+            (search, r["time"], r["step"], r["member"], r["source"], json.dumps(list(r["weights"])),
+             r.get("lr"), r.get("fitness"), ",".join(r.get("resampled", ())))
+            for r in rows
+        ]
+        with self._connection:
+            self._connection.executemany("INSERT OR REPLACE INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+
+    def lineage(self, search: str) -> list[dict]:
+        rows = self._connection.execute(
+            "SELECT * FROM lineage WHERE search = ? ORDER BY time, member", (search,)
+        ).fetchall()
+        return [dict(r) | {"weights": json.loads(r["weights"])} for r in rows]
+
     # -- export --------------------------------------------------------------------------------
     def export_csv(self, destination: str | Path) -> list[Path]:
         """Writes one CSV per table into ``destination``; returns the paths."""
         destination = Path(destination)
         destination.mkdir(parents=True, exist_ok=True)
         written = []
-        for table in ("runs", "metrics", "final", "weights"):
+        for table in ("runs", "metrics", "final", "weights", "lineage"):
             cursor = self._connection.execute(f"SELECT * FROM {table}")
             path = destination / f"{table}.csv"
             with path.open("w", newline="") as handle:

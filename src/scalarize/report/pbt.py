@@ -1,0 +1,153 @@
+"""The report of a PBT/PB2 search: the best member's weight schedule (stacked areas, as in Royer
+et al.'s figure), the population's fitness curves, the lineage, and a table comparing the result
+with uniform scalarization on the same budget (and the best point of a sweep when given)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.search.fitness import build_fitness  # noqa: E402
+from scalarize.store.database import Store  # noqa: E402
+
+
+def plot_schedule(schedule, objectives, total_steps: int, path: Path) -> Path:
+    steps = [s for s, _ in schedule] + [total_steps]
+    weights = np.array([w for _, w in schedule])
+    x = np.repeat(steps, 2)[1:-1]
+    y = np.repeat(weights, 2, axis=0)
+    fig, axis = plt.subplots(figsize=(6, 3.4))
+    axis.stackplot(x, y.T, labels=objectives, alpha=0.85)
+    axis.set_xlim(0, total_steps)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("step")
+    axis.set_ylabel("weight")
+    axis.set_title("weight schedule of the best member")
+    axis.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fitness_curves(store: Store, members, fitness) -> dict[str, list[tuple[int, float]]]:
+    curves = {}
+    for member in members:
+        history = store.history(member, "val")
+        steps = sorted({s for points in history.values() for s, _ in points})
+        rows = {s: {} for s in steps}
+        for name, points in history.items():
+            for s, v in points:
+                rows[s][name] = v
+        curves[member] = [(s, fitness(rows[s])) for s in steps]
+    return curves
+
+
+def plot_fitness(curves, best: str, path: Path) -> Path:
+    fig, axis = plt.subplots(figsize=(6, 3.4))
+    for member, points in curves.items():
+        if points:
+            axis.plot(*zip(*points), lw=2.2 if member == best else 0.9, label=member if member == best else None)
+    axis.set_xlabel("step")
+    axis.set_ylabel("validation fitness")
+    axis.set_title("population fitness (best member bold)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_lineage(lineage, members, total_steps: int, path: Path) -> Path:
+    index = {m: i for i, m in enumerate(members)}
+    fig, axis = plt.subplots(figsize=(6, 0.35 * len(members) + 1.5))
+    for i in range(len(members)):
+        axis.hlines(i, 0, total_steps, color="0.8", lw=1)
+    for row in lineage:
+        if row["member"] != row["source"]:
+            axis.annotate("", xy=(row["step"], index[row["member"]]), xytext=(row["step"], index[row["source"]]),
+                          arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1})
+    axis.set_yticks(range(len(members)), members, fontsize=7)
+    axis.set_xlim(0, total_steps)
+    axis.set_xlabel("step")
+    axis.set_title("lineage: arrows from the copied member to the one that copies it")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def comparison_rows(result, sweep_best: tuple[str, dict] | None = None):
+    names = [n for n, _ in result.primary]
+    header = ["run", *names, "fitness (val)"]
+    fitness = build_fitness(result.config.pbt.fitness, result.primary)
+    rows = [[f"PBT best ({result.best_name})", *(f"{result.test[n]:.4f}" for n in names), f"{fitness(result.val):.4f}"]]
+    if result.uniform is not None and result.uniform.test:
+        rows.append([f"uniform ({result.uniform.name})", *(f"{result.uniform.test[n]:.4f}" for n in names),
+                     f"{fitness(result.uniform.val):.4f}"])
+    if sweep_best is not None:
+        name, final = sweep_best
+        rows.append([f"best of sweep ({name})", *(f"{final['test'][n]:.4f}" for n in names), f"{fitness(final['val']):.4f}"])
+    return header, rows
+
+
+def best_of_sweep(directory: Path, result) -> tuple[str, dict] | None:
+    """The sweep member (runs of kind ``member``) with the best validation fitness."""
+    fitness = build_fitness(result.config.pbt.fitness, result.primary)
+    with Store.open_existing(directory) as store:
+        finals = {r["name"]: store.final(r["name"]) for r in store.runs() if r["kind"] == "member" and r["status"] == "completed"}
+    scored = [(fitness(f["val"]), name) for name, f in finals.items() if "val" in f]
+    if not scored:
+        return None
+    _, name = max(scored)
+    return name, finals[name]
+
+
+def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | None = None) -> tuple[Path, str]:
+    directory = store.directory
+    objectives = [n.split("/")[0] for n, _ in result.primary]
+    members = [m.name for m in result.members]
+    fitness = build_fitness(result.config.pbt.fitness, result.primary)
+    schedule = plot_schedule(result.schedule, objectives, total_steps, directory / "schedule.png")
+    curves = plot_fitness(fitness_curves(store, members, fitness), result.best_name, directory / "fitness.png")
+    lineage = plot_lineage(result.lineage, members, total_steps, directory / "lineage.png")
+    sweep_best = best_of_sweep(sweep_dir, result) if sweep_dir is not None else None
+    header, rows = comparison_rows(result, sweep_best)
+    schedule_text = "; ".join(f"step {s}: ({', '.join(f'{w:.3f}' for w in ws)})" for s, ws in result.schedule)
+    config = result.config
+    lines = [
+        f"# PBT {config.name}: {config.pbt.algorithm.upper()} of scalarization weights on {config.benchmark.name}",
+        "",
+        f"{len(members)} members, sync every {config.pbt.interval} evaluation(s), quantile {config.pbt.quantile}, "
+        f"fitness {config.pbt.fitness}. Best member: {result.best_name}; its schedule: {schedule_text}.",
+        "",
+        markdown_table(header, rows),
+        "",
+        f"![schedule]({schedule.name})",
+        "",
+        f"![fitness]({curves.name})",
+        "",
+        f"![lineage]({lineage.name})",
+        "",
+        "Replay the schedule from scratch: `scalarize pbt replay " + str(directory) + "`.",
+        "",
+    ]
+    path = directory / "report.md"
+    path.write_text("\n".join(lines))
+    table = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    images = "".join(f"<p><img src='{p.name}'></p>" for p in (schedule, curves, lineage))
+    (directory / "report.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>PBT</title></head><body style='font-family:sans-serif'>"
+        f"<h1>{html.escape(lines[0][2:])}</h1><p>{html.escape(lines[2])}</p>"
+        "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>{table}</table>{images}</body></html>"
+    )
+    return path, format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
