@@ -120,6 +120,7 @@ class Trainer:
         self._weight_log: list[tuple[int, Tensor]] = []
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0
+        self.message = ""
 
     def _build_sampler(self) -> EpochSampler | MixtureSampler:
         seed = self.config.seed + 1
@@ -239,6 +240,31 @@ class Trainer:
         self.evaluation += 1
 
     # -- the loop ------------------------------------------------------------------------------
+    def train_segment(self, bar=None) -> str:
+        """Trains to the next evaluation (or the end) and evaluates; returns the status.
+
+        ``"diverged"`` (with :attr:`message` set) when a loss turned non-finite, else
+        ``"running"`` or ``"completed"`` at the last step.
+        """
+        self.sampler.set_weights(self.method.sampling_weights())
+        segment_end = min(self.step + self.eval_every - self.step % self.eval_every, self.total_steps)
+        loss_sum, count = None, 0
+        while self.step < segment_end:
+            losses = self.train_step()
+            if not torch.isfinite(losses).all():
+                self.message = f"non-finite loss at step {self.step}"
+                return "diverged"
+            loss_sum = losses if loss_sum is None else loss_sum + losses
+            count += 1
+            self._end_of_epoch(losses)
+            if bar is not None:
+                bar.update(1)
+        mean_loss = loss_sum / count
+        if bar is not None:
+            bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
+        self._evaluate(mean_loss)
+        return "completed" if self.step >= self.total_steps else "running"
+
     def fit(self) -> RunResult:
         """Trains to ``total_steps`` (resuming from the checkpoint if there is one)."""
         started = time.perf_counter()
@@ -248,33 +274,18 @@ class Trainer:
             total=self.total_steps, initial=self.step, desc=self.run_name, unit="step",
             disable=not self.progress, leave=False, dynamic_ncols=True,
         )
-        status, message = "completed", ""
+        status = "completed" if self.step >= self.total_steps else "running"
         try:
-            while self.step < self.total_steps:
-                self.sampler.set_weights(self.method.sampling_weights())
-                segment_end = min(self.step + self.eval_every - self.step % self.eval_every, self.total_steps)
-                loss_sum, count = None, 0
-                while self.step < segment_end:
-                    losses = self.train_step()
-                    if not torch.isfinite(losses).all():
-                        status, message = "diverged", f"non-finite loss at step {self.step}"
-                        break
-                    loss_sum = losses if loss_sum is None else loss_sum + losses
-                    count += 1
-                    self._end_of_epoch(losses)
-                    bar.update(1)
-                if status == "diverged":
-                    break
-                mean_loss = loss_sum / count
-                bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
-                self._evaluate(mean_loss)
-                self.save_checkpoint()
+            while status == "running":
+                status = self.train_segment(bar)
+                if status != "diverged":
+                    self.save_checkpoint()
         finally:
             bar.close()
-        result = self._result(status, message, time.perf_counter() - started)
+        result = self._result(status, self.message, time.perf_counter() - started)
         if self.store is not None:
             self.store.record_final(self.run_name, {"val": result.val, "test": result.test})
-            self.store.finish_run(self.run_name, status, self.step, message)
+            self.store.finish_run(self.run_name, status, self.step, self.message)
         return result
 
     def _result(self, status: str, message: str, seconds: float) -> RunResult:
