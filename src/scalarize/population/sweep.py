@@ -45,6 +45,8 @@ class SweepSpec(Strict):
     factors: dict[str, list[Any]] = Field(default_factory=dict)
     engine: Literal["auto", "vectorized", "loop"] = "auto"
     chunk_size: int = Field(default=16, ge=1)
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = None
 
 
 class SweepConfig(TrainConfig):
@@ -130,10 +132,15 @@ def run_sweep(
     check_not_conflicting(config, names)
     with Store(config.experiment_dir()) as store:
         log(f"sweep {config.name}: {len(members)} members on {benchmark.name} ({', '.join(benchmark.objectives)})")
-        results = train_members(
-            members, benchmark, store, engine=config.sweep.engine, chunk_size=config.sweep.chunk_size,
-            progress=progress, log=log,
-        )
+        if config.sweep.backend == "ray":
+            from scalarize.backends.ray_backend import train_members_ray
+
+            results = train_members_ray(members, benchmark, store, address=config.sweep.address, progress=progress, log=log)
+        else:
+            results = train_members(
+                members, benchmark, store, engine=config.sweep.engine, chunk_size=config.sweep.chunk_size,
+                progress=progress, log=log,
+            )
         stl = _train_stl(config, benchmark, store, names, progress, log) if config.stl else {}
     return SweepResult(config, members, results, stl, primary_metrics(benchmark))
 
