@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scalarize.data.registry import load_benchmark
 from scalarize.methods.scalarization import Scalarization
 from scalarize.models.registry import build_model
 from scalarize.search.fitness import build_fitness
@@ -36,6 +35,7 @@ from scalarize.search.pbt import schedule_of
 from scalarize.store.database import Store
 from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import evaluate, primary_metrics
+from scalarize.train.experiment import prepare
 from scalarize.train.trainer import Trainer
 
 WEIGHT_FLOOR = 1e-6
@@ -103,7 +103,7 @@ def train_member(trial_config: dict) -> None:
     index = member_index()
     member_name = spec["members"][index]
     member_config = TrainConfig.model_validate(spec["configs"][index])
-    benchmark = load_benchmark(member_config.benchmark.name, **member_config.benchmark.options)
+    benchmark, _ = prepare(member_config)
     objectives = benchmark.objectives
     primary = primary_metrics(benchmark)
     fitness = build_fitness(spec["fitness"], primary)

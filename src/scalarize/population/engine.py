@@ -101,8 +101,13 @@ def train_members(
     chunk_size: int = 16,
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
+    on_evaluation: Callable | None = None,
 ) -> dict[str, RunResult]:
-    """Trains every member not yet completed in ``store``; returns every member's result."""
+    """Trains every member not yet completed in ``store``; returns every member's result.
+
+    ``on_evaluation(run_name, model, step, evaluation)`` is called for every member after every
+    evaluation, whichever engine trains it (see ``Trainer.on_evaluation``).
+    """
     results: dict[str, RunResult] = {}
     groups: dict[str, list[Member]] = {}
     for member in members:
@@ -118,11 +123,13 @@ def train_members(
         chosen, reason = choose_engine(chunks[0], benchmark, engine)
         log(f"engine: {chosen} for {len(group)} member(s) ({reason})")
         for chunk in chunks:
-            results.update(_train_chunk(chunk, benchmark, store, chosen, progress))
+            results.update(_train_chunk(chunk, benchmark, store, chosen, progress, on_evaluation))
     return {m.name: results[m.name] for m in members}
 
 
-def _train_chunk(chunk: list[Member], benchmark: Benchmark, store: Store, engine: str, progress: bool) -> dict[str, RunResult]:
+def _train_chunk(
+    chunk: list[Member], benchmark: Benchmark, store: Store, engine: str, progress: bool, on_evaluation=None
+) -> dict[str, RunResult]:
     directory = store.directory / "runs"
     if engine == "loop":
         out = {}
@@ -134,7 +141,8 @@ def _train_chunk(chunk: list[Member], benchmark: Benchmark, store: Store, engine
                 method = build_method_from_config(member.config)
             method.setup(benchmark.objectives, benchmark.setting)
             out[member.name] = train_one(
-                member.config, benchmark, method, store, member.name, "member", member.config.fingerprint(), progress
+                member.config, benchmark, method, store, member.name, "member", member.config.fingerprint(), progress,
+                on_evaluation,
             )
         return out
     key = hashlib.sha256("|".join(m.name for m in chunk).encode()).hexdigest()[:12]
@@ -144,4 +152,12 @@ def _train_chunk(chunk: list[Member], benchmark: Benchmark, store: Store, engine
         chunk, benchmark, store=store, checkpoint_path=directory / f"population-{key}.pt",
         progress=progress, label=f"{chunk[0].name}..{chunk[-1].name}",
     )
+    if on_evaluation is not None:
+        def each_member(population: StackedPopulation) -> None:
+            for index, member in enumerate(population.members):
+                if population.alive[index]:
+                    model = population.member_model(index)
+                    on_evaluation(member.name, model, population.step, population.evaluation - 1)
+
+        population.on_evaluation = each_member
     return {r.name: r for r in population.fit()}

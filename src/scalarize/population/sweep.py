@@ -116,9 +116,11 @@ class SweepResult:
 
 
 def run_sweep(
-    config: SweepConfig, *, progress: bool = True, log: Callable[[str], None] = lambda _: None
+    config: SweepConfig, *, progress: bool = True, log: Callable[[str], None] = lambda _: None,
+    on_evaluation: Callable | None = None,
 ) -> SweepResult:
-    """Trains the sweep (and the STL baselines when ``config.stl``)."""
+    """Trains the sweep (and the STL baselines when ``config.stl``); ``on_evaluation`` is passed
+    to :func:`~scalarize.population.engine.train_members`."""
     if config.method.name != "scalarization":
         raise ConfigError(f"method.name: a sweep varies scalarization weights; got {config.method.name!r}")
     benchmark, _ = prepare(config)
@@ -139,7 +141,7 @@ def run_sweep(
         else:
             results = train_members(
                 members, benchmark, store, engine=config.sweep.engine, chunk_size=config.sweep.chunk_size,
-                progress=progress, log=log,
+                progress=progress, log=log, on_evaluation=on_evaluation,
             )
         stl = _train_stl(config, benchmark, store, names, progress, log) if config.stl else {}
     return SweepResult(config, members, results, stl, primary_metrics(benchmark))

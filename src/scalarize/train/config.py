@@ -26,6 +26,7 @@ class Strict(BaseModel):
 class BenchmarkConfig(Strict):
     name: str = "multimnist"
     options: dict[str, Any] = Field(default_factory=dict)
+    objectives: list[str] | None = Field(default=None, description="train on these tasks/domains only")
 
 
 class ModelConfig(Strict):

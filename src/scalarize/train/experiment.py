@@ -64,6 +64,13 @@ def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
     try:
         resolve_device(config.device)
         benchmark = load_benchmark(config.benchmark.name, **config.benchmark.options)
+        if config.benchmark.objectives is not None:
+            unknown = [o for o in config.benchmark.objectives if o not in benchmark.objectives]
+            if unknown or not config.benchmark.objectives:
+                raise ConfigError(
+                    f"benchmark.objectives: unknown {unknown or 'empty list'}; allowed: {', '.join(benchmark.objectives)}"
+                )
+            benchmark = benchmark.restrict(list(config.benchmark.objectives))
         method = build_method_from_config(config)
         method.setup(benchmark.objectives, benchmark.setting)
         torch.manual_seed(config.seed)
@@ -107,8 +114,9 @@ def train_one(
     kind: str,
     fingerprint: str,
     progress: bool,
+    on_evaluation: Callable | None = None,
 ) -> RunResult:
-    """Trains (or resumes, or reloads) one run of an experiment."""
+    """Trains (or resumes, or reloads) one run of an experiment (see ``Trainer.on_evaluation``)."""
     row = store.run(run_name)
     checkpoint = config.experiment_dir() / "runs" / run_name.replace("/", "_") / "checkpoint.pt"
     if row is not None and row["status"] == "completed" and checkpoint.exists():
@@ -116,7 +124,9 @@ def train_one(
         trainer.try_resume()
         return trainer._result("completed", "", 0.0)
     store.start_run(run_name, kind, json.loads(config.model_dump_json()), fingerprint)
-    return _trainer(config, benchmark, method, store, run_name, checkpoint, progress).fit()
+    trainer = _trainer(config, benchmark, method, store, run_name, checkpoint, progress)
+    trainer.on_evaluation = on_evaluation
+    return trainer.fit()
 
 
 def _trainer(config, benchmark, method, store, run_name, checkpoint, progress) -> Trainer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,9 @@ class Trainer:
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0
         self.message = ""
+        #: Called after every evaluation with (run name, model, step, evaluation index), e.g. to
+        #: measure gradient conflict along training; it must not touch the training RNG.
+        self.on_evaluation: Callable[[str, MultiTaskModel, int, int], None] | None = None
 
     def _build_sampler(self) -> EpochSampler | MixtureSampler:
         seed = self.config.seed + 1
@@ -263,6 +267,8 @@ class Trainer:
         if bar is not None:
             bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
         self._evaluate(mean_loss)
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.run_name, self.model, self.step, self.evaluation - 1)
         return "completed" if self.step >= self.total_steps else "running"
 
     def fit(self) -> RunResult:
