@@ -89,6 +89,21 @@ def replay_and_report(directory: Path, *, progress: bool = True, say: Callable[[
     return result
 
 
+def study_and_report(config, *, progress: bool = True, say: Callable[[str], None] = print):
+    """Runs the scaling study (resuming where it stopped), prints its table, writes the report."""
+    from scalarize.population.study import run_study
+    from scalarize.report.study import write_study_report
+
+    started = time.perf_counter()
+    result = run_study(config, progress=progress, log=say)
+    report, table = write_study_report(result)
+    say("")
+    say(table)
+    say(f"\nreport: {report}  (also report.html and the CSV files beside it)")
+    say(f"finished in {time.perf_counter() - started:.1f} s")
+    return result
+
+
 DEMO_BENCHMARKS = (
     ("multimnist", "two tasks on one input: the left and the right digit of MultiMNIST"),
     ("digits", "one task over two domains, MNIST and UCI digits, mixed by sampling ratios"),

@@ -65,6 +65,15 @@ def cmd_pbt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from scalarize.cli.experiments import study_and_report
+    from scalarize.population.study import load_study_config
+
+    config = load_study_config(args.config, args.overrides)
+    study_and_report(config, progress=not args.quiet, say=_say)
+    return 0
+
+
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from scalarize.data.loaders import DISK_BENCHMARKS
     from scalarize.data.registry import available_benchmarks, load_benchmark
@@ -139,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--sweep", help="experiment directory of a sweep of the same benchmark to compare with")
     pbt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     pbt.set_defaults(handler=cmd_pbt)
+
+    study = commands.add_parser("study", help="the scaling study: best weights and gains over depth x width")
+    study.add_argument("config", help="YAML config with a study: section (see configs/*-study.yaml)")
+    study.add_argument("overrides", nargs="*", help="key=value overrides, e.g. study.depths=[1,2]")
+    study.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    study.set_defaults(handler=cmd_study)
 
     bench = commands.add_parser("benchmarks", help="list the bundled benchmarks")
     bench.add_argument("--options", metavar="NAME", help="show the options of one benchmark")
