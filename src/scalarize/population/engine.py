@@ -25,7 +25,7 @@ from scalarize.models.registry import build_model
 from scalarize.population.members import Member, architecture_key
 from scalarize.population.stacked import StackedPopulation, can_stack
 from scalarize.store.database import Store
-from scalarize.train.experiment import train_one
+from scalarize.train.experiment import build_method_from_config, train_one
 from scalarize.train.trainer import RunResult, Trainer
 
 Engine = Literal["auto", "vectorized", "loop"]
@@ -35,11 +35,14 @@ MEASURE_STEPS = 4
 def result_from_store(store: Store, name: str) -> RunResult:
     row = store.run(name)
     final = store.final(name)
-    history = store.history(name, "val")
+    by_step: dict[int, dict[str, float]] = {}
+    for metric, points in store.history(name, "val").items():
+        for step, value in points:
+            by_step.setdefault(step, {"step": step})[f"val/{metric}"] = value
     return RunResult(
         name=name, status=row["status"], objectives=[], best_evaluation=-1, best_step=0,
         val=final.get("val", {}), test=final.get("test", {}), steps=row["step"], message=row["message"],
-        history=[{"step": s, f"val/{k}": v} for k, points in history.items() for s, v in points],
+        history=[by_step[s] for s in sorted(by_step)],
     )
 
 
@@ -134,11 +137,7 @@ def _train_chunk(
     if engine == "loop":
         out = {}
         for member in chunk:
-            method = Scalarization(member.weights) if member.config.method.name == "scalarization" else None
-            if method is None:
-                from scalarize.train.experiment import build_method_from_config
-
-                method = build_method_from_config(member.config)
+            method = build_method_from_config(member.config)
             method.setup(benchmark.objectives, benchmark.setting)
             out[member.name] = train_one(
                 member.config, benchmark, method, store, member.name, "member", member.config.fingerprint(), progress,
