@@ -35,6 +35,28 @@ from scalarize.train.evaluate import evaluate, selection_score
 from scalarize.train.trainer import RunResult, build_optimizer, build_schedule, resolve_device
 
 
+def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """``optimizer`` rebuilt with torch's fused kernel where torch has one (Adam, AdamW, SGD on
+    CPU or CUDA floating-point parameters), else unchanged.
+
+    Stacked parameters are large tensors: the unfused Adam makes seven passes over each of them
+    per step (lerp, mul, addcmul, sqrt, div, add, addcdiv), the fused one a single pass, which
+    saves ~10% of a step for an MLP population on a 2-core CPU. Same update rule: SGD is bit for
+    bit the same, Adam/AdamW agree to rounding (about 1 ulp per step).
+    """
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
+        return optimizer
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if len(optimizer.param_groups) != 1 or not all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    ):
+        return optimizer
+    try:
+        return type(optimizer)(params, **{**optimizer.defaults, "foreach": None, "fused": True})
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this dtype/device/setting
+        return optimizer
+
+
 def can_stack(model: nn.Module) -> bool:
     """Stacking needs a model without buffers (batch-norm statistics are updated in place)."""
     return not any(True for _ in model.buffers())
@@ -79,7 +101,7 @@ class StackedPopulation:
         self.steps_per_epoch = self.samplers[0].steps_per_epoch
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         self.eval_every = self.config.eval_every or self.steps_per_epoch
-        self.optimizer = build_optimizer(self.config, list(self.params.values()))
+        self.optimizer = fused_optimizer(build_optimizer(self.config, list(self.params.values())))
         self.schedule = build_schedule(self.config, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.forward = vmap(self._forward_one)
         self.step = 0
