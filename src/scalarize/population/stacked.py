@@ -5,7 +5,8 @@ vectorised over members with ``torch.func.vmap`` of ``functional_call``; each me
 own batch (its own sampler and seed), so the inputs are ``[P, B, ...]``. The loss is the sum over
 members of each member's scalarization, and one backward gives every member its own gradient
 (member p's loss depends on slice p only). Adam, AdamW and SGD are element-wise, so one optimizer
-over the stacked parameters is exactly P independent optimizers (DESIGN.md).
+over the stacked parameters is P independent optimizers (DESIGN.md; to rounding with the fused
+Adam kernel, see :func:`fused_optimizer`).
 
 A member whose loss turns non-finite is marked diverged at that step: its gradient is zeroed from
 then on, it is no longer evaluated, and the others go on.
