@@ -30,16 +30,28 @@ def run_and_report(
             stl_runs,
             notes=[
                 f"Model {config.model.family} (width {config.model.width}, depth {config.model.depth}), "
-                f"{config.optimizer.name} lr {config.optimizer.lr}, batch {config.batch_size}, seed {config.seed}."
+                f"{config.optimizer.name} lr {config.optimizer.lr}, batch {config.batch_size}, seed {config.seed}.",
+                *skipped_steps_notes([result.main, *result.stl.values()]),
             ],
         )
     say("")
     say(format_table(header, rows))
     if result.main.status != "completed":
         say(f"warning: run {config.name} {result.main.status}: {result.main.message}")
+    for note in skipped_steps_notes([result.main, *result.stl.values()]):
+        say(f"warning: {note}")
     say(f"\nreport: {report}  (also report.html; database: {result.directory / 'scalarize.db'})")
     say(f"finished in {time.perf_counter() - started:.1f} s")
     return result
+
+
+def skipped_steps_notes(results) -> list[str]:
+    """One line per run that skipped optimizer steps because of non-finite gradients."""
+    return [
+        f"run {r.name} skipped {r.skipped_steps} optimizer step(s): non-finite gradients; training went on"
+        for r in results
+        if r.skipped_steps
+    ]
 
 
 def sweep_and_report(config, *, progress: bool = True, say: Callable[[str], None] = print):

@@ -3,6 +3,22 @@
 The context holds the step's task losses (with their graph), the shared representation and the
 parameter groups, and computes on demand what a method declared it needs: per-task gradients on
 the shared parameters, or on the shared representation. Nothing is computed that nobody asked for.
+
+Per-task gradients come from one of two engines (``gradient_engine``), which give the same
+Jacobian up to floating-point rounding:
+
+* ``loop``: one ``torch.autograd.grad`` per task (T partial backward passes);
+* ``batched``: one ``torch.autograd.grad`` of the ``[T]`` losses with ``grad_outputs=eye(T)`` and
+  ``is_grads_batched=True`` (the T backward passes vectorised with ``vmap``);
+* ``auto`` (default): ``loop`` when a shared parameter has three or more dimensions (a
+  convolution kernel), ``batched`` otherwise — the faster of the two in
+  ``benchmarks/methods_scaling.py`` on a 2-core CPU (batched is 2-4x faster for MLP trunks from
+  T = 5 on; the loop is faster for the small ResNet).
+
+torchjd's Gramian engine (``torchjd.autogram``) is not offered: it needs hooks on the trunk before
+the forward pass, serves only methods whose weights depend on the Gramian alone, and on these
+models it was slower than ``batched`` and no lighter than ``loop`` (see the benchmark's
+``engines`` section).
 """
 
 from __future__ import annotations
@@ -11,6 +27,18 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+#: The values of ``gradient_engine`` (see the module docstring).
+GRADIENT_ENGINES = ("auto", "loop", "batched")
+
+
+def resolve_gradient_engine(engine: str, shared_params: Sequence[nn.Parameter]) -> str:
+    """``loop`` or ``batched`` for ``engine`` (``auto`` decides from the shared parameters)."""
+    if engine not in GRADIENT_ENGINES:
+        raise ValueError(f"gradient_engine: must be one of {', '.join(GRADIENT_ENGINES)}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    return "loop" if any(p.dim() >= 3 for p in shared_params) else "batched"
 
 
 class StepContext:
@@ -25,6 +53,7 @@ class StepContext:
         recompute_losses: returns the ``[T]`` losses of the same batch under the current
             parameters, without a graph (for methods that look at the effect of a step).
         step: global step index; epoch: epoch index.
+        gradient_engine: how per-task gradients are computed: ``auto``, ``loop`` or ``batched``.
     """
 
     def __init__(
@@ -38,6 +67,7 @@ class StepContext:
         recompute_losses: Callable[[], Tensor] | None = None,
         step: int = 0,
         epoch: int = 0,
+        gradient_engine: str = "auto",
     ) -> None:
         self.losses = losses
         self.features = features
@@ -47,7 +77,8 @@ class StepContext:
         self._recompute_losses = recompute_losses
         self.step = step
         self.epoch = epoch
-        self._task_grads: list[tuple[Tensor, ...]] | None = None
+        self.gradient_engine = resolve_gradient_engine(gradient_engine, self.shared_params)
+        self._task_grads: list[tuple[Tensor | None, ...]] | None = None
         self._jacobian: Tensor | None = None
 
     # -- plain backward ----------------------------------------------------------------------
@@ -59,29 +90,57 @@ class StepContext:
     def shared_jacobian(self) -> Tensor:
         """``[T, n]``: row i is the gradient of loss i on the flattened shared parameters.
 
-        Computed with one ``autograd.grad`` per task (the fastest engine measured on CPU for
-        small models, see DESIGN.md); each pass also yields that task's head gradient, kept for
-        :meth:`backward_task_specific`.
+        Computed once by the context's gradient engine; the same passes yield each task's
+        gradient on its own parameters, kept for :meth:`backward_task_specific`.
         """
         if self._jacobian is None:
             if not self.shared_params:
                 raise RuntimeError("this model has no shared parameters")
-            rows, task_grads = [], []
-            num_tasks = self.losses.numel()
-            for i in range(num_tasks):
-                own = self.task_params[i] if i < len(self.task_params) else []
-                grads = torch.autograd.grad(
-                    self.losses[i],
-                    self.shared_params + own,
-                    retain_graph=True,
-                    allow_unused=True,
-                )
-                shared = grads[: len(self.shared_params)]
-                rows.append(_flatten(shared, self.shared_params))
-                task_grads.append(grads[len(self.shared_params) :])
-            self._jacobian = torch.stack(rows)
-            self._task_grads = task_grads
+            if self.gradient_engine == "batched":
+                self._jacobian, self._task_grads = self._batched_jacobian()
+            else:
+                self._jacobian, self._task_grads = self._loop_jacobian()
         return self._jacobian
+
+    def _own_params(self, i: int) -> list[nn.Parameter]:
+        return self.task_params[i] if i < len(self.task_params) else []  # MDL: no heads
+
+    def _loop_jacobian(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
+        rows, task_grads = [], []
+        shared = len(self.shared_params)
+        for i in range(self.losses.numel()):
+            grads = torch.autograd.grad(
+                self.losses[i],
+                self.shared_params + self._own_params(i),
+                retain_graph=True,
+                allow_unused=True,
+            )
+            rows.append(_flatten(grads[:shared], self.shared_params))
+            task_grads.append(grads[shared:])
+        return torch.stack(rows), task_grads
+
+    def _batched_jacobian(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
+        num_tasks = self.losses.numel()
+        own = [self._own_params(i) for i in range(num_tasks)]
+        inputs = self.shared_params + [p for params in own for p in params]
+        eye = torch.eye(num_tasks, dtype=self.losses.dtype, device=self.losses.device)
+        grads = torch.autograd.grad(
+            self.losses.reshape(-1), inputs, grad_outputs=eye, retain_graph=True,
+            allow_unused=True, is_grads_batched=True,
+        )
+        shared = len(self.shared_params)
+        jacobian = torch.cat(
+            [
+                (g.reshape(num_tasks, -1) if g is not None else p.new_zeros(num_tasks, p.numel()))
+                for g, p in zip(grads[:shared], self.shared_params)
+            ],
+            dim=1,
+        )
+        task_grads, offset = [], shared
+        for i, params in enumerate(own):
+            task_grads.append(tuple(None if g is None else g[i] for g in grads[offset : offset + len(params)]))
+            offset += len(params)
+        return jacobian, task_grads
 
     def backward_task_specific(self, weights: Tensor | None = None) -> None:
         """Accumulates each task's gradient on its own parameters (optionally scaled)."""
@@ -90,8 +149,7 @@ class StepContext:
         assert self._task_grads is not None
         for i, grads in enumerate(self._task_grads):
             scale = None if weights is None else weights[i]
-            own = self.task_params[i] if i < len(self.task_params) else []  # MDL: no heads
-            for param, grad in zip(own, grads):
+            for param, grad in zip(self._own_params(i), grads):
                 if grad is None:
                     continue
                 grad = grad if scale is None else grad * scale
@@ -122,10 +180,24 @@ class StepContext:
         """``[T, m]``: gradient of each loss on the (flattened) shared representation."""
         if self.features is None:
             raise RuntimeError("this model exposes no shared representation")
-        rows = [
-            torch.autograd.grad(self.losses[i], self.features, retain_graph=True)[0].flatten()
-            for i in range(self.losses.numel())
-        ]
+        return self.gradients_on(self.features).flatten(1)
+
+    def gradients_on(self, tensor: Tensor) -> Tensor:
+        """``[T, *tensor.shape]``: the gradient of each loss on ``tensor`` (a parameter or an
+        intermediate result the losses reach), by the context's engine; zeros where a loss does
+        not reach it."""
+        num_tasks = self.losses.numel()
+        if self.gradient_engine == "batched":
+            eye = torch.eye(num_tasks, dtype=self.losses.dtype, device=self.losses.device)
+            (grads,) = torch.autograd.grad(
+                self.losses.reshape(-1), tensor, grad_outputs=eye, retain_graph=True,
+                allow_unused=True, is_grads_batched=True,
+            )
+            return grads if grads is not None else tensor.new_zeros(num_tasks, *tensor.shape)
+        rows = []
+        for i in range(num_tasks):
+            (grad,) = torch.autograd.grad(self.losses[i], tensor, retain_graph=True, allow_unused=True)
+            rows.append(torch.zeros_like(tensor) if grad is None else grad)
         return torch.stack(rows)
 
     def recompute_losses(self) -> Tensor:

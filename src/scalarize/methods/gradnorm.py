@@ -17,7 +17,8 @@ are the losses of the first step seen.
 
 "Last shared layer": the last tensor of ``context.shared_params`` with at least two dimensions
 (the weight of the trunk's last layer; biases are skipped), or the last tensor if there is none.
-Costs one extra partial backward per task, to that layer only.
+Costs one extra partial backward per task, to that layer only (vectorised by the context's
+``batched`` gradient engine).
 
 Hyperparameters: ``alpha`` (asymmetry, default 1.5, the paper's value for NYUv2; ≥ 0).
 """
@@ -80,12 +81,7 @@ class GradNorm(Method):
             self.initial_losses = detached.clone()
             self.initialised = torch.ones((), dtype=torch.bool)
         layer = last_shared_layer(context.shared_params)
-        norms = torch.stack(
-            [
-                torch.autograd.grad(losses[i], layer, retain_graph=True)[0].norm()
-                for i in range(losses.numel())
-            ]
-        ).to(self.loss_weights)
+        norms = context.gradients_on(layer).flatten(1).norm(dim=1).to(self.loss_weights)
         w = self.loss_weights
         g = w * norms  # = ‖∇_W w_i L_i‖ for w_i > 0, differentiable in w
         ratios = detached / self.initial_losses.clamp(min=1e-12)

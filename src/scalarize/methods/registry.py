@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from scalarize.methods.base import Method, MethodError
@@ -21,12 +22,31 @@ def available_methods() -> list[str]:
     return sorted(_METHODS)
 
 
+def method_options(name: str) -> list[str] | None:
+    """The keyword options of a method's constructor (``None`` if it takes ``**kwargs``)."""
+    parameters = list(inspect.signature(_METHODS[name].__init__).parameters.values())[1:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
 def build_method(name: str, **options: Any) -> Method:
     """Instantiates a method from its config name and keyword options."""
     if name not in _METHODS:
         raise MethodError(
             f"method.name: unknown method {name!r}; allowed: {', '.join(available_methods())}"
         )
+    allowed = method_options(name)
+    if allowed is not None:
+        for key in options:
+            if key in allowed:
+                continue
+            if key == "weights":
+                raise MethodError(f"method.weights: {name} takes no weights (they are for scalarization)")
+            raise MethodError(
+                f"method.options.{key}: unknown option for method {name!r}; "
+                f"allowed: {', '.join(allowed) or 'none'}"
+            )
     try:
         return _METHODS[name](**options)
     except TypeError as error:

@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS weights (
     run TEXT NOT NULL, step INTEGER NOT NULL, objective TEXT NOT NULL, value REAL,
     PRIMARY KEY (run, step, objective)
 );
+CREATE TABLE IF NOT EXISTS costs (
+    run TEXT NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run, name)
+);
 CREATE TABLE IF NOT EXISTS lineage (
     search TEXT NOT NULL, time INTEGER NOT NULL, step INTEGER NOT NULL,
     member TEXT NOT NULL, source TEXT NOT NULL, weights TEXT NOT NULL, lr REAL,
@@ -107,7 +111,7 @@ class Store:
 
     def delete_run(self, name: str) -> None:
         with self._connection:
-            for table, column in (("runs", "name"), ("metrics", "run"), ("final", "run"), ("weights", "run")):  # noqa: E501
+            for table, column in (("runs", "name"), ("metrics", "run"), ("final", "run"), ("weights", "run"), ("costs", "run")):  # noqa: E501
                 self._connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
     # -- results -------------------------------------------------------------------------------
@@ -137,6 +141,18 @@ class Store:
         with self._connection:
             self._connection.execute("DELETE FROM final WHERE run = ?", (run,))
             self._connection.executemany("INSERT INTO final VALUES (?, ?, ?, ?)", rows)
+
+    def record_costs(self, run: str, costs: Mapping[str, float]) -> None:
+        """What a run has cost so far (seconds per step, step memory, skipped steps): measured,
+        so not bitwise reproducible, hence kept apart from the metrics."""
+        with self._connection:
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO costs VALUES (?, ?, ?)", [(run, n, float(v)) for n, v in costs.items()]
+            )
+
+    def costs(self, run: str) -> dict[str, float]:
+        rows = self._connection.execute("SELECT name, value FROM costs WHERE run = ?", (run,))
+        return {row["name"]: row["value"] for row in rows}
 
     def history(self, run: str, split: str = "val") -> dict[str, list[tuple[int, float]]]:
         """``name -> [(step, value), ...]`` in evaluation order."""
@@ -186,7 +202,7 @@ class Store:
         destination = Path(destination)
         destination.mkdir(parents=True, exist_ok=True)
         written = []
-        for table in ("runs", "metrics", "final", "weights", "lineage"):
+        for table in ("runs", "metrics", "final", "weights", "costs", "lineage"):
             cursor = self._connection.execute(f"SELECT * FROM {table}")
             path = destination / f"{table}.csv"
             with path.open("w", newline="") as handle:

@@ -69,6 +69,9 @@ class TrainConfig(Strict):
     batch_size: int = Field(default=128, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    gradient_engine: Literal["auto", "loop", "batched"] = Field(
+        default="auto", description="how per-task gradients are computed (scalarize.methods.context)"
+    )
     stl: bool = Field(default=True, description="also train single-task baselines for Δm")
     output: str | None = Field(default=None, description="experiment directory")
 
@@ -78,6 +81,8 @@ class TrainConfig(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that changes the numbers (not the output directory)."""
         own = set(TrainConfig.model_fields) - {"output", "stl", "name"}
+        if self.gradient_engine == "auto":  # resolved from the model, so runs made before the
+            own.discard("gradient_engine")  # option existed keep their fingerprint
         data = self.model_dump(include=own)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

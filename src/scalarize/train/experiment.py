@@ -25,7 +25,7 @@ from scalarize.pareto.delta_m import delta_m
 from scalarize.store.database import DATABASE_NAME, Store
 from scalarize.train.config import ConfigError, TrainConfig
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.trainer import RunResult, Trainer, resolve_device
+from scalarize.train.trainer import RunResult, Trainer, check_method_fits_model, resolve_device
 
 
 @dataclass
@@ -74,7 +74,8 @@ def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
         method = build_method_from_config(config)
         method.setup(benchmark.objectives, benchmark.setting)
         torch.manual_seed(config.seed)
-        build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+        model = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+        check_method_fits_model(method, model)
     except ConfigError:
         raise
     except ValueError as error:

@@ -22,12 +22,13 @@ from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import EpochSampler, MixtureSampler
-from scalarize.methods.base import AFTER_STEP, OWN_OPTIMIZER, Method
+from scalarize.methods.base import AFTER_STEP, FEATURE_GRADIENTS, OWN_OPTIMIZER, SHARED_GRADIENTS, Method, MethodError
 from scalarize.methods.context import StepContext
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
 from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import evaluate, selection_score, task_losses
+from scalarize.train.measure import step_memory
 
 
 @dataclass
@@ -45,6 +46,12 @@ class RunResult:
     seconds: float = 0.0
     message: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
+    #: optimizer steps skipped because a gradient was not finite (training went on)
+    skipped_steps: int = 0
+    #: mean wall time of a training step (forward, method, optimizer), seconds
+    seconds_per_step: float | None = None
+    #: peak tensor memory of a training step above its start, bytes (see train/measure.py)
+    step_memory: int | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,6 +60,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use cpu or auto")
     return torch.device(name)
+
+
+def check_method_fits_model(method: Method, model: MultiTaskModel) -> None:
+    """A method on per-task gradients (of shared parameters or of the shared representation)
+    needs a trunk with parameters; raises :class:`MethodError` (one line) otherwise."""
+    needs = method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS}
+    if needs and not model.shared_parameters():
+        what = "the shared parameters" if SHARED_GRADIENTS in needs else "the shared representation"
+        raise MethodError(
+            f"method.name: {method.name or type(method).__name__} needs per-task gradients on {what}, "
+            "but this model has no shared parameters (its trunk has none); use a model with a "
+            "trainable trunk or a loss-space method (e.g. scalarization, uw, famo)"
+        )
 
 
 def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -98,6 +118,7 @@ class Trainer:
         self.method = method.to(self.device)
         if not method.task_names:
             method.setup(benchmark.objectives, benchmark.setting)
+        check_method_fits_model(method, self.model)
         self.run_name = run_name
         self.store = store
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
@@ -107,6 +128,7 @@ class Trainer:
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.eval_every = config.eval_every or self.steps_per_epoch
         params = list(self.model.parameters()) + list(self.method.parameters())
+        self._params = [p for p in params if p.requires_grad]
         if OWN_OPTIMIZER in method.needs:
             self.optimizer = method.build_optimizer(params, config.optimizer.lr)
         else:
@@ -122,6 +144,11 @@ class Trainer:
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0
         self.message = ""
+        self.skipped_steps = 0  # optimizer steps skipped: a gradient was not finite
+        self._skipped_since_evaluation = 0
+        self.train_seconds = 0.0  # wall time of the timed training steps
+        self.timed_steps = 0
+        self.step_memory: int | None = None  # peak bytes of a measured step (train/measure.py)
         #: Called after every evaluation with (run name, model, step, evaluation index), e.g. to
         #: measure gradient conflict along training; it must not touch the training RNG.
         self.on_evaluation: Callable[[str, MultiTaskModel, int, int], None] | None = None
@@ -147,6 +174,10 @@ class Trainer:
             "best": self.best,
             "history": self.history,
             "epoch_loss": (self._epoch_loss_sum, self._epoch_loss_steps),
+            "costs": {
+                "skipped_steps": self.skipped_steps, "skipped_since_evaluation": self._skipped_since_evaluation,
+                "train_seconds": self.train_seconds, "timed_steps": self.timed_steps, "step_memory": self.step_memory,
+            },
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -159,6 +190,12 @@ class Trainer:
         self.step, self.evaluation = state["step"], state["evaluation"]
         self.best, self.history = state["best"], state["history"]
         self._epoch_loss_sum, self._epoch_loss_steps = state["epoch_loss"]
+        costs = state.get("costs", {})  # absent from checkpoints written before it existed
+        self.skipped_steps = costs.get("skipped_steps", 0)
+        self._skipped_since_evaluation = costs.get("skipped_since_evaluation", 0)
+        self.train_seconds = costs.get("train_seconds", 0.0)
+        self.timed_steps = costs.get("timed_steps", 0)
+        self.step_memory = costs.get("step_memory")
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is None:
@@ -196,18 +233,50 @@ class Trainer:
             recompute_losses=recompute,
             step=self.step,
             epoch=self.step // self.steps_per_epoch,
+            gradient_engine=self.config.gradient_engine,
         )
         return features, losses, context
 
     def train_step(self) -> Tensor:
-        """One optimisation step; returns the detached ``[T]`` losses."""
+        """One optimisation step; returns the detached ``[T]`` losses.
+
+        A step whose gradients are not all finite is not applied (no optimizer step, no
+        ``after_step`` hook): it is counted in :attr:`skipped_steps` and training goes on. The
+        second step of the run and of every evaluation interval (of 10 steps or more) is measured
+        for memory (train/measure.py) and left out of the timing; the others are timed.
+        """
+        if self.step == 1 or (self.eval_every >= 10 and self.step % self.eval_every == 1):
+            losses, peak = step_memory(self._step, self.device)
+            self.step_memory = peak if self.step_memory is None else max(self.step_memory, peak)
+        else:
+            started = time.perf_counter()
+            losses = self._step()
+            self.train_seconds += time.perf_counter() - started
+            self.timed_steps += 1
+        return losses
+
+    def _gradients_finite(self) -> bool:
+        """Whether every ``.grad`` has a finite norm (so no NaN or inf in it): one fused
+        ``_foreach_norm`` (the 2-norm; the max-norm is ~10x slower on CPU) and one host sync."""
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if not grads:
+            return True
+        return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+
+    def _step(self) -> Tensor:
         batch = self.sampler.next_batch()
         _, losses, context = self._losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
-        self.optimizer.step()
+        applied = self._gradients_finite()
+        if applied:
+            self.optimizer.step()
+        else:
+            self.skipped_steps += 1
+            self._skipped_since_evaluation += 1
+            self.message = f"{self.skipped_steps} step(s) skipped: non-finite gradients"
         self.schedule.step()
-        if AFTER_STEP in self.method.needs:
+        if applied and AFTER_STEP in self.method.needs:
             self.method.after_step(context)
         self.step += 1
         weights = self.method.current_weights()
@@ -227,6 +296,8 @@ class Trainer:
         val = evaluate(self.model, self.benchmark, "val")
         test = evaluate(self.model, self.benchmark, "test")
         train = {f"{o}/loss": float(v) for o, v in zip(self.benchmark.objectives, train_loss)}
+        train["skipped_steps"] = float(self._skipped_since_evaluation)
+        self._skipped_since_evaluation = 0
         score = selection_score(val, self.benchmark)
         if score > self.best["score"]:
             self.best = {"score": score, "evaluation": self.evaluation, "step": self.step, "val": val, "test": test}
@@ -240,6 +311,7 @@ class Trainer:
             self.store.record_evaluation(
                 self.run_name, self.evaluation, self.step, {"train": train, "val": val, "test": test}, weights
             )
+            self.store.record_costs(self.run_name, self.costs())
         self._weight_log.clear()
         self.evaluation += 1
 
@@ -294,6 +366,15 @@ class Trainer:
             self.store.finish_run(self.run_name, status, self.step, self.message)
         return result
 
+    def costs(self) -> dict[str, float]:
+        """What the run has cost so far: skipped steps, seconds per step, peak step memory."""
+        costs = {"skipped_steps": float(self.skipped_steps), "steps": float(self.step)}
+        if self.timed_steps:
+            costs["seconds_per_step"] = self.train_seconds / self.timed_steps
+        if self.step_memory is not None:
+            costs["step_memory_bytes"] = float(self.step_memory)
+        return costs
+
     def _result(self, status: str, message: str, seconds: float) -> RunResult:
         return RunResult(
             name=self.run_name,
@@ -307,4 +388,7 @@ class Trainer:
             seconds=seconds,
             message=message,
             history=self.history,
+            skipped_steps=self.skipped_steps,
+            seconds_per_step=self.train_seconds / self.timed_steps if self.timed_steps else None,
+            step_memory=self.step_memory,
         )
