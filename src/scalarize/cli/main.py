@@ -74,6 +74,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from scalarize.cli.compare import compare_and_report
+    from scalarize.train.compare import load_compare_config
+
+    config = load_compare_config(args.config, args.overrides)
+    compare_and_report(config, progress=not args.quiet, say=_say)
+    return 0
+
+
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from scalarize.data.loaders import DISK_BENCHMARKS
     from scalarize.data.registry import available_benchmarks, load_benchmark
@@ -154,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("overrides", nargs="*", help="key=value overrides, e.g. study.depths=[1,2]")
     study.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     study.set_defaults(handler=cmd_study)
+
+    compare = commands.add_parser("compare", help="MTO methods against uniform scalarization: same budget, seeds, lr grid")
+    compare.add_argument("config", help="YAML config with a compare: section (see configs/*-compare.yaml)")
+    compare.add_argument("overrides", nargs="*", help="key=value overrides, e.g. compare.seeds=[0,1]")
+    compare.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    compare.set_defaults(handler=cmd_compare)
 
     bench = commands.add_parser("benchmarks", help="list the bundled benchmarks")
     bench.add_argument("--options", metavar="NAME", help="show the options of one benchmark")

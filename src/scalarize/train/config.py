@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,27 +88,42 @@ class TrainConfig(Strict):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """One line for the first error; ``root`` is the config class (default :class:`TrainConfig`)
+    whose fields are listed for an unknown key."""
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "config"
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]
-        return f"{key}: unknown key; allowed: {', '.join(_allowed(parent))}"
+        return f"{key}: unknown key; allowed: {', '.join(_allowed(parent, root or TrainConfig))}"
     got = first.get("input")
     shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     return f"{key}: {message}{shown}"
 
 
-def _allowed(path: tuple) -> list[str]:
-    model: type[BaseModel] = TrainConfig
+def _allowed(path: tuple, root: type[BaseModel] | None = None) -> list[str]:
+    model: type[BaseModel] = root or TrainConfig
     for part in path:
+        if isinstance(part, int):  # an item of a list of sections
+            continue
         field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        found = _section(getattr(field, "annotation", None))
+        if found is None:
             return []
-        model = annotation
+        model = found
     return list(model.model_fields)
+
+
+def _section(annotation) -> type[BaseModel] | None:
+    """The config class inside an annotation (``X``, ``list[X]``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _section(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def build_config(data: dict[str, Any]) -> TrainConfig:

@@ -1,0 +1,225 @@
+"""MTO methods against uniform scalarization on equal terms: same benchmark, model, budget, seeds
+and learning-rate grid.
+
+The config is a training config plus a ``compare`` section (its top-level ``method`` is not
+used)::
+
+    compare:
+      methods:                      # uniform scalarization is always added (label "uniform")
+        - {name: pcgrad}
+        - {name: cagrad, options: {c: 0.4}}
+        - {name: cagrad, options: {c: 0.2}, label: cagrad-0.2}   # labels tell entries apart
+      seeds: [0, 1, 2]
+      lr_grid: [0.001, 0.0003]      # optional: every method tries every value alike
+
+Every (method, learning rate, seed) is an ordinary run of the experiment's store (kind
+``compare``, named ``<label>-lr<lr>-s<seed>``), trained by :func:`train_one` like ``scalarize
+train`` trains its run: a completed run is read back, an interrupted one resumes. The single-task
+baselines (``stl-<objective>``, for Δm) are trained once, with the base learning rate and seed,
+and are shared with ``scalarize train`` in the same directory. Per method, the learning rate
+whose mean validation score over the seeds is best is kept (ties: the first of the grid).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import Field, PositiveFloat, ValidationError
+
+from scalarize.data.benchmark import Benchmark
+from scalarize.methods.scalarization import Scalarization
+from scalarize.store.database import Store
+from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe, apply_overrides, load_yaml
+from scalarize.train.evaluate import primary_metrics, selection_score
+from scalarize.train.experiment import build_method_from_config, check_not_conflicting, prepare, stl_config, train_one
+from scalarize.train.trainer import RunResult
+
+UNIFORM = "uniform"
+
+
+class CompareMethod(Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    weights: list[float] | None = None
+    label: str | None = Field(default=None, description="name in tables and run names; default: name")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class CompareSpec(Strict):
+    methods: list[CompareMethod] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    lr_grid: list[PositiveFloat] | None = Field(default=None, min_length=1)
+
+
+class CompareConfig(TrainConfig):
+    compare: CompareSpec = Field(default_factory=CompareSpec)
+
+
+def load_compare_config(path, overrides: list[str] | None = None) -> CompareConfig:
+    data = apply_overrides(load_yaml(path), overrides or [])
+    try:
+        return CompareConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, CompareConfig)) from None
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    """One (method, learning rate, seed) of a comparison: an ordinary training config."""
+
+    label: str
+    lr: float
+    seed: int
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def method_entries(config: CompareConfig) -> list[CompareMethod]:
+    """Uniform scalarization first, then the listed methods; labels must be unique."""
+    entries = [CompareMethod(name="scalarization", label=UNIFORM)]
+    seen = {UNIFORM}
+    for index, entry in enumerate(config.compare.methods):
+        if entry.name == "scalarization" and entry.weights is None and not entry.options and entry.label is None:
+            continue  # that is uniform scalarization, always included
+        if entry.display in seen:
+            raise ConfigError(
+                f"compare.methods.{index}: a second entry labelled {entry.display!r}; give each a distinct label"
+            )
+        if not entry.display.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigError(
+                f"compare.methods.{index}.label: {entry.display!r}: use letters, digits, '-', '_' and '.' only"
+            )
+        seen.add(entry.display)
+        entries.append(entry)
+    return entries
+
+
+def learning_rates(config: CompareConfig) -> list[float]:
+    grid = config.compare.lr_grid or [config.optimizer.lr]
+    return list(dict.fromkeys(float(lr) for lr in grid))
+
+
+def build_runs(config: CompareConfig) -> list[CompareRun]:
+    """Every (method, learning rate, seed), methods outermost."""
+    base = json.loads(config.model_dump_json(exclude={"compare"}))
+    runs = []
+    for entry in method_entries(config):
+        method = {"name": entry.name, "options": entry.options, "weights": entry.weights}
+        for lr in learning_rates(config):
+            for seed in config.compare.seeds:
+                data = json.loads(json.dumps(base))
+                data.update(method=method, seed=seed, name=f"{entry.display}-lr{lr:g}-s{seed}")
+                data["optimizer"]["lr"] = lr
+                try:
+                    run_config = TrainConfig.model_validate(data)
+                except ValidationError as error:
+                    raise ConfigError(_describe(error)) from None
+                runs.append(CompareRun(entry.display, lr, seed, run_config))
+    return runs
+
+
+@dataclass
+class CompareResult:
+    config: CompareConfig
+    benchmark: str
+    objectives: list[str]
+    primary: list[tuple[str, bool]]
+    labels: list[str]
+    runs: list[CompareRun]
+    results: dict[str, RunResult]
+    stl: dict[str, RunResult] = field(default_factory=dict)
+    #: mean validation score over the seeds, per (label, lr)
+    val_scores: dict[tuple[str, float], float] = field(default_factory=dict)
+    #: the learning rate kept per label
+    chosen_lr: dict[str, float] = field(default_factory=dict)
+
+    def chosen(self, label: str) -> list[tuple[CompareRun, RunResult]]:
+        """The runs (one per seed) of ``label`` at its chosen learning rate."""
+        lr = self.chosen_lr[label]
+        return [(r, self.results[r.name]) for r in self.runs if r.label == label and r.lr == lr]
+
+
+def _val_score(result: RunResult, benchmark: Benchmark) -> float:
+    if result.status != "completed" or not result.val:
+        return -math.inf
+    try:
+        score = selection_score(result.val, benchmark)
+    except KeyError:
+        return -math.inf
+    return score if math.isfinite(score) else -math.inf
+
+
+def choose_learning_rates(
+    runs: list[CompareRun], results: dict[str, RunResult], benchmark: Benchmark
+) -> tuple[dict[tuple[str, float], float], dict[str, float]]:
+    """Mean validation score per (label, lr) and, per label, the lr that maximises it."""
+    scores: dict[tuple[str, float], list[float]] = {}
+    for run in runs:
+        scores.setdefault((run.label, run.lr), []).append(_val_score(results[run.name], benchmark))
+    means = {key: sum(values) / len(values) for key, values in scores.items()}
+    chosen: dict[str, float] = {}
+    for (label, lr), score in means.items():  # grid order: ties keep the first
+        if label not in chosen or score > means[(label, chosen[label])]:
+            chosen[label] = lr
+    return means, chosen
+
+
+def run_compare(
+    config: CompareConfig, *, progress: bool = True, log: Callable[[str], None] = lambda _: None
+) -> CompareResult:
+    """Trains every run of the comparison not yet completed (and the STL baselines)."""
+    base = TrainConfig.model_validate(config.model_dump(exclude={"compare"}))
+    benchmark, _ = prepare(base)
+    runs = build_runs(config)
+    validated: set[str] = set()
+    for run in runs:  # every method and option is valid before anything is written
+        if run.label not in validated:
+            prepare(run.config)
+            validated.add(run.label)
+    stl_base = stl_config(base)
+    names = {run.name: run.config.fingerprint() for run in runs}
+    if config.stl:
+        names.update({f"stl-{o}": stl_base.fingerprint() + f"-{o}" for o in benchmark.objectives})
+    check_not_conflicting(config, names)
+
+    labels = list(dict.fromkeys(run.label for run in runs))
+    grid = learning_rates(config)
+    log(
+        f"compare {config.name} on {benchmark.name}: {len(labels)} methods x {len(grid)} learning rate(s) x "
+        f"{len(config.compare.seeds)} seed(s) = {len(runs)} runs"
+    )
+    results: dict[str, RunResult] = {}
+    stl: dict[str, RunResult] = {}
+    with Store(config.experiment_dir()) as store:
+        for index, run in enumerate(runs, 1):
+            log(f"[{index}/{len(runs)}] {run.name}")
+            torch.manual_seed(run.seed)  # methods that draw their seed do it from here
+            method = build_method_from_config(run.config)
+            results[run.name] = train_one(
+                run.config, benchmark, method, store, run.name, "compare", names[run.name], progress
+            )
+        if config.stl:
+            for objective in benchmark.objectives:
+                single = benchmark.restrict([objective])
+                name = f"stl-{objective}"
+                log(f"single-task baseline {name}")
+                baseline = Scalarization()
+                baseline.setup(single.objectives, single.setting)
+                stl[objective] = train_one(stl_base, single, baseline, store, name, "stl", names[name], progress)
+    val_scores, chosen = choose_learning_rates(runs, results, benchmark)
+    return CompareResult(
+        config=config, benchmark=benchmark.name, objectives=list(benchmark.objectives),
+        primary=primary_metrics(benchmark), labels=labels, runs=runs, results=results, stl=stl,
+        val_scores=val_scores, chosen_lr=chosen,
+    )
