@@ -100,14 +100,47 @@ def test_mdl_context_without_task_parameters():
     torch.testing.assert_close(jac["batched"], jac["loop"])
 
 
-def test_auto_is_loop_for_convolutions_and_batched_otherwise():
-    mlp = nn.Sequential(nn.Linear(3, 4))
-    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2))
-    assert resolve_gradient_engine("auto", list(mlp.parameters())) == "batched"
-    assert resolve_gradient_engine("auto", list(conv.parameters())) == "loop"
-    assert resolve_gradient_engine("loop", list(mlp.parameters())) == "loop"
+def test_auto_is_the_loop_and_bad_names_are_refused():
+    assert resolve_gradient_engine("auto") == "loop"
+    assert resolve_gradient_engine("batched") == "batched"
     with pytest.raises(ValueError, match="gradient_engine: must be one of auto, loop, batched"):
-        resolve_gradient_engine("gramian", [])
+        resolve_gradient_engine("gramian")
+
+
+def _counting_problem(num_tasks=4):
+    """Heads that count their backward passes."""
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(5, 6), nn.ReLU())
+    heads = nn.ModuleList([nn.Linear(6, 1) for _ in range(num_tasks)])
+    calls = [0] * num_tasks
+    for i, head in enumerate(heads):
+        head.register_full_backward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    x = torch.randn(8, 5)
+
+    def losses():
+        z = trunk(x)
+        return z, [(heads[i](z) ** 2).mean() for i in range(num_tasks)]
+
+    return trunk, heads, losses, calls
+
+
+@pytest.mark.parametrize("form", ["stack", "list", "other"])
+def test_each_task_backward_starts_from_its_own_loss(form):
+    """From a stack (or a list) of task losses, task i's backward runs through head i only; any
+    other [T] tensor is differentiated row by row, through every head, to the same Jacobian."""
+    trunk, heads, losses, calls = _counting_problem()
+    z, parts = losses()
+    vector = {"stack": torch.stack(parts), "list": parts, "other": torch.cat([p.reshape(1) for p in parts])}[form]
+    context = StepContext(vector, features=z, shared_params=list(trunk.parameters()),
+                          task_params=[list(h.parameters()) for h in heads], gradient_engine="loop")
+    jacobian = context.shared_jacobian()
+    assert calls == ([1, 1, 1, 1] if form != "other" else [4, 4, 4, 4])
+    z, parts = losses()
+    reference = torch.stack([
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(p, list(trunk.parameters()), retain_graph=True)])
+        for p in parts
+    ])
+    torch.testing.assert_close(jacobian, reference)
 
 
 @pytest.mark.parametrize(
@@ -177,3 +210,16 @@ def test_engine_in_the_config_and_the_fingerprint(tmp_path):
     own = set(TrainConfig.model_fields) - {"output", "stl", "name", "gradient_engine"}
     before = hashlib.sha256(json.dumps(auto.model_dump(include=own), sort_keys=True).encode()).hexdigest()[:16]
     assert auto.fingerprint() == before
+
+
+def test_mdl_gradient_methods_train_the_shared_head():
+    """In MDL the one head is reached by every domain's loss: a shared parameter."""
+    bench = load_benchmark("digits")
+    torch.manual_seed(0)
+    model = build_model("mlp", bench.input_shape, bench.tasks, 0.25, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    config = TrainConfig(benchmark={"name": "digits"}, steps=2, device="cpu", stl=False)
+    trainer = Trainer(config, bench, model, build_method("pcgrad", seed=0), progress=False)
+    assert len(trainer.shared_params) == len(list(model.parameters())) and trainer.task_params == []
+    trainer.train_step()
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

@@ -7,18 +7,25 @@ the shared parameters, or on the shared representation. Nothing is computed that
 Per-task gradients come from one of two engines (``gradient_engine``), which give the same
 Jacobian up to floating-point rounding:
 
-* ``loop``: one ``torch.autograd.grad`` per task (T partial backward passes);
-* ``batched``: one ``torch.autograd.grad`` of the ``[T]`` losses with ``grad_outputs=eye(T)`` and
-  ``is_grads_batched=True`` (the T backward passes vectorised with ``vmap``);
-* ``auto`` (default): ``loop`` when a shared parameter has three or more dimensions (a
-  convolution kernel), ``batched`` otherwise — the faster of the two in
-  ``benchmarks/methods_scaling.py`` on a 2-core CPU (batched is 2-4x faster for MLP trunks from
-  T = 5 on; the loop is faster for the small ResNet).
+* ``loop``: one ``torch.autograd.grad`` per task, started from that task's own loss;
+* ``batched``: one ``torch.autograd.grad`` over all tasks with ``is_grads_batched=True`` (the T
+  backward passes vectorised with ``vmap``);
+* ``auto`` (default): ``loop``, the faster on a CPU in ``benchmarks/methods_scaling.py`` (its
+  ``engines`` section): on ``synthetic`` (MLP trunk, one head per task) the loop's Jacobian costs
+  about 1.6x a uniform step at T = 10 and 2x at T = 40, against 3x and 6x for ``batched``, and on
+  a small ResNet the loop is faster too. ``batched`` is there for GPUs, where vectorising is
+  expected to pay (not measured here: run the benchmark's engines section on yours).
+
+Each task's backward starts from that task's own loss, not from row i of the ``[T]`` vector: a
+row's backward would also send zero gradients through every other task's head (T² head
+backwards in all). The context finds the task losses as the inputs of the ``torch.stack`` that
+built the vector (``losses.grad_fn``), or takes them as a list (``losses=[l_1, ..., l_T]``);
+other ``[T]`` tensors (e.g. MDL's per-domain means) are differentiated row by row.
 
 torchjd's Gramian engine (``torchjd.autogram``) is not offered: it needs hooks on the trunk before
 the forward pass, serves only methods whose weights depend on the Gramian alone, and on these
-models it was slower than ``batched`` and no lighter than ``loop`` (see the benchmark's
-``engines`` section).
+models it was slower than either engine here and no lighter in memory than ``loop`` (see the
+benchmark's ``engines`` section).
 """
 
 from __future__ import annotations
@@ -27,25 +34,45 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge
 
 #: The values of ``gradient_engine`` (see the module docstring).
 GRADIENT_ENGINES = ("auto", "loop", "batched")
 
 
-def resolve_gradient_engine(engine: str, shared_params: Sequence[nn.Parameter]) -> str:
-    """``loop`` or ``batched`` for ``engine`` (``auto`` decides from the shared parameters)."""
+def resolve_gradient_engine(engine: str, shared_params: Sequence[nn.Parameter] = ()) -> str:
+    """``loop`` or ``batched`` for ``engine`` (``auto`` is ``loop``: see the module docstring)."""
     if engine not in GRADIENT_ENGINES:
         raise ValueError(f"gradient_engine: must be one of {', '.join(GRADIENT_ENGINES)}, got {engine!r}")
-    if engine != "auto":
-        return engine
-    return "loop" if any(p.dim() >= 3 for p in shared_params) else "batched"
+    return "loop" if engine == "auto" else engine
+
+
+def task_outputs(losses: Tensor) -> list[Tensor | GradientEdge] | None:
+    """The T task losses as outputs of their own, if ``losses`` is a ``torch.stack`` of scalars.
+
+    Returns gradient edges (which ``torch.autograd.grad`` differentiates like tensors), or
+    ``None`` when ``losses`` was built another way.
+    """
+    node = losses.grad_fn
+    if node is None or losses.dim() != 1 or node.name() != "StackBackward0":
+        return None
+    edges = node.next_functions
+    if len(edges) != losses.numel():
+        return None
+    out: list[Tensor | GradientEdge] = []
+    for function, index in edges:
+        if function is None or "AccumulateGrad" in function.name():
+            return None  # a loss without a graph of its own
+        out.append(GradientEdge(function, index))
+    return out
 
 
 class StepContext:
     """One optimisation step as seen by a :class:`~scalarize.methods.base.Method`.
 
     Args:
-        losses: ``[T]`` task losses, attached to the graph.
+        losses: ``[T]`` task losses, attached to the graph (best a ``torch.stack`` of the task
+            losses), or the list of the T scalar task losses.
         features: the shared representation (output of the trunk) the heads read, or ``None``.
         shared_params: parameters every task's loss reaches (the trunk).
         task_params: per task, the parameters only that task's loss reaches (its head).
@@ -58,7 +85,7 @@ class StepContext:
 
     def __init__(
         self,
-        losses: Tensor,
+        losses: Tensor | Sequence[Tensor],
         *,
         features: Tensor | None,
         shared_params: Sequence[nn.Parameter],
@@ -69,7 +96,12 @@ class StepContext:
         epoch: int = 0,
         gradient_engine: str = "auto",
     ) -> None:
-        self.losses = losses
+        if isinstance(losses, Tensor):
+            self.losses = losses
+            self._outputs = task_outputs(losses)
+        else:
+            self._outputs = list(losses)
+            self.losses = torch.stack(self._outputs)
         self.features = features
         self.shared_params = list(shared_params)
         self.task_params = [list(p) for p in task_params]
@@ -109,12 +141,7 @@ class StepContext:
         rows, task_grads = [], []
         shared = len(self.shared_params)
         for i in range(self.losses.numel()):
-            grads = torch.autograd.grad(
-                self.losses[i],
-                self.shared_params + self._own_params(i),
-                retain_graph=True,
-                allow_unused=True,
-            )
+            grads = self._grad(i, self.shared_params + self._own_params(i))
             rows.append(_flatten(grads[:shared], self.shared_params))
             task_grads.append(grads[shared:])
         return torch.stack(rows), task_grads
@@ -123,11 +150,7 @@ class StepContext:
         num_tasks = self.losses.numel()
         own = [self._own_params(i) for i in range(num_tasks)]
         inputs = self.shared_params + [p for params in own for p in params]
-        eye = torch.eye(num_tasks, dtype=self.losses.dtype, device=self.losses.device)
-        grads = torch.autograd.grad(
-            self.losses.reshape(-1), inputs, grad_outputs=eye, retain_graph=True,
-            allow_unused=True, is_grads_batched=True,
-        )
+        grads = self._batched_grad(inputs)
         shared = len(self.shared_params)
         jacobian = torch.cat(
             [
@@ -188,17 +211,34 @@ class StepContext:
         not reach it."""
         num_tasks = self.losses.numel()
         if self.gradient_engine == "batched":
-            eye = torch.eye(num_tasks, dtype=self.losses.dtype, device=self.losses.device)
-            (grads,) = torch.autograd.grad(
-                self.losses.reshape(-1), tensor, grad_outputs=eye, retain_graph=True,
-                allow_unused=True, is_grads_batched=True,
-            )
+            (grads,) = self._batched_grad([tensor])
             return grads if grads is not None else tensor.new_zeros(num_tasks, *tensor.shape)
         rows = []
         for i in range(num_tasks):
-            (grad,) = torch.autograd.grad(self.losses[i], tensor, retain_graph=True, allow_unused=True)
+            (grad,) = self._grad(i, [tensor])
             rows.append(torch.zeros_like(tensor) if grad is None else grad)
         return torch.stack(rows)
+
+    def _grad(self, i: int, inputs: Sequence[Tensor]) -> tuple[Tensor | None, ...]:
+        """Gradient of task i's loss on ``inputs`` (``None`` where it does not reach)."""
+        if self._outputs is None:
+            output, grad_output = self.losses[i], None
+        else:
+            output, grad_output = self._outputs[i], torch.ones((), dtype=self.losses.dtype, device=self.losses.device)
+        return torch.autograd.grad(output, list(inputs), grad_outputs=grad_output, retain_graph=True, allow_unused=True)
+
+    def _batched_grad(self, inputs: Sequence[Tensor]) -> tuple[Tensor | None, ...]:
+        """``[T, ...]`` per input: every task's gradient at once (``vmap`` over the T rows)."""
+        num_tasks = self.losses.numel()
+        eye = torch.eye(num_tasks, dtype=self.losses.dtype, device=self.losses.device)
+        if self._outputs is None:
+            outputs, grad_outputs = [self.losses.reshape(-1)], [eye]
+        else:
+            outputs, grad_outputs = self._outputs, list(eye.T)
+        return torch.autograd.grad(
+            outputs, list(inputs), grad_outputs=grad_outputs, retain_graph=True,
+            allow_unused=True, is_grads_batched=True,
+        )
 
     def recompute_losses(self) -> Tensor:
         if self._recompute_losses is None:

@@ -134,8 +134,12 @@ class Trainer:
         else:
             self.optimizer = build_optimizer(config, params)
         self.schedule = build_schedule(config, self.optimizer, self.total_steps, self.steps_per_epoch)
-        self.shared_params = self.model.shared_parameters()
-        self.task_params = self.model.task_parameters() if benchmark.setting == "mtl" else []
+        if benchmark.setting == "mtl":
+            self.shared_params = self.model.shared_parameters()
+            self.task_params = self.model.task_parameters()
+        else:  # MDL: every domain's loss reaches the one head too, so it is shared
+            self.shared_params = [p for p in self.model.parameters() if p.requires_grad]
+            self.task_params = []
         self.step = 0
         self.evaluation = 0
         self.best: dict = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
