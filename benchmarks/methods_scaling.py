@@ -1,0 +1,393 @@
+"""Time per step and peak memory of every MTO method against the number of tasks (MTO issue).
+
+On ``synthetic`` with K in {2, 5, 10, 20, 40} tasks (MLP trunk, width 0.5, depth 2, batch 128,
+Adam), for every registered method and uniform scalarization:
+
+* ``step_time_ms``: one training step as the trainer takes it (forward, ``method.backward``
+  through a :class:`~scalarize.methods.StepContext` with the default gradient engine, optimizer
+  step, ``after_step`` hook), median over interleaved rounds, and its ratio to uniform
+  scalarization's step in the same rounds;
+* ``peak_memory_mb``: the peak tensor memory (1 MB = 10^6 bytes) of one step above its start
+  (:mod:`scalarize.train.measure`: a dispatch-mode counter on CPU, ``max_memory_allocated`` on CUDA);
+* for the methods on per-task gradients, the same method computed the usual way: K separate
+  ``backward(retain_graph=True)`` passes, from each task's loss, whose ``.grad`` are copied out
+  (and zeroed) one task at a time, then the same aggregation (``usual_step_time_ms`` and
+  ``speedup_over_usual``); for PCGrad also from the rows of the stacked loss vector, as LibMTL
+  does (``usual_stacked_step_time_ms``);
+* ``engines``: the per-task Jacobian alone with each engine (``loop``, ``batched``), with the
+  loop over the rows of the stacked loss vector (``loop_rows``: what starting from each task's own
+  loss saves) and with torchjd's autogram Gramian engine (for the record: not offered, see
+  methods/context.py), on this MLP and on a small ResNet: what ``gradient_engine: auto`` is
+  chosen from.
+
+Targets (2-core CPU): loss-space methods <= 1.10x uniform's step (FAMO <= 1.5x); MGDA-UB <= 1.3x;
+methods on per-task gradients <= 0.6*K x uniform at K = 10, and faster than the usual way.
+
+Prints JSON and a table; writes the JSON and a PNG (memory and time against K).
+
+    python benchmarks/methods_scaling.py [--quick] [--output benchmarks/results/methods_scaling.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from scalarize.data import load_benchmark
+from scalarize.methods import AFTER_STEP, OWN_OPTIMIZER, SHARED_GRADIENTS, StepContext, available_methods, build_method
+from scalarize.models import build_model
+from scalarize.train.evaluate import task_losses
+from scalarize.train.measure import step_memory
+
+LOSS_SPACE = ("uw", "imtl_l", "dwa", "rlw", "famo", "gradnorm")
+EXCLUDED = {"scheduled_scalarization": "uniform scalarization replaying a PBT schedule: same cost as scalarization"}
+TASKS = (2, 5, 10, 20, 40)
+QUICK_TASKS = (2, 10, 40)
+
+
+class UsualContext(StepContext):
+    """Per-task gradients the usual way: K ``backward(retain_graph=True)`` passes into ``.grad``,
+    copied out and zeroed after each. From the task losses themselves (``stacked=False``, the
+    best case) or from the rows of the stacked ``[K]`` vector (``stacked=True``, as LibMTL does,
+    which also sends zero gradients through every other head)."""
+
+    stacked = False
+
+    def _loop_jacobian(self):
+        params = self.shared_params + [p for ps in self.task_params for p in ps]
+        rows, task_grads = [], []
+        for i in range(self.losses.numel()):
+            for p in params:
+                p.grad = None
+            (self.losses[i] if self.stacked else self._outputs[i]).backward(retain_graph=True)
+            rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).clone()
+                                   for p in self.shared_params]))
+            own = self.task_params[i] if i < len(self.task_params) else []
+            task_grads.append(tuple(None if p.grad is None else p.grad.clone() for p in own))
+        for p in params:
+            p.grad = None
+        return torch.stack(rows), task_grads
+
+    _batched_jacobian = _loop_jacobian
+
+
+class StackedUsualContext(UsualContext):
+    stacked = True
+
+
+class Setup:
+    """A K-task synthetic problem, its model, one method and its optimizer; fixed batches."""
+
+    def __init__(self, bench, batches, method_name: str, usual: str = "", seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.bench, self.batches = bench, batches
+        self.context = {"": StepContext, "usual": UsualContext, "stacked": StackedUsualContext}[usual]
+        self.model = build_model("mlp", bench.input_shape, bench.tasks, 0.5, 2)
+        self.method = build_method(method_name)
+        self.method.setup(bench.objectives)
+        params = [*self.model.parameters(), *self.method.parameters()]
+        if OWN_OPTIMIZER in self.method.needs:
+            self.optimizer = self.method.build_optimizer(params, 1e-3)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=1e-3)
+        self.index = 0
+
+    def _losses(self, x, targets):
+        features, outputs = self.model(x)
+        return features, [t.loss(outputs[t.name], targets[t.name]) for t in self.bench.tasks]
+
+    def step(self) -> None:
+        x, targets = self.batches[self.index % len(self.batches)]
+        self.index += 1
+        features, losses = self._losses(x, targets)
+        context = self.context(
+            losses, features=features, shared_params=self.model.shared_parameters(),
+            task_params=self.model.task_parameters(), recompute_losses=lambda: torch.stack(self._losses(x, targets)[1]),
+            step=self.index,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.backward(context)
+        self.optimizer.step()
+        if AFTER_STEP in self.method.needs:
+            self.method.after_step(context)
+
+
+def problem(num_tasks: int, batch_size: int = 128, num_batches: int = 4):
+    bench = load_benchmark("synthetic", num_tasks=num_tasks, train_size=batch_size * num_batches, val_size=64, test_size=64)
+    train = bench.split("train")
+    batches = [
+        (train.inputs[i : i + batch_size], {k: v[i : i + batch_size] for k, v in train.targets.items()})
+        for i in range(0, batch_size * num_batches, batch_size)
+    ]
+    return bench, batches
+
+
+def time_setups(setups: dict[str, Setup], steps: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per step of each setup in each round; the setups take turns within a round."""
+    for setup in setups.values():  # warm-up (lazy optimizer state, first-call costs)
+        for _ in range(2):
+            setup.step()
+    times: dict[str, list[float]] = {name: [] for name in setups}
+    for _ in range(rounds):
+        for name, setup in setups.items():
+            started = time.perf_counter()
+            for _ in range(steps):
+                setup.step()
+            times[name].append((time.perf_counter() - started) / steps)
+    return times
+
+
+def category(name: str) -> str:
+    if name == "scalarization":
+        return "uniform"
+    if name in LOSS_SPACE:
+        return "loss space"
+    if name == "mgda_ub":
+        return "representation"
+    return "per-task gradients"
+
+
+def per_task_gradient_methods(methods: list[str]) -> list[str]:
+    return [m for m in methods if SHARED_GRADIENTS in build_method(m).needs and m not in LOSS_SPACE]
+
+
+def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int) -> list[dict]:
+    bench, batches = problem(num_tasks)
+    setups = {m: Setup(bench, batches, m) for m in methods}
+    usual = per_task_gradient_methods(methods)
+    setups.update({f"{m} (usual)": Setup(bench, batches, m, usual="usual") for m in usual})
+    if "pcgrad" in usual:  # the Jacobian's cost does not depend on the method: one is enough
+        setups["pcgrad (usual, stacked)"] = Setup(bench, batches, "pcgrad", usual="stacked")
+    times = time_setups(setups, steps, rounds)
+    uniform = statistics.median(times["scalarization"])
+    rows = []
+    for m in methods:
+        setup = Setup(bench, batches, m)
+        setup.step()
+        setup.step()
+        _, peak = step_memory(setup.step, "cpu")
+        ms = statistics.median(times[m]) * 1e3
+        row = {
+            "method": m, "category": category(m), "num_tasks": num_tasks, "step_time_ms": round(ms, 3),
+            "ratio_to_uniform": round(ms / (uniform * 1e3), 3), "peak_memory_mb": round(peak / 1e6, 3),
+        }
+        if m in usual:
+            usual_ms = statistics.median(times[f"{m} (usual)"]) * 1e3
+            usual_setup = Setup(bench, batches, m, usual="usual")
+            usual_setup.step()
+            usual_setup.step()
+            _, usual_peak = step_memory(usual_setup.step, "cpu")
+            row.update(usual_step_time_ms=round(usual_ms, 3), speedup_over_usual=round(usual_ms / ms, 3),
+                       usual_peak_memory_mb=round(usual_peak / 1e6, 3))
+            if f"{m} (usual, stacked)" in times:
+                stacked_ms = statistics.median(times[f"{m} (usual, stacked)"]) * 1e3
+                row.update(usual_stacked_step_time_ms=round(stacked_ms, 3),
+                           speedup_over_usual_stacked=round(stacked_ms / ms, 3))
+        rows.append(row)
+    return rows
+
+
+def _jacobian_problem(kind: str, num_tasks: int):
+    torch.manual_seed(0)
+    if kind == "mlp":
+        bench, batches = problem(num_tasks)
+        model = build_model("mlp", bench.input_shape, bench.tasks, 0.5, 2)
+        x, targets = batches[0]
+
+        def losses():
+            _, outputs = model(x)
+            return task_losses(bench, outputs, targets, None)
+
+        return model, losses
+    from torch import nn
+
+    from scalarize.models.multitask import MultiTaskModel
+    from scalarize.models.resnet import resnet_trunk
+
+    trunk, size = resnet_trunk((1, 28, 28), width=0.5, depth=1)
+    model = MultiTaskModel(trunk, {f"t{i}": nn.Linear(size, 10) for i in range(num_tasks)})
+    x = torch.randn(64, 1, 28, 28)
+    y = torch.randint(0, 10, (num_tasks, 64))
+
+    def losses():
+        _, outputs = model(x)
+        return torch.stack([nn.functional.cross_entropy(outputs[f"t{i}"], y[i]) for i in range(num_tasks)])
+
+    return model, losses
+
+
+def measure_engines(kind: str, num_tasks: int, rounds: int) -> dict:
+    """Seconds and peak memory of the per-task Jacobian by each engine (and torchjd's Gramian)."""
+    from torchjd.autogram import Engine
+
+    model, losses = _jacobian_problem(kind, num_tasks)
+    gram_model, gram_losses = _jacobian_problem(kind, num_tasks)
+    engine = Engine(gram_model.trunk, batch_dim=None)
+
+    def jacobian(name, rows=False):
+        def run():
+            values = losses()
+            context = StepContext(values.clone() if rows else values, features=None,  # a clone hides the stack
+                                  shared_params=model.shared_parameters(), task_params=model.task_parameters(),
+                                  gradient_engine=name)
+            return context.shared_jacobian()
+        return run
+
+    def gramian():
+        values = gram_losses()
+        matrix = engine.compute_gramian(values)
+        values.backward(torch.ones_like(values))  # the weighted backward the Gramian path also needs
+        gram_model.zero_grad(set_to_none=True)
+        return matrix
+
+    runs = {"loop": jacobian("loop"), "batched": jacobian("batched"), "loop_rows": jacobian("loop", rows=True),
+            "torchjd_gramian": gramian}
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    row = {"model": kind, "num_tasks": num_tasks}
+    for name, run in runs.items():
+        _, peak = step_memory(run, "cpu")
+        row[f"{name}_ms"] = round(statistics.median(times[name]) * 1e3, 3)
+        row[f"{name}_mb"] = round(peak / 1e6, 3)
+    return row
+
+
+def check_targets(rows: list[dict]) -> list[dict]:
+    """The issue's targets, with the measured value and whether it is met."""
+    out = []
+    for row in rows:
+        k, name, ratio = row["num_tasks"], row["method"], row["ratio_to_uniform"]
+        if row["category"] == "loss space":
+            limit = 1.5 if name == "famo" else 1.10
+            out.append({"target": f"{name} <= {limit}x uniform", "tasks": k, "value": ratio, "met": ratio <= limit})
+        elif row["category"] == "representation":
+            out.append({"target": f"{name} <= 1.3x uniform", "tasks": k, "value": ratio, "met": ratio <= 1.3})
+        elif row["category"] == "per-task gradients":
+            if k == 10:
+                out.append({"target": f"{name} <= 0.6*K x uniform at K=10", "tasks": k, "value": ratio, "met": ratio <= 6.0})
+            if "speedup_over_usual" in row:
+                out.append({"target": f"{name} faster than K backward passes", "tasks": k,
+                            "value": row["speedup_over_usual"], "met": row["speedup_over_usual"] > 1.0})
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    styles = ["-", "--", ":", "-."]
+    for index, method in enumerate(methods):
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["num_tasks"])
+        ks = [r["num_tasks"] for r in mine]
+        style = dict(color=f"C{index % 10}", ls=styles[index // 10 % 4], marker="o", ms=3,
+                     lw=2.5 if method == "scalarization" else 1.2)
+        label = "uniform scalarization" if method == "scalarization" else method
+        axes[0].plot(ks, [r["peak_memory_mb"] for r in mine], label=label, **style)
+        axes[1].plot(ks, [r["step_time_ms"] for r in mine], label=label, **style)
+    for axis, ylabel in zip(axes, ["peak step memory (MB)", "time per step (ms)"]):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        ticks = sorted({r["num_tasks"] for r in rows})
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axis.set_xticks(ticks, [str(k) for k in ticks])
+        axis.set_xlabel("number of tasks K")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3, which="both")
+    axes[0].set_title("memory against tasks (synthetic, MLP, batch 128)", fontsize=10)
+    axes[1].set_title(f"time per step against tasks (CPU, {torch.get_num_threads()} thread(s))", fontsize=10)
+    axes[1].legend(fontsize=7, ncol=1, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(rows: list[dict]) -> str:
+    header = ["method", "K", "ms/step", "x uniform", "MB", "usual ms", "speed-up", "LibMTL-style ms", "speed-up"]
+    lines = []
+    for r in rows:
+        lines.append([
+            r["method"], str(r["num_tasks"]), f"{r['step_time_ms']:.2f}", f"{r['ratio_to_uniform']:.2f}",
+            f"{r['peak_memory_mb']:.2f}",
+            f"{r['usual_step_time_ms']:.2f}" if "usual_step_time_ms" in r else "",
+            f"{r['speedup_over_usual']:.2f}" if "speedup_over_usual" in r else "",
+            f"{r['usual_stacked_step_time_ms']:.2f}" if "usual_stacked_step_time_ms" in r else "",
+            f"{r['speedup_over_usual_stacked']:.2f}" if "speedup_over_usual_stacked" in r else "",
+        ])
+    widths = [max(len(x) for x in column) for column in zip(header, *lines)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(line) for line in lines)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"K in {QUICK_TASKS} and fewer rounds")
+    parser.add_argument("--tasks", type=int, nargs="+", help="numbers of tasks (default: 2 5 10 20 40)")
+    parser.add_argument("--methods", nargs="+", help="a subset of methods (uniform is always added)")
+    parser.add_argument("--steps", type=int, default=5, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's, 2 on a 2-core CPU); "
+                        "1 keeps timings stable when another process shares the CPU")
+    parser.add_argument("--output", default="benchmarks/results/methods_scaling.json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    tasks = args.tasks or (QUICK_TASKS if args.quick else TASKS)
+    rounds = 3 if args.quick else args.rounds
+    methods = args.methods or [m for m in available_methods() if m not in EXCLUDED]
+    methods = ["scalarization", *[m for m in methods if m != "scalarization"]]
+    started = time.perf_counter()
+    rows: list[dict] = []
+    for k in tasks:
+        rows += measure_methods(k, methods, args.steps, rounds)
+        print(f"K={k} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    engines = [measure_engines("mlp", k, rounds) for k in tasks]
+    engines += [measure_engines("resnet", k, max(2, rounds // 2)) for k in (2, 10)]
+    targets = check_targets(rows)
+    result = {
+        "benchmark": "synthetic (input 64, output 16 per task)", "model": "mlp width 0.5 depth 2 (128 units)",
+        "batch_size": 128, "optimizer": "adam", "device": "cpu", "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "steps_per_round": args.steps, "rounds": rounds, "tasks": list(tasks), "excluded": EXCLUDED,
+        "seconds": round(time.perf_counter() - started, 1),
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "results": rows, "engines": engines, "targets": targets,
+        "targets_met": sum(t["met"] for t in targets), "targets_total": len(targets),
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))
+    plot(rows, output.with_suffix(".png"))
+    print(json.dumps(result, indent=2))
+    print()
+    print(table(rows))
+    print()
+    for row in engines:
+        print(row)
+    missed = [t for t in targets if not t["met"]]
+    print(f"\ntargets met: {result['targets_met']}/{result['targets_total']}")
+    for t in missed:
+        print(f"  missed: {t['target']} at K={t['tasks']}: {t['value']}")
+    print(f"written: {output} and {output.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
