@@ -13,6 +13,7 @@ its checkpoint.
 from __future__ import annotations
 
 import hashlib
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -46,32 +47,40 @@ def result_from_store(store: Store, name: str) -> RunResult:
     )
 
 
-def _timed(step: Callable[[], object], count: int, repeats: int = 3) -> float:
-    """Seconds per call: the best of ``repeats`` rounds of ``count`` calls, after a warm-up."""
-    step()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(count):
-            step()
-        best = min(best, (time.perf_counter() - started) / count)
-    return best
+def _seconds_per_call(step: Callable[[], object], count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        step()
+    return (time.perf_counter() - started) / count
 
 
-def measure(members: Sequence[Member], benchmark: Benchmark) -> float:
-    """Speed-up of stacking ``members`` over training them one after another (> 1: stack)."""
+def measure(members: Sequence[Member], benchmark: Benchmark, rounds: int = 5) -> float:
+    """Speed-up of stacking ``members`` over training them one after another (> 1: stack).
+
+    Both are timed in alternating rounds (order flipped every round) after a warm-up, and the
+    median of the paired ratios is returned: a burst of load from another process hits both
+    sides of a round, which keeps the choice steady on a busy machine.
+    """
     state = torch.get_rng_state()
     try:
         population = StackedPopulation(members, benchmark, progress=False)
-        stacked = _timed(population.train_step, MEASURE_STEPS)
         config = members[0].config
         torch.manual_seed(config.seed)
         model = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
         single = Trainer(config, benchmark, model, Scalarization(config.method.weights), progress=False)
-        alone = _timed(single.train_step, MEASURE_STEPS)
+        for _ in range(2):  # warm-up (the trainer measures its second step's memory, slowly)
+            population.train_step()
+            single.train_step()
+        ratios = []
+        for round_ in range(rounds):
+            pair = [(population.train_step, True), (single.train_step, False)]
+            timings = {}
+            for step, stacked in pair if round_ % 2 == 0 else pair[::-1]:
+                timings[stacked] = _seconds_per_call(step, MEASURE_STEPS)
+            ratios.append(len(members) * timings[False] / timings[True])
     finally:
         torch.set_rng_state(state)
-    return len(members) * alone / stacked
+    return float(statistics.median(ratios))
 
 
 def choose_engine(members: Sequence[Member], benchmark: Benchmark, engine: Engine) -> tuple[str, str]:
