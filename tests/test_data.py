@@ -105,7 +105,6 @@ def test_mixture_sampler_state_round_trip():
 
 def test_mdl_losses_are_per_domain_means_and_their_batch_weighted_sum_is_the_plain_mean():
     bench = load_benchmark("digits")
-    task = bench.tasks[0]
     logits = torch.randn(6, 10)
     targets = {"digit": torch.tensor([1, 2, 3, 4, 5, 6])}
     counts = torch.tensor([4, 2])

@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 
 from scalarize.data import load_benchmark
 from scalarize.search.designs import lattice

@@ -265,7 +265,7 @@ def run_pbt(config: PBTConfig, *, progress: bool = True, log: Callable[[str], No
     if config.method.name != "scalarization":
         raise ConfigError(f"method.name: PBT searches scalarization weights; got {config.method.name!r}")
     benchmark, _ = prepare(config)
-    policy = config.policy()  # noqa: F841 - validates the policy before anything is written
+    config.policy()  # validates the policy before anything is written
     try:
         build_fitness(config.pbt.fitness, primary_metrics(benchmark))
     except ValueError as error:

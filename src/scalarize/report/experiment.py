@@ -6,7 +6,6 @@ same, opens in a browser) with PNG figures beside them, in the experiment direct
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from scalarize.pareto.delta_m import delta_m  # noqa: E402
+from scalarize.report.html import write_html  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 
 
@@ -134,19 +134,5 @@ def write_report(
     ]
     path = directory / "report.md"
     path.write_text("\n".join(text))
-    body = "".join(
-        [
-            f"<h1>{html.escape(title)}</h1>",
-            *(f"<p>{html.escape(n)}</p>" for n in notes if n),
-            "<table border=1 cellpadding=4 style='border-collapse:collapse'>",
-            "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>",
-            *("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows),
-            "</table>",
-            f"<p><img src='{curves.name}'></p><p><img src='{losses.name}'></p>",
-        ]
-    )
-    (directory / "report.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body style='font-family:sans-serif'>{body}</body></html>"
-    )
+    write_html(directory / "report.html", title, list(notes), header, rows, [curves, losses])
     return path

@@ -4,7 +4,6 @@ with uniform scalarization on the same budget (and the best point of a sweep whe
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.report.html import write_html  # noqa: E402
 from scalarize.search.fitness import build_fitness  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 
@@ -142,12 +142,5 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
     ]
     path = directory / "report.md"
     path.write_text("\n".join(lines))
-    table = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    images = "".join(f"<p><img src='{p.name}'></p>" for p in (schedule, curves, lineage))
-    (directory / "report.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>PBT</title></head><body style='font-family:sans-serif'>"
-        f"<h1>{html.escape(lines[0][2:])}</h1><p>{html.escape(lines[2])}</p>"
-        "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>{table}</table>{images}</body></html>"
-    )
+    write_html(directory / "report.html", lines[0][2:], [lines[2]], header, rows, [schedule, curves, lineage])
     return path, format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import json
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scalarize.pareto import delta_m  # noqa: E402
-from scalarize.report.experiment import markdown_table  # noqa: E402
+from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.report.html import write_html  # noqa: E402
 from scalarize.search.fitness import mean_primary  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 
@@ -220,14 +220,5 @@ def write_study_report(result, methods_benchmark: Path = METHODS_BENCHMARK) -> t
              "", "Data behind the figures: best_weights_and_delta.csv, conflict.csv" + (", methods_scaling.csv" if method_rows else "") + "."]
     path = directory / "report.md"
     path.write_text("\n".join(lines))
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table)
-    images = "".join(f"<p><img src='{p.name}'></p>" for p in figures if p is not None)
-    (directory / "report.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>study</title></head><body style='font-family:sans-serif'>"
-        f"<h1>{html.escape(lines[0][2:])}</h1><p>{html.escape(lines[2])}</p>"
-        "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>{cells}</table><p>{html.escape(conflict_text)}</p>{images}</body></html>"
-    )
-    from scalarize.report.experiment import format_table
-
+    write_html(directory / "report.html", lines[0][2:], [lines[2], conflict_text], header, table, figures)
     return path, format_table(header, table) + "\n\n" + conflict_text

@@ -9,7 +9,6 @@ the table of the front, with hypervolume and Δm.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from scalarize.pareto import default_reference, delta_m_batch, hypervolume, pareto_front  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.report.html import write_html  # noqa: E402
 
 
 def _label(weights) -> str:
@@ -170,12 +170,5 @@ def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
     ]
     path = directory / "report.md"
     path.write_text("\n".join(lines))
-    table = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    (directory / "report.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>sweep</title></head><body style='font-family:sans-serif'>"
-        f"<h1>{html.escape(lines[0][2:])}</h1><p>{html.escape(lines[2])}</p>"
-        f"<p><img src='{front.name}'> <img src='{curves.name}'></p>"
-        "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>{table}</table></body></html>"
-    )
+    write_html(directory / "report.html", lines[0][2:], [lines[2]], header, rows, [front, curves])
     return path, format_table(header, rows) + f"\n\nhypervolume {stats['hypervolume']:.6g}; {stats['front']} of {stats['members']} members on the front"
