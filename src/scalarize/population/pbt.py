@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.population.members import Member
@@ -38,10 +38,9 @@ from scalarize.train.config import (
     ConfigError,
     Strict,
     TrainConfig,
-    _describe,
     apply_overrides,
     build_config,
-    load_yaml,
+    load_config,
 )
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.experiment import check_not_conflicting, prepare
@@ -81,11 +80,7 @@ class PBTConfig(TrainConfig):
 
 
 def load_pbt_config(path, overrides: list[str] | None = None) -> PBTConfig:
-    data = apply_overrides(load_yaml(path), overrides or [])
-    try:
-        return PBTConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+    return load_config(path, overrides, PBTConfig)
 
 
 def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:

@@ -23,12 +23,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.population.sweep import SweepConfig, SweepResult, SweepSpec, run_sweep
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe, apply_overrides, load_yaml
+from scalarize.train.config import ConfigError, Strict, TrainConfig, load_config
 from scalarize.train.conflict import ConflictProbe
 from scalarize.train.experiment import prepare, train_one
 from scalarize.train.trainer import RunResult
@@ -48,11 +48,7 @@ class StudyConfig(TrainConfig):
 
 
 def load_study_config(path, overrides: list[str] | None = None) -> StudyConfig:
-    data = apply_overrides(load_yaml(path), overrides or [])
-    try:
-        return StudyConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+    return load_config(path, overrides, StudyConfig)
 
 
 @dataclass

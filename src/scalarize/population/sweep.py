@@ -29,7 +29,7 @@ from scalarize.population.engine import train_members
 from scalarize.population.members import Member, member_name
 from scalarize.search import designs
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, apply_overrides, build_config, load_yaml
+from scalarize.train.config import ConfigError, Strict, TrainConfig, apply_overrides, build_config, load_config
 from scalarize.train.experiment import check_not_conflicting, prepare, stl_config, train_one
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.trainer import RunResult
@@ -54,15 +54,7 @@ class SweepConfig(TrainConfig):
 
 
 def load_sweep_config(path, overrides: list[str] | None = None) -> SweepConfig:
-    data = apply_overrides(load_yaml(path), overrides or [])
-    from pydantic import ValidationError
-
-    from scalarize.train.config import _describe
-
-    try:
-        return SweepConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+    return load_config(path, overrides, SweepConfig)
 
 
 def design_weights(spec: SweepSpec, num_objectives: int) -> np.ndarray:

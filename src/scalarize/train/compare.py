@@ -34,7 +34,7 @@ from pydantic import Field, PositiveFloat, ValidationError
 from scalarize.data.benchmark import Benchmark
 from scalarize.methods.scalarization import Scalarization
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe, apply_overrides, load_yaml
+from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe, load_config
 from scalarize.train.evaluate import primary_metrics, selection_score
 from scalarize.train.experiment import build_method_from_config, check_not_conflicting, prepare, stl_config, train_one
 from scalarize.train.trainer import RunResult
@@ -64,11 +64,7 @@ class CompareConfig(TrainConfig):
 
 
 def load_compare_config(path, overrides: list[str] | None = None) -> CompareConfig:
-    data = apply_overrides(load_yaml(path), overrides or [])
-    try:
-        return CompareConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(_describe(error, CompareConfig)) from None
+    return load_config(path, overrides, CompareConfig)
 
 
 @dataclass(frozen=True)

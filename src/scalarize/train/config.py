@@ -10,7 +10,7 @@ import hashlib
 import json
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -126,11 +126,15 @@ def _section(annotation) -> type[BaseModel] | None:
     return None
 
 
-def build_config(data: dict[str, Any]) -> TrainConfig:
+C = TypeVar("C", bound=BaseModel)
+
+
+def build_config(data: dict[str, Any], schema: type[C] = TrainConfig) -> C:
+    """Validates ``data`` as ``schema`` (a training config or one that extends it)."""
     try:
-        return TrainConfig.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(_describe(error, schema)) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -172,6 +176,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+def load_config(path: str | Path | None, overrides: list[str] | None = None, schema: type[C] = TrainConfig) -> C:
+    """A config of class ``schema`` from a YAML file and ``key=value`` overrides."""
     data = load_yaml(path) if path is not None else {}
-    return build_config(apply_overrides(data, overrides or []))
+    return build_config(apply_overrides(data, overrides or []), schema)
