@@ -15,7 +15,6 @@ then on, it is no longer evaluated, and the others go on.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from scalarize.train.checkpoint import Checkpointable
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import EpochSampler, MixtureSampler
 from scalarize.methods.base import check_weights
@@ -63,7 +63,7 @@ def can_stack(model: nn.Module) -> bool:
     return not any(True for _ in model.buffers())
 
 
-class StackedPopulation:
+class StackedPopulation(Checkpointable):
     """Trains ``members`` (same architecture, scalarization weights, seeds) together."""
 
     def __init__(
@@ -178,20 +178,6 @@ class StackedPopulation:
         self.best, self.histories = state["best"], state["histories"]
         self.lr_scale = state["lr_scale"].clone()
         self.extra_state = state["extra"]
-
-    def save_checkpoint(self) -> None:
-        if self.checkpoint_path is None:
-            return
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.checkpoint_path)
-
-    def try_resume(self) -> bool:
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
-            return False
-        self.load_state_dict(torch.load(self.checkpoint_path, map_location=self.device, weights_only=False))
-        return True
 
     def copy_member(self, source: int, target: int) -> None:
         """PBT's exploit: target takes source's parameters, optimizer state, weights and learning

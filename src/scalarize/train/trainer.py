@@ -10,7 +10,6 @@ and ends with the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from scalarize.train.checkpoint import Checkpointable
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import EpochSampler, MixtureSampler
 from scalarize.methods.base import AFTER_STEP, FEATURE_GRADIENTS, OWN_OPTIMIZER, SHARED_GRADIENTS, Method, MethodError
@@ -96,7 +96,7 @@ def build_schedule(config: TrainConfig, optimizer, total_steps: int, steps_per_e
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-class Trainer:
+class Trainer(Checkpointable):
     """Trains ``model`` on ``benchmark`` with ``method`` as ``config`` says; see :meth:`fit`."""
 
     def __init__(
@@ -200,21 +200,6 @@ class Trainer:
         self.train_seconds = costs.get("train_seconds", 0.0)
         self.timed_steps = costs.get("timed_steps", 0)
         self.step_memory = costs.get("step_memory")
-
-    def save_checkpoint(self) -> None:
-        if self.checkpoint_path is None:
-            return
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.checkpoint_path)
-
-    def try_resume(self) -> bool:
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
-            return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        self.load_state_dict(state)
-        return True
 
     # -- one step ------------------------------------------------------------------------------
     def _losses(self, batch) -> tuple[Tensor, Tensor, StepContext]:
