@@ -24,13 +24,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from scalarize.data.benchmark import Benchmark
 from scalarize.population.engine import train_members
 from scalarize.population.members import Member, member_name
 from scalarize.search import designs
 from scalarize.store.database import Store
 from scalarize.train.config import ConfigError, Strict, TrainConfig, apply_overrides, build_config, load_config
-from scalarize.train.experiment import check_not_conflicting, prepare, stl_config, train_one
+from scalarize.train.experiment import check_not_conflicting, prepare, stl_names, train_stl
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.trainer import RunResult
 
@@ -119,10 +118,9 @@ def run_sweep(
     members = build_members(config, len(benchmark.objectives))
     for member in members:
         prepare(member.config)  # every factor value is valid before anything is written
-    base = stl_config(config)
     names = {m.name: m.config.fingerprint() for m in members}
     if config.stl:
-        names.update({f"stl-{o}": base.fingerprint() + f"-{o}" for o in benchmark.objectives})
+        names.update(stl_names(config, benchmark.objectives))
     check_not_conflicting(config, names)
     with Store(config.experiment_dir()) as store:
         log(f"sweep {config.name}: {len(members)} members on {benchmark.name} ({', '.join(benchmark.objectives)})")
@@ -135,21 +133,5 @@ def run_sweep(
                 members, benchmark, store, engine=config.sweep.engine, chunk_size=config.sweep.chunk_size,
                 progress=progress, log=log, on_evaluation=on_evaluation,
             )
-        stl = _train_stl(config, benchmark, store, names, progress, log) if config.stl else {}
+        stl = train_stl(config, benchmark, store, progress, log) if config.stl else {}
     return SweepResult(config, members, results, stl, primary_metrics(benchmark))
-
-
-def _train_stl(config, benchmark: Benchmark, store: Store, names, progress, log) -> dict[str, RunResult]:
-    from scalarize.methods.scalarization import Scalarization
-
-    base = stl_config(config)
-    base = TrainConfig.model_validate(base.model_dump(exclude={"sweep"}))
-    out = {}
-    for objective in benchmark.objectives:
-        single = benchmark.restrict([objective])
-        run = f"stl-{objective}"
-        log(f"training single-task baseline {run}")
-        method = Scalarization()
-        method.setup(single.objectives, single.setting)
-        out[objective] = train_one(base, single, method, store, run, "stl", names[run], progress)
-    return out

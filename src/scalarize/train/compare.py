@@ -32,11 +32,17 @@ import torch
 from pydantic import Field, PositiveFloat, ValidationError
 
 from scalarize.data.benchmark import Benchmark
-from scalarize.methods.scalarization import Scalarization
 from scalarize.store.database import Store
 from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe, load_config
 from scalarize.train.evaluate import primary_metrics, selection_score
-from scalarize.train.experiment import build_method_from_config, check_not_conflicting, prepare, stl_config, train_one
+from scalarize.train.experiment import (
+    build_method_from_config,
+    check_not_conflicting,
+    prepare,
+    stl_names,
+    train_one,
+    train_stl,
+)
 from scalarize.train.trainer import RunResult
 
 UNIFORM = "uniform"
@@ -183,10 +189,9 @@ def run_compare(
         if run.label not in validated:
             prepare(run.config)
             validated.add(run.label)
-    stl_base = stl_config(base)
     names = {run.name: run.config.fingerprint() for run in runs}
     if config.stl:
-        names.update({f"stl-{o}": stl_base.fingerprint() + f"-{o}" for o in benchmark.objectives})
+        names.update(stl_names(base, benchmark.objectives))
     check_not_conflicting(config, names)
 
     labels = list(dict.fromkeys(run.label for run in runs))
@@ -206,13 +211,7 @@ def run_compare(
                 run.config, benchmark, method, store, run.name, "compare", names[run.name], progress
             )
         if config.stl:
-            for objective in benchmark.objectives:
-                single = benchmark.restrict([objective])
-                name = f"stl-{objective}"
-                log(f"single-task baseline {name}")
-                baseline = Scalarization()
-                baseline.setup(single.objectives, single.setting)
-                stl[objective] = train_one(stl_base, single, baseline, store, name, "stl", names[name], progress)
+            stl = train_stl(base, benchmark, store, progress, log)
     val_scores, chosen = choose_learning_rates(runs, results, benchmark)
     return CompareResult(
         config=config, benchmark=benchmark.name, objectives=list(benchmark.objectives),

@@ -88,7 +88,31 @@ def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
 
 def stl_config(config: TrainConfig) -> TrainConfig:
     """The configuration of the single-task baselines: the same, with uniform scalarization."""
-    return config.model_copy(update={"method": type(config.method)()})
+    data = config.model_dump(include=set(TrainConfig.model_fields))
+    data["method"] = {"name": "scalarization"}
+    return TrainConfig.model_validate(data)
+
+
+def stl_names(config: TrainConfig, objectives: list[str]) -> dict[str, str]:
+    """The single-task runs' names and fingerprints (the same for every method of a config)."""
+    base = stl_config(config).fingerprint()
+    return {f"stl-{o}": f"{base}-{o}" for o in objectives}
+
+
+def train_stl(
+    config: TrainConfig, benchmark: Benchmark, store: Store, progress: bool, log: Callable[[str], None]
+) -> dict[str, RunResult]:
+    """One model per objective, trained alone with ``config``'s model and budget."""
+    base, names = stl_config(config), stl_names(config, benchmark.objectives)
+    out = {}
+    for objective in benchmark.objectives:
+        single = benchmark.restrict([objective])
+        run = f"stl-{objective}"
+        log(f"training single-task baseline {run}")
+        baseline = Scalarization()
+        baseline.setup(single.objectives, single.setting)
+        out[objective] = train_one(base, single, baseline, store, run, "stl", names[run], progress)
+    return out
 
 
 def check_not_conflicting(config: TrainConfig, run_names: dict[str, str]) -> None:
@@ -141,22 +165,13 @@ def run_experiment(
 ) -> ExperimentResult:
     """Trains ``config`` and, if ``config.stl``, one single-task model per objective."""
     benchmark, method = prepare(config)
-    base = stl_config(config)
     names = {config.name: config.fingerprint()}
     if config.stl:
-        names.update({f"stl-{o}": base.fingerprint() + f"-{o}" for o in benchmark.objectives})
+        names.update(stl_names(config, benchmark.objectives))
     check_not_conflicting(config, names)
 
     with Store(config.experiment_dir()) as store:
         log(f"training {config.name} ({config.method.name}) on {benchmark.name}")
         main = train_one(config, benchmark, method, store, config.name, "main", names[config.name], progress)
-        stl: dict[str, RunResult] = {}
-        if config.stl:
-            for objective in benchmark.objectives:
-                single = benchmark.restrict([objective])
-                run = f"stl-{objective}"
-                log(f"training single-task baseline {run}")
-                baseline = Scalarization()
-                baseline.setup(single.objectives, single.setting)
-                stl[objective] = train_one(base, single, baseline, store, run, "stl", names[run], progress)
+        stl = train_stl(config, benchmark, store, progress, log) if config.stl else {}
     return ExperimentResult(config, config.experiment_dir(), main, stl, primary_metrics(benchmark))
