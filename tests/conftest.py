@@ -9,3 +9,23 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Derived arrays go to one cache per test session, never to the user's."""
     monkeypatch.setenv("SCALARIZE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def interrupt_at_checkpoint(monkeypatch):
+    """``interrupt_at_checkpoint(cls, n)``: the n-th checkpoint ``cls`` saves is written, then the
+    process is 'killed' (KeyboardInterrupt), as a kill right after a checkpoint would."""
+
+    def patch(cls, n: int) -> None:
+        original, calls = cls.save_checkpoint, []
+
+        def save_then_die(self):
+            original(self)
+            calls.append(1)
+            if len(calls) == n:
+                monkeypatch.setattr(cls, "save_checkpoint", original)
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(cls, "save_checkpoint", save_then_die)
+
+    return patch

@@ -74,23 +74,11 @@ def lineage_weights(lineage, member):
     return rows[-1]["weights"]
 
 
-def test_pbt_is_deterministic_and_resumes_from_its_last_sync(tmp_path):
+def test_pbt_is_deterministic_and_resumes_from_its_last_sync(tmp_path, interrupt_at_checkpoint):
     reference = run_pbt(_config(tmp_path / "a"), progress=False)
-    original = StackedPopulation.save_checkpoint
-    calls = []
-
-    def die_on_second(self):
-        original(self)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    StackedPopulation.save_checkpoint = die_on_second
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_pbt(_config(tmp_path / "b"), progress=False)
-    finally:
-        StackedPopulation.save_checkpoint = original
+    interrupt_at_checkpoint(StackedPopulation, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_pbt(_config(tmp_path / "b"), progress=False)
     resumed = run_pbt(_config(tmp_path / "b"), progress=False)
     assert resumed.schedule == reference.schedule and resumed.test == reference.test
     with Store(tmp_path / "a") as a, Store(tmp_path / "b") as b:

@@ -71,7 +71,7 @@ def test_batch_norm_models_fall_back_to_the_loop():
         choose_engine(members, bench, "vectorized")
 
 
-def test_interrupted_chunk_resumes_to_the_same_numbers(tmp_path):
+def test_interrupted_chunk_resumes_to_the_same_numbers(tmp_path, interrupt_at_checkpoint):
     members = _members(epochs=3)
     for m in members:
         object.__setattr__(m, "config", m.config.model_copy(update={"output": str(tmp_path / "a")}))
@@ -79,21 +79,9 @@ def test_interrupted_chunk_resumes_to_the_same_numbers(tmp_path):
     with Store(tmp_path / "ref") as store:
         reference = train_members(members, bench, store, engine="vectorized", progress=False)
 
-    original = StackedPopulation.save_checkpoint
-    calls = []
-
-    def die_on_second(self):
-        original(self)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    StackedPopulation.save_checkpoint = die_on_second
-    try:
-        with Store(tmp_path / "a") as store, pytest.raises(KeyboardInterrupt):
-            train_members(members, bench, store, engine="vectorized", progress=False)
-    finally:
-        StackedPopulation.save_checkpoint = original
+    interrupt_at_checkpoint(StackedPopulation, 2)
+    with Store(tmp_path / "a") as store, pytest.raises(KeyboardInterrupt):
+        train_members(members, bench, store, engine="vectorized", progress=False)
     with Store(tmp_path / "a") as store:
         resumed = train_members(members, bench, store, engine="vectorized", progress=False)
         again = train_members(members, bench, store, engine="vectorized", progress=False)  # all stored

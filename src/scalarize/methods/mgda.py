@@ -50,6 +50,14 @@ def normalise_rows(rows: Tensor, losses: Tensor, normalization: str) -> Tensor:
     return rows / scale.clamp(min=1e-12).unsqueeze(1)
 
 
+def min_norm_settings(name: str, normalization: str, epsilon: float, max_iters: int) -> tuple[str, MGDAWeighting]:
+    """Checked ``normalization`` and torchjd's Frank–Wolfe min-norm weighting (MGDA, MGDA-UB)."""
+    normalization = check_choice(name, "normalization", normalization, NORMALIZATIONS)
+    epsilon = check_real(name, "epsilon", epsilon, low=0, low_open=True)
+    max_iters = check_int(name, "max_iters", max_iters, low=1)
+    return normalization, MGDAWeighting(epsilon=epsilon, max_iters=max_iters)
+
+
 class MGDA(WeightedGradientMethod):
     """Min-norm convex combination of the task gradients (Frank–Wolfe)."""
 
@@ -59,10 +67,7 @@ class MGDA(WeightedGradientMethod):
         self, normalization: str = "none", epsilon: float = 1e-3, max_iters: int = 100
     ) -> None:
         super().__init__()
-        self.normalization = check_choice(self.name, "normalization", normalization, NORMALIZATIONS)
-        epsilon = check_real(self.name, "epsilon", epsilon, low=0, low_open=True)
-        max_iters = check_int(self.name, "max_iters", max_iters, low=1)
-        self.weighting = MGDAWeighting(epsilon=epsilon, max_iters=max_iters)
+        self.normalization, self.weighting = min_norm_settings(self.name, normalization, epsilon, max_iters)
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
         rows = normalise_rows(gradients.detach(), losses, self.normalization)

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchjd.aggregation import MGDAWeighting
 
-from scalarize.methods._common import check_choice, check_int, check_real, gramian
+from scalarize.methods._common import gramian
 from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, Method
 from scalarize.methods.context import StepContext
-from scalarize.methods.mgda import NORMALIZATIONS, normalise_rows
+from scalarize.methods.mgda import min_norm_settings, normalise_rows
 
 
 class MGDAUB(Method):
@@ -40,10 +39,7 @@ class MGDAUB(Method):
         self, normalization: str = "none", epsilon: float = 1e-3, max_iters: int = 100
     ) -> None:
         super().__init__()
-        self.normalization = check_choice(self.name, "normalization", normalization, NORMALIZATIONS)
-        epsilon = check_real(self.name, "epsilon", epsilon, low=0, low_open=True)
-        max_iters = check_int(self.name, "max_iters", max_iters, low=1)
-        self.weighting = MGDAWeighting(epsilon=epsilon, max_iters=max_iters)
+        self.normalization, self.weighting = min_norm_settings(self.name, normalization, epsilon, max_iters)
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
     def weights(self, feature_gradients: Tensor, losses: Tensor) -> Tensor:
