@@ -1,7 +1,8 @@
 """Time per step and peak memory of every MTO method against the number of tasks (MTO issue).
 
 On ``synthetic`` with K in {2, 5, 10, 20, 40} tasks (MLP trunk, width 0.5, depth 2, batch 128,
-Adam), for every registered method and uniform scalarization:
+Adam), for every registered method, GradNorm with its norms on the shared representation
+(``gradnorm_representation``: ``layer: representation``) and uniform scalarization:
 
 * ``step_time_ms``: one training step as the trainer takes it (forward, ``method.backward``
   through a :class:`~scalarize.methods.StepContext` with the default gradient engine, optimizer
@@ -14,18 +15,24 @@ Adam), for every registered method and uniform scalarization:
   (and zeroed) one task at a time, then the same aggregation (``usual_step_time_ms`` and
   ``speedup_over_usual``); for PCGrad also from the rows of the stacked loss vector, as LibMTL
   does (``usual_stacked_step_time_ms``);
-* ``engines``: the per-task Jacobian alone with each engine (``loop``, ``batched``), with the
-  loop over the rows of the stacked loss vector (``loop_rows``: what starting from each task's own
-  loss saves) and with torchjd's autogram Gramian engine (for the record: not offered, see
-  methods/context.py), on this MLP and on a small ResNet: what ``gradient_engine: auto`` is
-  chosen from.
+* ``engines``: the per-task Jacobian alone with each engine (``loop``, ``batched``), both as the
+  trainer runs them (one pass through the heads, then the trunk: ``split_loop``,
+  ``split_batched``) and from each task's own loss (``loop``, ``batched``: user loops without
+  head inputs), with the loop over the rows of the stacked loss vector (``loop_rows``: what
+  starting from each task's own loss saves) and with torchjd's autogram Gramian engine (for the
+  record: not offered, see methods/context.py), on this MLP and on a small ResNet: what
+  ``gradient_engine: auto`` is chosen from.
 
-Targets (2-core CPU): loss-space methods <= 1.10x uniform's step (FAMO <= 1.5x); MGDA-UB <= 1.3x;
+Steps run as the trainer runs them: methods on per-task gradients get the heads' inputs
+(``MultiTaskModel.forward_with_head_inputs``). ``--device cuda`` runs everything on the GPU
+(synchronised timings, ``max_memory_allocated``).
+
+Targets (2-core CPU; on a GPU the figures are for the record): loss-space methods <= 1.10x uniform's step (FAMO <= 1.5x); MGDA-UB <= 1.3x;
 methods on per-task gradients <= 0.6*K x uniform at K = 10, and faster than the usual way.
 
 Prints JSON and a table; writes the JSON and a PNG (memory and time against K).
 
-    python benchmarks/methods_scaling.py [--quick] [--output benchmarks/results/methods_scaling.json]
+    python benchmarks/methods_scaling.py [--quick] [--device cuda] [--output benchmarks/results/methods_scaling.json]
 """
 
 from __future__ import annotations
@@ -41,13 +48,23 @@ from pathlib import Path
 import torch
 
 from scalarize.data import load_benchmark
-from scalarize.methods import AFTER_STEP, OWN_OPTIMIZER, SHARED_GRADIENTS, StepContext, available_methods, build_method
+from scalarize.methods import (
+    AFTER_STEP,
+    FEATURE_GRADIENTS,
+    OWN_OPTIMIZER,
+    SHARED_GRADIENTS,
+    StepContext,
+    available_methods,
+    build_method,
+)
 from scalarize.models import build_model
 from scalarize.train.evaluate import task_losses
 from scalarize.train.measure import step_memory
 
 LOSS_SPACE = ("uw", "imtl_l", "dwa", "rlw", "famo", "gradnorm")
 EXCLUDED = {"scheduled_scalarization": "uniform scalarization replaying a PBT schedule: same cost as scalarization"}
+#: Rows for a method with options: name -> (method, options).
+VARIANTS = {"gradnorm_representation": ("gradnorm", {"layer": "representation"})}
 TASKS = (2, 5, 10, 20, 40)
 QUICK_TASKS = (2, 10, 40)
 
@@ -85,13 +102,16 @@ class StackedUsualContext(UsualContext):
 class Setup:
     """A K-task synthetic problem, its model, one method and its optimizer; fixed batches."""
 
-    def __init__(self, bench, batches, method_name: str, usual: str = "", seed: int = 0) -> None:
+    def __init__(self, bench, batches, method_name: str, usual: str = "", seed: int = 0, device: str = "cpu") -> None:
         torch.manual_seed(seed)
-        self.bench, self.batches = bench, batches
+        self.bench, self.batches, self.device = bench, batches, torch.device(device)
         self.context = {"": StepContext, "usual": UsualContext, "stacked": StackedUsualContext}[usual]
-        self.model = build_model("mlp", bench.input_shape, bench.tasks, 0.5, 2)
-        self.method = build_method(method_name)
+        self.model = build_model("mlp", bench.input_shape, bench.tasks, 0.5, 2).to(self.device)
+        self.method = make_method(method_name)
         self.method.setup(bench.objectives)
+        self.method.to(self.device)
+        # as the trainer does: the heads' inputs for methods on per-task gradients
+        self.split_heads = not usual and bool(self.method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS})
         params = [*self.model.parameters(), *self.method.parameters()]
         if OWN_OPTIMIZER in self.method.needs:
             self.optimizer = self.method.build_optimizer(params, 1e-3)
@@ -99,18 +119,22 @@ class Setup:
             self.optimizer = torch.optim.Adam(params, lr=1e-3)
         self.index = 0
 
-    def _losses(self, x, targets):
-        features, outputs = self.model(x)
-        return features, [t.loss(outputs[t.name], targets[t.name]) for t in self.bench.tasks]
+    def _losses(self, x, targets, split=False):
+        head_inputs = None
+        if split:
+            features, head_inputs, outputs = self.model.forward_with_head_inputs(x)
+        else:
+            features, outputs = self.model(x)
+        return features, head_inputs, [t.loss(outputs[t.name], targets[t.name]) for t in self.bench.tasks]
 
     def step(self) -> None:
         x, targets = self.batches[self.index % len(self.batches)]
         self.index += 1
-        features, losses = self._losses(x, targets)
+        features, head_inputs, losses = self._losses(x, targets, self.split_heads)
         context = self.context(
             losses, features=features, shared_params=self.model.shared_parameters(),
-            task_params=self.model.task_parameters(), recompute_losses=lambda: torch.stack(self._losses(x, targets)[1]),
-            step=self.index,
+            task_params=self.model.task_parameters(), recompute_losses=lambda: torch.stack(self._losses(x, targets)[2]),
+            step=self.index, head_inputs=head_inputs,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
@@ -119,17 +143,22 @@ class Setup:
             self.method.after_step(context)
 
 
-def problem(num_tasks: int, batch_size: int = 128, num_batches: int = 4):
+def problem(num_tasks: int, batch_size: int = 128, num_batches: int = 4, device: str = "cpu"):
     bench = load_benchmark("synthetic", num_tasks=num_tasks, train_size=batch_size * num_batches, val_size=64, test_size=64)
     train = bench.split("train")
     batches = [
-        (train.inputs[i : i + batch_size], {k: v[i : i + batch_size] for k, v in train.targets.items()})
+        (train.inputs[i : i + batch_size].to(device), {k: v[i : i + batch_size].to(device) for k, v in train.targets.items()})
         for i in range(0, batch_size * num_batches, batch_size)
     ]
     return bench, batches
 
 
-def time_setups(setups: dict[str, Setup], steps: int, rounds: int) -> dict[str, list[float]]:
+def synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_setups(setups: dict[str, Setup], steps: int, rounds: int, device: str = "cpu") -> dict[str, list[float]]:
     """Seconds per step of each setup in each round; the setups take turns within a round."""
     for setup in setups.values():  # warm-up (lazy optimizer state, first-call costs)
         for _ in range(2):
@@ -137,14 +166,22 @@ def time_setups(setups: dict[str, Setup], steps: int, rounds: int) -> dict[str, 
     times: dict[str, list[float]] = {name: [] for name in setups}
     for _ in range(rounds):
         for name, setup in setups.items():
+            synchronize(device)
             started = time.perf_counter()
             for _ in range(steps):
                 setup.step()
+            synchronize(device)
             times[name].append((time.perf_counter() - started) / steps)
     return times
 
 
+def make_method(name: str):
+    base, options = VARIANTS.get(name, (name, {}))
+    return build_method(base, **options)
+
+
 def category(name: str) -> str:
+    name = VARIANTS.get(name, (name,))[0]
     if name == "scalarization":
         return "uniform"
     if name in LOSS_SPACE:
@@ -155,24 +192,24 @@ def category(name: str) -> str:
 
 
 def per_task_gradient_methods(methods: list[str]) -> list[str]:
-    return [m for m in methods if SHARED_GRADIENTS in build_method(m).needs and m not in LOSS_SPACE]
+    return [m for m in methods if SHARED_GRADIENTS in make_method(m).needs and category(m) == "per-task gradients"]
 
 
-def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int) -> list[dict]:
-    bench, batches = problem(num_tasks)
-    setups = {m: Setup(bench, batches, m) for m in methods}
+def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int, device: str = "cpu") -> list[dict]:
+    bench, batches = problem(num_tasks, device=device)
+    setups = {m: Setup(bench, batches, m, device=device) for m in methods}
     usual = per_task_gradient_methods(methods)
-    setups.update({f"{m} (usual)": Setup(bench, batches, m, usual="usual") for m in usual})
+    setups.update({f"{m} (usual)": Setup(bench, batches, m, usual="usual", device=device) for m in usual})
     if "pcgrad" in usual:  # the Jacobian's cost does not depend on the method: one is enough
-        setups["pcgrad (usual, stacked)"] = Setup(bench, batches, "pcgrad", usual="stacked")
-    times = time_setups(setups, steps, rounds)
+        setups["pcgrad (usual, stacked)"] = Setup(bench, batches, "pcgrad", usual="stacked", device=device)
+    times = time_setups(setups, steps, rounds, device)
     uniform = statistics.median(times["scalarization"])
     rows = []
     for m in methods:
-        setup = Setup(bench, batches, m)
+        setup = Setup(bench, batches, m, device=device)
         setup.step()
         setup.step()
-        _, peak = step_memory(setup.step, "cpu")
+        _, peak = step_memory(setup.step, device)
         ms = statistics.median(times[m]) * 1e3
         row = {
             "method": m, "category": category(m), "num_tasks": num_tasks, "step_time_ms": round(ms, 3),
@@ -180,10 +217,10 @@ def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int)
         }
         if m in usual:
             usual_ms = statistics.median(times[f"{m} (usual)"]) * 1e3
-            usual_setup = Setup(bench, batches, m, usual="usual")
+            usual_setup = Setup(bench, batches, m, usual="usual", device=device)
             usual_setup.step()
             usual_setup.step()
-            _, usual_peak = step_memory(usual_setup.step, "cpu")
+            _, usual_peak = step_memory(usual_setup.step, device)
             row.update(usual_step_time_ms=round(usual_ms, 3), speedup_over_usual=round(usual_ms / ms, 3),
                        usual_peak_memory_mb=round(usual_peak / 1e6, 3))
             if f"{m} (usual, stacked)" in times:
@@ -194,72 +231,80 @@ def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int)
     return rows
 
 
-def _jacobian_problem(kind: str, num_tasks: int):
+def _jacobian_problem(kind: str, num_tasks: int, device: str = "cpu"):
+    """A model and ``losses(split)`` returning ``(features, head_inputs or None, [T] losses)``."""
     torch.manual_seed(0)
     if kind == "mlp":
-        bench, batches = problem(num_tasks)
-        model = build_model("mlp", bench.input_shape, bench.tasks, 0.5, 2)
+        bench, batches = problem(num_tasks, device=device)
+        model = build_model("mlp", bench.input_shape, bench.tasks, 0.5, 2).to(device)
         x, targets = batches[0]
 
-        def losses():
-            _, outputs = model(x)
+        def head_losses(outputs):
             return task_losses(bench, outputs, targets, None)
+    else:
+        from torch import nn
 
-        return model, losses
-    from torch import nn
+        from scalarize.models.multitask import MultiTaskModel
+        from scalarize.models.resnet import resnet_trunk
 
-    from scalarize.models.multitask import MultiTaskModel
-    from scalarize.models.resnet import resnet_trunk
+        trunk, size = resnet_trunk((1, 28, 28), width=0.5, depth=1)
+        model = MultiTaskModel(trunk, {f"t{i}": nn.Linear(size, 10) for i in range(num_tasks)}).to(device)
+        x = torch.randn(64, 1, 28, 28, device=device)
+        y = torch.randint(0, 10, (num_tasks, 64), device=device)
 
-    trunk, size = resnet_trunk((1, 28, 28), width=0.5, depth=1)
-    model = MultiTaskModel(trunk, {f"t{i}": nn.Linear(size, 10) for i in range(num_tasks)})
-    x = torch.randn(64, 1, 28, 28)
-    y = torch.randint(0, 10, (num_tasks, 64))
+        def head_losses(outputs):
+            return torch.stack([nn.functional.cross_entropy(outputs[f"t{i}"], y[i]) for i in range(num_tasks)])
 
-    def losses():
-        _, outputs = model(x)
-        return torch.stack([nn.functional.cross_entropy(outputs[f"t{i}"], y[i]) for i in range(num_tasks)])
+    def losses(split: bool = False):
+        if split:
+            features, head_inputs, outputs = model.forward_with_head_inputs(x)
+            return features, head_inputs, head_losses(outputs)
+        features, outputs = model(x)
+        return features, None, head_losses(outputs)
 
     return model, losses
 
 
-def measure_engines(kind: str, num_tasks: int, rounds: int) -> dict:
+def measure_engines(kind: str, num_tasks: int, rounds: int, device: str = "cpu") -> dict:
     """Seconds and peak memory of the per-task Jacobian by each engine (and torchjd's Gramian)."""
     from torchjd.autogram import Engine
 
-    model, losses = _jacobian_problem(kind, num_tasks)
-    gram_model, gram_losses = _jacobian_problem(kind, num_tasks)
+    model, losses = _jacobian_problem(kind, num_tasks, device)
+    gram_model, gram_losses = _jacobian_problem(kind, num_tasks, device)
     engine = Engine(gram_model.trunk, batch_dim=None)
 
-    def jacobian(name, rows=False):
+    def jacobian(name, rows=False, split=False):
         def run():
-            values = losses()
-            context = StepContext(values.clone() if rows else values, features=None,  # a clone hides the stack
+            features, head_inputs, values = losses(split)
+            context = StepContext(values.clone() if rows else values, features=features,  # a clone hides the stack
                                   shared_params=model.shared_parameters(), task_params=model.task_parameters(),
-                                  gradient_engine=name)
+                                  gradient_engine=name, head_inputs=head_inputs)
             return context.shared_jacobian()
         return run
 
     def gramian():
-        values = gram_losses()
+        _, _, values = gram_losses()
         matrix = engine.compute_gramian(values)
         values.backward(torch.ones_like(values))  # the weighted backward the Gramian path also needs
         gram_model.zero_grad(set_to_none=True)
         return matrix
 
-    runs = {"loop": jacobian("loop"), "batched": jacobian("batched"), "loop_rows": jacobian("loop", rows=True),
+    runs = {"split_loop": jacobian("loop", split=True), "split_batched": jacobian("batched", split=True),
+            "loop": jacobian("loop"), "batched": jacobian("batched"), "loop_rows": jacobian("loop", rows=True),
             "torchjd_gramian": gramian}
     for run in runs.values():
         run()
     times = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
+            synchronize(device)
             started = time.perf_counter()
             run()
+            synchronize(device)
             times[name].append(time.perf_counter() - started)
     row = {"model": kind, "num_tasks": num_tasks}
     for name, run in runs.items():
-        _, peak = step_memory(run, "cpu")
+        _, peak = step_memory(run, device)
         row[f"{name}_ms"] = round(statistics.median(times[name]) * 1e3, 3)
         row[f"{name}_mb"] = round(peak / 1e6, 3)
     return row
@@ -284,7 +329,7 @@ def check_targets(rows: list[dict]) -> list[dict]:
     return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, where: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -312,7 +357,7 @@ def plot(rows: list[dict], path: Path) -> None:
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3, which="both")
     axes[0].set_title("memory against tasks (synthetic, MLP, batch 128)", fontsize=10)
-    axes[1].set_title(f"time per step against tasks (CPU, {torch.get_num_threads()} thread(s))", fontsize=10)
+    axes[1].set_title(f"time per step against tasks ({where})", fontsize=10)
     axes[1].legend(fontsize=7, ncol=1, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -345,26 +390,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's, 2 on a 2-core CPU); "
                         "1 keeps timings stable when another process shares the CPU")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--output", default="benchmarks/results/methods_scaling.json")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     tasks = args.tasks or (QUICK_TASKS if args.quick else TASKS)
     rounds = 3 if args.quick else args.rounds
     methods = args.methods or [m for m in available_methods() if m not in EXCLUDED]
+    if not args.methods or "gradnorm" in methods:
+        methods = [*methods, *(v for v in VARIANTS if v not in methods)]
     methods = ["scalarization", *[m for m in methods if m != "scalarization"]]
     started = time.perf_counter()
     rows: list[dict] = []
     for k in tasks:
-        rows += measure_methods(k, methods, args.steps, rounds)
+        rows += measure_methods(k, methods, args.steps, rounds, args.device)
         print(f"K={k} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    engines = [measure_engines("mlp", k, rounds) for k in tasks]
-    engines += [measure_engines("resnet", k, max(2, rounds // 2)) for k in (2, 10)]
+    engines = [measure_engines("mlp", k, rounds, args.device) for k in tasks]
+    engines += [measure_engines("resnet", k, max(2, rounds // 2), args.device) for k in (2, 10)]
     targets = check_targets(rows)
     result = {
         "benchmark": "synthetic (input 64, output 16 per task)", "model": "mlp width 0.5 depth 2 (128 units)",
-        "batch_size": 128, "optimizer": "adam", "device": "cpu", "threads": torch.get_num_threads(),
+        "batch_size": 128, "optimizer": "adam", "device": args.device,
+        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "steps_per_round": args.steps, "rounds": rounds, "tasks": list(tasks), "excluded": EXCLUDED,
         "seconds": round(time.perf_counter() - started, 1),
@@ -375,7 +427,8 @@ def main() -> None:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2))
-    plot(rows, output.with_suffix(".png"))
+    where = result["device_name"] if args.device == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
+    plot(rows, output.with_suffix(".png"), where)
     print(json.dumps(result, indent=2))
     print()
     print(table(rows))

@@ -16,9 +16,20 @@ Jacobian up to floating-point rounding:
   a small ResNet the loop is faster too. ``batched`` is there for GPUs, where vectorising is
   expected to pay (not measured here: run the benchmark's engines section on yours).
 
-Each task's backward starts from that task's own loss, not from row i of the ``[T]`` vector: a
-row's backward would also send zero gradients through every other task's head (T² head
-backwards in all). The context finds the task losses as the inputs of the ``torch.stack`` that
+When the trainer passes ``head_inputs`` (hard parameter sharing: head i reads row i of an
+expanded ``[T, *Z.shape]`` view of the shared representation ``Z``,
+:meth:`~scalarize.models.MultiTaskModel.forward_with_head_inputs`), every loss reaches the shared
+parameters only through ``Z``, and per-task gradients split in two: **one** backward pass of
+``Σ_i L_i`` through the heads gives every task's gradient on ``Z`` (row i of the gradient on
+``head_inputs`` is task i's alone) and on its own head; then
+the engine takes the T vector-Jacobian products ``∂Z/∂θ · ∂L_i/∂Z`` through the trunk alone. A
+method that weights the losses afterwards (:meth:`StepContext.backward_weighted`: MGDA-UB,
+GradNorm) reuses that pass and takes a single trunk backward of ``Σ_i w_i ∂L_i/∂Z``, so it costs
+what a uniform step costs plus what it measures.
+
+Without ``head_inputs``, each task's backward starts from that task's own loss, not from row i of
+the ``[T]`` vector: a row's backward would also send zero gradients through every other task's
+head (T² head backwards in all). The context finds the task losses as the inputs of the ``torch.stack`` that
 built the vector (``losses.grad_fn``), or takes them as a list (``losses=[l_1, ..., l_T]``);
 other ``[T]`` tensors (e.g. MDL's per-domain means) are differentiated row by row.
 
@@ -81,6 +92,9 @@ class StepContext:
             parameters, without a graph (for methods that look at the effect of a step).
         step: global step index; epoch: epoch index.
         gradient_engine: how per-task gradients are computed: ``auto``, ``loop`` or ``batched``.
+        head_inputs: ``[T, *features.shape]``, an expanded view of ``features`` whose row i is
+            what head i read, such that task i's loss reaches the shared parameters only through
+            that row (see the module docstring); ``None`` when the model is not built that way.
     """
 
     def __init__(
@@ -95,6 +109,7 @@ class StepContext:
         step: int = 0,
         epoch: int = 0,
         gradient_engine: str = "auto",
+        head_inputs: Tensor | None = None,
     ) -> None:
         if isinstance(losses, Tensor):
             self.losses = losses
@@ -112,11 +127,97 @@ class StepContext:
         self.gradient_engine = resolve_gradient_engine(gradient_engine, self.shared_params)
         self._task_grads: list[tuple[Tensor | None, ...]] | None = None
         self._jacobian: Tensor | None = None
+        if head_inputs is not None and (features is None or head_inputs.shape != (self.losses.numel(), *features.shape)):
+            raise ValueError("head_inputs: needs features and a [T, *features.shape] tensor (T task losses)")
+        self.head_inputs = head_inputs
+        self._head_pass: tuple[Tensor, list[tuple[Tensor | None, ...]]] | None = None
 
     # -- plain backward ----------------------------------------------------------------------
     def backward(self, loss: Tensor) -> None:
         """Backpropagates one scalar into every parameter it reaches."""
         loss.backward()
+
+    def backward_weighted(self, weights: Tensor) -> None:
+        """Backpropagates ``Σ_i w_i L_i`` (``weights`` held constant) into every parameter.
+
+        With ``head_inputs``, when per-task gradients on the representation were already taken,
+        reuses that pass through the heads: head i gets ``w_i ∇L_i``, and the trunk one backward
+        of ``Σ_i w_i ∂L_i/∂Z`` (no second pass through the heads).
+        """
+        weights = weights.detach().to(self.losses)
+        if self.head_inputs is None or self._head_pass is None:
+            self.backward((weights * self.losses).sum())
+            return
+        feature_grads, task_grads = self._head_pass
+        self._accumulate_task_grads(task_grads, weights)
+        self.features.backward(torch.tensordot(weights.to(feature_grads), feature_grads, dims=1))
+
+    def backward_weighted_with_representation_gradients(self, weights: Tensor) -> Tensor:
+        """Backpropagates ``Σ_i w_i L_i`` and returns ``[T, *Z.shape]``: the gradients
+        ``w_i ∂L_i/∂Z`` each task sent into the shared representation on the way.
+
+        With ``head_inputs`` this is the one backward pass of a uniform step: a hook on
+        ``head_inputs`` catches their gradient as it goes by (the graph is kept, for
+        :meth:`representation_products`). Without, one pass per task first.
+        """
+        weights = weights.detach().to(self.losses)
+        if self.head_inputs is None:
+            weighted = self.feature_jacobian() * weights.view(-1, *[1] * self.features.dim())
+            self.backward((weights * self.losses).sum())
+            return weighted
+        caught: list[Tensor] = []
+        handle = self.head_inputs.register_hook(caught.append)
+        try:
+            (weights * self.losses).sum().backward(retain_graph=True)
+        finally:
+            handle.remove()
+        return caught[0] if caught else torch.zeros_like(self.head_inputs)
+
+    def representation_products(self, tensor: Tensor, representation_gradients: Tensor) -> Tensor:
+        """``[T, *tensor.shape]``: row i is the gradient on ``tensor`` (a shared parameter or
+        intermediate result) that the gradient ``representation_gradients[i]`` on the shared
+        representation makes, by the context's engine (vector-Jacobian products through the
+        trunk only)."""
+        (grads,) = self._trunk_vjp([tensor], representation_gradients)
+        return grads if grads is not None else tensor.new_zeros(len(representation_gradients), *tensor.shape)
+
+    def _heads_backward(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
+        """One backward of ``Σ_i L_i`` through the heads only: ``[T, *Z.shape]`` per-task
+        gradients on the shared representation, and each task's gradients on its own head."""
+        if self._head_pass is None:
+            assert self.head_inputs is not None
+            num_tasks = self.losses.numel()
+            own = [self._own_params(i) for i in range(num_tasks)]
+            grads = torch.autograd.grad(
+                self.losses.sum(), [self.head_inputs, *(p for params in own for p in params)],
+                retain_graph=True, allow_unused=True,
+            )
+            feature_grads = torch.zeros_like(self.head_inputs) if grads[0] is None else grads[0]
+            task_grads, offset = [], 1
+            for params in own:
+                task_grads.append(tuple(grads[offset : offset + len(params)]))
+                offset += len(params)
+            self._head_pass = feature_grads, task_grads
+        return self._head_pass
+
+    def _trunk_vjp(self, inputs: Sequence[Tensor], feature_grads: Tensor) -> tuple[Tensor | None, ...]:
+        """``[T, ...]`` per input: the trunk's vector-Jacobian products with each task's
+        gradient on the representation, by the context's engine."""
+        assert self.features is not None
+        if self.gradient_engine == "batched":
+            return torch.autograd.grad(
+                self.features, list(inputs), grad_outputs=feature_grads, retain_graph=True,
+                allow_unused=True, is_grads_batched=True,
+            )
+        per_task = [
+            torch.autograd.grad(self.features, list(inputs), grad_outputs=g, retain_graph=True, allow_unused=True)
+            for g in feature_grads
+        ]
+        return tuple(
+            None if all(row[k] is None for row in per_task)
+            else torch.stack([torch.zeros_like(x) if row[k] is None else row[k] for row in per_task])
+            for k, x in enumerate(inputs)
+        )
 
     # -- per-task gradients on the shared parameters ------------------------------------------
     def shared_jacobian(self) -> Tensor:
@@ -128,7 +229,9 @@ class StepContext:
         if self._jacobian is None:
             if not self.shared_params:
                 raise RuntimeError("this model has no shared parameters")
-            if self.gradient_engine == "batched":
+            if self.head_inputs is not None:
+                self._jacobian, self._task_grads = self._split_jacobian()
+            elif self.gradient_engine == "batched":
                 self._jacobian, self._task_grads = self._batched_jacobian()
             else:
                 self._jacobian, self._task_grads = self._loop_jacobian()
@@ -146,19 +249,18 @@ class StepContext:
             task_grads.append(grads[shared:])
         return torch.stack(rows), task_grads
 
+    def _split_jacobian(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
+        feature_grads, task_grads = self._heads_backward()
+        grads = self._trunk_vjp(self.shared_params, feature_grads)
+        return _flatten_rows(grads, self.shared_params, len(feature_grads)), task_grads
+
     def _batched_jacobian(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
         num_tasks = self.losses.numel()
         own = [self._own_params(i) for i in range(num_tasks)]
         inputs = self.shared_params + [p for params in own for p in params]
         grads = self._batched_grad(inputs)
         shared = len(self.shared_params)
-        jacobian = torch.cat(
-            [
-                (g.reshape(num_tasks, -1) if g is not None else p.new_zeros(num_tasks, p.numel()))
-                for g, p in zip(grads[:shared], self.shared_params)
-            ],
-            dim=1,
-        )
+        jacobian = _flatten_rows(grads[:shared], self.shared_params, num_tasks)
         task_grads, offset = [], shared
         for i, params in enumerate(own):
             task_grads.append(tuple(None if g is None else g[i] for g in grads[offset : offset + len(params)]))
@@ -170,13 +272,26 @@ class StepContext:
         if self._task_grads is None:
             self.shared_jacobian()
         assert self._task_grads is not None
-        for i, grads in enumerate(self._task_grads):
-            scale = None if weights is None else weights[i]
-            for param, grad in zip(self._own_params(i), grads):
-                if grad is None:
-                    continue
-                grad = grad if scale is None else grad * scale
-                param.grad = grad.clone() if param.grad is None else param.grad + grad
+        self._accumulate_task_grads(self._task_grads, weights)
+
+    def _accumulate_task_grads(self, task_grads: Sequence[tuple[Tensor | None, ...]], weights: Tensor | None) -> None:
+        """Adds task i's head gradients (times ``weights[i]``) to ``.grad``, in fused operations."""
+        params, grads, owners = [], [], []
+        for i, task in enumerate(task_grads):
+            for param, grad in zip(self._own_params(i), task):
+                if grad is not None:
+                    params.append(param)
+                    grads.append(grad)
+                    owners.append(i)
+        if not grads:
+            return
+        if weights is None:
+            scaled = [g.clone() for g in grads]
+        else:
+            scales = weights.detach().to(grads[0]).unbind()
+            scaled = list(torch._foreach_mul(grads, [scales[i] for i in owners]))
+        for param, grad in zip(params, scaled):
+            param.grad = grad if param.grad is None else param.grad + grad
 
     def task_gradients(self) -> list[tuple[Tensor | None, ...]]:
         """Per task ``i``, its loss's gradient on ``task_params[i]`` (``None`` where unused).
@@ -210,6 +325,12 @@ class StepContext:
         intermediate result the losses reach), by the context's engine; zeros where a loss does
         not reach it."""
         num_tasks = self.losses.numel()
+        if self.head_inputs is not None and (tensor is self.features or any(tensor is p for p in self.shared_params)):
+            feature_grads, _ = self._heads_backward()
+            if tensor is self.features:
+                return feature_grads
+            (grads,) = self._trunk_vjp([tensor], feature_grads)
+            return grads if grads is not None else tensor.new_zeros(num_tasks, *tensor.shape)
         if self.gradient_engine == "batched":
             (grads,) = self._batched_grad([tensor])
             return grads if grads is not None else tensor.new_zeros(num_tasks, *tensor.shape)
@@ -245,6 +366,14 @@ class StepContext:
             raise RuntimeError("this trainer cannot recompute losses")
         with torch.no_grad():
             return self._recompute_losses()
+
+
+def _flatten_rows(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter], rows: int) -> Tensor:
+    """``[rows, n]`` from per-parameter ``[rows, *p.shape]`` gradients (zeros where ``None``)."""
+    return torch.cat(
+        [(g.reshape(rows, -1) if g is not None else p.new_zeros(rows, p.numel())) for g, p in zip(grads, params)],
+        dim=1,
+    )
 
 
 def _flatten(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter]) -> Tensor:

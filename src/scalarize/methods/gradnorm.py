@@ -11,16 +11,23 @@ step, on the last shared layer's weight ``W``:
     L_grad = Σ_i |G_i − Ḡ · r_i^α|          (the target Ḡ r_i^α held constant)
 
 The model's gradient is that of ``Σ_i w_i L_i`` (``w`` held constant); ``w``'s gradient is that
-of ``L_grad`` alone. The trainer's optimizer steps both (``method.parameters()`` is in it), then
+of ``L_grad`` alone, ``∂L_grad/∂w_i = sign(G_i − Ḡ r_i^α) ‖∇_W L_i‖`` (written out: no autograd
+call). The trainer's optimizer steps both (``method.parameters()`` is in it), then
 :meth:`after_step` renormalises ``w`` to sum to ``T`` (clamping it to stay positive). ``L_i(0)``
 are the losses of the first step seen.
 
 "Last shared layer": the last tensor of ``context.shared_params`` with at least two dimensions
 (the weight of the trunk's last layer; biases are skipped), or the last tensor if there is none.
-Costs one extra partial backward per task, to that layer only (vectorised by the context's
-``batched`` gradient engine).
+With the trainer's ``head_inputs`` (methods/context.py), the model's backward pass of
+``Σ_i w_i L_i`` is the only pass through the model: the gradients ``w_i ∇_Z L_i`` reaching the
+shared representation are caught on the way, and the per-task gradients on ``W`` are their
+vector-Jacobian products back to ``W`` only (one per task, or one vectorised with the ``batched``
+engine). Without them, one extra partial backward per task to that layer.
 
-Hyperparameters: ``alpha`` (asymmetry, default 1.5, the paper's value for NYUv2; ≥ 0).
+Hyperparameters: ``alpha`` (asymmetry, default 1.5, the paper's value for NYUv2; ≥ 0);
+``layer``: where the norms are taken, ``"last_shared"`` (default: ``W`` as above, the paper's
+choice) or ``"representation"`` (the shared representation ``Z`` the heads read, as LibMTL's
+``rep_grad`` option does: no products back to ``W``, the cheapest; needs ``features``).
 """
 
 from __future__ import annotations
@@ -28,11 +35,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scalarize.methods._common import check_real, same_device
+from scalarize.methods._common import check_choice, check_real, same_device
 from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method
 from scalarize.methods.context import StepContext
 
 _MIN_WEIGHT = 1e-6
+LAYERS = ("last_shared", "representation")
 
 
 def last_shared_layer(params: list[nn.Parameter]) -> nn.Parameter:
@@ -50,9 +58,11 @@ class GradNorm(Method):
     name = "gradnorm"
     needs = frozenset({LOSSES, SHARED_GRADIENTS, AFTER_STEP})
 
-    def __init__(self, alpha: float = 1.5) -> None:
+    def __init__(self, alpha: float = 1.5, layer: str = "last_shared") -> None:
         super().__init__()
         self.alpha = check_real(self.name, "alpha", alpha, low=0)
+        self.layer = check_choice(self.name, "layer", layer, LAYERS)
+        self._normalised_version = -1  # w's version counter when last renormalised
         self.loss_weights = nn.Parameter(torch.ones(0))
         self.register_buffer("initial_losses", torch.zeros(0))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
@@ -67,8 +77,15 @@ class GradNorm(Method):
     @torch.no_grad()
     def renormalise(self) -> None:
         w = self.loss_weights
+        if w._version == self._normalised_version:
+            return  # unchanged since it was renormalised
         w.clamp_(min=_MIN_WEIGHT)
         w.mul_(self.num_tasks / w.sum())
+        self._normalised_version = w._version
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._normalised_version = -1
 
     def combine(self, losses: Tensor) -> Tensor:
         return (self.loss_weights.detach().to(losses) * losses).sum()
@@ -80,16 +97,26 @@ class GradNorm(Method):
         if not bool(self.initialised):
             self.initial_losses = detached.clone()
             self.initialised = torch.ones((), dtype=torch.bool)
-        layer = last_shared_layer(context.shared_params)
-        norms = context.gradients_on(layer).flatten(1).norm(dim=1).to(self.loss_weights)
-        w = self.loss_weights
-        g = w * norms  # = ‖∇_W w_i L_i‖ for w_i > 0, differentiable in w
+        w = self.loss_weights.detach()
+        g = self._weighted_norms(context, w)  # G_i, while the model's gradient is taken
+        norms = g / w.clamp(min=_MIN_WEIGHT)  # ‖∇_W L_i‖
         ratios = detached / self.initial_losses.clamp(min=1e-12)
-        r = ratios / ratios.mean()
-        target = (g.mean() * r**self.alpha).detach()
-        (grad_w,) = torch.autograd.grad((g - target).abs().sum(), w)
-        context.backward(self.combine(losses))
-        w.grad = grad_w if w.grad is None else w.grad + grad_w
+        target = g.mean() * (ratios / ratios.mean()) ** self.alpha
+        grad_w = (g - target).sign() * norms  # ∂/∂w_i Σ_j |w_j n_j − target_j|, target held
+        weights = self.loss_weights
+        weights.grad = grad_w if weights.grad is None else weights.grad + grad_w
+
+    def _weighted_norms(self, context: StepContext, w: Tensor) -> Tensor:
+        """Backpropagates ``Σ_i w_i L_i`` into the model and returns ``G_i = ‖∇_W w_i L_i‖``."""
+        if self.layer == "representation" or context.head_inputs is not None:
+            # one backward; the gradients w_i ∇_Z L_i are caught on the way
+            weighted = context.backward_weighted_with_representation_gradients(w)
+            if self.layer == "last_shared":
+                weighted = context.representation_products(last_shared_layer(context.shared_params), weighted)
+            return weighted.flatten(1).norm(dim=1).to(w)
+        per_task = context.gradients_on(last_shared_layer(context.shared_params))
+        context.backward_weighted(w)
+        return w * per_task.flatten(1).norm(dim=1).to(w)
 
     def after_step(self, context: StepContext) -> None:
         self.renormalise()

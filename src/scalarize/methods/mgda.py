@@ -17,15 +17,15 @@ Hyperparameters: ``normalization`` of the gradients used to find α, as in the a
 to the raw gradients, as in that code. ``epsilon`` (Frank–Wolfe stopping step, default 1e-3) and
 ``max_iters`` (default 100).
 
-Backed by :class:`torchjd.aggregation.MGDAWeighting`. See ``mgda_ub`` for the variant on the
-shared representation.
+The solver is :class:`torchjd.aggregation.MGDAWeighting`'s iteration run in NumPy on the Gramian
+(``methods/_min_norm.py``; their equality is tested). See ``mgda_ub`` for the variant on the shared
+representation.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchjd.aggregation import MGDAWeighting
 
 from scalarize.methods._common import (
     WeightedGradientMethod,
@@ -34,6 +34,7 @@ from scalarize.methods._common import (
     check_real,
     gramian,
 )
+from scalarize.methods._min_norm import MinNormWeighting
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -50,12 +51,12 @@ def normalise_rows(rows: Tensor, losses: Tensor, normalization: str) -> Tensor:
     return rows / scale.clamp(min=1e-12).unsqueeze(1)
 
 
-def min_norm_settings(name: str, normalization: str, epsilon: float, max_iters: int) -> tuple[str, MGDAWeighting]:
-    """Checked ``normalization`` and torchjd's Frank–Wolfe min-norm weighting (MGDA, MGDA-UB)."""
+def min_norm_settings(name: str, normalization: str, epsilon: float, max_iters: int) -> tuple[str, MinNormWeighting]:
+    """Checked ``normalization`` and the Frank–Wolfe min-norm weighting (MGDA, MGDA-UB)."""
     normalization = check_choice(name, "normalization", normalization, NORMALIZATIONS)
     epsilon = check_real(name, "epsilon", epsilon, low=0, low_open=True)
     max_iters = check_int(name, "max_iters", max_iters, low=1)
-    return normalization, MGDAWeighting(epsilon=epsilon, max_iters=max_iters)
+    return normalization, MinNormWeighting(epsilon=epsilon, max_iters=max_iters)
 
 
 class MGDA(WeightedGradientMethod):

@@ -8,14 +8,17 @@ parameters:
 
     α = argmin_{α ∈ Δ} ‖Σ_i α_i ∇_Z L_i‖²
 
-which costs one partial backward per task, through the heads only. The model then takes a
-single backward of ``Σ_i α_i L_i`` (so, as in the authors' code, the heads' gradients are scaled
-by α too).
+The model's update is the gradient of ``Σ_i α_i L_i`` (so, as in the authors' code, the heads'
+gradients are scaled by α too). With the trainer's ``head_inputs`` (methods/context.py) this costs
+one backward pass through the heads, which gives every ``∇_Z L_i`` and every head's gradient, and
+one backward of ``Σ_i α_i ∇_Z L_i`` through the trunk: the passes of a uniform step, plus the
+small min-norm problem. Without them, one partial backward per task through its head, then one
+whole backward.
 
 Hyperparameters: as ``mgda`` — ``normalization`` ("none" | "l2" | "loss" | "loss+"), ``epsilon``
 (1e-3), ``max_iters`` (100).
 
-Backed by :class:`torchjd.aggregation.MGDAWeighting`; needs the trainer to pass ``features``.
+Frank–Wolfe as in ``mgda`` (torchjd's iteration, in NumPy); needs the trainer to pass ``features``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class MGDAUB(Method):
         alpha = self.weights(context.feature_jacobian(), context.losses.detach())
         alpha = alpha.to(context.losses)
         self.last_weights = alpha.detach().clone()
-        context.backward((alpha * context.losses).sum())
+        context.backward_weighted(alpha)
 
     def current_weights(self) -> Tensor | None:
         return self.last_weights if self.last_weights.numel() else None

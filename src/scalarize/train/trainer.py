@@ -140,6 +140,13 @@ class Trainer(Checkpointable):
         else:  # MDL: every domain's loss reaches the one head too, so it is shared
             self.shared_params = [p for p in self.model.parameters() if p.requires_grad]
             self.task_params = []
+        # Per-task gradients through one pass over the heads (methods/context.py): in MTL, for
+        # the methods that ask for per-task gradients.
+        self._split_heads = (
+            benchmark.setting == "mtl"
+            and bool(method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS})
+            and list(self.model.heads) == [t.name for t in benchmark.tasks]  # heads in the losses' order
+        )
         self.step = 0
         self.evaluation = 0
         self.best: dict = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
@@ -203,7 +210,11 @@ class Trainer(Checkpointable):
 
     # -- one step ------------------------------------------------------------------------------
     def _losses(self, batch) -> tuple[Tensor, Tensor, StepContext]:
-        features, outputs = self.model(batch.inputs)
+        head_inputs = None
+        if self._split_heads:
+            features, head_inputs, outputs = self.model.forward_with_head_inputs(batch.inputs)
+        else:
+            features, outputs = self.model(batch.inputs)
         losses = task_losses(self.benchmark, outputs, batch.targets, batch.counts)
 
         def recompute() -> Tensor:
@@ -223,6 +234,7 @@ class Trainer(Checkpointable):
             step=self.step,
             epoch=self.step // self.steps_per_epoch,
             gradient_engine=self.config.gradient_engine,
+            head_inputs=head_inputs,
         )
         return features, losses, context
 
