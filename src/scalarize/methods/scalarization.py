@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from scalarize.methods._common import same_device
 from scalarize.methods.base import Method, check_weights
 from scalarize.methods.context import StepContext
 
@@ -33,10 +34,11 @@ class Scalarization(Method):
         self.register_buffer("weights", torch.ones(0))
 
     def setup(self, task_names, setting="mtl") -> None:
-        super().setup(task_names, setting)
-        raw = [1.0] * self.num_tasks if self._requested is None else self._requested
-        w = check_weights(raw, self.num_tasks)
-        self.weights = w / w.sum()
+        with same_device(self):  # the trainer may have moved the method to its device already
+            super().setup(task_names, setting)
+            raw = [1.0] * self.num_tasks if self._requested is None else self._requested
+            w = check_weights(raw, self.num_tasks)
+            self.weights = w / w.sum()
 
     def set_weights(self, weights: Sequence[float] | Tensor) -> None:
         """Changes the weights in place (population-based training explores them)."""
