@@ -100,9 +100,14 @@ def test_mdl_context_without_task_parameters():
     torch.testing.assert_close(jac["batched"], jac["loop"])
 
 
-def test_auto_is_the_loop_and_bad_names_are_refused():
+def test_auto_is_the_loop_on_cpu_batched_on_gpu_and_bad_names_are_refused():
+    from types import SimpleNamespace
+
     assert resolve_gradient_engine("auto") == "loop"
+    assert resolve_gradient_engine("auto", [nn.Parameter(torch.ones(1))]) == "loop"
+    assert resolve_gradient_engine("auto", [SimpleNamespace(device=torch.device("cuda"))]) == "batched"
     assert resolve_gradient_engine("batched") == "batched"
+    assert resolve_gradient_engine("loop", [SimpleNamespace(device=torch.device("cuda"))]) == "loop"
     with pytest.raises(ValueError, match="gradient_engine: must be one of auto, loop, batched"):
         resolve_gradient_engine("gramian")
 

@@ -3,6 +3,7 @@ the choice of the last shared layer, and renormalisation after the step."""
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -79,3 +80,39 @@ def test_the_layer_is_the_last_shared_weight_matrix(toy):
     run = toy(build_method("gradnorm"))
     params = list(run.model.trunk.parameters())
     assert last_shared_layer(params) is params[-2]  # the Linear's weight, not its bias
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_representation_layer_takes_the_norms_on_the_features(split):
+    """``layer: representation``: n_i = ‖∂L_i/∂Z‖ on the trunk's output; first step, r = 1."""
+    from scalarize.models.multitask import MultiTaskModel
+
+    torch.manual_seed(0)
+    model = MultiTaskModel(nn.Sequential(nn.Linear(3, 4), nn.Tanh()), {"a": nn.Linear(4, 1), "b": nn.Linear(4, 2)})
+    x = torch.randn(8, 3)
+    if split:
+        z, head_inputs, out = model.forward_with_head_inputs(x)
+    else:
+        (z, out), head_inputs = model(x), None
+    losses = torch.stack([(out["a"] ** 2).mean(), ((out["b"] - 1) ** 2).mean()])
+    norms = torch.stack([torch.autograd.grad(l, z, retain_graph=True)[0].norm() for l in losses])
+    ctx = StepContext(losses, features=z, shared_params=model.shared_parameters(),
+                      task_params=model.task_parameters(), head_inputs=head_inputs)
+    method = build_method("gradnorm", layer="representation")
+    method.setup(["a", "b"])
+    method.backward(ctx)
+    expected = _expected_weight_gradient([1, 1], norms.tolist(), [1, 1], 1.5)
+    torch.testing.assert_close(method.loss_weights.grad, torch.tensor(expected))
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    _, again = model(x)
+    (again["a"] ** 2).mean().add(((again["b"] - 1) ** 2).mean()).backward()
+    for a, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
+def test_unknown_layer_is_refused():
+    from scalarize.methods import MethodError
+
+    with pytest.raises(MethodError, match="method gradnorm: layer must be one of 'last_shared', 'representation'"):
+        build_method("gradnorm", layer="first")

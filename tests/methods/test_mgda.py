@@ -1,6 +1,7 @@
 """MGDA and MGDA-UB: the closed-form min-norm point of two gradients, weights on the simplex,
 and MGDA-UB's weights from the representation's gradients."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -69,3 +70,25 @@ def test_mgda_ub_uses_the_representation_gradients():
     method.backward(ctx)
     torch.testing.assert_close(method.current_weights(), torch.tensor([0.8, 0.2]))
     torch.testing.assert_close(theta.grad, torch.tensor([0.8, 0.4]))
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3, 10, 40])
+@pytest.mark.parametrize("kind", ["random", "rank-deficient", "identical"])
+def test_the_numpy_frank_wolfe_is_torchjds_iteration(num_tasks, kind):
+    """Same iterates as torchjd's MGDAWeighting (written in tensor operations), to rounding."""
+    import numpy as np
+    from torchjd.aggregation import MGDAWeighting
+
+    from scalarize.methods._min_norm import MinNormWeighting, frank_wolfe
+
+    rng = np.random.default_rng(num_tasks)
+    rows = {"random": rng.normal(size=(num_tasks, 30)) + 0.3,
+            "rank-deficient": rng.normal(size=(num_tasks, 2)) @ rng.normal(size=(2, 30)),
+            "identical": np.tile(rng.normal(size=(1, 30)), (num_tasks, 1))}[kind]
+    gram = rows @ rows.T
+    for epsilon, max_iters in [(1e-3, 100), (1e-6, 250), (0.5, 3)]:
+        theirs = MGDAWeighting(epsilon=epsilon, max_iters=max_iters)(torch.from_numpy(gram)).numpy()
+        ours = frank_wolfe(gram, epsilon, max_iters)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+    weights = MinNormWeighting()(torch.from_numpy(gram).float())
+    assert weights.dtype == torch.float32 and abs(float(weights.sum()) - 1) < 1e-6
