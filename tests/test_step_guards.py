@@ -156,3 +156,16 @@ def test_skipped_steps_are_reported_at_the_end_of_train(tmp_path, capsys, monkey
     out = capsys.readouterr().out
     assert "warning: run t skipped 2 optimizer step(s): non-finite gradients" in out
     assert "run t skipped 2 optimizer step(s)" in (output / "report.md").read_text()
+
+
+def test_the_first_step_is_a_warm_up_neither_timed_nor_measured(tmp_path):
+    """Step 0 pays lazy set-up (on a GPU, the CUDA context: 7x a step on an H100); step 1 is
+    measured for memory; the rest are timed."""
+    trainer = _trainer(tmp_path, build_method("scalarization"))
+    trainer.train_step()
+    assert (trainer.timed_steps, trainer.step_memory) == (0, None)
+    trainer.train_step()
+    assert trainer.timed_steps == 0 and trainer.step_memory > 0
+    trainer.train_step()
+    trainer.train_step()
+    assert trainer.timed_steps == 2 and trainer.train_seconds > 0
