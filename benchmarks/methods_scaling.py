@@ -6,8 +6,9 @@ Adam), for every registered method, GradNorm with its norms on the shared repres
 
 * ``step_time_ms``: one training step as the trainer takes it (forward, ``method.backward``
   through a :class:`~scalarize.methods.StepContext` with the default gradient engine, optimizer
-  step, ``after_step`` hook), median over interleaved rounds, and its ratio to uniform
-  scalarization's step in the same rounds;
+  step, ``after_step`` hook), median over rounds, and ``ratio_to_uniform``: the median over rounds
+  of its ratio to a burst of uniform scalarization's steps run right next to it (see
+  :func:`time_setups`);
 * ``peak_memory_mb``: the peak tensor memory (1 MB = 10^6 bytes) of one step above its start
   (:mod:`scalarize.train.measure`: a dispatch-mode counter on CPU, ``max_memory_allocated`` on CUDA);
 * for the methods on per-task gradients, the same method computed the usual way: K separate
@@ -158,21 +159,41 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_setups(setups: dict[str, Setup], steps: int, rounds: int, device: str = "cpu") -> dict[str, list[float]]:
-    """Seconds per step of each setup in each round; the setups take turns within a round."""
+def time_setups(
+    setups: dict[str, Setup], steps: int, rounds: int, device: str = "cpu", reference: str = "scalarization"
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds per step of each setup, and its ratio to the reference's (uniform scalarization).
+
+    In every round each setup runs a burst of ``steps`` steps right next to a burst of the
+    reference (which goes first flips from round to round), and the pair gives one ratio: a
+    ratio is the median over rounds of these paired ratios, so that the machine's speed, which
+    drifts over seconds on a shared machine, cancels out.
+    """
     for setup in setups.values():  # warm-up (lazy optimizer state, first-call costs)
         for _ in range(2):
             setup.step()
+
+    def burst(setup: Setup) -> float:
+        synchronize(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            setup.step()
+        synchronize(device)
+        return (time.perf_counter() - started) / steps
+
     times: dict[str, list[float]] = {name: [] for name in setups}
-    for _ in range(rounds):
+    ratios: dict[str, list[float]] = {name: [] for name in setups}
+    for index in range(rounds):
         for name, setup in setups.items():
-            synchronize(device)
-            started = time.perf_counter()
-            for _ in range(steps):
-                setup.step()
-            synchronize(device)
-            times[name].append((time.perf_counter() - started) / steps)
-    return times
+            if name == reference:
+                continue
+            order = [reference, name] if index % 2 == 0 else [name, reference]
+            seconds = {n: burst(setups[n]) for n in order}
+            for n in order:
+                times[n].append(seconds[n])
+            ratios[name].append(seconds[name] / seconds[reference])
+    ratios[reference] = [1.0]
+    return times, ratios
 
 
 def make_method(name: str):
@@ -202,31 +223,32 @@ def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int,
     setups.update({f"{m} (usual)": Setup(bench, batches, m, usual="usual", device=device) for m in usual})
     if "pcgrad" in usual:  # the Jacobian's cost does not depend on the method: one is enough
         setups["pcgrad (usual, stacked)"] = Setup(bench, batches, "pcgrad", usual="stacked", device=device)
-    times = time_setups(setups, steps, rounds, device)
-    uniform = statistics.median(times["scalarization"])
+    times, ratios = time_setups(setups, steps, rounds, device)
     rows = []
     for m in methods:
         setup = Setup(bench, batches, m, device=device)
         setup.step()
         setup.step()
         _, peak = step_memory(setup.step, device)
-        ms = statistics.median(times[m]) * 1e3
+        ratio = statistics.median(ratios[m])
         row = {
-            "method": m, "category": category(m), "num_tasks": num_tasks, "step_time_ms": round(ms, 3),
-            "ratio_to_uniform": round(ms / (uniform * 1e3), 3), "peak_memory_mb": round(peak / 1e6, 3),
+            "method": m, "category": category(m), "num_tasks": num_tasks,
+            "step_time_ms": round(statistics.median(times[m]) * 1e3, 3),
+            "ratio_to_uniform": round(ratio, 3), "peak_memory_mb": round(peak / 1e6, 3),
         }
         if m in usual:
-            usual_ms = statistics.median(times[f"{m} (usual)"]) * 1e3
             usual_setup = Setup(bench, batches, m, usual="usual", device=device)
             usual_setup.step()
             usual_setup.step()
             _, usual_peak = step_memory(usual_setup.step, device)
-            row.update(usual_step_time_ms=round(usual_ms, 3), speedup_over_usual=round(usual_ms / ms, 3),
+            usual_ratio = statistics.median(ratios[f"{m} (usual)"])
+            row.update(usual_step_time_ms=round(statistics.median(times[f"{m} (usual)"]) * 1e3, 3),
+                       speedup_over_usual=round(usual_ratio / ratio, 3),
                        usual_peak_memory_mb=round(usual_peak / 1e6, 3))
             if f"{m} (usual, stacked)" in times:
-                stacked_ms = statistics.median(times[f"{m} (usual, stacked)"]) * 1e3
-                row.update(usual_stacked_step_time_ms=round(stacked_ms, 3),
-                           speedup_over_usual_stacked=round(stacked_ms / ms, 3))
+                stacked_ratio = statistics.median(ratios[f"{m} (usual, stacked)"])
+                row.update(usual_stacked_step_time_ms=round(statistics.median(times[f"{m} (usual, stacked)"]) * 1e3, 3),
+                           speedup_over_usual_stacked=round(stacked_ratio / ratio, 3))
         rows.append(row)
     return rows
 

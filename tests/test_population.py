@@ -62,6 +62,34 @@ def test_a_diverged_member_is_marked_and_the_others_continue(tmp_path):
         assert store.run("m1")["status"] == "diverged"
 
 
+def test_a_non_finite_gradient_skips_that_members_step_only(tmp_path):
+    """Finite losses, a NaN in member 1's gradient at step 2: its parameters and optimizer state
+    stay as they were, the step is counted and stored, and every member goes on; the others
+    train exactly as in a population without the NaN."""
+    members = _members()
+    bench = load_benchmark("multimnist", train_size=400, test_size=100)
+    reference = StackedPopulation(_members(), bench, progress=False).fit()
+    with Store(tmp_path) as store:
+        for m in members:
+            store.start_run(m.name, "member", {}, "x")
+        population = StackedPopulation(members, bench, store=store, progress=False)
+        first = next(iter(population.params.values()))
+        first.register_hook(lambda g: g.index_fill(0, torch.tensor([1]), float("nan")) if population.step == 2 else g)
+        population.run_until(2)
+        before = [t[1].clone() for t in population._member_slices()]
+        population.train_step()
+        for old, tensor in zip(before, population._member_slices()):
+            assert torch.equal(old, tensor[1])
+        assert population.skipped_steps == [0, 1, 0]
+        results = population.fit()
+        assert [r.status for r in results] == ["completed"] * 3
+        assert [r.skipped_steps for r in results] == [0, 1, 0]
+        assert results[1].message == "1 step(s) skipped: non-finite gradients"
+        assert [v for _, v in store.history("m1", "train")["skipped_steps"]] == [1.0, 0.0]  # evaluations at steps 8, 16
+    for index in (0, 2):
+        assert results[index].test == pytest.approx(reference[index].test, abs=1e-6)
+
+
 def test_batch_norm_models_fall_back_to_the_loop():
     members = _members(model={"family": "resnet", "width": 0.25, "depth": 1})
     bench = load_benchmark("multimnist", train_size=400, test_size=100)

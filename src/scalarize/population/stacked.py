@@ -9,7 +9,11 @@ over the stacked parameters is P independent optimizers (DESIGN.md; to rounding 
 Adam kernel, see :func:`fused_optimizer`).
 
 A member whose loss turns non-finite is marked diverged at that step: its gradient is zeroed from
-then on, it is no longer evaluated, and the others go on.
+then on, it is no longer evaluated, and the others go on. A member whose loss is finite but whose
+gradient is not (NaN or inf anywhere in its slice) skips that step, as the trainer does: its
+parameters and optimizer state are left as they were (the step counter of Adam's bias correction
+is shared by the stacked tensors, so it still advances), the step is counted and reported, and it
+goes on.
 """
 
 from __future__ import annotations
@@ -109,6 +113,9 @@ class StackedPopulation(Checkpointable):
         self.evaluation = 0
         self.alive = torch.ones(self.size, dtype=torch.bool)
         self.diverged_at: dict[int, int] = {}
+        #: Per member: steps skipped for non-finite gradients, in all and since the last evaluation.
+        self.skipped_steps = [0] * self.size
+        self._skipped_since_evaluation = [0] * self.size
         self.best = [{"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}} for _ in self.members]
         self.histories: list[list[dict[str, float]]] = [[] for _ in self.members]
         #: Per-member learning-rate multipliers (PBT may explore the lr): the optimizer's step
@@ -157,6 +164,7 @@ class StackedPopulation(Checkpointable):
             "evaluation": self.evaluation,
             "alive": self.alive.clone(),
             "diverged_at": dict(self.diverged_at),
+            "skipped": (list(self.skipped_steps), list(self._skipped_since_evaluation)),
             "best": self.best,
             "histories": self.histories,
             "lr_scale": self.lr_scale.clone(),
@@ -175,6 +183,8 @@ class StackedPopulation(Checkpointable):
         torch.set_rng_state(state["rng"])
         self.step, self.evaluation = state["step"], state["evaluation"]
         self.alive, self.diverged_at = state["alive"].clone(), dict(state["diverged_at"])
+        skipped = state.get("skipped", ([0] * self.size, [0] * self.size))  # absent before it existed
+        self.skipped_steps, self._skipped_since_evaluation = list(skipped[0]), list(skipped[1])
         self.best, self.histories = state["best"], state["histories"]
         self.lr_scale = state["lr_scale"].clone()
         self.extra_state = state["extra"]
@@ -251,10 +261,45 @@ class StackedPopulation(Checkpointable):
             with torch.no_grad():
                 for value in self.params.values():
                     value.grad[~alive] = 0.0
-        self._optimizer_step()
+        skipped = self._non_finite_gradients()
+        if skipped:
+            saved = self._zero_and_save(skipped)
+            self._optimizer_step()
+            self._restore(skipped, saved)
+        else:
+            self._optimizer_step()
         self.schedule.step()
         self.step += 1
         return losses.detach()
+
+    def _non_finite_gradients(self) -> list[int]:
+        """Members whose gradient slice holds a NaN or an inf: one sum per stacked tensor (a row
+        sum is finite exactly when every entry is, up to overflow) and one host sync."""
+        sums = torch.stack([v.grad.flatten(1).sum(1) for v in self.params.values() if v.grad is not None])
+        bad = (~sums.isfinite().all(0)).cpu()
+        members = bad.nonzero().flatten().tolist()
+        for index in members:
+            self.skipped_steps[index] += 1
+            self._skipped_since_evaluation[index] += 1
+        return members
+
+    def _member_slices(self) -> list[Tensor]:
+        """The stacked tensors a step changes: parameters and per-member optimizer state."""
+        tensors = list(self.params.values())
+        for state in self.optimizer.state.values():
+            tensors += [v for v in state.values() if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == self.size]
+        return tensors
+
+    @torch.no_grad()
+    def _zero_and_save(self, members: list[int]) -> list[Tensor]:
+        for value in self.params.values():
+            value.grad[members] = 0.0  # no NaN into the fused kernel
+        return [t[members].clone() for t in self._member_slices()]
+
+    @torch.no_grad()
+    def _restore(self, members: list[int], saved: list[Tensor]) -> None:
+        for tensor, old in zip(self._member_slices(), saved):
+            tensor[members] = old
 
     def _optimizer_step(self) -> None:
         if bool((self.lr_scale == 1).all()):
@@ -290,10 +335,12 @@ class StackedPopulation(Checkpointable):
             self.histories[index].append({"step": self.step, **{f"val/{k}": v for k, v in val.items()}})
             if self.store is not None:
                 train = {f"{o}/loss": float(v) for o, v in zip(objectives, mean_losses[index])}
+                train["skipped_steps"] = float(self._skipped_since_evaluation[index])
                 weights = [(self.step, o, float(w)) for o, w in zip(objectives, self.weights[index])]
                 self.store.record_evaluation(
                     member.name, self.evaluation, self.step, {"train": train, "val": val, "test": test}, weights
                 )
+        self._skipped_since_evaluation = [0] * self.size
         self.evaluation += 1
 
     # -- the loop --------------------------------------------------------------------------------
@@ -350,7 +397,10 @@ class StackedPopulation(Checkpointable):
                 test=best["test"],
                 steps=self.diverged_at.get(index, self.step),
                 seconds=seconds,
-                message=f"non-finite loss at step {self.diverged_at[index]}" if diverged else "",
+                message=(f"non-finite loss at step {self.diverged_at[index]}" if diverged
+                         else f"{self.skipped_steps[index]} step(s) skipped: non-finite gradients"
+                         if self.skipped_steps[index] else ""),
                 history=self.histories[index],
+                skipped_steps=self.skipped_steps[index],
             ))
         return out
