@@ -103,3 +103,18 @@ def test_a_completed_run_is_not_trained_again(tmp_path):
     first = run_experiment(_config(tmp_path, epochs=1), progress=False)
     again = run_experiment(_config(tmp_path, epochs=1), progress=False)
     assert again.main.test == first.main.test and again.main.seconds == 0.0
+
+
+def test_a_methods_own_randomness_follows_the_config_seed_not_the_process_history():
+    """prepare() seeds torch before building the method (RLW, PCGrad and GradDrop draw their
+    generator's seed from it), so the same config gives the same draws whatever ran before."""
+    from scalarize.train.experiment import prepare
+
+    config = TrainConfig(name="x", benchmark={"name": "multimnist", "options": {"train_size": 200, "test_size": 50}},
+                         method={"name": "rlw"}, seed=3)
+    torch.manual_seed(123)
+    first = prepare(config)[1].generator.get_state()
+    torch.manual_seed(456)
+    assert torch.equal(prepare(config)[1].generator.get_state(), first)
+    other = prepare(config.model_copy(update={"seed": 4}))[1].generator.get_state()
+    assert not torch.equal(other, first)

@@ -71,6 +71,7 @@ def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
                     f"benchmark.objectives: unknown {unknown or 'empty list'}; allowed: {', '.join(benchmark.objectives)}"
                 )
             benchmark = benchmark.restrict(list(config.benchmark.objectives))
+        torch.manual_seed(config.seed)  # a method's own generator (pcgrad, rlw...) is seeded from it
         method = build_method_from_config(config)
         method.setup(benchmark.objectives, benchmark.setting)
         torch.manual_seed(config.seed)
