@@ -100,14 +100,17 @@ def test_mdl_context_without_task_parameters():
     torch.testing.assert_close(jac["batched"], jac["loop"])
 
 
-def test_auto_is_the_loop_on_cpu_batched_on_gpu_and_bad_names_are_refused():
+def test_auto_is_batched_on_gpu_and_dense_trunks_the_loop_for_conv_trunks_on_cpu():
     from types import SimpleNamespace
 
+    dense = [nn.Parameter(torch.ones(3, 2)), nn.Parameter(torch.ones(3))]
+    conv = [*dense, nn.Parameter(torch.ones(4, 3, 3, 3))]
     assert resolve_gradient_engine("auto") == "loop"
-    assert resolve_gradient_engine("auto", [nn.Parameter(torch.ones(1))]) == "loop"
-    assert resolve_gradient_engine("auto", [SimpleNamespace(device=torch.device("cuda"))]) == "batched"
-    assert resolve_gradient_engine("batched") == "batched"
-    assert resolve_gradient_engine("loop", [SimpleNamespace(device=torch.device("cuda"))]) == "loop"
+    assert resolve_gradient_engine("auto", dense) == "batched"
+    assert resolve_gradient_engine("auto", conv) == "loop"
+    assert resolve_gradient_engine("auto", [SimpleNamespace(device=torch.device("cuda"), dim=lambda: 4)]) == "batched"
+    assert resolve_gradient_engine("loop", dense) == "loop"
+    assert resolve_gradient_engine("batched", conv) == "batched"
     with pytest.raises(ValueError, match="gradient_engine: must be one of auto, loop, batched"):
         resolve_gradient_engine("gramian")
 

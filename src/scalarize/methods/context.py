@@ -10,11 +10,13 @@ Jacobian up to floating-point rounding:
 * ``loop``: one ``torch.autograd.grad`` per task;
 * ``batched``: one ``torch.autograd.grad`` over all tasks with ``is_grads_batched=True`` (the T
   backward passes vectorised with ``vmap``);
-* ``auto`` (default): ``loop`` on a CPU, ``batched`` on a GPU, the faster of the two in
-  ``benchmarks/methods_scaling.py`` (its ``engines`` section, with ``head_inputs``). On a 2-core
-  CPU the loop won on the small ResNet (T = 10: 229 ms against 245 ms) and ``batched`` on the
-  MLP only at T ≥ 10; on an H100, ``batched`` won from T = 5 on both (MLP, T = 40: 18.6 ms
-  against 36.7 ms; ResNet, T = 10: 15.5 ms against 25.3 ms).
+* ``auto`` (default): ``batched`` on a GPU, and on a CPU when the trunk is dense (no shared
+  parameter with more than two dimensions); ``loop`` on a CPU for convolutional trunks. This is
+  the faster of the two in ``benchmarks/methods_scaling.py`` (its ``engines`` section, with
+  ``head_inputs``): on a 2-core CPU, MLP trunk, T = 40: ``loop`` 19.8 ms, ``batched`` 15.2 ms
+  (T = 10: 5.8 and 4.4 ms); small ResNet, T = 10: ``loop`` 191 ms, ``batched`` 223 ms; on an
+  H100, ``batched`` won on both (MLP, T = 40: 15.9 ms against 29.6 ms; ResNet, T = 10: 16.4 ms
+  against 25.0 ms).
 
 When the trainer passes ``head_inputs`` (hard parameter sharing: head i reads row i of an
 expanded ``[T, *Z.shape]`` view of the shared representation ``Z``,
@@ -52,14 +54,18 @@ GRADIENT_ENGINES = ("auto", "loop", "batched")
 
 
 def resolve_gradient_engine(engine: str, shared_params: Sequence[nn.Parameter] = ()) -> str:
-    """``loop`` or ``batched`` for ``engine`` (``auto``: ``batched`` when the shared parameters
-    are on a GPU, else ``loop``; see the module docstring)."""
+    """``loop`` or ``batched`` for ``engine``. ``auto``: ``batched`` when the shared parameters
+    are on a GPU or are all vectors and matrices (a dense trunk), else ``loop`` (a convolutional
+    trunk on a CPU, or no parameters); see the module docstring."""
     if engine not in GRADIENT_ENGINES:
         raise ValueError(f"gradient_engine: must be one of {', '.join(GRADIENT_ENGINES)}, got {engine!r}")
     if engine != "auto":
         return engine
-    on_gpu = bool(shared_params) and shared_params[0].device.type == "cuda"
-    return "batched" if on_gpu else "loop"
+    if not shared_params:
+        return "loop"
+    on_gpu = shared_params[0].device.type == "cuda"
+    dense = all(p.dim() <= 2 for p in shared_params)
+    return "batched" if on_gpu or dense else "loop"
 
 
 def task_outputs(losses: Tensor) -> list[Tensor | GradientEdge] | None:
