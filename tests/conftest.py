@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -9,6 +10,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Derived arrays go to one cache per test session, never to the user's."""
     monkeypatch.setenv("SCALARIZE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is faster, and immune to a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -18,12 +18,7 @@ from scalarize.train.config import ConfigError, load_config
 ENGINES = ("loop", "batched")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp_problem(num_tasks=3, unused=False):

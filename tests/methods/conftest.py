@@ -14,12 +14,8 @@ TASKS = ["a", "b"]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and immune to a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny_models_one_thread(one_thread):
+    """Every test here uses tiny models (see the root conftest's ``one_thread``)."""
 
 
 class ToyModel(nn.Module):
