@@ -90,13 +90,25 @@ def test_a_non_finite_gradient_skips_that_members_step_only(tmp_path):
         assert results[index].test == pytest.approx(reference[index].test, abs=1e-6)
 
 
-def test_batch_norm_models_fall_back_to_the_loop():
-    members = _members(model={"family": "resnet", "width": 0.25, "depth": 1})
+def test_batch_norm_members_stack_and_match_independent_runs():
+    """The ResNet's running statistics are stacked buffers: after training, each member's
+    parameters, statistics and metrics match an independent run's to float32 rounding."""
+    members = _members(model={"family": "resnet", "width": 0.25, "depth": 1}, weights=((0.3, 0.7), (0.8, 0.2)),
+                       steps=6, eval_every=3)
     bench = load_benchmark("multimnist", train_size=400, test_size=100)
-    engine, reason = choose_engine(members, bench, "auto")
-    assert engine == "loop" and "batch-norm" in reason
-    with pytest.raises(ValueError, match="cannot stack"):
-        choose_engine(members, bench, "vectorized")
+    assert choose_engine(members, bench, "vectorized") == ("vectorized", "chosen by flag")
+    population = StackedPopulation(members, bench, progress=False)
+    results = population.fit()
+    for index, (member, result) in enumerate(zip(members, results)):
+        torch.manual_seed(member.seed)
+        model = build_model("resnet", bench.input_shape, bench.tasks, 0.25, 1)
+        alone = Trainer(member.config, bench, model, Scalarization(member.weights), progress=False).fit()
+        stacked = population.member_model(index).state_dict()
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(stacked[key].to(value.dtype), value, rtol=1e-3, atol=1e-4, msg=key)
+        assert any("running_mean" in key for key in stacked)
+        for key, value in alone.history[-1].items():
+            assert result.history[-1][key] == pytest.approx(value, abs=2e-3), key
 
 
 def test_interrupted_chunk_resumes_to_the_same_numbers(tmp_path, interrupt_at_checkpoint):

@@ -2,13 +2,12 @@
 
 from scalarize.population.engine import choose_engine, measure, train_members
 from scalarize.population.members import Member, architecture_key, member_name
-from scalarize.population.stacked import StackedPopulation, can_stack
+from scalarize.population.stacked import StackedPopulation
 
 __all__ = [
     "Member",
     "StackedPopulation",
     "architecture_key",
-    "can_stack",
     "choose_engine",
     "measure",
     "member_name",

@@ -3,8 +3,9 @@
 Members are grouped by architecture (same benchmark, model, optimizer and budget); each group is
 split into chunks of at most ``chunk_size`` members, so a large population fits in memory. For
 each group the engine is chosen by flag or, with ``auto``, measured: a few steps of the stacked
-population against a few steps of one member alone, times the chunk size. Models with buffers
-(batch norm) always use the loop. The choice and the measured ratio are logged.
+population against a few steps of one member alone, times the chunk size (batch-norm models
+too: their running statistics are stacked buffers). The choice and the measured ratio are
+logged.
 
 Completed members are read back from the store, not retrained; an interrupted chunk resumes from
 its checkpoint.
@@ -24,7 +25,7 @@ from scalarize.data.benchmark import Benchmark
 from scalarize.methods.scalarization import Scalarization
 from scalarize.models.registry import build_model
 from scalarize.population.members import Member, architecture_key
-from scalarize.population.stacked import StackedPopulation, can_stack
+from scalarize.population.stacked import StackedPopulation
 from scalarize.store.database import Store
 from scalarize.train.experiment import build_method_from_config, train_one
 from scalarize.train.trainer import RunResult, Trainer
@@ -86,13 +87,8 @@ def measure(members: Sequence[Member], benchmark: Benchmark, rounds: int = 5) ->
 def choose_engine(members: Sequence[Member], benchmark: Benchmark, engine: Engine) -> tuple[str, str]:
     """Returns ``(engine, reason)`` for one group of members."""
     config = members[0].config
-    probe = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
     if engine == "loop":
         return "loop", "chosen by flag"
-    if not can_stack(probe):
-        if engine == "vectorized":
-            raise ValueError("engine: 'vectorized' cannot stack a model with batch norm; use loop or auto")
-        return "loop", f"{config.model.family} has batch-norm buffers, which cannot be stacked"
     if config.method.name != "scalarization":
         return "loop", f"method {config.method.name!r} is trained one run at a time"
     if len(members) == 1:

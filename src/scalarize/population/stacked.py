@@ -1,12 +1,15 @@
 """P runs of one architecture trained as one model with stacked parameters ``[P, ...]``.
 
-The members' parameters are stacked (``torch.func.stack_module_state``) and the forward pass is
-vectorised over members with ``torch.func.vmap`` of ``functional_call``; each member reads its
+The members' parameters and buffers are stacked (``torch.func.stack_module_state``) and the
+forward pass is vectorised over members with ``torch.func.vmap`` of ``functional_call``; each member reads its
 own batch (its own sampler and seed), so the inputs are ``[P, B, ...]``. The loss is the sum over
 members of each member's scalarization, and one backward gives every member its own gradient
 (member p's loss depends on slice p only). Adam, AdamW and SGD are element-wise, so one optimizer
 over the stacked parameters is P independent optimizers (DESIGN.md; to rounding with the fused
-Adam kernel, see :func:`fused_optimizer`).
+Adam kernel, see :func:`fused_optimizer`). Batch norm's running statistics are stacked buffers
+that each member's forward pass updates in place, on its own slice: they match an independent
+run's to rounding (exactly in float64; in float32 the batched reductions round differently, about
+1e-7 after one step, and training amplifies that as it amplifies any rounding).
 
 A member whose loss turns non-finite is marked diverged at that step: its gradient is zeroed from
 then on, it is no longer evaluated, and the others go on. A member whose loss is finite but whose
@@ -62,11 +65,6 @@ def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         return optimizer
 
 
-def can_stack(model: nn.Module) -> bool:
-    """Stacking needs a model without buffers (batch-norm statistics are updated in place)."""
-    return not any(True for _ in model.buffers())
-
-
 class StackedPopulation(Checkpointable):
     """Trains ``members`` (same architecture, scalarization weights, seeds) together."""
 
@@ -92,11 +90,11 @@ class StackedPopulation(Checkpointable):
         for member in self.members:
             torch.manual_seed(member.seed)
             models.append(self._build(member.config))
-        if not can_stack(models[0]):
-            raise ValueError("this model has buffers (batch norm): train its members with the loop engine")
         self.template = self._build(self.config).to("meta")
-        stacked, _ = stack_module_state(models)
+        stacked, buffers = stack_module_state(models)
         self.params = {k: nn.Parameter(v.to(self.device)) for k, v in stacked.items()}
+        #: Stacked buffers (batch-norm running statistics), updated in place by the forward pass.
+        self.buffers = {k: v.to(self.device) for k, v in buffers.items()}
         self.size = len(self.members)
         objectives = self.benchmark.objectives
         self.weights = torch.stack(
@@ -155,6 +153,7 @@ class StackedPopulation(Checkpointable):
     def state_dict(self) -> dict:
         return {
             "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "buffers": {k: v.clone() for k, v in self.buffers.items()},
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "weights": self.weights.clone(),
@@ -175,6 +174,8 @@ class StackedPopulation(Checkpointable):
         with torch.no_grad():
             for key, value in state["params"].items():
                 self.params[key].copy_(value)
+            for key, value in state.get("buffers", {}).items():  # absent before buffers were stacked
+                self.buffers[key].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.weights.copy_(state["weights"])
@@ -195,7 +196,7 @@ class StackedPopulation(Checkpointable):
         the two members draw identical batches, and with unchanged weights (a perturbation
         that multiplies every weight by the same factor) train into exact duplicates."""
         with torch.no_grad():
-            for value in self.params.values():
+            for value in [*self.params.values(), *self.buffers.values()]:
                 value[target] = value[source]
             for state in self.optimizer.state.values():
                 for key, value in state.items():
@@ -208,8 +209,8 @@ class StackedPopulation(Checkpointable):
         self.diverged_at.pop(target, None)
 
     # -- one step ------------------------------------------------------------------------------
-    def _forward_one(self, params: dict[str, Tensor], inputs: Tensor):
-        return functional_call(self.template, params, (inputs,))
+    def _forward_one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor):
+        return functional_call(self.template, (params, buffers), (inputs,))
 
     def _losses(self, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor) -> Tensor:
         """``[P, T]``: each member's per-objective mean losses."""
@@ -242,7 +243,7 @@ class StackedPopulation(Checkpointable):
 
     def train_step(self) -> Tensor:
         inputs, targets, counts = self._next_batches()
-        _, outputs = self.forward(self.params, inputs)
+        _, outputs = self.forward(self.params, self.buffers, inputs)
         losses = self._losses(outputs, targets, counts)
         if self.benchmark.setting == "mdl":
             coefficients = counts.to(losses) / counts.sum(1, keepdim=True).to(losses)
@@ -316,7 +317,8 @@ class StackedPopulation(Checkpointable):
     def member_model(self, index: int) -> nn.Module:
         """Member ``index`` as an ordinary model (a copy of its slice)."""
         with torch.no_grad():
-            self._eval_model.load_state_dict({k: v[index] for k, v in self.params.items()})
+            state = {k: v[index] for k, v in [*self.params.items(), *self.buffers.items()]}
+            self._eval_model.load_state_dict(state)
         return self._eval_model
 
     def evaluate_member(self, index: int, split: str) -> dict[str, float]:
