@@ -6,9 +6,9 @@ population size P, on ``multimnist``:
 * ``loop``: P ordinary :class:`scalarize.train.Trainer` runs one after another (what a sweep
   without the population engine does), ``steps`` training steps each;
 * ``vectorized``: one :class:`scalarize.population.StackedPopulation` of the P members,
-  ``steps`` steps (only where the model can be stacked: the ResNet has batch norm and cannot);
+  ``steps`` steps (the ResNet's batch-norm statistics are stacked buffers);
 * ``engine``: what ``choose_engine(members, benchmark, "auto")`` picks for this group (its
-  choice and reason are printed). Where it picks the loop (P = 1, batch norm, or stacking measured
+  choice and reason are printed). Where it picks the loop (P = 1, or stacking measured
   slower) the engine *is* the loop, so a second, independent set of P trainers is timed against
   the reference loop: that ratio is the fallback's, ≈ 1.0 up to noise.
 
@@ -46,7 +46,7 @@ import torch
 from scalarize.data import load_benchmark
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
-from scalarize.population import Member, StackedPopulation, can_stack, choose_engine
+from scalarize.population import Member, StackedPopulation, choose_engine
 from scalarize.train import TrainConfig, Trainer
 
 FAMILIES = {
@@ -107,16 +107,13 @@ def time_stacked(population: StackedPopulation, steps: int, device: str) -> floa
 
 def measure_case(family: str, size: int, bench, args) -> dict:
     members = make_members(family, size, args.batch_size, args.device)
-    probe = build_model(FAMILIES[family]["family"], bench.input_shape, bench.tasks, FAMILIES[family]["width"], FAMILIES[family]["depth"])
-    stackable = can_stack(probe)
     chosen, reason = choose_engine(members, bench, "auto")
     print(f"{family} P={size}: auto engine = {chosen} ({reason})", flush=True)
 
     steps = math.ceil(args.member_steps / size)
     timers = {"loop": lambda t=make_trainers(members, bench): time_loop(t, steps, args.device)}
-    if stackable:
-        population = StackedPopulation(members, bench, progress=False)
-        timers["vectorized"] = lambda: time_stacked(population, steps, args.device)
+    population = StackedPopulation(members, bench, progress=False)
+    timers["vectorized"] = lambda: time_stacked(population, steps, args.device)
     if chosen == "loop":  # the engine is the loop: an independent second loop, timed alongside
         timers["engine"] = lambda t=make_trainers(members, bench): time_loop(t, steps, args.device)
     for timer in timers.values():  # warm-up (allocator, first-call paths, vmap tracing)
@@ -138,7 +135,6 @@ def measure_case(family: str, size: int, bench, args) -> dict:
         "family": family,
         "model": FAMILIES[family],
         "population": size,
-        "stackable": stackable,
         "auto_engine": chosen,
         "auto_reason": reason,
         "loop_samples_per_s": round(rate["loop"]),
