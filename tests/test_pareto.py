@@ -354,3 +354,23 @@ def test_no_torch_import():
     code = "import sys, scalarize.pareto, scalarize.search; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_front_plot_zooms_on_the_knee_only_when_extremes_squash_it():
+    """Members near chance on one task (weights 0 and 1) squash the rest of a two-objective
+    front: the report adds a zoom on the members above the lower quartile on both, and the
+    single-task point; an even spread needs none."""
+    import numpy as np
+
+    from scalarize.report.sweep import _knee
+
+    points = np.array([[0.1, 0.83], [0.54, 0.83], [0.81, 0.829], [0.83, 0.823], [0.84, 0.818],
+                       [0.85, 0.79], [0.855, 0.75], [0.86, 0.69], [0.86, 0.48], [0.86, 0.10]])
+    valid = np.ones(len(points), dtype=bool)
+    (x_low, x_high), (y_low, y_high) = _knee(points, [True, True], valid, stl=np.array([0.865, 0.835]))
+    assert 0.54 < x_low < 0.83 and x_high > 0.865 and 0.48 < y_low < 0.75 and y_high > 0.835
+    even = np.array([[t, 1 - t] for t in np.linspace(0, 1, 11)])
+    assert _knee(even, [True, True], np.ones(11, dtype=bool)) is None
+    # minimised objectives (losses): the same members, signs flipped
+    flipped = _knee(-points, [False, False], valid)
+    assert flipped is not None and flipped[0][1] < -0.54

@@ -86,21 +86,19 @@ def plot_front(result, path: Path, split: str = "test") -> Path:
     valid = ~np.isnan(points).any(axis=1)
     k = len(names)
     if k == 2:
-        fig, axis = plt.subplots(figsize=(5.5, 4.5))
-        scatter = axis.scatter(points[valid, 0], points[valid, 1], c=weights[valid, 0], cmap="viridis", s=30)
-        fig.colorbar(scatter, ax=axis, label=f"weight of {names[0].split('/')[0]}")
-        front = np.flatnonzero(valid)[pareto_front(points[valid], maximize)]
-        front = front[np.argsort(points[front, 0])]
-        axis.plot(points[front, 0], points[front, 1], "k--", lw=1, label="front")
-        for i in np.flatnonzero(valid):
-            axis.annotate(f"{weights[i, 0]:.2f}", points[i], fontsize=6, xytext=(3, 3), textcoords="offset points")
         stl = _stl_point(result, split)
-        if stl is not None:
-            axis.scatter([stl[0]], [stl[1]], marker="*", s=150, c="red", label="single-task")
-        axis.set_xlabel(names[0])
-        axis.set_ylabel(names[1])
-        axis.legend(fontsize=8)
-        axis.grid(alpha=0.3)
+        zoom = _knee(points, maximize, valid, stl)
+        panels = 2 if zoom is not None else 1
+        fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False, layout="constrained")
+        scatter = None
+        for axis in axes[0]:
+            scatter = _draw_front(axis, points, weights, valid, maximize, names, stl)
+        if zoom is not None:
+            axes[0][1].set_xlim(zoom[0])
+            axes[0][1].set_ylim(zoom[1])
+            axes[0][1].set_title("zoom: the members above the lower quartile on both", fontsize=8)
+            axes[0][0].set_title("all members", fontsize=8)
+        fig.colorbar(scatter, ax=list(axes[0]), label=f"weight of {names[0].split('/')[0]}")
     elif k == 3:
         fig, axis = plt.subplots(figsize=(5.5, 4.8))
         corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
@@ -124,10 +122,50 @@ def plot_front(result, path: Path, split: str = "test") -> Path:
         axis.set_xticks(range(k), [n.split("/")[0] for n in names], rotation=45, fontsize=7)
         axis.set_ylabel("metric, min-max scaled")
         axis.set_title("parallel coordinates (front in orange)")
-    fig.tight_layout()
+    if k != 2:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _draw_front(axis, points, weights, valid, maximize, names, stl):
+    """Two objectives: the members coloured by their first weight, the front joined."""
+    scatter = axis.scatter(points[valid, 0], points[valid, 1], c=weights[valid, 0], cmap="viridis", s=30,
+                           vmin=0.0, vmax=1.0)
+    front = np.flatnonzero(valid)[pareto_front(points[valid], maximize)]
+    front = front[np.argsort(points[front, 0])]
+    axis.plot(points[front, 0], points[front, 1], "k--", lw=1, label="front")
+    for i in np.flatnonzero(valid):
+        axis.annotate(f"{weights[i, 0]:.2f}", points[i], fontsize=6, xytext=(3, 3), textcoords="offset points",
+                      annotation_clip=True)
+    if stl is not None:
+        axis.scatter([stl[0]], [stl[1]], marker="*", s=150, c="red", label="single-task")
+    axis.set_xlabel(names[0])
+    axis.set_ylabel(names[1])
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return scatter
+
+
+def _knee(points, maximize, valid, stl=None):
+    """Axis limits around the members above the lower quartile on both objectives (and the
+    single-task point), when they fill less than half of the full view on some axis (the extreme
+    weights, near chance on one task, squash the rest); ``None`` when a zoom would show nothing
+    new."""
+    signed = np.where(maximize, points, -points)
+    quartile = np.quantile(signed[valid], 0.25, axis=0)
+    chosen = valid & (signed >= quartile).all(axis=1)
+    if chosen.sum() < 2:
+        return None
+    full = np.ptp(points[valid], axis=0)
+    shown = points[chosen] if stl is None else np.vstack([points[chosen], stl])
+    low, high = shown.min(axis=0), shown.max(axis=0)
+    span = high - low
+    if not (span < 0.5 * full).any():
+        return None
+    margin = np.maximum(0.1 * span, 1e-3 * np.maximum(full, 1e-12))
+    return [(low[d] - margin[d], high[d] + margin[d]) for d in range(2)]
 
 
 def plot_metric_vs_weight(result, path: Path, split: str = "test") -> Path:
