@@ -150,9 +150,9 @@ def _draw_front(axis, points, weights, valid, maximize, names, stl):
 
 def _knee(points, maximize, valid, stl=None):
     """Axis limits around the members above the lower quartile on both objectives (and the
-    single-task point), when they fill less than half of the full view on some axis (the extreme
-    weights, near chance on one task, squash the rest); ``None`` when a zoom would show nothing
-    new."""
+    single-task point), when they fill less than a quarter of the full view on some axis (the
+    extreme weights, near chance on one task, squash the rest); ``None`` when a zoom would show
+    nothing new."""
     signed = np.where(maximize, points, -points)
     quartile = np.quantile(signed[valid], 0.25, axis=0)
     chosen = valid & (signed >= quartile).all(axis=1)
@@ -162,7 +162,7 @@ def _knee(points, maximize, valid, stl=None):
     shown = points[chosen] if stl is None else np.vstack([points[chosen], stl])
     low, high = shown.min(axis=0), shown.max(axis=0)
     span = high - low
-    if not (span < 0.5 * full).any():
+    if not (span < 0.25 * full).any():
         return None
     margin = np.maximum(0.1 * span, 1e-3 * np.maximum(full, 1e-12))
     return [(low[d] - margin[d], high[d] + margin[d]) for d in range(2)]
