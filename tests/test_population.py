@@ -139,6 +139,25 @@ def test_sweep_members_cross_weights_factors_and_seeds():
     assert len({m.name for m in members}) == len(members)
 
 
+def test_the_sweep_table_has_a_column_per_factor():
+    from scalarize.population.sweep import SweepResult
+    from scalarize.report.sweep import front_rows
+    from scalarize.train.trainer import RunResult
+
+    config = SweepConfig(name="s", sweep={"step": 1.0, "factors": {"optimizer.lr": [0.1, 0.01], "model.depth": [1, 3]}})
+    members = build_members(config, 2)
+    results = {
+        m.name: RunResult(m.name, "completed", ["a", "b"], 0, 1, {}, {"a/accuracy": 0.5 + i / 100, "b/accuracy": 0.5 - i / 100}, 1)
+        for i, m in enumerate(members)
+    }
+    result = SweepResult(config, members, results, primary=[("a/accuracy", True), ("b/accuracy", True)])
+    header, rows = front_rows(result)
+    assert header[:5] == ["member", "weights", "optimizer.lr", "model.depth", "seed"]
+    by_name = {row[0]: row for row in rows}
+    for member in members:
+        assert by_name[member.name][2:4] == [f"{member.config.optimizer.lr:g}", str(member.config.model.depth)]
+
+
 def test_sweep_end_to_end_writes_the_front(tmp_path, capsys):
     path = tmp_path / "sweep.yaml"
     path.write_text(

@@ -27,25 +27,35 @@ def _label(weights) -> str:
 
 
 def front_rows(result, split: str = "test"):
-    """Header and rows of every member (front first), with Δm when STL runs exist."""
+    """Header and rows of every member (front first): its weights, the value of each sweep factor,
+    its seed and metrics, with Δm when STL runs exist."""
     points = result.points(split)
     maximize = [up for _, up in result.primary]
     valid = ~np.isnan(points).any(axis=1)
     front = set(np.flatnonzero(valid)[pareto_front(points[valid], maximize)].tolist()) if valid.any() else set()
     stl = _stl_point(result, split)
     deltas = delta_m_batch(np.where(valid[:, None], points, 1.0), stl, maximize) if stl is not None else None
-    header = ["member", "weights", "seed", *(n for n, _ in result.primary), "Δm %", "front"]
+    factors = list(result.config.sweep.factors)
+    header = ["member", "weights", *factors, "seed", *(n for n, _ in result.primary), "Δm %", "front"]
     order = sorted(range(len(points)), key=lambda i: (i not in front, i))
     rows = []
     for i in order:
         member = result.members[i]
         status = result.results[member.name].status
-        cells = [member.name, _label(member.weights), str(member.seed)]
+        cells = [member.name, _label(member.weights), *(_setting(member.config, key) for key in factors), str(member.seed)]
         cells += [f"{v:.4f}" if not np.isnan(v) else status for v in points[i]]
         cells.append(f"{deltas[i]:+.2f}" if deltas is not None and valid[i] else "—")
         cells.append("yes" if i in front else "")
         rows.append(cells)
     return header, rows
+
+
+def _setting(config, key: str) -> str:
+    """The value of a dotted config key (a sweep factor) in a member's config, for the table."""
+    value = config.model_dump()
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _stl_point(result, split: str):
