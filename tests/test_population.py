@@ -74,7 +74,8 @@ def test_a_non_finite_gradient_skips_that_members_step_only(tmp_path):
             store.start_run(m.name, "member", {}, "x")
         population = StackedPopulation(members, bench, store=store, progress=False)
         first = next(iter(population.params.values()))
-        first.register_hook(lambda g: g.index_fill(0, torch.tensor([1]), float("nan")) if population.step == 2 else g)
+        first.register_hook(lambda g: g.index_fill(0, torch.tensor([1], device=g.device), float("nan"))
+                           if population.step == 2 else g)
         population.run_until(2)
         before = [t[1].clone() for t in population._member_slices()]
         population.train_step()

@@ -27,5 +27,7 @@ class Checkpointable:
         """Loads the checkpoint if there is one; returns whether it did."""
         if self.checkpoint_path is None or not self.checkpoint_path.exists():
             return False
-        self.load_state_dict(torch.load(self.checkpoint_path, map_location=self.device, weights_only=False))
+        # on the CPU: RNG and generator states must be CPU tensors; load_state_dict copies the
+        # rest onto the device of what it loads into
+        self.load_state_dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=False))
         return True

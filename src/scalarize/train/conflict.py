@@ -72,8 +72,10 @@ class ConflictProbe:
         was_training = model.training
         model.eval()
         jacobians = []
+        device = next(model.parameters()).device  # the batches stay where the benchmark is
         try:
             for inputs, targets, counts in self.batches:
+                inputs, targets = inputs.to(device), {k: v.to(device) for k, v in targets.items()}
                 features, outputs = model(inputs)
                 losses = task_losses(self.benchmark, outputs, targets, counts)
                 context = StepContext(losses, features=features, shared_params=model.shared_parameters(),
