@@ -136,8 +136,8 @@ def test_methods_make_the_same_update_with_head_inputs(name, engine):
 
 
 @pytest.mark.parametrize(("name", "needs_split"), [("pcgrad", True), ("mgda_ub", True), ("uw", False)])
-@pytest.mark.parametrize("benchmark", ["multimnist", "digits"])
-def test_the_trainer_passes_head_inputs_in_mtl_to_gradient_methods(tmp_path, monkeypatch, name, needs_split, benchmark):
+@pytest.mark.parametrize("benchmark_name", ["multimnist", "digits"])
+def test_the_trainer_passes_head_inputs_in_mtl_to_gradient_methods(tmp_path, monkeypatch, name, needs_split, benchmark_name):
     seen = []
     original = StepContext.__init__
 
@@ -146,9 +146,9 @@ def test_the_trainer_passes_head_inputs_in_mtl_to_gradient_methods(tmp_path, mon
         seen.append(self.head_inputs is not None)
 
     monkeypatch.setattr(StepContext, "__init__", spy)
-    options = {"train_size": 200, "test_size": 50} if benchmark == "multimnist" else {}
-    bench = load_benchmark(benchmark, **options)
-    config = TrainConfig(name="h", benchmark={"name": benchmark, "options": options}, model={"width": 0.25},
+    options = {"train_size": 200, "test_size": 50} if benchmark_name == "multimnist" else {}
+    bench = load_benchmark(benchmark_name, **options)
+    config = TrainConfig(name="h", benchmark={"name": benchmark_name, "options": options}, model={"width": 0.25},
                          method={"name": name}, steps=2, batch_size=16, stl=False, device="cpu",
                          output=str(tmp_path))
     model = build_model("mlp", bench.input_shape, bench.tasks, 0.25, 1)

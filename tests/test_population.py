@@ -31,10 +31,10 @@ def _alone(member, bench):
     return Trainer(member.config, bench, model, Scalarization(member.weights), progress=False).fit()
 
 
-@pytest.mark.parametrize("benchmark", [SMALL, {"name": "digits"}])
-def test_each_member_matches_an_independent_run_with_the_same_seed(benchmark):
-    members = _members(benchmark)
-    bench = load_benchmark(benchmark["name"], **benchmark.get("options", {}))
+@pytest.mark.parametrize("spec", [SMALL, {"name": "digits"}])  # not "benchmark": pytest-benchmark's fixture
+def test_each_member_matches_an_independent_run_with_the_same_seed(spec):
+    members = _members(spec)
+    bench = load_benchmark(spec["name"], **spec.get("options", {}))
     stacked = StackedPopulation(members, bench, progress=False).fit()
     for member, result in zip(members, stacked):
         alone = _alone(member, bench)
