@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from scalarize.pareto import delta_m, pareto_front  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.report.figures import save_figure  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 
 
@@ -147,9 +148,7 @@ def plot_methods(result, members: np.ndarray, path: Path) -> Path | None:
     axis.set_ylabel(f"{names[1]} (test)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from scalarize.pareto.delta_m import delta_m  # noqa: E402
+from scalarize.report.figures import save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 
@@ -78,9 +79,7 @@ def plot_curves(store: Store, runs: Sequence[str], primary: Sequence[tuple[str, 
         axis.legend(fontsize=7)
     for axis in list(axes.flat)[len(primary) :]:
         axis.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -97,9 +96,7 @@ def plot_train_loss(store: Store, runs: Sequence[str], objectives: Sequence[str]
     axis.set_yscale("log")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.report.figures import save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.search.fitness import build_fitness  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
@@ -31,9 +32,7 @@ def plot_schedule(schedule, objectives, total_steps: int, path: Path) -> Path:
     axis.set_ylabel("weight")
     axis.set_title("weight schedule of the best member")
     axis.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -60,9 +59,7 @@ def plot_fitness(curves, best: str, path: Path) -> Path:
     axis.set_title("population fitness (best member bold)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -79,9 +76,7 @@ def plot_lineage(lineage, members, total_steps: int, path: Path) -> Path:
     axis.set_xlim(0, total_steps)
     axis.set_xlabel("step")
     axis.set_title("lineage: arrows from the copied member to the one that copies it")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

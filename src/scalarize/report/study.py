@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from scalarize.pareto import delta_m  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.report.figures import save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.search.fitness import mean_primary  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
@@ -121,10 +122,8 @@ def plot_sizes(rows, groups, depths, widths, directory: Path) -> list[Path]:
             _heatmap(axis, _grid(rows, group, depths, widths, lambda r, o=objective: r["delta"][o]), depths, widths,
                      f"Δ {objective}: multi-task − single-task", fmt="{:+.3f}", cmap="coolwarm")
         fig.suptitle(group, fontsize=10)
-        fig.tight_layout()
         path = directory / f"sizes_{group.replace('+', '_')}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
         paths.append(path)
     return paths
 
@@ -146,10 +145,8 @@ def plot_conflict(rows, directory: Path) -> tuple[Path, dict]:
         axis.set_title(f"Pearson r = {r:.2f} (all members), {r_uniform:.2f} (uniform weights)", fontsize=8)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    fig.tight_layout()
     path = directory / "conflict.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path, stats
 
 
@@ -175,10 +172,8 @@ def plot_methods(source: Path, directory: Path) -> tuple[Path | None, list]:
         axis.set_xscale("log")
         axis.grid(alpha=0.3)
     axes[1].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
     path = directory / "methods_scaling.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path, rows
 
 

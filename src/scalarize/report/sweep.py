@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from scalarize.pareto import default_reference, delta_m_batch, hypervolume, pareto_front  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
+from scalarize.report.figures import save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 
 
@@ -132,11 +133,7 @@ def plot_front(result, path: Path, split: str = "test") -> Path:
         axis.set_xticks(range(k), [n.split("/")[0] for n in names], rotation=45, fontsize=7)
         axis.set_ylabel("metric, min-max scaled")
         axis.set_title("parallel coordinates (front in orange)")
-    if k != 2:
-        fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)  # constrained layout for two objectives, else tight
 
 
 def _draw_front(axis, points, weights, valid, maximize, names, stl):
@@ -189,9 +186,7 @@ def plot_metric_vs_weight(result, path: Path, split: str = "test") -> Path:
         axis.set_xlabel(f"weight of {name.split('/')[0]}")
         axis.set_ylabel(name)
         axis.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
