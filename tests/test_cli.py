@@ -32,7 +32,7 @@ BASE = "name: t\nbenchmark: {name: multimnist, options: {train_size: 300, test_s
         (BASE + "method: {name: magic}\n", [], "method.name: unknown method 'magic'; allowed:"),
         (BASE, ["benchmark.name=imagenet"], "benchmark.name: unknown benchmark 'imagenet'; allowed:"),
         (BASE, ["model.family=transformer"], "model.family: unknown family 'transformer'; allowed:"),
-        (BASE, ["model.nope=1"], "model.nope: unknown key; allowed: family, width, depth"),
+        (BASE, ["model.nope=1"], "model.nope: unknown key; allowed: family, target, width, depth, options, head"),
         (BASE, ["benchmark.options.size=3"], "benchmark.options.size: unknown option for 'multimnist'"),
         (BASE, ["epochs"], "epochs: an override is key=value"),
         ("epochs: [1\n", [], "not valid YAML (line 2)"),

@@ -139,7 +139,9 @@ def test_bad_method_input_through_the_cli(tmp_path, capsys, text, expected):
 
 
 def test_no_shared_parameters_through_the_cli(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(model_registry.FAMILIES, "trunkless", _trunkless)
+    monkeypatch.setattr(model_registry, "_MODELS", dict(model_registry._MODELS))
+    monkeypatch.setattr(model_registry, "_TRUNK_FAMILIES", set(model_registry._TRUNK_FAMILIES))
+    model_registry.register_trunk("trunkless", _trunkless)
     output = tmp_path / "out"
     config = _write(tmp_path, "model: {family: trunkless}\nmethod: {name: mgda}\n")
     assert main(["train", str(config), f"output={output}", "-q"]) == 2

@@ -29,13 +29,12 @@ import numpy as np
 import torch
 
 from scalarize.methods.scalarization import Scalarization
-from scalarize.models.registry import build_model
 from scalarize.search.fitness import build_fitness
 from scalarize.search.pbt import schedule_of
 from scalarize.store.database import Store
 from scalarize.train.config import TrainConfig
-from scalarize.train.evaluate import evaluate, primary_metrics
-from scalarize.train.experiment import prepare
+from scalarize.train.evaluate import primary_metrics
+from scalarize.train.setup import build_model_from_config, prepare
 from scalarize.train.trainer import Trainer
 
 WEIGHT_FLOOR = 1e-6
@@ -108,8 +107,7 @@ def train_member(trial_config: dict) -> None:
     primary = primary_metrics(benchmark)
     fitness = build_fitness(spec["fitness"], primary)
     torch.manual_seed(member_config.seed)
-    model = build_model(member_config.model.family, benchmark.input_shape, benchmark.tasks,
-                        member_config.model.width, member_config.model.depth)
+    model = build_model_from_config(member_config, benchmark)
     method = Scalarization(weights_of(trial_config, len(objectives)))
     with Store(spec["directory"]) as store:
         trainer = Trainer(member_config, benchmark, model, method, run_name=member_name, store=store, progress=False)
@@ -137,10 +135,7 @@ def train_member(trial_config: dict) -> None:
                 torch.save({"member": member_name, "trainer": trainer.state_dict()}, Path(directory) / "state.pt")
                 tune.report({"fitness": score, "step": trainer.step},
                             checkpoint=tune.Checkpoint.from_directory(directory))
-        val = evaluate(trainer.model, trainer.benchmark, "val")
-        test = evaluate(trainer.model, trainer.benchmark, "test")
-        store.record_final(member_name, {"val": val, "test": test})
-        store.finish_run(member_name, status, trainer.step, trainer.message)
+        trainer.record.finish(status, trainer.step)
 
 
 def run_pbt_ray(config, benchmark, members, *, progress: bool = True, log: Callable[[str], None] = lambda _: None):

@@ -1,29 +1,48 @@
 """Benchmarks: train/val/test splits with several tasks on one input (MTL) or several domains
 sharing one label space (MDL).
 
-Everything is held as tensors in memory (the bundled benchmarks are small); batches are index
-lookups, which keeps the training loop within a few percent of a hand-written one.
+A split is either tensors held in memory (:class:`Split`: batches are index lookups, the fastest
+path for small data) or a map-style ``torch.utils.data.Dataset`` (:class:`DatasetSplit`: items
+are read and collated per batch). Both answer the same three questions: how many samples
+(``len``), the batch at these indices (:meth:`Split.batch`), and the batches in order
+(:meth:`Split.batches`, for evaluation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset, default_collate
 
 from scalarize.data.task import Task
 
 SPLITS = ("train", "val", "test")
+Targets = dict[str, Tensor]
+
+
+def _move(value: Any, device: torch.device | None) -> Any:
+    if device is None:
+        return value
+    if isinstance(value, Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _move(v, device) for k, v in value.items()}
+    if hasattr(value, "to"):  # e.g. a torch_geometric Batch
+        return value.to(device)
+    return value
 
 
 @dataclass
 class Split:
-    """One split of one input distribution: inputs ``[N, ...]`` and one target per task."""
+    """One split of one input distribution held as tensors: inputs ``[N, ...]`` and one target
+    per task."""
 
     inputs: Tensor
-    targets: dict[str, Tensor]
+    targets: Targets
 
     def __post_init__(self) -> None:
         for name, target in self.targets.items():
@@ -35,6 +54,24 @@ class Split:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    @property
+    def device(self) -> torch.device:
+        return self.inputs.device
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.inputs.shape[1:])
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Targets]:
+        """Inputs and targets at ``index`` (any shape: ``[B]``, or ``[P, B]`` for P members)."""
+        index = index.to(self.inputs.device)
+        return self.inputs[index], {k: v[index] for k, v in self.targets.items()}
+
+    def batches(self, size: int) -> Iterator[tuple[Tensor, Targets]]:
+        """Consecutive batches of at most ``size`` samples, in order."""
+        for start in range(0, len(self), size):
+            yield self.inputs[start : start + size], {k: v[start : start + size] for k, v in self.targets.items()}
+
     def subset(self, index: Tensor) -> Split:
         return Split(self.inputs[index], {k: v[index] for k, v in self.targets.items()})
 
@@ -42,7 +79,81 @@ class Split:
         return Split(self.inputs.to(device), {k: v.to(device) for k, v in self.targets.items()})
 
 
-def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+class DatasetSplit:
+    """A split read from a map-style ``Dataset`` whose item ``i`` is ``(input, targets)``.
+
+    ``targets`` is a ``{task: target}`` mapping, or a single target when the benchmark has one
+    task (``task_names`` then names it). Items are collated per batch (``collate``, default
+    ``torch.utils.data.default_collate``) and moved to :attr:`device`.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        task_names: Sequence[str] = (),
+        collate: Callable[[list], Any] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise ValueError(f"a split needs a map-style Dataset (with __len__ and __getitem__), got {type(dataset).__name__}")
+        self.dataset = dataset
+        self.task_names = list(task_names)
+        self.collate = collate or default_collate
+        self._device = torch.device(device) if device is not None else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device or torch.device("cpu")
+
+    def _item(self, i: int) -> tuple[Any, Mapping[str, Any]]:
+        item = self.dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"dataset item {i}: expected (input, targets), got {type(item).__name__}")
+        inputs, targets = item
+        if not isinstance(targets, Mapping):
+            if len(self.task_names) != 1:
+                raise ValueError(f"dataset item {i}: targets must be a {{task: target}} mapping with several tasks")
+            targets = {self.task_names[0]: targets}
+        return inputs, targets
+
+    def _collate(self, indices: list[int]) -> tuple[Any, Targets]:
+        items = [self._item(i) for i in indices]
+        inputs = self.collate([x for x, _ in items])
+        targets = {name: default_collate([t[name] for _, t in items]) for name in items[0][1]}
+        return _move(inputs, self._device), _move(targets, self._device)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        inputs, _ = self._item(0)
+        return tuple(inputs.shape) if isinstance(inputs, Tensor) else ()
+
+    def batch(self, index: Tensor) -> tuple[Any, Targets]:
+        flat = index.reshape(-1).tolist()
+        inputs, targets = self._collate(flat)
+        lead = tuple(index.shape)
+        if len(lead) > 1 and isinstance(inputs, Tensor):
+            inputs = inputs.reshape(*lead, *inputs.shape[1:])
+            targets = {k: v.reshape(*lead, *v.shape[1:]) for k, v in targets.items()}
+        return inputs, targets
+
+    def batches(self, size: int) -> Iterator[tuple[Any, Targets]]:
+        for start in range(0, len(self), size):
+            yield self._collate(list(range(start, min(start + size, len(self)))))
+
+    def subset(self, index: Tensor) -> DatasetSplit:
+        return DatasetSplit(torch.utils.data.Subset(self.dataset, index.tolist()), self.task_names, self.collate, self._device)
+
+    def to(self, device: torch.device | str) -> DatasetSplit:
+        return DatasetSplit(self.dataset, self.task_names, self.collate, device)
+
+
+AnySplit = Split | DatasetSplit
+
+
+def carve_validation(train: AnySplit, fraction: float, seed: int) -> tuple[AnySplit, AnySplit]:
     """Splits ``train`` into (train, val) with a fixed seed: ``fraction`` goes to val."""
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator)
@@ -63,7 +174,7 @@ class Benchmark:
     name: str
     setting: Literal["mtl", "mdl"]
     tasks: list[Task]
-    domains: dict[str, dict[str, Split]]
+    domains: dict[str, dict[str, AnySplit]]
     description: str = ""
     extras: dict = field(default_factory=dict)
 
@@ -74,10 +185,41 @@ class Benchmark:
             raise ValueError("an MDL benchmark has exactly one task (one label space)")
         if self.setting == "mtl" and len(self.domains) != 1:
             raise ValueError("an MTL benchmark has exactly one input domain")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
         for domain, splits in self.domains.items():
             missing = [s for s in SPLITS if s not in splits]
             if missing:
                 raise ValueError(f"domain {domain!r} lacks splits {missing}")
+            for split in splits.values():
+                if isinstance(split, DatasetSplit) and not split.task_names:
+                    split.task_names = names
+
+    @classmethod
+    def from_datasets(
+        cls,
+        name: str,
+        tasks: Sequence[Task],
+        splits: Mapping[str, Any],
+        *,
+        setting: Literal["mtl", "mdl"] | None = None,
+        collate: Callable[[list], Any] | None = None,
+        description: str = "",
+    ) -> Benchmark:
+        """A benchmark over map-style Datasets whose items are ``(input, {task: target})``.
+
+        MTL: ``splits = {"train": ds, "val": ds, "test": ds}``. MDL: ``splits = {domain:
+        {"train": ds, "val": ds, "test": ds}}`` (one task). ``setting`` is inferred from the shape
+        of ``splits`` when not given.
+        """
+        nested = all(isinstance(v, Mapping) for v in splits.values())
+        setting = setting or ("mdl" if nested else "mtl")
+        names = [t.name for t in tasks]
+        wrap = lambda ds: ds if isinstance(ds, (Split, DatasetSplit)) else DatasetSplit(ds, names, collate)  # noqa: E731
+        domains = {d: {s: wrap(v) for s, v in inner.items()} for d, inner in splits.items()} if nested \
+            else {"all": {s: wrap(v) for s, v in splits.items()}}
+        return cls(name, setting, list(tasks), domains, description)
 
     @property
     def objectives(self) -> list[str]:
@@ -87,9 +229,9 @@ class Benchmark:
     @property
     def input_shape(self) -> tuple[int, ...]:
         first = next(iter(self.domains.values()))["train"]
-        return tuple(first.inputs.shape[1:])
+        return first.sample_shape
 
-    def split(self, name: str, domain: str | None = None) -> Split:
+    def split(self, name: str, domain: str | None = None) -> AnySplit:
         domain = domain if domain is not None else next(iter(self.domains))
         return self.domains[domain][name]
 
@@ -106,6 +248,10 @@ class Benchmark:
             return Benchmark(self.name, "mtl", tasks, self.domains, self.description, self.extras)
         domains = {d: s for d, s in self.domains.items() if d in objectives}
         return Benchmark(self.name, "mdl", self.tasks, domains, self.description, self.extras)
+
+    def with_tasks(self, tasks: Sequence[Task]) -> Benchmark:
+        """The same data with other task objects (same names: e.g. another loss or metric)."""
+        return Benchmark(self.name, self.setting, list(tasks), self.domains, self.description, self.extras)
 
     def to(self, device: torch.device | str) -> Benchmark:
         domains = {d: {s: split.to(device) for s, split in v.items()} for d, v in self.domains.items()}

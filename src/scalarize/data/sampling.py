@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scalarize.data.benchmark import Split
+from scalarize.data.benchmark import AnySplit
 
 
 @dataclass
@@ -36,7 +36,7 @@ class EpochSampler:
     position inside the pass is part of the state, so a run can stop and resume anywhere.
     """
 
-    def __init__(self, split: Split, batch_size: int, seed: int) -> None:
+    def __init__(self, split: AnySplit, batch_size: int, seed: int) -> None:
         self.split = split
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
@@ -52,21 +52,18 @@ class EpochSampler:
         """One domain: nothing to mix."""
 
     def next_index(self) -> Tensor:
-        """The indices of the next batch (on the split's device)."""
+        """The indices of the next batch (on the CPU)."""
         if self.position >= len(self.order):
             self.order = torch.randperm(len(self.split), generator=self.generator)
             self.position = 0
         index = self.order[self.position : self.position + self.batch_size]
         self.position += len(index)
-        return index.to(self.split.inputs.device)
+        return index
 
     def next_batch(self) -> Batch:
         index = self.next_index()
-        return Batch(
-            self.split.inputs[index],
-            {k: v[index] for k, v in self.split.targets.items()},
-            self._count * len(index),
-        )
+        inputs, targets = self.split.batch(index)
+        return Batch(inputs, targets, self._count * len(index))
 
     def epoch(self) -> Iterator[Batch]:
         for _ in range(self.steps_per_epoch):
@@ -87,7 +84,7 @@ class MixtureSampler:
     An epoch is ``ceil(total_train_size / batch_size)`` batches, whatever the mixture.
     """
 
-    def __init__(self, splits: Sequence[Split], batch_size: int, seed: int) -> None:
+    def __init__(self, splits: Sequence[AnySplit], batch_size: int, seed: int) -> None:
         self.splits = list(splits)
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
@@ -125,11 +122,10 @@ class MixtureSampler:
         for domain, count in enumerate(counts.tolist()):
             if count == 0:
                 continue
-            split = self.splits[domain]
-            index = self._take(domain, count).to(split.inputs.device)
-            inputs.append(split.inputs[index])
-            for key, value in split.targets.items():
-                targets.setdefault(key, []).append(value[index])
+            domain_inputs, domain_targets = self.splits[domain].batch(self._take(domain, count))
+            inputs.append(domain_inputs)
+            for key, value in domain_targets.items():
+                targets.setdefault(key, []).append(value)
         return Batch(torch.cat(inputs), {k: torch.cat(v) for k, v in targets.items()}, counts)
 
     def epoch(self) -> Iterator[Batch]:
@@ -149,3 +145,11 @@ class MixtureSampler:
         self.orders = [o.clone() for o in state["orders"]]
         self.positions = list(state["positions"])
         self.weights = state["weights"].clone()
+
+
+def build_sampler(benchmark, batch_size: int, seed: int) -> EpochSampler | MixtureSampler:
+    """The training sampler of a run: epochs over the one training split (MTL), or the domain
+    mixture (MDL, the weights are sampling ratios)."""
+    if benchmark.setting == "mtl":
+        return EpochSampler(benchmark.split("train"), batch_size, seed)
+    return MixtureSampler([splits["train"] for splits in benchmark.domains.values()], batch_size, seed)

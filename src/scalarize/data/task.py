@@ -1,16 +1,211 @@
-"""A task: what one head predicts, how it is scored, and how its loss is computed."""
+"""A task: what one head predicts, its loss, and how it is scored (after LibMTL: task = loss +
+metric accumulator).
+
+A :class:`Task` has a name, a head size and a **kind**. The kind holds the behaviour:
+
+* ``loss(output, target, reduction)``: the training loss, per sample with ``reduction='none'``;
+* ``accumulator()``: a fresh :class:`MetricAccumulator` (``update(output, target)`` per batch,
+  ``compute()`` at the end of a split, ``reset()``), so metrics that are not per-sample means (mIoU
+  from a confusion matrix, AUC, per-class recall) can be expressed;
+* ``check(output, target)``: a one-line complaint when a target does not fit the head's output.
+
+Built-in kinds: ``multiclass`` (cross-entropy, accuracy), ``binary`` (logistic loss on one
+logit, accuracy) and ``regression`` (mean squared error). A kind of your own is a
+:class:`TaskKind` subclass, registered with :func:`register_task_kind` or named by import path
+(``"mypkg.tasks:FocalKind"``); ``Task.options`` are passed to its constructor.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-TaskKind = Literal["multiclass", "binary", "regression"]
-TASK_KINDS: tuple[str, ...] = ("multiclass", "binary", "regression")
+from scalarize.imports import load_object
+
+
+class MetricAccumulator(Protocol):
+    """Accumulates one task's metrics over the batches of a split."""
+
+    def update(self, output: Tensor, target: Tensor) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+    def reset(self) -> None: ...
+
+
+class MeanOverSamples:
+    """Metrics that are means over samples: ``per_sample(output, target) -> {name: [B]}``.
+
+    Sums are kept in float64 on the device of the outputs (no host sync per batch).
+    """
+
+    def __init__(self, per_sample: Callable[[Tensor, Tensor], dict[str, Tensor]]) -> None:
+        self.per_sample = per_sample
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.count = 0
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        values = self.per_sample(output, target)
+        for name, value in values.items():
+            total = value.detach().to(torch.float64).sum()
+            self.sums[name] = self.sums[name] + total if name in self.sums else total
+        self.count += len(target)
+
+    def compute(self) -> dict[str, float]:
+        if not self.count:
+            return {name: float("nan") for name in self.sums}
+        return {name: float(total) / self.count for name, total in self.sums.items()}
+
+
+class TaskKind:
+    """The behaviour of a kind of task; subclass it for your own (see the module docstring).
+
+    ``metric_names`` lists what :meth:`accumulator` computes; ``primary_metric`` and
+    ``higher_is_better`` are the defaults of the tasks of this kind.
+    """
+
+    name: ClassVar[str] = ""
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    primary_metric: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+
+    def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+        raise NotImplementedError
+
+    def accumulator(self) -> MetricAccumulator:
+        raise NotImplementedError
+
+    def check(self, output: Tensor, target: Tensor) -> str | None:
+        """Why ``target`` cannot be scored against ``output`` (one batch), or ``None``."""
+        return None
+
+
+def _shape(tensor: Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in tensor.shape) + "]"
+
+
+class Multiclass(TaskKind):
+    """Cross-entropy on ``[B, C]`` logits against ``[B]`` class indices; accuracy."""
+
+    name = "multiclass"
+    metric_names = ("accuracy",)
+    primary_metric = "accuracy"
+
+    def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+        return F.cross_entropy(output, target, reduction=reduction)
+
+    def accumulator(self) -> MetricAccumulator:
+        return MeanOverSamples(lambda out, target: {"accuracy": out.argmax(-1) == target})
+
+    def check(self, output: Tensor, target: Tensor) -> str | None:
+        if target.is_floating_point() or target.dim() != 1 or output.dim() != 2 or len(target) != len(output):
+            return f"targets must be [N] class indices for a [N, C] head output; got target {_shape(target)} " \
+                   f"({target.dtype}) for output {_shape(output)}"
+        if len(target) and (int(target.min()) < 0 or int(target.max()) >= output.shape[1]):
+            return f"class indices must be in [0, {output.shape[1] - 1}]; got {int(target.min())}..{int(target.max())}"
+        return None
+
+
+class Binary(TaskKind):
+    """Logistic loss on one logit ``[B, 1]`` (or ``[B]``) against ``[B]`` labels in {0, 1}; accuracy."""
+
+    name = "binary"
+    metric_names = ("accuracy",)
+    primary_metric = "accuracy"
+
+    def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+        return F.binary_cross_entropy_with_logits(output.reshape(len(output)), target.to(output.dtype).reshape(len(target)),
+                                                  reduction=reduction)
+
+    def accumulator(self) -> MetricAccumulator:
+        return MeanOverSamples(
+            lambda out, target: {"accuracy": (out.reshape(len(out)) > 0) == target.reshape(len(target)).bool()}
+        )
+
+    def check(self, output: Tensor, target: Tensor) -> str | None:
+        if output.numel() != len(output) or target.numel() != len(target) or len(target) != len(output):
+            return f"a binary task needs one logit per sample ([N, 1]) and [N] labels; got output {_shape(output)}, " \
+                   f"target {_shape(target)}"
+        return None
+
+
+class Regression(TaskKind):
+    """Mean squared error, averaged over each sample's outputs; the target has the output's shape."""
+
+    name = "regression"
+    metric_names = ("mse",)
+    primary_metric = "mse"
+    higher_is_better = False
+
+    @staticmethod
+    def _per_sample(output: Tensor, target: Tensor) -> Tensor:
+        return (output - target.to(output.dtype)).pow(2).flatten(1).mean(1)
+
+    def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+        per_sample = self._per_sample(output, target)
+        return _reduce(per_sample, reduction)
+
+    def accumulator(self) -> MetricAccumulator:
+        return MeanOverSamples(lambda out, target: {"mse": self._per_sample(out, target)})
+
+    def check(self, output: Tensor, target: Tensor) -> str | None:
+        if target.shape != output.shape:
+            return f"the target's shape {_shape(target)} differs from the head's output {_shape(output)} " \
+                   "(a regression target must have the output's shape, e.g. [N, 1] for one output)"
+        return None
+
+
+def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return per_sample
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample.mean()
+
+
+_KINDS: dict[str, type[TaskKind]] = {}
+
+
+def register_task_kind(cls: type[TaskKind]) -> type[TaskKind]:
+    """Adds a kind under its ``name`` (class decorator or plain call)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _KINDS[cls.name] = cls
+    return cls
+
+
+def available_task_kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+for _kind in (Multiclass, Binary, Regression):
+    register_task_kind(_kind)
+
+
+def resolve_kind(kind: str | TaskKind, options: dict[str, Any] | None = None) -> TaskKind:
+    """A kind by registered name, by import path (``"pkg.mod:Kind"``), or as given."""
+    if isinstance(kind, TaskKind):
+        return kind
+    if not isinstance(kind, str):
+        raise ValueError(f"kind must be a name or a TaskKind, got {kind!r}")
+    if kind in _KINDS:
+        cls: Any = _KINDS[kind]
+    elif ":" in kind:
+        cls = load_object(kind, "task kind")
+    else:
+        raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(available_task_kinds())} or an import path pkg.mod:Kind")
+    made = cls(**(options or {})) if isinstance(cls, type) else cls
+    if not isinstance(made, TaskKind):
+        raise ValueError(f"{kind}: not a TaskKind (subclass scalarize.data.TaskKind)")
+    return made
 
 
 @dataclass(frozen=True)
@@ -19,47 +214,51 @@ class Task:
 
     Attributes:
         name: unique within a benchmark.
-        kind: ``multiclass`` (cross-entropy, accuracy), ``binary`` (logistic loss on one logit,
-            accuracy) or ``regression`` (mean squared error).
+        kind: ``multiclass``, ``binary``, ``regression``, a registered or importable kind, or a
+            :class:`TaskKind` instance (see the module docstring).
         num_outputs: the head's output size (classes, 1 for binary, target dimension).
-        primary_metric: the metric that ranks models; ``higher_is_better`` is its direction.
+        primary_metric: the metric that ranks models (default: the kind's);
+            ``higher_is_better`` is its direction.
+        options: keyword arguments of the kind's constructor (e.g. an ignore label).
     """
 
     name: str
-    kind: TaskKind
+    kind: str | TaskKind
     num_outputs: int
     primary_metric: str = field(default="")
-    higher_is_better: bool = field(default=True)
+    higher_is_better: bool | None = field(default=None)
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in TASK_KINDS:
-            raise ValueError(f"task {self.name!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        try:
+            behaviour = resolve_kind(self.kind, self.options)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"task {self.name!r}: {error}") from None
+        object.__setattr__(self, "behaviour", behaviour)
         if not self.primary_metric:
-            metric = "mse" if self.kind == "regression" else "accuracy"
-            object.__setattr__(self, "primary_metric", metric)
-            object.__setattr__(self, "higher_is_better", self.kind != "regression")
+            object.__setattr__(self, "primary_metric", behaviour.primary_metric)
+            if self.higher_is_better is None:
+                object.__setattr__(self, "higher_is_better", behaviour.higher_is_better)
+        if self.higher_is_better is None:
+            object.__setattr__(self, "higher_is_better", True)
+
+    @property
+    def kind_name(self) -> str:
+        return self.kind if isinstance(self.kind, str) else type(self.kind).__name__
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return ("mse",) if self.kind == "regression" else ("accuracy",)
+        return self.behaviour.metric_names
 
     def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         """The task's training loss (per sample with ``reduction='none'``)."""
-        if self.kind == "multiclass":
-            return F.cross_entropy(output, target, reduction=reduction)
-        if self.kind == "binary":
-            return F.binary_cross_entropy_with_logits(
-                output.squeeze(-1), target.to(output.dtype), reduction=reduction
-            )
-        per_sample = (output - target.to(output.dtype)).pow(2).flatten(1).mean(1)
-        return per_sample if reduction == "none" else per_sample.mean()
+        return self.behaviour.loss(output, target, reduction=reduction)
 
-    def metric_sums(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
-        """Sums over the batch of each metric (divide by the sample count to average)."""
-        if self.kind == "multiclass":
-            return {"accuracy": (output.argmax(-1) == target).sum().to(torch.float64)}
-        if self.kind == "binary":
-            predicted = output.squeeze(-1) > 0
-            return {"accuracy": (predicted == target.bool()).sum().to(torch.float64)}
-        error = (output - target.to(output.dtype)).pow(2).flatten(1).mean(1)
-        return {"mse": error.sum().to(torch.float64)}
+    def accumulator(self) -> MetricAccumulator:
+        return self.behaviour.accumulator()
+
+    def check(self, output: Tensor, target: Tensor) -> None:
+        """Raises a one-line ``ValueError`` when ``target`` does not fit the head's ``output``."""
+        problem = self.behaviour.check(output, target)
+        if problem:
+            raise ValueError(f"task {self.name!r} ({self.kind_name}): {problem}")

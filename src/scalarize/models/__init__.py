@@ -1,6 +1,29 @@
-"""Shared trunk + heads, in families (MLP, small ResNet, linear) with width and depth knobs."""
+"""The model contract and the model families: a shared trunk and one head per task (MLP, small
+ResNet, linear), builders registered by name or named by import path."""
 
+from scalarize.models.contract import ModuleModel, as_multitask, probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
-from scalarize.models.registry import FAMILIES, ModelError, available_models, build_model
+from scalarize.models.registry import (
+    FAMILIES,
+    ModelError,
+    available_models,
+    build_model,
+    make_heads,
+    register_model,
+    register_trunk,
+)
 
-__all__ = ["FAMILIES", "ModelError", "MultiTaskModel", "available_models", "build_model"]
+__all__ = [
+    "FAMILIES",
+    "ModelError",
+    "ModuleModel",
+    "MultiTaskModel",
+    "as_multitask",
+    "available_models",
+    "build_model",
+    "make_heads",
+    "probe",
+    "register_model",
+    "register_trunk",
+    "supports_head_inputs",
+]

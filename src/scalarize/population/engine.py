@@ -23,11 +23,11 @@ import torch
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.methods.scalarization import Scalarization
-from scalarize.models.registry import build_model
 from scalarize.population.members import Member, architecture_key
 from scalarize.population.stacked import StackedPopulation
 from scalarize.store.database import Store
-from scalarize.train.experiment import build_method_from_config, train_one
+from scalarize.train.experiment import train_one
+from scalarize.train.setup import build_method_from_config, build_model_from_config
 from scalarize.train.trainer import RunResult, Trainer
 
 Engine = Literal["auto", "vectorized", "loop"]
@@ -67,7 +67,7 @@ def measure(members: Sequence[Member], benchmark: Benchmark, rounds: int = 5) ->
         population = StackedPopulation(members, benchmark, progress=False)
         config = members[0].config
         torch.manual_seed(config.seed)
-        model = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+        model = build_model_from_config(config, benchmark)
         single = Trainer(config, benchmark, model, Scalarization(config.method.weights), progress=False)
         for _ in range(2):  # warm-up (the trainer measures its second step's memory, slowly)
             population.train_step()

@@ -21,7 +21,6 @@ goes on.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,16 +30,19 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from scalarize.train.checkpoint import Checkpointable
 from scalarize.data.benchmark import Benchmark
-from scalarize.data.sampling import EpochSampler, MixtureSampler
+from scalarize.data.sampling import build_sampler
 from scalarize.methods.base import check_weights
-from scalarize.models.registry import build_model
 from scalarize.population.members import Member
 from scalarize.store.database import Store
+from scalarize.train.checkpoint import Checkpointable
 from scalarize.train.config import TrainConfig
-from scalarize.train.evaluate import evaluate, selection_score
-from scalarize.train.trainer import RunResult, build_optimizer, build_schedule, resolve_device
+from scalarize.train.evaluate import evaluate, primary_metrics
+from scalarize.train.losses import batch_fractions, objective_losses
+from scalarize.train.measure import step_memory
+from scalarize.train.record import RunRecord, RunResult
+from scalarize.train.setup import build_model_from_config
+from scalarize.train.trainer import build_optimizer, build_schedule, check_targets, resolve_device
 
 
 def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -82,7 +84,6 @@ class StackedPopulation(Checkpointable):
         self.config: TrainConfig = self.members[0].config
         self.device = resolve_device(self.config.device)
         self.benchmark = benchmark.to(self.device)
-        self.store = store
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
         self.label = label
@@ -90,6 +91,7 @@ class StackedPopulation(Checkpointable):
         for member in self.members:
             torch.manual_seed(member.seed)
             models.append(self._build(member.config))
+        check_targets(models[0].to(self.device), self.benchmark)
         self.template = self._build(self.config).to("meta")
         stacked, buffers = stack_module_state(models)
         self.params = {k: nn.Parameter(v.to(self.device)) for k, v in stacked.items()}
@@ -100,7 +102,7 @@ class StackedPopulation(Checkpointable):
         self.weights = torch.stack(
             [self._weights(m, len(objectives)) for m in self.members]
         ).to(self.device)
-        self.samplers = [self._sampler(m) for m in self.members]
+        self.samplers = [build_sampler(self.benchmark, self.config.batch_size, m.seed + 1) for m in self.members]
         self.steps_per_epoch = self.samplers[0].steps_per_epoch
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         self.eval_every = self.config.eval_every or self.steps_per_epoch
@@ -111,11 +113,9 @@ class StackedPopulation(Checkpointable):
         self.evaluation = 0
         self.alive = torch.ones(self.size, dtype=torch.bool)
         self.diverged_at: dict[int, int] = {}
-        #: Per member: steps skipped for non-finite gradients, in all and since the last evaluation.
-        self.skipped_steps = [0] * self.size
-        self._skipped_since_evaluation = [0] * self.size
-        self.best = [{"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}} for _ in self.members]
-        self.histories: list[list[dict[str, float]]] = [[] for _ in self.members]
+        #: Each member's record: history, best evaluation, skipped steps, costs, store rows.
+        primary = primary_metrics(self.benchmark)
+        self.records = [RunRecord(m.name, objectives, primary, store) for m in self.members]
         #: Per-member learning-rate multipliers (PBT may explore the lr): the optimizer's step
         #: is rescaled per member, exact for SGD, Adam and AdamW whose step is proportional to lr.
         self.lr_scale = torch.ones(self.size)
@@ -127,22 +127,13 @@ class StackedPopulation(Checkpointable):
 
     # -- construction ------------------------------------------------------------------------
     def _build(self, config: TrainConfig) -> nn.Module:
-        return build_model(
-            config.model.family, self.benchmark.input_shape, self.benchmark.tasks, config.model.width, config.model.depth
-        )
+        return build_model_from_config(config, self.benchmark)
 
     @staticmethod
     def _weights(member: Member, num: int) -> Tensor:
         raw = member.weights if member.weights is not None else [1.0] * num
         w = check_weights(raw, num)
         return w / w.sum()
-
-    def _sampler(self, member: Member) -> EpochSampler | MixtureSampler:
-        seed = member.seed + 1
-        if self.benchmark.setting == "mtl":
-            return EpochSampler(self.benchmark.split("train"), self.config.batch_size, seed)
-        sampler = MixtureSampler([s["train"] for s in self.benchmark.domains.values()], self.config.batch_size, seed)
-        return sampler
 
     def set_weights(self, index: int, weights: Sequence[float] | Tensor) -> None:
         """Changes member ``index``'s weights (PBT's explore)."""
@@ -163,9 +154,7 @@ class StackedPopulation(Checkpointable):
             "evaluation": self.evaluation,
             "alive": self.alive.clone(),
             "diverged_at": dict(self.diverged_at),
-            "skipped": (list(self.skipped_steps), list(self._skipped_since_evaluation)),
-            "best": self.best,
-            "histories": self.histories,
+            "records": [r.state_dict() for r in self.records],
             "lr_scale": self.lr_scale.clone(),
             "extra": self.extra_state,
         }
@@ -184,9 +173,8 @@ class StackedPopulation(Checkpointable):
         torch.set_rng_state(state["rng"])
         self.step, self.evaluation = state["step"], state["evaluation"]
         self.alive, self.diverged_at = state["alive"].clone(), dict(state["diverged_at"])
-        skipped = state.get("skipped", ([0] * self.size, [0] * self.size))  # absent before it existed
-        self.skipped_steps, self._skipped_since_evaluation = list(skipped[0]), list(skipped[1])
-        self.best, self.histories = state["best"], state["histories"]
+        for record, saved in zip(self.records, state["records"]):
+            record.load_state_dict(saved)
         self.lr_scale = state["lr_scale"].clone()
         self.extra_state = state["extra"]
 
@@ -204,7 +192,7 @@ class StackedPopulation(Checkpointable):
                         value[target] = value[source]
         self.weights[target] = self.weights[source]
         self.lr_scale[target] = self.lr_scale[source]
-        self.best[target] = dict(self.best[source])
+        self.records[target].best = dict(self.records[source].best)
         self.alive[target] = self.alive[source]
         self.diverged_at.pop(target, None)
 
@@ -212,41 +200,41 @@ class StackedPopulation(Checkpointable):
     def _forward_one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor):
         return functional_call(self.template, (params, buffers), (inputs,))
 
-    def _losses(self, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor) -> Tensor:
-        """``[P, T]``: each member's per-objective mean losses."""
-        size, batch = counts.shape[0], int(counts[0].sum())
-        if self.benchmark.setting == "mtl":
-            columns = []
-            for task in self.benchmark.tasks:
-                out = outputs[task.name].reshape(size * batch, *outputs[task.name].shape[2:])
-                target = targets[task.name].reshape(size * batch, *targets[task.name].shape[2:])
-                columns.append(task.loss(out, target, reduction="none").view(size, batch).mean(1))
-            return torch.stack(columns, dim=1)
-        task = self.benchmark.tasks[0]
-        out = outputs[task.name].reshape(size * batch, *outputs[task.name].shape[2:])
-        per_sample = task.loss(out, targets[task.name].reshape(size * batch), reduction="none")
-        domains = counts.shape[1]
-        slot = torch.repeat_interleave(torch.arange(size * domains, device=out.device), counts.flatten().to(out.device))
-        sums = per_sample.new_zeros(size * domains).index_add(0, slot, per_sample).view(size, domains)
-        return sums / counts.clamp(min=1).to(sums)
-
     def _next_batches(self) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """``inputs [P, B, ...]``, ``targets {name: [P, B, ...]}``, ``counts [P, D]``."""
         if self.benchmark.setting == "mtl":
-            split = self.benchmark.split("train")
             index = torch.stack([s.next_index() for s in self.samplers])  # one gather, not P
             counts = torch.full((self.size, 1), index.shape[1], dtype=torch.long)
-            return split.inputs[index], {k: v[index] for k, v in split.targets.items()}, counts
+            return *self.benchmark.split("train").batch(index), counts
         batches = [s.next_batch() for s in self.samplers]
         targets = {k: torch.stack([b.targets[k] for b in batches]) for k in batches[0].targets}
         return torch.stack([b.inputs for b in batches]), targets, torch.stack([b.counts for b in batches])
 
     def train_step(self) -> Tensor:
+        """One step of every member; returns the detached ``[P, T]`` losses. The first step is
+        a warm-up, the second of the run and of every evaluation interval (of 10 steps or more)
+        is measured for memory, the others are timed: each member is charged 1/P of the stack's
+        step (as in the trainer, see ``Trainer.train_step``)."""
+        if self.step == 0:
+            return self._step()
+        if self.step == 1 or (self.eval_every >= 10 and self.step % self.eval_every == 1):
+            losses, peak = step_memory(self._step, self.device)
+            for record in self.records:
+                record.measure_memory(peak // self.size)
+            return losses
+        started = time.perf_counter()
+        losses = self._step()
+        seconds = (time.perf_counter() - started) / self.size
+        for record in self.records:
+            record.time_steps(seconds)
+        return losses
+
+    def _step(self) -> Tensor:
         inputs, targets, counts = self._next_batches()
         _, outputs = self.forward(self.params, self.buffers, inputs)
-        losses = self._losses(outputs, targets, counts)
+        losses = objective_losses(self.benchmark, outputs, targets, counts)
         if self.benchmark.setting == "mdl":
-            coefficients = counts.to(losses) / counts.sum(1, keepdim=True).to(losses)
+            coefficients = batch_fractions(counts, losses)
         else:
             coefficients = self.weights.to(losses)
         finite = torch.isfinite(losses).all(1).cpu()
@@ -271,6 +259,8 @@ class StackedPopulation(Checkpointable):
             self._optimizer_step()
         self.schedule.step()
         self.step += 1
+        for record, weights in zip(self.records, self.weights.detach().clone()):
+            record.log_weights(self.step, weights)
         return losses.detach()
 
     def _non_finite_gradients(self) -> list[int]:
@@ -280,8 +270,7 @@ class StackedPopulation(Checkpointable):
         bad = (~sums.isfinite().all(0)).cpu()
         members = bad.nonzero().flatten().tolist()
         for index in members:
-            self.skipped_steps[index] += 1
-            self._skipped_since_evaluation[index] += 1
+            self.records[index].skip()
         return members
 
     def _member_slices(self) -> list[Tensor]:
@@ -325,25 +314,21 @@ class StackedPopulation(Checkpointable):
         return evaluate(self.member_model(index), self.benchmark, split)
 
     def _evaluate(self, mean_losses: Tensor) -> None:
-        objectives = self.benchmark.objectives
-        for index, member in enumerate(self.members):
+        for index, record in enumerate(self.records):
             if not self.alive[index]:
                 continue
             val = self.evaluate_member(index, "val")
             test = self.evaluate_member(index, "test")
-            score = selection_score(val, self.benchmark)
-            if score > self.best[index]["score"]:
-                self.best[index] = {"score": score, "evaluation": self.evaluation, "step": self.step, "val": val, "test": test}
-            self.histories[index].append({"step": self.step, **{f"val/{k}": v for k, v in val.items()}})
-            if self.store is not None:
-                train = {f"{o}/loss": float(v) for o, v in zip(objectives, mean_losses[index])}
-                train["skipped_steps"] = float(self._skipped_since_evaluation[index])
-                weights = [(self.step, o, float(w)) for o, w in zip(objectives, self.weights[index])]
-                self.store.record_evaluation(
-                    member.name, self.evaluation, self.step, {"train": train, "val": val, "test": test}, weights
-                )
-        self._skipped_since_evaluation = [0] * self.size
+            record.evaluated(self.step, mean_losses[index].tolist(), val, test)
         self.evaluation += 1
+
+    @property
+    def histories(self) -> list[list[dict[str, float]]]:
+        return [record.history for record in self.records]
+
+    @property
+    def skipped_steps(self) -> list[int]:
+        return [record.skipped_steps for record in self.records]
 
     # -- the loop --------------------------------------------------------------------------------
     def run_until(self, step: int, bar=None) -> None:
@@ -377,32 +362,20 @@ class StackedPopulation(Checkpointable):
             self.run_until(self.total_steps, bar)
         finally:
             bar.close()
-        results = self.results(time.perf_counter() - started)
-        if self.store is not None:
-            for result in results:
-                self.store.record_final(result.name, {"val": result.val, "test": result.test})
-                self.store.finish_run(result.name, result.status, result.steps, result.message)
-        return results
+        seconds = time.perf_counter() - started
+        return [self._finish(index, seconds) for index in range(self.size)]
+
+    def _finish(self, index: int, seconds: float) -> RunResult:
+        record = self.records[index]
+        if index in self.diverged_at:
+            return record.finish("diverged", self.diverged_at[index], seconds,
+                                 f"non-finite loss at step {self.diverged_at[index]}")
+        return record.finish("completed", self.step, seconds)
 
     def results(self, seconds: float = 0.0) -> list[RunResult]:
-        out = []
-        for index, member in enumerate(self.members):
-            diverged = index in self.diverged_at
-            best = self.best[index]
-            out.append(RunResult(
-                name=member.name,
-                status="diverged" if diverged else "completed",
-                objectives=self.benchmark.objectives,
-                best_evaluation=best["evaluation"],
-                best_step=best["step"],
-                val=best["val"],
-                test=best["test"],
-                steps=self.diverged_at.get(index, self.step),
-                seconds=seconds,
-                message=(f"non-finite loss at step {self.diverged_at[index]}" if diverged
-                         else f"{self.skipped_steps[index]} step(s) skipped: non-finite gradients"
-                         if self.skipped_steps[index] else ""),
-                history=self.histories[index],
-                skipped_steps=self.skipped_steps[index],
-            ))
-        return out
+        """Every member's result as it stands (nothing written)."""
+        return [
+            record.result("diverged" if index in self.diverged_at else "completed",
+                          self.diverged_at.get(index, self.step), seconds)
+            for index, record in enumerate(self.records)
+        ]

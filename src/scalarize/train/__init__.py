@@ -3,7 +3,8 @@
 from scalarize.train.config import ConfigError, TrainConfig, load_config
 from scalarize.train.evaluate import evaluate
 from scalarize.train.experiment import ExperimentResult, prepare, run_experiment
-from scalarize.train.trainer import RunResult, Trainer
+from scalarize.train.record import RunResult
+from scalarize.train.trainer import Trainer
 
 __all__ = [
     "ConfigError",

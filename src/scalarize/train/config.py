@@ -24,16 +24,41 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class TaskOverride(Strict):
+    """Another kind (loss and metrics) for a benchmark's task, by name or import path."""
+
+    kind: str = Field(description="a task kind: multiclass, binary, regression... or 'package.module:Kind'")
+    options: dict[str, Any] = Field(default_factory=dict)
+    primary_metric: str | None = None
+    higher_is_better: bool | None = None
+
+
 class BenchmarkConfig(Strict):
     name: str = "multimnist"
+    target: str | None = Field(default=None, description="'package.module:build' returning a Benchmark")
     options: dict[str, Any] = Field(default_factory=dict)
     objectives: list[str] | None = Field(default=None, description="train on these tasks/domains only")
+    tasks: dict[str, TaskOverride] = Field(default_factory=dict, description="replace tasks' kinds by name")
+
+
+class HeadConfig(Strict):
+    name: Literal["linear", "mlp"] = "linear"
+    hidden: int = Field(default=256, ge=1)
+    layers: int = Field(default=1, ge=1, le=16)
 
 
 class ModelConfig(Strict):
     family: str = "mlp"
+    target: str | None = Field(default=None, description="'package.module:build' (replaces family)")
     width: float = Field(default=1.0, gt=0)
-    depth: int = Field(default=2, ge=0, le=64)
+    depth: int = Field(default=2, ge=0, le=1000)
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the family or builder")
+    head: HeadConfig = Field(default_factory=HeadConfig)
+
+    @property
+    def builder(self) -> str:
+        """What builds the model: the import path if given, else the family."""
+        return self.target or self.family
 
 
 class MethodConfig(Strict):
@@ -75,17 +100,42 @@ class TrainConfig(Strict):
     )
     stl: bool = Field(default=True, description="also train single-task baselines for Δm")
     output: str | None = Field(default=None, description="experiment directory")
+    threads: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
+    )
 
     def experiment_dir(self) -> Path:
         return Path(self.output if self.output else Path("experiments") / self.name)
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the numbers (not the output directory)."""
-        own = set(TrainConfig.model_fields) - {"output", "stl", "name"}
-        if self.gradient_engine == "auto":  # resolved from the model, so runs made before the
-            own.discard("gradient_engine")  # option existed keep their fingerprint
+        """Hash of everything that changes the numbers (not the output directory, the name or
+        the thread count). Keys added after runs were made are left out while they hold their
+        default, so those runs keep their fingerprint."""
+        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads"}
         data = self.model_dump(include=own)
+        for path in _ADDED_LATER:
+            _drop_default(data, self, path)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Keys added after the first runs were stored (see :meth:`TrainConfig.fingerprint`).
+_ADDED_LATER = (
+    ("gradient_engine",), ("model", "target"), ("model", "options"), ("model", "head"),
+    ("benchmark", "target"), ("benchmark", "tasks"),
+)
+
+
+def _drop_default(data: dict, config: BaseModel, path: tuple[str, ...]) -> None:
+    owner, node = config, data
+    for key in path[:-1]:
+        owner, node = getattr(owner, key), node.get(key, {})
+    field = type(owner).model_fields[path[-1]]
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        default = default.model_dump()
+    if node.get(path[-1], default) == default:
+        node.pop(path[-1], None)
 
 
 def _describe(error: ValidationError, root: type[BaseModel] | None = None) -> str:

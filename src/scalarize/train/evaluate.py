@@ -9,42 +9,44 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scalarize.data.benchmark import Benchmark, Split
+from scalarize.data.benchmark import AnySplit, Benchmark
 from scalarize.data.task import Task
 from scalarize.models.multitask import MultiTaskModel
+from scalarize.train.losses import objective_losses
 
 EVAL_BATCH = 1024
 
 
 def task_losses(benchmark: Benchmark, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor) -> Tensor:
-    """The ``[T]`` training losses of one batch (T objectives).
+    """The ``[T]`` training losses of one batch (see :func:`scalarize.train.losses.objective_losses`)."""
+    return objective_losses(benchmark, outputs, targets, counts)
 
-    MTL: each task's mean loss. MDL: the mean loss of each domain's part of the batch (the batch
-    is grouped by domain, ``counts[d]`` samples each; a domain absent from the batch gets 0).
-    """
-    if benchmark.setting == "mtl":
-        return torch.stack([t.loss(outputs[t.name], targets[t.name]) for t in benchmark.tasks])
-    task = benchmark.tasks[0]
-    per_sample = task.loss(outputs[task.name], targets[task.name], reduction="none")
-    counts = counts.to(per_sample.device)
-    domain = torch.repeat_interleave(torch.arange(len(counts), device=per_sample.device), counts)
-    sums = per_sample.new_zeros(len(counts)).index_add(0, domain, per_sample)
-    return sums / counts.clamp(min=1).to(sums.dtype)
+
+class _LossMean:
+    """The mean over samples of a task's per-sample loss (float64 sums on the device)."""
+
+    def __init__(self, task: Task) -> None:
+        self.task, self.total, self.count = task, None, 0
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        value = self.task.loss(output, target, reduction="none").detach().to(torch.float64).sum()
+        self.total = value if self.total is None else self.total + value
+        self.count += len(target)
+
+    def compute(self) -> float:
+        return float(self.total) / self.count if self.count else float("nan")
 
 
 @torch.no_grad()
-def _evaluate_split(model: MultiTaskModel, split: Split, tasks: list[Task]) -> dict[str, dict[str, float]]:
-    sums: dict[str, dict[str, Tensor]] = {t.name: {} for t in tasks}
-    for start in range(0, len(split), EVAL_BATCH):
-        inputs = split.inputs[start : start + EVAL_BATCH]
+def _evaluate_split(model: MultiTaskModel, split: AnySplit, tasks: list[Task]) -> dict[str, dict[str, float]]:
+    metrics = {t.name: t.accumulator() for t in tasks}
+    losses = {t.name: _LossMean(t) for t in tasks}
+    for inputs, targets in split.batches(EVAL_BATCH):
         _, outputs = model(inputs)
         for task in tasks:
-            target = split.targets[task.name][start : start + EVAL_BATCH]
-            values = task.metric_sums(outputs[task.name], target)
-            values["loss"] = task.loss(outputs[task.name], target, reduction="sum").double()
-            for key, value in values.items():
-                sums[task.name][key] = sums[task.name].get(key, 0.0) + value
-    return {t: {k: float(v) / len(split) for k, v in values.items()} for t, values in sums.items()}
+            metrics[task.name].update(outputs[task.name], targets[task.name])
+            losses[task.name].update(outputs[task.name], targets[task.name])
+    return {t.name: {**metrics[t.name].compute(), "loss": losses[t.name].compute()} for t in tasks}
 
 
 def evaluate(model: MultiTaskModel, benchmark: Benchmark, split: str) -> dict[str, float]:

@@ -16,16 +16,15 @@ from pathlib import Path
 import torch
 
 from scalarize.data.benchmark import Benchmark
-from scalarize.data.registry import load_benchmark
 from scalarize.methods.base import Method
-from scalarize.methods.registry import build_method
 from scalarize.methods.scalarization import Scalarization
-from scalarize.models.registry import build_model
 from scalarize.pareto.delta_m import delta_m
 from scalarize.store.database import DATABASE_NAME, Store
 from scalarize.train.config import ConfigError, TrainConfig
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.trainer import RunResult, Trainer, check_method_fits_model, resolve_device
+from scalarize.train.record import RunResult
+from scalarize.train.setup import build_method_from_config, build_model_from_config, prepare
+from scalarize.train.trainer import Trainer
 
 
 @dataclass
@@ -47,44 +46,6 @@ class ExperimentResult:
             return float(delta_m([self.main.test[n] for n in names], stl, [up for _, up in self.primary]))
         except ValueError:  # a single-task metric of 0: Δm is undefined
             return None
-
-
-def build_method_from_config(config: TrainConfig) -> Method:
-    options = dict(config.method.options)
-    if config.method.weights is not None:
-        options["weights"] = config.method.weights
-    try:
-        return build_method(config.method.name, **options)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
-    """Loads and validates everything a run needs; raises :class:`ConfigError` on bad input."""
-    try:
-        resolve_device(config.device)
-        benchmark = load_benchmark(config.benchmark.name, **config.benchmark.options)
-        if config.benchmark.objectives is not None:
-            unknown = [o for o in config.benchmark.objectives if o not in benchmark.objectives]
-            if unknown or not config.benchmark.objectives:
-                raise ConfigError(
-                    f"benchmark.objectives: unknown {unknown or 'empty list'}; allowed: {', '.join(benchmark.objectives)}"
-                )
-            benchmark = benchmark.restrict(list(config.benchmark.objectives))
-        torch.manual_seed(config.seed)  # a method's own generator (pcgrad, rlw...) is seeded from it
-        method = build_method_from_config(config)
-        method.setup(benchmark.objectives, benchmark.setting)
-        torch.manual_seed(config.seed)
-        model = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
-        check_method_fits_model(method, model)
-    except ConfigError:
-        raise
-    except ValueError as error:
-        message = str(error)
-        if config.method.weights is not None and message.startswith("weights:"):
-            message = "method." + message
-        raise ConfigError(message) from None
-    return benchmark, method
 
 
 def stl_config(config: TrainConfig) -> TrainConfig:
@@ -148,7 +109,7 @@ def train_one(
     if row is not None and row["status"] == "completed" and checkpoint.exists():
         trainer = _trainer(config, benchmark, method, store, run_name, checkpoint, progress)
         trainer.try_resume()
-        return trainer._result("completed", "", 0.0)
+        return trainer.result()
     store.start_run(run_name, kind, json.loads(config.model_dump_json()), fingerprint)
     trainer = _trainer(config, benchmark, method, store, run_name, checkpoint, progress)
     trainer.on_evaluation = on_evaluation
@@ -157,7 +118,7 @@ def train_one(
 
 def _trainer(config, benchmark, method, store, run_name, checkpoint, progress) -> Trainer:
     torch.manual_seed(config.seed)
-    model = build_model(config.model.family, benchmark.input_shape, benchmark.tasks, config.model.width, config.model.depth)
+    model = build_model_from_config(config, benchmark)
     return Trainer(config, benchmark, model, method, run_name=run_name, store=store, checkpoint_path=checkpoint, progress=progress)
 
 

@@ -1,57 +1,65 @@
 """One training run: the loop, evaluation, checkpoint and resume.
 
 The loop asks the method for an update through :class:`~scalarize.methods.StepContext` and never
-looks at which method it is. Every ``eval_every`` steps it evaluates val and test, records them
-in the store and writes a checkpoint (model, optimizer, schedule, method, sampler, RNG) by
-atomic rename, so a killed run resumed with the same command continues from the last evaluation
-and ends with the same numbers as an uninterrupted one.
+looks at which method it is. Every ``eval_every`` steps it evaluates val and test into the run's
+:class:`~scalarize.train.record.RunRecord` (history, best evaluation, store rows, costs) and writes
+a checkpoint (model, optimizer, schedule, method, sampler, RNG, record) by atomic rename, so a
+killed run resumed with the same command continues from the last evaluation and ends with the
+same numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from scalarize.train.checkpoint import Checkpointable
 from scalarize.data.benchmark import Benchmark
-from scalarize.data.sampling import EpochSampler, MixtureSampler
+from scalarize.data.sampling import build_sampler
 from scalarize.methods.base import AFTER_STEP, FEATURE_GRADIENTS, OWN_OPTIMIZER, SHARED_GRADIENTS, Method, MethodError
 from scalarize.methods.context import StepContext
+from scalarize.models.contract import probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
+from scalarize.train.checkpoint import Checkpointable
 from scalarize.train.config import TrainConfig
-from scalarize.train.evaluate import evaluate, selection_score, task_losses
+from scalarize.train.evaluate import evaluate, primary_metrics
+from scalarize.train.losses import batch_fractions, objective_losses
 from scalarize.train.measure import step_memory
+from scalarize.train.record import RunRecord, RunResult
+
+THREADS_VARIABLE = "SCALARIZE_THREADS"
 
 
-@dataclass
-class RunResult:
-    """What a finished (or diverged) run reports: metrics at the best validation evaluation."""
+def resolve_threads(threads: int | None) -> int:
+    """The torch intra-op thread count: ``threads``, else ``$SCALARIZE_THREADS``, else 1.
 
-    name: str
-    status: str
-    objectives: list[str]
-    best_evaluation: int
-    best_step: int
-    val: dict[str, float]
-    test: dict[str, float]
-    steps: int
-    seconds: float = 0.0
-    message: str = ""
-    history: list[dict[str, float]] = field(default_factory=list)
-    #: optimizer steps skipped because a gradient was not finite (training went on)
-    skipped_steps: int = 0
-    #: mean wall time of a training step (forward, method, optimizer), seconds
-    seconds_per_step: float | None = None
-    #: peak tensor memory of a training step above its start, bytes (see train/measure.py)
-    step_memory: int | None = None
+    One thread by default: torch's own default (one per core) fights over the cores with any
+    other work on a shared machine (a small run took 27x longer with 2 threads next to another
+    job, not with 1), and a fixed count keeps the numbers the same whatever the load.
+    """
+    if threads is not None:
+        return threads
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_VARIABLE}: must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def apply_threads(threads: int | None) -> int:
+    """Sets torch's intra-op threads (see :func:`resolve_threads`); returns the count."""
+    count = resolve_threads(threads)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,6 +81,14 @@ def check_method_fits_model(method: Method, model: MultiTaskModel) -> None:
             "but this model has no shared parameters (its trunk has none); use a model with a "
             "trainable trunk or a loss-space method (e.g. scalarization, uw, famo)"
         )
+
+
+def check_targets(model, benchmark: Benchmark) -> None:
+    """One forward pass on two training samples: the model follows the contract and every
+    target fits its head's output (a one-line ``ValueError`` otherwise; models/contract.py)."""
+    split = next(iter(benchmark.domains.values()))["train"]
+    inputs, targets = split.batch(torch.arange(min(2, len(split))))
+    probe(model, inputs, benchmark.tasks, targets)
 
 
 def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -118,12 +134,12 @@ class Trainer(Checkpointable):
         self.method = method.to(self.device)
         if not method.task_names:
             method.setup(benchmark.objectives, benchmark.setting)
+        check_targets(self.model, self.benchmark)
         check_method_fits_model(method, self.model)
         self.run_name = run_name
-        self.store = store
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
-        self.sampler = self._build_sampler()
+        self.sampler = build_sampler(self.benchmark, config.batch_size, config.seed + 1)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.eval_every = config.eval_every or self.steps_per_epoch
@@ -145,31 +161,48 @@ class Trainer(Checkpointable):
         self._split_heads = (
             benchmark.setting == "mtl"
             and bool(method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS})
-            and list(self.model.heads) == [t.name for t in benchmark.tasks]  # heads in the losses' order
+            and supports_head_inputs(self.model, benchmark.tasks)
         )
         self.step = 0
-        self.evaluation = 0
-        self.best: dict = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
-        self.history: list[dict[str, float]] = []
-        self._weight_log: list[tuple[int, Tensor]] = []
+        self.record = RunRecord(run_name, benchmark.objectives, primary_metrics(benchmark), store)
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0
-        self.message = ""
-        self.skipped_steps = 0  # optimizer steps skipped: a gradient was not finite
-        self._skipped_since_evaluation = 0
-        self.train_seconds = 0.0  # wall time of the timed training steps
-        self.timed_steps = 0
-        self.step_memory: int | None = None  # peak bytes of a measured step (train/measure.py)
         #: Called after every evaluation with (run name, model, step, evaluation index), e.g. to
         #: measure gradient conflict along training; it must not touch the training RNG.
         self.on_evaluation: Callable[[str, MultiTaskModel, int, int], None] | None = None
 
-    def _build_sampler(self) -> EpochSampler | MixtureSampler:
-        seed = self.config.seed + 1
-        if self.benchmark.setting == "mtl":
-            return EpochSampler(self.benchmark.split("train"), self.config.batch_size, seed)
-        splits = [s["train"] for s in self.benchmark.domains.values()]
-        return MixtureSampler(splits, self.config.batch_size, seed)
+    # -- what the record holds -------------------------------------------------------------------
+    @property
+    def store(self) -> Store | None:
+        return self.record.store
+
+    @property
+    def message(self) -> str:
+        return self.record.message
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.record.history
+
+    @property
+    def evaluation(self) -> int:
+        return self.record.evaluation
+
+    @property
+    def skipped_steps(self) -> int:
+        return self.record.skipped_steps
+
+    @property
+    def timed_steps(self) -> int:
+        return self.record.timed_steps
+
+    @property
+    def train_seconds(self) -> float:
+        return self.record.train_seconds
+
+    @property
+    def step_memory(self) -> int | None:
+        return self.record.step_memory
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -181,14 +214,8 @@ class Trainer(Checkpointable):
             "sampler": self.sampler.state_dict(),
             "rng": torch.get_rng_state(),
             "step": self.step,
-            "evaluation": self.evaluation,
-            "best": self.best,
-            "history": self.history,
+            "record": self.record.state_dict(),
             "epoch_loss": (self._epoch_loss_sum, self._epoch_loss_steps),
-            "costs": {
-                "skipped_steps": self.skipped_steps, "skipped_since_evaluation": self._skipped_since_evaluation,
-                "train_seconds": self.train_seconds, "timed_steps": self.timed_steps, "step_memory": self.step_memory,
-            },
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -198,45 +225,35 @@ class Trainer(Checkpointable):
         self.method.load_state_dict(state["method"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["rng"])
-        self.step, self.evaluation = state["step"], state["evaluation"]
-        self.best, self.history = state["best"], state["history"]
+        self.step = state["step"]
+        self.record.load_state_dict(state["record"])
         self._epoch_loss_sum, self._epoch_loss_steps = state["epoch_loss"]
-        costs = state.get("costs", {})  # absent from checkpoints written before it existed
-        self.skipped_steps = costs.get("skipped_steps", 0)
-        self._skipped_since_evaluation = costs.get("skipped_since_evaluation", 0)
-        self.train_seconds = costs.get("train_seconds", 0.0)
-        self.timed_steps = costs.get("timed_steps", 0)
-        self.step_memory = costs.get("step_memory")
 
     # -- one step ------------------------------------------------------------------------------
-    def _losses(self, batch) -> tuple[Tensor, Tensor, StepContext]:
+    def _context(self, batch) -> StepContext:
         head_inputs = None
         if self._split_heads:
             features, head_inputs, outputs = self.model.forward_with_head_inputs(batch.inputs)
         else:
             features, outputs = self.model(batch.inputs)
-        losses = task_losses(self.benchmark, outputs, batch.targets, batch.counts)
+        losses = objective_losses(self.benchmark, outputs, batch.targets, batch.counts)
 
         def recompute() -> Tensor:
             _, again = self.model(batch.inputs)
-            return task_losses(self.benchmark, again, batch.targets, batch.counts)
+            return objective_losses(self.benchmark, again, batch.targets, batch.counts)
 
-        fractions = None
-        if self.benchmark.setting == "mdl":
-            fractions = batch.counts.to(losses) / batch.counts.sum()
-        context = StepContext(
+        return StepContext(
             losses,
             features=features,
             shared_params=self.shared_params,
             task_params=self.task_params,
-            batch_fractions=fractions,
+            batch_fractions=batch_fractions(batch.counts, losses) if self.benchmark.setting == "mdl" else None,
             recompute_losses=recompute,
             step=self.step,
             epoch=self.step // self.steps_per_epoch,
             gradient_engine=self.config.gradient_engine,
             head_inputs=head_inputs,
         )
-        return features, losses, context
 
     def train_step(self) -> Tensor:
         """One optimisation step; returns the detached ``[T]`` losses.
@@ -250,15 +267,14 @@ class Trainer(Checkpointable):
         are timed.
         """
         if self.step == 0:
-            losses = self._step()
-        elif self.step == 1 or (self.eval_every >= 10 and self.step % self.eval_every == 1):
+            return self._step()
+        if self.step == 1 or (self.eval_every >= 10 and self.step % self.eval_every == 1):
             losses, peak = step_memory(self._step, self.device)
-            self.step_memory = peak if self.step_memory is None else max(self.step_memory, peak)
-        else:
-            started = time.perf_counter()
-            losses = self._step()
-            self.train_seconds += time.perf_counter() - started
-            self.timed_steps += 1
+            self.record.measure_memory(peak)
+            return losses
+        started = time.perf_counter()
+        losses = self._step()
+        self.record.time_steps(time.perf_counter() - started)
         return losses
 
     def _gradients_finite(self) -> bool:
@@ -270,25 +286,22 @@ class Trainer(Checkpointable):
         return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
 
     def _step(self) -> Tensor:
-        batch = self.sampler.next_batch()
-        _, losses, context = self._losses(batch)
+        context = self._context(self.sampler.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
         applied = self._gradients_finite()
         if applied:
             self.optimizer.step()
         else:
-            self.skipped_steps += 1
-            self._skipped_since_evaluation += 1
-            self.message = f"{self.skipped_steps} step(s) skipped: non-finite gradients"
+            self.record.skip()
         self.schedule.step()
         if applied and AFTER_STEP in self.method.needs:
             self.method.after_step(context)
         self.step += 1
         weights = self.method.current_weights()
         if weights is not None:
-            self._weight_log.append((self.step, weights.detach().clone()))
-        return losses.detach()
+            self.record.log_weights(self.step, weights.detach().clone())
+        return context.losses.detach()
 
     def _end_of_epoch(self, losses: Tensor) -> None:
         self._epoch_loss_sum = losses if self._epoch_loss_sum is None else self._epoch_loss_sum + losses
@@ -296,30 +309,6 @@ class Trainer(Checkpointable):
         if self.step % self.steps_per_epoch == 0:
             self.method.end_epoch(self.step // self.steps_per_epoch - 1, self._epoch_loss_sum / self._epoch_loss_steps)
             self._epoch_loss_sum, self._epoch_loss_steps = None, 0
-
-    # -- evaluation ----------------------------------------------------------------------------
-    def _evaluate(self, train_loss: Tensor) -> None:
-        val = evaluate(self.model, self.benchmark, "val")
-        test = evaluate(self.model, self.benchmark, "test")
-        train = {f"{o}/loss": float(v) for o, v in zip(self.benchmark.objectives, train_loss)}
-        train["skipped_steps"] = float(self._skipped_since_evaluation)
-        self._skipped_since_evaluation = 0
-        score = selection_score(val, self.benchmark)
-        if score > self.best["score"]:
-            self.best = {"score": score, "evaluation": self.evaluation, "step": self.step, "val": val, "test": test}
-        self.history.append({"step": self.step, **{f"val/{k}": v for k, v in val.items()}})
-        if self.store is not None:
-            weights = [
-                (step, objective, float(value))
-                for step, vector in self._weight_log
-                for objective, value in zip(self.benchmark.objectives, vector.tolist())
-            ]
-            self.store.record_evaluation(
-                self.run_name, self.evaluation, self.step, {"train": train, "val": val, "test": test}, weights
-            )
-            self.store.record_costs(self.run_name, self.costs())
-        self._weight_log.clear()
-        self.evaluation += 1
 
     # -- the loop ------------------------------------------------------------------------------
     def train_segment(self, bar=None) -> str:
@@ -334,7 +323,7 @@ class Trainer(Checkpointable):
         while self.step < segment_end:
             losses = self.train_step()
             if not torch.isfinite(losses).all():
-                self.message = f"non-finite loss at step {self.step}"
+                self.record.message = f"non-finite loss at step {self.step}"
                 return "diverged"
             loss_sum = losses if loss_sum is None else loss_sum + losses
             count += 1
@@ -344,7 +333,9 @@ class Trainer(Checkpointable):
         mean_loss = loss_sum / count
         if bar is not None:
             bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
-        self._evaluate(mean_loss)
+        val = evaluate(self.model, self.benchmark, "val")
+        test = evaluate(self.model, self.benchmark, "test")
+        self.record.evaluated(self.step, mean_loss.tolist(), val, test)
         if self.on_evaluation is not None:
             self.on_evaluation(self.run_name, self.model, self.step, self.evaluation - 1)
         return "completed" if self.step >= self.total_steps else "running"
@@ -366,35 +357,12 @@ class Trainer(Checkpointable):
                     self.save_checkpoint()
         finally:
             bar.close()
-        result = self._result(status, self.message, time.perf_counter() - started)
-        if self.store is not None:
-            self.store.record_final(self.run_name, {"val": result.val, "test": result.test})
-            self.store.finish_run(self.run_name, status, self.step, self.message)
-        return result
+        return self.record.finish(status, self.step, time.perf_counter() - started)
 
     def costs(self) -> dict[str, float]:
         """What the run has cost so far: skipped steps, seconds per step, peak step memory."""
-        costs = {"skipped_steps": float(self.skipped_steps), "steps": float(self.step)}
-        if self.timed_steps:
-            costs["seconds_per_step"] = self.train_seconds / self.timed_steps
-        if self.step_memory is not None:
-            costs["step_memory_bytes"] = float(self.step_memory)
-        return costs
+        return self.record.costs(self.step)
 
-    def _result(self, status: str, message: str, seconds: float) -> RunResult:
-        return RunResult(
-            name=self.run_name,
-            status=status,
-            objectives=self.benchmark.objectives,
-            best_evaluation=self.best["evaluation"],
-            best_step=self.best["step"],
-            val=self.best["val"],
-            test=self.best["test"],
-            steps=self.step,
-            seconds=seconds,
-            message=message,
-            history=self.history,
-            skipped_steps=self.skipped_steps,
-            seconds_per_step=self.train_seconds / self.timed_steps if self.timed_steps else None,
-            step_memory=self.step_memory,
-        )
+    def result(self, status: str = "completed") -> RunResult:
+        """The run's result as it stands (nothing written)."""
+        return self.record.result(status, self.step)

@@ -1,0 +1,28 @@
+"""Objects named by import path in configs: ``"package.module:attribute"`` (the doors for a
+user's own model, task kind or benchmark)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+def load_object(path: str, what: str = "object") -> Any:
+    """The attribute ``attribute`` of module ``package.module`` for ``"package.module:attribute"``.
+
+    Raises a one-line ``ValueError`` naming the path and what went wrong.
+    """
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{path!r}: a {what} is named 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"{path!r}: cannot import module {module_name!r} ({error})") from None
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ValueError(f"{path!r}: module {module_name!r} has no attribute {attribute!r}") from None
+    return value

@@ -1,0 +1,160 @@
+"""The record of one run, written the same way by every engine (a single run, a member of a
+stacked population, a Ray trial).
+
+A :class:`RunRecord` takes each evaluation (the training losses since the last one, validation
+and test metrics, the weights applied) and keeps the history, the best evaluation (selection,
+see :func:`selection_score`), the steps skipped for non-finite gradients and the costs (seconds
+per step, peak step memory). It writes the same rows to the store whichever engine feeds it, and
+its :meth:`state_dict` goes into the engine's checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from scalarize.store.database import Store
+
+
+@dataclass
+class RunResult:
+    """What a finished (or diverged) run reports: metrics at the best validation evaluation."""
+
+    name: str
+    status: str
+    objectives: list[str]
+    best_evaluation: int
+    best_step: int
+    val: dict[str, float]
+    test: dict[str, float]
+    steps: int
+    seconds: float = 0.0
+    message: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    #: optimizer steps skipped because a gradient was not finite (training went on)
+    skipped_steps: int = 0
+    #: mean wall time of a training step (forward, method, optimizer), seconds
+    seconds_per_step: float | None = None
+    #: peak tensor memory of a training step above its start, bytes (see train/measure.py)
+    step_memory: int | None = None
+
+
+def selection_score(metrics: dict[str, float], primary: Sequence[tuple[str, bool]]) -> float:
+    """Mean of the objectives' primary metrics, signed so that higher is better."""
+    values = [metrics[key] if up else -metrics[key] for key, up in primary]
+    return sum(values) / len(values)
+
+
+def _as_list(vector) -> list[float]:
+    return vector.tolist() if hasattr(vector, "tolist") else list(vector)
+
+
+class RunRecord:
+    """History, best evaluation, skipped steps and costs of one run (see the module docstring)."""
+
+    def __init__(
+        self, name: str, objectives: Sequence[str], primary: Sequence[tuple[str, bool]], store: Store | None = None
+    ) -> None:
+        self.name = name
+        self.objectives = list(objectives)
+        self.primary = list(primary)
+        self.store = store
+        self.evaluation = 0
+        self.best: dict = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
+        self.history: list[dict[str, float]] = []
+        self.weight_log: list[tuple[int, list[float]]] = []
+        self.skipped_steps = 0
+        self.skipped_since_evaluation = 0
+        self.train_seconds = 0.0
+        self.timed_steps = 0
+        self.step_memory: int | None = None
+        self.message = ""
+
+    # -- along training ------------------------------------------------------------------------
+    def log_weights(self, step: int, weights) -> None:
+        """The per-objective weights applied at ``step`` (a sequence or a tensor, read only at
+        the next evaluation: no host sync per step)."""
+        self.weight_log.append((step, weights))
+
+    def skip(self) -> None:
+        """An optimizer step was skipped: a gradient was not finite."""
+        self.skipped_steps += 1
+        self.skipped_since_evaluation += 1
+        self.message = f"{self.skipped_steps} step(s) skipped: non-finite gradients"
+
+    def time_steps(self, seconds: float, steps: int = 1) -> None:
+        self.train_seconds += seconds
+        self.timed_steps += steps
+
+    def measure_memory(self, peak: int) -> None:
+        self.step_memory = peak if self.step_memory is None else max(self.step_memory, peak)
+
+    def costs(self, steps: int) -> dict[str, float]:
+        """What the run has cost so far: skipped steps, steps, seconds per step, peak step memory."""
+        costs = {"skipped_steps": float(self.skipped_steps), "steps": float(steps)}
+        if self.timed_steps:
+            costs["seconds_per_step"] = self.train_seconds / self.timed_steps
+        if self.step_memory is not None:
+            costs["step_memory_bytes"] = float(self.step_memory)
+        return costs
+
+    # -- evaluations ---------------------------------------------------------------------------
+    def evaluated(self, step: int, train_losses: Sequence[float], val: dict[str, float], test: dict[str, float]) -> None:
+        """One evaluation after ``step`` steps: history, best, store rows."""
+        train = {f"{o}/loss": float(v) for o, v in zip(self.objectives, train_losses)}
+        train["skipped_steps"] = float(self.skipped_since_evaluation)
+        self.skipped_since_evaluation = 0
+        score = selection_score(val, self.primary)
+        if score > self.best["score"]:
+            self.best = {"score": score, "evaluation": self.evaluation, "step": step, "val": val, "test": test}
+        self.history.append({"step": step, **{f"val/{k}": v for k, v in val.items()}})
+        if self.store is not None:
+            weights = [
+                (at, objective, float(value))
+                for at, vector in self.weight_log
+                for objective, value in zip(self.objectives, _as_list(vector))
+            ]
+            self.store.record_evaluation(self.name, self.evaluation, step, {"train": train, "val": val, "test": test}, weights)
+            self.store.record_costs(self.name, self.costs(step))
+        self.weight_log.clear()
+        self.evaluation += 1
+
+    def finish(self, status: str, steps: int, seconds: float = 0.0, message: str | None = None) -> RunResult:
+        """The run's result; with a store, its final metrics and status are written."""
+        if message is not None:
+            self.message = message
+        result = self.result(status, steps, seconds)
+        if self.store is not None:
+            self.store.record_final(self.name, {"val": result.val, "test": result.test})
+            self.store.finish_run(self.name, status, steps, self.message)
+        return result
+
+    def result(self, status: str, steps: int, seconds: float = 0.0) -> RunResult:
+        return RunResult(
+            name=self.name,
+            status=status,
+            objectives=self.objectives,
+            best_evaluation=self.best["evaluation"],
+            best_step=self.best["step"],
+            val=self.best["val"],
+            test=self.best["test"],
+            steps=steps,
+            seconds=seconds,
+            message=self.message,
+            history=self.history,
+            skipped_steps=self.skipped_steps,
+            seconds_per_step=self.train_seconds / self.timed_steps if self.timed_steps else None,
+            step_memory=self.step_memory,
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+    _STATE = ("evaluation", "best", "history", "weight_log", "skipped_steps", "skipped_since_evaluation",
+              "train_seconds", "timed_steps", "step_memory", "message")
+
+    def state_dict(self) -> dict:
+        return {key: getattr(self, key) for key in self._STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in self._STATE:
+            setattr(self, key, state[key])
