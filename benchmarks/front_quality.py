@@ -36,7 +36,7 @@ from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.pareto import default_reference, hypervolume
 from scalarize.population import StackedPopulation, choose_engine
-from scalarize.population.sweep import SweepConfig, build_members
+from scalarize.experiments.sweep import SweepConfig, build_members
 from scalarize.train import Trainer
 from scalarize.train.evaluate import evaluate
 

@@ -19,7 +19,7 @@ import time
 
 import psutil
 
-from scalarize.population.pbt import PBTConfig, run_pbt
+from scalarize.experiments.pbt import PBTConfig, run_pbt
 
 
 class PeakMemory:

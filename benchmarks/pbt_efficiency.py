@@ -17,8 +17,8 @@ import tempfile
 
 import numpy as np
 
-from scalarize.population.pbt import PBTConfig, run_pbt
-from scalarize.population.sweep import SweepConfig, run_sweep
+from scalarize.experiments.pbt import PBTConfig, run_pbt
+from scalarize.experiments.sweep import SweepConfig, run_sweep
 from scalarize.search.fitness import mean_primary
 
 SETTINGS = {

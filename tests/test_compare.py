@@ -11,7 +11,7 @@ import pytest
 
 from scalarize.cli.main import main
 from scalarize.store import Store
-from scalarize.train.compare import CompareRun, build_runs, choose_learning_rates, load_compare_config
+from scalarize.experiments.compare import CompareRun, build_runs, choose_learning_rates, load_compare_config
 from scalarize.train.trainer import RunResult
 
 BASE = (
@@ -77,7 +77,7 @@ def test_the_methods_are_drawn_over_a_sweep_of_the_same_benchmark(tmp_path, caps
 
 def test_same_config_gives_the_same_numbers(tmp_path):
     """Methods that draw their seed (pcgrad's random order) draw it from the run's seed."""
-    from scalarize.train.compare import run_compare
+    from scalarize.experiments.compare import run_compare
 
     text = BASE + "stl: false\ncompare: {methods: [{name: pcgrad}, {name: rlw}], seeds: [3]}\n"
     results = []

@@ -9,8 +9,8 @@ from scalarize.data import load_benchmark
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.population import Member, StackedPopulation
-from scalarize.population.pbt import PBTConfig, run_pbt
-from scalarize.population.replay import root_member
+from scalarize.experiments.pbt import PBTConfig, run_pbt
+from scalarize.experiments.replay import root_member
 from scalarize.store import Store
 from scalarize.train import TrainConfig, Trainer
 

@@ -9,7 +9,7 @@ from scalarize.data.benchmark import Benchmark, Split
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.population import Member, StackedPopulation, choose_engine, train_members
-from scalarize.population.sweep import SweepConfig, build_members, run_sweep
+from scalarize.experiments.sweep import SweepConfig, build_members, run_sweep
 from scalarize.store import Store
 from scalarize.train import TrainConfig, Trainer
 
@@ -141,14 +141,14 @@ def test_interrupted_chunk_resumes_to_the_same_numbers(tmp_path, interrupt_at_ch
         object.__setattr__(m, "config", m.config.model_copy(update={"output": str(tmp_path / "a")}))
     bench = load_benchmark("multimnist", train_size=400, test_size=100)
     with Store(tmp_path / "ref") as store:
-        reference = train_members(members, bench, store, engine="vectorized", progress=False)
+        reference = train_members(members, store, engine="vectorized", progress=False)
 
     interrupt_at_checkpoint(StackedPopulation, 2)
     with Store(tmp_path / "a") as store, pytest.raises(KeyboardInterrupt):
-        train_members(members, bench, store, engine="vectorized", progress=False)
+        train_members(members, store, engine="vectorized", progress=False)
     with Store(tmp_path / "a") as store:
-        resumed = train_members(members, bench, store, engine="vectorized", progress=False)
-        again = train_members(members, bench, store, engine="vectorized", progress=False)  # all stored
+        resumed = train_members(members, store, engine="vectorized", progress=False)
+        again = train_members(members, store, engine="vectorized", progress=False)  # all stored
     for name in reference:
         assert resumed[name].test == reference[name].test
         assert again[name].test == reference[name].test
@@ -164,7 +164,7 @@ def test_sweep_members_cross_weights_factors_and_seeds():
 
 
 def test_the_sweep_table_has_a_column_per_factor():
-    from scalarize.population.sweep import SweepResult
+    from scalarize.experiments.sweep import SweepResult
     from scalarize.report.sweep import front_rows
     from scalarize.train.trainer import RunResult
 

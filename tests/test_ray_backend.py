@@ -4,8 +4,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from scalarize.population.pbt import PBTConfig, run_pbt  # noqa: E402
-from scalarize.population.sweep import SweepConfig, run_sweep  # noqa: E402
+from scalarize.experiments.pbt import PBTConfig, run_pbt  # noqa: E402
+from scalarize.experiments.sweep import SweepConfig, run_sweep  # noqa: E402
 from scalarize.store import Store  # noqa: E402
 
 SMALL = {"name": "multimnist", "options": {"train_size": 400, "test_size": 100}}

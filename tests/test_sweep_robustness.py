@@ -63,7 +63,7 @@ def test_kill_9_mid_sweep_then_rerun_trains_only_the_missing_members(tmp_path):
     assert "k-004" not in before  # the third chunk never started
 
     rerun = subprocess.run([*command, f"output={killed}"], check=True, capture_output=True, text=True, env=env)
-    assert "2 member(s) already trained: read from the store" in rerun.stdout + rerun.stderr
+    assert "2 run(s) already trained: read from the store" in rerun.stdout + rerun.stderr
     after = {row[0]: row[1:] for row in _rows(database, "SELECT name, status, finished FROM runs")}
     for name in ("k-000", "k-001"):  # not retrained: finished when the first command finished them
         assert after[name] == before[name]

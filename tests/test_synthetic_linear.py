@@ -43,7 +43,7 @@ def test_front_is_monotone_for_two_tasks():
 
 
 def test_linear_model_trained_by_scalarization_reaches_the_exact_losses(tmp_path):
-    from scalarize.train import TrainConfig, run_experiment
+    from scalarize import TrainConfig, run_experiment
 
     config = TrainConfig(
         name="lin", benchmark={"name": "synthetic_linear"}, model={"family": "linear", "depth": 0},

@@ -5,7 +5,8 @@ from scalarize.data import load_benchmark
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.store import Store
-from scalarize.train import TrainConfig, Trainer, run_experiment
+from scalarize import run_experiment
+from scalarize.train import TrainConfig, Trainer
 
 SMALL = {"name": "multimnist", "options": {"train_size": 600, "test_size": 100}}
 
@@ -108,7 +109,7 @@ def test_a_completed_run_is_not_trained_again(tmp_path):
 def test_a_methods_own_randomness_follows_the_config_seed_not_the_process_history():
     """prepare() seeds torch before building the method (RLW, PCGrad and GradDrop draw their
     generator's seed from it), so the same config gives the same draws whatever ran before."""
-    from scalarize.train.experiment import prepare
+    from scalarize.train.setup import prepare
 
     config = TrainConfig(name="x", benchmark={"name": "multimnist", "options": {"train_size": 200, "test_size": 50}},
                          method={"name": "rlw"}, seed=3)

@@ -22,12 +22,17 @@ _EXPORTS = {
     "MultiTaskModel": "scalarize.models",
     "build_model": "scalarize.models",
     "Store": "scalarize.store",
-    "ExperimentResult": "scalarize.train",
+    "ExperimentResult": "scalarize.experiments",
     "RunResult": "scalarize.train",
+    "RunSpec": "scalarize.train",
+    "TaskKind": "scalarize.data",
     "TrainConfig": "scalarize.train",
     "Trainer": "scalarize.train",
     "load_config": "scalarize.train",
-    "run_experiment": "scalarize.train",
+    "register_benchmark": "scalarize.data",
+    "register_model": "scalarize.models",
+    "register_task_kind": "scalarize.data",
+    "run_experiment": "scalarize.experiments",
 }
 
 __all__ = sorted(_EXPORTS)

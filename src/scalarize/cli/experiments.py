@@ -9,7 +9,7 @@ from pathlib import Path
 from scalarize.report.experiment import format_table, results_rows, write_report
 from scalarize.store.database import Store
 from scalarize.train.config import TrainConfig
-from scalarize.train.experiment import ExperimentResult, run_experiment
+from scalarize.experiments.train import ExperimentResult, run_experiment
 
 
 def run_and_report(
@@ -56,7 +56,7 @@ def skipped_steps_notes(results) -> list[str]:
 
 def sweep_and_report(config, *, progress: bool = True, say: Callable[[str], None] = print):
     """Trains a sweep (resuming where it stopped), prints the front, writes the report."""
-    from scalarize.population.sweep import run_sweep
+    from scalarize.experiments.sweep import run_sweep
     from scalarize.report.sweep import write_sweep_report
 
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def sweep_and_report(config, *, progress: bool = True, say: Callable[[str], None
 
 def pbt_and_report(config, *, sweep: Path | None = None, progress: bool = True, say: Callable[[str], None] = print):
     """Runs a PBT/PB2 search (resuming where it stopped), prints the comparison, writes the report."""
-    from scalarize.population.pbt import run_pbt
+    from scalarize.experiments.pbt import run_pbt
     from scalarize.report.pbt import write_pbt_report
 
     started = time.perf_counter()
@@ -90,7 +90,7 @@ def pbt_and_report(config, *, sweep: Path | None = None, progress: bool = True, 
 
 
 def replay_and_report(directory: Path, *, progress: bool = True, say: Callable[[str], None] = print):
-    from scalarize.population.replay import replay
+    from scalarize.experiments.replay import replay
 
     result, saved = replay(directory, progress=progress, log=say)
     names = sorted(k for k in saved["test"] if not k.endswith("/loss"))
@@ -103,7 +103,7 @@ def replay_and_report(directory: Path, *, progress: bool = True, say: Callable[[
 
 def study_and_report(config, *, progress: bool = True, say: Callable[[str], None] = print):
     """Runs the scaling study (resuming where it stopped), prints its table, writes the report."""
-    from scalarize.population.study import run_study
+    from scalarize.experiments.study import run_study
     from scalarize.report.study import write_study_report
 
     started = time.perf_counter()

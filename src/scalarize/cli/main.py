@@ -39,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from scalarize.cli.experiments import sweep_and_report
-    from scalarize.population.sweep import load_sweep_config
+    from scalarize.experiments.sweep import load_sweep_config
 
     config = load_sweep_config(args.config, args.overrides)
     sweep_and_report(config, progress=not args.quiet, say=_say)
@@ -55,7 +55,7 @@ def cmd_pbt(args: argparse.Namespace) -> int:
         replay_and_report(Path(args.overrides[0]), progress=not args.quiet, say=_say)
         return 0
     from scalarize.cli.experiments import pbt_and_report
-    from scalarize.population.pbt import load_pbt_config
+    from scalarize.experiments.pbt import load_pbt_config
 
     overrides = list(args.overrides)
     overrides += [f"pbt.{key}={value}" for key, value in
@@ -67,7 +67,7 @@ def cmd_pbt(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from scalarize.cli.experiments import study_and_report
-    from scalarize.population.study import load_study_config
+    from scalarize.experiments.study import load_study_config
 
     config = load_study_config(args.config, args.overrides)
     study_and_report(config, progress=not args.quiet, say=_say)
@@ -76,7 +76,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from scalarize.cli.compare import compare_and_report
-    from scalarize.train.compare import load_compare_config
+    from scalarize.experiments.compare import load_compare_config
 
     config = load_compare_config(args.config, args.overrides)
     compare_and_report(config, progress=not args.quiet, say=_say)

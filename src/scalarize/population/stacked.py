@@ -84,6 +84,7 @@ class StackedPopulation(Checkpointable):
         self.config: TrainConfig = self.members[0].config
         self.device = resolve_device(self.config.device)
         self.benchmark = benchmark.to(self.device)
+        self.store = store
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
         self.label = label
@@ -363,7 +364,10 @@ class StackedPopulation(Checkpointable):
         finally:
             bar.close()
         seconds = time.perf_counter() - started
-        return [self._finish(index, seconds) for index in range(self.size)]
+        if self.store is None:
+            return [self._finish(index, seconds) for index in range(self.size)]
+        with self.store.transaction():  # a kill leaves every member finished, or none
+            return [self._finish(index, seconds) for index in range(self.size)]
 
     def _finish(self, index: int, seconds: float) -> RunResult:
         record = self.records[index]

@@ -9,11 +9,12 @@ leaves a consistent database.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 SCHEMA = """
@@ -45,6 +46,9 @@ CREATE TABLE IF NOT EXISTS costs (
     run TEXT NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (run, name)
 );
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS lineage (
     search TEXT NOT NULL, time INTEGER NOT NULL, step INTEGER NOT NULL,
     member TEXT NOT NULL, source TEXT NOT NULL, weights TEXT NOT NULL, lr REAL,
@@ -67,6 +71,7 @@ class Store:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.row_factory = sqlite3.Row
+        self._depth = 0
         with self._connection:
             self._connection.executescript(SCHEMA)
 
@@ -85,6 +90,38 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Groups every write inside into one transaction (nested: the outermost commits), so a
+        killed process leaves all of them or none."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        try:
+            with self._connection:
+                yield self
+        finally:
+            self._depth = 0
+
+    def _write(self):
+        """The context of one write: its own transaction, or the enclosing :meth:`transaction`."""
+        return contextlib.nullcontext() if self._depth else self._connection
+
+    # -- settings --------------------------------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        """A value the experiment decided once and keeps (e.g. the engine chosen for a group)."""
+        row = self._connection.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row["value"]
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._write():
+            self._connection.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+
     # -- runs ----------------------------------------------------------------------------------
     def run(self, name: str) -> sqlite3.Row | None:
         return self._connection.execute("SELECT * FROM runs WHERE name = ?", (name,)).fetchone()
@@ -94,7 +131,7 @@ class Store:
 
     def start_run(self, name: str, kind: str, config: Mapping, fingerprint: str) -> None:
         """Registers a run, or marks an existing one (same fingerprint) as running again."""
-        with self._connection:
+        with self._write():
             self._connection.execute(
                 "INSERT INTO runs (name, kind, config, fingerprint, status, started) "
                 "VALUES (?, ?, ?, ?, 'running', ?) "
@@ -103,14 +140,14 @@ class Store:
             )
 
     def finish_run(self, name: str, status: str, step: int, message: str = "") -> None:
-        with self._connection:
+        with self._write():
             self._connection.execute(
                 "UPDATE runs SET status = ?, step = ?, message = ?, finished = ? WHERE name = ?",
                 (status, step, message, time.time(), name),
             )
 
     def delete_run(self, name: str) -> None:
-        with self._connection:
+        with self._write():
             for table, column in (("runs", "name"), ("metrics", "run"), ("final", "run"), ("weights", "run"), ("costs", "run")):  # noqa: E501
                 self._connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
@@ -129,7 +166,7 @@ class Store:
             for split, values in metrics.items()
             for name, value in values.items()
         ]
-        with self._connection:
+        with self._write():
             self._connection.execute("UPDATE runs SET step = ? WHERE name = ?", (step, run))
             self._connection.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._connection.executemany(
@@ -138,14 +175,14 @@ class Store:
 
     def record_final(self, run: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
         rows = [(run, s, n, float(v)) for s, values in metrics.items() for n, v in values.items()]
-        with self._connection:
+        with self._write():
             self._connection.execute("DELETE FROM final WHERE run = ?", (run,))
             self._connection.executemany("INSERT INTO final VALUES (?, ?, ?, ?)", rows)
 
     def record_costs(self, run: str, costs: Mapping[str, float]) -> None:
         """What a run has cost so far (seconds per step, step memory, skipped steps): measured,
         so not bitwise reproducible, hence kept apart from the metrics."""
-        with self._connection:
+        with self._write():
             self._connection.executemany(
                 "INSERT OR REPLACE INTO costs VALUES (?, ?, ?)", [(run, n, float(v)) for n, v in costs.items()]
             )
@@ -170,6 +207,16 @@ class Store:
             out.setdefault(row["split"], {})[row["name"]] = row["value"]
         return out
 
+    def last_evaluation(self, run: str) -> dict[str, dict[str, float]]:
+        """``{split: {name: value}}`` of the run's last evaluation."""
+        out: dict[str, dict[str, float]] = {}
+        for row in self._connection.execute(
+            "SELECT split, name, value FROM metrics WHERE run = ? AND evaluation = "
+            "(SELECT MAX(evaluation) FROM metrics WHERE run = ?)", (run, run)
+        ):
+            out.setdefault(row["split"], {})[row["name"]] = row["value"]
+        return out
+
     def weights(self, run: str) -> dict[str, list[tuple[int, float]]]:
         out: dict[str, list[tuple[int, float]]] = {}
         for row in self._connection.execute(
@@ -187,7 +234,7 @@ class Store:
              r.get("lr"), r.get("fitness"), ",".join(r.get("resampled", ())))
             for r in rows
         ]
-        with self._connection:
+        with self._write():
             self._connection.executemany("INSERT OR REPLACE INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
 
     def lineage(self, search: str) -> list[dict]:
@@ -202,7 +249,7 @@ class Store:
         destination = Path(destination)
         destination.mkdir(parents=True, exist_ok=True)
         written = []
-        for table in ("runs", "metrics", "final", "weights", "costs", "lineage"):
+        for table in ("runs", "metrics", "final", "weights", "costs", "lineage", "settings"):
             cursor = self._connection.execute(f"SELECT * FROM {table}")
             path = destination / f"{table}.csv"
             with path.open("w", newline="") as handle:

@@ -1,19 +1,22 @@
-"""One training run and an experiment (a run with its single-task baselines)."""
+"""The run core: one training run (the step, evaluation, the record it writes, checkpoint and
+resume), used by every engine."""
 
 from scalarize.train.config import ConfigError, TrainConfig, load_config
 from scalarize.train.evaluate import evaluate
-from scalarize.train.experiment import ExperimentResult, prepare, run_experiment
-from scalarize.train.record import RunResult
+from scalarize.train.record import RunRecord, RunResult
+from scalarize.train.run import RunSpec, train_run
+from scalarize.train.setup import prepare
 from scalarize.train.trainer import Trainer
 
 __all__ = [
     "ConfigError",
-    "ExperimentResult",
+    "RunRecord",
     "RunResult",
+    "RunSpec",
     "TrainConfig",
     "Trainer",
     "evaluate",
     "load_config",
     "prepare",
-    "run_experiment",
+    "train_run",
 ]

@@ -1,11 +1,59 @@
-"""Checkpoints written by atomic rename: a killed process leaves the last complete one."""
+"""Checkpoints: written by atomic rename (a killed process leaves the last complete one), read
+without running code.
+
+:func:`load_checkpoint` reads with ``torch.load(weights_only=True)``: a pickle may only rebuild
+tensors, containers, numbers and strings, plus the few numpy types a checkpoint holds (numpy
+generator states, arrays and scalars, allowlisted by :func:`safe_globals`). A checkpoint from a
+shared experiment directory that carries anything else, such as a pickled callable, is refused
+with one line (:class:`CheckpointError`) instead of being executed; so is a truncated or corrupt
+file, with what to do about it.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read safely (reported to users as one line)."""
+
+
+def _numpy_globals() -> list:
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed the module
+    allowed: list = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    allowed += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "uint32", "uint8", "bool")]
+    return allowed + [np.float64, np.float32, np.int64, np.int32, np.uint32, np.bool_]
+
+
+def safe_globals() -> list:
+    """What a checkpoint may hold besides tensors and builtins: numpy arrays, dtypes, scalars."""
+    return _numpy_globals()
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The checkpoint at ``path``, on the CPU (RNG and generator states must be CPU tensors;
+    ``load_state_dict`` copies the rest onto the device of what it loads into)."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise CheckpointError(
+                f"{path}: refused: it holds objects other than tensors and plain data (a checkpoint "
+                "that could run code when loaded); delete it to retrain that run"
+            ) from None
+        raise CheckpointError(f"{path}: corrupt checkpoint; delete it to retrain that run (the rest is kept)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint; delete it to retrain that run (the rest is kept)") from None
 
 
 class Checkpointable:
@@ -20,14 +68,15 @@ class Checkpointable:
             return
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.checkpoint_path)
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, self.checkpoint_path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def try_resume(self) -> bool:
         """Loads the checkpoint if there is one; returns whether it did."""
         if self.checkpoint_path is None or not self.checkpoint_path.exists():
             return False
-        # on the CPU: RNG and generator states must be CPU tensors; load_state_dict copies the
-        # rest onto the device of what it loads into
-        self.load_state_dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=False))
+        self.load_state_dict(load_checkpoint(self.checkpoint_path))
         return True

@@ -215,15 +215,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"{key}: cannot parse value {raw!r}") from None
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{key}: {part} is not a section")
-            node = child
-        node[parts[-1]] = value
+        set_key(data, key, value)
     return data
+
+
+def set_key(data: dict[str, Any], key: str, value: Any) -> None:
+    """Sets the dotted ``key`` (``optimizer.lr``) of a config's data to ``value``, in place."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, schema: type[C] = TrainConfig) -> C:

@@ -71,12 +71,3 @@ def primary_metrics(benchmark: Benchmark) -> list[tuple[str, bool]]:
         return [(f"{t.name}/{t.primary_metric}", t.higher_is_better) for t in benchmark.tasks]
     task = benchmark.tasks[0]
     return [(f"{d}/{task.primary_metric}", task.higher_is_better) for d in benchmark.domains]
-
-
-def selection_score(metrics: dict[str, float], benchmark: Benchmark) -> float:
-    """Mean of the objectives' primary metrics, signed so that higher is better.
-
-    Ranks evaluations to pick the one whose test metrics are reported.
-    """
-    values = [metrics[key] if up else -metrics[key] for key, up in primary_metrics(benchmark)]
-    return sum(values) / len(values)

@@ -1,8 +1,8 @@
-"""The scaling study (Royer et al., NeurIPS 2023, section 4): how the best weights and the
+"""``scalarize study``: the scaling study (Royer et al., NeurIPS 2023, section 4): how the best weights and the
 multi-task gain move with model size, and whether gradient conflict predicts performance.
 
 A grid over model depth x width and over groups (pairs by default) of tasks or domains; in each
-cell a weight sweep trained as a population (:mod:`scalarize.population.sweep`), and per size one
+cell a weight sweep trained as a population (:mod:`scalarize.experiments.sweep`), and per size one
 single-task (STL) model per objective, shared by every group. After every evaluation the gradient
 conflict of every member is measured on fixed training batches
 (:class:`~scalarize.train.conflict.ConflictProbe`) and stored as split ``conflict``.
@@ -25,13 +25,16 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
+from scalarize.backends.base import Backend, get_backend
 from scalarize.data.benchmark import Benchmark
-from scalarize.population.sweep import SweepConfig, SweepResult, SweepSpec, run_sweep
+from scalarize.experiments.sweep import SweepConfig, SweepResult, SweepSpec, run_sweep
 from scalarize.store.database import Store
 from scalarize.train.config import ConfigError, Strict, TrainConfig, load_config
 from scalarize.train.conflict import ConflictProbe
-from scalarize.train.experiment import prepare, train_one
-from scalarize.train.trainer import RunResult
+from scalarize.train.evaluate import primary_metrics
+from scalarize.train.record import RunResult
+from scalarize.train.run import RunSpec
+from scalarize.train.setup import prepare
 
 
 class StudySpec(Strict):
@@ -106,7 +109,8 @@ def _stl_config(config: StudyConfig, objective: str, depth: int, width: float, s
     return TrainConfig.model_validate(data)
 
 
-def run_study(config: StudyConfig, *, progress: bool = True, log: Callable[[str], None] = lambda _: None) -> StudyResult:
+def run_study(config: StudyConfig, *, backend: Backend | None = None, progress: bool = True,
+              log: Callable[[str], None] = lambda _: None) -> StudyResult:
     """Trains every cell's sweep and every size's STL models (resuming where it stopped)."""
     benchmark, _ = prepare(config)
     groups = study_groups(config, benchmark.objectives)
@@ -125,24 +129,19 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Callable[[str]
         log(f"[{index + 1}/{len(cells)}] {cell.name}")
         with Store(config.experiment_dir()) as store:
             record = _conflict_recorder(store, probes[group])
-            sweep = run_sweep(cell, progress=progress, on_evaluation=record)
+            sweep = run_sweep(cell, backend=backend, progress=progress, on_evaluation=record)
         result.cells.append(Cell(group, depth, width, seed, sweep))
     objectives = sorted({o for g in groups for o in g}, key=benchmark.objectives.index)
+    keys = [(o, d, w, s) for o in objectives for d, w, s in sizes]
+    runs = [RunSpec(c.name, c, "stl") for c in (_stl_config(config, *key) for key in keys)]
     with Store(config.experiment_dir()) as store:
-        for objective in objectives:
-            for depth, width, seed in sizes:
-                stl = _stl_config(config, objective, depth, width, seed)
-                single, method = prepare(stl)
-                result.stl[(objective, depth, width, seed)] = train_one(
-                    stl, single, method, store, stl.name, "stl", stl.fingerprint(), progress
-                )
+        trained = get_backend("local", engine="loop").train(runs, store, progress=progress, log=log)
+    result.stl = {key: trained[run.name] for key, run in zip(keys, runs)}
     result.primary = _primary(benchmark)
     return result
 
 
 def _primary(benchmark: Benchmark) -> dict[str, tuple[str, bool]]:
-    from scalarize.train.evaluate import primary_metrics
-
     return {name.split("/")[0]: (name, up) for name, up in primary_metrics(benchmark)}
 
 

@@ -1,4 +1,4 @@
-"""A scalarization sweep: a design of weights (crossed with other factors) trained as populations.
+"""``scalarize sweep``: a design of weights (crossed with other factors) trained as populations.
 
 The config is a training config plus a ``sweep`` section::
 
@@ -24,14 +24,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from scalarize.population.engine import train_members
+from scalarize.backends.base import Backend, get_backend
+from scalarize.experiments.train import check_not_conflicting, stl_runs
 from scalarize.population.members import Member, member_name
 from scalarize.search import designs
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, apply_overrides, build_config, load_config
-from scalarize.train.experiment import check_not_conflicting, prepare, stl_names, train_stl
+from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, load_config, set_key
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.trainer import RunResult
+from scalarize.train.record import RunResult
+from scalarize.train.setup import prepare
 
 
 class SweepSpec(Strict):
@@ -82,10 +83,12 @@ def build_members(config: SweepConfig, num_objectives: int) -> list[Member]:
     base = json.loads(config.model_dump_json(exclude={"sweep"}))
     members = []
     for index, point in enumerate(designs.grid(weights, **factors)):
-        overrides = [f"method.weights={json.dumps([float(w) for w in point['weights']])}"]
-        overrides += [f"{key}={json.dumps(value)}" for key, value in point.items() if key != "weights"]
-        member_config = build_config(apply_overrides(base, overrides))
-        members.append(Member(member_name(config.name, index), member_config))
+        data = json.loads(json.dumps(base))
+        set_key(data, "method.weights", [float(w) for w in point["weights"]])
+        for key, value in point.items():
+            if key != "weights":
+                set_key(data, key, value)
+        members.append(Member(member_name(config.name, index), build_config(data)))
     return members
 
 
@@ -107,31 +110,28 @@ class SweepResult:
 
 
 def run_sweep(
-    config: SweepConfig, *, progress: bool = True, log: Callable[[str], None] = lambda _: None,
-    on_evaluation: Callable | None = None,
+    config: SweepConfig, *, backend: Backend | None = None, progress: bool = True,
+    log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None,
 ) -> SweepResult:
-    """Trains the sweep (and the STL baselines when ``config.stl``); ``on_evaluation`` is passed
-    to :func:`~scalarize.population.engine.train_members`."""
+    """Trains the sweep (and the STL baselines when ``config.stl``) on ``backend`` (default: the
+    one the config names); ``on_evaluation`` is passed to the backend."""
     if config.method.name != "scalarization":
         raise ConfigError(f"method.name: a sweep varies scalarization weights; got {config.method.name!r}")
     benchmark, _ = prepare(config)
     members = build_members(config, len(benchmark.objectives))
-    for member in members:
-        prepare(member.config)  # every factor value is valid before anything is written
-    names = {m.name: m.config.fingerprint() for m in members}
-    if config.stl:
-        names.update(stl_names(config, benchmark.objectives))
-    check_not_conflicting(config, names)
+    validated: set[str] = set()
+    for member in members:  # every factor value is valid before anything is written
+        key = member.config.model_dump_json(exclude={"name", "method", "seed"})
+        if key not in validated:
+            prepare(member.config)
+            validated.add(key)
+    stl = stl_runs(config, benchmark.objectives) if config.stl else []
+    check_not_conflicting(config, [*members, *stl])
+    backend = backend or get_backend(config.sweep.backend, address=config.sweep.address, engine=config.sweep.engine,
+                                     chunk_size=config.sweep.chunk_size)
     with Store(config.experiment_dir()) as store:
         log(f"sweep {config.name}: {len(members)} members on {benchmark.name} ({', '.join(benchmark.objectives)})")
-        if config.sweep.backend == "ray":
-            from scalarize.backends.ray_backend import train_members_ray
-
-            results = train_members_ray(members, benchmark, store, address=config.sweep.address, progress=progress, log=log)
-        else:
-            results = train_members(
-                members, benchmark, store, engine=config.sweep.engine, chunk_size=config.sweep.chunk_size,
-                progress=progress, log=log, on_evaluation=on_evaluation,
-            )
-        stl = train_stl(config, benchmark, store, progress, log) if config.stl else {}
-    return SweepResult(config, members, results, stl, primary_metrics(benchmark))
+        results = backend.train(members, store, progress=progress, log=log, on_evaluation=on_evaluation)
+        stl_results = get_backend("local", engine="loop").train(stl, store, progress=progress, log=log)
+    stl_by_objective = {run.name[len("stl-"):]: stl_results[run.name] for run in stl}
+    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark))

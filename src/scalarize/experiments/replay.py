@@ -1,4 +1,4 @@
-"""Replay a PBT schedule: train one model from scratch following the best member's weights.
+"""``scalarize pbt replay``: replay a PBT schedule: train one model from scratch following the best member's weights.
 
 As Ray Tune's ``PopulationBasedTrainingReplay``: the schedule (from ``pbt_result.json`` in the
 experiment directory) becomes a :class:`~scalarize.methods.ScheduledScalarization`, the seed is
@@ -12,12 +12,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from scalarize.experiments.pbt import RESULT_FILE
+from scalarize.experiments.train import run_experiment
 from scalarize.store.database import Store
 from scalarize.train.config import ConfigError, TrainConfig
-from scalarize.train.experiment import run_experiment
-from scalarize.train.trainer import RunResult
-
-RESULT_FILE = "pbt_result.json"
+from scalarize.train.record import RunResult
 
 
 def root_member(lineage: list[dict], member: str) -> str:

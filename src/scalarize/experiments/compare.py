@@ -1,4 +1,4 @@
-"""MTO methods against uniform scalarization on equal terms: same benchmark, model, budget, seeds
+"""``scalarize compare``: MTO methods against uniform scalarization on equal terms: same benchmark, model, budget, seeds
 and learning-rate grid.
 
 The config is a training config plus a ``compare`` section (its top-level ``method`` is not
@@ -13,7 +13,7 @@ used)::
       lr_grid: [0.001, 0.0003]      # optional: every method tries every value alike
 
 Every (method, learning rate, seed) is an ordinary run of the experiment's store (kind
-``compare``, named ``<label>-lr<lr>-s<seed>``), trained by :func:`train_one` like ``scalarize
+``compare``, named ``<label>-lr<lr>-s<seed>``), trained by the backend like ``scalarize
 train`` trains its run: a completed run is read back, an interrupted one resumes. The single-task
 baselines (``stl-<objective>``, for Δm) are trained once, with the base learning rate and seed,
 and are shared with ``scalarize train`` in the same directory. Per method, the learning rate
@@ -28,22 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from pydantic import Field, PositiveFloat, ValidationError
 
+from scalarize.backends.base import Backend, get_backend
 from scalarize.data.benchmark import Benchmark
+from scalarize.experiments.train import check_not_conflicting, stl_runs
 from scalarize.store.database import Store
 from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe, load_config
-from scalarize.train.evaluate import primary_metrics, selection_score
-from scalarize.train.experiment import (
-    build_method_from_config,
-    check_not_conflicting,
-    prepare,
-    stl_names,
-    train_one,
-    train_stl,
-)
-from scalarize.train.trainer import RunResult
+from scalarize.train.evaluate import primary_metrics
+from scalarize.train.record import RunResult, selection_score
+from scalarize.train.run import RunSpec
+from scalarize.train.setup import prepare
 
 UNIFORM = "uniform"
 
@@ -156,7 +151,7 @@ def _val_score(result: RunResult, benchmark: Benchmark) -> float:
     if result.status != "completed" or not result.val:
         return -math.inf
     try:
-        score = selection_score(result.val, benchmark)
+        score = selection_score(result.val, primary_metrics(benchmark))
     except KeyError:
         return -math.inf
     return score if math.isfinite(score) else -math.inf
@@ -178,7 +173,8 @@ def choose_learning_rates(
 
 
 def run_compare(
-    config: CompareConfig, *, progress: bool = True, log: Callable[[str], None] = lambda _: None
+    config: CompareConfig, *, backend: Backend | None = None, progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
 ) -> CompareResult:
     """Trains every run of the comparison not yet completed (and the STL baselines)."""
     base = TrainConfig.model_validate(config.model_dump(exclude={"compare"}))
@@ -189,10 +185,9 @@ def run_compare(
         if run.label not in validated:
             prepare(run.config)
             validated.add(run.label)
-    names = {run.name: run.config.fingerprint() for run in runs}
-    if config.stl:
-        names.update(stl_names(base, benchmark.objectives))
-    check_not_conflicting(config, names)
+    specs = [RunSpec(run.name, run.config, "compare") for run in runs]
+    stl = stl_runs(base, benchmark.objectives) if config.stl else []
+    check_not_conflicting(config, [*specs, *stl])
 
     labels = list(dict.fromkeys(run.label for run in runs))
     grid = learning_rates(config)
@@ -200,21 +195,13 @@ def run_compare(
         f"compare {config.name} on {benchmark.name}: {len(labels)} methods x {len(grid)} learning rate(s) x "
         f"{len(config.compare.seeds)} seed(s) = {len(runs)} runs"
     )
-    results: dict[str, RunResult] = {}
-    stl: dict[str, RunResult] = {}
+    backend = backend or get_backend("local", engine="loop")
     with Store(config.experiment_dir()) as store:
-        for index, run in enumerate(runs, 1):
-            log(f"[{index}/{len(runs)}] {run.name}")
-            torch.manual_seed(run.seed)  # methods that draw their seed do it from here
-            method = build_method_from_config(run.config)
-            results[run.name] = train_one(
-                run.config, benchmark, method, store, run.name, "compare", names[run.name], progress
-            )
-        if config.stl:
-            stl = train_stl(base, benchmark, store, progress, log)
+        results = backend.train([*specs, *stl], store, progress=progress, log=log)
     val_scores, chosen = choose_learning_rates(runs, results, benchmark)
     return CompareResult(
         config=config, benchmark=benchmark.name, objectives=list(benchmark.objectives),
-        primary=primary_metrics(benchmark), labels=labels, runs=runs, results=results, stl=stl,
+        primary=primary_metrics(benchmark), labels=labels, runs=runs, results=results,
+        stl={run.name[len("stl-"):]: results[run.name] for run in stl},
         val_scores=val_scores, chosen_lr=chosen,
     )

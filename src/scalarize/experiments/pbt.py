@@ -1,0 +1,175 @@
+"""``scalarize pbt``: population-based training of the scalarization weights (Royer et al., NeurIPS 2023).
+
+PBT (Jaderberg et al. 2017): N members train together; every ``interval`` evaluations they are
+ranked by a validation fitness; each member of the bottom fraction copies a member of the top
+(parameters, optimizer state, sampler state, weights, learning rate) and explores: its weights
+are multiplied by factors and put back on the simplex, or resampled from a Dirichlet prior
+(:class:`scalarize.search.PBTPolicy`). PB2 (Parker-Holder et al. 2020) picks the explored
+weights with a time-varying GP bandit instead (:func:`scalarize.search.pb2_explore`).
+
+The config becomes a :class:`~scalarize.population.pbt.PBTSearch` (the members, the policy, the
+fitness), which a backend runs: the local one on a stacked population
+(:mod:`scalarize.population.pbt`), Ray Tune's schedulers on trials (:mod:`scalarize.backends.ray`).
+Every member's record and the lineage go to the experiment's SQLite store.
+
+The result is a **schedule** of weights (the one the best member's final model experienced,
+:func:`scalarize.search.schedule_of`) and the best member's model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from scalarize.backends.base import Backend, get_backend
+from scalarize.experiments.train import check_not_conflicting
+from scalarize.population.members import Member
+from scalarize.population.pbt import PBTSearch
+from scalarize.search.fitness import build_fitness
+from scalarize.search.pbt import PBTPolicy
+from scalarize.store.database import Store
+from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, load_config
+from scalarize.train.evaluate import primary_metrics
+from scalarize.train.run import RunSpec
+from scalarize.train.setup import prepare
+
+
+RESULT_FILE = "pbt_result.json"
+
+
+class PBTSpec(Strict):
+    algorithm: Literal["pbt", "pb2"] = "pbt"
+    population: int = Field(default=8, ge=1, le=4096)
+    interval: int = Field(default=1, ge=1, description="evaluations between syncs")
+    quantile: float = Field(default=0.25, gt=0, le=0.5)
+    factors: list[float] = Field(default_factory=lambda: [0.8, 1.2], min_length=1)
+    resample_probability: float = Field(default=0.25, ge=0, le=1)
+    explore_lr: bool = False
+    lr_bounds: tuple[float, float] = (1e-5, 1.0)
+    dirichlet_alpha: float = Field(default=1.0, gt=0)
+    initial: Literal["dirichlet", "uniform"] = "dirichlet"
+    fitness: str | dict[str, Any] = "mean_primary"
+    seed: int = 0
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = None
+    compare_uniform: bool = True
+
+
+class PBTConfig(TrainConfig):
+    pbt: PBTSpec = Field(default_factory=PBTSpec)
+
+    def policy(self) -> PBTPolicy:
+        spec = self.pbt
+        try:
+            return PBTPolicy(
+                interval=spec.interval, quantile=spec.quantile, factors=tuple(spec.factors),
+                resample_probability=spec.resample_probability, explore_lr=spec.explore_lr,
+                lr_bounds=tuple(spec.lr_bounds), dirichlet_alpha=spec.dirichlet_alpha, seed=spec.seed,
+            )
+        except ValueError as error:
+            raise ConfigError(f"pbt: {error}") from None
+
+
+def load_pbt_config(path, overrides: list[str] | None = None) -> PBTConfig:
+    return load_config(path, overrides, PBTConfig)
+
+
+def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
+    """The starting population: weights from the prior (or uniform), seeds ``seed + i``."""
+    rng = np.random.default_rng([config.pbt.seed, 2**31])
+    base = json.loads(config.model_dump_json(exclude={"pbt"}))
+    members = []
+    for index in range(config.pbt.population):
+        if config.pbt.initial == "uniform":
+            weights = np.full(num_objectives, 1.0 / num_objectives)
+        else:
+            weights = rng.dirichlet(np.full(num_objectives, config.pbt.dirichlet_alpha))
+        data = json.loads(json.dumps(base))
+        data["method"]["weights"] = weights.tolist()
+        data["seed"] = config.seed + index
+        members.append(Member(f"{config.name}-m{index:02d}", build_config(data)))
+    return [RunSpec(m.name, m.config, "pbt", member_fingerprint(config, m)) for m in members]
+
+
+def member_fingerprint(config: PBTConfig, member: Member) -> str:
+    """A member's identity: its starting config and the search's settings (where it runs aside)."""
+    search = config.pbt.model_dump_json(exclude={"backend", "address", "compare_uniform"})
+    return hashlib.sha256((member.config.fingerprint() + search).encode()).hexdigest()[:16]
+
+
+@dataclass
+class PBTResult:
+    config: PBTConfig
+    members: list[Member]
+    best: int
+    fitness: list[float]
+    val: dict[str, float]
+    test: dict[str, float]
+    schedule: list[tuple[int, list[float]]]
+    lineage: list[dict]
+    primary: list[tuple[str, bool]] = field(default_factory=list)
+    uniform: Any = None
+
+    @property
+    def best_name(self) -> str:
+        return self.members[self.best].name
+
+
+def save_result(directory, search: str, best: str, schedule, val: dict, test: dict) -> None:
+    """What replay and later reads need: the best member and its schedule (atomic write)."""
+    path = directory / RESULT_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"search": search, "best": best, "schedule": schedule, "val": val, "test": test}, indent=1))
+    tmp.replace(path)
+
+
+def pbt_search(config: PBTConfig, members: list[RunSpec]) -> PBTSearch:
+    return PBTSearch(config.name, members, config.policy(), config.pbt.algorithm, config.pbt.fitness,
+                     config.optimizer.lr)
+
+
+def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool = True,
+            log: Callable[[str], None] = lambda _: None) -> PBTResult:
+    """Searches the weights with PBT/PB2 on ``backend`` (default: the one ``pbt.backend`` names)
+    and, with ``pbt.compare_uniform``, trains uniform scalarization on the same budget."""
+    if config.method.name != "scalarization":
+        raise ConfigError(f"method.name: PBT searches scalarization weights; got {config.method.name!r}")
+    benchmark, _ = prepare(config)
+    config.policy()  # validates the policy before anything is written
+    try:
+        build_fitness(config.pbt.fitness, primary_metrics(benchmark))
+    except ValueError as error:
+        raise ConfigError(f"pbt.fitness: {error}") from None
+    members = initial_members(config, len(benchmark.objectives))
+    uniform = RunSpec(f"{config.name}-uniform", _uniform_config(config), "uniform")
+    check_not_conflicting(config, [*members, *([uniform] if config.pbt.compare_uniform else [])])
+    backend = backend or get_backend(config.pbt.backend, address=config.pbt.address)
+    with Store(config.experiment_dir()) as store:
+        log(f"PBT ({config.pbt.algorithm}, {backend.name} backend): {len(members)} members on {benchmark.name}, "
+            f"sync every {config.pbt.interval} evaluation(s)")
+        outcome = backend.pbt(pbt_search(config, members), store, progress=progress, log=log)
+    directory = config.experiment_dir()
+    if outcome.model_state is not None:
+        torch.save(outcome.model_state, directory / "best_model.pt")
+    save_result(directory, config.name, members[outcome.best].name, outcome.schedule, outcome.val, outcome.test)
+    result = PBTResult(config, members, outcome.best, outcome.fitness, outcome.val, outcome.test, outcome.schedule,
+                       outcome.lineage, primary_metrics(benchmark))
+    if config.pbt.compare_uniform:
+        log(f"training uniform scalarization on the same budget ({uniform.name})")
+        with Store(directory) as store:
+            result.uniform = get_backend("local", engine="loop").train([uniform], store, progress=progress)[uniform.name]
+    return result
+
+
+def _uniform_config(config: PBTConfig) -> TrainConfig:
+    data = json.loads(config.model_dump_json(exclude={"pbt"}))
+    data["name"] = f"{config.name}-uniform"
+    data["method"] = {"name": "scalarization"}
+    return TrainConfig.model_validate(data)

@@ -1,0 +1,103 @@
+"""A run of an experiment: its spec, and the one way it is trained, resumed or read back.
+
+A :class:`RunSpec` is an ordinary :class:`TrainConfig` with the run's name, its kind (``main``,
+``stl``, ``member``, ``compare``, ``pbt``...) and the fingerprint that identifies it in the store.
+Every engine trains specs: :func:`train_run` one at a time (a completed run is read back, an
+interrupted one resumes from its checkpoint), the stacked population several at once, a Ray trial
+one per trial.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from scalarize.store.database import Store
+from scalarize.train.config import TrainConfig
+from scalarize.train.record import RunResult
+from scalarize.train.setup import benchmark_from_config, build_method_from_config, build_model_from_config
+from scalarize.train.trainer import Trainer, apply_threads
+
+FINISHED = ("completed", "diverged")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: its name, config, kind and fingerprint (default: the config's)."""
+
+    name: str
+    config: TrainConfig
+    kind: str = "member"
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            object.__setattr__(self, "fingerprint", self.config.fingerprint())
+
+    @property
+    def weights(self) -> list[float] | None:
+        return self.config.method.weights
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+def checkpoint_path(directory: Path, name: str) -> Path:
+    return Path(directory) / "runs" / name.replace("/", "_") / "checkpoint.pt"
+
+
+def is_finished(store: Store, name: str) -> bool:
+    row = store.run(name)
+    return row is not None and row["status"] in FINISHED and row["finished"] is not None
+
+
+def result_from_store(store: Store, name: str) -> RunResult:
+    """A finished run's result as the store holds it (final metrics, status, validation history)."""
+    row = store.run(name)
+    final = store.final(name)
+    by_step: dict[int, dict[str, float]] = {}
+    for metric, points in store.history(name, "val").items():
+        for step, value in points:
+            by_step.setdefault(step, {"step": step})[f"val/{metric}"] = value
+    costs = store.costs(name)
+    return RunResult(
+        name=name, status=row["status"], objectives=[], best_evaluation=-1, best_step=0,
+        val=final.get("val", {}), test=final.get("test", {}), steps=row["step"], message=row["message"],
+        history=[by_step[s] for s in sorted(by_step)], skipped_steps=int(costs.get("skipped_steps", 0)),
+        seconds_per_step=costs.get("seconds_per_step"),
+        step_memory=int(costs["step_memory_bytes"]) if "step_memory_bytes" in costs else None,
+    )
+
+
+def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False, checkpoint: bool = True) -> Trainer:
+    """The trainer of ``spec``: its benchmark (loaded once per process), method and model built
+    from the config with the run's seed."""
+    config = spec.config
+    apply_threads(config.threads)
+    benchmark = benchmark_from_config(config.benchmark)
+    torch.manual_seed(config.seed)  # a method's own generator (pcgrad, rlw...) is seeded from it
+    method = build_method_from_config(config)
+    method.setup(benchmark.objectives, benchmark.setting)
+    torch.manual_seed(config.seed)
+    model = build_model_from_config(config, benchmark)
+    path = checkpoint_path(store.directory, spec.name) if (store is not None and checkpoint) else None
+    return Trainer(config, benchmark, model, method, run_name=spec.name, store=store, checkpoint_path=path,
+                   progress=progress)
+
+
+def train_run(
+    spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: Callable | None = None
+) -> RunResult:
+    """Trains ``spec`` into ``store``, resumes it from its checkpoint, or reads it back when it
+    is finished (see ``Trainer.on_evaluation`` for ``on_evaluation``)."""
+    if is_finished(store, spec.name):
+        return result_from_store(store, spec.name)
+    store.start_run(spec.name, spec.kind, json.loads(spec.config.model_dump_json()), spec.fingerprint)
+    trainer = build_trainer(spec, store, progress=progress)
+    trainer.on_evaluation = on_evaluation
+    return trainer.fit()
