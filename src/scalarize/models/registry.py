@@ -8,9 +8,11 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from scalarize.data.task import Task
+from scalarize.models.bottleneck_resnet import resnet_bottleneck_trunk
 from scalarize.models.mlp import mlp_trunk
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.models.resnet import resnet_trunk
+from scalarize.models.vit import vit_trunk
 
 
 class ModelError(ValueError):
@@ -26,6 +28,8 @@ FAMILIES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
     "mlp": mlp_trunk,
     "resnet": resnet_trunk,
     "linear": linear_trunk,
+    "resnet_bottleneck": resnet_bottleneck_trunk,
+    "vit": vit_trunk,
 }
 
 
