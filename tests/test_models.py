@@ -32,8 +32,8 @@ def test_shared_and_task_parameters_partition_the_model():
 
 
 def test_bad_model_requests_are_named():
-    with pytest.raises(ModelError, match="unknown family 'vit'"):
-        build_model("vit", (1, 28, 28), TASKS)
+    with pytest.raises(ModelError, match="unknown family 'swin'"):
+        build_model("swin", (1, 28, 28), TASKS)
     with pytest.raises(ModelError, match="model.width"):
         build_model("mlp", (1, 28, 28), TASKS, width=0)
     with pytest.raises(ModelError, match="image inputs"):

@@ -25,10 +25,12 @@ from torch import nn
 
 from scalarize.data.task import Task
 from scalarize.imports import load_object
+from scalarize.models.bottleneck_resnet import resnet_bottleneck_trunk
 from scalarize.models.contract import as_multitask
 from scalarize.models.mlp import mlp_trunk
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.models.resnet import resnet_trunk
+from scalarize.models.vit import vit_trunk
 
 
 class ModelError(ValueError):
@@ -65,8 +67,10 @@ def register_trunk(name: str, trunk: TrunkBuilder, *, min_depth: int = 1) -> Tru
             raise ModelError(f"model.depth: must be >= {min_depth} for {name!r}, got {depth}")
         try:
             module, size = trunk(tuple(input_shape), width=width, depth=depth, **options)
-        except TypeError as error:
-            raise ModelError(f"model.options: {error}") from None
+        except TypeError:
+            allowed = [p for p in inspect.signature(trunk).parameters if p not in ("input_shape", "width", "depth")]
+            raise ModelError(f"model.options: unknown option for {name!r} (got {', '.join(options) or 'none'}); "
+                             f"allowed: {', '.join(allowed) or 'none'}") from None
         except ValueError as error:
             raise ModelError(f"model: {error}") from None
         return MultiTaskModel(module, make_heads(tasks, size, head))
@@ -193,5 +197,7 @@ def build_model(
 
 register_trunk("mlp", mlp_trunk)
 register_trunk("resnet", resnet_trunk)
+register_trunk("resnet_bottleneck", resnet_bottleneck_trunk, min_depth=0)  # its own message
+register_trunk("vit", vit_trunk)
 register_model("linear", _linear_model)
 FAMILIES["linear"] = linear_trunk
