@@ -24,7 +24,7 @@ from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
 from scalarize.methods.base import AFTER_STEP, FEATURE_GRADIENTS, OWN_OPTIMIZER, SHARED_GRADIENTS, Method, MethodError
 from scalarize.methods.context import StepContext
-from scalarize.models.contract import probe, supports_head_inputs
+from scalarize.models.contract import as_multitask, probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import Checkpointable
@@ -130,7 +130,7 @@ class Trainer(Checkpointable):
         self.config = config
         self.device = resolve_device(config.device)
         self.benchmark = benchmark.to(self.device)
-        self.model = model.to(self.device)
+        self.model = as_multitask(model, benchmark.tasks).to(self.device)
         self.method = method.to(self.device)
         if not method.task_names:
             method.setup(benchmark.objectives, benchmark.setting)
