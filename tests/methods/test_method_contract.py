@@ -40,28 +40,45 @@ MTO = [
     "gradient_similarity",
     "metabalance",
     "mtadam",
+    "stch",
+    "gls",
+    "db_mtl",
+    "excess_mtl",
+    "fairgrad",
+    "sdmgrad",
+    "modo",
+    "moco",
+    "config",
+    "dualproj",
+    "frozen",
 ]
 
 # Learning rates of the 30-step toy run (MTAdam's steps are Adam-sized).
 LR = {"mtadam": 0.01}
+#: Options a method cannot do without (frozen weights need their source).
+REQUIRED = {"frozen": {"source": [[0, [0.2, 0.8]], [10, [0.4, 0.6]]]}}
+
+
+def build(name, **options):
+    return build_method(name, **{**REQUIRED.get(name, {}), **options})
 
 
 @pytest.mark.parametrize("name", MTO)
 def test_registered_documented_and_declares_needs(name):
     assert name in available_methods()
-    method = build_method(name)
+    method = build(name)
     assert isinstance(method, Method) and method.name == name
     assert method.needs <= NEEDS
     doc = type(method).__doc__ or ""
     module_doc = __import__(type(method).__module__, fromlist=["_"]).__doc__ or ""
     assert doc.strip() and "Hyperparameters" in module_doc
-    assert any(str(year) in module_doc for year in range(2012, 2025)), "cites its paper"
+    assert any(str(year) in module_doc for year in range(2012, 2027)), "cites its paper"
 
 
 @pytest.mark.parametrize("name", MTO)
 def test_lowers_the_toy_loss(name, toy):
     torch.manual_seed(0)
-    run = toy(build_method(name), lr=LR.get(name, 0.05))
+    run = toy(build(name), lr=LR.get(name, 0.05))
     with torch.no_grad():
         before = run.losses()[1]
     run.train(30)
@@ -77,12 +94,12 @@ def test_lowers_the_toy_loss(name, toy):
 @pytest.mark.parametrize("name", MTO)
 def test_state_dict_round_trip_continues_identically(name, toy):
     torch.manual_seed(1)
-    first = toy(build_method(name), lr=LR.get(name, 0.05))
+    first = toy(build(name), lr=LR.get(name, 0.05))
     first.train(12)  # two epochs end (DWA's history fills)
     buffer = io.BytesIO()
     torch.save(first.method.state_dict(), buffer)
     buffer.seek(0)
-    fresh = build_method(name)
+    fresh = build(name)
     fresh.setup(["a", "b"])
     fresh.load_state_dict(torch.load(buffer))
     second = first.clone(fresh)
@@ -101,7 +118,8 @@ INVALID = [
     ("uw", {"form": "huber"}, "method uw: form must be one of"),
     ("imtl_l", {"init": float("nan")}, "method imtl_l: init must be a finite number"),
     ("dwa", {"temperature": 0}, r"method dwa: temperature must be in \(0, inf\), got 0"),
-    ("rlw", {"distribution": "uniform"}, "method rlw: distribution must be one of"),
+    ("rlw", {"distribution": "beta"}, "method rlw: distribution must be one of"),
+    ("rlw", {"normalization": "sum"}, "method rlw: normalization 'sum' needs non-negative draws"),
     ("rlw", {"seed": -1}, "method rlw: seed must be >= 0, got -1"),
     ("famo", {"lr": -1}, r"method famo: lr must be in \[0, inf\), got -1"),
     ("famo", {"betas": (0.9,)}, "method famo: betas must be two numbers"),
@@ -110,7 +128,8 @@ INVALID = [
     ("gradvac", {"beta": 1.5}, r"method gradvac: beta must be in \[0, 1\], got 1.5"),
     ("graddrop", {"leak": 2}, r"method graddrop: leak must be in \[0, 1\], got 2"),
     ("mgda", {"normalization": "l1"}, "method mgda: normalization must be one of"),
-    ("mgda_ub", {"max_iters": 0}, "method mgda_ub: max_iters must be >= 1, got 0"),
+    ("mgda_ub", {"solver": "frank_wolfe", "max_iters": 0}, "method mgda_ub: max_iters must be >= 1, got 0"),
+    ("mgda", {"epsilon": 1e-6}, "method mgda: epsilon is an option of solver 'frank_wolfe' only"),
     ("cagrad", {"c": 2}, r"method cagrad: c must be in \[0, 1\), got 2"),
     ("cagrad", {"rescale": 3}, "method cagrad: rescale must be one of 0, 1, 2, got 3"),
     ("nash_mtl", {"max_norm": -1}, r"method nash_mtl: max_norm must be in \[0, inf\), got -1"),
@@ -120,6 +139,26 @@ INVALID = [
     ("metabalance", {"relax_factor": 1.2}, r"method metabalance: relax_factor must be in \[0, 1\]"),
     ("mtadam", {"betas": (0.9, 0.999)}, "method mtadam: betas must be three numbers"),
     ("mtadam", {"betas": (0.9, 0.999, 1.0)}, r"method mtadam: betas\[2\] must be in \[0, 1\)"),
+    ("famo", {"max_norm": -1}, r"method famo: max_norm must be in \[0, inf\), got -1"),
+    ("nash_mtl", {"scale_heads": "yes"}, "method nash_mtl: scale_heads must be true or false, got 'yes'"),
+    ("stch", {"mu": 0}, r"method stch: mu must be in \(0, inf\), got 0"),
+    ("stch", {"warmup_epochs": -1}, "method stch: warmup_epochs must be >= 0, got -1"),
+    ("db_mtl", {"beta": 1}, r"method db_mtl: beta must be in \[0, 1\), got 1"),
+    ("excess_mtl", {"robust_step_size": 0}, r"method excess_mtl: robust_step_size must be in \(0, inf\), got 0"),
+    ("excess_mtl", {"warmup_steps": 0}, "method excess_mtl: warmup_steps must be >= 1, got 0"),
+    ("fairgrad", {"alpha": -1}, r"method fairgrad: alpha must be in \[0, inf\), got -1"),
+    ("sdmgrad", {"lam": -0.1}, r"method sdmgrad: lam must be in \[0, inf\), got -0.1"),
+    ("sdmgrad", {"n_iter": 0}, "method sdmgrad: n_iter must be >= 1, got 0"),
+    ("modo", {"gamma": 0}, r"method modo: gamma must be in \(0, inf\), got 0"),
+    ("moco", {"beta": 0}, r"method moco: beta must be in \(0, 1\], got 0"),
+    ("moco", {"rho": -1}, r"method moco: rho must be in \[0, inf\), got -1"),
+    ("dualproj", {"reg_eps": 0}, r"method dualproj: reg_eps must be in \(0, inf\), got 0"),
+    ("frozen", {"source": "/nonexistent/experiment"}, "method frozen: source '/nonexistent/experiment': no scalarize.db there"),
+    ("frozen", {"source": [[0, [0.5, 0.5]]], "reduce": "median"}, "method frozen: reduce must be one of 'mean', 'ema', 'last'"),
+    ("frozen", {"source": [[0, [0.5, 0.5]], [1, [1.0]]]}, "method frozen: every row must have the same number of weights"),
+    ("frozen", {"source": [[-1, [0.5, 0.5]]]}, "method frozen: a row's step must be an integer >= 0, got -1"),
+    ("frozen", {"source": [[0, [0.5, 0.5]]], "run": "x"}, "method frozen: run names a run of a database source"),
+    ("frozen", {"source": 3}, r"method frozen: source must be a list of \[step, \[weights...\]\] rows"),
 ]
 
 
@@ -137,6 +176,8 @@ def test_bad_hyperparameters_are_one_line_errors(name, options, message):
         ("metabalance", {"main_task": "c"}, "main_task 'c' is not a task; tasks: a, b"),
         ("famo", {"min_losses": [0.0, 0.0, 0.0]}, "min_losses must be one number or 2"),
         ("mtadam", {"weights": [1.0]}, "expected 2 values"),
+        ("frozen", {"source": [[0, [0.2, 0.3, 0.5]]]}, "source rows have 3 weights, expected 2"),
+        ("frozen", {"source": [[0, [-0.2, 0.3]]]}, "the summarised weights must be >= 0"),
     ],
 )
 def test_bad_options_against_the_tasks_fail_at_setup(name, options, message):
@@ -199,7 +240,7 @@ def test_setup_creates_its_state_on_the_method_device(name):
     """The trainer may call ``method.to(device)`` before ``setup`` (scalarization's weights once
     stayed on the CPU: found by the benchmarks on a GPU)."""
     options = {"schedule": [(0, [0.5, 0.5]), (10, [0.2, 0.8])]} if name == "scheduled_scalarization" else {}
-    method = build_method(name, **options)
+    method = build(name, **options)
     method.to("meta")
     method.setup(["a", "b"])
     tensors = [*method.parameters(), *method.buffers()]
@@ -221,7 +262,7 @@ def test_mdl_setting_with_no_task_specific_parameters(name):
         task_params=[],
         recompute_losses=lambda: losses.detach() * 0.9,
     )
-    method = build_method(name)
+    method = build(name)
     method.setup(["d1", "d2"], "mdl")
     method.backward(ctx)
     if AFTER_STEP in method.needs:
