@@ -15,8 +15,9 @@ gradients (the official code backpropagates each task's loss into its head unwei
 Solver: ``w`` is the unique minimiser of the strictly convex
 ``½ wᵀMw − Σ_i h(w_i)`` with ``h'(w) = w^{−1/α}`` (``h = log`` at α = 1), whose stationarity
 condition is exactly ``Mw = w^{−1/α}``: damped Newton iterations in float64 on ``M = G Gᵀ``
-divided by its Frobenius norm (the solution is rescaled back exactly), with ``1e-8 · I`` added so
-that a solution exists when the gradients are linearly dependent. This replaces the official
+divided by its Frobenius norm (the solution is rescaled back exactly), with ``1e-8 · diag(M)``
+(plus 1e-14 for zero gradients) added so that a solution exists when the gradients are linearly
+dependent. This replaces the official
 (and torchjd's) ``scipy.optimize.least_squares`` on the residual, which stops at its own
 tolerance; the two agree on well-conditioned Gramians (tested).
 
@@ -35,7 +36,8 @@ from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, check_real, gramian
 
-_RIDGE = 1e-8
+_RIDGE = 1e-8  # relative to each task's own ‖g_i‖²
+_FLOOR = 1e-14  # absolute, for zero gradients
 
 
 def fairgrad_weights(gram: np.ndarray, alpha: float, max_newton: int = 200, tol: float = 1e-14) -> np.ndarray:
@@ -46,7 +48,8 @@ def fairgrad_weights(gram: np.ndarray, alpha: float, max_newton: int = 200, tol:
     scale = float(np.linalg.norm(gram))
     if not np.isfinite(scale) or scale <= 0.0:
         return np.zeros(t)
-    m = gram / scale + _RIDGE * np.eye(t)
+    m = gram / scale
+    m = m + np.diag(_RIDGE * np.diag(m) + _FLOOR)
     p = 1.0 / alpha  # h'(w) = w^(−p)
     w = np.diag(m) ** (-alpha / (alpha + 1.0))  # exact when the gradients are orthogonal
 

@@ -27,8 +27,11 @@ Hyperparameters: ``max_norm`` (default 1.0, ≥ 0), ``update_weights_every`` (de
 
 Solver: ``α`` is the unique minimiser of the strictly convex ``½ αᵀMα − Σ_i log α_i``
 (``M = G Gᵀ``, whose stationarity condition is exactly ``Mα = 1/α``), found by damped Newton
-iterations in float64 on ``M`` divided by its Frobenius norm, with ``1e-8 · I`` added so that it
-exists when the gradients are linearly dependent. This replaces the official (and torchjd's)
+iterations in float64 on ``M`` divided by its Frobenius norm, with ``1e-8 · diag(M)`` (plus
+1e-14 for zero gradients) added so that it exists when the gradients are linearly dependent. A
+ridge proportional to each task's own ``‖g_i‖²`` keeps the paper's invariance exact: scaling
+task i's loss by c scales α_i by 1/c and leaves the update unchanged (tested); a ridge of
+``1e-8 · I`` moved the update by 10% when one loss was 100× smaller than another. This replaces the official (and torchjd's)
 sequence of cvxpy convex-concave subproblems, which reaches the same point but needs cvxpy and
 ECOS (not dependencies here).
 """
@@ -49,7 +52,8 @@ from scalarize.methods._common import (
 from scalarize.methods.base import MethodError
 from scalarize.methods.context import StepContext
 
-_RIDGE = 1e-8
+_RIDGE = 1e-8  # relative to each task's own ‖g_i‖² (keeps the solution scale-invariant)
+_FLOOR = 1e-14  # absolute, for zero gradients
 
 
 def nash_weights(gram: np.ndarray, max_newton: int = 100, tol: float = 1e-12) -> np.ndarray:
@@ -58,7 +62,8 @@ def nash_weights(gram: np.ndarray, max_newton: int = 100, tol: float = 1e-12) ->
     scale = float(np.linalg.norm(gram))
     if scale <= 0.0:
         return np.zeros(t)
-    m = gram / scale + _RIDGE * np.eye(t)
+    m = gram / scale
+    m = m + np.diag(_RIDGE * np.diag(m) + _FLOOR)
     alpha = 1.0 / np.sqrt(np.diag(m))  # exact when the gradients are orthogonal
 
     def phi(a: np.ndarray) -> float:
