@@ -250,3 +250,16 @@ def test_the_numpy_frank_wolfe_is_torchjds_iteration(num_tasks, kind):
     for weighting in (MinNormWeighting(), MinNormWeighting("frank_wolfe")):
         weights = weighting(torch.from_numpy(gram).float())
         assert weights.dtype == torch.float32 and abs(float(weights.sum()) - 1) < 1e-6
+
+
+@pytest.mark.parametrize("normalization", ["loss", "loss+"])
+def test_loss_normalisations_by_hand(normalization):
+    # g1 = (2, 0), g2 = (0, 1), L = (4, 1). "loss": rows g_i/L_i = (½, 0), (0, 1): α₁ = 1/(¼ + 1)
+    # = 0.8; "loss+": g_i/(L_i ‖g_i‖) = (¼, 0), (0, 1): α₁ = 1/(1/16 + 1) = 16/17. α is then
+    # applied to the raw gradients.
+    G = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    method = _method(normalization=normalization)
+    d = method.aggregate(G, torch.tensor([4.0, 1.0]))
+    a = 0.8 if normalization == "loss" else 16 / 17
+    torch.testing.assert_close(method.current_weights(), torch.tensor([a, 1 - a], dtype=torch.float64))
+    torch.testing.assert_close(d, torch.tensor([2 * a, 1 - a], dtype=torch.float64))

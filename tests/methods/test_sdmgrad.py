@@ -51,3 +51,27 @@ def test_declares_independent_batches_and_uses_them():
     weights = reference.solve(torch.tensor([[2.0, 0.0], [0.0, 3.0]], dtype=torch.float64))  # J_ξ J_ξ'ᵀ
     torch.testing.assert_close(method.current_weights(), weights)
     torch.testing.assert_close(theta.grad, weights @ own)
+
+
+def test_inner_steps_with_momentum_by_hand():
+    """Small steps that stay inside the simplex: v ← 0.5 v + A(w + λ/T), w ← Π_Δ(w − lr v)."""
+    import math
+
+    def project(a, b):
+        x = min(max((1.0 + a - b) / 2.0, 0.0), 1.0)
+        return [x, 1.0 - x]
+
+    product = [[2.0, 0.5], [0.5, 1.0]]
+    s = (math.sqrt(2.0) + 1.0) / 2
+    a = [[x / (s * s + 1e-8) for x in row] for row in product]
+    w, v, lam, lr = [0.5, 0.5], None, 0.3, 0.1
+    for _ in range(3):
+        shifted = [wi + lam / 2 for wi in w]
+        grad = [sum(a[i][j] * shifted[j] for j in range(2)) for i in range(2)]
+        v = grad if v is None else [0.5 * vi + gi for vi, gi in zip(v, grad)]
+        w = project(w[0] - lr * v[0], w[1] - lr * v[1])
+    assert 0.05 < w[0] < 0.45  # interior: the momentum matters
+    method = _method(lr=0.1, n_iter=3)
+    weights = method.solve(torch.tensor(product, dtype=torch.float64))
+    torch.testing.assert_close(method.inner_weights, torch.tensor(w, dtype=torch.float64))
+    torch.testing.assert_close(weights, (torch.tensor(w, dtype=torch.float64) + lam / 2) / (1 + lam))
