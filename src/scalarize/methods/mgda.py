@@ -21,8 +21,10 @@ Algorithm 2 as torchjd's ``MGDAWeighting`` runs it (equal to it, tested), with `
 when the step γ < ε, default 1e-3) and ``max_iters`` (default 100), options of that solver only.
 Frank–Wolfe is inexact at T ≥ 3 (its direction was 1e-3 to 4e-2 off the exact one on random
 Gramians with the defaults, and never sets a weight back to 0); it is kept to reproduce
-implementations that use it (torchjd, LibMTL's "FW" path). The authors' own code starts from the
-best pair and runs projected gradient steps (``find_min_norm_element``), also inexact.
+implementations that use it (torchjd). The authors' own code (and LibMTL's port) starts from the
+best pair and runs projected-gradient steps until the weights move by less than 1e-5
+(``find_min_norm_element``, at most 250 steps), also inexact; its Frank–Wolfe variant
+(``find_min_norm_element_FW``) is this solver from the best pair.
 
 See ``mgda_ub`` for the variant on the shared representation.
 """
