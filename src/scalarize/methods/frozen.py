@@ -130,14 +130,16 @@ def _check_rows(source: Any) -> list[tuple[int, list[float]]]:
 
 
 def _read_database(path: Path, run: str | None) -> tuple[list[str], list[tuple[int, list[float]]]]:
-    """The recorded weights of ``run`` in an experiment database (read only)."""
+    """The recorded weights of ``run`` in an experiment database (read, never written)."""
     database = path / DATABASE_NAME if path.is_dir() else path
     if not database.is_file():
         raise MethodError(f"method frozen: source {str(path)!r}: no {DATABASE_NAME} there (not an experiment directory)")
     if not isinstance(run, str) or not run:
         raise MethodError("method frozen: run must name the run whose weights to take (source is a database)")
     try:
-        connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        # a plain connection (only SELECTs follow): a read-only one cannot open a WAL database
+        # whose -shm file is gone, as after the writer closed it
+        connection = sqlite3.connect(database, timeout=60)
         try:
             records = connection.execute(
                 "SELECT step, objective, value FROM weights WHERE run = ? ORDER BY step", (run,)
