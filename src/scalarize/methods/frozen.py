@@ -137,7 +137,7 @@ def _read_database(path: Path, run: str | None) -> tuple[list[str], list[tuple[i
     if not isinstance(run, str) or not run:
         raise MethodError("method frozen: run must name the run whose weights to take (source is a database)")
     try:
-        # a plain connection (only SELECTs follow): a read-only one cannot open a WAL database
+        # a plain connection (only SELECTs follow): a read-only one may fail to open a WAL database
         # whose -shm file is gone, as after the writer closed it
         connection = sqlite3.connect(database, timeout=60)
         try:
