@@ -41,7 +41,11 @@ AFTER_STEP = "after_step"
 #: The method brings its optimizer: the trainer builds it with :meth:`Method.build_optimizer`
 #: instead of the configured one (``.grad`` then already holds the method's update).
 OWN_OPTIMIZER = "own_optimizer"
-NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER})
+#: The method's estimates need the losses of other, independently drawn batches at the same
+#: parameters (SDMGrad, MoDo): the trainer passes ``independent_losses`` to the context. Without
+#: it those methods fall back to the step's own batch.
+INDEPENDENT_BATCHES = "independent_batches"
+NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES})
 
 
 class MethodError(ValueError):

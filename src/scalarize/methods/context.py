@@ -105,6 +105,9 @@ class StepContext:
         head_inputs: ``[T, *features.shape]``, an expanded view of ``features`` whose row i is
             what head i read, such that task i's loss reaches the shared parameters only through
             that row (see the module docstring); ``None`` when the model is not built that way.
+        independent_losses: draws a new batch, independent of this step's, and returns its
+            ``[T]`` task losses under the current parameters, with their graph (for methods
+            that declare ``INDEPENDENT_BATCHES``: :meth:`independent_jacobians`).
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class StepContext:
         epoch: int = 0,
         gradient_engine: str = "auto",
         head_inputs: Tensor | None = None,
+        independent_losses: Callable[[], Tensor | Sequence[Tensor]] | None = None,
     ) -> None:
         if isinstance(losses, Tensor):
             self.losses = losses
@@ -141,6 +145,29 @@ class StepContext:
             raise ValueError("head_inputs: needs features and a [T, *features.shape] tensor (T task losses)")
         self.head_inputs = head_inputs
         self._head_pass: tuple[Tensor, list[tuple[Tensor | None, ...]]] | None = None
+        self._independent_losses = independent_losses
+
+    # -- other batches -----------------------------------------------------------------------
+    @property
+    def has_independent_batches(self) -> bool:
+        """Whether :meth:`independent_jacobians` can draw batches other than this step's."""
+        return self._independent_losses is not None
+
+    def independent_jacobians(self, count: int) -> list[Tensor]:
+        """``count`` Jacobians ``[T, n]`` on the shared parameters, each from a newly drawn,
+        independent batch at the current parameters (by the context's engine). Without
+        ``independent_losses``, each is this step's own :meth:`shared_jacobian` (callers say
+        what that costs them in bias)."""
+        if self._independent_losses is None:
+            return [self.shared_jacobian() for _ in range(count)]
+        out = []
+        for _ in range(count):
+            other = StepContext(
+                self._independent_losses(), features=None, shared_params=self.shared_params,
+                task_params=[[] for _ in range(self.losses.numel())], gradient_engine=self.gradient_engine,
+            )
+            out.append(other.shared_jacobian().detach())
+        return out
 
     # -- plain backward ----------------------------------------------------------------------
     def backward(self, loss: Tensor) -> None:

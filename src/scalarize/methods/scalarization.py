@@ -9,6 +9,9 @@ Royer et al., "Scalarization for Multi-Task and Multi-Domain Learning at Scale",
 
 Every minimiser of a positively weighted sum is Pareto-optimal; sweeping ``w`` traces the convex
 part of the front.
+
+Hyperparameters: ``weights`` (one non-negative number per task, normalised to sum to one;
+default None: uniform).
 """
 
 from __future__ import annotations
