@@ -75,3 +75,33 @@ def test_inner_steps_with_momentum_by_hand():
     weights = method.solve(torch.tensor(product, dtype=torch.float64))
     torch.testing.assert_close(method.inner_weights, torch.tensor(w, dtype=torch.float64))
     torch.testing.assert_close(weights, (torch.tensor(w, dtype=torch.float64) + lam / 2) / (1 + lam))
+
+
+def test_the_trainer_gives_independent_batches_from_a_stream_of_their_own():
+    """SDMGrad asks for independent batches: the trainer draws them from its own sampler, so the
+    training stream is untouched, and a resumed run replays them exactly."""
+    from scalarize.data import load_benchmark
+    from scalarize.methods import build_method
+    from scalarize.models import build_model
+    from scalarize.train import TrainConfig, Trainer
+
+    bench = load_benchmark("multimnist", train_size=200, test_size=50)
+    config = TrainConfig(steps=3, batch_size=20, device="cpu")
+    seen = []
+
+    def trainer(name):
+        torch.manual_seed(0)
+        model = build_model("mlp", bench.input_shape, bench.tasks, width=0.1)
+        return Trainer(config, bench, model, build_method(name), progress=False)
+
+    with_independent = trainer("sdmgrad")
+    assert with_independent.independent_sampler is not None
+    original = with_independent.independent_sampler.next_batch
+    with_independent.independent_sampler.next_batch = lambda: seen.append(1) or original()
+    before = with_independent.sampler.state_dict()["order"].clone()
+    with_independent.train_step()
+    assert len(seen) == 2  # two independent batches per step
+    plain = trainer("scalarization")
+    assert plain.independent_sampler is None
+    assert torch.equal(plain.sampler.state_dict()["order"], before)
+    assert with_independent.sampler.position == plain.sampler.position + config.batch_size

@@ -12,7 +12,7 @@ on an unbiased estimate of the Gramian from two independent batches z₁, z₂:
 
 with ``J_k`` the ``[T, n]`` Jacobian of batch z_k on the shared parameters. z₁ is the step's
 batch (its heads get their own tasks' gradients, unscaled) and z₂ comes from
-``context.independent_jacobians(1)`` when the trainer provides independent batches (this method
+``context.independent_jacobians(1)`` when the trainer provides independent batches (it does, from a sampler of its own; this method
 declares ``INDEPENDENT_BATCHES``); otherwise z₂ = z₁, ``J₁J₂ᵀ`` is the step's Gramian (biased,
 the single-batch variant) and ``d = J₁ᵀλ``. The official code updates with ``(J₁ + J₂)ᵀλ`` ("handle
 averaging via lr of x"), twice this ``d``; torchjd's example (Eq. 2.9b) and this method use the

@@ -22,7 +22,15 @@ from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
-from scalarize.methods.base import AFTER_STEP, FEATURE_GRADIENTS, OWN_OPTIMIZER, SHARED_GRADIENTS, Method, MethodError
+from scalarize.methods.base import (
+    AFTER_STEP,
+    FEATURE_GRADIENTS,
+    INDEPENDENT_BATCHES,
+    OWN_OPTIMIZER,
+    SHARED_GRADIENTS,
+    Method,
+    MethodError,
+)
 from scalarize.methods.context import StepContext
 from scalarize.models.contract import as_multitask, probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
@@ -140,6 +148,12 @@ class Trainer(Checkpointable):
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
         self.sampler = build_sampler(self.benchmark, config.batch_size, config.seed + 1)
+        #: Batches drawn independently of the training stream, for the methods that ask for them
+        #: (SDMGrad, MoDo): their own sampler, so the training batches are those of any method.
+        self.independent_sampler = (
+            build_sampler(self.benchmark, config.batch_size, config.seed + 2)
+            if INDEPENDENT_BATCHES in method.needs else None
+        )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.eval_every = config.eval_every or self.steps_per_epoch
@@ -212,6 +226,7 @@ class Trainer(Checkpointable):
             "schedule": self.schedule.state_dict(),
             "method": self.method.state_dict(),
             "sampler": self.sampler.state_dict(),
+            "independent_sampler": self.independent_sampler.state_dict() if self.independent_sampler else None,
             "rng": torch.get_rng_state(),
             "step": self.step,
             "record": self.record.state_dict(),
@@ -224,6 +239,8 @@ class Trainer(Checkpointable):
         self.schedule.load_state_dict(state["schedule"])
         self.method.load_state_dict(state["method"])
         self.sampler.load_state_dict(state["sampler"])
+        if self.independent_sampler is not None:
+            self.independent_sampler.load_state_dict(state["independent_sampler"])
         torch.set_rng_state(state["rng"])
         self.step = state["step"]
         self.record.load_state_dict(state["record"])
@@ -242,6 +259,10 @@ class Trainer(Checkpointable):
             _, again = self.model(batch.inputs)
             return objective_losses(self.benchmark, again, batch.targets, batch.counts)
 
+        def independent() -> Tensor:
+            other = self.independent_sampler.next_batch()
+            return objective_losses(self.benchmark, self.model(other.inputs)[1], other.targets, other.counts)
+
         return StepContext(
             losses,
             features=features,
@@ -249,6 +270,7 @@ class Trainer(Checkpointable):
             task_params=self.task_params,
             batch_fractions=batch_fractions(batch.counts, losses) if self.benchmark.setting == "mdl" else None,
             recompute_losses=recompute,
+            independent_losses=independent if self.independent_sampler is not None else None,
             step=self.step,
             epoch=self.step // self.steps_per_epoch,
             gradient_engine=self.config.gradient_engine,
@@ -318,6 +340,8 @@ class Trainer(Checkpointable):
         ``"running"`` or ``"completed"`` at the last step.
         """
         self.sampler.set_weights(self.method.sampling_weights())
+        if self.independent_sampler is not None:
+            self.independent_sampler.set_weights(self.method.sampling_weights())
         segment_end = min(self.step + self.eval_every - self.step % self.eval_every, self.total_steps)
         loss_sum, count = None, 0
         while self.step < segment_end:
