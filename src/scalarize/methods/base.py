@@ -113,6 +113,12 @@ class Method(nn.Module):
         """The per-task weights last applied, ``[T]``, for logging (``None`` if not defined)."""
         return None
 
+    def objective_weights(self) -> Tensor | None:
+        """The weights of the objective the run minimises, ``[T]``: its best evaluation is the one
+        with the lowest validation loss weighted by them (``selection: objective``). ``None``:
+        uniform, for methods that set their own weights along training."""
+        return None
+
 
 class GradientMethod(Method):
     """A method that aggregates per-task gradients on the shared parameters.

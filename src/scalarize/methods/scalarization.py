@@ -65,3 +65,6 @@ class Scalarization(Method):
 
     def current_weights(self) -> Tensor:
         return self.weights
+
+    def objective_weights(self) -> Tensor:
+        return self.weights

@@ -118,11 +118,15 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
     header, rows = comparison_rows(result, sweep_best)
     schedule_text = "; ".join(f"step {s}: ({', '.join(f'{w:.3f}' for w in ws)})" for s, ws in result.schedule)
     config = result.config
+    effective = "(" + ", ".join(f"{w:.3f}" for w in result.effective_weights) + ")" if result.effective_weights else "—"
     lines = [
         f"# PBT {config.name}: {config.pbt.algorithm.upper()} of scalarization weights on {config.benchmark.name}",
         "",
         f"{len(members)} members, sync every {config.pbt.interval} evaluation(s), quantile {config.pbt.quantile}, "
-        f"fitness {config.pbt.fitness}. Best member: {result.best_name}; its schedule: {schedule_text}.",
+        f"fitness {config.pbt.fitness}. Best member: {result.best_name}; its schedule: {schedule_text}. "
+        f"Weighted by the learning rate ({config.schedule.name} schedule), the schedule averages {effective}: "
+        "the weights that mattered, since late weights hardly move a model once a decaying learning rate "
+        "nears 0 (the final weights alone can then be far from any optimum).",
         "",
         markdown_table(header, rows),
         "",
@@ -138,4 +142,5 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
     path = directory / "report.md"
     path.write_text("\n".join(lines))
     write_html(directory / "report.html", lines[0][2:], [lines[2]], header, rows, [schedule, curves, lineage])
-    return path, format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
+    return path, (format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
+                  f"\nlearning-rate-weighted weights: {effective}")

@@ -56,6 +56,38 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint; delete it to retrain that run (the rest is kept)") from None
 
 
+MODEL_FILE = "model.pt"
+
+
+def run_directory(directory: str | Path, name: str) -> Path:
+    """Where a run of an experiment directory keeps its files (checkpoint, reported model)."""
+    return Path(directory) / "runs" / name.replace("/", "_")
+
+
+def save_atomically(state, path: Path) -> None:
+    """``torch.save`` to a temporary file renamed over ``path``: a kill leaves the old file or the
+    new one, never half of one (a leftover temporary file is removed by :func:`remove_leftovers`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_leftovers(directory: str | Path) -> int:
+    """Removes the temporary files a killed process left while writing a checkpoint under
+    ``directory/runs``; returns how many."""
+    runs = Path(directory) / "runs"
+    if not runs.is_dir():
+        return 0
+    leftovers = list(runs.rglob("*.tmp"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
 class Checkpointable:
     """For classes with ``state_dict``/``load_state_dict``, ``checkpoint_path`` (or ``None``)
     and ``device``: save and resume their whole state."""
@@ -64,15 +96,8 @@ class Checkpointable:
     device: torch.device
 
     def save_checkpoint(self) -> None:
-        if self.checkpoint_path is None:
-            return
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, self.checkpoint_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if self.checkpoint_path is not None:
+            save_atomically(self.state_dict(), self.checkpoint_path)
 
     def try_resume(self) -> bool:
         """Loads the checkpoint if there is one; returns whether it did."""

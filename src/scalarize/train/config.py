@@ -100,6 +100,10 @@ class TrainConfig(Strict):
     )
     stl: bool = Field(default=True, description="also train single-task baselines for Δm")
     output: str | None = Field(default=None, description="experiment directory")
+    selection: Literal["objective", "last"] = Field(
+        default="objective",
+        description="the evaluation a run reports: the best of its own objective on val (its weighted val loss), or the last",
+    )
     threads: int | None = Field(
         default=None, ge=1, le=1024,
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
@@ -122,7 +126,7 @@ class TrainConfig(Strict):
 #: Keys added after the first runs were stored (see :meth:`TrainConfig.fingerprint`).
 _ADDED_LATER = (
     ("gradient_engine",), ("model", "target"), ("model", "options"), ("model", "head"),
-    ("benchmark", "target"), ("benchmark", "tasks"),
+    ("benchmark", "target"), ("benchmark", "tasks"), ("selection",),
 )
 
 
