@@ -11,17 +11,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from scalarize.data.registry import BenchmarkError
-from scalarize.methods.base import MethodError
-from scalarize.models.registry import ModelError
-from scalarize.train.config import ConfigError
-
-USER_ERRORS = (ConfigError, BenchmarkError, MethodError, ModelError, FileNotFoundError)
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Raised by commands for bad input that is not a config problem."""
+from scalarize.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+    UsageError,
+    describe,
+    install_signal_handlers,
+)
 
 
 def _say(message: str) -> None:
@@ -29,10 +27,11 @@ def _say(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from scalarize.cli.experiments import run_and_report
     from scalarize.train.config import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides)  # bad input fails before torch is imported
+    from scalarize.cli.experiments import run_and_report
+
     run_and_report(config, progress=not args.quiet, say=_say)
     return 0
 
@@ -189,24 +188,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
-    unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    install_signal_handlers()
     try:
-        return handler(args)
-    except USER_ERRORS + (UsageError,) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
+        unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if extra:
+            args.overrides = [*args.overrides, *extra]
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        from scalarize.store.database import Store, release_directories
+
+        Store.exclusive = True  # one command per experiment directory at a time
+        try:
+            return handler(args)
+        finally:
+            Store.exclusive = False
+            release_directories()
+    except KeyboardInterrupt as interrupt:
+        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+    except Exception as error:
+        message = describe(error)
+        if message is None:
+            raise
         print(f"scalarize: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from scalarize.errors import ScalarizeError
+
 if TYPE_CHECKING:
     from scalarize.methods.context import StepContext
 
@@ -48,7 +50,7 @@ INDEPENDENT_BATCHES = "independent_batches"
 NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES})
 
 
-class MethodError(ValueError):
+class MethodError(ScalarizeError):
     """A method was configured with values it cannot accept (reported to users as one line)."""
 
 
@@ -151,3 +153,12 @@ def check_weights(weights: Sequence[float] | Tensor, num_tasks: int, key: str = 
     if w.sum() <= 0:
         raise MethodError(f"{key}: weights must not all be zero")
     return w.to(torch.get_default_dtype())
+
+
+def normalize_weights(weights: Sequence[float] | Tensor, num_tasks: int, key: str = "weights") -> Tensor:
+    """:func:`check_weights`, then scaled to sum to one, in float64 before the default dtype (so
+    that weights as large as 1e308 do not overflow float32)."""
+    check_weights(weights, num_tasks, key)
+    w = torch.as_tensor(weights, dtype=torch.float64).flatten()
+    w = w / w.max()
+    return (w / w.sum()).to(torch.get_default_dtype())

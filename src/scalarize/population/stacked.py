@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
-from scalarize.methods.base import check_weights
+from scalarize.methods.base import normalize_weights
 from scalarize.population.members import Member
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, run_directory, save_atomically
@@ -133,13 +133,11 @@ class StackedPopulation(Checkpointable):
     @staticmethod
     def _weights(member: Member, num: int) -> Tensor:
         raw = member.weights if member.weights is not None else [1.0] * num
-        w = check_weights(raw, num)
-        return w / w.sum()
+        return normalize_weights(raw, num)
 
     def set_weights(self, index: int, weights: Sequence[float] | Tensor) -> None:
         """Changes member ``index``'s weights (PBT's explore)."""
-        w = check_weights(weights, self.weights.shape[1])
-        self.weights[index] = (w / w.sum()).to(self.weights)
+        self.weights[index] = normalize_weights(weights, self.weights.shape[1]).to(self.weights)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -11,6 +11,7 @@ file, with what to do about it.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -19,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scalarize.errors import ScalarizeError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(ScalarizeError):
     """A checkpoint that cannot be read safely (reported to users as one line)."""
 
 
@@ -66,26 +69,20 @@ def run_directory(directory: str | Path, name: str) -> Path:
 
 def save_atomically(state, path: Path) -> None:
     """``torch.save`` to a temporary file renamed over ``path``: a kill leaves the old file or the
-    new one, never half of one (a leftover temporary file is removed by :func:`remove_leftovers`)."""
+    new one, never half of one (a leftover temporary file of a killed process is removed when the next command takes the
+    experiment directory, see ``scalarize.store.database.hold_directory``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # serialised first: a full disk is then an OSError naming the file
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
         os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def remove_leftovers(directory: str | Path) -> int:
-    """Removes the temporary files a killed process left while writing a checkpoint under
-    ``directory/runs``; returns how many."""
-    runs = Path(directory) / "runs"
-    if not runs.is_dir():
-        return 0
-    leftovers = list(runs.rglob("*.tmp"))
-    for path in leftovers:
-        path.unlink(missing_ok=True)
-    return len(leftovers)
 
 
 class Checkpointable:

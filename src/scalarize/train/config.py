@@ -15,13 +15,15 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from scalarize.errors import ScalarizeError
 
-class ConfigError(ValueError):
+
+class ConfigError(ScalarizeError):
     """A configuration problem, phrased for a person: ``key: what is wrong; what is allowed``."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskOverride(Strict):
@@ -191,10 +193,17 @@ def build_config(data: dict[str, Any], schema: type[C] = TrainConfig) -> C:
         raise ConfigError(_describe(error, schema)) from None
 
 
+#: A config is a few hundred values; these bounds refuse what would take minutes to expand.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config may have at most {MAX_CONFIG_BYTES:,}")
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -205,7 +214,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    if _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded "
+                          "(an alias bomb?); write the config out plainly")
     return data
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """How many values ``node`` holds with shared (aliased) parts counted every time they are
+    used, counting no further than just past ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if id(value) in sizes:
+            return sizes[id(value)]
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(value)] = total
+        return total
+
+    return size(node)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

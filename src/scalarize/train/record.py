@@ -27,7 +27,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from scalarize.errors import ScalarizeError
 from scalarize.store.database import Store
+
+
+class DivergedError(ScalarizeError):
+    """Training produced nothing to report: every run of a search diverged (one line for users)."""
 
 
 @dataclass
