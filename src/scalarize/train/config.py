@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from scalarize.errors import ScalarizeError
 
@@ -24,6 +24,17 @@ class ConfigError(ScalarizeError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """``epochs: true`` is a mistake, not 1: a number field refuses a boolean."""
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            annotation = cls.model_fields[info.field_name].annotation
+            kinds = set(typing.get_args(annotation)) or {annotation}
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class TaskOverride(Strict):
@@ -153,6 +164,8 @@ def _describe(error: ValidationError, root: type[BaseModel] | None = None) -> st
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]
         return f"{key}: unknown key; allowed: {', '.join(_allowed(parent, root or TrainConfig))}"
+    if kind == "value_error":  # our own validators' messages say what they got
+        return f"{key}: {message.removeprefix('Value error, ')}"
     got = first.get("input")
     shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     return f"{key}: {message}{shown}"
