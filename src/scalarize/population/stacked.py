@@ -40,31 +40,10 @@ from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.losses import batch_fractions, objective_losses
 from scalarize.train.measure import step_memory
+from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
 from scalarize.train.setup import build_model_from_config
-from scalarize.train.trainer import build_optimizer, build_schedule, check_targets, resolve_device
-
-
-def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """``optimizer`` rebuilt with torch's fused kernel where torch has one (Adam, AdamW, SGD on
-    CPU or CUDA floating-point parameters), else unchanged.
-
-    Stacked parameters are large tensors: the unfused Adam makes seven passes over each of them
-    per step (lerp, mul, addcmul, sqrt, div, add, addcdiv), the fused one a single pass, which
-    saves ~10% of a step for an MLP population on a 2-core CPU. Same update rule: SGD is bit for
-    bit the same, Adam/AdamW agree to rounding (about 1 ulp per step).
-    """
-    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
-        return optimizer
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    if len(optimizer.param_groups) != 1 or not all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
-    ):
-        return optimizer
-    try:
-        return type(optimizer)(params, **{**optimizer.defaults, "foreach": None, "fused": True})
-    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this dtype/device/setting
-        return optimizer
+from scalarize.train.trainer import build_optimizer, build_schedule, check_targets, fused_optimizer, resolve_device
 
 
 class StackedPopulation(Checkpointable):
@@ -108,6 +87,7 @@ class StackedPopulation(Checkpointable):
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         self.eval_every = self.config.eval_every or self.steps_per_epoch
         self.optimizer = fused_optimizer(build_optimizer(self.config, list(self.params.values())))
+        self.loss_scale = LossScale(self.config.precision == "fp16")
         self.schedule = build_schedule(self.config, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.forward = vmap(self._forward_one)
         self.step = 0
@@ -155,6 +135,7 @@ class StackedPopulation(Checkpointable):
             "diverged_at": dict(self.diverged_at),
             "records": [r.state_dict() for r in self.records],
             "lr_scale": self.lr_scale.clone(),
+            "loss_scale": self.loss_scale.state_dict(),
             "extra": self.extra_state,
         }
 
@@ -175,6 +156,7 @@ class StackedPopulation(Checkpointable):
         for record, saved in zip(self.records, state["records"]):
             record.load_state_dict(saved)
         self.lr_scale = state["lr_scale"].clone()
+        self.loss_scale.load_state_dict(state["loss_scale"])
         self.extra_state = state["extra"]
 
     def copy_member(self, source: int, target: int) -> None:
@@ -230,7 +212,12 @@ class StackedPopulation(Checkpointable):
 
     def _step(self) -> Tensor:
         inputs, targets, counts = self._next_batches()
-        _, outputs = self.forward(self.params, self.buffers, inputs)
+        if self.config.channels_last and self.device.type == "cuda":
+            inputs = to_channels_last(inputs.flatten(0, 1)).unflatten(0, inputs.shape[:2])
+        with autocast(self.config.precision, self.device):
+            _, outputs = self.forward(self.params, self.buffers, inputs)
+        if self.config.precision != "fp32":
+            outputs = {k: v.float() for k, v in outputs.items()}
         losses = objective_losses(self.benchmark, outputs, targets, counts)
         if self.benchmark.setting == "mdl":
             coefficients = batch_fractions(counts, losses)
@@ -244,12 +231,17 @@ class StackedPopulation(Checkpointable):
         alive = self.alive.to(losses.device)
         total = torch.where(alive[:, None], coefficients * losses, torch.zeros_like(losses)).sum()
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if self.loss_scale.enabled:  # fp16: seeded with the loss scale, unscaled at once
+            (total * self.loss_scale.scale).backward()
+            torch._foreach_div_([v.grad for v in self.params.values() if v.grad is not None], self.loss_scale.scale)
+        else:
+            total.backward()
         if not bool(self.alive.all()):
             with torch.no_grad():
                 for value in self.params.values():
                     value.grad[~alive] = 0.0
         skipped = self._non_finite_gradients()
+        self.loss_scale.update(not skipped)
         if skipped:
             saved = self._zero_and_save(skipped)
             self._optimizer_step()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from scalarize.errors import ScalarizeError
 
@@ -113,6 +113,11 @@ class TrainConfig(Strict):
     )
     stl: bool = Field(default=True, description="also train single-task baselines for Δm")
     output: str | None = Field(default=None, description="experiment directory")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32", description="autocast the forward pass (fp16 with a dynamic loss scale); see train/precision.py",
+    )
+    channels_last: bool = Field(default=False, description="image batches and convolutions in channels-last memory format")
+    compile: bool = Field(default=False, description="torch.compile the model's forward pass")
     selection: Literal["objective", "last"] = Field(
         default="objective",
         description="the evaluation a run reports: the best of its own objective on val (its weighted val loss), or the last",
@@ -121,6 +126,13 @@ class TrainConfig(Strict):
         default=None, ge=1, le=1024,
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
+
+    @model_validator(mode="after")
+    def _compiled_models_take_the_loop_engine(self) -> TrainConfig:
+        if self.compile and self.gradient_engine == "batched":
+            raise ValueError("gradient_engine: batched cannot differentiate through a compiled model (it vmaps the "
+                             "compiled backward); use loop or auto (auto takes loop under compile: true)")
+        return self
 
     def experiment_dir(self) -> Path:
         return Path(self.output if self.output else Path("experiments") / self.name)
@@ -139,7 +151,8 @@ class TrainConfig(Strict):
 #: Keys added after the first runs were stored (see :meth:`TrainConfig.fingerprint`).
 _ADDED_LATER = (
     ("gradient_engine",), ("model", "target"), ("model", "options"), ("model", "head"),
-    ("benchmark", "target"), ("benchmark", "tasks"), ("selection",),
+    ("benchmark", "target"), ("benchmark", "tasks"), ("selection",), ("precision",), ("channels_last",),
+    ("compile",),
 )
 
 
@@ -164,8 +177,9 @@ def _describe(error: ValidationError, root: type[BaseModel] | None = None) -> st
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]
         return f"{key}: unknown key; allowed: {', '.join(_allowed(parent, root or TrainConfig))}"
-    if kind == "value_error":  # our own validators' messages say what they got
-        return f"{key}: {message.removeprefix('Value error, ')}"
+    if kind == "value_error":  # our own validators' messages say what they got (and the key)
+        message = message.removeprefix("Value error, ")
+        return message if key == "config" else f"{key}: {message}"
     got = first.get("input")
     shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     return f"{key}: {message}{shown}"
