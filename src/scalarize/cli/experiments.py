@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scalarize.report.describe import method_text, settings_text
 from scalarize.report.experiment import format_table, results_rows, write_report
 from scalarize.store.database import Store
 from scalarize.train.config import TrainConfig
@@ -22,15 +23,17 @@ def run_and_report(
     runs = [config.name, *stl_runs.values()]
     with Store(result.directory) as store:
         header, rows = results_rows(store, runs, result.primary, stl_runs)
+        method = method_text(config, [o.split("/")[0] for o, _ in result.primary])
         report = write_report(
             store,
-            f"{config.name}: {config.method.name} on {config.benchmark.name}",
+            f"{config.name}: {method} on {config.benchmark.name}",
             runs,
             result.primary,
             stl_runs,
             notes=[
-                f"Model {config.model.family} (width {config.model.width}, depth {config.model.depth}), "
-                f"{config.optimizer.name} lr {config.optimizer.lr}, batch {config.batch_size}, seed {config.seed}.",
+                f"Run {config.name}: {method}. Settings: {settings_text(config)}",
+                *([f"Single-task baselines ({', '.join(stl_runs.values())}): the same settings, one objective "
+                   "each."] if stl_runs else []),
                 *skipped_steps_notes([result.main, *result.stl.values()]),
             ],
         )

@@ -35,7 +35,8 @@ from scalarize.population.pbt import PBTSearch
 from scalarize.search.fitness import build_fitness
 from scalarize.search.pbt import PBTPolicy
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, load_config
+from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.run import RunSpec
 from scalarize.train.setup import prepare
@@ -46,7 +47,7 @@ RESULT_FILE = "pbt_result.json"
 
 class PBTSpec(Strict):
     algorithm: Literal["pbt", "pb2"] = "pbt"
-    population: int = Field(default=8, ge=1, le=4096)
+    population: int = Field(default=8, ge=2, le=4096, description="members (at least 2: one to copy, one that copies)")
     interval: int = Field(default=1, ge=1, description="evaluations between syncs")
     quantile: float = Field(default=0.25, gt=0, le=0.5)
     factors: list[float] = Field(default_factory=lambda: [0.8, 1.2], min_length=1)
@@ -77,8 +78,10 @@ class PBTConfig(TrainConfig):
             raise ConfigError(f"pbt: {error}") from None
 
 
-def load_pbt_config(path, overrides: list[str] | None = None) -> PBTConfig:
-    return load_config(path, overrides, PBTConfig)
+def load_pbt_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> PBTConfig:
+    """The config from ``path`` (which must have a ``pbt:`` section, or an override that sets
+    one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
+    return load_experiment_config(path, overrides, PBTConfig, section="pbt", log=log)
 
 
 def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
@@ -122,11 +125,13 @@ class PBTResult:
         return self.members[self.best].name
 
 
-def save_result(directory, search: str, best: str, schedule, val: dict, test: dict) -> None:
-    """What replay and later reads need: the best member and its schedule (atomic write)."""
+def save_result(directory, search: str, best: str, schedule, val: dict, test: dict, **about) -> None:
+    """What replay and later reads need: the best member and its schedule (atomic write);
+    ``about``: what the report says of the search (population, fitness)."""
     path = directory / RESULT_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"search": search, "best": best, "schedule": schedule, "val": val, "test": test}, indent=1))
+    tmp.write_text(json.dumps({"search": search, "best": best, "schedule": schedule, "val": val, "test": test,
+                               **about}, indent=1))
     tmp.replace(path)
 
 
@@ -158,7 +163,8 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
     directory = config.experiment_dir()
     if outcome.model_state is not None:
         torch.save(outcome.model_state, directory / "best_model.pt")
-    save_result(directory, config.name, members[outcome.best].name, outcome.schedule, outcome.val, outcome.test)
+    save_result(directory, config.name, members[outcome.best].name, outcome.schedule, outcome.val, outcome.test,
+                population=len(members), fitness=config.pbt.fitness)
     result = PBTResult(config, members, outcome.best, outcome.fitness, outcome.val, outcome.test, outcome.schedule,
                        outcome.lineage, primary_metrics(benchmark))
     if config.pbt.compare_uniform:

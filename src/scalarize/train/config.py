@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from scalarize.store.tracking import TrackingConfig
+
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for a person: ``key: what is wrong; what is allowed``."""
@@ -104,6 +106,7 @@ class TrainConfig(Strict):
         default=None, ge=1, le=1024,
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow copies")
 
     def experiment_dir(self) -> Path:
         return Path(self.output if self.output else Path("experiments") / self.name)
@@ -112,7 +115,7 @@ class TrainConfig(Strict):
         """Hash of everything that changes the numbers (not the output directory, the name or
         the thread count). Keys added after runs were made are left out while they hold their
         default, so those runs keep their fingerprint."""
-        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads"}
+        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "tracking"}
         data = self.model_dump(include=own)
         for path in _ADDED_LATER:
             _drop_default(data, self, path)
