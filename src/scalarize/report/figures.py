@@ -58,6 +58,18 @@ def plain_log_axis(axis, which: str, ticks: Sequence[float]) -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def one_two_five(values: Sequence[float]) -> list[float]:
+    """The 1-2-5 sequence (…, 0.5, 1, 2, 5, 10, …) covering the positive ``values``: plain
+    ticks for a log axis."""
+    positive = [v for v in values if v is not None and np.isfinite(v) and v > 0]
+    if not positive:
+        return [1.0]
+    low, high = np.floor(np.log10(min(positive))), np.ceil(np.log10(max(positive)))
+    ticks = [m * 10.0 ** e for e in range(int(low), int(high) + 1) for m in (1, 2, 5)]
+    inside = [t for t in ticks if min(positive) / 1.5 <= t <= max(positive) * 1.5]
+    return inside or [min(positive)]
+
+
 def log_scale_if_wide(axis, which: str, values: Sequence[float]) -> None:
     """Log scale when the positive ``values`` span at least a decade, else linear (a log axis
     over a narrow range only shows crowded minor labels)."""
