@@ -186,7 +186,10 @@ def describe_methods(name: str | None = None) -> str:
         if name not in _METHODS:
             raise ConfigError(f"methods: unknown method {name!r}; allowed: {', '.join(available_methods())}")
         row = next(r for r in method_rows() if r[0] == name)
-        return f"{name}({row[1]})\n\n{inspect.cleandoc(_METHODS[name].__doc__ or '')}"
+        cls = _METHODS[name]
+        module = inspect.getmodule(cls)
+        about = inspect.cleandoc(module.__doc__ or "") if module is not None else ""
+        return f"{name}({row[1]})\n\n{inspect.cleandoc(cls.__doc__ or '')}\n\n{about}".rstrip()
     rows = [(n, o, textwrap.shorten(s, 80, placeholder="...")) for n, o, s in method_rows()]
     from scalarize.report.experiment import format_table
 

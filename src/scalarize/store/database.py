@@ -179,7 +179,7 @@ class Store:
             self._connection.executemany(
                 "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?)", [(run, *w) for w in weights]
             )
-        self.tracking.evaluation(run, step, metrics, weights)
+        self.tracking.evaluation(run, evaluation, step, metrics, weights)
 
     def record_final(self, run: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
         rows = [(run, s, n, float(v)) for s, values in metrics.items() for n, v in values.items()]

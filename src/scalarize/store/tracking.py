@@ -23,8 +23,9 @@ same way. What is written:
   naming the run, its kind and directory, and the run's status (``FINISHED`` or ``FAILED``).
 
 A run resumed after a kill continues the same MLflow run (its id is kept in the store's
-settings) and purges, in TensorBoard, what the killed process logged after the checkpoint it
-resumes from. A tracker that fails (a server down) is switched off for that run with one warning;
+settings); in TensorBoard, what the killed process logged after the checkpoint it resumes from
+(after the step of the run's previous evaluation) is purged, while MLflow, which cannot delete a
+point, keeps it beside the same values logged again. A tracker that fails (a server down) is switched off for that run with one warning;
 training and the store go on.
 """
 
@@ -236,9 +237,21 @@ class Tracking:
         return list(self._writers[run])
 
     # -- what the store hands over -------------------------------------------------------------
-    def evaluation(self, run: str, step: int, metrics, weights: list[tuple[int, str, float]]) -> None:
-        first = min([step, *(int(at) for at, _, _ in weights)])
-        self._each(run, first, "evaluation", step, metrics, weights)
+    def evaluation(self, run: str, evaluation: int, step: int, metrics, weights: list[tuple[int, str, float]]) -> None:
+        self._each(run, self._resumed_at(run, evaluation), "evaluation", step, metrics, weights)
+
+    def _resumed_at(self, run: str, evaluation: int) -> int | None:
+        """The first step this process logs for ``run``, when it opens its writers at
+        ``evaluation``: one past the previous evaluation's step (the checkpoint it resumed from;
+        what an earlier process logged after it is purged), 0 for the first."""
+        if run in self._writers:
+            return None
+        if evaluation == 0:
+            return 0
+        row = self.store._connection.execute(
+            "SELECT step FROM metrics WHERE run = ? AND evaluation = ? LIMIT 1", (run, evaluation - 1)
+        ).fetchone()
+        return None if row is None else row["step"] + 1
 
     def final(self, run: str, metrics) -> None:
         row = self.store.run(run) if self._of(run, None) else None
