@@ -83,12 +83,14 @@ OFFSETS = ((5, 4), (5, -12), (-5, 4), (-5, -12))
 
 
 def place_labels(fig, axis, xy: np.ndarray, texts: Sequence[str], order: Sequence[int] | None = None,
-                 fontsize: float = LABEL_SIZE) -> list:
+                 fontsize: float = LABEL_SIZE, redraw: bool = True) -> list:
     """Labels points ``xy`` of ``axis`` with ``texts``, in ``order`` (most important first),
     each at the first offset where it overlaps neither a label already placed nor a marker; a
     label that fits nowhere is left out. Call after everything else is drawn (the layout is
-    fixed first). Returns the placed annotations."""
-    fig.canvas.draw()
+    fixed first; ``redraw=False`` when nothing but labels changed since the last call). Returns
+    the placed annotations."""
+    if redraw:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     pixel = axis.transData.transform(xy) if len(xy) else np.zeros((0, 2))
     inside = axis.get_window_extent(renderer)

@@ -201,8 +201,8 @@ def _plot_two(result, settings: list[Setting], split: str):
     front = _front(means, maximize)
     order = sorted(np.flatnonzero(valid), key=lambda i: (i not in front, i))
     texts = [f"{s.weights[0]:.2f}" for s in settings]
-    for axis in axes[0]:
-        place_labels(fig, axis, means, texts, order)
+    for number, axis in enumerate(axes[0]):
+        place_labels(fig, axis, means, texts, order, redraw=number == 0)  # labels stay out of the layout
     return fig
 
 
