@@ -101,6 +101,55 @@ def type_text(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
 
 
+#: What a key means, for the keys whose field carries no description (by class and key).
+MEANINGS = {
+    "TrainConfig": {
+        "name": "the run's name (the sweep's, search's... prefix of its runs)", "benchmark": "the data and its tasks",
+        "model": "the shared trunk and the heads", "method": "how the task losses become an update",
+        "optimizer": "the optimizer", "schedule": "the learning-rate schedule", "epochs": "passes over the training set",
+        "batch_size": "examples per step", "seed": "seed of the model, the batches and the method",
+        "device": "auto: cuda when available, else cpu",
+    },
+    "BenchmarkConfig": {"name": "a bundled or registered benchmark (scalarize benchmarks)",
+                        "options": "the benchmark's options (scalarize benchmarks --options NAME)"},
+    "ModelConfig": {"family": "mlp, resnet, linear, resnet_bottleneck, vit, or a registered model",
+                    "width": "multiplies the trunk's channels or units", "depth": "layers or blocks of the trunk",
+                    "head": "each task's head"},
+    "MethodConfig": {"name": "scalarization or an MTO method (scalarize methods)",
+                     "weights": "one per objective, normalised to sum to one (null: uniform)",
+                     "options": "the method's options (scalarize methods NAME)"},
+    "OptimizerConfig": {"name": "the optimizer", "lr": "learning rate", "weight_decay": "L2 penalty",
+                        "momentum": "SGD's momentum"},
+    "ScheduleConfig": {"name": "constant, cosine (to 0 at the last step) or step", "gamma": "decay factor (step)"},
+    "HeadConfig": {"name": "linear, or an MLP", "hidden": "units of an MLP head", "layers": "hidden layers of an MLP head"},
+    "TaskOverride": {"options": "the kind's options", "primary_metric": "the metric that selects and reports",
+                     "higher_is_better": "the primary metric's direction"},
+    "SweepSpec": {
+        "design": "lattice (step), sobol or dirichlet (points), list (weights)", "step": "lattice spacing",
+        "points": "points of a sobol or dirichlet design", "design_seed": "seed of a random design",
+        "weights": "the weight vectors of a list design", "seeds": "training seeds, crossed with the weights",
+        "factors": "other config keys and their values, crossed as a grid",
+        "engine": "auto (measured), vectorized (stacked) or loop", "chunk_size": "members stacked at once at most",
+        "backend": "local or ray", "address": "Ray cluster address",
+    },
+    "CompareSpec": {"methods": "the methods (uniform scalarization is always added)", "seeds": "training seeds",
+                    "lr_grid": "learning rates every method tries alike (best mean validation score kept)"},
+    "CompareMethod": {"name": "a method (scalarize methods)", "options": "its options", "weights": "its weights"},
+    "PBTSpec": {
+        "algorithm": "pbt, or pb2 (GP bandit explore)", "quantile": "fraction copied / copying at each sync",
+        "factors": "weight perturbation factors", "resample_probability": "chance of fresh Dirichlet weights",
+        "explore_lr": "perturb the learning rate too", "lr_bounds": "learning-rate range when explored",
+        "dirichlet_alpha": "concentration of the weight prior", "initial": "initial weights: dirichlet or uniform",
+        "fitness": "mean_primary, weighted, delta_m or constrained", "seed": "seed of the search's decisions",
+        "backend": "local or ray", "address": "Ray cluster address",
+        "compare_uniform": "also train uniform scalarization on the same budget",
+    },
+    "StudySpec": {"depths": "model depths", "widths": "model widths", "groups": "groups of objectives (null: every pair)",
+                  "sweep": "the weight sweep of each cell", "seeds": "training seeds",
+                  "conflict_batches": "batches for the gradient-conflict probe"},
+}
+
+
 def _bounds(field: FieldInfo) -> str:
     symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "at least", "max_length": "at most"}
     parts = []
@@ -130,7 +179,7 @@ def describe_section(path: str) -> str:
         kind = type_text(field.annotation)
         bounds = _bounds(field)
         nested = _nested(field.annotation)
-        about = field.description or ""
+        about = field.description or MEANINGS.get(model.__name__, {}).get(name, "")
         if nested is not None:
             about = (about + "; " if about else "") + f"see `scalarize config {prefix}{name}`"
         rows.append((f"{prefix}{name}", kind + (f" ({bounds})" if bounds else ""), _default_text(field), about))

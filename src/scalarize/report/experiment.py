@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from scalarize.pareto.delta_m import delta_m  # noqa: E402
 from scalarize.report.describe import method_text, run_label  # noqa: E402
-from scalarize.report.figures import save_figure  # noqa: E402
+from scalarize.report.figures import LEGEND_SIZE, log_scale_if_wide, save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 
@@ -97,7 +97,7 @@ def plot_curves(store: Store, runs: Sequence[str], primary: Sequence[tuple[str, 
         axis.set_title(f"{metric} (val, {'higher' if higher else 'lower'} is better)", fontsize=9)
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=LEGEND_SIZE)
     for axis in list(axes.flat)[len(primary) :]:
         axis.set_visible(False)
     save_figure(fig, path)
@@ -115,9 +115,9 @@ def plot_train_loss(store: Store, runs: Sequence[str], objectives: Sequence[str]
                 axis.plot(*zip(*points), label=f"{labels[run]}: {objective} loss")
     axis.set_xlabel("step")
     axis.set_ylabel("training loss (mean over the interval)")
-    axis.set_yscale("log")
+    log_scale_if_wide(axis, "y", [y for line in axis.get_lines() for y in line.get_ydata()])
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=LEGEND_SIZE)
     save_figure(fig, path)
     return path
 

@@ -32,7 +32,7 @@ def plot_schedule(schedule, objectives, total_steps: int, path: Path) -> Path:
     axis.set_xlabel("step")
     axis.set_ylabel("weight")
     axis.set_title("weight schedule of the best member")
-    axis.legend(fontsize=7, loc="upper right")
+    axis.legend(fontsize=LEGEND_SIZE, loc="upper right")
     save_figure(fig, path)
     return path
 
@@ -59,7 +59,7 @@ def plot_fitness(curves, best: str, path: Path) -> Path:
     axis.set_ylabel("validation fitness")
     axis.set_title("population fitness (best member bold)")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=LEGEND_SIZE)
     save_figure(fig, path)
     return path
 

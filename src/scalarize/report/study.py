@@ -26,7 +26,7 @@ from matplotlib.colors import CenteredNorm, Normalize  # noqa: E402
 from scalarize.pareto import delta_m  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.describe import settings_text  # noqa: E402
-from scalarize.report.figures import one_two_five, plain_log_axis, save_figure, styles  # noqa: E402
+from scalarize.report.figures import LEGEND_SIZE, one_two_five, plain_log_axis, save_figure, styles  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.search.fitness import mean_primary  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
@@ -161,9 +161,9 @@ def plot_conflict(rows, directory: Path) -> tuple[Path, dict]:
         stats[key], stats[f"{key}_uniform"] = r, r_uniform
         axis.set_xlabel(f"{label} (mean along training)")
         axis.set_ylabel("Δm % vs single-task (test)")
-        axis.set_title(f"Pearson r = {r:.2f} (all members), {r_uniform:.2f} (uniform weights)", fontsize=8)
+        axis.set_title(f"Pearson r = {r:.2f} (all members), {r_uniform:.2f} (uniform weights)", fontsize=9)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=LEGEND_SIZE)
     path = directory / "conflict.png"
     save_figure(fig, path)
     return path, stats
