@@ -164,3 +164,13 @@ def test_replay_of_a_directory_without_pbt_is_a_one_line_error(tmp_path, capsys)
     Store(tmp_path).close()
     assert main(["pbt", "replay", str(tmp_path)]) == 2
     assert "pbt_result.json: missing" in capsys.readouterr().err
+
+
+def test_the_lr_weighted_weights_discount_late_weights():
+    from scalarize.experiments.pbt import lr_weighted_weights
+
+    schedule = [(0, [0.3, 0.7]), (8, [0.9, 0.1])]
+    assert lr_weighted_weights(schedule, lambda t: 1.0, 10) == pytest.approx([0.3 * 0.8 + 0.9 * 0.2, 0.7 * 0.8 + 0.1 * 0.2])
+    decaying = lambda t: 1.0 if t < 8 else 0.0  # noqa: E731 - the learning rate is 0 once the weights change
+    assert lr_weighted_weights(schedule, decaying, 10) == pytest.approx([0.3, 0.7])
+    assert lr_weighted_weights([(0, [0.5, 0.5])], lambda t: 0.0, 4) == [0.5, 0.5]

@@ -25,26 +25,38 @@ def trained(tmp_path_factory):
     return directory
 
 
-def test_load_gives_the_trained_model_with_its_config(trained):
+def test_load_gives_the_reported_model_with_its_config(trained):
     run = scalarize.load(trained)
     assert run.name == "w73" and run.config.method.weights == [0.7, 0.3]
-    assert run.source == trained / "runs" / "w73" / "checkpoint.pt" and run.step == 6
+    assert run.source == trained / "runs" / "w73" / "model.pt" and run.reported
     assert not run.model.training
     with Store(trained) as store:
-        last = {name: points[-1][1] for name, points in store.history("w73", "test").items()}
         assert run.metrics == store.final("w73")
-    # the checkpoint holds the model at the end of training: its test metrics are the last evaluation's
+        steps = [step for step, _ in store.history("w73", "val")["task0/mse"]]
+    assert run.step in steps
+    # the model of the reported evaluation: its test metrics are the ones the store reports
     again = evaluate(run.model, run.benchmark, "test")
-    assert again == pytest.approx(last, rel=1e-6)
+    assert again == pytest.approx(run.metrics["test"], rel=1e-6)
     inputs = run.benchmark.split("test").inputs[:5]
     outputs = run.predict(inputs)
     assert set(outputs) == {"task0", "task1"} and outputs["task0"].shape[0] == 5
 
 
+def test_a_sweep_member_trained_stacked_loads_too(tmp_path, one_thread):
+    from scalarize.experiments.sweep import SweepConfig, run_sweep
+
+    config = SweepConfig(name="s", benchmark=BENCH, model={"width": 0.125, "depth": 1}, epochs=1, batch_size=40,
+                         stl=False, device="cpu", output=str(tmp_path), sweep={"step": 0.5, "engine": "vectorized"})
+    run_sweep(config, progress=False)
+    run = scalarize.load(tmp_path, "s-002")
+    assert run.config.method.weights == [1.0, 0.0] and run.reported
+    assert evaluate(run.model, run.benchmark, "test") == pytest.approx(run.metrics["test"], rel=1e-5)
+
+
 def test_load_by_run_name_run_folder_or_checkpoint(trained):
     assert scalarize.load(trained, "stl-task1").config.benchmark.objectives == ["task1"]
     assert scalarize.load(trained / "runs" / "stl-task0").name == "stl-task0"
-    assert scalarize.load(trained / "runs" / "w73" / "checkpoint.pt").name == "w73"
+    assert scalarize.load(trained / "runs" / "w73" / "model.pt").name == "w73"
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@
     outputs = run.predict(images)                            # {task: output}, no gradients
     run.config.method.weights, run.metrics["test"]           # what it was, what it scored
 
-The run's config comes from the store (table ``runs``), the weights from its checkpoint
-(``runs/<name>/checkpoint.pt``, read without running code) or, for PBT, from ``best_model.pt``.
-A checkpoint holds the model at the **end** of training (``run.step``); the store's final
-metrics are those of the evaluation with the best validation score (``run.best_step``).
-Members of a sweep trained as a stacked population keep no model of their own: train the one you
-want alone (``scalarize train`` with its config) to get it.
+The run's config comes from the store (table ``runs``); the weights are those of the evaluation
+the run reports (``runs/<name>/model.pt``, saved by every engine, stacked sweep members and PBT
+members included), so ``run.metrics`` (the store's final metrics) are the loaded model's. A run
+without one (trained before it was saved) falls back to its checkpoint (``checkpoint.pt``: the
+model at the end of training) or, for PBT's best member, ``best_model.pt``; ``run.reported`` says
+which. Everything is read without running code.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch import nn
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.store.database import DATABASE_NAME, Store
-from scalarize.train.checkpoint import load_checkpoint
+from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint
 from scalarize.train.config import TrainConfig
 from scalarize.train.run import checkpoint_path
 from scalarize.train.setup import benchmark_from_config, build_model_from_config
@@ -49,14 +49,15 @@ class TrainedRun:
     config: TrainConfig
     model: nn.Module
     benchmark: Benchmark
-    #: the step of the weights loaded (the end of training, or PBT's last sync)
-    step: int
+    #: the step of the weights loaded (``None`` when the store does not say)
+    step: int | None
     #: the checkpoint the weights come from
     source: Path
     #: ``{"val": {...}, "test": {...}}`` at the best validation evaluation (from the store)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: the step of that evaluation (``None`` when the store does not say)
-    best_step: int | None = None
+    #: whether the weights are those of the reported evaluation (``model.pt``), whose metrics
+    #: are :attr:`metrics`; ``False``: the checkpoint's, at the end of training
+    reported: bool = True
 
     @property
     def device(self) -> torch.device:
@@ -75,8 +76,8 @@ def _locate(path: Path, run: str | None) -> tuple[Path, str | None]:
     if path.is_file():
         if path.name == PBT_MODEL:
             return path.parent, run
-        return path.parents[2], path.parent.name  # <dir>/runs/<name>/checkpoint.pt
-    if path.parent.name == "runs" and (path / "checkpoint.pt").is_file():
+        return path.parents[2], path.parent.name  # <dir>/runs/<name>/model.pt or checkpoint.pt
+    if path.parent.name == "runs" and path.is_dir():
         return path.parent.parent, path.name
     return path, run
 
@@ -90,32 +91,37 @@ def _default_run(store: Store, directory: Path) -> str:
     raise LoadError(f"{directory}: name the run to load; runs with a model: {', '.join(_loadable(store, directory))}")
 
 
+def _has_model(directory: Path, name: str) -> bool:
+    folder = checkpoint_path(directory, name).parent
+    return (folder / MODEL_FILE).is_file() or (folder / "checkpoint.pt").is_file()
+
+
 def _loadable(store: Store, directory: Path) -> list[str]:
-    return [row["name"] for row in store.runs() if checkpoint_path(directory, row["name"]).is_file()] or ["none"]
+    return [row["name"] for row in store.runs() if _has_model(directory, row["name"])] or ["none"]
 
 
-def _weights(store: Store, directory: Path, name: str) -> tuple[dict, int, Path]:
-    """The model's state dict, its step and its file."""
-    own = checkpoint_path(directory, name)
-    if own.is_file():
-        state = load_checkpoint(own)
-        return state["model"], int(state["step"]), own
+def _weights(store: Store, directory: Path, name: str) -> tuple[dict, Path, bool]:
+    """The model's state dict, its file, and whether it is the reported evaluation's."""
+    checkpoint = checkpoint_path(directory, name)
+    reported = checkpoint.parent / MODEL_FILE
+    if reported.is_file():
+        return load_checkpoint(reported), reported, True
+    if checkpoint.is_file():
+        return load_checkpoint(checkpoint)["model"], checkpoint, False
     pbt = directory / PBT_MODEL
     if pbt.is_file() and (directory / PBT_RESULT).is_file():
         if json.loads((directory / PBT_RESULT).read_text()).get("best") == name:
-            return load_checkpoint(pbt), int(store.run(name)["step"]), pbt
-    row = store.run(name)
-    if row["kind"] == "member":
-        raise LoadError(f"run {name}: trained in a stacked population, which keeps no model per member; train it "
-                        f"alone (scalarize train with its config) to keep one")
-    raise LoadError(f"run {name}: no checkpoint at {own}; runs with a model: {', '.join(_loadable(store, directory))}")
+            return load_checkpoint(pbt), pbt, True
+    raise LoadError(f"run {name}: no model under {checkpoint.parent}; runs with a model: "
+                    f"{', '.join(_loadable(store, directory))}")
 
 
 def load(path: str | Path, run: str | None = None, *, device: str | torch.device = "cpu") -> TrainedRun:
     """The trained model of ``run`` in the experiment directory ``path`` (default run: the
-    directory's main run, or PBT's best member), with its config, benchmark and final metrics.
+    directory's main run, or PBT's best member), with its config, benchmark and the metrics the
+    store reports for it.
 
-    ``path`` may also be a run's folder (``<dir>/runs/<name>``) or its checkpoint file. The model
+    ``path`` may also be a run's folder (``<dir>/runs/<name>``) or a file in it. The model
     is built from the stored config (the benchmark is loaded for its input shape and tasks),
     given the checkpoint's weights, moved to ``device`` and put in eval mode. Raises
     :class:`LoadError` (one line) for a directory without a store, an unknown run or a run
@@ -129,19 +135,21 @@ def load(path: str | Path, run: str | None = None, *, device: str | torch.device
         row = store.run(name)
         if row is None:
             raise LoadError(f"{directory}: no run {name!r}; runs with a model: {', '.join(_loadable(store, directory))}")
-        state, step, source = _weights(store, directory, name)
+        state, source, reported = _weights(store, directory, name)
         metrics = store.final(name)
         history = store.history(name, "val")
+        last = int(row["step"])
     config = TrainConfig.model_validate(json.loads(row["config"]))
     benchmark = benchmark_from_config(config.benchmark)
     model = build_model_from_config(config, benchmark)
     model.load_state_dict(state)
     model.to(device).eval()
-    return TrainedRun(name, config, model, benchmark, step, source, metrics, _best_step(history, metrics))
+    step = _reported_step(history, metrics) if reported else last
+    return TrainedRun(name, config, model, benchmark, step, source, metrics, reported)
 
 
-def _best_step(history: dict, metrics: dict) -> int | None:
-    """The step whose validation metrics are the final ones (the best evaluation)."""
+def _reported_step(history: dict, metrics: dict) -> int | None:
+    """The step whose validation metrics are the final ones (the reported evaluation)."""
     val = metrics.get("val", {})
     if not val or not history:
         return None

@@ -11,17 +11,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from scalarize.data.registry import BenchmarkError
-from scalarize.methods.base import MethodError
-from scalarize.models.registry import ModelError
-from scalarize.train.config import ConfigError
-
-USER_ERRORS = (ConfigError, BenchmarkError, MethodError, ModelError, FileNotFoundError)
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Raised by commands for bad input that is not a config problem."""
+from scalarize.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+    UsageError,
+    describe,
+    install_signal_handlers,
+)
 
 
 def _say(message: str) -> None:
@@ -29,10 +27,12 @@ def _say(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from scalarize.cli.experiments import run_and_report
-    from scalarize.experiments.train import load_train_config
+    from scalarize.experiments.loading import load_experiment_config
+    from scalarize.train.config import TrainConfig
 
-    config = load_train_config(args.config, _overrides(args), log=_say)
+    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=_say)  # before torch loads
+    from scalarize.cli.experiments import run_and_report
+
     run_and_report(config, progress=not args.quiet, say=_say)
     return 0
 
@@ -153,12 +153,37 @@ def _version() -> str:
         return f"scalarize {__version__}"
 
 
+class _HelpParser(argparse.ArgumentParser):
+    """A parser whose epilog is written when help is asked for (the method names come from the
+    registry, which imports torch: bad input is answered before torch loads)."""
+
+    epilog_of: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = self.epilog_of()
+        return super().format_help()
+
+
+class _Version(argparse.Action):
+    """``--version``: computed when asked for (it names torch's version)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show the versions of scalarize, torch and Python, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(_version())
+        parser.exit()
+
+
 def _experiment_parser(commands, name: str, help: str, config_help: str, example: str, **kwargs):
     """A command that takes a config and key=value overrides, with --device and -q."""
     from scalarize.cli.reference import epilog
 
-    parser = commands.add_parser(name, help=help, description=help, epilog=epilog(name),
+    parser = commands.add_parser(name, help=help, description=help,
                                  formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    parser.epilog_of = lambda: epilog(name)
     parser.add_argument("config" if name != "pbt" else "target", help=config_help)
     parser.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {example}")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
@@ -182,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scalarize",
         description="Train one model on several tasks or domains by scalarization; search and compare weights.",
     )
-    parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_HelpParser)
 
     train = _experiment_parser(commands, "train", "train a config (and its single-task baselines)",
                                "YAML config file (see configs/)", "optimizer.lr=3e-4 method.name=pcgrad")
@@ -244,24 +269,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
-    unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    install_signal_handlers()
     try:
-        return handler(args)
-    except USER_ERRORS + (UsageError,) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
+        unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if extra:
+            args.overrides = [*args.overrides, *extra]
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        from scalarize.store.database import Store, release_directories
+
+        Store.exclusive = True  # one command per experiment directory at a time
+        try:
+            return handler(args)
+        finally:
+            Store.exclusive = False
+            release_directories()
+    except KeyboardInterrupt as interrupt:
+        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+    except Exception as error:
+        message = describe(error)
+        if message is None:
+            raise
         print(f"scalarize: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

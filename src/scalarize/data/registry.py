@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from scalarize.data.benchmark import Benchmark
+from scalarize.errors import ScalarizeError
 from scalarize.data.bundled.digits import digits
 from scalarize.data.bundled.multimnist import multimnist
 from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
 from scalarize.data.loaders import celeba, cifar_stl, domainnet
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ScalarizeError):
     """An unknown benchmark or a bad option (reported to users as one line)."""
 
 

@@ -32,10 +32,10 @@ from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
-from scalarize.methods.base import check_weights
+from scalarize.methods.base import normalize_weights
 from scalarize.population.members import Member
 from scalarize.store.database import Store
-from scalarize.train.checkpoint import Checkpointable
+from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, run_directory, save_atomically
 from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.losses import batch_fractions, objective_losses
@@ -116,7 +116,7 @@ class StackedPopulation(Checkpointable):
         self.diverged_at: dict[int, int] = {}
         #: Each member's record: history, best evaluation, skipped steps, costs, store rows.
         primary = primary_metrics(self.benchmark)
-        self.records = [RunRecord(m.name, objectives, primary, store) for m in self.members]
+        self.records = [RunRecord(m.name, objectives, primary, store, m.config.selection) for m in self.members]
         #: Per-member learning-rate multipliers (PBT may explore the lr): the optimizer's step
         #: is rescaled per member, exact for SGD, Adam and AdamW whose step is proportional to lr.
         self.lr_scale = torch.ones(self.size)
@@ -133,13 +133,11 @@ class StackedPopulation(Checkpointable):
     @staticmethod
     def _weights(member: Member, num: int) -> Tensor:
         raw = member.weights if member.weights is not None else [1.0] * num
-        w = check_weights(raw, num)
-        return w / w.sum()
+        return normalize_weights(raw, num)
 
     def set_weights(self, index: int, weights: Sequence[float] | Tensor) -> None:
         """Changes member ``index``'s weights (PBT's explore)."""
-        w = check_weights(weights, self.weights.shape[1])
-        self.weights[index] = (w / w.sum()).to(self.weights)
+        self.weights[index] = normalize_weights(weights, self.weights.shape[1]).to(self.weights)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -320,8 +318,15 @@ class StackedPopulation(Checkpointable):
                 continue
             val = self.evaluate_member(index, "val")
             test = self.evaluate_member(index, "test")
-            record.evaluated(self.step, mean_losses[index].tolist(), val, test)
+            if record.evaluated(self.step, mean_losses[index].tolist(), val, test, self.weights[index]):
+                self._save_member_model(index)
         self.evaluation += 1
+
+    def _save_member_model(self, index: int) -> None:
+        """Saves member ``index``'s model of the evaluation it reports (as the trainer does)."""
+        if self.store is not None:
+            state = {k: v.detach().clone() for k, v in self.member_model(index).state_dict().items()}
+            save_atomically(state, run_directory(self.store.directory, self.members[index].name) / MODEL_FILE)
 
     @property
     def histories(self) -> list[list[dict[str, float]]]:

@@ -186,11 +186,14 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
     header, rows = comparison_rows(result, sweep_best)
     schedule_text = "; ".join(f"step {s}: ({', '.join(f'{w:.3f}' for w in ws)})" for s, ws in result.schedule)
     config = result.config
+    effective = "(" + ", ".join(f"{w:.3f}" for w in result.effective_weights) + ")" if result.effective_weights else "—"
     paragraphs = [
         f"{len(members)} members, sync every {config.pbt.interval} evaluation(s), quantile {config.pbt.quantile}, "
         f"fitness {config.pbt.fitness}. Settings: {settings_text(config, seed=False)} Member seeds "
         f"{config.seed}…{config.seed + len(members) - 1}. Best member: {result.best_name}; its schedule: "
-        f"{schedule_text}.",
+        f"{schedule_text}. Weighted by the learning rate ({config.schedule.name} schedule), the schedule averages "
+        f"{effective}: the weights that mattered, since late weights hardly move a model once a decaying learning "
+        "rate nears 0 (the final weights alone can then be far from any optimum).",
         selection_text(result, len(members), str(directory)),
     ]
     lines = [
@@ -209,4 +212,5 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
     path = directory / "report.md"
     path.write_text("\n".join(lines))
     write_html(directory / "report.html", lines[0][2:], paragraphs, header, rows, [schedule, curves, lineage])
-    return path, format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
+    return path, (format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
+                  f"\nlearning-rate-weighted weights: {effective}")

@@ -35,7 +35,7 @@ from scalarize.methods.context import StepContext
 from scalarize.models.contract import as_multitask, probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
-from scalarize.train.checkpoint import Checkpointable
+from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, save_atomically
 from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.losses import batch_fractions, objective_losses
@@ -108,16 +108,20 @@ def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> to
     return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
 
 
-def build_schedule(config: TrainConfig, optimizer, total_steps: int, steps_per_epoch: int):
+def lr_factor(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate's multiplier at each step: ``constant`` 1, ``cosine`` from 1 to 0 over
+    the run, ``step`` times ``gamma`` every ``step_size`` epochs."""
     schedule = config.schedule
     if schedule.name == "cosine":
-        factor = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
-    elif schedule.name == "step":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    if schedule.name == "step":
         every = schedule.step_size * steps_per_epoch
-        factor = lambda step: schedule.gamma ** (step // every)  # noqa: E731
-    else:
-        factor = lambda step: 1.0  # noqa: E731
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return lambda step: schedule.gamma ** (step // every)
+    return lambda step: 1.0
+
+
+def build_schedule(config: TrainConfig, optimizer, total_steps: int, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, steps_per_epoch))
 
 
 class Trainer(Checkpointable):
@@ -178,7 +182,7 @@ class Trainer(Checkpointable):
             and supports_head_inputs(self.model, benchmark.tasks)
         )
         self.step = 0
-        self.record = RunRecord(run_name, benchmark.objectives, primary_metrics(benchmark), store)
+        self.record = RunRecord(run_name, benchmark.objectives, primary_metrics(benchmark), store, config.selection)
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0
         #: Called after every evaluation with (run name, model, step, evaluation index), e.g. to
@@ -359,7 +363,8 @@ class Trainer(Checkpointable):
             bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
         val = evaluate(self.model, self.benchmark, "val")
         test = evaluate(self.model, self.benchmark, "test")
-        self.record.evaluated(self.step, mean_loss.tolist(), val, test)
+        if self.record.evaluated(self.step, mean_loss.tolist(), val, test, self.method.objective_weights()):
+            self.save_reported_model()
         if self.on_evaluation is not None:
             self.on_evaluation(self.run_name, self.model, self.step, self.evaluation - 1)
         return "completed" if self.step >= self.total_steps else "running"
@@ -382,6 +387,11 @@ class Trainer(Checkpointable):
         finally:
             bar.close()
         return self.record.finish(status, self.step, time.perf_counter() - started)
+
+    def save_reported_model(self) -> None:
+        """Saves the model of the evaluation the run reports, beside its checkpoint."""
+        if self.checkpoint_path is not None:
+            save_atomically(self.model.state_dict(), self.checkpoint_path.parent / MODEL_FILE)
 
     def costs(self) -> dict[str, float]:
         """What the run has cost so far: skipped steps, seconds per step, peak step memory."""

@@ -12,10 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scalarize.errors import ScalarizeError
+
 DATA_ENV = "SCALARIZE_DATA"
 
 
-class DataFileError(ValueError):
+class DataFileError(ScalarizeError):
     """A data file that is there but cannot be used (truncated, malformed). One line, path first.
 
     A ``ValueError``, so :func:`scalarize.data.load_benchmark` reports it as a ``BenchmarkError``.
