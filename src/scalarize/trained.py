@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from scalarize.data.benchmark import Benchmark
+from scalarize.errors import ScalarizeError
 from scalarize.store.database import DATABASE_NAME, Store
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint
 from scalarize.train.config import TrainConfig
@@ -37,7 +38,7 @@ from scalarize.train.setup import benchmark_from_config, build_model_from_config
 PBT_RESULT, PBT_MODEL = "pbt_result.json", "best_model.pt"
 
 
-class LoadError(ValueError):
+class LoadError(ScalarizeError):
     """A run that cannot be loaded, said in one line with what can be."""
 
 

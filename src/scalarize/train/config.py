@@ -16,7 +16,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from scalarize.errors import ScalarizeError
-
 from scalarize.store.tracking import TrackingConfig
 
 
