@@ -36,7 +36,8 @@ from scalarize.population.pbt import PBTSearch
 from scalarize.search.fitness import build_fitness
 from scalarize.search.pbt import PBTPolicy
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, load_config
+from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.run import RunSpec
 from scalarize.train.setup import prepare
@@ -48,7 +49,7 @@ RESULT_FILE = "pbt_result.json"
 
 class PBTSpec(Strict):
     algorithm: Literal["pbt", "pb2"] = "pbt"
-    population: int = Field(default=8, ge=1, le=4096)
+    population: int = Field(default=8, ge=2, le=4096, description="members (at least 2: one to copy, one that copies)")
     interval: int = Field(default=1, ge=1, description="evaluations between syncs")
     quantile: float = Field(default=0.25, gt=0, le=0.5)
     factors: list[float] = Field(default_factory=lambda: [0.8, 1.2], min_length=1)
@@ -79,8 +80,10 @@ class PBTConfig(TrainConfig):
             raise ConfigError(f"pbt: {error}") from None
 
 
-def load_pbt_config(path, overrides: list[str] | None = None) -> PBTConfig:
-    return load_config(path, overrides, PBTConfig)
+def load_pbt_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> PBTConfig:
+    """The config from ``path`` (which must have a ``pbt:`` section, or an override that sets
+    one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
+    return load_experiment_config(path, overrides, PBTConfig, section="pbt", log=log)
 
 
 def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
@@ -141,11 +144,13 @@ def lr_weighted_weights(schedule: list[tuple[int, list[float]]], factor, total_s
     return (totals / mass).tolist() if mass > 0 else list(schedule[-1][1])
 
 
-def save_result(directory, search: str, best: str, schedule, val: dict, test: dict, effective=None) -> None:
-    """What replay and later reads need: the best member and its schedule (atomic write)."""
+def save_result(directory, search: str, best: str, schedule, val: dict, test: dict, effective=None, **about) -> None:
+    """What replay and later reads need: the best member and its schedule (atomic write);
+    ``about``: what the reports say of the search (population, fitness)."""
     path = directory / RESULT_FILE
     tmp = path.with_suffix(".tmp")
-    data = {"search": search, "best": best, "schedule": schedule, "effective_weights": effective, "val": val, "test": test}
+    data = {"search": search, "best": best, "schedule": schedule, "effective_weights": effective, "val": val, "test": test,
+            **about}
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
@@ -182,7 +187,7 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
     total = config.steps or config.epochs * sampler.steps_per_epoch
     effective = lr_weighted_weights(outcome.schedule, lr_factor(config, total, sampler.steps_per_epoch), total)
     save_result(directory, config.name, members[outcome.best].name, outcome.schedule, outcome.val, outcome.test,
-                effective)
+                effective, population=len(members), fitness=config.pbt.fitness)
     result = PBTResult(config, members, outcome.best, outcome.fitness, outcome.val, outcome.test, outcome.schedule,
                        outcome.lineage, primary_metrics(benchmark), effective_weights=effective)
     if config.pbt.compare_uniform:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from scalarize.errors import ScalarizeError
+from scalarize.store.tracking import Tracking
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -99,6 +100,8 @@ class Store:
                 f"{self.path}: not a readable scalarize database ({error}); move it away to start the experiment "
                 "over (the checkpoints under runs/ are kept)"
             ) from None
+        #: TensorBoard/MLflow copies of what this store writes (store/tracking.py)
+        self.tracking = Tracking(self)
 
     @classmethod
     def open_existing(cls, directory: str | Path) -> Store:
@@ -107,6 +110,7 @@ class Store:
         return cls(directory)
 
     def close(self) -> None:
+        self.tracking.close()
         self._connection.close()
 
     def __enter__(self) -> Store:
@@ -170,6 +174,7 @@ class Store:
                 "UPDATE runs SET status = ?, step = ?, message = ?, finished = ? WHERE name = ?",
                 (status, step, message, time.time(), name),
             )
+        self.tracking.finished(name, status, step, message)
 
     def delete_run(self, name: str) -> None:
         with self._write():
@@ -186,6 +191,7 @@ class Store:
         weights: Iterable[tuple[int, str, float]] = (),
     ) -> None:
         """One evaluation (``metrics[split][name]``) and the weights logged since the last one."""
+        weights = list(weights)
         rows = [
             (run, evaluation, step, split, name, float(value))
             for split, values in metrics.items()
@@ -197,12 +203,14 @@ class Store:
             self._connection.executemany(
                 "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?)", [(run, *w) for w in weights]
             )
+        self.tracking.evaluation(run, evaluation, step, metrics, weights)
 
     def record_final(self, run: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
         rows = [(run, s, n, float(v)) for s, values in metrics.items() for n, v in values.items()]
         with self._write():
             self._connection.execute("DELETE FROM final WHERE run = ?", (run,))
             self._connection.executemany("INSERT INTO final VALUES (?, ?, ?, ?)", rows)
+        self.tracking.final(run, metrics)
 
     def record_costs(self, run: str, costs: Mapping[str, float]) -> None:
         """What a run has cost so far (seconds per step, step memory, skipped steps): measured,

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from scalarize.errors import ScalarizeError
+from scalarize.store.tracking import TrackingConfig
 
 
 class ConfigError(ScalarizeError):
@@ -126,6 +127,7 @@ class TrainConfig(Strict):
         default=None, ge=1, le=1024,
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow copies")
 
     @model_validator(mode="after")
     def _compiled_models_take_the_loop_engine(self) -> TrainConfig:
@@ -141,7 +143,7 @@ class TrainConfig(Strict):
         """Hash of everything that changes the numbers (not the output directory, the name or
         the thread count). Keys added after runs were made are left out while they hold their
         default, so those runs keep their fingerprint."""
-        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads"}
+        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "tracking"}
         data = self.model_dump(include=own)
         for path in _ADDED_LATER:
             _drop_default(data, self, path)
