@@ -35,6 +35,7 @@ DEFAULTS = {
     "metabalance": {"main_task": None, "relax_factor": 0.7, "beta": 0.9},
     "mtadam": {"betas": (0.9, 0.999, 0.9), "eps": 1e-8, "weight_decay": 0.0, "weights": None},
     "stch": {"mu": 1.0, "warmup_epochs": 5},
+    "cosmos": {"penalty": 2.0, "alpha": 1.2, "seed": None},
     "gls": {},
     "db_mtl": {"beta": 0.9, "beta_sigma": 0.0, "eps": 1e-8},
     "excess_mtl": {"robust_step_size": 1e-2, "warmup_steps": 1},

@@ -25,15 +25,20 @@ import numpy as np
 from pydantic import Field
 
 from scalarize.backends.base import Backend, get_backend
+from scalarize.experiments.loading import load_experiment_config
 from scalarize.experiments.train import check_not_conflicting, stl_runs
+from scalarize.methods.base import PREFERENCE_INPUT
+from scalarize.methods.registry import method_class
 from scalarize.population.members import Member, member_name
 from scalarize.search import designs
 from scalarize.store.database import Store
-from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, set_key
-from scalarize.train.evaluate import primary_metrics
+from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.record import RunResult
-from scalarize.train.setup import prepare
+from scalarize.train.run import RunSpec, is_finished, result_from_store
+from scalarize.train.setup import benchmark_from_config, build_model_from_config, prepare
+from scalarize.train.trainer import resolve_device
 
 
 class SweepSpec(Strict):
@@ -118,10 +123,14 @@ def run_sweep(
 ) -> SweepResult:
     """Trains the sweep (and the STL baselines when ``config.stl``) on ``backend`` (default: the
     one the config names); ``on_evaluation`` is passed to the backend."""
-    if config.method.name != "scalarization":
-        raise ConfigError(f"method.name: a sweep varies scalarization weights; got {config.method.name!r}")
+    conditioned = _takes_preference(config)
+    if config.method.name != "scalarization" and not conditioned:
+        raise ConfigError(f"method.name: a sweep varies scalarization weights (or evaluates a preference-conditioned "
+                          f"model such as cosmos); got {config.method.name!r}")
     benchmark, _ = prepare(config)
     members = build_members(config, len(benchmark.objectives))
+    if conditioned:
+        return _one_run_front(config, benchmark, members, progress, log)
     validated: set[str] = set()
     for member in members:  # every factor value is valid before anything is written
         key = member.config.model_dump_json(exclude={"name", "method", "seed"})
@@ -138,3 +147,55 @@ def run_sweep(
         stl_results = get_backend("local", engine="loop").train(stl, store, progress=progress, log=log)
     stl_by_objective = {run.name[len("stl-"):]: stl_results[run.name] for run in stl}
     return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark))
+
+
+def _takes_preference(config: SweepConfig) -> bool:
+    method = method_class(config.method.name)
+    return method is not None and PREFERENCE_INPUT in method.needs
+
+
+def front_model_run(config: SweepConfig) -> RunSpec:
+    """The one training run of a one-run front: the sweep's config, trained once."""
+    return RunSpec(f"{config.name}-model", TrainConfig.model_validate(config.model_dump(exclude={"sweep"})), "front-model")
+
+
+def _one_run_front(config: SweepConfig, benchmark, members: list[Member], progress: bool,
+                   log: Callable[[str], None]) -> SweepResult:
+    """A preference-conditioned model (COSMOS) trained once, then evaluated at every weight of
+    the design: each weight is a member of the sweep (kind ``front-point``), at the cost of one run."""
+    model_run = front_model_run(config)
+    points = [RunSpec(m.name, m.config, "front-point", f"{model_run.fingerprint}-{index}")
+              for index, m in enumerate(members)]
+    stl = stl_runs(config, benchmark.objectives) if config.stl else []
+    check_not_conflicting(config, [model_run, *points, *stl])
+    with Store(config.experiment_dir()) as store:
+        log(f"one-run front {config.name}: {config.method.name} trained once, evaluated at {len(points)} weights")
+        trained = get_backend("local", engine="loop").train([model_run, *stl], store, progress=progress, log=log)
+        results = {p.name: result_from_store(store, p.name) for p in points if is_finished(store, p.name)}
+        pending = [p for p in points if p.name not in results]
+        if pending:
+            model = _reported_model(model_run, store)
+            for point in pending:
+                results[point.name] = _evaluate_point(point, model, benchmark, store, trained[model_run.name].steps)
+    stl_by_objective = {run.name[len("stl-"):]: trained[run.name] for run in stl}
+    return SweepResult(config, members, {m.name: results[m.name] for m in members}, stl_by_objective,
+                       primary_metrics(benchmark))
+
+
+def _reported_model(run: RunSpec, store: Store):
+    model = build_model_from_config(run.config, benchmark_from_config(run.config.benchmark))
+    model.load_state_dict(load_checkpoint(run_directory(store.directory, run.name) / MODEL_FILE))
+    return model.to(resolve_device(run.config.device))
+
+
+def _evaluate_point(point: RunSpec, model, benchmark, store: Store, steps: int) -> RunResult:
+    model.set_preference(point.weights)
+    device_bench = benchmark.to(resolve_device(point.config.device))
+    val, test = evaluate(model, device_bench, "val"), evaluate(model, device_bench, "test")
+    with store.transaction():
+        store.start_run(point.name, point.kind, point.config.model_dump(mode="json"), point.fingerprint)
+        weights = [(steps, o, float(w)) for o, w in zip(benchmark.objectives, point.weights)]
+        store.record_evaluation(point.name, 0, steps, {"val": val, "test": test}, weights)
+        store.record_final(point.name, {"val": val, "test": test})
+        store.finish_run(point.name, "completed", steps)
+    return result_from_store(store, point.name)

@@ -5,6 +5,7 @@ from scalarize.methods.base import (
     AFTER_STEP,
     FEATURE_GRADIENTS,
     INDEPENDENT_BATCHES,
+    PREFERENCE_INPUT,
     LOSSES,
     OWN_OPTIMIZER,
     SHARED_GRADIENTS,
@@ -15,6 +16,7 @@ from scalarize.methods.base import (
 )
 from scalarize.methods.cagrad import CAGrad
 from scalarize.methods.config import ConFIG
+from scalarize.methods.cosmos import Cosmos
 from scalarize.methods.context import StepContext
 from scalarize.methods.db_mtl import DBMTL
 from scalarize.methods.dualproj import DualProj
@@ -78,12 +80,14 @@ register(MoDo)
 register(MoCo)
 register(ConFIG)
 register(DualProj)
+register(Cosmos)
 register(FrozenWeights)
 
 __all__ = [
     "AFTER_STEP",
     "FEATURE_GRADIENTS",
     "INDEPENDENT_BATCHES",
+    "PREFERENCE_INPUT",
     "LOSSES",
     "OWN_OPTIMIZER",
     "SHARED_GRADIENTS",

@@ -47,7 +47,12 @@ OWN_OPTIMIZER = "own_optimizer"
 #: parameters (SDMGrad, MoDo): the trainer passes ``independent_losses`` to the context. Without
 #: it those methods fall back to the step's own batch.
 INDEPENDENT_BATCHES = "independent_batches"
-NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES})
+#: The model takes a preference vector as an input (COSMOS): the trainer builds it conditioned
+#: (:class:`~scalarize.models.conditioned.PreferenceConditioned`) and, before every step's forward
+#: pass, gives it :meth:`Method.draw_preference`.
+PREFERENCE_INPUT = "preference_input"
+NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES,
+                   PREFERENCE_INPUT})
 
 
 class MethodError(ScalarizeError):
@@ -114,6 +119,10 @@ class Method(nn.Module):
     def current_weights(self) -> Tensor | None:
         """The per-task weights last applied, ``[T]``, for logging (``None`` if not defined)."""
         return None
+
+    def draw_preference(self) -> Tensor:
+        """The preference the model takes as input for the next step (:data:`PREFERENCE_INPUT`)."""
+        raise NotImplementedError(f"{type(self).__name__} takes no preference input")
 
     def objective_weights(self) -> Tensor | None:
         """The weights of the objective the run minimises, ``[T]``: its best evaluation is the one

@@ -18,6 +18,11 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def method_class(name: str) -> type[Method] | None:
+    """The class registered under ``name`` (``None`` if none): what it needs, before building it."""
+    return _METHODS.get(name)
+
+
 def available_methods() -> list[str]:
     return sorted(_METHODS)
 

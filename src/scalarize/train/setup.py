@@ -14,7 +14,9 @@ from scalarize.data.registry import load_benchmark
 from scalarize.data.task import Task
 from scalarize.imports import load_object
 from scalarize.methods.base import Method
-from scalarize.methods.registry import build_method
+from scalarize.methods.base import PREFERENCE_INPUT
+from scalarize.methods.registry import build_method, method_class
+from scalarize.models.conditioned import PreferenceConditioned, conditioned_shape, starts_dense
 from scalarize.models.registry import build_model
 from scalarize.train.config import BenchmarkConfig, ConfigError, HeadConfig, TrainConfig
 from scalarize.train.trainer import check_method_fits_model, check_targets, resolve_device, resolve_threads
@@ -101,8 +103,21 @@ def build_model_from_config(config: TrainConfig, benchmark: Benchmark):
         raise ConfigError(f"model.options.{reserved[0]}: not an option; set model.{reserved[0]} "
                           "(input_shape and tasks come from the benchmark)")
     head = model.head.model_dump() if model.head != HeadConfig() else None
-    return build_model(model.builder, benchmark.input_shape, benchmark.tasks, model.width, model.depth,
-                       head=head, **model.options)
+    method = method_class(config.method.name)
+    if method is None or PREFERENCE_INPUT not in method.needs:
+        return build_model(model.builder, benchmark.input_shape, benchmark.tasks, model.width, model.depth,
+                           head=head, **model.options)
+    k = len(benchmark.objectives)  # COSMOS: the model takes the preference as an input too
+    try:
+        shape = conditioned_shape(benchmark.input_shape, k)
+    except ValueError as error:
+        raise ConfigError(f"method.name: {config.method.name}: {error}") from None
+    inner = build_model(model.builder, shape, benchmark.tasks, model.width, model.depth, head=head, **model.options)
+    if len(benchmark.input_shape) == 3 and starts_dense(inner):  # a dense model: the preference as features
+        flat = conditioned_shape(benchmark.input_shape, k, as_channels=False)
+        inner = build_model(model.builder, flat, benchmark.tasks, model.width, model.depth, head=head, **model.options)
+        return PreferenceConditioned(inner, k, as_channels=False)
+    return PreferenceConditioned(inner, k)
 
 
 #: The most parameters a model may have: float32 parameters, gradients and two Adam moments

@@ -27,6 +27,7 @@ from scalarize.methods.base import (
     FEATURE_GRADIENTS,
     INDEPENDENT_BATCHES,
     OWN_OPTIMIZER,
+    PREFERENCE_INPUT,
     SHARED_GRADIENTS,
     Method,
     MethodError,
@@ -402,6 +403,8 @@ class Trainer(Checkpointable):
         return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
 
     def _step(self) -> Tensor:
+        if PREFERENCE_INPUT in self.method.needs:  # the model takes the method's preference as input
+            self.model.set_preference(self.method.draw_preference())
         context = self._context(self.sampler.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
@@ -481,6 +484,8 @@ class Trainer(Checkpointable):
         mean_loss = loss_sum / count
         if bar is not None:
             bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
+        if PREFERENCE_INPUT in self.method.needs:  # a conditioned model reports its uniform preference
+            self.model.set_preference(torch.ones(len(self.benchmark.objectives)))
         val = evaluate(self.model, self.benchmark, "val")
         test = evaluate(self.model, self.benchmark, "test")
         if self.record.evaluated(self.step, mean_loss.tolist(), val, test, self.method.objective_weights()):
