@@ -21,7 +21,7 @@ def run_and_report(
     stl_runs = {o: f"stl-{o}" for o in result.stl}
     runs = [config.name, *stl_runs.values()]
     with Store(result.directory) as store:
-        header, rows = results_rows(store, runs, result.primary, stl_runs)
+        header, rows = results_rows(store, runs, result.primary, stl_runs, result.delta, config.single_task)
         report = write_report(
             store,
             f"{config.name}: {config.method.name} on {config.benchmark.name}",
@@ -33,6 +33,8 @@ def run_and_report(
                 f"{config.optimizer.name} lr {config.optimizer.lr}, batch {config.batch_size}, seed {config.seed}.",
                 *skipped_steps_notes([result.main, *result.stl.values()]),
             ],
+            delta=result.delta,
+            single_task=config.single_task,
         )
     say("")
     say(format_table(header, rows))

@@ -11,6 +11,7 @@ from scalarize.data.bundled.digits import digits
 from scalarize.data.bundled.multimnist import multimnist
 from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
 from scalarize.data.loaders import celeba, cifar_stl, domainnet
+from scalarize.data.loaders.qm9 import qm9
 
 
 class BenchmarkError(ValueError):
@@ -76,5 +77,6 @@ for _name, _builder in (
     ("celeba", celeba),
     ("domainnet", domainnet),
     ("cifar_stl", cifar_stl),
+    ("qm9", qm9),
 ):
     register_benchmark(_name, _builder)

@@ -30,7 +30,7 @@ from scalarize.population.members import Member, member_name
 from scalarize.search import designs
 from scalarize.store.database import Store
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, load_config, set_key
-from scalarize.train.evaluate import primary_metrics
+from scalarize.train.evaluate import delta_metrics, primary_metrics
 from scalarize.train.record import RunResult
 from scalarize.train.setup import prepare
 
@@ -99,6 +99,8 @@ class SweepResult:
     results: dict[str, RunResult]
     stl: dict[str, RunResult] = field(default_factory=dict)
     primary: list[tuple[str, bool]] = field(default_factory=list)
+    #: the metrics Δm averages over (every metric of a dense task; else the primary ones)
+    delta: list[tuple[str, bool]] = field(default_factory=list)
 
     def points(self, split: str = "test") -> np.ndarray:
         """``[n, k]``: each completed member's primary metrics (NaN for diverged members)."""
@@ -134,4 +136,4 @@ def run_sweep(
         results = backend.train(members, store, progress=progress, log=log, on_evaluation=on_evaluation)
         stl_results = get_backend("local", engine="loop").train(stl, store, progress=progress, log=log)
     stl_by_objective = {run.name[len("stl-"):]: stl_results[run.name] for run in stl}
-    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark))
+    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark), delta_metrics(benchmark))

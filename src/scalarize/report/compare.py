@@ -30,6 +30,7 @@ from scalarize.pareto import delta_m, pareto_front  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.figures import save_figure  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
+from scalarize.train.evaluate import reference_values  # noqa: E402
 
 
 def _mean_std(values: list[float], digits: int, signed: bool = False) -> str:
@@ -42,12 +43,15 @@ def _mean_std(values: list[float], digits: int, signed: bool = False) -> str:
     return f"{mean:{sign}.{digits}f} ± {std:.{digits}f}"
 
 
+def _delta_metrics(result) -> list[tuple[str, bool]]:
+    return list(getattr(result, "delta", None) or result.primary)
+
+
 def _stl_values(result) -> list[float] | None:
-    try:
-        values = [result.stl[name.split("/")[0]].test[name] for name, _ in result.primary]
-    except KeyError:
-        return None
-    return values if all(v > 0 for v in values) else None  # Δm divides by them
+    """The Δm reference: ``config.single_task`` when given, else the single-task runs' test
+    values of the Δm metrics."""
+    return reference_values(_delta_metrics(result), {o: r.test for o, r in result.stl.items()},
+                            getattr(result.config, "single_task", None))
 
 
 def method_points(result) -> dict[str, list[list[float]]]:
@@ -62,24 +66,33 @@ def method_points(result) -> dict[str, list[list[float]]]:
     return points
 
 
+def _primary_part(single_task: dict[str, float] | None, primary) -> dict[str, float] | None:
+    """The given single-task values of the primary metrics, if all are given."""
+    if single_task is None or not all(name in single_task for name, _ in primary):
+        return None
+    return single_task
+
+
 def summary_rows(result) -> tuple[list[str], list[list[str]]]:
-    """Header and one row per method (uniform first) at its chosen learning rate."""
+    """Header and one row per method (uniform first) at its chosen learning rate: the Δm metrics
+    (every metric of a dense task; else the primary ones) and Δm over them."""
     stl = _stl_values(result)
-    maximize = [up for _, up in result.primary]
-    header = ["method", "lr", "seeds", *(f"{name} (test)" for name, _ in result.primary)]
+    metrics = _delta_metrics(result)
+    maximize = [up for _, up in metrics]
+    header = ["method", "lr", "seeds", *(f"{name} (test)" for name, _ in metrics)]
     header += ["Δm %", "ms/step", "step MiB", "skipped"]
     rows = []
     for label in result.labels:
         chosen = result.chosen(label)
         done = [r for _, r in chosen if r.status == "completed"]
         cells = [label, f"{result.chosen_lr[label]:g}", f"{len(done)}/{len(chosen)}"]
-        for name, _ in result.primary:
+        for name, _ in metrics:
             cells.append(_mean_std([r.test.get(name, math.nan) for r in done], 4))
         deltas = []
         if stl is not None:
             for r in done:
-                if all(name in r.test for name, _ in result.primary):
-                    deltas.append(float(delta_m([r.test[n] for n, _ in result.primary], stl, maximize)))
+                if all(name in r.test for name, _ in metrics):
+                    deltas.append(float(delta_m([r.test[n] for n, _ in metrics], stl, maximize)))
         cells.append(_mean_std(deltas, 2, signed=True))
         cells.append(_mean_std([r.seconds_per_step * 1e3 for r in done if r.seconds_per_step], 2))
         cells.append(_mean_std([r.step_memory / 2**20 for r in done if r.step_memory is not None], 2))
@@ -141,7 +154,8 @@ def plot_methods(result, members: np.ndarray, path: Path) -> Path | None:
         marker = "s" if label == "uniform" else "o"
         axis.errorbar(mean[0], mean[1], xerr=std[0], yerr=std[1], fmt=marker, ms=6, capsize=2,
                       color=f"C{index % 10}", label=label)
-    stl = _stl_values(result)
+    stl = reference_values(result.primary, {o: r.test for o, r in result.stl.items()},
+                           _primary_part(getattr(result.config, "single_task", None), result.primary))
     if stl is not None:
         axis.scatter([stl[0]], [stl[1]], marker="*", s=150, c="red", label="single-task")
     axis.set_xlabel(f"{names[0]} (test)")

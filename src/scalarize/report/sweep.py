@@ -21,6 +21,7 @@ from scalarize.pareto import default_reference, delta_m_batch, hypervolume, pare
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.figures import save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
+from scalarize.train.evaluate import reference_values  # noqa: E402
 
 
 def _label(weights) -> str:
@@ -34,8 +35,7 @@ def front_rows(result, split: str = "test"):
     maximize = [up for _, up in result.primary]
     valid = ~np.isnan(points).any(axis=1)
     front = set(np.flatnonzero(valid)[pareto_front(points[valid], maximize)].tolist()) if valid.any() else set()
-    stl = _stl_point(result, split)
-    deltas = delta_m_batch(np.where(valid[:, None], points, 1.0), stl, maximize) if stl is not None else None
+    deltas = _member_deltas(result, split)
     factors = list(result.config.sweep.factors)
     header = ["member", "weights", *factors, "seed", *(n for n, _ in result.primary), "Δm %", "front"]
     order = sorted(range(len(points)), key=lambda i: (i not in front, i))
@@ -45,10 +45,27 @@ def front_rows(result, split: str = "test"):
         status = result.results[member.name].status
         cells = [member.name, _label(member.weights), *(_setting(member.config, key) for key in factors), str(member.seed)]
         cells += [f"{v:.4f}" if not np.isnan(v) else status for v in points[i]]
-        cells.append(f"{deltas[i]:+.2f}" if deltas is not None and valid[i] else "—")
+        cells.append(f"{deltas[i]:+.2f}" if deltas is not None and valid[i] and np.isfinite(deltas[i]) else "—")
         cells.append("yes" if i in front else "")
         rows.append(cells)
     return header, rows
+
+
+def _member_deltas(result, split: str):
+    """Each member's Δm over the Δm metrics (every metric of a dense task, else the primary ones)
+    against ``config.single_task`` when given, else the single-task runs; ``None`` without either."""
+    metrics = list(getattr(result, "delta", None) or result.primary)
+    reference = reference_values(metrics, {o: getattr(r, split) for o, r in result.stl.items()},
+                                 getattr(result.config, "single_task", None))
+    if reference is None:
+        return None
+    values = np.array([[getattr(result.results[m.name], split).get(n, np.nan) for n, _ in metrics]
+                       for m in result.members], dtype=float).reshape(-1, len(metrics))
+    ok = ~np.isnan(values).any(axis=1)
+    out = np.full(len(values), np.nan)
+    if ok.any():
+        out[ok] = delta_m_batch(values[ok], reference, [up for _, up in metrics])
+    return out
 
 
 def _setting(config, key: str) -> str:

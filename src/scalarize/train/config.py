@@ -99,6 +99,9 @@ class TrainConfig(Strict):
         default="auto", description="how per-task gradients are computed (scalarize.methods.context)"
     )
     stl: bool = Field(default=True, description="also train single-task baselines for Δm")
+    single_task: dict[str, float] | None = Field(
+        default=None, description="Δm reference: single-task test values by '<objective>/<metric>' (e.g. published)"
+    )
     output: str | None = Field(default=None, description="experiment directory")
     threads: int | None = Field(
         default=None, ge=1, le=1024,
@@ -112,7 +115,7 @@ class TrainConfig(Strict):
         """Hash of everything that changes the numbers (not the output directory, the name or
         the thread count). Keys added after runs were made are left out while they hold their
         default, so those runs keep their fingerprint."""
-        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads"}
+        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "single_task"}
         data = self.model_dump(include=own)
         for path in _ADDED_LATER:
             _drop_default(data, self, path)
