@@ -123,10 +123,10 @@ def read_molecules(files: Sequence[Path]) -> dict[str, np.ndarray]:
     for path in files:
         try:
             frames.append(pd.read_csv(path, usecols=wanted))
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise DataFileError(f"{path}: truncated or unreadable ({str(error).splitlines()[0]})") from None
         except ValueError as error:
             raise DataFileError(f"{path}: not a qm9pack table ({str(error).splitlines()[0]})") from None
-        except (OSError, pd.errors.ParserError) as error:
-            raise DataFileError(f"{path}: truncated or unreadable ({str(error).splitlines()[0]})") from None
     table = pd.concat(frames, ignore_index=True)
     if table[list(COLUMNS.values())].isna().any().any():
         raise DataFileError(f"{files[0].parent}: a property is missing for some molecules (truncated file?)")
