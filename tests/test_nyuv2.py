@@ -108,3 +108,14 @@ def test_cityscapes(tmp_path, folder):
         load_benchmark("cityscapes", root=str(root), classes=19)
     with pytest.raises(BenchmarkError, match="classes: must be one of 2, 7, 19, got 5"):
         load_benchmark("cityscapes", root=str(root), classes=5)
+
+
+def test_configs_quote_the_published_vectors():
+    from scalarize.experiments.compare import load_compare_config
+    from scalarize.data.loaders.qm9 import PUBLISHED_SINGLE_TASK as QM9_STL
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+    assert load_compare_config(root / "nyuv2-segnet.yaml").single_task == NYUV2_STL
+    assert load_compare_config(root / "cityscapes-segnet.yaml").single_task == CITYSCAPES_STL
+    for name in ("qm9.yaml", "qm9-reduced.yaml", "qm9-compare.yaml", "qm9-reduced-compare.yaml"):
+        assert load_compare_config(root / name).single_task == {f"{t}/mae": v for t, v in QM9_STL.items()}
