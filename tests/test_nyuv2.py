@@ -57,6 +57,8 @@ def test_nyuv2_reads_the_layout(nyu_root):
     assert targets["normals"].shape == (2, 3, H, W)
     for task in bench.tasks:
         task.check(torch.zeros(2, task.num_outputs, H, W), targets[task.name])
+    capped = load_benchmark("nyuv2", root=str(nyu_root), eval_batch=2).split("train").subset(torch.tensor([0, 2, 4]))
+    assert [len(x) for x, _ in capped.batches(1024)] == [2, 1]  # the run core asks for 1,024
     carved = load_benchmark("nyuv2", root=str(nyu_root), val_fraction=0.4)
     assert carved.sizes() == {"nyuv2": {"train": 3, "val": 2, "test": 3}}
     check_single_task(NYUV2_STL, delta_metrics(bench))  # the published vector fits the Δm metrics

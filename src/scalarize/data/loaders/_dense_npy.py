@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from scalarize.data.benchmark import Benchmark, DatasetSplit, carve_validation
-from scalarize.data.loaders._common import DataFileError, MissingDataError, check_int, require
+from scalarize.data.benchmark import Benchmark, carve_validation
+from scalarize.data.loaders._common import BoundedSplit, DataFileError, MissingDataError, check_int, require
 from scalarize.data.task import Task
 
 
@@ -122,12 +122,13 @@ class NpyDenseDataset(Dataset):
 
 def dense_benchmark(
     name: str, root: Path, fields: Sequence[Field], tasks: Sequence[Task], needs: str, val_fraction: float,
-    seed: int, max_per_split: int, description: str, extras: dict,
+    seed: int, max_per_split: int, description: str, extras: dict, eval_batch: int = 8,
 ) -> Benchmark:
     """The benchmark of a dataset in this layout: ``train/`` for training, ``val/`` for test; the
     validation split is carved from ``train/`` (``val_fraction > 0``) or is ``val/`` itself
     (``val_fraction = 0``: the papers' protocol, which has no separate validation split)."""
     check_int("max_per_split", max_per_split, 0)
+    check_int("eval_batch", eval_batch, 1)
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
     names = [t.name for t in tasks]
@@ -135,7 +136,7 @@ def dense_benchmark(
     for split, folder in (("train", "train"), ("test", "val")):
         count, size = scan_split(root / folder, fields, needs)
         dataset = NpyDenseDataset(root / folder, fields, count)
-        splits[split] = DatasetSplit(dataset, names)
+        splits[split] = BoundedSplit(dataset, names, max_batch=eval_batch)
         extras[f"{split}_size"] = size
     if extras["train_size"] != extras["test_size"]:
         raise DataFileError(f"{root / 'val'}: images of {extras['test_size']}, but {extras['train_size']} in train/")

@@ -36,7 +36,7 @@ def cityscapes(root: str | None = None, classes: int = 7, val_fraction: float = 
     Args:
         root: the folder holding ``train/`` and ``val/``; default ``$SCALARIZE_DATA/cityscapes``.
         classes: which labels: ``label_<classes>/`` (7: the papers' protocol).
-        val_fraction, max_per_split, seed: as for ``nyuv2``.
+        val_fraction, max_per_split, seed, eval_batch: as for ``nyuv2``.
     """
     if classes not in CLASS_COUNTS:
         raise ValueError(f"classes: must be one of {', '.join(map(str, CLASS_COUNTS))}, got {classes!r}")

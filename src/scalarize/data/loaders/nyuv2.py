@@ -39,7 +39,8 @@ PUBLISHED_SINGLE_TASK = {
 }
 
 
-def nyuv2(root: str | None = None, val_fraction: float = 0.0, max_per_split: int = 0, seed: int = 0) -> Benchmark:
+def nyuv2(root: str | None = None, val_fraction: float = 0.0, max_per_split: int = 0, seed: int = 0,
+          eval_batch: int = 8) -> Benchmark:
     """MTL benchmark: semantic segmentation (13 classes), depth and surface normals on NYUv2.
 
     Args:
@@ -48,6 +49,7 @@ def nyuv2(root: str | None = None, val_fraction: float = 0.0, max_per_split: int
             on ``val/``, the test split, as the papers do.
         max_per_split: at most this many images per split (a fixed random subset), 0: all.
         seed: the seed of the validation carve and of the subsets.
+        eval_batch: the most images per evaluation batch (LibMTL's test batch: 8).
     """
     path = resolve_root(root, "nyuv2", NEEDS)
     tasks = [Task("segmentation", "segmentation", CLASSES), Task("depth", "depth", 1), Task("normals", "normals", 3)]
@@ -55,4 +57,5 @@ def nyuv2(root: str | None = None, val_fraction: float = 0.0, max_per_split: int
         "nyuv2", path, FIELDS, tasks, NEEDS, val_fraction, seed, max_per_split,
         "NYUv2 (MTAN's preprocessed release): 13-class segmentation, depth, surface normals",
         {"root": str(path), "published_single_task": dict(PUBLISHED_SINGLE_TASK)},
+        eval_batch,
     )

@@ -58,9 +58,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from scalarize.data.benchmark import Benchmark, DatasetSplit
+from scalarize.data.benchmark import Benchmark
 from scalarize.data.cache import cached_arrays
-from scalarize.data.loaders._common import DataFileError, MissingDataError, check_int, choose_names
+from scalarize.data.loaders._common import BoundedSplit, DataFileError, MissingDataError, check_int, choose_names
 from scalarize.data.task import Task
 
 TARGETS = ("mu", "alpha", "homo", "lumo", "r2", "zpve", "U0", "U", "H", "G", "cv")
@@ -284,26 +284,6 @@ def collate_molecules(molecules: Sequence[Molecule], graph: str = "complete"):
     return Batch(x=x, edge_index=edge_index, edge_attr=edge_attr, pos=pos, z=z, batch=batch, ptr=ptr)
 
 
-class GraphSplit(DatasetSplit):
-    """A :class:`DatasetSplit` of molecules whose evaluation batches hold at most ``max_batch``
-    graphs (a complete graph of 1,024 molecules holds ~300,000 edges, each with a dim² matrix in
-    the MPNN's edge network)."""
-
-    def __init__(self, dataset, task_names=(), collate=None, device=None, max_batch: int = 256) -> None:
-        super().__init__(dataset, task_names, collate, device)
-        self.max_batch = max_batch
-
-    def batches(self, size: int):
-        return super().batches(min(size, self.max_batch))
-
-    def subset(self, index: Tensor) -> GraphSplit:
-        return GraphSplit(torch.utils.data.Subset(self.dataset, index.tolist()), self.task_names, self.collate,
-                          self._device, self.max_batch)
-
-    def to(self, device) -> GraphSplit:
-        return GraphSplit(self.dataset, self.task_names, self.collate, device, self.max_batch)
-
-
 class _Collate:
     """Picklable collate (loader workers, Ray trials) for one graph kind."""
 
@@ -335,7 +315,8 @@ def qm9(
         test_size, val_size: the sizes of the test and validation splits (10,000 each).
         max_train, max_eval: at most this many training / validation and test molecules (fixed
             random subsets drawn with ``subset_seed``); 0 keeps the whole split.
-        eval_batch: the most molecules per evaluation batch.
+        eval_batch: the most molecules per evaluation batch (a complete graph of 1,024 molecules
+            holds ~300,000 edges, each with a dim² matrix in the MPNN's edge network).
     """
     chosen = choose_names("targets", targets, TARGETS)
     if graph not in GRAPHS:
@@ -358,7 +339,7 @@ def qm9(
     splits = {}
     for offset, (split, limit) in enumerate(limits.items()):
         rows = _subset(positions[split], limit, subset_seed + offset)
-        splits[split] = GraphSplit(QM9Molecules(arrays, rows, chosen, mean, std), chosen, collate, max_batch=eval_batch)
+        splits[split] = BoundedSplit(QM9Molecules(arrays, rows, chosen, mean, std), chosen, collate, max_batch=eval_batch)
     tasks = [Task(t, "normalized_regression", 1, options={"scale": scales[t], "unit": UNITS[t]}) for t in chosen]
     benchmark = Benchmark.from_datasets(
         "qm9", tasks, splits,
