@@ -1,5 +1,6 @@
 """Prints the README's table of the reduced QM9 runs from their stores (Markdown, and JSON in
-benchmarks/results/qm9_reduced.json).
+benchmarks/results/qm9_reduced.json, with each run's wall time per step, which on a shared
+machine depends on the load more than on the method).
 
 Run after:
     scalarize train configs/qm9-reduced.yaml
@@ -60,12 +61,12 @@ def main(directory: str = "experiments") -> None:
                 best["label"] = f"best of {len(scored)} weightings by validation (`sweep`)"
                 rows.append(best)
                 rows.extend({**r, "label": "sweep member"} for r in scored if r is not best)
-    header = ["run", *(f"{t} ({UNITS[t]})" for t in TARGETS), "mean norm. MAE", "Δm %", "s/step"]
+    header = ["run", *(f"{t} ({UNITS[t]})" for t in TARGETS), "mean norm. MAE", "Δm %"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines.append("| single-task, published (Nash-MTL) | " + " | ".join(f"{v:g}" for v in STL) + " | — | 0 | — |")
+    lines.append("| single-task, published (Nash-MTL) | " + " | ".join(f"{v:g}" for v in STL) + " | — | 0 |")
     for r in rows:
         cells = [r["label"], *(f"{r['test'][m]:.4g}" for m in METRICS), f"{r['test_normalized_mae']:.3f}",
-                 f"{r['delta_m']:+.0f}", f"{r['seconds_per_step']:.2f}" if r["seconds_per_step"] else "—"]
+                 f"{r['delta_m']:+.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
     out = ROOT / "benchmarks" / "results" / "qm9_reduced.json"
