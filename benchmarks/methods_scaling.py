@@ -63,7 +63,10 @@ from scalarize.train.evaluate import task_losses
 from scalarize.train.measure import step_memory
 
 LOSS_SPACE = ("uw", "imtl_l", "dwa", "rlw", "famo", "gradnorm")
-EXCLUDED = {"scheduled_scalarization": "uniform scalarization replaying a PBT schedule: same cost as scalarization"}
+EXCLUDED = {
+    "scheduled_scalarization": "uniform scalarization replaying a PBT schedule: same cost as scalarization",
+    "frozen": "fixed weights read from another run: same cost as scalarization",
+}
 #: Rows for a method with options: name -> (method, options).
 VARIANTS = {"gradnorm_representation": ("gradnorm", {"layer": "representation"})}
 TASKS = (2, 5, 10, 20, 40)

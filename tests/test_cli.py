@@ -104,13 +104,16 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     process = subprocess.Popen([*command, f"output={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     database = killed / "scalarize.db"
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
-        if database.exists():
-            with sqlite3.connect(database) as db:
+        try:  # the database may not exist yet, or not have its tables yet (read-only: never create it)
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
                 if db.execute("SELECT COUNT(DISTINCT evaluation) FROM metrics").fetchone()[0] >= 2:
                     break
+        except sqlite3.OperationalError:
+            continue
+    assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     with sqlite3.connect(database) as db:

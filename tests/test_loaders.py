@@ -286,3 +286,24 @@ def test_the_loaders_are_registered_with_their_options():
     assert set(benchmark_options("cifar_stl")) == {"root", "resize", "max_per_split", "val_fraction", "seed"}
     with pytest.raises(BenchmarkError, match=r"benchmark.options.resize: expected an integer"):
         load_benchmark("cifar_stl", resize=32.5)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
+    _cifar_stl(tmp_path)
+    marker = tmp_path / "ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    with open(batch, "rb") as file:
+        content = pickle.load(file, encoding="bytes")
+    content[b"batch_label"] = _RunsCode(str(marker))
+    batch.write_bytes(pickle.dumps(content))
+    with pytest.raises(BenchmarkError, match=r"data_batch_2: refused: pathlib.*Path.touch is not allowed"):
+        load_benchmark("cifar_stl", root=str(tmp_path))
+    assert not marker.exists()

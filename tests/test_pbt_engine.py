@@ -85,9 +85,12 @@ def test_pbt_is_deterministic_and_resumes_from_its_last_sync(tmp_path, interrupt
         assert a.lineage("p") == [dict(r) for r in b.lineage("p")]
 
 
-def test_a_population_of_one_never_exploits(tmp_path):
-    result = run_pbt(_config(tmp_path, population=1), progress=False)
-    assert len(result.schedule) == 1 and result.best == 0
+def test_a_population_of_one_is_refused(tmp_path):
+    """One member has no one to copy: the search would be a single run (the CLI says so in one line)."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="greater than or equal to 2"):
+        _config(tmp_path, population=1)
 
 
 def test_root_member_follows_copies_backwards():
@@ -133,10 +136,10 @@ def test_pbt_cli_report_and_replay(tmp_path, capsys):
     assert "PBT best" in out and "uniform (p-uniform)" in out
     for name in ("schedule.png", "fitness.png", "lineage.png", "report.md", "report.html"):
         assert (tmp_path / "out" / name).is_file()
-    assert main(["pbt", "replay", str(tmp_path / "out"), "-q"]) == 0
-    assert "replay (p-replay)" in capsys.readouterr().out
+    assert main(["pbt", "replay", str(tmp_path / "out"), "--seeds", "0", "-q"]) == 0
+    assert "replay of its schedule" in capsys.readouterr().out
     with Store(tmp_path / "out") as store:
-        assert store.run("p-replay")["status"] == "completed"
+        assert store.run("p-replay-s0")["status"] == "completed"
 
 
 @pytest.mark.parametrize(
@@ -150,7 +153,7 @@ def test_pbt_cli_report_and_replay(tmp_path, capsys):
 )
 def test_bad_pbt_configs_are_one_line_errors(tmp_path, capsys, override, expected):
     path = tmp_path / "pbt.yaml"
-    path.write_text(f"name: p\nbenchmark: {{name: digits}}\noutput: {tmp_path / 'out'}\n")
+    path.write_text(f"name: p\nbenchmark: {{name: digits}}\noutput: {tmp_path / 'out'}\npbt: {{}}\n")
     assert main(["pbt", str(path), override]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
@@ -161,3 +164,13 @@ def test_replay_of_a_directory_without_pbt_is_a_one_line_error(tmp_path, capsys)
     Store(tmp_path).close()
     assert main(["pbt", "replay", str(tmp_path)]) == 2
     assert "pbt_result.json: missing" in capsys.readouterr().err
+
+
+def test_the_lr_weighted_weights_discount_late_weights():
+    from scalarize.experiments.pbt import lr_weighted_weights
+
+    schedule = [(0, [0.3, 0.7]), (8, [0.9, 0.1])]
+    assert lr_weighted_weights(schedule, lambda t: 1.0, 10) == pytest.approx([0.3 * 0.8 + 0.9 * 0.2, 0.7 * 0.8 + 0.1 * 0.2])
+    decaying = lambda t: 1.0 if t < 8 else 0.0  # noqa: E731 - the learning rate is 0 once the weights change
+    assert lr_weighted_weights(schedule, decaying, 10) == pytest.approx([0.3, 0.7])
+    assert lr_weighted_weights([(0, [0.5, 0.5])], lambda t: 0.0, 4) == [0.5, 0.5]

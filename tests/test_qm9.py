@@ -145,5 +145,5 @@ def test_train_and_sweep_on_graphs(head_files, tmp_path, capsys, one_thread):
     assert main(["sweep", str(config), "method.name=scalarization", f"output={tmp_path / 's'}",
                  "sweep={design: list, weights: [[1, 1, 2], [2, 1, 1]]}", "-q"]) == 0
     assert "engine: loop for 2 run(s) (inputs that are not tensors (e.g. graphs) cannot be stacked)" in capsys.readouterr().out
-    code = main(["pbt", str(config), "method.name=scalarization", f"output={tmp_path / 'p'}", "-q"])
+    code = main(["pbt", str(config), "method.name=scalarization", "pbt={population: 2}", f"output={tmp_path / 'p'}", "-q"])
     assert code == 2 and "use --backend ray (one trial per member)" in capsys.readouterr().err

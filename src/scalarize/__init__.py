@@ -33,6 +33,8 @@ _EXPORTS = {
     "register_model": "scalarize.models",
     "register_task_kind": "scalarize.data",
     "run_experiment": "scalarize.experiments",
+    "load": "scalarize.trained",
+    "TrainedRun": "scalarize.trained",
 }
 
 __all__ = sorted(_EXPORTS)

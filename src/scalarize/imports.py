@@ -4,6 +4,8 @@ user's own model, task kind or benchmark)."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 
@@ -16,7 +18,7 @@ def load_object(path: str, what: str = "object") -> Any:
     if not module_name or not attribute:
         raise ValueError(f"{path!r}: a {what} is named 'package.module:attribute'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ImportError as error:
         raise ValueError(f"{path!r}: cannot import module {module_name!r} ({error})") from None
     value: Any = module
@@ -26,3 +28,16 @@ def load_object(path: str, what: str = "object") -> Any:
         except AttributeError:
             raise ValueError(f"{path!r}: module {module_name!r} has no attribute {attribute!r}") from None
     return value
+
+
+def _import(name: str):
+    """Imports ``name``; a module of the working directory is found too (as ``python -m`` would),
+    so that ``model.target: mynets:build`` works from where the command runs."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        cwd = os.getcwd()
+        if cwd in sys.path or not (error.name and name.startswith(error.name)):
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(name)

@@ -54,3 +54,17 @@ def test_same_rule_as_torchjd():
             torch.testing.assert_close(ours.combine(losses), theirs(losses))
         ours.end_epoch(epoch, torch.stack(batches).mean(dim=0))
         theirs.step()
+
+
+def test_four_epochs_by_hand():
+    """The ratios slide: epoch t uses L̄(t−1)/L̄(t−2)."""
+    method = _method()
+    means = [[4.0, 2.0], [2.0, 2.0], [1.0, 1.5], [0.9, 0.5]]
+    for epoch, m in enumerate(means):
+        method.end_epoch(epoch, torch.tensor(m))
+        if epoch == 0:
+            torch.testing.assert_close(method.current_weights(), torch.ones(2))
+            continue
+        r = [a / b for a, b in zip(m, means[epoch - 1])]
+        e = [math.exp(x / 2.0) for x in r]
+        torch.testing.assert_close(method.current_weights(), torch.tensor([2 * x / sum(e) for x in e]))

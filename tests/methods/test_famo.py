@@ -61,3 +61,57 @@ def test_same_rule_as_torchjd():
         ours.update(after)
         theirs.update(after)
         torch.testing.assert_close(ours.logits, theirs._w.detach())
+
+
+def _adam(grads, lr=0.025, betas=(0.9, 0.999), eps=1e-8):
+    """Adam's displacement after each of the given gradients (explicit formulas)."""
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        out.append(-lr * (m / (1 - betas[0] ** t)) / (math.sqrt(v / (1 - betas[1] ** t)) + eps))
+    return out
+
+
+def test_two_updates_by_hand_with_weight_decay():
+    """ξ₁ = −ξ₂ by symmetry; each step's gradient on ξ_1 is z₁z₂(δ₁ − δ₂) + γ ξ₁."""
+    gamma = 0.1
+    method = _method(weight_decay=gamma)
+    xi, m, v = 0.0, 0.0, 0.0
+    for t, (before, after) in enumerate([((1.0, 4.0), (0.5, 3.0)), ((0.5, 3.0), (0.45, 1.5))], start=1):
+        method.combine(torch.tensor(before))
+        method.update(torch.tensor(after))
+        z1 = 1 / (1 + math.exp(-2 * xi))  # softmax of (ξ, −ξ)
+        delta = [math.log(b) - math.log(a) for b, a in zip(before, after)]
+        g = z1 * (1 - z1) * (delta[0] - delta[1]) + gamma * xi
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        xi -= 0.025 * (m / (1 - 0.9**t)) / (math.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        torch.testing.assert_close(method.logits, torch.tensor([xi, -xi]), atol=1e-7, rtol=1e-5)
+
+
+def test_weight_decay_pulls_the_logits_toward_zero():
+    method = _method(weight_decay=0.5)
+    method.logits = torch.tensor([1.0, -1.0])
+    method.combine(torch.tensor([1.0, 1.0]))
+    method.update(torch.tensor([1.0, 1.0]))  # no loss changed: only the decay acts
+    assert method.logits[0] < 1.0 and method.logits[1] > -1.0
+
+
+def test_max_norm_clips_the_shared_gradient_only(gradient_context):
+    from torch import nn
+
+    from scalarize.methods import StepContext
+
+    theta = nn.Parameter(torch.zeros(2))
+    head = nn.Parameter(torch.zeros(1))
+    losses = torch.stack([3 * theta[0] + 1 + 10 * head[0], 4 * theta[1] + 1])
+    ctx = StepContext(losses, features=None, shared_params=[theta], task_params=[[head], []])
+    method = _method(max_norm=1.0)
+    method.backward(ctx)
+    # unclipped: the effective weights (½, ½) give (1.5, 2): norm 2.5 → clipped to (0.6, 0.8)
+    torch.testing.assert_close(theta.grad, torch.tensor([0.6, 0.8]))
+    torch.testing.assert_close(head.grad, torch.tensor([5.0]))  # heads are not clipped
+    theta.grad = None
+    _method().backward(gradient_context(torch.tensor([[3.0, 0.0], [0.0, 4.0]])))  # default: off

@@ -116,3 +116,87 @@ def test_unknown_layer_is_refused():
 
     with pytest.raises(MethodError, match="method gradnorm: layer must be one of 'last_shared', 'representation'"):
         build_method("gradnorm", layer="first")
+
+
+def _rule(w, norms, losses, initial, alpha=1.5):
+    """GradNorm's gradient on w, written from the paper: G_i = w_i n_i, r_i = L̃_i / mean L̃,
+    L̃_i = L_i / L_i(0), ∂/∂w_i Σ_j |G_j − Ḡ r_j^α| with the target held constant."""
+    g = [wi * ni for wi, ni in zip(w, norms)]
+    g_bar = sum(g) / len(g)
+    rates = [li / l0 for li, l0 in zip(losses, initial)]
+    r = [x / (sum(rates) / len(rates)) for x in rates]
+    return [math.copysign(ni, gi - g_bar * ri**alpha) for ni, gi, ri in zip(norms, g, r)]
+
+
+def test_three_steps_by_hand():
+    """Weights learned by SGD (lr 0.1) and renormalised to sum to T after each step, while the
+    model moves (each step's parameters given), against the paper's rule step by step."""
+    method = build_method("gradnorm")
+    method.setup(["a", "b"])
+    opt = torch.optim.SGD(method.parameters(), lr=0.1)
+    w, initial = [1.0, 1.0], None
+    for w00, w01, b0 in [(1.0, 1.0, 0.5), (0.5, 1.0, 0.5), (0.8, 0.2, 0.3)]:
+        W, b, ctx = _problem([w00, w01], b0)
+        losses = [2 * (w00 + w01) + b0**2, w00**2 + 3 * b0]
+        initial = initial or losses
+        norms = [2 * math.sqrt(2), 2 * abs(w00)]  # ‖∇_W L1‖, ‖∇_W L2‖ on the last shared layer W
+        opt.zero_grad()
+        method.backward(ctx)
+        expected = _rule(w, norms, losses, initial)
+        torch.testing.assert_close(method.loss_weights.grad, torch.tensor(expected))
+        torch.testing.assert_close(W.grad, torch.tensor([[2 * w[0] + 2 * w00 * w[1], 2 * w[0]]]))
+        opt.step()
+        method.after_step(ctx)
+        raw = [max(wi - 0.1 * gi, 1e-6) for wi, gi in zip(w, expected)]
+        w = [2 * x / sum(raw) for x in raw]
+        torch.testing.assert_close(method.current_weights(), torch.tensor(w))
+    torch.testing.assert_close(method.initial_losses, torch.tensor([4.25, 2.5]))
+
+
+def test_inverse_training_rates_are_normalised():
+    """Both losses halved: the raw rates (½, ½) would put the targets at 0.35 Ḡ, below both
+    G_i (signs +, +); normalised, r = (1, 1) and the target is Ḡ itself (signs +, −)."""
+    method = build_method("gradnorm")
+    method.setup(["a", "b"])
+    method.initial_losses = torch.tensor([8.5, 5.0])
+    method.initialised.fill_(True)
+    W, b, ctx = _problem([1.0, 1.0], 0.5)  # L = (4.25, 2.5)
+    method.backward(ctx)
+    torch.testing.assert_close(method.loss_weights.grad, torch.tensor([2 * math.sqrt(2), -2.0]))
+
+
+def test_default_alpha_is_1_5_and_is_used():
+    """n = (1.25, 0.75)·c with w = 1 and rates normalised to (1.2, 0.8): with α = 1 the targets
+    (1.2, 0.8) Ḡ give signs (+, −); with α = 1.5, (1.315, 0.716) Ḡ give (−, +)."""
+    assert build_method("gradnorm").alpha == 1.5
+    grads = {}
+    for alpha in (1.0, 1.5):
+        method = build_method("gradnorm", alpha=alpha)
+        method.setup(["a", "b"])
+        method.initial_losses = torch.tensor([1.0, 1.0])
+        method.initialised.fill_(True)
+        W = nn.Parameter(torch.tensor([[0.0]]))
+        # L1 = 1.25 W + 1.2, L2 = 0.75 W + 0.8 at W = 0: rates (1.2, 0.8), n = (1.25, 0.75)
+        losses = torch.stack([1.25 * W[0, 0] + 1.2, 0.75 * W[0, 0] + 0.8])
+        method.backward(StepContext(losses, features=None, shared_params=[W], task_params=[[], []]))
+        grads[alpha] = method.loss_weights.grad.sign().tolist()
+    assert grads == {1.0: [1.0, -1.0], 1.5: [-1.0, 1.0]}
+
+
+def test_the_layer_is_the_last_shared_layer_not_the_first():
+    """A two-layer trunk: the norms are taken on the second Linear's weight."""
+    from scalarize.methods.gradnorm import last_shared_layer
+
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    params = list(trunk.parameters())
+    assert last_shared_layer(params) is trunk[2].weight
+    x = torch.randn(5, 3)
+    z = trunk(x)
+    losses = torch.stack([(z[:, 0] ** 2).mean(), ((z[:, 1] - 1) ** 2).mean() + 0.5 * (z[:, 0]).mean()])
+    norms = [torch.autograd.grad(l, trunk[2].weight, retain_graph=True)[0].norm().item() for l in losses]
+    method = build_method("gradnorm")
+    method.setup(["a", "b"])
+    method.backward(StepContext(losses, features=None, shared_params=params, task_params=[[], []]))
+    expected = _rule([1.0, 1.0], norms, [1.0, 1.0], [1.0, 1.0])
+    torch.testing.assert_close(method.loss_weights.grad, torch.tensor(expected))

@@ -1,6 +1,8 @@
 """MetaBalance: an auxiliary gradient's norm is moved toward the target's by the relax factor,
 per shared tensor, with moving averages of the norms."""
 
+import math
+
 import torch
 from torch import nn
 
@@ -54,3 +56,16 @@ def test_each_shared_tensor_is_balanced_separately():
     _method().backward(ctx)
     torch.testing.assert_close(a.grad, torch.tensor([3.0 + 3.8, 4.0]))
     torch.testing.assert_close(b.grad, torch.tensor([2.0 + 0.65 * 4.0]))
+
+
+def test_three_steps_by_hand():
+    method = _method(relax_factor=0.5, beta=0.8)
+    m = [0.0, 0.0]
+    for rows in ([[3.0, 4.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 4.0]], [[6.0, 8.0], [0.3, 0.4]]):
+        G = torch.tensor(rows)
+        d = method.aggregate(G, torch.ones(2))
+        norms = [math.hypot(*rows[0]), math.hypot(*rows[1])]
+        m = [0.8 * mi + 0.2 * ni for mi, ni in zip(m, norms)]
+        scale = 0.5 * m[0] / m[1] + 0.5
+        torch.testing.assert_close(d, torch.tensor([rows[0][k] + scale * rows[1][k] for k in range(2)]))
+        torch.testing.assert_close(method.current_weights(), torch.tensor([1.0, scale]))

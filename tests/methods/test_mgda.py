@@ -41,16 +41,16 @@ def test_matches_the_closed_form_on_random_pairs_and_clips():
 
 
 def test_weights_on_the_simplex_and_minimal_norm():
-    method = _method(num_tasks=4, epsilon=1e-9, max_iters=5000)  # Frank–Wolfe run to precision
+    method = _method(num_tasks=4)
     gen = torch.Generator().manual_seed(1)
     G = torch.randn(4, 6, generator=gen, dtype=torch.float64)
     d = method.aggregate(G, torch.ones(4))
     w = method.current_weights()
-    assert (w >= 0).all() and abs(float(w.sum()) - 1) < 1e-9
+    assert (w >= 0).all() and abs(float(w.sum()) - 1) < 1e-12
     # no random point of the hull has a smaller norm (Dirichlet(1) = normalised exponentials)
     e = -torch.log(torch.rand(2000, 4, generator=gen, dtype=torch.float64))
     candidates = e / e.sum(dim=1, keepdim=True)
-    assert (candidates @ G).norm(dim=1).min() >= d.norm() - 1e-6
+    assert (candidates @ G).norm(dim=1).min() >= d.norm() - 1e-12
 
 
 def test_l2_normalisation_finds_alpha_on_unit_gradients():
@@ -72,10 +72,167 @@ def test_mgda_ub_uses_the_representation_gradients():
     torch.testing.assert_close(theta.grad, torch.tensor([0.8, 0.4]))
 
 
+def _exact_min_norm(gram):
+    """Brute force over every active set: for each subset S, the min-norm point of the affine
+    hull of {g_i, i ∈ S} (the bordered KKT system); the feasible one (weights ≥ 0) of least
+    norm is the optimum, which lies in the relative interior of some face."""
+    import itertools
+
+    import numpy as np
+
+    size, best = gram.shape[0], None
+    for r in range(1, size + 1):
+        for subset in itertools.combinations(range(size), r):
+            idx = list(subset)
+            system = np.zeros((r + 1, r + 1))
+            system[:r, :r] = gram[np.ix_(idx, idx)]
+            system[:r, r] = system[r, :r] = 1.0
+            rhs = np.zeros(r + 1)
+            rhs[r] = 1.0
+            try:
+                solution = np.linalg.solve(system, rhs)
+            except np.linalg.LinAlgError:
+                solution = np.linalg.lstsq(system, rhs, rcond=None)[0]
+            if np.abs(system @ solution - rhs).max() > 1e-10 or solution[:r].min() < -1e-12:
+                continue
+            alpha = np.zeros(size)
+            alpha[idx] = np.clip(solution[:r], 0, None)
+            alpha /= alpha.sum()
+            value = alpha @ gram @ alpha
+            if best is None or value < best[0] - 1e-15:
+                best = (value, alpha)
+    return best[1]
+
+
+def _rows(kind, num_tasks, rng):
+    import numpy as np
+
+    if kind == "random":
+        return rng.normal(size=(num_tasks, 12))
+    if kind == "zero-weights":  # gradients around a common direction: the optimum drops some
+        return rng.normal(size=(num_tasks, 12)) + 2.0
+    if kind == "rank-deficient":
+        return rng.normal(size=(num_tasks, 2)) @ rng.normal(size=(2, 12))
+    if kind == "rank-one":  # all on one line through the origin, both signs
+        return rng.normal(size=(num_tasks, 1)) @ rng.normal(size=(1, 12))
+    if kind == "identical":
+        return np.tile(rng.normal(size=(1, 12)), (num_tasks, 1))
+    rows = rng.normal(size=(num_tasks, 12)) + 1.0  # "duplicates": two equal gradients
+    rows[-1] = rows[0]
+    return rows
+
+
+KINDS = ["random", "zero-weights", "rank-deficient", "rank-one", "identical", "duplicates"]
+
+
+@pytest.mark.parametrize(
+    ("num_tasks", "kind"),
+    [(t, k) for t in (3, 4, 6) for k in KINDS] + [(10, k) for k in ("random", "zero-weights", "rank-deficient")],
+)
+def test_exact_against_a_brute_force_solve_over_every_active_set(num_tasks, kind):
+    import numpy as np
+
+    from scalarize.methods._min_norm import min_norm_weights
+
+    rng = np.random.default_rng(100 * num_tasks + len(kind))
+    for _ in range(3 if num_tasks < 10 else 1):
+        rows = _rows(kind, num_tasks, rng)
+        gram = rows @ rows.T
+        ours, exact = min_norm_weights(gram), _exact_min_norm(gram)
+        assert ours.min() >= 0 and abs(ours.sum() - 1) < 1e-12
+        scale = np.linalg.norm(rows, axis=1).max()
+        # the direction is unique (α need not be, for dependent gradients)
+        assert np.linalg.norm((ours - exact) @ rows) <= 1e-9 * scale
+        # KKT: every gradient's product with d is ≥ ‖d‖², with equality on the support
+        d = ours @ rows
+        assert (rows @ d >= d @ d - 1e-9 * scale**2).all()
+        assert np.abs((rows @ d - d @ d)[ours > 0]).max() <= 1e-9 * scale**2
+        if kind in ("random", "zero-weights"):  # unique α: exact zeros where the optimum has them
+            np.testing.assert_allclose(ours, exact, atol=1e-9)
+            assert ((ours == 0) == (exact <= 1e-12)).all()
+
+
+def test_zero_weights_are_exactly_zero_and_identical_gradients_share():
+    import numpy as np
+
+    from scalarize.methods._min_norm import min_norm_weights
+
+    # g3 = (2, 2) lies beyond the segment [g1, g2] = [(1, 0), (0, 1)]: the optimum (½, ½, 0)
+    rows = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    alpha = min_norm_weights(rows @ rows.T)
+    np.testing.assert_allclose(alpha, [0.5, 0.5, 0.0], rtol=0, atol=1e-15)
+    assert alpha[2] == 0.0
+    same = np.tile([[3.0, -1.0]], (4, 1))
+    np.testing.assert_allclose(min_norm_weights(same @ same.T), np.full(4, 0.25))
+    np.testing.assert_allclose(min_norm_weights(np.zeros((3, 3))), np.full(3, 1 / 3))
+
+
+@pytest.mark.parametrize("num_tasks", [20, 40, 60])
+def test_exact_at_many_tasks_satisfies_kkt(num_tasks):
+    import numpy as np
+
+    from scalarize.methods._min_norm import min_norm_weights
+
+    rng = np.random.default_rng(num_tasks)
+    for rows in (rng.normal(size=(num_tasks, 50)) + 0.3, rng.normal(size=(num_tasks, 5)) @ rng.normal(size=(5, 50))):
+        alpha = min_norm_weights(rows @ rows.T)
+        d = alpha @ rows
+        scale = np.linalg.norm(rows, axis=1).max() ** 2
+        assert alpha.min() >= 0 and abs(alpha.sum() - 1) < 1e-12
+        assert (rows @ d >= d @ d - 1e-9 * scale).all()
+        assert np.abs((rows @ d - d @ d)[alpha > 0]).max() <= 1e-9 * scale
+
+
+def test_the_default_solver_is_the_exact_one_and_frank_wolfe_is_not():
+    """A solver that stops early (Frank–Wolfe at its defaults, or after one iteration) misses
+    the exact weights at T = 5; the default does not."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = torch.from_numpy(rng.normal(size=(5, 12)) + 0.5)
+    exact = torch.from_numpy(_exact_min_norm((rows @ rows.T).numpy()))
+    default = _method(num_tasks=5)
+    default.aggregate(rows, torch.ones(5))
+    torch.testing.assert_close(default.current_weights(), exact, atol=1e-9, rtol=0)
+    fw = _method(num_tasks=5, solver="frank_wolfe")
+    fw.aggregate(rows, torch.ones(5))
+    assert (fw.current_weights() - exact).abs().max() > 1e-4
+    one = _method(num_tasks=5, solver="frank_wolfe", max_iters=1)
+    one.aggregate(rows, torch.ones(5))
+    assert (one.current_weights() - exact).abs().max() > 1e-2
+    # Frank–Wolfe converges (slowly) when allowed to: far closer with a tight ε and many steps
+    tight = _method(num_tasks=5, solver="frank_wolfe", epsilon=1e-12, max_iters=20_000)
+    tight.aggregate(rows, torch.ones(5))
+    assert (tight.current_weights() - exact).abs().max() < (fw.current_weights() - exact).abs().max()
+
+
+def test_frank_wolfe_one_step_by_hand():
+    # G = diag(1, 4, 9): α⁰ = ⅓; Gα = (⅓, 4/3, 3) → t = 0; a = ⅓, b = 14/9, c = 1;
+    # γ = (b − a)/(b + c − 2a) = (11/9)/(17/9) = 11/17; α¹ = (6/17)·⅓ + 11/17 e₀.
+    import numpy as np
+
+    from scalarize.methods._min_norm import frank_wolfe
+
+    alpha = frank_wolfe(np.diag([1.0, 4.0, 9.0]), epsilon=1e-3, max_iters=1)
+    np.testing.assert_allclose(alpha, [2 / 17 + 11 / 17, 2 / 17, 2 / 17], rtol=1e-12)
+
+
+def test_solver_options_are_checked():
+    from scalarize.methods import MethodError
+
+    with pytest.raises(MethodError, match="method mgda: epsilon is an option of solver 'frank_wolfe' only"):
+        build_method("mgda", epsilon=1e-6)
+    with pytest.raises(MethodError, match="method mgda_ub: solver must be one of 'exact', 'frank_wolfe', got 'qp'"):
+        build_method("mgda_ub", solver="qp")
+    with pytest.raises(MethodError, match="method mgda: max_iters must be >= 1, got 0"):
+        build_method("mgda", solver="frank_wolfe", max_iters=0)
+
+
 @pytest.mark.parametrize("num_tasks", [2, 3, 10, 40])
 @pytest.mark.parametrize("kind", ["random", "rank-deficient", "identical"])
 def test_the_numpy_frank_wolfe_is_torchjds_iteration(num_tasks, kind):
-    """Same iterates as torchjd's MGDAWeighting (written in tensor operations), to rounding."""
+    """``solver="frank_wolfe"``: the same iterates as torchjd's MGDAWeighting (written in tensor
+    operations), to rounding."""
     import numpy as np
     from torchjd.aggregation import MGDAWeighting
 
@@ -90,5 +247,19 @@ def test_the_numpy_frank_wolfe_is_torchjds_iteration(num_tasks, kind):
         theirs = MGDAWeighting(epsilon=epsilon, max_iters=max_iters)(torch.from_numpy(gram)).numpy()
         ours = frank_wolfe(gram, epsilon, max_iters)
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
-    weights = MinNormWeighting()(torch.from_numpy(gram).float())
-    assert weights.dtype == torch.float32 and abs(float(weights.sum()) - 1) < 1e-6
+    for weighting in (MinNormWeighting(), MinNormWeighting("frank_wolfe")):
+        weights = weighting(torch.from_numpy(gram).float())
+        assert weights.dtype == torch.float32 and abs(float(weights.sum()) - 1) < 1e-6
+
+
+@pytest.mark.parametrize("normalization", ["loss", "loss+"])
+def test_loss_normalisations_by_hand(normalization):
+    # g1 = (2, 0), g2 = (0, 1), L = (4, 1). "loss": rows g_i/L_i = (½, 0), (0, 1): α₁ = 1/(¼ + 1)
+    # = 0.8; "loss+": g_i/(L_i ‖g_i‖) = (¼, 0), (0, 1): α₁ = 1/(1/16 + 1) = 16/17. α is then
+    # applied to the raw gradients.
+    G = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    method = _method(normalization=normalization)
+    d = method.aggregate(G, torch.tensor([4.0, 1.0]))
+    a = 0.8 if normalization == "loss" else 16 / 17
+    torch.testing.assert_close(method.current_weights(), torch.tensor([a, 1 - a], dtype=torch.float64))
+    torch.testing.assert_close(d, torch.tensor([2 * a, 1 - a], dtype=torch.float64))

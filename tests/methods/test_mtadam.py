@@ -124,3 +124,40 @@ def test_a_head_reached_by_one_loss_follows_adam():
         adam.step()
     for p, q in zip(head.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_two_steps_by_hand():
+    """One scalar parameter reached by both losses: n_i (first step: ‖g_i‖, then an EMA with
+    β₃), g_b rescaled to the anchor a's norm, per-loss Adam moments, the largest denominator."""
+    p = nn.Parameter(torch.zeros(1))
+    method = _method()
+    opt = method.build_optimizer([p], lr=0.1)
+    b1, b2, b3, eps = 0.9, 0.999, 0.9, 1e-8
+    n = [0.0, 0.0]
+    m = [0.0, 0.0]
+    v = [0.0, 0.0]
+    x = 0.0
+    for t, (ga, gb) in enumerate([(1.0, -4.0), (2.0, 1.0)], start=1):
+        losses = torch.stack([ga * p[0] + 1, gb * p[0] + 1])
+        opt.zero_grad()
+        method.backward(StepContext(losses, features=None, shared_params=[p], task_params=[[], []]))
+        opt.step()
+        n = [abs(ga), abs(gb)] if t == 1 else [b3 * n[0] + (1 - b3) * abs(ga), b3 * n[1] + (1 - b3) * abs(gb)]
+        g = [ga, gb * n[0] / n[1]]
+        m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+        v = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
+        denom = max(math.sqrt(vi / (1 - b2**t)) + eps for vi in v)
+        x -= 0.1 * sum(mi / (1 - b1**t) for mi in m) / denom
+        torch.testing.assert_close(p.detach(), torch.tensor([x]))
+
+
+def test_weight_decay_shrinks_the_parameters():
+    p = nn.Parameter(torch.tensor([2.0, -2.0]))
+    method = _method(weight_decay=0.1)
+    opt = method.build_optimizer([p], lr=0.01)
+    for _ in range(3):
+        losses = torch.stack([0 * p.sum() + 1, 0 * p.sum() + 1])  # no gradient but the decay
+        opt.zero_grad()
+        method.backward(StepContext(losses, features=None, shared_params=[p], task_params=[[], []]))
+        opt.step()
+    assert p[0] < 2.0 and p[1] > -2.0

@@ -42,3 +42,27 @@ def test_weights_are_reused_between_updates():
     torch.testing.assert_close(method.current_weights(), torch.tensor([0.5, 1.0]))
     method.aggregate(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.ones(2))
     torch.testing.assert_close(method.current_weights(), torch.tensor([1.0, 1.0]))
+
+
+def test_heads_are_unscaled_unless_asked():
+    from torch import nn
+
+    from scalarize.methods import StepContext
+
+    for scale_heads in (False, True):
+        theta = nn.Parameter(torch.zeros(2))
+        head = nn.Parameter(torch.zeros(1))
+        losses = torch.stack([2 * theta[0] + 1 + 3 * head[0], theta[1] + 1])  # α = (½, 1)
+        ctx = StepContext(losses, features=None, shared_params=[theta], task_params=[[head], []])
+        _method(max_norm=0.0, scale_heads=scale_heads).backward(ctx)
+        torch.testing.assert_close(theta.grad, torch.tensor([1.0, 1.0]))
+        torch.testing.assert_close(head.grad, torch.tensor([1.5 if scale_heads else 3.0]))
+
+
+def test_update_is_invariant_to_a_tasks_gradient_scale():
+    gen = torch.Generator().manual_seed(3)
+    G = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    scaled = G * torch.tensor([[10.0], [1.0], [0.01]], dtype=torch.float64)
+    a = _method(3, max_norm=0.0).aggregate(G, torch.ones(3))
+    b = _method(3, max_norm=0.0).aggregate(scaled, torch.ones(3))
+    torch.testing.assert_close(a, b)

@@ -45,3 +45,23 @@ def test_seeds_differ_and_repeat():
     a, b, c = _method(seed=1), _method(seed=1), _method(seed=2)
     wa, wb, wc = (m.draw() for m in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_every_distribution_is_normalised_by_softmax_as_the_authors_do():
+    for distribution in ("uniform", "dirichlet"):
+        method = _method(distribution=distribution, seed=5)
+        reference = torch.Generator().manual_seed(5)
+        u = torch.rand(3, generator=reference, dtype=torch.float64)
+        raw = u if distribution == "uniform" else (-torch.log1p(-u)) / (-torch.log1p(-u)).sum()
+        torch.testing.assert_close(method.draw(), torch.softmax(raw, dim=0).float())
+        # a softmax of values in [0, 1]: the weights' ratio is at most e
+        for _ in range(20):
+            w = method.draw()
+            assert float(w.max() / w.min()) <= torch.e + 1e-6
+
+
+def test_sum_normalisation_keeps_a_dirichlet_draw():
+    method = _method(distribution="dirichlet", normalization="sum", seed=5)
+    reference = torch.Generator().manual_seed(5)
+    e = -torch.log1p(-torch.rand(3, generator=reference, dtype=torch.float64))
+    torch.testing.assert_close(method.draw(), (e / e.sum()).float())

@@ -45,3 +45,21 @@ def test_log_variances_are_parameters_for_the_trainer_optimizer():
     method = _method()
     assert [p.shape for p in method.parameters()] == [torch.Size([2])]
     assert "scalarizer.log_var" in method.state_dict()
+
+
+def test_three_sgd_steps_by_hand():
+    """s ← s − lr ∂/∂s (½ e^{−s} L + ½ s) = s − lr · ½ (1 − e^{−s} L), with the losses given."""
+    method = _method()
+    opt = torch.optim.SGD(method.parameters(), lr=0.5)
+    s = [0.0, 0.0]
+    for losses in ([2.0, 0.5], [1.5, 0.5], [1.0, 0.25]):
+        value = method.combine(torch.tensor(losses))
+        expected = sum(0.5 * math.exp(-si) * li + 0.5 * si for si, li in zip(s, losses))
+        assert math.isclose(value.item(), expected, rel_tol=1e-6)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        s = [si - 0.5 * 0.5 * (1 - math.exp(-si) * li) for si, li in zip(s, losses)]
+        torch.testing.assert_close(method.log_var.detach(), torch.tensor(s))
+        torch.testing.assert_close(method.current_weights(), torch.tensor([0.5 * math.exp(-si) for si in s]))
+    assert s[0] > 0 > s[1]  # σ² grows for the larger loss, shrinks for the smaller

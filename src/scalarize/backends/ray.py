@@ -34,6 +34,7 @@ import torch
 from scalarize.population.pbt import PBTOutcome, PBTSearch, best_schedule, last_metrics
 from scalarize.search.fitness import build_fitness
 from scalarize.store.database import Store
+from scalarize.train.record import DivergedError
 from scalarize.train.checkpoint import load_checkpoint
 from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import primary_metrics
@@ -257,7 +258,8 @@ def _outcome(search: PBTSearch, store: Store, grid) -> PBTOutcome:
         if store.run(member.name)["status"] != "completed":
             fitness[index] = np.nan
     if not np.isfinite(fitness).any():
-        raise RuntimeError("every member of the population diverged")
+        raise DivergedError("pbt: every member of the population diverged (its loss turned non-finite); "
+                            "lower optimizer.lr or check the data")
     best = int(np.nanargmax(fitness))
     name = members[best].name
     last = store.last_evaluation(name)

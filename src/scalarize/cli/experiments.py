@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scalarize.report.describe import method_text, settings_text
 from scalarize.report.experiment import format_table, results_rows, write_report
 from scalarize.store.database import Store
 from scalarize.train.config import TrainConfig
@@ -22,15 +23,17 @@ def run_and_report(
     runs = [config.name, *stl_runs.values()]
     with Store(result.directory) as store:
         header, rows = results_rows(store, runs, result.primary, stl_runs, result.delta, config.single_task)
+        method = method_text(config, [o.split("/")[0] for o, _ in result.primary])
         report = write_report(
             store,
-            f"{config.name}: {config.method.name} on {config.benchmark.name}",
+            f"{config.name}: {method} on {config.benchmark.name}",
             runs,
             result.primary,
             stl_runs,
             notes=[
-                f"Model {config.model.family} (width {config.model.width}, depth {config.model.depth}), "
-                f"{config.optimizer.name} lr {config.optimizer.lr}, batch {config.batch_size}, seed {config.seed}.",
+                f"Run {config.name}: {method}. Settings: {settings_text(config)}",
+                *([f"Single-task baselines ({', '.join(stl_runs.values())}): the same settings, one objective "
+                   "each."] if stl_runs else []),
                 *skipped_steps_notes([result.main, *result.stl.values()]),
             ],
             delta=result.delta,
@@ -91,15 +94,24 @@ def pbt_and_report(config, *, sweep: Path | None = None, progress: bool = True, 
     return result
 
 
-def replay_and_report(directory: Path, *, progress: bool = True, say: Callable[[str], None] = print):
+def replay_and_report(directory: Path, *, seeds=None, device: str | None = None, progress: bool = True,
+                      say: Callable[[str], None] = print):
+    """Retrains the best PBT schedule and uniform scalarization with the same seeds, prints the
+    comparison, writes replay.md."""
     from scalarize.experiments.replay import replay
+    from scalarize.report.replay import write_replay_report
 
-    result, saved = replay(directory, progress=progress, log=say)
-    names = sorted(k for k in saved["test"] if not k.endswith("/loss"))
-    rows = [[f"PBT best ({saved['best']})", *(f"{saved['test'][n]:.4f}" for n in names)],
-            [f"replay ({result.name})", *(f"{result.test.get(n, float('nan')):.4f}" for n in names)]]
+    started = time.perf_counter()
+    result = replay(directory, seeds=seeds, device=device, progress=progress, log=say)
+    report, table = write_replay_report(result)
     say("")
-    say(format_table(["run", *(f"{n} (test)" for n in names)], rows))
+    say(table)
+    for runs in (result.replay, result.uniform):
+        for run in runs.values():
+            if run.status != "completed":
+                say(f"warning: run {run.name} {run.status}: {run.message}")
+    say(f"\nreport: {report}  (also replay.html; database: {Path(directory) / 'scalarize.db'})")
+    say(f"finished in {time.perf_counter() - started:.1f} s")
     return result
 
 
@@ -124,7 +136,8 @@ DEMO_BENCHMARKS = (
 )
 
 
-def run_demo(output: Path, *, epochs: int = 5, progress: bool = True, say: Callable[[str], None] = print) -> None:
+def run_demo(output: Path, *, epochs: int = 5, device: str | None = None, progress: bool = True,
+             say: Callable[[str], None] = print) -> None:
     """Uniform scalarization against single-task models on the two bundled image benchmarks."""
     say("scalarize demo: one shared model trained by uniform scalarization vs one model per objective")
     for name, description in DEMO_BENCHMARKS:
@@ -136,6 +149,7 @@ def run_demo(output: Path, *, epochs: int = 5, progress: bool = True, say: Calla
             epochs=epochs,
             batch_size=128,
             output=str(output / name),
+            **({"device": device} if device else {}),
         )
         run_and_report(config, progress=progress, say=say)
     say("\nNext: edit a config in configs/ and run `scalarize train CONFIG`; "

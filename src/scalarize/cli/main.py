@@ -11,17 +11,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from scalarize.data.registry import BenchmarkError
-from scalarize.methods.base import MethodError
-from scalarize.models.registry import ModelError
-from scalarize.train.config import ConfigError
-
-USER_ERRORS = (ConfigError, BenchmarkError, MethodError, ModelError, FileNotFoundError)
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Raised by commands for bad input that is not a config problem."""
+from scalarize.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+    UsageError,
+    describe,
+    install_signal_handlers,
+)
 
 
 def _say(message: str) -> None:
@@ -29,10 +27,12 @@ def _say(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from scalarize.cli.experiments import run_and_report
-    from scalarize.train.config import load_config
+    from scalarize.experiments.loading import load_experiment_config
+    from scalarize.train.config import TrainConfig
 
-    config = load_config(args.config, args.overrides)
+    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=_say)  # before torch loads
+    from scalarize.cli.experiments import run_and_report
+
     run_and_report(config, progress=not args.quiet, say=_say)
     return 0
 
@@ -41,7 +41,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from scalarize.cli.experiments import sweep_and_report
     from scalarize.experiments.sweep import load_sweep_config
 
-    config = load_sweep_config(args.config, args.overrides)
+    config = load_sweep_config(args.config, _overrides(args), log=_say)
     sweep_and_report(config, progress=not args.quiet, say=_say)
     return 0
 
@@ -51,16 +51,19 @@ def cmd_pbt(args: argparse.Namespace) -> int:
         from scalarize.cli.experiments import replay_and_report
 
         if len(args.overrides) != 1 or "=" in args.overrides[0]:
-            raise UsageError("usage: scalarize pbt replay DIRECTORY")
-        replay_and_report(Path(args.overrides[0]), progress=not args.quiet, say=_say)
+            raise UsageError("usage: scalarize pbt replay DIRECTORY [--seeds N ...] [--device DEVICE]")
+        replay_and_report(Path(args.overrides[0]), seeds=args.seeds, device=args.device, progress=not args.quiet,
+                          say=_say)
         return 0
+    if args.seeds is not None:
+        raise UsageError("--seeds: only for `scalarize pbt replay DIRECTORY`")
     from scalarize.cli.experiments import pbt_and_report
     from scalarize.experiments.pbt import load_pbt_config
 
-    overrides = list(args.overrides)
+    overrides = _overrides(args)
     overrides += [f"pbt.{key}={value}" for key, value in
                   (("backend", args.backend), ("address", args.address), ("algorithm", args.algorithm)) if value]
-    config = load_pbt_config(args.target, overrides)
+    config = load_pbt_config(args.target, overrides, log=_say)
     pbt_and_report(config, sweep=Path(args.sweep) if args.sweep else None, progress=not args.quiet, say=_say)
     return 0
 
@@ -69,7 +72,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from scalarize.cli.experiments import study_and_report
     from scalarize.experiments.study import load_study_config
 
-    config = load_study_config(args.config, args.overrides)
+    config = load_study_config(args.config, _overrides(args), log=_say)
     study_and_report(config, progress=not args.quiet, say=_say)
     return 0
 
@@ -78,7 +81,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from scalarize.cli.compare import compare_and_report
     from scalarize.experiments.compare import load_compare_config
 
-    config = load_compare_config(args.config, args.overrides)
+    config = load_compare_config(args.config, _overrides(args), log=_say)
     compare_and_report(config, progress=not args.quiet, say=_say)
     return 0
 
@@ -114,8 +117,78 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from scalarize.cli.experiments import run_demo
 
-    run_demo(Path(args.output), epochs=args.epochs, progress=not args.quiet, say=_say)
+    run_demo(Path(args.output), epochs=args.epochs, device=args.device, progress=not args.quiet, say=_say)
     return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from scalarize.cli.reference import config_overview, describe_section
+
+    print(describe_section(args.section) if args.section else config_overview())
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from scalarize.cli.reference import describe_methods
+
+    print(describe_methods(args.name))
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The command line's key=value overrides, with ``--device`` as the last one."""
+    return [*args.overrides, *([f"device={args.device}"] if getattr(args, "device", None) else [])]
+
+
+def _version() -> str:
+    import platform
+
+    from scalarize import __version__
+
+    try:
+        import torch
+
+        return f"scalarize {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return f"scalarize {__version__}"
+
+
+class _HelpParser(argparse.ArgumentParser):
+    """A parser whose epilog is written when help is asked for (the method names come from the
+    registry, which imports torch: bad input is answered before torch loads)."""
+
+    epilog_of: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = self.epilog_of()
+        return super().format_help()
+
+
+class _Version(argparse.Action):
+    """``--version``: computed when asked for (it names torch's version)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show the versions of scalarize, torch and Python, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(_version())
+        parser.exit()
+
+
+def _experiment_parser(commands, name: str, help: str, config_help: str, example: str, **kwargs):
+    """A command that takes a config and key=value overrides, with --device and -q."""
+    from scalarize.cli.reference import epilog
+
+    parser = commands.add_parser(name, help=help, description=help,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    parser.epilog_of = lambda: epilog(name)
+    parser.add_argument("config" if name != "pbt" else "target", help=config_help)
+    parser.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {example}")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -134,41 +207,47 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scalarize",
         description="Train one model on several tasks or domains by scalarization; search and compare weights.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_HelpParser)
 
-    train = commands.add_parser("train", help="train a config (and its single-task baselines)")
-    train.add_argument("config", help="YAML config file (see configs/)")
-    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-4")
-    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train = _experiment_parser(commands, "train", "train a config (and its single-task baselines)",
+                               "YAML config file (see configs/)", "optimizer.lr=3e-4 method.name=pcgrad")
     train.set_defaults(handler=cmd_train)
 
-    sweep = commands.add_parser("sweep", help="train a sweep of weights as a population; report the front")
-    sweep.add_argument("config", help="YAML config with a sweep: section (see configs/*-sweep.yaml)")
-    sweep.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sweep.step=0.05")
-    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sweep = _experiment_parser(commands, "sweep", "train a sweep of weights as a population; report the front",
+                               "YAML config with a sweep: section (see configs/*-sweep.yaml)", "sweep.step=0.05")
     sweep.set_defaults(handler=cmd_sweep)
 
-    pbt = commands.add_parser("pbt", help="search weights with PBT/PB2; `pbt replay DIR` retrains the best schedule")
-    pbt.add_argument("target", help="YAML config with a pbt: section, or `replay`")
-    pbt.add_argument("overrides", nargs="*", help="key=value overrides (or, after replay, the experiment directory)")
+    pbt = _experiment_parser(commands, "pbt", "search weights with PBT/PB2; `pbt replay DIR` retrains the best schedule",
+                             "YAML config with a pbt: section (see configs/*-pbt.yaml), or `replay`",
+                             "pbt.population=16 (after replay: the experiment directory)")
     pbt.add_argument("--algorithm", choices=["pbt", "pb2"], help="overrides pbt.algorithm")
     pbt.add_argument("--backend", choices=["local", "ray"], help="overrides pbt.backend (default local)")
     pbt.add_argument("--address", help="Ray cluster address to join (with --backend ray)")
     pbt.add_argument("--sweep", help="experiment directory of a sweep of the same benchmark to compare with")
-    pbt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pbt.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                     help="replay only: train the schedule and uniform scalarization with these seeds "
+                          "(default: 3 seeds from the best member's)")
     pbt.set_defaults(handler=cmd_pbt)
 
-    study = commands.add_parser("study", help="the scaling study: best weights and gains over depth x width")
-    study.add_argument("config", help="YAML config with a study: section (see configs/*-study.yaml)")
-    study.add_argument("overrides", nargs="*", help="key=value overrides, e.g. study.depths=[1,2]")
-    study.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    study = _experiment_parser(commands, "study", "the scaling study: best weights and gains over depth x width",
+                               "YAML config with a study: section (see configs/study*.yaml)", "study.depths=[1,2]")
     study.set_defaults(handler=cmd_study)
 
-    compare = commands.add_parser("compare", help="MTO methods against uniform scalarization: same budget, seeds, lr grid")
-    compare.add_argument("config", help="YAML config with a compare: section (see configs/*-compare.yaml)")
-    compare.add_argument("overrides", nargs="*", help="key=value overrides, e.g. compare.seeds=[0,1]")
-    compare.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    compare = _experiment_parser(commands, "compare",
+                                 "MTO methods against uniform scalarization: same budget, seeds, lr grid",
+                                 "YAML config with a compare: section (see configs/*-compare.yaml)",
+                                 "compare.seeds=[0,1]")
     compare.set_defaults(handler=cmd_compare)
+
+    config = commands.add_parser("config", help="the keys of a config section: types, allowed values, defaults")
+    config.add_argument("section", nargs="?", help="train, benchmark, model, method, optimizer, schedule, tracking, "
+                                                   "sweep, compare, pbt, study... (none: list them)")
+    config.set_defaults(handler=cmd_config)
+
+    methods = commands.add_parser("methods", help="the methods a config can name, with their options and defaults")
+    methods.add_argument("name", nargs="?", help="one method: its rule, defaults and sources")
+    methods.set_defaults(handler=cmd_methods)
 
     bench = commands.add_parser("benchmarks", help="list the bundled benchmarks")
     bench.add_argument("--options", metavar="NAME", help="show the options of one benchmark")
@@ -177,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="uniform scalarization vs single-task on multimnist and digits")
     demo.add_argument("--output", default="experiments/demo", help="where to write (default: %(default)s)")
     demo.add_argument("--epochs", type=int, default=5, help="epochs per run (default: %(default)s)")
+    demo.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device of every run (default: auto)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=cmd_demo)
 
@@ -189,24 +269,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
-    unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    install_signal_handlers()
     try:
-        return handler(args)
-    except USER_ERRORS + (UsageError,) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
+        unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if extra:
+            args.overrides = [*args.overrides, *extra]
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        from scalarize.store.database import Store, release_directories
+
+        Store.exclusive = True  # one command per experiment directory at a time
+        try:
+            return handler(args)
+        finally:
+            Store.exclusive = False
+            release_directories()
+    except KeyboardInterrupt as interrupt:
+        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+    except Exception as error:
+        message = describe(error)
+        if message is None:
+            raise
         print(f"scalarize: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

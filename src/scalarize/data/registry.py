@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scalarize.data.benchmark import Benchmark
+from scalarize.errors import ScalarizeError
 from scalarize.data.bundled.digits import digits
 from scalarize.data.bundled.multimnist import multimnist
 from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
@@ -17,7 +18,7 @@ from scalarize.data.loaders.nyuv2 import nyuv2
 from scalarize.data.loaders.qm9 import qm9
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ScalarizeError):
     """An unknown benchmark or a bad option (reported to users as one line)."""
 
 

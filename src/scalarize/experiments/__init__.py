@@ -10,6 +10,17 @@ result for the report.
 * :mod:`~scalarize.experiments.study`: best weights and gains over model sizes.
 """
 
-from scalarize.experiments.train import ExperimentResult, run_experiment
+from importlib import import_module
 
-__all__ = ["ExperimentResult", "run_experiment"]
+_EXPORTS = {"ExperimentResult": "scalarize.experiments.train", "run_experiment": "scalarize.experiments.train"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Lazy, so that :mod:`scalarize.experiments.loading` reads a config without loading torch."""
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'scalarize.experiments' has no attribute {name!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,8 @@ from scalarize.backends.base import Backend, get_backend
 from scalarize.data.benchmark import Benchmark
 from scalarize.experiments.train import check_not_conflicting, stl_runs
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe, load_config
+from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe
 from scalarize.train.evaluate import delta_metrics, primary_metrics
 from scalarize.train.record import RunResult, selection_score
 from scalarize.train.run import RunSpec
@@ -64,8 +66,10 @@ class CompareConfig(TrainConfig):
     compare: CompareSpec = Field(default_factory=CompareSpec)
 
 
-def load_compare_config(path, overrides: list[str] | None = None) -> CompareConfig:
-    return load_config(path, overrides, CompareConfig)
+def load_compare_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> CompareConfig:
+    """The config from ``path`` (which must have a ``compare:`` section, or an override that sets
+    one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
+    return load_experiment_config(path, overrides, CompareConfig, section="compare", log=log)
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,19 @@ def build_runs(config: CompareConfig) -> list[CompareRun]:
                     raise ConfigError(_describe(error)) from None
                 runs.append(CompareRun(entry.display, lr, seed, run_config))
     return runs
+
+
+def load_recorder(store: Store) -> Callable:
+    """Records, per run, the highest 1-minute load average seen at its evaluations and the
+    machine's CPU count (table ``costs``): timings taken on a busy machine are flagged."""
+    def record(run: str, model, step: int, evaluation: int) -> None:
+        if not hasattr(os, "getloadavg"):
+            return
+        load = os.getloadavg()[0]
+        seen = store.costs(run).get("load_average_max", 0.0)
+        store.record_costs(run, {"load_average_max": max(seen, load), "cpu_count": float(os.cpu_count() or 1)})
+
+    return record
 
 
 @dataclass
@@ -199,7 +216,8 @@ def run_compare(
     )
     backend = backend or get_backend("local", engine="loop")
     with Store(config.experiment_dir()) as store:
-        results = backend.train([*specs, *stl], store, progress=progress, log=log)
+        results = backend.train([*specs, *stl], store, progress=progress, log=log,
+                                on_evaluation=load_recorder(store) if backend.name == "local" else None)
     val_scores, chosen = choose_learning_rates(runs, results, benchmark)
     return CompareResult(
         config=config, benchmark=benchmark.name, objectives=list(benchmark.objectives),

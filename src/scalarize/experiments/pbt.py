@@ -29,6 +29,7 @@ import torch
 from pydantic import Field
 
 from scalarize.backends.base import Backend, get_backend
+from scalarize.data.sampling import build_sampler
 from scalarize.experiments.train import check_not_conflicting
 from scalarize.population.engine import stackable_inputs
 from scalarize.population.members import Member
@@ -36,10 +37,12 @@ from scalarize.population.pbt import PBTSearch
 from scalarize.search.fitness import build_fitness
 from scalarize.search.pbt import PBTPolicy
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, load_config
+from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.run import RunSpec
 from scalarize.train.setup import prepare
+from scalarize.train.trainer import lr_factor
 
 
 RESULT_FILE = "pbt_result.json"
@@ -47,7 +50,7 @@ RESULT_FILE = "pbt_result.json"
 
 class PBTSpec(Strict):
     algorithm: Literal["pbt", "pb2"] = "pbt"
-    population: int = Field(default=8, ge=1, le=4096)
+    population: int = Field(default=8, ge=2, le=4096, description="members (at least 2: one to copy, one that copies)")
     interval: int = Field(default=1, ge=1, description="evaluations between syncs")
     quantile: float = Field(default=0.25, gt=0, le=0.5)
     factors: list[float] = Field(default_factory=lambda: [0.8, 1.2], min_length=1)
@@ -78,8 +81,10 @@ class PBTConfig(TrainConfig):
             raise ConfigError(f"pbt: {error}") from None
 
 
-def load_pbt_config(path, overrides: list[str] | None = None) -> PBTConfig:
-    return load_config(path, overrides, PBTConfig)
+def load_pbt_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> PBTConfig:
+    """The config from ``path`` (which must have a ``pbt:`` section, or an override that sets
+    one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
+    return load_experiment_config(path, overrides, PBTConfig, section="pbt", log=log)
 
 
 def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
@@ -95,6 +100,7 @@ def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
         data = json.loads(json.dumps(base))
         data["method"]["weights"] = weights.tolist()
         data["seed"] = config.seed + index
+        data["selection"] = "last"  # its weights change along training: it reports its final model
         members.append(Member(f"{config.name}-m{index:02d}", build_config(data)))
     return [RunSpec(m.name, m.config, "pbt", member_fingerprint(config, m)) for m in members]
 
@@ -117,17 +123,36 @@ class PBTResult:
     lineage: list[dict]
     primary: list[tuple[str, bool]] = field(default_factory=list)
     uniform: Any = None
+    #: the schedule's weights averaged over the steps with the learning rate as weight: what the
+    #: training actually felt (late weights hardly matter once a decaying learning rate nears 0)
+    effective_weights: list[float] = field(default_factory=list)
 
     @property
     def best_name(self) -> str:
         return self.members[self.best].name
 
 
-def save_result(directory, search: str, best: str, schedule, val: dict, test: dict) -> None:
-    """What replay and later reads need: the best member and its schedule (atomic write)."""
+def lr_weighted_weights(schedule: list[tuple[int, list[float]]], factor, total_steps: int) -> list[float]:
+    """``Σ_t f(t) w(t) / Σ_t f(t)`` over the steps ``t < total_steps`` of a piecewise-constant
+    ``schedule`` (``[(first step, weights)]``) and a learning-rate multiplier ``f``."""
+    starts = [step for step, _ in schedule] + [total_steps]
+    totals = np.zeros(len(schedule[0][1]))
+    mass = 0.0
+    for (start, weights), end in zip(schedule, starts[1:]):
+        lr_sum = sum(factor(t) for t in range(start, min(end, total_steps)))
+        totals += lr_sum * np.asarray(weights, dtype=float)
+        mass += lr_sum
+    return (totals / mass).tolist() if mass > 0 else list(schedule[-1][1])
+
+
+def save_result(directory, search: str, best: str, schedule, val: dict, test: dict, effective=None, **about) -> None:
+    """What replay and later reads need: the best member and its schedule (atomic write);
+    ``about``: what the reports say of the search (population, fitness)."""
     path = directory / RESULT_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"search": search, "best": best, "schedule": schedule, "val": val, "test": test}, indent=1))
+    data = {"search": search, "best": best, "schedule": schedule, "effective_weights": effective, "val": val, "test": test,
+            **about}
+    tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
 
@@ -164,9 +189,13 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
     directory = config.experiment_dir()
     if outcome.model_state is not None:
         torch.save(outcome.model_state, directory / "best_model.pt")
-    save_result(directory, config.name, members[outcome.best].name, outcome.schedule, outcome.val, outcome.test)
+    sampler = build_sampler(benchmark, config.batch_size, 0)
+    total = config.steps or config.epochs * sampler.steps_per_epoch
+    effective = lr_weighted_weights(outcome.schedule, lr_factor(config, total, sampler.steps_per_epoch), total)
+    save_result(directory, config.name, members[outcome.best].name, outcome.schedule, outcome.val, outcome.test,
+                effective, population=len(members), fitness=config.pbt.fitness)
     result = PBTResult(config, members, outcome.best, outcome.fitness, outcome.val, outcome.test, outcome.schedule,
-                       outcome.lineage, primary_metrics(benchmark))
+                       outcome.lineage, primary_metrics(benchmark), effective_weights=effective)
     if config.pbt.compare_uniform:
         log(f"training uniform scalarization on the same budget ({uniform.name})")
         with Store(directory) as store:

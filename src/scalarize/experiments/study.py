@@ -29,7 +29,8 @@ from scalarize.backends.base import Backend, get_backend
 from scalarize.data.benchmark import Benchmark
 from scalarize.experiments.sweep import SweepConfig, SweepResult, SweepSpec, run_sweep
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, load_config
+from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.config import ConfigError, Strict, TrainConfig
 from scalarize.train.conflict import ConflictProbe
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.record import RunResult
@@ -50,8 +51,10 @@ class StudyConfig(TrainConfig):
     study: StudySpec = Field(default_factory=StudySpec)
 
 
-def load_study_config(path, overrides: list[str] | None = None) -> StudyConfig:
-    return load_config(path, overrides, StudyConfig)
+def load_study_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> StudyConfig:
+    """The config from ``path`` (which must have a ``study:`` section, or an override that sets
+    one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
+    return load_experiment_config(path, overrides, StudyConfig, section="study", log=log)
 
 
 @dataclass

@@ -29,7 +29,8 @@ from scalarize.experiments.train import check_not_conflicting, stl_runs
 from scalarize.population.members import Member, member_name
 from scalarize.search import designs
 from scalarize.store.database import Store
-from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, load_config, set_key
+from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, set_key
 from scalarize.train.evaluate import delta_metrics, primary_metrics
 from scalarize.train.record import RunResult
 from scalarize.train.setup import prepare
@@ -53,8 +54,10 @@ class SweepConfig(TrainConfig):
     sweep: SweepSpec = Field(default_factory=SweepSpec)
 
 
-def load_sweep_config(path, overrides: list[str] | None = None) -> SweepConfig:
-    return load_config(path, overrides, SweepConfig)
+def load_sweep_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> SweepConfig:
+    """The config from ``path`` (which must have a ``sweep:`` section, or an override that sets
+    one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
+    return load_experiment_config(path, overrides, SweepConfig, section="sweep", log=log)
 
 
 def design_weights(spec: SweepSpec, num_objectives: int) -> np.ndarray:

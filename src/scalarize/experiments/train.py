@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scalarize.backends.base import Backend, get_backend
+from scalarize.experiments.loading import load_experiment_config
 from scalarize.pareto.delta_m import delta_m
 from scalarize.store.database import DATABASE_NAME, Store
 from scalarize.train.config import ConfigError, TrainConfig
@@ -54,6 +55,11 @@ class ExperimentResult:
             return float(delta_m([self.main.test[n] for n, _ in metrics], reference, [up for _, up in metrics]))
         except (ValueError, KeyError):  # a single-task metric of 0, or a missing one: Δm is undefined
             return None
+
+
+def load_train_config(path, overrides: list[str] | None = None, *, log: Log | None = None) -> TrainConfig:
+    """A training config from ``path`` and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
+    return load_experiment_config(path, overrides, TrainConfig, log=log)
 
 
 def stl_config(config: TrainConfig) -> TrainConfig:

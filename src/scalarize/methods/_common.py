@@ -164,3 +164,28 @@ def gramian(gradients: Tensor) -> Tensor:
     """``G Gᵀ`` in float64 (the weightings solve small problems on it)."""
     g = gradients.detach()
     return (g @ g.T).double()
+
+
+def project_onto_simplex(v: Tensor) -> Tensor:
+    """Euclidean projection of a vector onto the probability simplex (Duchi et al. 2008)."""
+    u = torch.sort(v, descending=True).values
+    css = torch.cumsum(u, dim=0) - 1.0
+    ks = torch.arange(1, v.numel() + 1, dtype=v.dtype, device=v.device)
+    rho = int(torch.nonzero(u - css / ks > 0).max())
+    return torch.clamp(v - css[rho] / (rho + 1), min=0.0)
+
+
+class JacobianStateMixin:
+    """Extra state of methods that keep per-task statistics the size of the shared gradient
+    (``[T, n]``, created on the first step): saved in ``state_dict`` as extra state, since its
+    shape is unknown before the first step (a buffer of another shape would not load)."""
+
+    _jacobian_state_keys: tuple[str, ...] = ()
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self._jacobian_state_keys}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        for key in self._jacobian_state_keys:
+            value = state[key]
+            setattr(self, key, None if value is None else value.clone())

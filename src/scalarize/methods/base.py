@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from scalarize.errors import ScalarizeError
+
 if TYPE_CHECKING:
     from scalarize.methods.context import StepContext
 
@@ -41,10 +43,14 @@ AFTER_STEP = "after_step"
 #: The method brings its optimizer: the trainer builds it with :meth:`Method.build_optimizer`
 #: instead of the configured one (``.grad`` then already holds the method's update).
 OWN_OPTIMIZER = "own_optimizer"
-NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER})
+#: The method's estimates need the losses of other, independently drawn batches at the same
+#: parameters (SDMGrad, MoDo): the trainer passes ``independent_losses`` to the context. Without
+#: it those methods fall back to the step's own batch.
+INDEPENDENT_BATCHES = "independent_batches"
+NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES})
 
 
-class MethodError(ValueError):
+class MethodError(ScalarizeError):
     """A method was configured with values it cannot accept (reported to users as one line)."""
 
 
@@ -109,6 +115,12 @@ class Method(nn.Module):
         """The per-task weights last applied, ``[T]``, for logging (``None`` if not defined)."""
         return None
 
+    def objective_weights(self) -> Tensor | None:
+        """The weights of the objective the run minimises, ``[T]``: its best evaluation is the one
+        with the lowest validation loss weighted by them (``selection: objective``). ``None``:
+        uniform, for methods that set their own weights along training."""
+        return None
+
 
 class GradientMethod(Method):
     """A method that aggregates per-task gradients on the shared parameters.
@@ -141,3 +153,12 @@ def check_weights(weights: Sequence[float] | Tensor, num_tasks: int, key: str = 
     if w.sum() <= 0:
         raise MethodError(f"{key}: weights must not all be zero")
     return w.to(torch.get_default_dtype())
+
+
+def normalize_weights(weights: Sequence[float] | Tensor, num_tasks: int, key: str = "weights") -> Tensor:
+    """:func:`check_weights`, then scaled to sum to one, in float64 before the default dtype (so
+    that weights as large as 1e308 do not overflow float32)."""
+    check_weights(weights, num_tasks, key)
+    w = torch.as_tensor(weights, dtype=torch.float64).flatten()
+    w = w / w.max()
+    return (w / w.sum()).to(torch.get_default_dtype())

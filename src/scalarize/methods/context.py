@@ -105,6 +105,14 @@ class StepContext:
         head_inputs: ``[T, *features.shape]``, an expanded view of ``features`` whose row i is
             what head i read, such that task i's loss reaches the shared parameters only through
             that row (see the module docstring); ``None`` when the model is not built that way.
+        independent_losses: draws a new batch, independent of this step's, and returns its
+            ``[T]`` task losses under the current parameters, with their graph (for methods
+            that declare ``INDEPENDENT_BATCHES``: :meth:`independent_jacobians`).
+        loss_scale: fp16's loss scale ``s`` (``None``: no scaling). Every backward pass is seeded
+            with ``s`` and every gradient divided by ``s`` as it is produced, so methods see true
+            gradients and ``.grad`` holds true gradients (``scalarize.train.precision``).
+        params: every trainable parameter a backward may reach (model and method), needed only
+            with ``loss_scale``; default the shared and task parameters.
     """
 
     def __init__(
@@ -120,6 +128,9 @@ class StepContext:
         epoch: int = 0,
         gradient_engine: str = "auto",
         head_inputs: Tensor | None = None,
+        independent_losses: Callable[[], Tensor | Sequence[Tensor]] | None = None,
+        loss_scale: float | None = None,
+        params: Sequence[nn.Parameter] | None = None,
     ) -> None:
         if isinstance(losses, Tensor):
             self.losses = losses
@@ -141,11 +152,67 @@ class StepContext:
             raise ValueError("head_inputs: needs features and a [T, *features.shape] tensor (T task losses)")
         self.head_inputs = head_inputs
         self._head_pass: tuple[Tensor, list[tuple[Tensor | None, ...]]] | None = None
+        self._independent_losses = independent_losses
+        self.loss_scale = loss_scale
+        self._params = list(params) if params is not None else [
+            *self.shared_params, *(p for group in self.task_params for p in group)]
+
+    # -- autograd, with fp16's loss scale ---------------------------------------------------------
+    def _autograd(self, outputs, inputs, grad_outputs=None, **options) -> tuple[Tensor | None, ...]:
+        """``torch.autograd.grad`` seeded with the loss scale and unscaled on the way out."""
+        if self.loss_scale is None:
+            return torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, **options)
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        if grad_outputs is None:
+            grad_outputs = [torch.ones_like(o) if isinstance(o, Tensor) else None for o in outputs]
+        elif not isinstance(grad_outputs, (list, tuple)):
+            grad_outputs = [grad_outputs]
+        seeds = [None if g is None else g * self.loss_scale for g in grad_outputs]
+        if any(g is None for g in seeds):  # gradient edges: seed with the scale itself
+            seeds = [torch.full((), self.loss_scale, dtype=self.losses.dtype, device=self.losses.device)
+                     if g is None else g for g in seeds]
+        grads = torch.autograd.grad(outputs, inputs, grad_outputs=seeds, **options)
+        return tuple(None if g is None else g / self.loss_scale for g in grads)
+
+    def _backward(self, output: Tensor, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
+        """``output.backward(gradient)`` into ``.grad``; with a loss scale, the true gradients."""
+        if self.loss_scale is None:
+            output.backward(gradient, retain_graph=retain_graph)
+            return
+        params = [p for p in self._params if p.requires_grad]
+        grads = self._autograd([output], params, None if gradient is None else [gradient],
+                               retain_graph=retain_graph, allow_unused=True)
+        for param, grad in zip(params, grads):
+            if grad is not None:
+                param.grad = grad if param.grad is None else param.grad + grad
+
+    # -- other batches -----------------------------------------------------------------------
+    @property
+    def has_independent_batches(self) -> bool:
+        """Whether :meth:`independent_jacobians` can draw batches other than this step's."""
+        return self._independent_losses is not None
+
+    def independent_jacobians(self, count: int) -> list[Tensor]:
+        """``count`` Jacobians ``[T, n]`` on the shared parameters, each from a newly drawn,
+        independent batch at the current parameters (by the context's engine). Without
+        ``independent_losses``, each is this step's own :meth:`shared_jacobian` (callers say
+        what that costs them in bias)."""
+        if self._independent_losses is None:
+            return [self.shared_jacobian() for _ in range(count)]
+        out = []
+        for _ in range(count):
+            other = StepContext(
+                self._independent_losses(), features=None, shared_params=self.shared_params,
+                task_params=[[] for _ in range(self.losses.numel())], gradient_engine=self.gradient_engine,
+                loss_scale=self.loss_scale,
+            )
+            out.append(other.shared_jacobian().detach())
+        return out
 
     # -- plain backward ----------------------------------------------------------------------
     def backward(self, loss: Tensor) -> None:
         """Backpropagates one scalar into every parameter it reaches."""
-        loss.backward()
+        self._backward(loss)
 
     def backward_weighted(self, weights: Tensor) -> None:
         """Backpropagates ``Σ_i w_i L_i`` (``weights`` held constant) into every parameter.
@@ -160,7 +227,7 @@ class StepContext:
             return
         feature_grads, task_grads = self._head_pass
         self._accumulate_task_grads(task_grads, weights)
-        self.features.backward(torch.tensordot(weights.to(feature_grads), feature_grads, dims=1))
+        self._backward(self.features, torch.tensordot(weights.to(feature_grads), feature_grads, dims=1))
 
     def backward_weighted_with_representation_gradients(self, weights: Tensor) -> Tensor:
         """Backpropagates ``Σ_i w_i L_i`` and returns ``[T, *Z.shape]``: the gradients
@@ -173,15 +240,17 @@ class StepContext:
         weights = weights.detach().to(self.losses)
         if self.head_inputs is None:
             weighted = self.gradients_on(self.features) * weights.view(-1, *[1] * self.features.dim())
-            (weights * self.losses).sum().backward(retain_graph=True)
+            self._backward((weights * self.losses).sum(), retain_graph=True)
             return weighted
         caught: list[Tensor] = []
         handle = self.head_inputs.register_hook(caught.append)
         try:
-            (weights * self.losses).sum().backward(retain_graph=True)
+            self._backward((weights * self.losses).sum(), retain_graph=True)
         finally:
             handle.remove()
-        return caught[0] if caught else torch.zeros_like(self.head_inputs)
+        if not caught:
+            return torch.zeros_like(self.head_inputs)
+        return caught[0] if self.loss_scale is None else caught[0] / self.loss_scale
 
     def representation_products(self, tensor: Tensor, representation_gradients: Tensor) -> Tensor:
         """``[T, *tensor.shape]``: row i is the gradient on ``tensor`` (a shared parameter or
@@ -198,7 +267,7 @@ class StepContext:
             assert self.head_inputs is not None
             num_tasks = self.losses.numel()
             own = [self._own_params(i) for i in range(num_tasks)]
-            grads = torch.autograd.grad(
+            grads = self._autograd(
                 self.losses.sum(), [self.head_inputs, *(p for params in own for p in params)],
                 retain_graph=True, allow_unused=True,
             )
@@ -215,12 +284,12 @@ class StepContext:
         gradient on the representation, by the context's engine."""
         assert self.features is not None
         if self.gradient_engine == "batched":
-            return torch.autograd.grad(
+            return self._autograd(
                 self.features, list(inputs), grad_outputs=feature_grads, retain_graph=True,
                 allow_unused=True, is_grads_batched=True,
             )
         per_task = [
-            torch.autograd.grad(self.features, list(inputs), grad_outputs=g, retain_graph=True, allow_unused=True)
+            self._autograd(self.features, list(inputs), grad_outputs=g, retain_graph=True, allow_unused=True)
             for g in feature_grads
         ]
         return tuple(
@@ -356,7 +425,7 @@ class StepContext:
             output, grad_output = self.losses[i], None
         else:
             output, grad_output = self._outputs[i], torch.ones((), dtype=self.losses.dtype, device=self.losses.device)
-        return torch.autograd.grad(output, list(inputs), grad_outputs=grad_output, retain_graph=True, allow_unused=True)
+        return self._autograd(output, list(inputs), grad_outputs=grad_output, retain_graph=True, allow_unused=True)
 
     def _batched_grad(self, inputs: Sequence[Tensor]) -> tuple[Tensor | None, ...]:
         """``[T, ...]`` per input: every task's gradient at once (``vmap`` over the T rows)."""
@@ -366,7 +435,7 @@ class StepContext:
             outputs, grad_outputs = [self.losses.reshape(-1)], [eye]
         else:
             outputs, grad_outputs = self._outputs, list(eye.T)
-        return torch.autograd.grad(
+        return self._autograd(
             outputs, list(inputs), grad_outputs=grad_outputs, retain_graph=True,
             allow_unused=True, is_grads_batched=True,
         )

@@ -15,10 +15,11 @@ one backward of ``Σ_i α_i ∇_Z L_i`` through the trunk: the passes of a unifo
 small min-norm problem. Without them, one partial backward per task through its head, then one
 whole backward.
 
-Hyperparameters: as ``mgda`` — ``normalization`` ("none" | "l2" | "loss" | "loss+"), ``epsilon``
-(1e-3), ``max_iters`` (100).
+Hyperparameters: as ``mgda`` — ``normalization`` ("none" | "l2" | "loss" | "loss+"), ``solver``
+("exact" default | "frank_wolfe", with ``epsilon`` 1e-3 and ``max_iters`` 100).
 
-Frank–Wolfe as in ``mgda`` (torchjd's iteration, in NumPy); needs the trainer to pass ``features``.
+The exact min-norm solver of ``mgda`` (``methods/_min_norm.py``); needs the trainer to pass
+``features``.
 """
 
 from __future__ import annotations
@@ -39,10 +40,16 @@ class MGDAUB(Method):
     needs = frozenset({LOSSES, FEATURE_GRADIENTS})
 
     def __init__(
-        self, normalization: str = "none", epsilon: float = 1e-3, max_iters: int = 100
+        self,
+        normalization: str = "none",
+        solver: str = "exact",
+        epsilon: float | None = None,
+        max_iters: int | None = None,
     ) -> None:
         super().__init__()
-        self.normalization, self.weighting = min_norm_settings(self.name, normalization, epsilon, max_iters)
+        self.normalization, self.weighting = min_norm_settings(
+            self.name, normalization, solver, epsilon, max_iters
+        )
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
     def weights(self, feature_gradients: Tensor, losses: Tensor) -> Tensor:

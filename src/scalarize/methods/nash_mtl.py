@@ -9,16 +9,29 @@ The update ``d = Σ_i α_i g_i`` uses the Nash bargaining solution: the ``α > 0
 
 so every task's directional derivative is inversely proportional to its weight. Then, as in
 torchjd, ``d`` is rescaled to norm ``max_norm`` when longer (``max_norm=0`` disables it; the
-official code meant to clip the gradient norm at 1). Task-specific parameters get their own
-gradients. With ``update_weights_every = k`` the weights are recomputed every k steps and reused
-in between (the paper's speed-up).
+official code clips the shared gradient's norm at 1). With ``update_weights_every = k`` the
+weights are recomputed every k steps and reused in between (the paper's speed-up).
 
-Hyperparameters: ``max_norm`` (default 1.0, ≥ 0), ``update_weights_every`` (default 1).
+Task-specific parameters get their own task's gradient, unscaled (``scale_heads=False``, the
+default). The paper defines the update of the shared parameters only (Algorithm 1:
+``θ ← θ − η G α``); the official code (AvivNavon/nash-mtl, ``NashMTL.get_weighted_loss``)
+backpropagates ``Σ_i α_i L_i``, so that head i's gradient is scaled by α_i as a side effect,
+with its α computed on the Gramian divided by its Frobenius norm (``α_official = √‖GGᵀ‖_F ·
+α``). Unscaled heads keep each head's step independent of the other tasks' gradient scales, as in
+every other gradient method here (MGDA, CAGrad, IMTL-G...). ``scale_heads=True`` scales head i's
+gradient by this method's α_i (the paper's scale, before the ``max_norm`` clipping), the
+official code's choice up to that scale.
+
+Hyperparameters: ``max_norm`` (default 1.0, ≥ 0), ``update_weights_every`` (default 1),
+``scale_heads`` (default False).
 
 Solver: ``α`` is the unique minimiser of the strictly convex ``½ αᵀMα − Σ_i log α_i``
 (``M = G Gᵀ``, whose stationarity condition is exactly ``Mα = 1/α``), found by damped Newton
-iterations in float64 on ``M`` divided by its Frobenius norm, with ``1e-8 · I`` added so that it
-exists when the gradients are linearly dependent. This replaces the official (and torchjd's)
+iterations in float64 on ``M`` divided by its Frobenius norm, with ``1e-8 · diag(M)`` (plus
+1e-14 for zero gradients) added so that it exists when the gradients are linearly dependent. A
+ridge proportional to each task's own ``‖g_i‖²`` keeps the paper's invariance exact: scaling
+task i's loss by c scales α_i by 1/c and leaves the update unchanged (tested); a ridge of
+``1e-8 · I`` moved the update by 10% when one loss was 100× smaller than another. This replaces the official (and torchjd's)
 sequence of cvxpy convex-concave subproblems, which reaches the same point but needs cvxpy and
 ECOS (not dependencies here).
 """
@@ -36,8 +49,11 @@ from scalarize.methods._common import (
     gramian,
     same_device,
 )
+from scalarize.methods.base import MethodError
+from scalarize.methods.context import StepContext
 
-_RIDGE = 1e-8
+_RIDGE = 1e-8  # relative to each task's own ‖g_i‖² (keeps the solution scale-invariant)
+_FLOOR = 1e-14  # absolute, for zero gradients
 
 
 def nash_weights(gram: np.ndarray, max_newton: int = 100, tol: float = 1e-12) -> np.ndarray:
@@ -46,7 +62,8 @@ def nash_weights(gram: np.ndarray, max_newton: int = 100, tol: float = 1e-12) ->
     scale = float(np.linalg.norm(gram))
     if scale <= 0.0:
         return np.zeros(t)
-    m = gram / scale + _RIDGE * np.eye(t)
+    m = gram / scale
+    m = m + np.diag(_RIDGE * np.diag(m) + _FLOOR)
     alpha = 1.0 / np.sqrt(np.diag(m))  # exact when the gradients are orthogonal
 
     def phi(a: np.ndarray) -> float:
@@ -75,8 +92,13 @@ class NashMTL(WeightedGradientMethod):
 
     name = "nash_mtl"
 
-    def __init__(self, max_norm: float = 1.0, update_weights_every: int = 1) -> None:
+    def __init__(
+        self, max_norm: float = 1.0, update_weights_every: int = 1, scale_heads: bool = False
+    ) -> None:
         super().__init__()
+        if not isinstance(scale_heads, bool):
+            raise MethodError(f"method nash_mtl: scale_heads must be true or false, got {scale_heads!r}")
+        self.scale_heads = scale_heads
         self.max_norm = check_real(self.name, "max_norm", max_norm, low=0)
         self.update_weights_every = check_int(
             self.name, "update_weights_every", update_weights_every, low=1
@@ -89,6 +111,12 @@ class NashMTL(WeightedGradientMethod):
             super().setup(task_names, setting)
             self.alpha = torch.zeros(self.num_tasks, dtype=torch.float64)
             self.calls = torch.zeros((), dtype=torch.long)
+
+    def backward(self, context: StepContext) -> None:
+        gradients = context.shared_jacobian()
+        direction = self.aggregate(gradients, context.losses.detach())
+        context.backward_task_specific(self.alpha if self.scale_heads else None)
+        context.set_shared_gradient(direction)
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
         if int(self.calls) % self.update_weights_every == 0:

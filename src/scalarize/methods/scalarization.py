@@ -9,6 +9,9 @@ Royer et al., "Scalarization for Multi-Task and Multi-Domain Learning at Scale",
 
 Every minimiser of a positively weighted sum is Pareto-optimal; sweeping ``w`` traces the convex
 part of the front.
+
+Hyperparameters: ``weights`` (one non-negative number per task, normalised to sum to one;
+default None: uniform).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import same_device
-from scalarize.methods.base import Method, check_weights
+from scalarize.methods.base import Method, normalize_weights
 from scalarize.methods.context import StepContext
 
 
@@ -30,20 +33,18 @@ class Scalarization(Method):
 
     def __init__(self, weights: Sequence[float] | Tensor | None = None) -> None:
         super().__init__()
-        self._requested = None if weights is None else torch.as_tensor(weights).tolist()
+        self._requested = None if weights is None else torch.as_tensor(weights, dtype=torch.float64).tolist()
         self.register_buffer("weights", torch.ones(0))
 
     def setup(self, task_names, setting="mtl") -> None:
         with same_device(self):  # the trainer may have moved the method to its device already
             super().setup(task_names, setting)
             raw = [1.0] * self.num_tasks if self._requested is None else self._requested
-            w = check_weights(raw, self.num_tasks)
-            self.weights = w / w.sum()
+            self.weights = normalize_weights(raw, self.num_tasks)
 
     def set_weights(self, weights: Sequence[float] | Tensor) -> None:
         """Changes the weights in place (population-based training explores them)."""
-        w = check_weights(weights, self.num_tasks)
-        self.weights.copy_(w / w.sum())
+        self.weights.copy_(normalize_weights(weights, self.num_tasks))
 
     def combine(self, losses: Tensor) -> Tensor:
         return (self.weights.to(losses.dtype) * losses).sum()
@@ -61,4 +62,7 @@ class Scalarization(Method):
         return self.weights if self.setting == "mdl" else None
 
     def current_weights(self) -> Tensor:
+        return self.weights
+
+    def objective_weights(self) -> Tensor:
         return self.weights

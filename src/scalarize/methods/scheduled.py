@@ -4,6 +4,9 @@ The output of population-based training is a *schedule* of weights (Royer et al.
 it trains one model from scratch with ``w(t)`` the last schedule entry at or before step ``t``
 (as Ray Tune's ``PopulationBasedTrainingReplay`` does). MTL: ``L = sum_i w_i(t) L_i``; MDL:
 ``w(t)`` is the domain mixture of the batches drawn at step ``t``.
+
+Hyperparameters: ``schedule`` (required): ``[(step, weights), ...]`` sorted by step, the first at
+step 0, each weights vector as for ``scalarization``.
 """
 
 from __future__ import annotations

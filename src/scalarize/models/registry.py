@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from scalarize.data.task import Task
+from scalarize.errors import ScalarizeError
 from scalarize.imports import load_object
 from scalarize.models.bottleneck_resnet import resnet_bottleneck_trunk
 from scalarize.models.contract import as_multitask
@@ -35,7 +36,7 @@ from scalarize.models.resnet import resnet_trunk
 from scalarize.models.vit import vit_trunk
 
 
-class ModelError(ValueError):
+class ModelError(ScalarizeError):
     """An unknown family or a bad size (reported to users as one line)."""
 
 

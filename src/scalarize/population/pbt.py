@@ -32,6 +32,7 @@ from scalarize.population.stacked import StackedPopulation
 from scalarize.search.fitness import build_fitness, fitness_vector
 from scalarize.search.pbt import PBTPolicy, initial_rows, lineage_rows, schedule_of
 from scalarize.store.database import Store
+from scalarize.train.record import DivergedError
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.run import RunSpec
 
@@ -173,7 +174,8 @@ class LocalPBT:
         self.population.fit()
         fitness = self._fitness()
         if not np.isfinite(fitness).any():
-            raise RuntimeError("every member of the population diverged")
+            raise DivergedError("pbt: every member of the population diverged (its loss turned non-finite); "
+                            "lower optimizer.lr or check the data")
         best = int(np.nanargmax(fitness))
         val = self.population.evaluate_member(best, "val")
         test = self.population.evaluate_member(best, "test")

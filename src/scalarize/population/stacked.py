@@ -32,39 +32,18 @@ from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
-from scalarize.methods.base import check_weights
+from scalarize.methods.base import normalize_weights
 from scalarize.population.members import Member
 from scalarize.store.database import Store
-from scalarize.train.checkpoint import Checkpointable
+from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, run_directory, save_atomically
 from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.losses import batch_fractions, objective_losses
 from scalarize.train.measure import step_memory
+from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
 from scalarize.train.setup import build_model_from_config
-from scalarize.train.trainer import build_optimizer, build_schedule, check_targets, resolve_device
-
-
-def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """``optimizer`` rebuilt with torch's fused kernel where torch has one (Adam, AdamW, SGD on
-    CPU or CUDA floating-point parameters), else unchanged.
-
-    Stacked parameters are large tensors: the unfused Adam makes seven passes over each of them
-    per step (lerp, mul, addcmul, sqrt, div, add, addcdiv), the fused one a single pass, which
-    saves ~10% of a step for an MLP population on a 2-core CPU. Same update rule: SGD is bit for
-    bit the same, Adam/AdamW agree to rounding (about 1 ulp per step).
-    """
-    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
-        return optimizer
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    if len(optimizer.param_groups) != 1 or not all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
-    ):
-        return optimizer
-    try:
-        return type(optimizer)(params, **{**optimizer.defaults, "foreach": None, "fused": True})
-    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this dtype/device/setting
-        return optimizer
+from scalarize.train.trainer import build_optimizer, build_schedule, check_targets, fused_optimizer, resolve_device
 
 
 class StackedPopulation(Checkpointable):
@@ -108,6 +87,7 @@ class StackedPopulation(Checkpointable):
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         self.eval_every = self.config.eval_every or self.steps_per_epoch
         self.optimizer = fused_optimizer(build_optimizer(self.config, list(self.params.values())))
+        self.loss_scale = LossScale(self.config.precision == "fp16")
         self.schedule = build_schedule(self.config, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.forward = vmap(self._forward_one)
         self.step = 0
@@ -116,7 +96,7 @@ class StackedPopulation(Checkpointable):
         self.diverged_at: dict[int, int] = {}
         #: Each member's record: history, best evaluation, skipped steps, costs, store rows.
         primary = primary_metrics(self.benchmark)
-        self.records = [RunRecord(m.name, objectives, primary, store) for m in self.members]
+        self.records = [RunRecord(m.name, objectives, primary, store, m.config.selection) for m in self.members]
         #: Per-member learning-rate multipliers (PBT may explore the lr): the optimizer's step
         #: is rescaled per member, exact for SGD, Adam and AdamW whose step is proportional to lr.
         self.lr_scale = torch.ones(self.size)
@@ -133,13 +113,11 @@ class StackedPopulation(Checkpointable):
     @staticmethod
     def _weights(member: Member, num: int) -> Tensor:
         raw = member.weights if member.weights is not None else [1.0] * num
-        w = check_weights(raw, num)
-        return w / w.sum()
+        return normalize_weights(raw, num)
 
     def set_weights(self, index: int, weights: Sequence[float] | Tensor) -> None:
         """Changes member ``index``'s weights (PBT's explore)."""
-        w = check_weights(weights, self.weights.shape[1])
-        self.weights[index] = (w / w.sum()).to(self.weights)
+        self.weights[index] = normalize_weights(weights, self.weights.shape[1]).to(self.weights)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -157,6 +135,7 @@ class StackedPopulation(Checkpointable):
             "diverged_at": dict(self.diverged_at),
             "records": [r.state_dict() for r in self.records],
             "lr_scale": self.lr_scale.clone(),
+            "loss_scale": self.loss_scale.state_dict(),
             "extra": self.extra_state,
         }
 
@@ -177,6 +156,7 @@ class StackedPopulation(Checkpointable):
         for record, saved in zip(self.records, state["records"]):
             record.load_state_dict(saved)
         self.lr_scale = state["lr_scale"].clone()
+        self.loss_scale.load_state_dict(state["loss_scale"])
         self.extra_state = state["extra"]
 
     def copy_member(self, source: int, target: int) -> None:
@@ -232,7 +212,12 @@ class StackedPopulation(Checkpointable):
 
     def _step(self) -> Tensor:
         inputs, targets, counts = self._next_batches()
-        _, outputs = self.forward(self.params, self.buffers, inputs)
+        if self.config.channels_last and self.device.type == "cuda":
+            inputs = to_channels_last(inputs.flatten(0, 1)).unflatten(0, inputs.shape[:2])
+        with autocast(self.config.precision, self.device):
+            _, outputs = self.forward(self.params, self.buffers, inputs)
+        if self.config.precision != "fp32":
+            outputs = {k: v.float() for k, v in outputs.items()}
         losses = objective_losses(self.benchmark, outputs, targets, counts)
         if self.benchmark.setting == "mdl":
             coefficients = batch_fractions(counts, losses)
@@ -246,12 +231,17 @@ class StackedPopulation(Checkpointable):
         alive = self.alive.to(losses.device)
         total = torch.where(alive[:, None], coefficients * losses, torch.zeros_like(losses)).sum()
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if self.loss_scale.enabled:  # fp16: seeded with the loss scale, unscaled at once
+            (total * self.loss_scale.scale).backward()
+            torch._foreach_div_([v.grad for v in self.params.values() if v.grad is not None], self.loss_scale.scale)
+        else:
+            total.backward()
         if not bool(self.alive.all()):
             with torch.no_grad():
                 for value in self.params.values():
                     value.grad[~alive] = 0.0
         skipped = self._non_finite_gradients()
+        self.loss_scale.update(not skipped)
         if skipped:
             saved = self._zero_and_save(skipped)
             self._optimizer_step()
@@ -320,8 +310,15 @@ class StackedPopulation(Checkpointable):
                 continue
             val = self.evaluate_member(index, "val")
             test = self.evaluate_member(index, "test")
-            record.evaluated(self.step, mean_losses[index].tolist(), val, test)
+            if record.evaluated(self.step, mean_losses[index].tolist(), val, test, self.weights[index]):
+                self._save_member_model(index)
         self.evaluation += 1
+
+    def _save_member_model(self, index: int) -> None:
+        """Saves member ``index``'s model of the evaluation it reports (as the trainer does)."""
+        if self.store is not None:
+            state = {k: v.detach().clone() for k, v in self.member_model(index).state_dict().items()}
+            save_atomically(state, run_directory(self.store.directory, self.members[index].name) / MODEL_FILE)
 
     @property
     def histories(self) -> list[list[dict[str, float]]]:

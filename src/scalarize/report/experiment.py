@@ -16,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from scalarize.pareto.delta_m import delta_m  # noqa: E402
-from scalarize.report.figures import save_figure  # noqa: E402
+from scalarize.report.describe import method_text, run_label  # noqa: E402
+from scalarize.report.figures import LEGEND_SIZE, log_scale_if_wide, save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 from scalarize.train.evaluate import reference_values  # noqa: E402
@@ -26,14 +27,16 @@ def results_rows(
     store: Store, runs: Sequence[str], primary: Sequence[tuple[str, bool]], stl_runs: dict[str, str] | None = None,
     delta: Sequence[tuple[str, bool]] | None = None, single_task: dict[str, float] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: per run, its test metrics at the best validation step and Δm.
+    """Header and rows: per run, its method (weights, options), its test metrics at the best
+    validation step and Δm.
 
-    The columns are the Δm metrics ``delta`` (every metric of a dense task; default the primary
-    metrics); Δm compares them with ``single_task`` when given (e.g. published values), else with
-    the single-task runs ``stl_runs`` (objective → run name).
+    The metric columns are the Δm metrics ``delta`` (every metric of a dense task; default the
+    primary metrics); Δm compares them with ``single_task`` when given (e.g. published values),
+    else with the single-task runs ``stl_runs`` (objective → run name).
     """
+    objectives = list(dict.fromkeys(name.split("/")[0] for name, _ in primary))
     primary = list(delta or primary)
-    header = ["run", "status", *(f"{name} (test)" for name, _ in primary), "Δm %"]
+    header = ["run", "method", "status", *(f"{name} (test)" for name, _ in primary), "Δm %"]
     finals = {o: store.final(r).get("test", {}) for o, r in (stl_runs or {}).items()}
     stl_values = reference_values(primary, finals, single_task) if (stl_runs or single_task) else None
     rows = []
@@ -41,7 +44,7 @@ def results_rows(
         info = store.run(run)
         test = store.final(run).get("test", {})
         values = [test.get(name) for name, _ in primary]
-        cells = [run, info["status"] if info else "missing"]
+        cells = [run, _method_cell(run, info, objectives), info["status"] if info else "missing"]
         cells += ["—" if v is None else f"{v:.4f}" for v in values]
         if stl_values is not None and all(v is not None for v in values) and not run.startswith("stl-"):
             cells.append(f"{delta_m(values, stl_values, [up for _, up in primary]):+.2f}")
@@ -49,6 +52,22 @@ def results_rows(
             cells.append("—")
         rows.append(cells)
     return header, rows
+
+
+def _method_cell(run: str, info, objectives: Sequence[str] | None = None) -> str:
+    if info is None:
+        return "—"
+    label = run_label(run, info["config"], objectives)
+    return label[len(run) + 2 :] if label.startswith(f"{run}: ") else method_text(info["config"], objectives)
+
+
+def run_labels(store: Store, runs: Sequence[str], objectives: Sequence[str] | None = None) -> dict[str, str]:
+    """``name: method (weights or options)`` of every run, for legends."""
+    labels = {}
+    for run in runs:
+        info = store.run(run)
+        labels[run] = run_label(run, info["config"] if info else None, objectives)
+    return labels
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -65,7 +84,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def plot_curves(store: Store, runs: Sequence[str], primary: Sequence[tuple[str, bool]], path: Path) -> Path:
-    """Validation primary metric of every objective against the step, one panel per objective."""
+    """Validation primary metric of every objective against the step, one panel per objective;
+    each run labelled with its method and weights."""
+    labels = run_labels(store, runs, [name.split("/")[0] for name, _ in primary])
     columns = min(3, len(primary))
     rows = math.ceil(len(primary) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
@@ -73,11 +94,11 @@ def plot_curves(store: Store, runs: Sequence[str], primary: Sequence[tuple[str, 
         for run in runs:
             points = store.history(run, "val").get(metric)
             if points:
-                axis.plot(*zip(*points), marker="o", markersize=3, label=run)
+                axis.plot(*zip(*points), marker="o", markersize=3, label=labels[run])
         axis.set_title(f"{metric} (val, {'higher' if higher else 'lower'} is better)", fontsize=9)
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=LEGEND_SIZE)
     for axis in list(axes.flat)[len(primary) :]:
         axis.set_visible(False)
     save_figure(fig, path)
@@ -85,18 +106,19 @@ def plot_curves(store: Store, runs: Sequence[str], primary: Sequence[tuple[str, 
 
 
 def plot_train_loss(store: Store, runs: Sequence[str], objectives: Sequence[str], path: Path) -> Path:
-    fig, axis = plt.subplots(figsize=(5.5, 3.5))
+    labels = run_labels(store, runs, objectives)
+    fig, axis = plt.subplots(figsize=(7, 4))
     for run in runs:
         history = store.history(run, "train")
         for objective in objectives:
             points = history.get(f"{objective}/loss")
             if points:
-                axis.plot(*zip(*points), label=f"{run}: {objective}")
+                axis.plot(*zip(*points), label=f"{labels[run]}: {objective} loss")
     axis.set_xlabel("step")
     axis.set_ylabel("training loss (mean over the interval)")
-    axis.set_yscale("log")
+    log_scale_if_wide(axis, "y", [y for line in axis.get_lines() for y in line.get_ydata()])
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=LEGEND_SIZE)
     save_figure(fig, path)
     return path
 
@@ -115,13 +137,12 @@ def write_report(
     directory = store.directory
     header, rows = results_rows(store, runs, primary, stl_runs, delta, single_task)
     curves = plot_curves(store, runs, primary, directory / "curves.png")
-    objectives = sorted({name.split("/")[0] for name, _ in primary})
+    objectives = list(dict.fromkeys(name.split("/")[0] for name, _ in primary))
     losses = plot_train_loss(store, runs, objectives, directory / "train_loss.png")
     text = [
         f"# {title}",
         "",
-        *notes,
-        "",
+        *(line for note in notes for line in (note, "")),
         "Test metrics at the evaluation with the best validation score; Δm (Maninis et al. 2019) "
         "over these metrics, each in its own direction, against "
         + ("the given single-task values (config key single_task)" if single_task else "the single-task baselines")

@@ -21,10 +21,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import CenteredNorm, Normalize  # noqa: E402
 
 from scalarize.pareto import delta_m  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
-from scalarize.report.figures import save_figure  # noqa: E402
+from scalarize.report.describe import settings_text  # noqa: E402
+from scalarize.report.figures import LEGEND_SIZE, one_two_five, plain_log_axis, save_figure, styles  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.search.fitness import mean_primary  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
@@ -88,17 +90,29 @@ def pearson(x, y) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def _heatmap(axis, values, depths, widths, title, fmt="{:.2f}", cmap="viridis"):
-    image = axis.imshow(values, cmap=cmap, aspect="auto", origin="lower")
+def _heatmap(axis, values, depths, widths, title, fmt="{:.2f}", cmap="viridis", norm=None):
+    """One value per (depth, width), written in each cell in black or white, whichever reads
+    on the cell's colour."""
+    image = axis.imshow(values, cmap=cmap, norm=norm, aspect="auto", origin="lower")
     axis.set_xticks(range(len(widths)), [f"{w:g}" for w in widths])
     axis.set_yticks(range(len(depths)), [str(d) for d in depths])
     axis.set_xlabel("width")
     axis.set_ylabel("depth")
-    axis.set_title(title, fontsize=9)
+    axis.set_title(title)
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
-            axis.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="w")
+            red, green, blue, _ = image.cmap(image.norm(v))
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+            axis.text(j, i, fmt.format(v), ha="center", va="center", fontsize=9, color="k" if light else "w")
     plt.colorbar(image, ax=axis)
+    return image
+
+
+def centred_norm(values: np.ndarray) -> CenteredNorm:
+    """A diverging norm with 0 in the middle of the colour map (white in ``RdBu``): the sign of
+    Δ reads off the colour, and equal gains and losses get equal depth."""
+    finite = np.abs(values[np.isfinite(values)])
+    return CenteredNorm(vcenter=0.0, halfrange=float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
 
 
 def _grid(rows, group, depths, widths, value) -> np.ndarray:
@@ -111,16 +125,21 @@ def _grid(rows, group, depths, widths, value) -> np.ndarray:
     return out
 
 
-def plot_sizes(rows, groups, depths, widths, directory: Path) -> list[Path]:
+def plot_sizes(rows, groups, depths, widths, directory: Path, higher: dict[str, bool] | None = None) -> list[Path]:
+    """Per group, the best weight and each objective's Δ over (depth, width); ``higher``: per
+    objective, whether its metric is better higher (default), which sets Δ's colours."""
+    higher = higher or {}
     paths = []
     for group in groups:
         objectives = group.split("+")
         fig, axes = plt.subplots(1, 1 + len(objectives), figsize=(4.2 * (1 + len(objectives)), 3.4), squeeze=False)
         _heatmap(axes[0, 0], _grid(rows, group, depths, widths, lambda r: r["weights"][0]), depths, widths,
-                 f"best weight of {objectives[0]}")
+                 f"best weight of {objectives[0]}", norm=Normalize(0.0, 1.0))
         for axis, objective in zip(axes[0, 1:], objectives):
-            _heatmap(axis, _grid(rows, group, depths, widths, lambda r, o=objective: r["delta"][o]), depths, widths,
-                     f"Δ {objective}: multi-task − single-task", fmt="{:+.3f}", cmap="coolwarm")
+            delta = _grid(rows, group, depths, widths, lambda r, o=objective: r["delta"][o])
+            _heatmap(axis, delta, depths, widths, f"Δ {objective}: multi-task − single-task\n(blue: better, red: worse)",
+                     fmt="{:+.3f}", cmap="RdBu" if higher.get(objective, True) else "RdBu_r",
+                     norm=centred_norm(delta))
         fig.suptitle(group, fontsize=10)
         path = directory / f"sizes_{group.replace('+', '_')}.png"
         save_figure(fig, path)
@@ -142,39 +161,65 @@ def plot_conflict(rows, directory: Path) -> tuple[Path, dict]:
         stats[key], stats[f"{key}_uniform"] = r, r_uniform
         axis.set_xlabel(f"{label} (mean along training)")
         axis.set_ylabel("Δm % vs single-task (test)")
-        axis.set_title(f"Pearson r = {r:.2f} (all members), {r_uniform:.2f} (uniform weights)", fontsize=8)
+        axis.set_title(f"Pearson r = {r:.2f} (all members), {r_uniform:.2f} (uniform weights)", fontsize=9)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=LEGEND_SIZE)
     path = directory / "conflict.png"
     save_figure(fig, path)
     return path, stats
 
 
-def plot_methods(source: Path, directory: Path) -> tuple[Path | None, list]:
-    """Step time and peak memory against tasks per method, from the MTO benchmark's JSON."""
+def methods_provenance(data: dict, source: Path) -> str:
+    """Where the methods' timings come from: the benchmark's machine, not this study's."""
+    machine = ", ".join(str(x) for x in (data.get("device"), data.get("device_name"),
+                                         f"{data['threads']} thread(s)" if data.get("threads") else None,
+                                         f"torch {data['torch']}" if data.get("torch") else None) if x)
+    load = data.get("load_average_before_after")
+    loaded = f"; load average {load[0]} before, {load[1]} after" if isinstance(load, list) and len(load) == 2 else ""
+    return (f"Step time and memory of the methods come from {source} (benchmarks/methods_scaling.py on "
+            f"{data.get('benchmark', 'its benchmark')}, model {data.get('model', '?')}), measured on "
+            f"{machine or 'an unrecorded machine'}{loaded}: not by this study, and maybe not on this machine.")
+
+
+def plot_methods(source: Path, directory: Path) -> tuple[Path | None, list, str]:
+    """Step time (relative to uniform scalarization) and peak memory against the number of
+    tasks per method, from the MTO benchmark's JSON; each method its own colour, marker and
+    dash; the ticks at the measured task counts. Returns (figure, rows, provenance)."""
     if not source.is_file():
-        return None, []
+        return None, [], ""
     data = json.loads(source.read_text())
     records = data.get("records") or data.get("results") or []
     rows = [(r.get("method"), r.get("num_tasks", r.get("K")), r.get("step_time_ms", r.get("time_ms")),
              r.get("peak_memory_mb", r.get("memory_mb"))) for r in records if isinstance(r, dict)]
     rows = [r for r in rows if None not in r]
     if not rows:
-        return None, []
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for method in sorted({r[0] for r in rows}):
+        return None, [], ""
+    uniform = {k: t for name, k, t, _ in rows if name == "scalarization"}
+    methods = sorted({r[0] for r in rows}, key=lambda m: (m != "scalarization", m))
+    tasks = sorted({r[1] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
+    for method, style in zip(methods, styles(len(methods))):
         points = sorted((k, t, m) for name, k, t, m in rows if name == method)
-        axes[0].plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=method)
-        axes[1].plot([p[0] for p in points], [p[2] for p in points], marker="o", ms=3, label=method)
-    for axis, label in zip(axes, ("step time (ms)", "peak memory (MB)")):
+        times = [t / uniform[k] if uniform.get(k) else t for k, t, _ in points]
+        label = "uniform scalarization" if method == "scalarization" else method
+        width = 2.4 if method == "scalarization" else 1.1
+        for axis, ys in ((axes[0], times), (axes[1], [m for _, _, m in points])):
+            axis.plot([p[0] for p in points], ys, ms=4, lw=width, label=label, **style)
+    ratio = "step time / uniform scalarization's" if uniform else "step time (ms)"
+    for axis, label in zip(axes, (ratio, "peak step memory (MB)")):
         axis.set_xlabel("tasks")
         axis.set_ylabel(label)
-        axis.set_xscale("log")
+        plain_log_axis(axis, "x", tasks)
+        plain_log_axis(axis, "y", one_two_five([y for line in axis.get_lines() for y in line.get_ydata()]))
         axis.grid(alpha=0.3)
-    axes[1].legend(fontsize=6, ncol=2)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, ncol=1 if len(labels) <= 24 else 2)
+    machine = data.get("device_name") or data.get("device") or "another machine"
+    fig.suptitle(f"measured by benchmarks/methods_scaling.py on {machine} ({data.get('device', '?')}), "
+                 "not by this study", fontsize=10)
     path = directory / "methods_scaling.png"
     save_figure(fig, path)
-    return path, rows
+    return path, rows, methods_provenance(data, source)
 
 
 def write_study_report(result, methods_benchmark: Path = METHODS_BENCHMARK) -> tuple[Path, str]:
@@ -184,9 +229,10 @@ def write_study_report(result, methods_benchmark: Path = METHODS_BENCHMARK) -> t
     groups = sorted({r["group"] for r in rows}, key=lambda g: [c.label for c in result.cells if "+".join(c.group) == g][0])
     with Store(directory) as store:
         conflicts = conflict_rows(result, store)
-    size_figures = plot_sizes(rows, groups, depths, widths, directory)
+    size_figures = plot_sizes(rows, groups, depths, widths, directory,
+                              {o: up for o, (_, up) in result.primary.items()})
     conflict_figure, r = plot_conflict(conflicts, directory) if conflicts else (None, {})
-    methods_figure, method_rows = plot_methods(methods_benchmark, directory)
+    methods_figure, method_rows, provenance = plot_methods(methods_benchmark, directory)
     _write_csv(directory / "best_weights_and_delta.csv",
                ["group", "depth", "width", "seed", "best_member", "weights", "delta_per_objective"],
                [[r["group"], r["depth"], r["width"], r["seed"], r["best"], json.dumps(r["weights"]), json.dumps(r["delta"])]
@@ -205,15 +251,21 @@ def write_study_report(result, methods_benchmark: Path = METHODS_BENCHMARK) -> t
         f"({r['mean_cosine_uniform']:.2f} over the uniform-weight members); between Δm and the fraction of negative "
         f"cosines: {r['negative_fraction']:.2f} ({r['negative_fraction_uniform']:.2f})."
     ) if conflicts else "No conflict measurements."
-    figures = [*size_figures, conflict_figure, methods_figure]
-    lines = [f"# Study {result.config.name} on {result.config.benchmark.name}", "",
-             f"Depths {depths} x widths {widths}, groups {groups}, sweep {result.config.study.sweep.design} "
-             f"(step {result.config.study.sweep.step}), seeds {result.config.study.seeds}.", "",
+    figures = [*size_figures, conflict_figure]
+    study = result.config.study
+    about = (f"Depths {depths} x widths {widths}, groups {groups}, sweep {study.sweep.design} (step "
+             f"{study.sweep.step}), seeds {study.seeds}. Settings of every run: {settings_text(result.config, seed=False)}")
+    lines = [f"# Study {result.config.name} on {result.config.benchmark.name}", "", about, "",
              markdown_table(header, table), "", conflict_text, "",
-             *(f"![{p.stem}]({p.name})\n" for p in figures if p is not None),
-             "" if methods_figure else f"(No MTO benchmark results at {methods_benchmark}: run benchmarks/methods_scaling.py.)",
-             "", "Data behind the figures: best_weights_and_delta.csv, conflict.csv" + (", methods_scaling.csv" if method_rows else "") + "."]
+             *(f"![{p.stem}]({p.name})\n" for p in figures if p is not None)]
+    if methods_figure is not None:
+        lines += [provenance, "", f"![{methods_figure.stem}]({methods_figure.name})", ""]
+    else:
+        lines += [f"(No MTO benchmark results at {methods_benchmark}: run benchmarks/methods_scaling.py.)", ""]
+    lines += ["Data behind the figures: best_weights_and_delta.csv, conflict.csv"
+              + (", methods_scaling.csv" if method_rows else "") + "."]
     path = directory / "report.md"
     path.write_text("\n".join(lines))
-    write_html(directory / "report.html", lines[0][2:], [lines[2], conflict_text], header, table, figures)
+    write_html(directory / "report.html", lines[0][2:], [about, conflict_text, provenance], header, table,
+               [*figures, methods_figure])
     return path, format_table(header, table) + "\n\n" + conflict_text

@@ -1,3 +1,3 @@
-from scalarize.store.database import DATABASE_NAME, Store
+from scalarize.store.database import DATABASE_NAME, Store, StoreError
 
-__all__ = ["DATABASE_NAME", "Store"]
+__all__ = ["DATABASE_NAME", "Store", "StoreError"]

@@ -17,6 +17,9 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from scalarize.errors import ScalarizeError
+from scalarize.store.tracking import Tracking
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY,
@@ -58,30 +61,56 @@ CREATE TABLE IF NOT EXISTS lineage (
 """
 
 DATABASE_NAME = "scalarize.db"
+LOCK_NAME = ".scalarize.lock"
+
+
+class StoreError(ScalarizeError):
+    """An experiment directory that cannot be used (reported to users as one line)."""
 
 
 class Store:
-    """The SQLite store of an experiment directory (created on first use)."""
+    """The SQLite store of an experiment directory (created on first use).
+
+    With :attr:`exclusive` set (the ``scalarize`` command sets it), the first store a process
+    opens on a directory takes an exclusive lock on it, held until the process ends: a second
+    command on the same directory is refused with one line instead of racing the first.
+    """
+
+    #: Lock experiment directories against other processes (see the class docstring).
+    exclusive = False
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.path = self.directory / DATABASE_NAME
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(self.path, timeout=60)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.row_factory = sqlite3.Row
-        self._depth = 0
-        with self._connection:
-            self._connection.executescript(SCHEMA)
+        if Store.exclusive:
+            hold_directory(self.directory)
+        try:
+            self._connection = sqlite3.connect(self.path, timeout=60)
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.row_factory = sqlite3.Row
+            self._depth = 0
+            with self._connection:
+                self._connection.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            if "locked" in str(error) or "full" in str(error):
+                raise
+            raise StoreError(
+                f"{self.path}: not a readable scalarize database ({error}); move it away to start the experiment "
+                "over (the checkpoints under runs/ are kept)"
+            ) from None
+        #: TensorBoard/MLflow copies of what this store writes (store/tracking.py)
+        self.tracking = Tracking(self)
 
     @classmethod
     def open_existing(cls, directory: str | Path) -> Store:
         if not (Path(directory) / DATABASE_NAME).is_file():
-            raise FileNotFoundError(f"{directory}: no {DATABASE_NAME} here (not an experiment directory)")
+            raise StoreError(f"{directory}: no {DATABASE_NAME} here (not an experiment directory)")
         return cls(directory)
 
     def close(self) -> None:
+        self.tracking.close()
         self._connection.close()
 
     def __enter__(self) -> Store:
@@ -145,6 +174,7 @@ class Store:
                 "UPDATE runs SET status = ?, step = ?, message = ?, finished = ? WHERE name = ?",
                 (status, step, message, time.time(), name),
             )
+        self.tracking.finished(name, status, step, message)
 
     def delete_run(self, name: str) -> None:
         with self._write():
@@ -161,6 +191,7 @@ class Store:
         weights: Iterable[tuple[int, str, float]] = (),
     ) -> None:
         """One evaluation (``metrics[split][name]``) and the weights logged since the last one."""
+        weights = list(weights)
         rows = [
             (run, evaluation, step, split, name, float(value))
             for split, values in metrics.items()
@@ -172,12 +203,14 @@ class Store:
             self._connection.executemany(
                 "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?)", [(run, *w) for w in weights]
             )
+        self.tracking.evaluation(run, evaluation, step, metrics, weights)
 
     def record_final(self, run: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
         rows = [(run, s, n, float(v)) for s, values in metrics.items() for n, v in values.items()]
         with self._write():
             self._connection.execute("DELETE FROM final WHERE run = ?", (run,))
             self._connection.executemany("INSERT INTO final VALUES (?, ?, ?, ?)", rows)
+        self.tracking.final(run, metrics)
 
     def record_costs(self, run: str, costs: Mapping[str, float]) -> None:
         """What a run has cost so far (seconds per step, step memory, skipped steps): measured,
@@ -258,3 +291,42 @@ class Store:
                 writer.writerows(cursor)
             written.append(path)
         return written
+
+
+_HELD: dict[Path, int] = {}
+
+
+def hold_directory(directory: Path) -> None:
+    """Takes an exclusive lock on ``directory`` for the rest of this process (once per directory);
+    raises :class:`StoreError` when another process holds it. The lock dies with the process,
+    even with ``kill -9``."""
+    import fcntl
+    import os
+
+    key = directory.resolve()
+    if key in _HELD:
+        return
+    descriptor = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.read(descriptor, 32).decode(errors="replace").strip() or "?"
+        os.close(descriptor)
+        raise StoreError(
+            f"output: {directory} is in use by another scalarize command (pid {other}); wait for it to finish "
+            "or choose another output"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, str(os.getpid()).encode())
+    _HELD[key] = descriptor
+    for leftover in (key / "runs").rglob("*.tmp") if (key / "runs").is_dir() else ():
+        leftover.unlink(missing_ok=True)  # half-written checkpoints of a killed process
+
+
+def release_directories() -> None:
+    """Releases every directory this process holds (the end of a command)."""
+    import os
+
+    for descriptor in _HELD.values():
+        os.close(descriptor)
+    _HELD.clear()

@@ -11,6 +11,7 @@ file, with what to do about it.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -19,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scalarize.errors import ScalarizeError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(ScalarizeError):
     """A checkpoint that cannot be read safely (reported to users as one line)."""
 
 
@@ -56,6 +59,32 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint; delete it to retrain that run (the rest is kept)") from None
 
 
+MODEL_FILE = "model.pt"
+
+
+def run_directory(directory: str | Path, name: str) -> Path:
+    """Where a run of an experiment directory keeps its files (checkpoint, reported model)."""
+    return Path(directory) / "runs" / name.replace("/", "_")
+
+
+def save_atomically(state, path: Path) -> None:
+    """``torch.save`` to a temporary file renamed over ``path``: a kill leaves the old file or the
+    new one, never half of one (a leftover temporary file of a killed process is removed when the next command takes the
+    experiment directory, see ``scalarize.store.database.hold_directory``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # serialised first: a full disk is then an OSError naming the file
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class Checkpointable:
     """For classes with ``state_dict``/``load_state_dict``, ``checkpoint_path`` (or ``None``)
     and ``device``: save and resume their whole state."""
@@ -64,15 +93,8 @@ class Checkpointable:
     device: torch.device
 
     def save_checkpoint(self) -> None:
-        if self.checkpoint_path is None:
-            return
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, self.checkpoint_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if self.checkpoint_path is not None:
+            save_atomically(self.state_dict(), self.checkpoint_path)
 
     def try_resume(self) -> bool:
         """Loads the checkpoint if there is one; returns whether it did."""

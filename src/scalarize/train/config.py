@@ -13,15 +13,29 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from scalarize.errors import ScalarizeError
+from scalarize.store.tracking import TrackingConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(ScalarizeError):
     """A configuration problem, phrased for a person: ``key: what is wrong; what is allowed``."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """``epochs: true`` is a mistake, not 1: a number field refuses a boolean."""
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            annotation = cls.model_fields[info.field_name].annotation
+            kinds = set(typing.get_args(annotation)) or {annotation}
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class TaskOverride(Strict):
@@ -103,10 +117,27 @@ class TrainConfig(Strict):
         default=None, description="Δm reference: single-task test values by '<objective>/<metric>' (e.g. published)"
     )
     output: str | None = Field(default=None, description="experiment directory")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32", description="autocast the forward pass (fp16 with a dynamic loss scale); see train/precision.py",
+    )
+    channels_last: bool = Field(default=False, description="image batches and convolutions in channels-last memory format")
+    compile: bool = Field(default=False, description="torch.compile the model's forward pass")
+    selection: Literal["objective", "last"] = Field(
+        default="objective",
+        description="the evaluation a run reports: the best of its own objective on val (its weighted val loss), or the last",
+    )
     threads: int | None = Field(
         default=None, ge=1, le=1024,
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow copies")
+
+    @model_validator(mode="after")
+    def _compiled_models_take_the_loop_engine(self) -> TrainConfig:
+        if self.compile and self.gradient_engine == "batched":
+            raise ValueError("gradient_engine: batched cannot differentiate through a compiled model (it vmaps the "
+                             "compiled backward); use loop or auto (auto takes loop under compile: true)")
+        return self
 
     def experiment_dir(self) -> Path:
         return Path(self.output if self.output else Path("experiments") / self.name)
@@ -115,7 +146,7 @@ class TrainConfig(Strict):
         """Hash of everything that changes the numbers (not the output directory, the name or
         the thread count). Keys added after runs were made are left out while they hold their
         default, so those runs keep their fingerprint."""
-        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "single_task"}
+        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "tracking", "single_task"}
         data = self.model_dump(include=own)
         for path in _ADDED_LATER:
             _drop_default(data, self, path)
@@ -125,7 +156,8 @@ class TrainConfig(Strict):
 #: Keys added after the first runs were stored (see :meth:`TrainConfig.fingerprint`).
 _ADDED_LATER = (
     ("gradient_engine",), ("model", "target"), ("model", "options"), ("model", "head"),
-    ("benchmark", "target"), ("benchmark", "tasks"),
+    ("benchmark", "target"), ("benchmark", "tasks"), ("selection",), ("precision",), ("channels_last",),
+    ("compile",),
 )
 
 
@@ -150,6 +182,9 @@ def _describe(error: ValidationError, root: type[BaseModel] | None = None) -> st
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]
         return f"{key}: unknown key; allowed: {', '.join(_allowed(parent, root or TrainConfig))}"
+    if kind == "value_error":  # our own validators' messages say what they got (and the key)
+        message = message.removeprefix("Value error, ")
+        return message if key == "config" else f"{key}: {message}"
     got = first.get("input")
     shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     return f"{key}: {message}{shown}"
@@ -190,10 +225,17 @@ def build_config(data: dict[str, Any], schema: type[C] = TrainConfig) -> C:
         raise ConfigError(_describe(error, schema)) from None
 
 
+#: A config is a few hundred values; these bounds refuse what would take minutes to expand.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config may have at most {MAX_CONFIG_BYTES:,}")
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -204,7 +246,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    if _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded "
+                          "(an alias bomb?); write the config out plainly")
     return data
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """How many values ``node`` holds with shared (aliased) parts counted every time they are
+    used, counting no further than just past ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if id(value) in sizes:
+            return sizes[id(value)]
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(value)] = total
+        return total
+
+    return size(node)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

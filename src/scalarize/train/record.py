@@ -2,10 +2,23 @@
 stacked population, a Ray trial).
 
 A :class:`RunRecord` takes each evaluation (the training losses since the last one, validation
-and test metrics, the weights applied) and keeps the history, the best evaluation (selection,
-see :func:`selection_score`), the steps skipped for non-finite gradients and the costs (seconds
-per step, peak step memory). It writes the same rows to the store whichever engine feeds it, and
-its :meth:`state_dict` goes into the engine's checkpoint.
+and test metrics, the weights applied) and keeps the history, the reported evaluation, the steps
+skipped for non-finite gradients and the costs (seconds per step, peak step memory). It writes the
+same rows to the store whichever engine feeds it, and its :meth:`state_dict` goes into the
+engine's checkpoint.
+
+Which evaluation a run reports (``selection``, the same for every engine and command):
+
+* ``objective`` (default): the one with the lowest value of the run's **own** objective on the
+  validation split, ``Σ_i w_i L_i^val`` with the run's weights ``w`` (normalised; in MDL the
+  sampling ratios weigh the domains' losses; uniform for methods that set their own weights). A
+  member of a sweep is thus judged by what it was trained to minimise, not by the unweighted mean
+  of its metrics (which would pull every front towards uniform weights);
+* ``last``: the last evaluation (PBT members, whose weights change along training, report this).
+
+The engine saves the model of the reported evaluation (``runs/<name>/model.pt``) whenever
+:meth:`RunRecord.evaluated` returns ``True``, so the saved model is the one whose metrics are
+reported.
 """
 
 from __future__ import annotations
@@ -14,7 +27,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from scalarize.errors import ScalarizeError
 from scalarize.store.database import Store
+
+
+class DivergedError(ScalarizeError):
+    """Training produced nothing to report: every run of a search diverged (one line for users)."""
 
 
 @dataclass
@@ -40,10 +58,24 @@ class RunResult:
     step_memory: int | None = None
 
 
+SELECTIONS = ("objective", "last")
+
+
 def selection_score(metrics: dict[str, float], primary: Sequence[tuple[str, bool]]) -> float:
-    """Mean of the objectives' primary metrics, signed so that higher is better."""
+    """Mean of the objectives' primary metrics, signed so that higher is better (ranks a
+    comparison's learning rates)."""
     values = [metrics[key] if up else -metrics[key] for key, up in primary]
     return sum(values) / len(values)
+
+
+def objective_score(val: dict[str, float], objectives: Sequence[str], weights=None) -> float:
+    """``-Σ_i w_i L_i^val`` (higher is better) with ``w`` normalised, uniform when ``None``;
+    ``-inf`` when a loss is missing or not finite."""
+    w = _as_list(weights) if weights is not None else [1.0] * len(objectives)
+    total = sum(w)
+    losses = [val.get(f"{o}/loss", math.nan) for o in objectives]
+    value = sum(wi / total * li for wi, li in zip(w, losses) if wi)
+    return -value if math.isfinite(value) else -math.inf
 
 
 def _as_list(vector) -> list[float]:
@@ -54,12 +86,16 @@ class RunRecord:
     """History, best evaluation, skipped steps and costs of one run (see the module docstring)."""
 
     def __init__(
-        self, name: str, objectives: Sequence[str], primary: Sequence[tuple[str, bool]], store: Store | None = None
+        self, name: str, objectives: Sequence[str], primary: Sequence[tuple[str, bool]], store: Store | None = None,
+        selection: str = "objective",
     ) -> None:
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection: must be one of {', '.join(SELECTIONS)}, got {selection!r}")
         self.name = name
         self.objectives = list(objectives)
         self.primary = list(primary)
         self.store = store
+        self.selection = selection
         self.evaluation = 0
         self.best: dict = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
         self.history: list[dict[str, float]] = []
@@ -100,13 +136,21 @@ class RunRecord:
         return costs
 
     # -- evaluations ---------------------------------------------------------------------------
-    def evaluated(self, step: int, train_losses: Sequence[float], val: dict[str, float], test: dict[str, float]) -> None:
-        """One evaluation after ``step`` steps: history, best, store rows."""
+    def evaluated(
+        self, step: int, train_losses: Sequence[float], val: dict[str, float], test: dict[str, float], weights=None
+    ) -> bool:
+        """One evaluation after ``step`` steps (``weights``: the run's objective weights, see the
+        module docstring): history, reported evaluation, store rows. Returns whether this
+        evaluation is now the reported one (the engine then saves the model)."""
         train = {f"{o}/loss": float(v) for o, v in zip(self.objectives, train_losses)}
         train["skipped_steps"] = float(self.skipped_since_evaluation)
         self.skipped_since_evaluation = 0
-        score = selection_score(val, self.primary)
-        if score > self.best["score"]:
+        if self.selection == "last":
+            score = float(self.evaluation)
+        else:
+            score = objective_score(val, self.objectives, weights)
+        improved = score > self.best["score"] or self.best["evaluation"] < 0
+        if improved:
             self.best = {"score": score, "evaluation": self.evaluation, "step": step, "val": val, "test": test}
         self.history.append({"step": step, **{f"val/{k}": v for k, v in val.items()}})
         if self.store is not None:
@@ -119,6 +163,7 @@ class RunRecord:
             self.store.record_costs(self.name, self.costs(step))
         self.weight_log.clear()
         self.evaluation += 1
+        return improved
 
     def finish(self, status: str, steps: int, seconds: float = 0.0, message: str | None = None) -> RunResult:
         """The run's result; with a store, its final metrics and status are written."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from scalarize.store.database import Store
+from scalarize.train.checkpoint import run_directory
 from scalarize.train.config import TrainConfig
 from scalarize.train.record import RunResult
 from scalarize.train.setup import benchmark_from_config, build_method_from_config, build_model_from_config
@@ -48,7 +49,7 @@ class RunSpec:
 
 
 def checkpoint_path(directory: Path, name: str) -> Path:
-    return Path(directory) / "runs" / name.replace("/", "_") / "checkpoint.pt"
+    return run_directory(directory, name) / "checkpoint.pt"
 
 
 def is_finished(store: Store, name: str) -> bool:

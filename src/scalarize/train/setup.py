@@ -97,6 +97,10 @@ def build_method_from_config(config: TrainConfig) -> Method:
 def build_model_from_config(config: TrainConfig, benchmark: Benchmark):
     """The model ``config.model`` describes for ``benchmark``'s inputs and tasks."""
     model = config.model
+    reserved = [k for k in model.options if k in ("input_shape", "tasks", "width", "depth", "head")]
+    if reserved:
+        raise ConfigError(f"model.options.{reserved[0]}: not an option; set model.{reserved[0]} "
+                          "(input_shape and tasks come from the benchmark)")
     head = model.head.model_dump() if model.head != HeadConfig() else None
     return build_model(model.builder, benchmark.input_shape, benchmark.tasks, model.width, model.depth,
                        head=head, **model.options)

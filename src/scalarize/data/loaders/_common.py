@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from scalarize.data.benchmark import DatasetSplit
+from scalarize.errors import ScalarizeError
 
 DATA_ENV = "SCALARIZE_DATA"
 
@@ -37,7 +38,7 @@ class BoundedSplit(DatasetSplit):
         return BoundedSplit(self.dataset, self.task_names, self.collate, device, self.max_batch)
 
 
-class DataFileError(ValueError):
+class DataFileError(ScalarizeError):
     """A data file that is there but cannot be used (truncated, malformed). One line, path first.
 
     A ``ValueError``, so :func:`scalarize.data.load_benchmark` reports it as a ``BenchmarkError``.

@@ -66,12 +66,32 @@ NEEDS = (
 STL_IMAGE_BYTES = 3 * 96 * 96
 
 
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 python batch holds: dicts, lists, bytes, strings, numbers and
+    numpy arrays. Anything else (a callable that would run when loaded) is refused."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+
+
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 ``[N, 3, 32, 32]``, labels ``[N]``) from one pickled CIFAR-10 batch."""
+    """(images uint8 ``[N, 3, 32, 32]``, labels ``[N]``) from one pickled CIFAR-10 batch, read with
+    :class:`BatchUnpickler` (a shared copy of the dataset cannot run code)."""
     require(path, NEEDS)
     try:
         with open(path, "rb") as file:
-            batch = pickle.load(file, encoding="bytes")
+            batch = BatchUnpickler(file, encoding="bytes").load()
+    except pickle.UnpicklingError as error:
+        if "is not allowed" in str(error):
+            raise DataFileError(f"{path}: refused: {error} (a file that would run code when loaded)") from None
+        raise DataFileError(f"{path}: truncated or not a CIFAR-10 batch (cannot unpickle: UnpicklingError)") from None
     except Exception as error:  # a truncated or foreign pickle fails in many ways
         raise DataFileError(
             f"{path}: truncated or not a CIFAR-10 batch (cannot unpickle: {type(error).__name__})"

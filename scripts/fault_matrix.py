@@ -1,0 +1,316 @@
+"""The fault-injection matrix: kill -9 at random points, corrupt files, and malformed configs.
+
+    python scripts/fault_matrix.py [--kills 5] [--seed 0] [--only kill,corrupt,config] [--out DIR]
+
+* **kill**: for each of train, sweep, pbt, compare and study, an uninterrupted reference run, then
+  ``--kills`` runs killed with SIGKILL at a random moment (seeded) and rerun with the same
+  command: the rerun must end with exit 0, the database must pass SQLite's integrity check, no
+  temporary file may be left, and the metrics and final tables must equal the reference's exactly.
+* **corrupt**: truncated and zero-filled checkpoints (one line naming the file, exit 2, the
+  database unchanged), a truncated and a garbage ``scalarize.db`` for every command and
+  ``export`` (exit 2), the SQLite ``-wal`` file deleted mid-run (the command still finishes and
+  its rerun equals the reference), a read-only and a full disk when a tmpfs can be mounted.
+* **config**: at least 100 malformed configs and overrides: each must end with exactly one line
+  ``scalarize: error: ...`` on stderr, exit 2, within 10 s, and create nothing.
+
+Prints one line per case and a JSON summary ``{"tried", "passed", "failed"}``; exits 1 if any
+case failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASE = (
+    "name: fm\nbenchmark: {name: multimnist, options: {train_size: 600, test_size: 100}}\n"
+    "model: {width: 0.1}\nepochs: 3\nbatch_size: 50\nstl: false\ndevice: cpu\n"
+)
+SECTIONS = {
+    "train": "",
+    "sweep": "sweep: {step: 0.5, chunk_size: 2}\n",
+    "compare": "compare: {methods: [{name: uw}, {name: pcgrad}]}\n",
+    "pbt": "pbt: {population: 3, compare_uniform: false}\n",
+    "study": "study: {depths: [1], widths: [0.05, 0.1], sweep: {step: 1.0}}\n",
+}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+
+class Matrix:
+    def __init__(self) -> None:
+        self.tried = self.passed = 0
+        self.failures: list[str] = []
+
+    def check(self, name: str, ok: bool, detail: str = "") -> None:
+        self.tried += 1
+        self.passed += ok
+        if not ok:
+            self.failures.append(f"{name}: {detail}")
+        print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f"  ({detail})" if detail and not ok else ""), flush=True)
+
+
+def command(kind: str, config: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "scalarize.cli.main", kind, str(config), f"output={out}", "-q"]
+
+
+def tables(directory: Path) -> tuple[list, list]:
+    with contextlib.closing(sqlite3.connect(directory / "scalarize.db")) as db:
+        metrics = sorted(db.execute("SELECT run, evaluation, step, split, name, value FROM metrics "
+                                    "WHERE split != 'conflict' OR 1").fetchall())
+        final = sorted(db.execute("SELECT run, split, name, value FROM final").fetchall())
+    return metrics, final
+
+
+def integrity(directory: Path) -> str:
+    with contextlib.closing(sqlite3.connect(directory / "scalarize.db")) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def run(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+# -- kill -9 ---------------------------------------------------------------------------------------
+def kills(matrix: Matrix, root: Path, count: int, rng: random.Random) -> None:
+    for kind, section in SECTIONS.items():
+        config = root / f"{kind}.yaml"
+        config.write_text(BASE + section)
+        reference = root / f"{kind}-reference"
+        started = time.perf_counter()
+        done = run(command(kind, config, reference))
+        duration = time.perf_counter() - started
+        if done.returncode != 0:
+            matrix.check(f"kill/{kind}/reference", False, done.stderr.strip()[-300:])
+            continue
+        expected = tables(reference)
+        for attempt in range(count):
+            out = root / f"{kind}-killed-{attempt}"
+            delay = rng.uniform(0.3, duration)
+            process = subprocess.Popen(command(kind, config, out), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, env=ENV)
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            rerun = run(command(kind, config, out))
+            name = f"kill/{kind}/{attempt} after {delay:.1f}s"
+            if rerun.returncode != 0:
+                matrix.check(name, False, f"rerun exit {rerun.returncode}: {rerun.stderr.strip()[-300:]}")
+                continue
+            leftovers = list((out / "runs").rglob("*.tmp")) if (out / "runs").is_dir() else []
+            same = tables(out) == expected
+            matrix.check(name, same and not leftovers and integrity(out) == "ok",
+                         f"same tables: {same}, leftovers: {leftovers}, integrity: {integrity(out)}")
+
+
+# -- corruption ------------------------------------------------------------------------------------
+def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> tuple[bool, str]:
+    err = done.stderr
+    ok = done.returncode == 2 and err.count("\n") == 1 and err.startswith("scalarize: error: ")
+    ok = ok and all(n in err for n in needles)
+    return ok, f"exit {done.returncode}: {err.strip()[-300:]}"
+
+
+def corruption(matrix: Matrix, root: Path) -> None:
+    config = root / "corrupt.yaml"
+    config.write_text(BASE)
+    for damage, transform in (("truncated", lambda b: b[: len(b) // 3]), ("zeroed", lambda b: b"\0" * len(b))):
+        out = root / f"checkpoint-{damage}"
+        run(command("train", config, out))
+        with contextlib.closing(sqlite3.connect(out / "scalarize.db")) as db, db:
+            db.execute("UPDATE runs SET status = 'running', finished = NULL")
+        before = tables(out)
+        checkpoint = out / "runs" / "fm" / "checkpoint.pt"
+        checkpoint.write_bytes(transform(checkpoint.read_bytes()))
+        ok, detail = one_line_error(run(command("train", config, out)), str(checkpoint), "delete it")
+        matrix.check(f"corrupt/checkpoint {damage}", ok and tables(out) == before, detail)
+    for kind, section in {**SECTIONS, "export": ""}.items():
+        for damage, content in (("truncated", b"SQLite format 3\0" + b"\x17" * 200), ("garbage", os.urandom(4096))):
+            out = root / f"db-{kind}-{damage}"
+            out.mkdir()
+            (out / "scalarize.db").write_bytes(content)
+            cfg = root / f"db-{kind}.yaml"
+            cfg.write_text(BASE + section)
+            args = ([sys.executable, "-m", "scalarize.cli.main", "export", str(out), "--csv"] if kind == "export"
+                    else command(kind, cfg, out))
+            ok, detail = one_line_error(run(args), "scalarize.db")
+            matrix.check(f"corrupt/database {damage} ({kind})", ok and (out / "scalarize.db").read_bytes() == content, detail)
+    wal_deleted(matrix, root, config)
+    disks(matrix, root, config)
+
+
+def wal_deleted(matrix: Matrix, root: Path, config: Path) -> None:
+    reference = root / "wal-reference"
+    run(command("train", config, reference))
+    out = root / "wal"
+    process = subprocess.Popen(command("train", config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env=ENV)
+    wal = out / "scalarize.db-wal"
+    deadline = time.time() + 120
+    while not wal.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    wal.unlink(missing_ok=True)
+    _, err = process.communicate(timeout=600)
+    rerun = run(command("train", config, out))
+    ok = process.returncode == 0 and rerun.returncode == 0 and integrity(out) == "ok" and tables(out) == tables(reference)
+    matrix.check("corrupt/-wal deleted mid-run", ok, f"exit {process.returncode}/{rerun.returncode}: {err[-200:]}")
+
+
+def disks(matrix: Matrix, root: Path, config: Path) -> None:
+    for name, options, needle in (("read-only", "ro,size=1m", "read-only file system"), ("full", "size=600k", "disk is full")):
+        mount = root / f"mount-{name}"
+        mount.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True).returncode:
+            print(f"skip corrupt/{name} disk: no permission to mount a tmpfs")
+            continue
+        try:
+            big = root / f"{name}.yaml"
+            big.write_text(BASE.replace("width: 0.1", "width: 1.0"))
+            ok, detail = one_line_error(run(command("train", big, mount / "out")), needle)
+            matrix.check(f"corrupt/{name} disk", ok, detail)
+        finally:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+# -- malformed configs -----------------------------------------------------------------------------
+def malformed_cases() -> list[tuple[str, str, list[str]]]:
+    """(label, config text, overrides) for at least 100 malformed inputs."""
+    cases = []
+    values = {"string": "'abc'", "negative": "-1", "zero": "0", "list": "[1, 2]", "mapping": "{a: 1}",
+              "null": "null", "huge": "1e400", "bool": "true", "nan": ".nan"}
+    keys = ["epochs", "batch_size", "optimizer.lr", "optimizer.momentum", "model.width", "model.depth",
+            "schedule.gamma", "steps", "eval_every", "seed", "optimizer.weight_decay"]
+    for key in keys:
+        for label, value in values.items():
+            if (label, key) in {("bool", "seed"), ("zero", "seed"), ("negative", "seed"), ("zero", "optimizer.weight_decay"),
+                                ("zero", "optimizer.momentum"), ("null", "steps"), ("null", "eval_every")}:
+                continue  # valid values for these keys
+            cases.append((f"{key}={label}", BASE, [f"{key}={value}"]))
+    for section in ("benchmark", "model", "method", "optimizer", "schedule", "sweep", "pbt", "compare", "study"):
+        cases.append((f"unknown key in {section}", BASE, [f"{section}.colour=1"]))
+    cases += [
+        ("unknown top key", BASE + "colour: red\n", []),
+        ("not yaml", "epochs: [1\n", []),
+        ("a list", "- 1\n- 2\n", []),
+        ("a scalar", "42\n", []),
+        ("tab indentation", "model:\n\twidth: 1\n", []),
+        ("override without =", BASE, ["epochs"]),
+        ("override of a scalar as section", BASE, ["epochs.x=1"]),
+        ("unknown benchmark", BASE, ["benchmark.name=imagenet"]),
+        ("unknown benchmark option", BASE, ["benchmark.options.size=3"]),
+        ("benchmark option of the wrong type", BASE, ["benchmark.options.train_size=abc"]),
+        ("unknown family", BASE, ["model.family=transformer"]),
+        ("unknown target module", BASE, ["model.target=no_such_module:build"]),
+        ("target without colon", BASE, ["model.target=no_colon"]),
+        ("unknown method", BASE, ["method.name=magic"]),
+        ("unknown method option", BASE, ["method.name=cagrad", "method.options.x=1"]),
+        ("cagrad c out of range", BASE, ["method.name=cagrad", "method.options.c=2"]),
+        ("weights of the wrong length", BASE, ["method.weights=[1,2,3]"]),
+        ("negative weights", BASE, ["method.weights=[-1,2]"]),
+        ("zero weights", BASE, ["method.weights=[0,0]"]),
+        ("infinite weights", BASE, ["method.weights=[.inf,1]"]),
+        ("string weights", BASE, ["method.weights=[a,b]"]),
+        ("weights for pcgrad", BASE, ["method.name=pcgrad", "method.weights=[1,1]"]),
+        ("unknown objective", BASE, ["benchmark.objectives=[middle]"]),
+        ("empty objectives", BASE, ["benchmark.objectives=[]"]),
+        ("unknown device", BASE, ["device=tpu"]),
+        ("cuda without a GPU", BASE, ["device=cuda"]) if not _has_cuda() else ("bad engine", BASE, ["gradient_engine=x"]),
+        ("bad gradient engine", BASE, ["gradient_engine=gramian"]),
+        ("bad selection", BASE, ["selection=best"]),
+        ("zero threads", BASE, ["threads=0"]),
+        ("width 1000", BASE, ["model.width=1000"]),
+        ("unknown head", BASE, ["model.head.name=transformer"]),
+        ("head for a builder", BASE, ["model.family=linear", "model.head.name=mlp"]),
+        ("unknown optimizer", BASE, ["optimizer.name=lamb"]),
+        ("unknown schedule", BASE, ["schedule.name=exp"]),
+        ("task override of an unknown task", BASE, ["benchmark.tasks.middle.kind=regression"]),
+        ("unknown task kind", BASE, ["benchmark.tasks.left.kind=focal"]),
+        ("alias bomb", _bomb(), []),
+    ]
+    return cases
+
+
+def _has_cuda() -> bool:
+    with contextlib.suppress(Exception):
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def _bomb() -> str:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def configs(matrix: Matrix, root: Path) -> None:
+    from scalarize.cli.main import main
+
+    cases = malformed_cases()
+    root.mkdir(parents=True, exist_ok=True)
+    for index, (label, text, overrides) in enumerate(cases):
+        kind = next((k for k in ("sweep", "pbt", "compare", "study") if any(o.startswith(k + ".") for o in overrides)), "train")
+        config = root / f"bad-{index}.yaml"
+        config.write_text(text + SECTIONS[kind] if text == BASE else text)
+        out = root / f"bad-{index}"
+        err = io.StringIO()
+        started = time.perf_counter()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = main([kind, str(config), f"output={out}", *overrides, "-q"])
+            except SystemExit as exit_:
+                code = exit_.code
+        seconds = time.perf_counter() - started
+        text_err = err.getvalue()
+        one_line = text_err.count("\n") == 1 and text_err.startswith("scalarize: error: ")
+        matrix.check(f"config/{label}", code == 2 and one_line and not out.exists() and seconds < 10,
+                     f"exit {code}, {seconds:.1f}s, created: {out.exists()}, stderr: {text_err.strip()[-200:]}")
+    print(f"{len(cases)} malformed configs and overrides")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="kill,corrupt,config")
+    parser.add_argument("--out", help="keep the experiment directories here (default: a temporary one)")
+    args = parser.parse_args()
+    root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fault-matrix-"))
+    root.mkdir(parents=True, exist_ok=True)
+    matrix = Matrix()
+    parts = set(args.only.split(","))
+    try:
+        if "config" in parts:
+            configs(matrix, root / "config")
+        if "corrupt" in parts:
+            (root / "corrupt").mkdir(exist_ok=True)
+            corruption(matrix, root / "corrupt")
+        if "kill" in parts:
+            (root / "kill").mkdir(exist_ok=True)
+            kills(matrix, root / "kill", args.kills, random.Random(args.seed))
+    finally:
+        if not args.out:
+            shutil.rmtree(root, ignore_errors=True)
+    summary = {"tried": matrix.tried, "passed": matrix.passed, "failed": len(matrix.failures)}
+    print(json.dumps(summary))
+    for failure in matrix.failures:
+        print("FAILED", failure)
+    return 1 if matrix.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""What the command says when it stops early: one line for bad input and for the environment
+(a corrupt file, a full disk, a read-only directory), and the signals that end it.
+
+Bad input and broken files exit with code 2; an interrupt (Ctrl-C, SIGTERM) with 130 / 143 after
+one line, and rerunning the same command resumes. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import sqlite3
+
+from scalarize.errors import ScalarizeError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class UsageError(ScalarizeError):
+    """Raised by commands for bad input that is not a config problem."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def describe(error: BaseException) -> str | None:
+    """The one line to print for ``error``, or ``None`` when it is a bug (keep the traceback)."""
+    if isinstance(error, FileNotFoundError) and error.filename is None:
+        return _first_line(error)
+    if isinstance(error, OSError):
+        return _describe_os_error(error)
+    if isinstance(error, sqlite3.DatabaseError):
+        return _describe_database_error(error)
+    if isinstance(error, ScalarizeError):
+        return _first_line(error)
+    return None
+
+
+def _describe_os_error(error: OSError) -> str:
+    where = error.filename or "a file"
+    if error.errno == errno.ENOSPC:
+        return f"{where}: the disk is full; free some space and run the same command again to resume (nothing written before is lost)"
+    if error.errno == errno.EROFS:
+        return f"{where}: read-only file system; choose a writable output directory (output=...)"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: permission denied; choose a directory you can write to (output=...)"
+    if error.errno == errno.ENOENT:
+        return f"{where}: no such file or directory"
+    return f"{where}: {error.strerror or _first_line(error)}"
+
+
+def _describe_database_error(error: sqlite3.DatabaseError) -> str:
+    text = _first_line(error)
+    if "full" in text:
+        return "the disk is full while writing the experiment database; free some space and run the same command again"
+    if "readonly" in text or "read-only" in text:
+        return "the experiment database is on a read-only file system; choose a writable output directory"
+    return f"the experiment database is unreadable ({text}); move scalarize.db away to start the experiment over"
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM interrupts the command as Ctrl-C does (one line, the work done so far is kept)."""
+
+    def terminate(signum, frame):  # noqa: ARG001 - the signal handler's signature
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (e.g. called from a test runner's thread)
+        pass

@@ -1,0 +1,45 @@
+"""DualProj: the mean gradient projected onto the dual cone of the task gradients.
+
+Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024 (arXiv:2406.16232),
+torchjd's ``DualProj``; the projection is Equation 11 of Lopez-Paz & Ranzato, "Gradient Episodic
+Memory for Continual Learning", NeurIPS 2017.
+
+The average gradient ``ḡ = (1/T) Σ_i g_i`` is projected onto the dual cone of the task gradients
+``{x : g_j · x ≥ 0 for all j}``, the set of directions that increase no loss to first order:
+
+    d = argmin_{x: G x ≥ 0} ‖x − ḡ‖² = Gᵀ v,    v = argmin_{v ≥ 1/T} vᵀ (G Gᵀ) v
+
+so ``d = ḡ`` when ``ḡ`` conflicts with no task, and otherwise the closest direction that does
+not. (UPGrad, ``upgrad``, projects every ``g_i`` and averages the projections instead.)
+Task-specific parameters get their own gradients.
+
+Hyperparameters: ``norm_eps`` and ``reg_eps`` (1e-4 each): the Gramian is divided by its trace
+and ``reg_eps · I`` is added before solving, as in torchjd.
+
+Backed by :class:`torchjd.aggregation.DualProjWeighting`, with the projection solved by
+``upgrad``'s exact active-set :class:`~scalarize.methods.upgrad.NNQPProjector` (torchjd's default
+projector needs the optional quadprog/qpsolvers packages).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torchjd.aggregation import DualProjWeighting
+
+from scalarize.methods._common import WeightedGradientMethod, check_real, gramian
+from scalarize.methods.upgrad import NNQPProjector
+
+
+class DualProj(WeightedGradientMethod):
+    """Mean gradient projected onto the dual cone of the task gradients."""
+
+    name = "dualproj"
+
+    def __init__(self, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> None:
+        super().__init__()
+        norm_eps = check_real(self.name, "norm_eps", norm_eps, low=0)
+        reg_eps = check_real(self.name, "reg_eps", reg_eps, low=0, low_open=True)
+        self.weighting = DualProjWeighting(projector=NNQPProjector(norm_eps, reg_eps))
+
+    def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
+        return self.weighting(gramian(gradients))
