@@ -4,7 +4,6 @@ compare and pbt, on tiny sizes, with Δm over every metric of the dense tasks.""
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from scalarize.cli.main import main
