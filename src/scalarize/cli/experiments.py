@@ -22,7 +22,7 @@ def run_and_report(
     stl_runs = {o: f"stl-{o}" for o in result.stl}
     runs = [config.name, *stl_runs.values()]
     with Store(result.directory) as store:
-        header, rows = results_rows(store, runs, result.primary, stl_runs)
+        header, rows = results_rows(store, runs, result.primary, stl_runs, result.delta, config.single_task)
         method = method_text(config, [o.split("/")[0] for o, _ in result.primary])
         report = write_report(
             store,
@@ -36,6 +36,8 @@ def run_and_report(
                    "each."] if stl_runs else []),
                 *skipped_steps_notes([result.main, *result.stl.values()]),
             ],
+            delta=result.delta,
+            single_task=config.single_task,
         )
     say("")
     say(format_table(header, rows))

@@ -12,6 +12,10 @@ from scalarize.data.bundled.digits import digits
 from scalarize.data.bundled.multimnist import multimnist
 from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
 from scalarize.data.loaders import celeba, cifar_stl, domainnet
+from scalarize.data.bundled.multimnist_dense import multimnist_dense
+from scalarize.data.loaders.cityscapes import cityscapes
+from scalarize.data.loaders.nyuv2 import nyuv2
+from scalarize.data.loaders.qm9 import qm9
 
 
 class BenchmarkError(ScalarizeError):
@@ -77,5 +81,9 @@ for _name, _builder in (
     ("celeba", celeba),
     ("domainnet", domainnet),
     ("cifar_stl", cifar_stl),
+    ("qm9", qm9),
+    ("nyuv2", nyuv2),
+    ("cityscapes", cityscapes),
+    ("multimnist_dense", multimnist_dense),
 ):
     register_benchmark(_name, _builder)

@@ -10,7 +10,8 @@ A :class:`Task` has a name, a head size and a **kind**. The kind holds the behav
 * ``check(output, target)``: a one-line complaint when a target does not fit the head's output.
 
 Built-in kinds: ``multiclass`` (cross-entropy, accuracy), ``binary`` (logistic loss on one
-logit, accuracy) and ``regression`` (mean squared error). A kind of your own is a
+logit, accuracy) and ``regression`` (mean squared error); the dense kinds ``segmentation``,
+``depth`` and ``normals`` and ``normalized_regression`` (QM9) are in :mod:`scalarize.data.dense`. A kind of your own is a
 :class:`TaskKind` subclass, registered with :func:`register_task_kind` or named by import path
 (``"mypkg.tasks:FocalKind"``); ``Task.options`` are passed to its constructor.
 """
@@ -76,6 +77,17 @@ class TaskKind:
     metric_names: ClassVar[tuple[str, ...]] = ()
     primary_metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
+    #: Direction of every metric that is not the primary one (``True``: higher is better).
+    metric_directions: ClassVar[dict[str, bool]] = {}
+    #: The metrics Δm averages over for a task of this kind (Maninis et al. 2019: every metric of
+    #: a dense task, e.g. mIoU and pixel accuracy); empty: the primary metric alone.
+    delta_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def direction(self, metric: str) -> bool:
+        """Whether higher is better for ``metric``."""
+        if metric in self.metric_directions:
+            return self.metric_directions[metric]
+        return self.higher_is_better
 
     def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         raise NotImplementedError
@@ -250,6 +262,15 @@ class Task:
     def metric_names(self) -> tuple[str, ...]:
         return self.behaviour.metric_names
 
+    def delta_metrics(self) -> list[tuple[str, bool]]:
+        """``(metric, higher_is_better)`` of the metrics Δm averages over for this task: the kind's
+        ``delta_metrics`` (each in its own direction) unless the task's primary metric was set to
+        one the kind does not list, else the primary metric alone."""
+        kind = self.behaviour
+        if kind.delta_metrics and self.primary_metric in (kind.primary_metric, *kind.delta_metrics):
+            return [(m, self.higher_is_better if m == self.primary_metric else kind.direction(m)) for m in kind.delta_metrics]
+        return [(self.primary_metric, bool(self.higher_is_better))]
+
     def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         """The task's training loss (per sample with ``reduction='none'``)."""
         return self.behaviour.loss(output, target, reduction=reduction)
@@ -262,3 +283,7 @@ class Task:
         problem = self.behaviour.check(output, target)
         if problem:
             raise ValueError(f"task {self.name!r} ({self.kind_name}): {problem}")
+
+
+# The dense kinds (segmentation, depth, normals) and normalized_regression register themselves.
+from scalarize.data import dense as _dense  # noqa: E402,F401

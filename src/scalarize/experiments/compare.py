@@ -37,7 +37,7 @@ from scalarize.experiments.train import check_not_conflicting, stl_runs
 from scalarize.store.database import Store
 from scalarize.experiments.loading import load_experiment_config
 from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe
-from scalarize.train.evaluate import primary_metrics
+from scalarize.train.evaluate import delta_metrics, primary_metrics
 from scalarize.train.record import RunResult, selection_score
 from scalarize.train.run import RunSpec
 from scalarize.train.setup import prepare
@@ -157,6 +157,8 @@ class CompareResult:
     val_scores: dict[tuple[str, float], float] = field(default_factory=dict)
     #: the learning rate kept per label
     chosen_lr: dict[str, float] = field(default_factory=dict)
+    #: the metrics Δm averages over (every metric of a dense task; else the primary ones)
+    delta: list[tuple[str, bool]] = field(default_factory=list)
 
     def chosen(self, label: str) -> list[tuple[CompareRun, RunResult]]:
         """The runs (one per seed) of ``label`` at its chosen learning rate."""
@@ -221,5 +223,5 @@ def run_compare(
         config=config, benchmark=benchmark.name, objectives=list(benchmark.objectives),
         primary=primary_metrics(benchmark), labels=labels, runs=runs, results=results,
         stl={run.name[len("stl-"):]: results[run.name] for run in stl},
-        val_scores=val_scores, chosen_lr=chosen,
+        val_scores=val_scores, chosen_lr=chosen, delta=delta_metrics(benchmark),
     )

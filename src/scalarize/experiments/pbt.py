@@ -31,6 +31,7 @@ from pydantic import Field
 from scalarize.backends.base import Backend, get_backend
 from scalarize.data.sampling import build_sampler
 from scalarize.experiments.train import check_not_conflicting
+from scalarize.population.engine import stackable_inputs
 from scalarize.population.members import Member
 from scalarize.population.pbt import PBTSearch
 from scalarize.search.fitness import build_fitness
@@ -172,6 +173,11 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
         build_fitness(config.pbt.fitness, primary_metrics(benchmark))
     except ValueError as error:
         raise ConfigError(f"pbt.fitness: {error}") from None
+    if backend is None and config.pbt.backend == "local" and not stackable_inputs(benchmark):
+        raise ConfigError(
+            f"pbt.backend: the local engine trains the population stacked (vmap), which needs tensor inputs; "
+            f"{benchmark.name!r} has other inputs (e.g. graphs): use --backend ray (one trial per member)"
+        )
     members = initial_members(config, len(benchmark.objectives))
     uniform = RunSpec(f"{config.name}-uniform", _uniform_config(config), "uniform")
     check_not_conflicting(config, [*members, *([uniform] if config.pbt.compare_uniform else [])])

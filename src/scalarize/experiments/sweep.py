@@ -34,7 +34,7 @@ from scalarize.search import designs
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, set_key
-from scalarize.train.evaluate import evaluate, primary_metrics
+from scalarize.train.evaluate import delta_metrics, evaluate, primary_metrics
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, is_finished, result_from_store
 from scalarize.train.setup import benchmark_from_config, build_model_from_config, prepare
@@ -107,6 +107,8 @@ class SweepResult:
     results: dict[str, RunResult]
     stl: dict[str, RunResult] = field(default_factory=dict)
     primary: list[tuple[str, bool]] = field(default_factory=list)
+    #: the metrics Δm averages over (every metric of a dense task; else the primary ones)
+    delta: list[tuple[str, bool]] = field(default_factory=list)
 
     def points(self, split: str = "test") -> np.ndarray:
         """``[n, k]``: each completed member's primary metrics (NaN for diverged members)."""
@@ -146,7 +148,7 @@ def run_sweep(
         results = backend.train(members, store, progress=progress, log=log, on_evaluation=on_evaluation)
         stl_results = get_backend("local", engine="loop").train(stl, store, progress=progress, log=log)
     stl_by_objective = {run.name[len("stl-"):]: stl_results[run.name] for run in stl}
-    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark))
+    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark), delta_metrics(benchmark))
 
 
 def _takes_preference(config: SweepConfig) -> bool:
@@ -179,7 +181,7 @@ def _one_run_front(config: SweepConfig, benchmark, members: list[Member], progre
                 results[point.name] = _evaluate_point(point, model, benchmark, store, trained[model_run.name].steps)
     stl_by_objective = {run.name[len("stl-"):]: trained[run.name] for run in stl}
     return SweepResult(config, members, {m.name: results[m.name] for m in members}, stl_by_objective,
-                       primary_metrics(benchmark))
+                       primary_metrics(benchmark), delta_metrics(benchmark))
 
 
 def _reported_model(run: RunSpec, store: Store):

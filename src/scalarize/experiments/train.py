@@ -18,7 +18,7 @@ from scalarize.experiments.loading import load_experiment_config
 from scalarize.pareto.delta_m import delta_m
 from scalarize.store.database import DATABASE_NAME, Store
 from scalarize.train.config import ConfigError, TrainConfig
-from scalarize.train.evaluate import primary_metrics
+from scalarize.train.evaluate import delta_metrics, primary_metrics, reference_values
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec
 from scalarize.train.setup import prepare
@@ -33,16 +33,26 @@ class ExperimentResult:
     main: RunResult
     stl: dict[str, RunResult] = field(default_factory=dict)
     primary: list[tuple[str, bool]] = field(default_factory=list)
+    #: the metrics Δm averages over (every metric of a dense task; else the primary ones)
+    delta: list[tuple[str, bool]] = field(default_factory=list)
+
+    @property
+    def reference(self) -> list[float] | None:
+        """The single-task values of the Δm metrics: ``config.single_task`` when given (e.g. the
+        published ones), else the STL runs' test metrics; ``None`` when neither is there."""
+        metrics = self.delta or self.primary
+        return reference_values(metrics, {o: r.test for o, r in self.stl.items()}, self.config.single_task)
 
     @property
     def delta_m(self) -> float | None:
-        """Δm (percent) of the main run's test metrics against the STL runs', if trained."""
-        if not self.stl or self.main.status != "completed":
+        """Δm (percent) of the main run's test metrics against :attr:`reference`, each metric in
+        its own direction (Maninis et al. 2019)."""
+        metrics = self.delta or self.primary
+        reference = self.reference
+        if reference is None or self.main.status != "completed":
             return None
-        names = [name for name, _ in self.primary]
-        stl = [self.stl[name.split("/")[0]].test[name] for name in names]
         try:
-            return float(delta_m([self.main.test[n] for n in names], stl, [up for _, up in self.primary]))
+            return float(delta_m([self.main.test[n] for n, _ in metrics], reference, [up for _, up in metrics]))
         except (ValueError, KeyError):  # a single-task metric of 0, or a missing one: Δm is undefined
             return None
 
@@ -56,6 +66,7 @@ def stl_config(config: TrainConfig) -> TrainConfig:
     """The configuration of the single-task baselines: the same, with uniform scalarization."""
     data = config.model_dump(include=set(TrainConfig.model_fields))
     data["method"] = {"name": "scalarization"}
+    data["single_task"] = None  # a reference for Δm, not for a single-task run
     return TrainConfig.model_validate(data)
 
 
@@ -105,4 +116,5 @@ def run_experiment(
     with Store(config.experiment_dir()) as store:
         results = backend.train(runs, store, progress=progress, log=log)
     stl = {run.name[len("stl-"):]: results[run.name] for run in runs[1:]}
-    return ExperimentResult(config, config.experiment_dir(), results[config.name], stl, primary_metrics(benchmark))
+    return ExperimentResult(config, config.experiment_dir(), results[config.name], stl, primary_metrics(benchmark),
+                            delta_metrics(benchmark))

@@ -28,6 +28,8 @@ from scalarize.errors import ScalarizeError
 from scalarize.imports import load_object
 from scalarize.models.bottleneck_resnet import resnet_bottleneck_trunk
 from scalarize.models.contract import as_multitask
+from scalarize.models.encoder_decoder import resnet_dilated, segnet
+from scalarize.models.gnn import mpnn_trunk
 from scalarize.models.mlp import mlp_trunk
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.models.resnet import resnet_trunk
@@ -200,5 +202,8 @@ register_trunk("mlp", mlp_trunk)
 register_trunk("resnet", resnet_trunk)
 register_trunk("resnet_bottleneck", resnet_bottleneck_trunk, min_depth=0)  # its own message
 register_trunk("vit", vit_trunk)
+register_trunk("mpnn", mpnn_trunk)
 register_model("linear", _linear_model)
+register_model("resnet_dilated", resnet_dilated)
+register_model("segnet", segnet)
 FAMILIES["linear"] = linear_trunk

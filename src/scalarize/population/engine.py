@@ -89,11 +89,21 @@ def auto_engine(members: Sequence[Member]) -> tuple[str, str]:
     return "loop", "a convolutional trunk on the CPU (stacked convolutions are slower there)"
 
 
+def stackable_inputs(benchmark) -> bool:
+    """Whether the training inputs are tensors a stacked population can vmap over (graph batches,
+    e.g. QM9's molecules, are not)."""
+    split = next(iter(benchmark.domains.values()))["train"]
+    return bool(split.sample_shape)
+
+
 def choose_engine(members: Sequence[Member], benchmark=None, engine: Engine = "auto") -> tuple[str, str]:
     """Returns ``(engine, reason)`` for one group of members."""
     config = members[0].config
     if engine == "loop":
         return "loop", "chosen by flag"
+    benchmark = benchmark if benchmark is not None else benchmark_from_config(config.benchmark)
+    if not stackable_inputs(benchmark):
+        return "loop", "inputs that are not tensors (e.g. graphs) cannot be stacked"
     if config.method.name != "scalarization":
         return "loop", f"method {config.method.name!r} is trained one run at a time"
     if len(members) == 1:

@@ -31,6 +31,7 @@ from scalarize.report.experiment import format_table, markdown_table  # noqa: E4
 from scalarize.report.describe import method_text, settings_text  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, place_labels, save_figure, styles  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
+from scalarize.train.evaluate import reference_values  # noqa: E402
 
 
 def _mean_std(values: list[float], digits: int, signed: bool = False) -> str:
@@ -43,12 +44,15 @@ def _mean_std(values: list[float], digits: int, signed: bool = False) -> str:
     return f"{mean:{sign}.{digits}f} ± {std:.{digits}f}"
 
 
+def _delta_metrics(result) -> list[tuple[str, bool]]:
+    return list(getattr(result, "delta", None) or result.primary)
+
+
 def _stl_values(result) -> list[float] | None:
-    try:
-        values = [result.stl[name.split("/")[0]].test[name] for name, _ in result.primary]
-    except KeyError:
-        return None
-    return values if all(v > 0 for v in values) else None  # Δm divides by them
+    """The Δm reference: ``config.single_task`` when given, else the single-task runs' test
+    values of the Δm metrics."""
+    return reference_values(_delta_metrics(result), {o: r.test for o, r in result.stl.items()},
+                            getattr(result.config, "single_task", None))
 
 
 def method_points(result) -> dict[str, list[list[float]]]:
@@ -67,32 +71,44 @@ def method_points(result) -> dict[str, list[list[float]]]:
 NOISY_TIMING = 0.2
 
 
+def _primary_part(single_task: dict[str, float] | None, primary) -> dict[str, float] | None:
+    """The given single-task values of the primary metrics, if all are given."""
+    if single_task is None or not all(name in single_task for name, _ in primary):
+        return None
+    return single_task
+
+
 def summary_rows(result) -> tuple[list[str], list[list[str]]]:
-    """Header and one row per method (uniform first) at its chosen learning rate, then the
-    single-task baselines that Δm is measured against."""
+    """Header and one row per method (uniform first) at its chosen learning rate: the Δm metrics
+    (every metric of a dense task; else the primary ones) and Δm over them, then the single-task
+    baselines that Δm is measured against."""
     stl = _stl_values(result)
-    maximize = [up for _, up in result.primary]
-    header = ["method", "lr", "seeds", *(f"{name} (test)" for name, _ in result.primary)]
+    metrics = _delta_metrics(result)
+    maximize = [up for _, up in metrics]
+    header = ["method", "lr", "seeds", *(f"{name} (test)" for name, _ in metrics)]
     header += ["Δm %", "ms/step", "step MiB", "skipped"]
     rows = []
     for label in result.labels:
         chosen = result.chosen(label)
         done = [r for _, r in chosen if r.status == "completed"]
         cells = [label, f"{result.chosen_lr[label]:g}", f"{len(done)}/{len(chosen)}"]
-        for name, _ in result.primary:
+        for name, _ in metrics:
             cells.append(_mean_std([r.test.get(name, math.nan) for r in done], 4))
         deltas = []
         if stl is not None:
             for r in done:
-                if all(name in r.test for name, _ in result.primary):
-                    deltas.append(float(delta_m([r.test[n] for n, _ in result.primary], stl, maximize)))
+                if all(name in r.test for name, _ in metrics):
+                    deltas.append(float(delta_m([r.test[n] for n, _ in metrics], stl, maximize)))
         cells.append(_mean_std(deltas, 2, signed=True))
         timings = [r.seconds_per_step * 1e3 for r in done if r.seconds_per_step]
         cells.append(_mean_std(timings, 2) + (" (noisy)" if noisy(timings) else ""))
         cells.append(_mean_std([r.step_memory / 2**20 for r in done if r.step_memory is not None], 2))
         cells.append(str(sum(r.skipped_steps for _, r in chosen)))
         rows.append(cells)
-    if stl is not None:
+    if stl is not None and getattr(result.config, "single_task", None) is not None:
+        rows.append(["single-task (given: config single_task)", "—", "—", *(f"{v:.4f}" for v in stl), "0 (reference)",
+                     "—", "—", "—"])
+    elif stl is not None:
         base = result.config
         rows.append([f"single-task ({', '.join(f'stl-{o}' for o in result.stl)})", f"{base.optimizer.lr:g}",
                      f"{len(result.stl)} runs, seed {base.seed}", *(f"{v:.4f}" for v in stl), "0 (reference)",
@@ -172,7 +188,8 @@ def plot_methods(result, members: np.ndarray, path: Path) -> Path | None:
     points = {label: np.asarray(rows) for label, rows in method_points(result).items() if rows}
     means = {label: rows.mean(axis=0) for label, rows in points.items()}
     stds = {label: rows.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(2) for label, rows in points.items()}
-    stl = _stl_values(result)
+    stl = reference_values(result.primary, {o: r.test for o, r in result.stl.items()},
+                           _primary_part(getattr(result.config, "single_task", None), result.primary))
     zoom = method_zoom(means, stds, members, stl)
     panels = 1 if zoom is None else 2
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.4), squeeze=False, layout="constrained")
@@ -252,8 +269,11 @@ def write_compare_report(result, store: Store) -> tuple[Path, str]:
                                 for label in result.labels) + ".",
         "Mean ± std over the seeds at each method's learning rate (the one with the best mean validation "
         "score). Test metrics at the evaluation with the best validation score; Δm (Maninis et al. 2019) "
-        "against the single-task baselines, in percent (positive: better than single-task)"
-        + (": " + ", ".join(f"{n} {v:.4f}" for (n, _), v in zip(result.primary, stl)) + " (last row)"
+        "over these metrics, each in its own direction, against "
+        + ("the given single-task values (config key single_task)" if getattr(config, "single_task", None)
+           else "the single-task baselines")
+        + ", in percent (positive: better than single-task)"
+        + (": " + ", ".join(f"{n} {v:.4f}" for (n, _), v in zip(_delta_metrics(result), stl)) + " (last row)"
            if stl is not None else "") + ". ms/step: wall "
         "time of a training step; step MiB: peak tensor memory of a training step above what it starts "
         "with (CUDA: max_memory_allocated; CPU: live tensor storages counted by a dispatch mode); skipped: "

@@ -20,25 +20,26 @@ from scalarize.report.describe import method_text, run_label  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, log_scale_if_wide, save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
+from scalarize.train.evaluate import reference_values  # noqa: E402
 
 
 def results_rows(
-    store: Store, runs: Sequence[str], primary: Sequence[tuple[str, bool]], stl_runs: dict[str, str] | None = None
+    store: Store, runs: Sequence[str], primary: Sequence[tuple[str, bool]], stl_runs: dict[str, str] | None = None,
+    delta: Sequence[tuple[str, bool]] | None = None, single_task: dict[str, float] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: per run, its method (weights, options), test primary metrics at the best
-    validation step and Δm."""
+    """Header and rows: per run, its method (weights, options), its test metrics at the best
+    validation step and Δm.
+
+    The metric columns are the Δm metrics ``delta`` (every metric of a dense task; default the
+    primary metrics); Δm compares them with ``single_task`` when given (e.g. published values),
+    else with the single-task runs ``stl_runs`` (objective → run name).
+    """
+    objectives = list(dict.fromkeys(name.split("/")[0] for name, _ in primary))
+    primary = list(delta or primary)
     header = ["run", "method", "status", *(f"{name} (test)" for name, _ in primary), "Δm %"]
-    stl_values = None
-    if stl_runs:
-        finals = {o: store.final(r).get("test", {}) for o, r in stl_runs.items()}
-        try:
-            stl_values = [finals[name.split("/")[0]][name] for name, _ in primary]
-        except KeyError:
-            stl_values = None
-        if stl_values is not None and any(v <= 0 for v in stl_values):
-            stl_values = None  # Δm divides by the single-task metric: undefined at 0
+    finals = {o: store.final(r).get("test", {}) for o, r in (stl_runs or {}).items()}
+    stl_values = reference_values(primary, finals, single_task) if (stl_runs or single_task) else None
     rows = []
-    objectives = [name.split("/")[0] for name, _ in primary]
     for run in runs:
         info = store.run(run)
         test = store.final(run).get("test", {})
@@ -129,10 +130,12 @@ def write_report(
     primary: Sequence[tuple[str, bool]],
     stl_runs: dict[str, str] | None = None,
     notes: Sequence[str] = (),
+    delta: Sequence[tuple[str, bool]] | None = None,
+    single_task: dict[str, float] | None = None,
 ) -> Path:
     """Writes ``report.md`` and ``report.html`` into the store's directory; returns the .md path."""
     directory = store.directory
-    header, rows = results_rows(store, runs, primary, stl_runs)
+    header, rows = results_rows(store, runs, primary, stl_runs, delta, single_task)
     curves = plot_curves(store, runs, primary, directory / "curves.png")
     objectives = list(dict.fromkeys(name.split("/")[0] for name, _ in primary))
     losses = plot_train_loss(store, runs, objectives, directory / "train_loss.png")
@@ -141,7 +144,9 @@ def write_report(
         "",
         *(line for note in notes for line in (note, "")),
         "Test metrics at the evaluation with the best validation score; Δm (Maninis et al. 2019) "
-        "against the single-task baselines, in percent (positive: better than single-task).",
+        "over these metrics, each in its own direction, against "
+        + ("the given single-task values (config key single_task)" if single_task else "the single-task baselines")
+        + ", in percent (positive: better than single-task).",
         "",
         markdown_table(header, rows),
         "",

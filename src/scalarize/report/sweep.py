@@ -31,6 +31,7 @@ from scalarize.report.describe import settings_text  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, place_labels, save_figure  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
+from scalarize.train.evaluate import reference_values  # noqa: E402
 
 
 def _label(weights) -> str:
@@ -88,8 +89,7 @@ def front_rows(result, split: str = "test"):
     maximize = [up for _, up in result.primary]
     valid = ~np.isnan(points).any(axis=1)
     front = _front(points, maximize)
-    stl = _stl_point(result, split)
-    deltas = delta_m_batch(np.where(valid[:, None], points, 1.0), stl, maximize) if stl is not None else None
+    deltas = _member_deltas(result, split)
     factors = list(result.config.sweep.factors)
     header = ["member", "weights", *factors, "seed", *(n for n, _ in result.primary), "Δm %", "front"]
     order = sorted(range(len(points)), key=lambda i: (i not in front, i))
@@ -99,10 +99,27 @@ def front_rows(result, split: str = "test"):
         status = result.results[member.name].status
         cells = [member.name, _label(member.weights), *(_setting(member.config, key) for key in factors), str(member.seed)]
         cells += [f"{v:.4f}" if not np.isnan(v) else status for v in points[i]]
-        cells.append(f"{deltas[i]:+.2f}" if deltas is not None and valid[i] else "—")
+        cells.append(f"{deltas[i]:+.2f}" if deltas is not None and valid[i] and np.isfinite(deltas[i]) else "—")
         cells.append("yes" if i in front else "")
         rows.append(cells)
     return header, rows
+
+
+def _member_deltas(result, split: str):
+    """Each member's Δm over the Δm metrics (every metric of a dense task, else the primary ones)
+    against ``config.single_task`` when given, else the single-task runs; ``None`` without either."""
+    metrics = list(getattr(result, "delta", None) or result.primary)
+    reference = reference_values(metrics, {o: getattr(r, split) for o, r in result.stl.items()},
+                                 getattr(result.config, "single_task", None))
+    if reference is None:
+        return None
+    values = np.array([[getattr(result.results[m.name], split).get(n, np.nan) for n, _ in metrics]
+                       for m in result.members], dtype=float).reshape(-1, len(metrics))
+    ok = ~np.isnan(values).any(axis=1)
+    out = np.full(len(values), np.nan)
+    if ok.any():
+        out[ok] = delta_m_batch(values[ok], reference, [up for _, up in metrics])
+    return out
 
 
 def _setting_rows(result, split: str):

@@ -113,6 +113,9 @@ class TrainConfig(Strict):
         default="auto", description="how per-task gradients are computed (scalarize.methods.context)"
     )
     stl: bool = Field(default=True, description="also train single-task baselines for Δm")
+    single_task: dict[str, float] | None = Field(
+        default=None, description="Δm reference: single-task test values by '<objective>/<metric>' (e.g. published)"
+    )
     output: str | None = Field(default=None, description="experiment directory")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32", description="autocast the forward pass (fp16 with a dynamic loss scale); see train/precision.py",
@@ -143,7 +146,7 @@ class TrainConfig(Strict):
         """Hash of everything that changes the numbers (not the output directory, the name or
         the thread count). Keys added after runs were made are left out while they hold their
         default, so those runs keep their fingerprint."""
-        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "tracking"}
+        own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "tracking", "single_task"}
         data = self.model_dump(include=own)
         for path in _ADDED_LATER:
             _drop_default(data, self, path)

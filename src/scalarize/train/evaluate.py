@@ -71,3 +71,46 @@ def primary_metrics(benchmark: Benchmark) -> list[tuple[str, bool]]:
         return [(f"{t.name}/{t.primary_metric}", t.higher_is_better) for t in benchmark.tasks]
     task = benchmark.tasks[0]
     return [(f"{d}/{task.primary_metric}", task.higher_is_better) for d in benchmark.domains]
+
+
+def delta_metrics(benchmark: Benchmark) -> list[tuple[str, bool]]:
+    """Per objective, every ``("<objective>/<metric>", higher_is_better)`` that Δm averages over
+    (Maninis et al. 2019): all the metrics of a dense task (e.g. mIoU and pixel accuracy), each
+    in its own direction, else the primary metric (:meth:`scalarize.data.Task.delta_metrics`)."""
+    if benchmark.setting == "mtl":
+        return [(f"{t.name}/{m}", up) for t in benchmark.tasks for m, up in t.delta_metrics()]
+    task = benchmark.tasks[0]
+    return [(f"{d}/{m}", up) for d in benchmark.domains for m, up in task.delta_metrics()]
+
+
+def check_single_task(values: dict[str, float] | None, metrics: list[tuple[str, bool]]) -> None:
+    """Raises a one-line ``ValueError`` unless ``values`` (``config.single_task``) gives one finite,
+    strictly positive value for every Δm metric and nothing else."""
+    if values is None:
+        return
+    names = [name for name, _ in metrics]
+    missing = [n for n in names if n not in values]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ValueError(f"single_task.{unknown[0]}: not a Δm metric of this benchmark; allowed: {', '.join(names)}")
+    if missing:
+        raise ValueError(f"single_task: no value for {', '.join(missing)} (Δm needs every one of: {', '.join(names)})")
+    for name in names:
+        value = values[name]
+        if not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
+            raise ValueError(f"single_task.{name}: must be a positive finite number (Δm divides by it), got {value!r}")
+
+
+def reference_values(
+    metrics: list[tuple[str, bool]], stl_tests: dict[str, dict[str, float]], supplied: dict[str, float] | None = None
+) -> list[float] | None:
+    """The single-task values Δm compares with: ``supplied`` (``config.single_task``) when given,
+    else each metric from the test metrics of its objective's single-task run (``stl_tests``:
+    objective → test metrics); ``None`` when one is missing or not positive."""
+    if supplied is not None:
+        return [float(supplied[name]) for name, _ in metrics]
+    try:
+        values = [float(stl_tests[name.split("/")[0]][name]) for name, _ in metrics]
+    except KeyError:
+        return None
+    return values if all(v > 0 for v in values) else None

@@ -19,6 +19,7 @@ from scalarize.methods.registry import build_method, method_class
 from scalarize.models.conditioned import PreferenceConditioned, conditioned_shape, starts_dense
 from scalarize.models.registry import build_model
 from scalarize.train.config import BenchmarkConfig, ConfigError, HeadConfig, TrainConfig
+from scalarize.train.evaluate import check_single_task, delta_metrics
 from scalarize.train.trainer import check_method_fits_model, check_targets, resolve_device, resolve_threads
 
 #: Benchmarks loaded by this process, by their config (see :func:`benchmark_from_config`).
@@ -150,6 +151,7 @@ def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
         resolve_device(config.device)
         resolve_threads(config.threads)
         benchmark = benchmark_from_config(config.benchmark)
+        check_single_task(config.single_task, delta_metrics(benchmark))
         torch.manual_seed(config.seed)  # a method's own generator (pcgrad, rlw...) is seeded from it
         method = build_method_from_config(config)
         method.setup(benchmark.objectives, benchmark.setting)

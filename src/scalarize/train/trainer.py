@@ -175,6 +175,10 @@ class Trainer(Checkpointable):
         self.method = method.to(self.device)
         if not method.task_names:
             method.setup(benchmark.objectives, benchmark.setting)
+        if PREFERENCE_INPUT in method.needs and not callable(getattr(self.model, "set_preference", None)):
+            raise MethodError(f"method.name: {method.name} feeds the model a preference: build it with "
+                              "scalarize.train.setup.build_model_from_config, or wrap it in "
+                              "scalarize.models.conditioned.PreferenceConditioned")
         check_targets(self.model, self.benchmark)
         check_method_fits_model(method, self.model)
         self.run_name = run_name

@@ -7,7 +7,10 @@ Nothing is downloaded. Each loader takes a ``root`` option (default: a folder un
 
 * ``celeba``: MTL, 40 binary face attributes (``$SCALARIZE_DATA/celeba``);
 * ``domainnet``: MDL, 6 domains of one 345-class task (``$SCALARIZE_DATA/domainnet``);
-* ``cifar_stl``: MDL, CIFAR-10 and STL-10 on their 9 shared classes (``$SCALARIZE_DATA``).
+* ``cifar_stl``: MDL, CIFAR-10 and STL-10 on their 9 shared classes (``$SCALARIZE_DATA``);
+* ``nyuv2``: MTL, segmentation, depth and normals, MTAN's ``.npy`` release (``$SCALARIZE_DATA/nyuv2``);
+* ``cityscapes``: MTL, segmentation and depth, MTAN's ``.npy`` release (``$SCALARIZE_DATA/cityscapes``);
+* ``qm9``: MTL, 11 molecular properties on graphs, from the ``qm9pack`` package (no root).
 """
 
 from scalarize.data.loaders._common import DATA_ENV, DataFileError, MissingDataError
@@ -21,6 +24,9 @@ DISK_BENCHMARKS: dict[str, tuple[str, str, str, str]] = {
     "celeba": ("MTL", "tasks: 40 attributes (option attributes)", "3x64x64", "from disk"),
     "domainnet": ("MDL", "domains: clipart, infograph, painting, quickdraw, real, sketch", "3x64x64", "from disk"),
     "cifar_stl": ("MDL", "domains: cifar10, stl10", "3x32x32", "from disk"),
+    "nyuv2": ("MTL", "tasks: segmentation, depth, normals", "3x288x384", "from disk (795/654)"),
+    "cityscapes": ("MTL", "tasks: segmentation, depth", "3x128x256", "from disk (2975/500)"),
+    "qm9": ("MTL", "tasks: 11 molecular properties", "molecular graphs", "110831/10000/10000 (qm9pack)"),
 }
 
 __all__ = [
