@@ -20,8 +20,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/scalarize demo
 
+# Two workers (one torch thread each) on the 2-core machines this runs on; Ray's tests share one.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/framework_overhead.py

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs 2 workers: one torch thread each, no
+    torch.set_num_threads(1)                # oversubscription of the cores
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time under `pytest -n`
 
 from scalarize.experiments.pbt import PBTConfig, run_pbt  # noqa: E402
 from scalarize.experiments.sweep import SweepConfig, run_sweep  # noqa: E402
@@ -13,7 +14,7 @@ SMALL = {"name": "multimnist", "options": {"train_size": 400, "test_size": 100}}
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -58,6 +58,7 @@ def test_a_member_alone_and_stacked_writes_the_same_record(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")
 def test_a_member_as_a_ray_trial_writes_the_same_record(tmp_path):
     pytest.importorskip("ray")
     from scalarize.backends.ray import RayBackend

@@ -61,11 +61,12 @@ def start_ray(address: str | None, log: Callable[[str], None]) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)  # our own lines say what happens
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         log(f"joining the Ray cluster at {address}")
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    else:  # "local": a fresh Ray here, never a stale cluster that /tmp/ray/ray_current_cluster names
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 def weights_of(trial_config: dict, num: int) -> list[float]:
