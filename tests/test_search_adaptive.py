@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,17 @@ class TestGaps:
         assert front_gaps(two_tasks([0.5, 0.5]), apart, BOTH) == []  # two seeds, one weight
         assert front_gaps(two_tasks([0.2, 0.3]), same, BOTH) == []  # a zero-length gap
 
+    def test_constant_objective_adds_nothing(self):
+        values = np.c_[circle(EVEN5), np.full(5, 3.0)]  # a zero range divides by 1, not 0
+        gaps = front_gaps(EVEN5, values, [True] * 3)
+        assert [g for g, _, _ in gaps] == pytest.approx([OUTER, MIDDLE, MIDDLE, OUTER])
+
     def test_rejects_mismatched_values(self):
-        with pytest.raises(ValueError, match=r"one row per weight vector \(5\)"):
+        message = "values must be a 2-D array with one row per weight vector (5); got shape (4, 2)"
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             front_gaps(EVEN5, circle(EVEN5)[:4], BOTH)
+        with pytest.raises(ValueError, match=r"got shape \(5,\)$"):
+            front_gaps(EVEN5, np.ones(5), BOTH)
 
 
 class TestAdaptive:
@@ -126,14 +135,22 @@ class TestAdaptive:
 
     @pytest.mark.parametrize("batch", [0, -1, 1.0, True])
     def test_rejects_batch(self, batch):
-        with pytest.raises(ValueError, match="batch must be a positive int"):
+        message = f"batch must be a positive int; got {batch!r}"
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             adaptive_weights(EVEN5, circle(EVEN5), BOTH, batch)
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            maximin_weights(EVEN5, batch, 2)
+
+    def test_numpy_batch(self):
+        assert adaptive_weights(EVEN5, circle(EVEN5), BOTH, np.int64(2)).shape == (2, 2)
 
     def test_rejects_bad_weights(self):
         with pytest.raises(ValueError, match="non-negative"):
             adaptive_weights([[0.5, -0.5], [1, 0]], [[0, 1], [1, 0]], BOTH, 1)
-        with pytest.raises(ValueError, match=r"2-D array \[n, k\]"):
-            adaptive_weights([0.5, 0.5], [[0, 1]], BOTH, 1)
+        for bad, shape in (([0.5, 0.5], "(2,)"), (np.zeros((2, 0)), "(2, 0)")):
+            message = f"weights must be a 2-D array [n, k]; got shape {shape}"
+            with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+                adaptive_weights(bad, [[0, 1], [1, 0]], BOTH, 1)
 
     def test_weights_are_renormalised(self):
         out = adaptive_weights(EVEN5 * 4, circle(EVEN5), BOTH, 2)
@@ -167,6 +184,13 @@ class TestFallback:
         out = maximin_weights(corners, lattice_size, 2)
         assert len(out) == lattice_size - 2
         assert len(np.unique(out, axis=0)) == len(out)
+
+    @pytest.mark.parametrize("k, size", [(2, 1025), (3, 562), (5, 496), (12, 1366)])
+    def test_candidate_lattice_sizes(self, k, size):
+        # Spacing 1/m, m the largest power of two within 2,000 points (1024, 32, 8, 4), plus
+        # the uniform point when it is not on the lattice.
+        out = maximin_weights(np.zeros((0, k)), 10**6, k)
+        assert len(out) == size and len(np.unique(out, axis=0)) == size
 
     def test_many_tasks_use_the_corners(self):
         out = maximin_weights(np.zeros((0, 12)), 13, 12)

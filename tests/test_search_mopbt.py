@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,16 @@ class TestScatteredOrder:
         pts = np.array([[3.0, 0.0], [0.0, 3.0], [0.1, 2.9], [2.9, 0.1], [0.1, 1.9], [1.9, 0.1]])
         assert scattered_order(pts).tolist() == [0, 1, 3, 2, 5, 4]
 
+    def test_equal_first_objectives_keep_the_member_order(self):
+        # Twenty members on one front (three objectives), first objective 0, 1 or 2: the first
+        # pick is the lowest index among those with a 2, whatever the sort's algorithm.
+        i = np.arange(20.0)
+        first = np.array([1, 1, 0, 1, 1, 2, 2, 0, 1, 2, 0, 1, 2, 1, 1, 2, 1, 2, 2, 0], float)
+        pts = np.c_[first, i, -i]
+        order = scattered_order(pts)
+        assert order[0] == 5
+        assert sorted(order.tolist()) == list(range(20))
+
     def test_duplicates_go_last_in_their_front(self):
         pts = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [1.0, 1.5]])
         assert scattered_order(pts).tolist() == [0, 1, 3, 2]
@@ -84,7 +95,7 @@ class TestFront:
         assert front_members(values).tolist() == [0, 1, 5]
 
     def test_rejects_a_vector(self):
-        with pytest.raises(ValueError, match=r"2-D array \[N, K\]"):
+        with pytest.raises(ValueError, match=r"^objectives must be a 2-D array \[N, K\]; got shape \(2,\)$"):
             front_members([1.0, 2.0])
 
 
@@ -115,11 +126,17 @@ class TestConfig:
 
     @pytest.mark.parametrize("value", [[1, 0], "tf", [], True, [True, None]])
     def test_rejects_maximize(self, value):
-        with pytest.raises(ValueError, match=r"^MOPBTPolicy\.maximize must be None or a list"):
+        message = f"MOPBTPolicy.maximize must be None or a list of bools; got {value!r}"
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             MOPBTPolicy(interval=1, maximize=value)
 
+    def test_accepts_arrays_and_numpy_bools(self):
+        p = MOPBTPolicy(interval=1, maximize=np.array([True, False]), normalize=np.bool_(True))
+        assert p.maximize == (True, False) and type(p.maximize[0]) is bool
+        assert p.normalize is True
+
     def test_rejects_normalize(self):
-        with pytest.raises(ValueError, match=r"^MOPBTPolicy\.normalize must be a bool; got 1"):
+        with pytest.raises(ValueError, match=r"^MOPBTPolicy\.normalize must be a bool; got 1$"):
             MOPBTPolicy(interval=1, normalize=1)
 
     def test_inherited_checks_still_run(self):
@@ -182,9 +199,10 @@ class TestDecide:
             assert 0 in moves and 0 not in moves.values()
             assert set(moves.values()) <= {2, 4}  # the next two of the order: C then B
 
-    def test_all_diverged(self):
+    @pytest.mark.parametrize("normalize", [False, True])
+    def test_all_diverged(self, normalize):
         with pytest.raises(ValueError, match="all 3 members diverged"):
-            MOPBTPolicy(interval=1).decide(np.full((3, 2), np.nan), hyper(3), 0)
+            MOPBTPolicy(interval=1, normalize=normalize).decide(np.full((3, 2), np.nan), hyper(3), 0)
 
     def test_population_of_one_keeps_itself(self):
         (d,) = MOPBTPolicy(interval=1).decide([[0.2, 0.4]], hyper(1), 0)
@@ -192,12 +210,19 @@ class TestDecide:
 
     @pytest.mark.parametrize("bad", [[0.1, 0.2, 0.3], np.zeros((0, 2)), np.zeros((2, 0))])
     def test_rejects_shapes(self, bad):
-        with pytest.raises(ValueError, match=r"fitness must be a non-empty 2-D array"):
+        message = (
+            "fitness must be a non-empty 2-D array [members, objectives]; "
+            f"got shape {np.shape(bad)}"
+        )
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             MOPBTPolicy(interval=1).decide(bad, hyper(max(len(bad), 1)), 0)
 
     def test_rejects_wrong_number_of_directions(self):
-        with pytest.raises(ValueError, match="maximize has 3 entries but fitness has 2"):
+        message = "MOPBTPolicy.maximize has 3 entries but fitness has 2 objectives"
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             MOPBTPolicy(interval=1, maximize=[True] * 3).decide(SIX, hyper(6), 0)
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            front_members(SIX, maximize=[True] * 3)
 
     def test_one_objective_is_plain_pbt(self):
         f = np.array([0.3, 0.9, 0.1, 0.7, 0.5, 0.2, 0.8, 0.4])
