@@ -103,20 +103,22 @@ def run_mutmut(workdir: Path, minutes: float, log) -> bool:
         return False
 
 
-def statuses(workdir: Path) -> dict[str, str]:
-    """Mutant name -> status, from mutmut's ``.meta`` files."""
+def statuses(workdir: Path) -> dict[str, tuple[str, str]]:
+    """Mutant name -> (status, source path), from mutmut's ``.meta`` files."""
     from mutmut.stats import status_by_exit_code
 
-    out: dict[str, str] = {}
-    for meta in sorted((workdir / "mutants").rglob("*.meta")):
+    out: dict[str, tuple[str, str]] = {}
+    mutants = workdir / "mutants"
+    for meta in sorted(mutants.rglob("*.meta")):
+        source = str(meta.relative_to(mutants))[: -len(".meta")]
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-            out[name] = status_by_exit_code[code].replace(" ", "_")
+            out[name] = (status_by_exit_code[code].replace(" ", "_"), source)
     return out
 
 
-def summary(status: dict[str, str]) -> dict[str, object]:
+def summary(status: dict[str, tuple[str, str]]) -> dict[str, object]:
     counts: dict[str, int] = {}
-    for value in status.values():
+    for value, _ in status.values():
         counts[value] = counts.get(value, 0) + 1
     killed = sum(n for s, n in counts.items() if s in KILLED)
     survived = counts.get("survived", 0)
@@ -125,10 +127,20 @@ def summary(status: dict[str, str]) -> dict[str, object]:
             "kill_rate": None if rate is None else round(rate, 4)}
 
 
-def diff_of(workdir: Path, name: str) -> str:
-    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=workdir,
-                           capture_output=True, text=True)
-    return shown.stdout.strip()
+def survivor_diffs(workdir: Path, status: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The diff of each surviving mutant (mutmut's own ``show``, run in ``workdir``)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    here = os.getcwd()
+    os.chdir(workdir)
+    try:
+        return {
+            name: get_diff_for_mutant(name, path=source)
+            for name, (state, source) in sorted(status.items())
+            if state == "survived"
+        }
+    finally:
+        os.chdir(here)
 
 
 def main() -> None:
@@ -153,7 +165,7 @@ def main() -> None:
         if not status:
             report["log_tail"] = (workdir / "mutmut.log").read_text()[-2000:]
         if args.survivors:
-            report["survivors"] = {n: diff_of(workdir, n) for n, s in status.items() if s == "survived"}
+            report["survivors"] = survivor_diffs(workdir, status)
         print(json.dumps(report, indent=2))
     finally:
         if args.keep is None:

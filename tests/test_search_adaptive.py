@@ -153,8 +153,16 @@ class TestAdaptive:
                 adaptive_weights(bad, [[0, 1], [1, 0]], BOTH, 1)
 
     def test_weights_are_renormalised(self):
-        out = adaptive_weights(EVEN5 * 4, circle(EVEN5), BOTH, 2)
+        scaled = EVEN5 * np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])  # different row sums
+        out = adaptive_weights(scaled, circle(EVEN5), BOTH, 2)
         assert out[:, 0].tolist() == [0.375, 0.625]
+
+    def test_equal_distances_join_through_the_first_tree_point(self):
+        # Corners of the simplex with values equal to the weights: every pair is √2 apart.
+        # Prim adds the second corner, then the third joins through the first (found first).
+        corners = np.eye(3)
+        out = adaptive_weights(corners, corners, [True] * 3, 2)
+        assert out.tolist() == [[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]]
 
 
 class TestFallback:
@@ -175,6 +183,9 @@ class TestFallback:
         out = adaptive_weights(EVEN5, np.full((5, 2), np.nan), BOTH, 1)
         assert out[:, 0].tolist() == [0.125]
 
+    def test_nothing_trained_as_a_plain_list(self):
+        assert maximin_weights([], 2, 3).tolist() == [[0, 0, 1], [0, 1, 0]]
+
     def test_single_task_has_nothing_to_propose(self):
         assert maximin_weights([[1.0]], 3, 1).shape == (0, 1)
 
@@ -185,9 +196,9 @@ class TestFallback:
         assert len(out) == lattice_size - 2
         assert len(np.unique(out, axis=0)) == len(out)
 
-    @pytest.mark.parametrize("k, size", [(2, 1025), (3, 562), (5, 496), (12, 1366)])
+    @pytest.mark.parametrize("k, size", [(2, 1025), (3, 562), (5, 496), (12, 1366), (100, 101)])
     def test_candidate_lattice_sizes(self, k, size):
-        # Spacing 1/m, m the largest power of two within 2,000 points (1024, 32, 8, 4), plus
+        # Spacing 1/m, m the largest power of two within 2,000 points (1024, 32, 8, 4, 1), plus
         # the uniform point when it is not on the lattice.
         out = maximin_weights(np.zeros((0, k)), 10**6, k)
         assert len(out) == size and len(np.unique(out, axis=0)) == size

@@ -247,6 +247,12 @@ class TestNormalize:
         assert raw.tolist() == [0, 3, 2, 1]
         assert scaled.tolist() == [0, 3, 1, 2]
 
+    def test_normalised_order_ignores_each_objective_scale(self):
+        rescaled = self.POINTS * np.array([0.5, 3.0])  # ranges 0.5 and 300
+        order = MOPBTPolicy(interval=1, normalize=True).rank(rescaled, np.random.default_rng(0))
+        assert order.tolist() == [0, 3, 1, 2]
+        assert order.dtype == np.int64
+
     def test_constant_objective_is_left_alone(self):
         # A zero range divides by 1, not 0: the distances stay finite and C (farthest from A)
         # precedes B; 0 / 0 would make every distance NaN and leave the first-objective order.

@@ -68,7 +68,8 @@ def _check_batch(batch: int) -> int:
 
 def _spanning_tree(points: np.ndarray) -> list[tuple[float, int, int]]:
     """Edges ``(length, i, j)`` of the Euclidean minimum spanning tree (Prim, from row 0), in
-    the order Prim adds them; ``j`` is the row added, ``i`` its nearest row in the tree."""
+    the order Prim adds them; ``j`` is the row added, ``i`` its nearest row in the tree. Ties go
+    to the lowest row ``j``, then to the tree row ``i`` added first."""
     n = len(points)
     distance = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2)
     in_tree = np.zeros(n, dtype=bool)
