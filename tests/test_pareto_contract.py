@@ -119,8 +119,9 @@ class TestFloatResults:
         assert out.dtype == np.float64 and out.tolist() == [[-1.0, 2.0]]
 
     def test_default_reference_of_integers(self):
-        out = default_reference([[1, 2]], TT, stl=[3, 4], margin=1)
-        assert out.dtype == np.float64 and out.tolist() == [2.0, 3.0]
+        for margin in (1, [1, 1]):
+            out = default_reference([[1, 2]], TT, stl=[3, 4], margin=margin)
+            assert out.dtype == np.float64 and out.tolist() == [2.0, 3.0]
 
     def test_empty_mask_is_boolean(self):
         mask = non_dominated_mask(np.zeros((0, 2)), TT)
