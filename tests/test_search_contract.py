@@ -303,3 +303,17 @@ class TestDesignContract:
     def test_sobol_prefix(self):
         assert sobol_simplex(3, 5, 0).shape == (5, 3)
         np.testing.assert_array_equal(sobol_simplex(3, 5, 0), sobol_simplex(3, 9, 0)[:5])
+
+
+def test_unknown_attribute_of_the_package():
+    import scalarize.search
+
+    with pytest.raises(AttributeError, match=r"^module 'scalarize.search' has no attribute 'nope'$"):
+        scalarize.search.nope  # noqa: B018
+
+
+def test_fitness_vector_is_float():
+    from scalarize.search import fitness_vector
+
+    out = fitness_vector(lambda metrics: len(metrics), [{}, {"a": 1.0}])
+    assert out.dtype == np.float64 and out.tolist() == [0.0, 1.0]

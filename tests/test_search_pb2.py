@@ -11,7 +11,10 @@ import re
 import numpy as np
 import pytest
 
-from scalarize.search.pb2 import TimeVaryingRBF, pb2_explore
+from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, WhiteKernel
+
+from scalarize.search import pb2
+from scalarize.search.pb2 import TimeVaryingRBF, _fit, pb2_explore, ucb_kappa
 
 
 def data(k: int = 3, syncs: int = 3, members: int = 4, seed: int = 0):
@@ -119,3 +122,79 @@ def test_errors(args, message):
     times, weights, improvements, count = args
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         pb2_explore(times, weights, improvements, now=3, count=count, rng=0)
+
+
+def test_ucb_kappa():
+    assert ucb_kappa(5) == pytest.approx(math.sqrt(0.2 * math.log(2.0)))
+    assert ucb_kappa(2) == ucb_kappa(5)  # floored at five observations
+    assert ucb_kappa(100) == pytest.approx(math.sqrt(0.2 * math.log(40.0)))
+
+
+def prior() -> Kernel:
+    return ConstantKernel(1.0, (1e-2, 1e2)) * TimeVaryingRBF() + WhiteKernel(0.1, (1e-6, 1))
+
+
+def test_fit_optimises_the_kernel_only_when_asked():
+    times, w, y = data()
+    X = np.column_stack([times, w])
+    assert not np.allclose(_fit(X, y, prior(), optimize=True).kernel_.theta, prior().theta)
+    np.testing.assert_array_equal(_fit(X, y, prior(), optimize=False).kernel_.theta, prior().theta)
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """Every call of ``_fit`` inside pb2_explore: (X, kernel, optimize, fitted GP)."""
+    calls = []
+
+    def spy(X, y, kernel, optimize):
+        gp = _fit(X, y, kernel, optimize)
+        calls.append((X, kernel, optimize, gp))
+        return gp
+
+    monkeypatch.setattr(pb2, "_fit", spy)
+    return calls
+
+
+def test_the_prior_is_fitted_then_kept_for_hallucinations(fits):
+    times, w, y = data()
+    now = times.max() + 1
+    pending = w[:1]
+    picks = explore(times, w, y, count=2, pending=pending)
+    assert [optimize for _, _, optimize, _ in fits] == [True, False, False]
+    params = fits[0][1].get_params()
+    assert fits[0][1].get_params(deep=False).keys() == prior().get_params(deep=False).keys()
+    for name, value in prior().get_params().items():
+        if not isinstance(value, Kernel):
+            assert params[name] == value, name
+    fitted = fits[0][3].kernel_
+    assert fits[1][1] is fitted and fits[2][1] is fitted
+    np.testing.assert_array_equal(fits[1][0][-1], [now, *pending[0]])  # pending, hallucinated
+    np.testing.assert_allclose(fits[2][0][-1], [now, *picks[0]], rtol=1e-12)  # then the first pick
+    assert len(fits[2][0]) == len(times) + 2
+
+
+def test_default_candidates(fits):
+    times, w, y = data()
+    rng = np.random.default_rng(7)
+    pb2_explore(times, w, y, now=4, count=1, rng=rng)
+    twin = np.random.default_rng(7)
+    twin.dirichlet(np.ones(3), size=512)
+    assert rng.random() == twin.random()
+
+
+def test_columns_are_flattened():
+    times, w, y = data()
+    flat = explore(times, w, y, pending=w[:2])
+    np.testing.assert_array_equal(
+        flat, explore(times[:, None], w, y[:, None], pending=w[:2].reshape(-1))
+    )
+
+
+@pytest.mark.parametrize("scale, shift", [(1e4, 1e5), (1e-4, 0.0)])
+def test_improvements_on_any_scale(scale, shift):
+    times, w, y = data()
+    np.testing.assert_array_equal(explore(times, w, y), explore(times, w, scale * y + shift))
+
+
+def test_kernel_is_stationary():
+    assert TimeVaryingRBF().is_stationary() is True
