@@ -14,7 +14,7 @@ import pytest
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, WhiteKernel
 
 from scalarize.search import pb2
-from scalarize.search.pb2 import TimeVaryingRBF, _fit, pb2_explore, ucb_kappa
+from scalarize.search.pb2 import TimeVaryingRBF, _fit, pb2_explore, standardise, ucb_kappa
 
 
 def data(k: int = 3, syncs: int = 3, members: int = 4, seed: int = 0):
@@ -161,11 +161,17 @@ def test_the_prior_is_fitted_then_kept_for_hallucinations(fits):
     pending = w[:1]
     picks = explore(times, w, y, count=2, pending=pending)
     assert [optimize for _, _, optimize, _ in fits] == [True, False, False]
-    params = fits[0][1].get_params()
-    assert fits[0][1].get_params(deep=False).keys() == prior().get_params(deep=False).keys()
-    for name, value in prior().get_params().items():
-        if not isinstance(value, Kernel):
-            assert params[name] == value, name
+    params = {k: v for k, v in fits[0][1].get_params().items() if not isinstance(v, Kernel)}
+    assert params == {  # the prior of the module docstring
+        "k1__k1__constant_value": 1.0,
+        "k1__k1__constant_value_bounds": (1e-2, 1e2),
+        "k1__k2__epsilon": 0.1,
+        "k1__k2__epsilon_bounds": (1e-4, 0.5),
+        "k1__k2__length_scale": 0.3,
+        "k1__k2__length_scale_bounds": (0.02, 10.0),
+        "k2__noise_level": 0.1,
+        "k2__noise_level_bounds": (1e-6, 1),
+    }
     fitted = fits[0][3].kernel_
     assert fits[1][1] is fitted and fits[2][1] is fitted
     np.testing.assert_array_equal(fits[1][0][-1], [now, *pending[0]])  # pending, hallucinated
@@ -198,3 +204,11 @@ def test_improvements_on_any_scale(scale, shift):
 
 def test_kernel_is_stationary():
     assert TimeVaryingRBF().is_stationary() is True
+
+
+def test_standardise():
+    # mean 1, standard deviation 3: the outlier is 3 deviations away, clipped to 2.
+    y = np.array([0.0] * 9 + [10.0])
+    assert standardise(y).tolist() == pytest.approx([-1 / (3 + 1e-8)] * 9 + [2.0], rel=1e-12)
+    assert standardise(-y).tolist() == pytest.approx([1 / (3 + 1e-8)] * 9 + [-2.0], rel=1e-12)
+    assert standardise(np.full(4, 7.0)).tolist() == [0.0] * 4

@@ -11,7 +11,8 @@ and ``y`` = the fitness improvement over the interval. Kernel, as Ray Tune's ``T
 with ``c ∈ [1e-2, 1e2]`` (from 1), ``ε ∈ [1e-4, 0.5]`` (from 0.1), ``l ∈ [0.02, 10]`` (from 0.3)
 and the noise ``∈ [1e-6, 1]`` (from 0.1) fitted by maximum marginal likelihood on the real data
 (scikit-learn's ``GaussianProcessRegressor``; only the kernel is written here). ``y`` is
-standardised and clipped to [−2, 2] (as Ray Tune does). Each new weight vector maximises
+standardised and clipped to [−2, 2] (:func:`standardise`, as Ray Tune does). Each new weight
+vector maximises
 ``UCB = μ(now, w) + κ σ(now, w)`` over ``candidates`` Dirichlet(1) points on the simplex,
 ``κ`` = :func:`ucb_kappa`. Several picks at one sync are made diverse as in GP-BUCB (Desautels
 et al. 2014): each pick, and every ``pending`` weight vector (members that keep training), is
@@ -33,7 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Hyperparameter, Kernel, WhiteKernel
 
-__all__ = ["pb2_explore", "ucb_kappa"]
+__all__ = ["pb2_explore", "standardise", "ucb_kappa"]
 
 
 class TimeVaryingRBF(Kernel):
@@ -83,6 +84,14 @@ def ucb_kappa(n: int) -> float:
     return float(np.sqrt(0.2 * np.log(0.4 * max(n, 5))))
 
 
+def standardise(improvements: np.ndarray) -> np.ndarray:
+    """Improvements as the GP sees them: ``(y − mean) / (std + 1e-8)`` clipped to [−2, 2]
+    (Ray Tune's PB2), so that the picks do not depend on the fitness scale and one outlier
+    weighs at most two standard deviations."""
+    y = np.asarray(improvements, dtype=np.float64)
+    return np.clip((y - y.mean()) / (y.std() + 1e-8), -2, 2)
+
+
 def _fit(X, y, kernel, optimize):
     gp = GaussianProcessRegressor(kernel, optimizer="fmin_l_bfgs_b" if optimize else None)
     with warnings.catch_warnings():
@@ -119,7 +128,7 @@ def pb2_explore(
     if len(y) < 2:
         picks = list(rng.dirichlet(np.ones(k), size=count))
     else:
-        y = np.clip((y - y.mean()) / (y.std() + 1e-8), -2, 2)
+        y = standardise(y)
         kernel = ConstantKernel(1.0, (1e-2, 1e2)) * TimeVaryingRBF() + WhiteKernel(0.1, (1e-6, 1))
         gp = _fit(X, y, kernel, optimize=True)
         kappa = ucb_kappa(len(y))
