@@ -94,13 +94,25 @@ def run_mutmut(workdir: Path, minutes: float, log) -> bool:
         process.wait(timeout=minutes * 60)
         return True
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)  # mutmut stops, saving what it has checked
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process)
         return False
+    except KeyboardInterrupt:  # mutmut runs in its own session: stop it with us
+        stop(process)
+        raise
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Interrupt mutmut (it saves what it has checked), then end its process group."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the group mutmut's own workers belong to
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def statuses(workdir: Path) -> dict[str, tuple[str, str]]:

@@ -241,6 +241,11 @@ class TestFitnessContract:
         assert weighted_primary(primary, [0.5, 0.5])(metrics) == pytest.approx(0.25)
         assert weighted_primary(primary, [[1.0, 1.0]])(metrics) == pytest.approx(0.25)
 
+    @pytest.mark.parametrize("metrics", [{"a": math.inf, "b": 0.6}, {"a": 0.9, "b": -math.inf}])
+    def test_constrained_is_nan_when_a_metric_is_not_finite(self, metrics):
+        fn = constrained("a", {"b": 0.5}, [("a", True), ("b", True)])
+        assert math.isnan(fn(metrics))
+
     def test_small_penalty_is_allowed(self):
         fn = constrained("a", {"b": 0.5}, [("a", True), ("b", True)], penalty=0.5)
         assert fn({"a": 0.9, "b": 0.4}) == pytest.approx(0.9 - 0.5 * 1.1)
