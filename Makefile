@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test setup bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/framework_overhead.py
+
+# Mutation testing of one core package (not a CI step): make mutation PACKAGE=pareto MINUTES=10
+PACKAGE ?= search
+MINUTES ?= 20
+mutation: $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[mutation]'
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/mutation.py --package $(PACKAGE) --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) experiments

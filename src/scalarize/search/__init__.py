@@ -1,4 +1,5 @@
-"""Search over task weights: sweep designs, PBT policy, PBT fitness, PB2 explore.
+"""Search over task weights: sweep designs (fixed and adaptive), PBT and MO-PBT policies, PBT
+fitness, PB2 explore.
 
 Pure logic: numpy (scipy for Sobol' points), no torch, no I/O. ``pb2_explore`` imports
 scikit-learn, so it is loaded only when first used.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scalarize.search.adaptive import adaptive_weights, front_gaps, maximin_weights
 from scalarize.search.designs import (
     dirichlet,
     grid,
@@ -25,6 +27,7 @@ from scalarize.search.fitness import (
     fitness_vector,
     mean_primary,
 )
+from scalarize.search.mopbt import MOPBTPolicy, front_members, objective_matrix, scattered_order
 from scalarize.search.pbt import (
     Decision,
     LineageRow,
@@ -40,19 +43,26 @@ __all__ = [
     "Decision",
     "FitnessFn",
     "LineageRow",
+    "MOPBTPolicy",
     "PBTPolicy",
+    "adaptive_weights",
     "build_fitness",
     "constrained",
     "delta_m_fitness",
     "dirichlet",
     "fitness_vector",
+    "front_gaps",
+    "front_members",
     "grid",
     "initial_rows",
     "lattice",
     "lineage_rows",
+    "maximin_weights",
     "mean_primary",
+    "objective_matrix",
     "pb2_explore",
     "quantile_count",
+    "scattered_order",
     "schedule_of",
     "sobol_simplex",
     "uniform",

@@ -8,15 +8,17 @@ and ``y`` = the fitness improvement over the interval. Kernel, as Ray Tune's ``T
 
     k((t, w), (t', w')) = c · (1 − ε)^{|t − t'| / 2} · exp(−‖w − w'‖² / (2 l²))  (+ white noise)
 
-with ``c, ε ∈ (1e-4, 0.5], l`` and the noise fitted by maximum marginal likelihood
+with ``c ∈ [1e-2, 1e2]`` (from 1), ``ε ∈ [1e-4, 0.5]`` (from 0.1), ``l ∈ [0.02, 10]`` (from 0.3)
+and the noise ``∈ [1e-6, 1]`` (from 0.1) fitted by maximum marginal likelihood on the real data
 (scikit-learn's ``GaussianProcessRegressor``; only the kernel is written here). ``y`` is
-standardised and clipped to [−2, 2] (as Ray Tune does). Each new weight vector maximises
+standardised and clipped to [−2, 2] (:func:`standardise`, as Ray Tune does). Each new weight
+vector maximises
 ``UCB = μ(now, w) + κ σ(now, w)`` over ``candidates`` Dirichlet(1) points on the simplex,
-``κ = sqrt(0.2 · log(0.4 · max(n, 5)))`` (Ray Tune's constants, floored so κ > 0 for tiny
-``n``). Several picks at one sync are made diverse as in GP-BUCB (Desautels et al. 2014): each
-pick, and every ``pending`` weight vector (members that keep training), is added at time
-``now`` with its predicted mean as a hallucinated observation, shrinking σ there; μ stays that
-of the real data. Measure ``t`` in sync indices so that ε is a forgetting rate per sync.
+``κ`` = :func:`ucb_kappa`. Several picks at one sync are made diverse as in GP-BUCB (Desautels
+et al. 2014): each pick, and every ``pending`` weight vector (members that keep training), is
+added at time ``now`` with its predicted mean as a hallucinated observation and the GP refitted
+with the fitted kernel kept, shrinking σ there; μ stays that of the real data. Measure ``t`` in
+sync indices so that ε is a forgetting rate per sync.
 
 The policy's exploit is unchanged: replace the weights of the exploited
 :class:`~scalarize.search.pbt.Decision` with these (``dataclasses.replace``). The lr is not
@@ -32,7 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Hyperparameter, Kernel, WhiteKernel
 
-__all__ = ["pb2_explore"]
+__all__ = ["pb2_explore", "standardise", "ucb_kappa"]
 
 
 class TimeVaryingRBF(Kernel):
@@ -76,6 +78,20 @@ class TimeVaryingRBF(Kernel):
         return True
 
 
+def ucb_kappa(n: int) -> float:
+    """The UCB exploration weight for ``n`` observations: ``sqrt(0.2 · log(0.4 · max(n, 5)))``
+    (Ray Tune's PB2 constants, with ``n`` floored at 5 so that κ > 0)."""
+    return float(np.sqrt(0.2 * np.log(0.4 * max(n, 5))))
+
+
+def standardise(improvements: np.ndarray) -> np.ndarray:
+    """Improvements as the GP sees them: ``(y − mean) / (std + 1e-8)`` clipped to [−2, 2]
+    (Ray Tune's PB2), so that the picks do not depend on the fitness scale and one outlier
+    weighs at most two standard deviations."""
+    y = np.asarray(improvements, dtype=np.float64)
+    return np.clip((y - y.mean()) / (y.std() + 1e-8), -2, 2)
+
+
 def _fit(X, y, kernel, optimize):
     gp = GaussianProcessRegressor(kernel, optimizer="fmin_l_bfgs_b" if optimize else None)
     with warnings.catch_warnings():
@@ -112,10 +128,10 @@ def pb2_explore(
     if len(y) < 2:
         picks = list(rng.dirichlet(np.ones(k), size=count))
     else:
-        y = np.clip((y - y.mean()) / (y.std() + 1e-8), -2, 2)
+        y = standardise(y)
         kernel = ConstantKernel(1.0, (1e-2, 1e2)) * TimeVaryingRBF() + WhiteKernel(0.1, (1e-6, 1))
         gp = _fit(X, y, kernel, optimize=True)
-        kappa = np.sqrt(0.2 * np.log(0.4 * max(len(y), 5)))
+        kappa = ucb_kappa(len(y))
         Xh, yh, gp_h = X, y, gp
         extra = [] if pending is None else list(np.asarray(pending, float).reshape(-1, k))
         for _ in range(count):

@@ -254,6 +254,17 @@ class PBTPolicy:
 
     # ------------------------------------------------------------------ exploit
 
+    def fitness_array(self, fitness: Sequence[float] | np.ndarray) -> np.ndarray:
+        """``fitness`` as a float64 array ``[N]``; ValueError unless 1-D and non-empty."""
+        f = np.asarray(fitness, dtype=np.float64)
+        if f.ndim != 1 or f.size == 0:
+            raise ValueError(f"fitness must be a non-empty 1-D array [N]; got shape {f.shape}")
+        return f
+
+    def diverged(self, fitness: np.ndarray) -> np.ndarray:
+        """Mask ``[N]`` of the diverged members: a non-finite fitness."""
+        return ~np.isfinite(fitness)
+
     def rank(self, fitness: Sequence[float] | np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Member indices best first: finite fitness descending, then the diverged (non-finite)
         members; ties broken by one ``rng.permutation(N)`` draw."""
@@ -274,12 +285,12 @@ class PBTPolicy:
         few members are finite). Both are empty for a population of one.
         """
         f = np.asarray(fitness, dtype=np.float64)
-        n = f.size
+        n = len(f)
         if n <= 1:
             return [], []
         order = [int(i) for i in self.rank(f, rng)]
         num = quantile_count(n, self.quantile)
-        bottom = set(order[n - num :]) | {int(i) for i in np.flatnonzero(~np.isfinite(f))}
+        bottom = set(order[n - num :]) | {int(i) for i in np.flatnonzero(self.diverged(f))}
         if len(bottom) == n:
             raise ValueError(
                 f"fitness: all {n} members diverged (non-finite); no member to copy from"
@@ -303,12 +314,11 @@ class PBTPolicy:
         Bottom members get the explored hyperparameters of a source drawn uniformly from the
         top; the others keep theirs (weights as given, not renormalised).
         """
-        f = np.asarray(fitness, dtype=np.float64)
-        if f.ndim != 1 or f.size == 0:
-            raise ValueError(f"fitness must be a non-empty 1-D array [N]; got shape {f.shape}")
-        if isinstance(hyperparams, Mapping) or len(hyperparams) != f.size:
+        f = self.fitness_array(fitness)
+        n = len(f)
+        if isinstance(hyperparams, Mapping) or len(hyperparams) != n:
             raise ValueError(
-                f"hyperparams must be a list of {f.size} dicts (one per member); "
+                f"hyperparams must be a list of {n} dicts (one per member); "
                 f"got {type(hyperparams).__name__}"
                 + ("" if isinstance(hyperparams, Mapping) else f" of length {len(hyperparams)}")
             )
@@ -324,8 +334,8 @@ class PBTPolicy:
                 f"step must be a non-negative int (the sync index) or a numpy Generator; "
                 f"got {step!r}"
             )
-        decisions = [Decision(m, m, weights[m].copy(), lrs[m]) for m in range(f.size)]
-        if f.size == 1:
+        decisions = [Decision(m, m, weights[m].copy(), lrs[m]) for m in range(n)]
+        if n == 1:
             return decisions
         rng = self._rng(step)
         top, bottom = self.partition(f, rng)
