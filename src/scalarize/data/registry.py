@@ -10,11 +10,8 @@ from scalarize.data.benchmark import Benchmark
 from scalarize.data.bundled.digits import digits
 from scalarize.data.bundled.multimnist import multimnist
 from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
+from scalarize.data.errors import BenchmarkError
 from scalarize.data.loaders import celeba, cifar_stl, domainnet
-
-
-class BenchmarkError(ValueError):
-    """An unknown benchmark or a bad option (reported to users as one line)."""
 
 
 _BENCHMARKS: dict[str, Callable[..., Benchmark]] = {}
