@@ -129,7 +129,7 @@ class Trainer(Checkpointable):
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        self.benchmark = benchmark.to(self.device)
+        self.benchmark = benchmark.to(self.device, workers=config.data.workers)
         self.model = model.to(self.device)
         self.method = method.to(self.device)
         if not method.task_names:
@@ -139,7 +139,7 @@ class Trainer(Checkpointable):
         self.run_name = run_name
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
-        self.sampler = build_sampler(self.benchmark, config.batch_size, config.seed + 1)
+        self.sampler = build_sampler(self.benchmark, config.batch_size, config.seed + 1, config.data.augmentation())
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.eval_every = config.eval_every or self.steps_per_epoch
