@@ -151,7 +151,7 @@ def test_a_truncated_jpeg_met_by_a_loader_worker_is_one_line_naming_it(tmp_path,
     root = _domainnet(tmp_path / "data", domains=("clipart",), train=30, test=5)
     bench = _load(root, "jpeg", domains=["clipart"]).to("cpu", workers=2)
     train = bench.split("train")
-    broken = train.images.paths[train.rows[5]]
+    broken = Path(train.images.paths[train.rows[5]])
     broken.write_bytes(broken.read_bytes()[:60])
     sampler = build_sampler(bench, 8, seed=0)
     assert isinstance(sampler, StreamingSampler)
@@ -159,7 +159,7 @@ def test_a_truncated_jpeg_met_by_a_loader_worker_is_one_line_naming_it(tmp_path,
         for _ in range(sampler.steps_per_epoch):
             sampler.next_batch()
     message = str(error.value)
-    assert "\n" not in message and str(broken) in message and "truncated or not an image" in message
+    assert "\n" not in message and f"{broken}: truncated or not an image" in message
     assert "replace the file, or remove its line from the index files" in message
     assert isinstance(error.value, BenchmarkError)  # the command-line tool prints it as one line
     monkeypatch.setattr(streaming, "WORKER_START_SECONDS", 0.0)  # evaluation: rows 1.. read by the workers

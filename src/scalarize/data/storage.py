@@ -165,7 +165,7 @@ class JpegImages(ImageStore):
     """The original image files, decoded per row with PIL and resized to ``size`` x ``size``
     (``size=0``: native size, which must be :attr:`shape`)."""
 
-    def __init__(self, paths: Sequence[Path], size: int, shape: tuple[int, ...]) -> None:
+    def __init__(self, paths: Sequence[str | Path], size: int, shape: tuple[int, ...]) -> None:
         self.paths, self.size, self.shape = list(paths), size, tuple(shape)
 
     def __len__(self) -> int:
@@ -176,7 +176,9 @@ class JpegImages(ImageStore):
             out[slot] = decode_image(self.paths[row], self.size, self.shape, self.paths[0])
 
 
-def decode_image(path: Path, size: int, shape: tuple[int, ...] | None = None, like: Path | None = None) -> np.ndarray:
+def decode_image(
+    path: str | Path, size: int, shape: tuple[int, ...] | None = None, like: str | Path | None = None
+) -> np.ndarray:
     """The image at ``path`` as uint8 ``[3, H, W]`` (``size`` x ``size`` when ``size`` > 0).
 
     JPEGs are decoded at a reduced scale when that still covers ``size`` (PIL's draft mode), then
@@ -222,7 +224,7 @@ class ImageSource:
     fill: Callable[[int, int, np.ndarray], None]
 
 
-def jpeg_source(paths: Sequence[Path], size: int) -> ImageSource:
+def jpeg_source(paths: Sequence[str | Path], size: int) -> ImageSource:
     """The images of ``paths`` decoded and resized to ``size`` (0: native, the first file's size)."""
     paths = list(paths)
     shape = (3, size, size) if size else (tuple(decode_image(paths[0], 0).shape) if paths else (3, 0, 0))

@@ -59,14 +59,14 @@ def files_digest(paths: Iterable[Path]) -> str:
 
     A listed file that is not there raises :class:`MissingDataError` naming it.
     """
-    digest = hashlib.sha256()
+    lines = []
     for path in paths:
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             raise MissingDataError(f"{path}: missing (listed in the dataset's index files)") from None
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:24]
+        lines.append(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:24]
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

@@ -137,7 +137,8 @@ def celeba(
         if len(rows) == 0:
             raise DataFileError(f"{partition_file}: no image in the {split} split")
 
-    paths = {split: [images_dir / files[i] for i in rows] for split, rows in index.items()}
+    folder = os.fspath(images_dir)  # strings, not Path objects: ~10x faster for 0.2 million files
+    paths = {split: [os.path.join(folder, files[i]) for i in rows.tolist()] for split, rows in index.items()}
     all_paths = [p for split in SPLIT_CODES for p in paths[split]]
     key = {
         "root": str(path),

@@ -111,17 +111,20 @@ def domainnet(
         lists = {s: require(path / f"{domain}_{s}.txt", NEEDS) for s in ("train", "test")}
         train_files, train_labels = read_split_list(lists["train"])
         test_files, test_labels = read_split_list(lists["test"])
-        for file, label in zip(train_files + test_files, np.concatenate([train_labels, test_labels])):
-            parts = Path(file).parts
-            if len(parts) >= 3:
-                classes.setdefault(int(label), parts[-2])
+        for file, label in zip(train_files + test_files, np.concatenate([train_labels, test_labels]).tolist()):
+            if label not in classes:
+                parts = Path(file).parts
+                if len(parts) >= 3:
+                    classes[label] = parts[-2]
         train_idx, val_idx = carve_indices(len(train_files), val_fraction, seed)
         rows = {
             "train": (train_files, train_labels, subsample(train_idx, max_per_split, seed)),
             "val": (train_files, train_labels, subsample(val_idx, max_per_split, seed + 1)),
             "test": (test_files, test_labels, subsample(np.arange(len(test_files)), max_per_split, seed + 2)),
         }
-        paths = {s: [path / files[i] for i in index] for s, (files, _, index) in rows.items()}
+        # strings, not Path objects: ~10x faster for DomainNet's 0.6 million files
+        folder = os.fspath(path)
+        paths = {s: [os.path.join(folder, files[i]) for i in index.tolist()] for s, (files, _, index) in rows.items()}
         key = {
             "root": str(path),
             "domain": domain,
