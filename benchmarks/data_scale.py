@@ -141,7 +141,7 @@ def memory() -> dict:
     gib = 1 << 30
     return {
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib, 3),
-        "workers": len(workers),
+        "live_workers": len(workers),
         "worker_peak_rss_gib": round(max([_status(w, "VmHWM") for w in workers], default=0) / gib, 3),
         "pss_with_workers_gib": round((_pss(pid) + sum(_pss(w) for w in workers)) / gib, 3),
     }
@@ -360,6 +360,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the fixtures and caches")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--gpu-images", type=int, default=8192)
+    parser.add_argument("--gpu-resize", type=int, default=224)
     parser.add_argument("--gpu-batch", type=int, default=128)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
@@ -387,7 +388,7 @@ def main() -> None:
                     "runs": []}
     if "gpu" in only:
         cache = work / "cache-gpu"
-        report["gpu"] = run_child("gpu", args, cache, resize=224, gpu_images=args.gpu_images, gpu_batch=args.gpu_batch,
+        report["gpu"] = run_child("gpu", args, cache, resize=args.gpu_resize, gpu_images=args.gpu_images, gpu_batch=args.gpu_batch,
                                   bf16=args.bf16, channels_last=args.channels_last)
         only.discard("gpu")
     sizes = [int(s) for s in args.sizes.split(",") if s] if only else []

@@ -382,11 +382,12 @@ def choose_storage(
     return "cache" if pixels * 1.05 < free else "jpeg"
 
 
-def to_float_tensor(store: ImageStore, rows: np.ndarray | None = None, chunk: int = 4096) -> torch.Tensor:
+def to_float_tensor(store: ImageStore, rows: np.ndarray | None = None, chunk_bytes: int = 32 << 20) -> torch.Tensor:
     """The images at ``rows`` (default all) as float32 in [0, 1], ``[N, C, H, W]``, read chunk by
-    chunk (the memory held is the float32 result and one uint8 chunk)."""
+    chunk (the memory held is the float32 result and one uint8 chunk of ``chunk_bytes``)."""
     rows = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
     out = torch.empty((len(rows), *store.shape), dtype=torch.float32)
+    chunk = max(1, chunk_bytes // max(1, math.prod(store.shape)))
     for start in range(0, len(rows), chunk):
         part = store.read(rows[start : start + chunk])
         out[start : start + len(part)] = torch.from_numpy(part).to(torch.float32).div_(255.0)
