@@ -358,6 +358,8 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "data_scale.json"))
     parser.add_argument("--only", default="", help="comma-separated: load,loader,train,population,gpu")
     parser.add_argument("--keep", action="store_true", help="keep the fixtures and caches")
+    parser.add_argument("--update", action="store_true",
+                        help="merge into the existing output: a run's measurements replace those of the same size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--gpu-images", type=int, default=8192)
     parser.add_argument("--gpu-resize", type=int, default=224)
@@ -385,7 +387,7 @@ def main() -> None:
     report: dict = {"machine": {"cpus": os.cpu_count(), "load_average_start": load_average()},
                     "settings": {k: getattr(args, k) for k in ("sizes", "resizes", "domains", "distinct", "workers", "seconds",
                                                                "device")},
-                    "runs": []}
+                    "runs": [], "update": args.update}
     if "gpu" in only:
         cache = work / "cache-gpu"
         report["gpu"] = run_child("gpu", args, cache, resize=args.gpu_resize, gpu_images=args.gpu_images, gpu_batch=args.gpu_batch,
@@ -432,8 +434,23 @@ def main() -> None:
 
 
 def _save(report: dict, output: str) -> None:
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=1) + "\n")
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if report.get("update") and path.exists():
+        merged = json.loads(path.read_text())
+        key = lambda e: (e["resize"], e["domains"], e["images_per_domain"])  # noqa: E731
+        runs = {key(e): e for e in merged["runs"]}
+        for entry in report["runs"]:
+            runs.setdefault(key(entry), {}).update(entry)
+        merged["runs"] = sorted(runs.values(), key=key)
+        for name in ("gpu",):
+            if name in report:
+                merged[name] = report[name]
+        update = {"machine": report["machine"], "settings": report["settings"]}
+        if update not in merged.setdefault("updates", []):
+            merged["updates"] = [u for u in merged["updates"] if u["settings"] != update["settings"]] + [update]
+        report = merged
+    path.write_text(json.dumps({k: v for k, v in report.items() if k != "update"}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -386,8 +386,3 @@ class Benchmark:
             for d, v in self.domains.items()
         }
         return Benchmark(self.name, self.setting, self.tasks, domains, self.description, self.extras)
-
-    @property
-    def streamed(self) -> bool:
-        """Whether any split is read from storage (images or a Dataset) rather than held as tensors."""
-        return any(not isinstance(split, Split) for splits in self.domains.values() for split in splits.values())
