@@ -433,6 +433,52 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+#: Images in the full datasets (train + test lists; CelebA: all three official splits).
+FULL = {"domainnet": 586_575, "celeba": 202_599}
+
+
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares (intercept, slope) of y on x."""
+    x, y = np.array([p[0] for p in points], dtype=float), np.array([p[1] for p in points], dtype=float)
+    if len(x) < 2:
+        return float(y.mean()), 0.0
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(intercept), float(slope)
+
+
+def extrapolate(runs: list[dict]) -> dict:
+    """Per resize: the measured slopes (per image) and what they give for the full datasets."""
+    out = {}
+    for resize in sorted({r["resize"] for r in runs}):
+        rows = [r for r in runs if r["resize"] == resize and "first_load" in r]
+        if not rows:
+            continue
+        images = lambda r: r["first_load"]["images"]  # noqa: E731
+        first = _fit([(images(r), r["first_load"]["seconds"]) for r in rows])
+        cached = _fit([(images(r), r["cached_load"]["seconds"]) for r in rows])
+        rss = _fit([(images(r), r["first_load"]["peak_rss_gib"]) for r in rows])
+        cached_rss = _fit([(images(r), r["cached_load"]["peak_rss_gib"]) for r in rows])
+        pixels = 3 * resize * resize
+        entry = {
+            "measured_images": [images(r) for r in rows],
+            "first_load_seconds_per_1k_images": round(1000 * first[1], 3),
+            "cached_load_seconds_per_1k_images": round(1000 * cached[1], 4),
+            "first_load_peak_rss_gib_per_100k_images": round(1e5 * rss[1], 4),
+            "cached_load_peak_rss_gib_per_100k_images": round(1e5 * cached_rss[1], 4),
+        }
+        for name, count in FULL.items():
+            entry[name] = {
+                "images": count,
+                "first_load_hours": round((first[0] + first[1] * count) / 3600, 2),
+                "cached_load_seconds": round(cached[0] + cached[1] * count, 1),
+                "load_peak_rss_gib": round(max(rss[0] + rss[1] * count, cached_rss[0] + cached_rss[1] * count), 3),
+                "cache_gib": round(count * pixels / (1 << 30), 1),
+                "float32_in_memory_gib": round(4 * count * pixels / (1 << 30), 1),
+            }
+        out[str(resize)] = entry
+    return out
+
+
 def _save(report: dict, output: str) -> None:
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,6 +496,7 @@ def _save(report: dict, output: str) -> None:
         if update not in merged.setdefault("updates", []):
             merged["updates"] = [u for u in merged["updates"] if u["settings"] != update["settings"]] + [update]
         report = merged
+    report["extrapolation"] = extrapolate(report["runs"])
     path.write_text(json.dumps({k: v for k, v in report.items() if k != "update"}, indent=1) + "\n")
 
 
