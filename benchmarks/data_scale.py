@@ -207,6 +207,18 @@ def _config(args, width: float = 1.0):
     })
 
 
+def _workers_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's live children (the loader workers)."""
+    total = 0
+    for pid in _children(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def child_train(args) -> dict:
     from scalarize.train.run import RunSpec, build_trainer
 
@@ -214,12 +226,17 @@ def child_train(args) -> dict:
     for _ in range(2):
         trainer.train_step()
     started, steps = time.perf_counter(), 0
+    cpu, workers_cpu = time.process_time(), _workers_cpu_seconds()
     while time.perf_counter() - started < args.seconds or steps < 3:
         trainer.train_step()
         steps += 1
     seconds = time.perf_counter() - started
+    cpu, workers_cpu = time.process_time() - cpu, _workers_cpu_seconds() - workers_cpu
+    # on a shared machine the wall clock depends on the other jobs; the CPU time per step much less
     return {"storage": trainer.benchmark.extras["storage"], "batch": args.batch, "steps_per_s": round(steps / seconds, 3),
-            "samples_per_s": round(steps * args.batch / seconds, 1), "steps": steps, **memory()}
+            "samples_per_s": round(steps * args.batch / seconds, 1), "steps": steps,
+            "cpu_seconds_per_step": round(cpu / steps, 3), "workers_cpu_seconds_per_step": round(workers_cpu / steps, 4),
+            "load_average": load_average(), **memory()}
 
 
 def child_population(args) -> dict:
@@ -337,6 +354,14 @@ def run_child(kind: str, args, cache: Path, **extra) -> dict:
     return result
 
 
+def _median_trial(trials: list[dict]) -> dict:
+    """The trial of median speed, with every trial's steps/s and CPU seconds per step."""
+    ordered = sorted(trials, key=lambda t: t["steps_per_s"])
+    return {**ordered[len(ordered) // 2], "trials_steps_per_s": [t["steps_per_s"] for t in trials],
+            "trials_cpu_seconds_per_step": [t.get("cpu_seconds_per_step") for t in trials],
+            "peak_rss_gib": max(t["peak_rss_gib"] for t in trials)}
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -352,6 +377,7 @@ def main() -> None:
     parser.add_argument("--memory-sizes", default="1000", help="sizes also measured with storage: memory")
     parser.add_argument("--train-sizes", default="1000,64000", help="sizes whose training speed is measured")
     parser.add_argument("--train-batch", default="128,32", help="training batch per resize (paired with --resizes)")
+    parser.add_argument("--repeats", type=int, default=1, help="training measurements per storage (alternated)")
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--population-width", type=float, default=0.25)
     parser.add_argument("--workdir", default="/tmp/scalarize-data-scale")
@@ -417,9 +443,12 @@ def main() -> None:
                     entry["loader"]["memory"] = run_child("loader", args, cache, storage="memory", **common)
             if "train" in only and count in train_sizes:
                 batch = batches.get(resize, BATCH)
-                entry["train"] = {"cache": run_child("train", args, cache, storage="cache", batch=batch, **common)}
-                if count in memory_sizes:
-                    entry["train"]["memory"] = run_child("train", args, cache, storage="memory", batch=batch, **common)
+                storages = ["cache", "memory"] if count in memory_sizes else ["cache"]
+                trials = {s: [] for s in storages}
+                for _ in range(args.repeats):  # alternated: a busy machine slows both alike
+                    for storage in storages:
+                        trials[storage].append(run_child("train", args, cache, storage=storage, batch=batch, **common))
+                entry["train"] = {s: _median_trial(t) for s, t in trials.items()}
             if "population" in only and count == max(sizes) and resize == 64:
                 entry["population"] = run_child("population", args, cache, storage="cache", width=args.population_width,
                                                 members=args.members, **common)
