@@ -11,12 +11,19 @@ Writes DomainNet-layout fixtures (``<domain>/<class>/<file>.jpg`` and ``<domain>
   loader workers, from the decoded cache and from the JPEGs (``storage: jpeg``), and from memory
   where the float32 images fit;
 * ``train``: steps/s of training the default ResNet (``resnet``, width 1, depth 2, as
-  configs/domainnet.yaml) through the run core on streamed data (and on in-memory data where it
-  fits), with the process's peak RSS;
-* ``population`` (largest N at 64 px): a stacked population of 4 members on the same storage:
-  steps/s and peak RSS (one loaded copy of the data for every member);
-* ``gpu`` (``--device cuda``): a ResNet-50 (``resnet_bottleneck``, depth 50) loop on streamed
-  batches against the same loop on device-resident data (the GPU target: >= 0.9).
+  configs/domainnet.yaml; batch 128 at 64 px, 32 at 224 px, ``--train-batch``) through the run
+  core on streamed data (and on in-memory data where it fits), with augmentation, the process's
+  peak RSS and its CPU seconds per step (steadier than the wall clock on a shared machine);
+* ``population`` (largest N at 64 px): a stacked population of 4 members (width 0.25) on the same
+  storage: steps/s and peak RSS (one loaded copy of the data for every member);
+* ``gpu`` (``--only gpu --device cuda``): a ResNet-50 (``resnet_bottleneck``, depth 50) loop on
+  batches streamed from a decoded cache against the same loop on device-resident data, with the
+  same sampler and augmentation (the GPU target: a ratio >= 0.9). On a many-core GPU machine give
+  it more workers: ``--only gpu --device cuda --workers 8 --bf16 --channels-last``.
+
+The results go to ``--output`` (JSON), with ``extrapolation``: per resolution, the least-squares
+slopes of the load times and peak RSS over the measured sizes and what they give for the full
+DomainNet (586,575 images) and CelebA (202,599). ``--update`` merges a partial run into it.
 
 Peak RSS is the process's high-water mark (``VmHWM``); the workers' own (which share pages with
 the process they were forked from) and the proportional set size (``Pss``) of the process and its
@@ -27,8 +34,8 @@ gradients and noise, ~35 KB) hard-linked under N names: decoding costs what it c
 files, reading them comes from the page cache.
 
     python benchmarks/data_scale.py                                  # the full sweep (long)
-    python benchmarks/data_scale.py --sizes 1000 --resizes 64 --domains 2 --quick
-    python benchmarks/data_scale.py --only gpu --device cuda         # the GPU loop
+    python benchmarks/data_scale.py --sizes 1000 --resizes 64 --domains 2 --seconds 5   # a quick look
+    python benchmarks/data_scale.py --only gpu --device cuda --workers 8   # the GPU loop
 """
 
 from __future__ import annotations
