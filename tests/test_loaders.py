@@ -84,9 +84,9 @@ def test_celeba_root_defaults_to_the_data_folder_and_decodes_once(tmp_path, monk
     monkeypatch.setenv("SCALARIZE_DATA", str(tmp_path))
     monkeypatch.setenv("SCALARIZE_CACHE", str(tmp_path / "cache"))
     first = load_benchmark("celeba", resize=8)
-    assert len(list(cache_dir().glob("celeba-*.npz"))) == 1
+    assert len(list(cache_dir().glob("celeba-*/meta.json"))) == 1
     again = load_benchmark("celeba", resize=8, attributes=["Male"])  # same images: from the cache
-    assert len(list(cache_dir().glob("celeba-*.npz"))) == 1
+    assert len(list(cache_dir().glob("celeba-*/meta.json"))) == 1
     assert torch.equal(first.split("val").inputs, again.split("val").inputs)
     # a changed image changes the key: decoded again
     image = tmp_path / "celeba" / "img_align_celeba" / "000005.jpg"
@@ -94,7 +94,7 @@ def test_celeba_root_defaults_to_the_data_folder_and_decodes_once(tmp_path, monk
     os.utime(image, ns=(1, 1))
     changed = load_benchmark("celeba", resize=8)
     assert float(changed.split("val").inputs[0].mean()) > 0.95
-    assert len(list(cache_dir().glob("celeba-*.npz"))) == 2
+    assert len(list(cache_dir().glob("celeba-*/meta.json"))) == 2
 
 
 def test_celeba_missing_and_truncated_files_are_one_line_errors(tmp_path, monkeypatch):
@@ -280,10 +280,12 @@ def test_cifar_stl_missing_and_truncated_files_are_one_line_errors(tmp_path, mon
 
 def test_the_loaders_are_registered_with_their_options():
     assert benchmark_options("celeba") == {
-        "root": None, "attributes": None, "resize": 64, "max_per_split": 0, "seed": 0,
+        "root": None, "attributes": None, "resize": 64, "max_per_split": 0, "seed": 0, "storage": "auto",
     }
-    assert set(benchmark_options("domainnet")) == {"root", "domains", "resize", "max_per_split", "val_fraction", "seed"}
-    assert set(benchmark_options("cifar_stl")) == {"root", "resize", "max_per_split", "val_fraction", "seed"}
+    assert set(benchmark_options("domainnet")) == {
+        "root", "domains", "resize", "max_per_split", "val_fraction", "seed", "storage",
+    }
+    assert set(benchmark_options("cifar_stl")) == {"root", "resize", "max_per_split", "val_fraction", "seed", "storage"}
     with pytest.raises(BenchmarkError, match=r"benchmark.options.resize: expected an integer"):
         load_benchmark("cifar_stl", resize=32.5)
 

@@ -1,19 +1,32 @@
 """Tasks, domains, benchmarks and samplers."""
 
-from scalarize.data.benchmark import SPLITS, Benchmark, DatasetSplit, Split, carve_validation
+from scalarize.data.augment import Augmentation
+from scalarize.data.benchmark import SPLITS, Benchmark, DatasetSplit, ImageSplit, Split, carve_validation
 from scalarize.data.bundled.synthetic import LinearProblem
+from scalarize.data.errors import BenchmarkError
 from scalarize.data.registry import (
-    BenchmarkError,
     available_benchmarks,
     benchmark_options,
     load_benchmark,
     register_benchmark,
 )
-from scalarize.data.sampling import Batch, EpochSampler, MixtureSampler, build_sampler
+from scalarize.data.sampling import Batch, Draw, EpochSampler, MixtureSampler, build_sampler
+from scalarize.data.storage import ArrayImages, CachedImages, ImageStore, JpegImages
+from scalarize.data.streaming import BatchStream, StreamingSampler, population_stream
 from scalarize.data.task import MetricAccumulator, Task, TaskKind, available_task_kinds, register_task_kind
 
 __all__ = [
     "SPLITS",
+    "ArrayImages",
+    "Augmentation",
+    "BatchStream",
+    "CachedImages",
+    "Draw",
+    "ImageSplit",
+    "ImageStore",
+    "JpegImages",
+    "StreamingSampler",
+    "population_stream",
     "Batch",
     "Benchmark",
     "BenchmarkError",

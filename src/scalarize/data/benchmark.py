@@ -1,11 +1,21 @@
 """Benchmarks: train/val/test splits with several tasks on one input (MTL) or several domains
 sharing one label space (MDL).
 
-A split is either tensors held in memory (:class:`Split`: batches are index lookups, the fastest
-path for small data) or a map-style ``torch.utils.data.Dataset`` (:class:`DatasetSplit`: items
-are read and collated per batch). Both answer the same three questions: how many samples
-(``len``), the batch at these indices (:meth:`Split.batch`), and the batches in order
-(:meth:`Split.batches`, for evaluation).
+A split is one of:
+
+* tensors held in memory (:class:`Split`): batches are index lookups, the fastest path for data
+  that fits;
+* uint8 images in storage (:class:`ImageSplit`: the decoded cache, the original JPEG files, or
+  an array; :mod:`scalarize.data.storage`), with targets in memory: batches are read per batch
+  and converted to float32 in [0, 1] on the device;
+* a map-style ``torch.utils.data.Dataset`` (:class:`DatasetSplit`): items are read and collated
+  per batch.
+
+All answer the same three questions: how many samples (``len``), the batch at these indices
+(:meth:`Split.batch`), and the batches in order (:meth:`Split.batches`, for evaluation). The last
+two read from storage in two steps, so that loader workers can do the first
+(:mod:`scalarize.data.streaming`): ``read(index)`` (on the CPU, in any process) and
+``finish(inputs, targets)`` (to the device, in the run's process).
 """
 
 from __future__ import annotations
@@ -14,10 +24,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
+from scalarize.data.storage import ImageStore
 from scalarize.data.task import Task
 
 SPLITS = ("train", "val", "test")
@@ -28,7 +42,7 @@ def _move(value: Any, device: torch.device | None) -> Any:
     if device is None:
         return value
     if isinstance(value, Tensor):
-        return value.to(device, non_blocking=True)
+        return value.to(device, non_blocking=value.is_pinned())
     if isinstance(value, dict):
         return {k: _move(v, device) for k, v in value.items()}
     if hasattr(value, "to"):  # e.g. a torch_geometric Batch
@@ -93,6 +107,7 @@ class DatasetSplit:
         task_names: Sequence[str] = (),
         collate: Callable[[list], Any] | None = None,
         device: torch.device | str | None = None,
+        workers: int | None = None,
     ) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise ValueError(f"a split needs a map-style Dataset (with __len__ and __getitem__), got {type(dataset).__name__}")
@@ -100,6 +115,9 @@ class DatasetSplit:
         self.task_names = list(task_names)
         self.collate = collate or default_collate
         self._device = torch.device(device) if device is not None else None
+        #: Loader worker processes that read the items (0: read in the run's process); default
+        #: :func:`scalarize.data.streaming.default_workers`.
+        self.workers = _workers(workers)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -123,6 +141,19 @@ class DatasetSplit:
         items = [self._item(i) for i in indices]
         inputs = self.collate([x for x, _ in items])
         targets = {name: default_collate([t[name] for _, t in items]) for name in items[0][1]}
+        return inputs, targets
+
+    def read(self, index: Tensor) -> tuple[Any, Targets]:
+        """The items at ``index`` (any shape) collated on the CPU, in any process."""
+        inputs, targets = self._collate(index.reshape(-1).tolist())
+        lead = tuple(index.shape)
+        if len(lead) > 1 and isinstance(inputs, Tensor):
+            inputs = inputs.reshape(*lead, *inputs.shape[1:])
+            targets = {k: v.reshape(*lead, *v.shape[1:]) for k, v in targets.items()}
+        return inputs, targets
+
+    def finish(self, inputs: Any, targets: Targets) -> tuple[Any, Targets]:
+        """``read``'s batch moved to :attr:`device`."""
         return _move(inputs, self._device), _move(targets, self._device)
 
     @property
@@ -131,26 +162,120 @@ class DatasetSplit:
         return tuple(inputs.shape) if isinstance(inputs, Tensor) else ()
 
     def batch(self, index: Tensor) -> tuple[Any, Targets]:
-        flat = index.reshape(-1).tolist()
-        inputs, targets = self._collate(flat)
-        lead = tuple(index.shape)
-        if len(lead) > 1 and isinstance(inputs, Tensor):
-            inputs = inputs.reshape(*lead, *inputs.shape[1:])
-            targets = {k: v.reshape(*lead, *v.shape[1:]) for k, v in targets.items()}
-        return inputs, targets
+        return self.finish(*self.read(index))
 
     def batches(self, size: int) -> Iterator[tuple[Any, Targets]]:
-        for start in range(0, len(self), size):
-            yield self._collate(list(range(start, min(start + size, len(self)))))
+        """Consecutive batches of at most ``size`` items, in order (read by the loader workers
+        when there are several batches to read)."""
+        from scalarize.data.streaming import ordered_batches
+
+        return ordered_batches(self, size)
 
     def subset(self, index: Tensor) -> DatasetSplit:
-        return DatasetSplit(torch.utils.data.Subset(self.dataset, index.tolist()), self.task_names, self.collate, self._device)
+        return DatasetSplit(
+            torch.utils.data.Subset(self.dataset, index.tolist()), self.task_names, self.collate, self._device, self.workers
+        )
 
-    def to(self, device: torch.device | str) -> DatasetSplit:
-        return DatasetSplit(self.dataset, self.task_names, self.collate, device)
+    def to(self, device: torch.device | str, workers: int | None = None) -> DatasetSplit:
+        return DatasetSplit(self.dataset, self.task_names, self.collate, device, self.workers if workers is None else workers)
 
 
-AnySplit = Split | DatasetSplit
+class ImageSplit:
+    """uint8 images in storage (:class:`~scalarize.data.storage.ImageStore`: the decoded cache,
+    JPEG files, an array) and one target per task in memory.
+
+    ``rows`` maps the split's samples to the store's rows (a subset, e.g. the validation part
+    carved from a training list; default all). A batch is read from the store as uint8
+    (``read``, on the CPU, in a loader worker when streamed), then moved to :attr:`device` and
+    converted there to float32 in [0, 1] (``finish``): ``uint8 -> float32``, then ``/ 255``,
+    the same operations, so the same values, as the in-memory tensors of a :class:`Split`.
+    """
+
+    def __init__(
+        self,
+        images: ImageStore,
+        targets: Targets,
+        rows: np.ndarray | None = None,
+        device: torch.device | str | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.images = images
+        self.rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.targets = {k: torch.as_tensor(v).cpu() for k, v in targets.items()}
+        for name, target in self.targets.items():
+            if len(target) != len(self.rows):
+                raise ValueError(f"target {name!r} has {len(target)} rows but the split has {len(self.rows)} images")
+        self._device = torch.device(device) if device is not None else None
+        #: Loader worker processes that read the images (0: read in the run's process); default
+        #: :func:`scalarize.data.streaming.default_workers`.
+        self.workers = _workers(workers)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device or torch.device("cpu")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape)
+
+    def read(self, index: Tensor) -> tuple[Tensor, Targets]:
+        """uint8 images ``[*index.shape, C, H, W]`` and targets at ``index``, on the CPU (in a
+        loader worker, the images are written straight into shared memory)."""
+        index = torch.as_tensor(index).cpu()
+        flat = index.reshape(-1)
+        shape = (*index.shape, *self.images.shape)
+        if get_worker_info() is not None:  # the result goes to the run's process: share, not copy
+            storage = torch.UntypedStorage._new_shared(math.prod(shape))
+            inputs = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+        else:
+            inputs = torch.empty(shape, dtype=torch.uint8)
+        self.images.read_into(self.rows[flat.numpy()], inputs.numpy().reshape(len(flat), *self.images.shape))
+        targets = {k: v[flat].reshape(*index.shape, *v.shape[1:]) for k, v in self.targets.items()}
+        return inputs, targets
+
+    def finish(self, inputs: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        """``read``'s batch on :attr:`device`, the images as float32 in [0, 1]."""
+        inputs = _move(inputs, self._device)
+        return inputs.to(torch.float32).div_(255.0), _move(targets, self._device)
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Targets]:
+        """Inputs and targets at ``index`` (any shape: ``[B]``, or ``[P, B]`` for P members)."""
+        return self.finish(*self.read(index))
+
+    def batches(self, size: int) -> Iterator[tuple[Tensor, Targets]]:
+        """Consecutive batches of at most ``size`` samples, in order (read by the loader workers
+        when there are several batches to read)."""
+        from scalarize.data.streaming import ordered_batches
+
+        return ordered_batches(self, size)
+
+    def subset(self, index: Tensor) -> ImageSplit:
+        index = torch.as_tensor(index).cpu()
+        return ImageSplit(self.images, {k: v[index] for k, v in self.targets.items()}, self.rows[index.numpy()],
+                          self._device, self.workers)
+
+    def to(self, device: torch.device | str, workers: int | None = None) -> ImageSplit:
+        split = ImageSplit.__new__(ImageSplit)
+        split.images, split.rows, split.targets = self.images, self.rows, self.targets
+        split._device = torch.device(device)
+        split.workers = self.workers if workers is None else workers
+        return split
+
+
+def _workers(workers: int | None) -> int:
+    if workers is None:
+        from scalarize.data.streaming import default_workers
+
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers: expected an integer >= 0, got {workers!r}")
+    return workers
+
+
+AnySplit = Split | DatasetSplit | ImageSplit
 
 
 def carve_validation(train: AnySplit, fraction: float, seed: int) -> tuple[AnySplit, AnySplit]:
@@ -216,7 +341,7 @@ class Benchmark:
         nested = all(isinstance(v, Mapping) for v in splits.values())
         setting = setting or ("mdl" if nested else "mtl")
         names = [t.name for t in tasks]
-        wrap = lambda ds: ds if isinstance(ds, (Split, DatasetSplit)) else DatasetSplit(ds, names, collate)  # noqa: E731
+        wrap = lambda ds: ds if isinstance(ds, (Split, DatasetSplit, ImageSplit)) else DatasetSplit(ds, names, collate)  # noqa: E731
         domains = {d: {s: wrap(v) for s, v in inner.items()} for d, inner in splits.items()} if nested \
             else {"all": {s: wrap(v) for s, v in splits.items()}}
         return cls(name, setting, list(tasks), domains, description)
@@ -253,6 +378,11 @@ class Benchmark:
         """The same data with other task objects (same names: e.g. another loss or metric)."""
         return Benchmark(self.name, self.setting, list(tasks), self.domains, self.description, self.extras)
 
-    def to(self, device: torch.device | str) -> Benchmark:
-        domains = {d: {s: split.to(device) for s, split in v.items()} for d, v in self.domains.items()}
+    def to(self, device: torch.device | str, workers: int | None = None) -> Benchmark:
+        """The benchmark on ``device``: in-memory tensors are moved there, splits read from
+        storage will deliver their batches there (with ``workers`` loader workers when given)."""
+        domains = {
+            d: {s: split.to(device) if isinstance(split, Split) else split.to(device, workers) for s, split in v.items()}
+            for d, v in self.domains.items()
+        }
         return Benchmark(self.name, self.setting, self.tasks, domains, self.description, self.extras)

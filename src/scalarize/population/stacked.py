@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
+from scalarize.data.streaming import population_stream
 from scalarize.methods.base import normalize_weights
 from scalarize.population.members import Member
 from scalarize.store.database import Store
@@ -62,7 +63,7 @@ class StackedPopulation(Checkpointable):
         self.members = list(members)
         self.config: TrainConfig = self.members[0].config
         self.device = resolve_device(self.config.device)
-        self.benchmark = benchmark.to(self.device)
+        self.benchmark = benchmark.to(self.device, workers=self.config.data.workers)
         self.store = store
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
@@ -82,7 +83,14 @@ class StackedPopulation(Checkpointable):
         self.weights = torch.stack(
             [self._weights(m, len(objectives)) for m in self.members]
         ).to(self.device)
-        self.samplers = [build_sampler(self.benchmark, self.config.batch_size, m.seed + 1) for m in self.members]
+        augmentation = self.config.data.augmentation()
+        self.samplers = [
+            build_sampler(self.benchmark, self.config.batch_size, m.seed + 1, augmentation, stream=False)
+            for m in self.members
+        ]
+        #: The members' batches read together by loader workers from the shared storage, and
+        #: augmented per member (data/streaming.py); None: one gather of in-memory tensors.
+        self.batch_stream = population_stream(self.samplers)
         self.steps_per_epoch = self.samplers[0].steps_per_epoch
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         self.eval_every = self.config.eval_every or self.steps_per_epoch
@@ -183,6 +191,9 @@ class StackedPopulation(Checkpointable):
 
     def _next_batches(self) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """``inputs [P, B, ...]``, ``targets {name: [P, B, ...]}``, ``counts [P, D]``."""
+        if self.batch_stream is not None:
+            batch = self.batch_stream.next_batch()
+            return batch.inputs, batch.targets, batch.counts
         if self.benchmark.setting == "mtl":
             index = torch.stack([s.next_index() for s in self.samplers])  # one gather, not P
             counts = torch.full((self.size, 1), index.shape[1], dtype=torch.long)

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from scalarize.errors import ScalarizeError
 from scalarize.store.tracking import TrackingConfig
 
+from scalarize.data.augment import Augmentation
+
 
 class ConfigError(ScalarizeError):
     """A configuration problem, phrased for a person: ``key: what is wrong; what is allowed``."""
@@ -94,6 +96,29 @@ class ScheduleConfig(Strict):
     gamma: float = Field(default=0.1, gt=0, le=1)
 
 
+class AugmentConfig(Strict):
+    """Training-time augmentation on the device, per member, from the sampler's own generator
+    (scalarize.data.augment)."""
+
+    crop: int = Field(default=0, ge=0, le=1024, description="pixels of zero padding before a random crop of the image's size (0: no crop)")
+    flip: bool = Field(default=False, description="mirror left to right with probability 1/2")
+
+
+class DataConfig(Strict):
+    """How batches reach the model (where the images live is the benchmark's ``storage`` option)."""
+
+    workers: int | None = Field(
+        default=None, ge=0, le=256,
+        description="loader worker processes per stream (default: $SCALARIZE_WORKERS, else 2); 0 reads in the run's process",
+    )
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    def augmentation(self) -> Augmentation | None:
+        """The augmentation to apply, or ``None``."""
+        augmentation = Augmentation(crop=self.augment.crop, flip=self.augment.flip)
+        return augmentation if augmentation.active else None
+
+
 class TrainConfig(Strict):
     """Everything that defines one training run (and its single-task baselines)."""
 
@@ -130,6 +155,7 @@ class TrainConfig(Strict):
         default=None, ge=1, le=1024,
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
+    data: DataConfig = Field(default_factory=DataConfig, description="loader workers and augmentation")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow copies")
 
     @model_validator(mode="after")
@@ -148,6 +174,7 @@ class TrainConfig(Strict):
         default, so those runs keep their fingerprint."""
         own = set(TrainConfig.model_fields) - {"output", "stl", "name", "threads", "tracking", "single_task"}
         data = self.model_dump(include=own)
+        data["data"]["workers"] = None  # how many processes read the batches does not change them
         for path in _ADDED_LATER:
             _drop_default(data, self, path)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -157,7 +184,7 @@ class TrainConfig(Strict):
 _ADDED_LATER = (
     ("gradient_engine",), ("model", "target"), ("model", "options"), ("model", "head"),
     ("benchmark", "target"), ("benchmark", "tasks"), ("selection",), ("precision",), ("channels_last",),
-    ("compile",),
+    ("compile",), ("data",),
 )
 
 

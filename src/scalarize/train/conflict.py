@@ -58,10 +58,11 @@ class ConflictProbe:
             inputs, targets, counts = [], {}, []
             for splits in benchmark.domains.values():
                 train = splits["train"]
-                index = torch.randperm(len(train), generator=generator)[:batch_size].to(train.inputs.device)
-                inputs.append(train.inputs[index])
-                for key, value in train.targets.items():
-                    targets.setdefault(key, []).append(value[index])
+                index = torch.randperm(len(train), generator=generator)[:batch_size]
+                batch_inputs, batch_targets = train.batch(index)  # any split: tensors or storage
+                inputs.append(batch_inputs)
+                for key, value in batch_targets.items():
+                    targets.setdefault(key, []).append(value)
                 counts.append(len(index))
             self.batches.append(
                 (torch.cat(inputs), {k: torch.cat(v) for k, v in targets.items()}, torch.tensor(counts))

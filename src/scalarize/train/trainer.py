@@ -165,7 +165,7 @@ class Trainer(Checkpointable):
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        self.benchmark = benchmark.to(self.device)
+        self.benchmark = benchmark.to(self.device, workers=config.data.workers)
         self.model = as_multitask(model, benchmark.tasks).to(self.device)
         # channels-last is a GPU layout (tensor cores); on this CPU's oneDNN, convolutions with a
         # few channels in channels-last corrupted the heap (torch 2.13), so the CPU keeps NCHW
@@ -184,11 +184,11 @@ class Trainer(Checkpointable):
         self.run_name = run_name
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
-        self.sampler = build_sampler(self.benchmark, config.batch_size, config.seed + 1)
+        self.sampler = build_sampler(self.benchmark, config.batch_size, config.seed + 1, config.data.augmentation())
         #: Batches drawn independently of the training stream, for the methods that ask for them
         #: (SDMGrad, MoDo): their own sampler, so the training batches are those of any method.
         self.independent_sampler = (
-            build_sampler(self.benchmark, config.batch_size, config.seed + 2)
+            build_sampler(self.benchmark, config.batch_size, config.seed + 2, config.data.augmentation())
             if INDEPENDENT_BATCHES in method.needs else None
         )
         self.steps_per_epoch = self.sampler.steps_per_epoch

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from scalarize.data.benchmark import DatasetSplit
-from scalarize.errors import ScalarizeError
+from scalarize.data.errors import DataFileError, MissingDataError
+from scalarize.data.storage import jpeg_source
 
 DATA_ENV = "SCALARIZE_DATA"
 
@@ -36,17 +37,6 @@ class BoundedSplit(DatasetSplit):
 
     def to(self, device) -> BoundedSplit:
         return BoundedSplit(self.dataset, self.task_names, self.collate, device, self.max_batch)
-
-
-class DataFileError(ScalarizeError):
-    """A data file that is there but cannot be used (truncated, malformed). One line, path first.
-
-    A ``ValueError``, so :func:`scalarize.data.load_benchmark` reports it as a ``BenchmarkError``.
-    """
-
-
-class MissingDataError(DataFileError, FileNotFoundError):
-    """A data file or folder that is not there (also a ``FileNotFoundError``)."""
 
 
 def resolve_root(root: str | os.PathLike | None, subfolder: str, needs: str) -> Path:
@@ -90,13 +80,17 @@ def files_digest(paths: Iterable[Path]) -> str:
 
     A listed file that is not there raises :class:`MissingDataError` naming it.
     """
-    digest = hashlib.sha256()
+    digest, lines = hashlib.sha256(), []
     for path in paths:
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             raise MissingDataError(f"{path}: missing (listed in the dataset's index files)") from None
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        lines.append(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
+        if len(lines) == 4096:  # hashed in pieces: the memory held does not grow with the dataset
+            digest.update("".join(lines).encode())
+            lines.clear()
+    digest.update("".join(lines).encode())
     return digest.hexdigest()[:24]
 
 
@@ -162,57 +156,23 @@ def to_float(images: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(images).to(torch.float32).div_(255.0)
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            if size:
-                image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it can
-            image = image.convert("RGB")
-            if size:
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except FileNotFoundError:
-        raise MissingDataError(f"{path}: missing (listed in the dataset's index files)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataFileError(f"{path}: truncated or not an image ({reason})") from None
-    return array.transpose(2, 0, 1)
-
-
 def decode_images(paths: Sequence[Path], size: int, workers: int | None = None) -> np.ndarray:
-    """Decodes images with PIL into uint8 ``[N, 3, size, size]`` (threads: PIL releases the GIL).
+    """Decodes images with PIL into uint8 ``[N, 3, size, size]`` in memory (threads: PIL releases
+    the GIL). ``size=0`` keeps the native size, which must then be the same for every image.
 
-    ``size=0`` keeps the native size, which must then be the same for every image.
+    The loaders write their images to the decoded cache instead
+    (:func:`scalarize.data.storage.decoded_images`); this is for small sets held whole.
     """
-    if not paths:
-        return np.zeros((0, 3, size, size), dtype=np.uint8)
-    first = _decode(paths[0], size)
-    out = np.empty((len(paths), *first.shape), dtype=np.uint8)
-    out[0] = first
-
-    def fill(start: int, stop: int) -> None:
-        for i in range(start, stop):
-            image = _decode(paths[i], size)
-            if image.shape != first.shape:
-                raise DataFileError(
-                    f"{paths[i]}: {image.shape[2]}x{image.shape[1]} image, expected "
-                    f"{first.shape[2]}x{first.shape[1]} like {paths[0].name} (use the resize option)"
-                )
-            out[i] = image
-
-    workers = workers or min(8, os.cpu_count() or 1)
+    source = jpeg_source(paths, size)
+    out = np.empty((source.count, *source.shape), dtype=np.uint8)
     step = 256
-    bounds = [(s, min(s + step, len(paths))) for s in range(1, len(paths), step)]
+    bounds = [(s, min(s + step, source.count)) for s in range(0, source.count, step)]
+    workers = workers or min(8, os.cpu_count() or 1)
     if workers == 1 or len(bounds) <= 1:
         for start, stop in bounds:
-            fill(start, stop)
+            source.fill(start, stop, out[start:stop])
     else:
-        pool = ThreadPoolExecutor(workers)
-        try:
-            for future in [pool.submit(fill, start, stop) for start, stop in bounds]:
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(source.fill, a, b, out[a:b]) for a, b in bounds]:
                 future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
     return out

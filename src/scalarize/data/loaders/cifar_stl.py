@@ -28,6 +28,9 @@ Reads the official distributions under ``root`` (the layout torchvision uses too
 
 Validation is carved from each domain's train split with a fixed seed. Both domains are resized
 to ``resize`` x ``resize`` (default 32: CIFAR-10 as is, STL-10 downsampled with antialiasing).
+The ``storage`` option (:mod:`scalarize.data.storage`) holds them in memory as float32 (the
+default, ``auto``, when they fit the memory budget: all of both at 32 px take 0.7 GiB), or writes
+the resized uint8 images once to the decoded cache and streams them from there (``cache``).
 The files are read directly (a few seconds; nothing is cached).
 """
 
@@ -40,18 +43,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scalarize.data.benchmark import Benchmark, Split
+from scalarize.data.benchmark import Benchmark, ImageSplit, Split
 from scalarize.data.loaders._common import (
     DataFileError,
     carve_indices,
     check_fraction,
     check_int,
+    files_digest,
     require,
     resize_uint8,
     resolve_root,
     subsample,
     to_float,
 )
+from scalarize.data.storage import ImageSource, choose_storage, decoded_images, open_decoded
 from scalarize.data.task import Task
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "horse", "ship", "truck")
@@ -64,6 +69,7 @@ NEEDS = (
     "stl10_binary/ (train_X.bin, train_y.bin, test_X.bin, test_y.bin) under root"
 )
 STL_IMAGE_BYTES = 3 * 96 * 96
+STORAGES = ("auto", "memory", "cache")
 
 
 class BatchUnpickler(pickle.Unpickler):
@@ -138,6 +144,7 @@ def cifar_stl(
     max_per_split: int = 0,
     val_fraction: float = 0.1,
     seed: int = 0,
+    storage: str = "auto",
 ) -> Benchmark:
     """MDL benchmark: domains ``cifar10`` and ``stl10``, task ``label`` (9 shared classes).
 
@@ -149,10 +156,14 @@ def cifar_stl(
             drawn with ``seed``), to try things quickly; 0 loads all.
         val_fraction: the part of each domain's train split held out for validation.
         seed: the seed of the validation split and of the subsets.
+        storage: where the images live: ``auto`` (memory when they fit the memory budget, else
+            the decoded cache), ``memory`` or ``cache`` (:mod:`scalarize.data.storage`).
     """
     check_int("resize", resize, 1)
     check_int("max_per_split", max_per_split, 0)
     check_fraction("val_fraction", val_fraction)
+    if storage not in STORAGES:
+        raise ValueError(f"storage: expected one of {', '.join(STORAGES)}; got {storage!r}")
     path = resolve_root(root, "", NEEDS)
     cifar_dir = require(path / "cifar-10-batches-py", NEEDS, folder=True)
     stl_dir = require(path / "stl10_binary", NEEDS, folder=True)
@@ -164,7 +175,7 @@ def cifar_stl(
     }
     stl = {s: read_stl(stl_dir, s) for s in ("train", "test")}
 
-    data: dict[str, dict[str, Split]] = {}
+    plans = {}
     for domain, source, mapping, take in (
         ("cifar10", cifar, CIFAR_TO_SHARED, lambda x, i: x[i]),
         ("stl10", stl, STL_TO_SHARED, _stl_images),
@@ -177,17 +188,46 @@ def cifar_stl(
             "val": subsample(kept["train"][val_pos], max_per_split, seed + 1),
             "test": subsample(kept["test"], max_per_split, seed + 2),
         }
+        plans[domain] = (source, shared, take, index)
+
+    images = sum(len(rows) for _, _, _, index in plans.values() for rows in index.values())
+    key = {
+        "root": str(path), "resize": resize, "max_per_split": max_per_split, "val_fraction": val_fraction,
+        "seed": seed, "version": 2,
+        "files": files_digest([cifar_dir / f"data_batch_{i}" for i in range(1, 6)]
+                              + [cifar_dir / "test_batch"] + [stl_dir / f"{s}_{p}.bin" for s in ("train", "test") for p in "Xy"]),
+    }
+    splits = [f"{d}_{s}" for d in plans for s in ("train", "val", "test")]
+    mode = choose_storage(storage, images, (3, resize, resize), allowed=("auto", "memory", "cache"),
+                          cached=open_decoded("cifar_stl", key, splits) is not None)
+    stores = None
+    if mode == "cache":
+        sources = {}
+        for domain, (source, _, take, index) in plans.items():
+            for split, rows in index.items():
+                images_of = source["test" if split == "test" else "train"][0]
+
+                def fill(start, stop, out, images_of=images_of, rows=rows, take=take):
+                    out[:] = resize_uint8(take(images_of, rows[start:stop]), resize)
+
+                sources[f"{domain}_{split}"] = ImageSource(len(rows), (3, resize, resize), fill)
+        stores = decoded_images("cifar_stl", key, sources)
+
+    data: dict[str, dict[str, Split | ImageSplit]] = {}
+    for domain, (source, shared, take, index) in plans.items():
         data[domain] = {}
         for split, rows in index.items():
             origin = "test" if split == "test" else "train"
-            images = resize_uint8(take(source[origin][0], rows), resize)
-            labels = torch.as_tensor(shared[origin][rows])
-            data[domain][split] = Split(to_float(images), {"label": labels})
+            labels = {"label": torch.as_tensor(shared[origin][rows])}
+            if stores is not None:
+                data[domain][split] = ImageSplit(stores[f"{domain}_{split}"], labels)
+            else:
+                data[domain][split] = Split(to_float(resize_uint8(take(source[origin][0], rows), resize)), labels)
     return Benchmark(
         "cifar_stl",
         "mdl",
         [Task("label", "multiclass", len(CLASSES))],
         data,
         description="one 9-class task (the classes CIFAR-10 and STL-10 share) over two domains",
-        extras={"root": os.fspath(path), "classes": list(CLASSES)},
+        extras={"root": os.fspath(path), "classes": list(CLASSES), "storage": mode},
     )
