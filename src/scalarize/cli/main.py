@@ -30,11 +30,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scalarize.experiments.loading import load_experiment_config
     from scalarize.train.config import TrainConfig
 
-    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=_say)  # before torch loads
+    if args.nproc is not None and args.nproc < 1:
+        raise UsageError(f"--nproc: must be a positive integer, got {args.nproc}")
+    quiet = args.quiet or _world_size() > 1 and _rank() > 0
+    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=None if quiet else _say)
     from scalarize.cli.experiments import run_and_report
 
+    if args.nproc is not None and args.nproc > 1:  # N local processes, as torchrun --standalone
+        from scalarize.train import distributed
+
+        from scalarize.train.setup import prepare
+
+        backend = distributed.check_processes(args.nproc, args.dist_backend, config.device)
+        benchmark, _ = prepare(config)  # bad input answered here, before any process starts
+        distributed.check_batches(benchmark, config.batch_size, args.nproc)
+        arguments = [args.config, *_overrides(args), "--dist-backend", backend, *(["-q"] if args.quiet else [])]
+        return distributed.launch(arguments, args.nproc, log=lambda line: print(line, file=sys.stderr))
+    if _world_size() > 1:  # one rank of data-parallel training (torchrun, or --nproc above)
+        from scalarize.train import distributed
+
+        context = distributed.init(args.dist_backend, config.device)
+        if not context.is_driver:
+            return distributed.serve(context)
+        try:
+            run_and_report(config, progress=not args.quiet, say=_say)
+        finally:
+            distributed.finish(context)
+        return 0
     run_and_report(config, progress=not args.quiet, say=_say)
     return 0
+
+
+def _world_size() -> int:
+    """torchrun's WORLD_SIZE (1 outside torchrun), read without loading torch."""
+    import os
+
+    value = os.environ.get("WORLD_SIZE", "1")
+    return int(value) if value.isdigit() else 1
+
+
+def _rank() -> int:
+    import os
+
+    value = os.environ.get("RANK", "0")
+    return int(value) if value.isdigit() else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -212,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = _experiment_parser(commands, "train", "train a config (and its single-task baselines)",
                                "YAML config file (see configs/)", "optimizer.lr=3e-4 method.name=pcgrad")
+    train.add_argument("--nproc", type=int, metavar="N",
+                       help="train data-parallel on N local processes (one per GPU with nccl); batch_size is the "
+                            "global batch (see docs/CLUSTER.md for torchrun on several machines)")
+    train.add_argument("--dist-backend", choices=["auto", "gloo", "nccl"], default="auto",
+                       help="collective backend with --nproc or torchrun (auto: nccl on GPUs, gloo on CPUs)")
     train.set_defaults(handler=cmd_train)
 
     sweep = _experiment_parser(commands, "sweep", "train a sweep of weights as a population; report the front",
@@ -280,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             args.overrides = [*args.overrides, *extra]
         handler: Callable[[argparse.Namespace], int] = args.handler
+        if _world_size() > 1 and args.command != "train":
+            raise UsageError(f"scalarize {args.command}: only `scalarize train` runs on several processes (torchrun); "
+                             f"run `scalarize {args.command}` alone, or use --backend ray for populations")
         from scalarize.store.database import Store, release_directories
 
         Store.exclusive = True  # one command per experiment directory at a time

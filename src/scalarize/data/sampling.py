@@ -115,14 +115,21 @@ class MixtureSampler:
                 self.positions[domain] = 0
         return torch.cat(taken)
 
-    def next_batch(self) -> Batch:
+    def next_indices(self) -> list[Tensor]:
+        """The next batch's indices into each domain's split (on the CPU; empty for a domain
+        the mixture did not draw), without reading any sample."""
         draws = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=self.generator)
-        counts = torch.bincount(draws, minlength=len(self.splits))
+        counts = torch.bincount(draws, minlength=len(self.splits)).tolist()
+        return [self._take(d, c) if c else torch.zeros(0, dtype=torch.long) for d, c in enumerate(counts)]
+
+    def next_batch(self) -> Batch:
+        indices = self.next_indices()
+        counts = torch.tensor([len(i) for i in indices])
         inputs, targets = [], {}
-        for domain, count in enumerate(counts.tolist()):
-            if count == 0:
+        for domain, index in enumerate(indices):
+            if len(index) == 0:
                 continue
-            domain_inputs, domain_targets = self.splits[domain].batch(self._take(domain, count))
+            domain_inputs, domain_targets = self.splits[domain].batch(index)
             inputs.append(domain_inputs)
             for key, value in domain_targets.items():
                 targets.setdefault(key, []).append(value)
