@@ -51,12 +51,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         context = distributed.init(args.dist_backend, config.device)
         if not context.is_driver:
-            return distributed.serve(context)
-        try:
-            run_and_report(config, progress=not args.quiet, say=_say)
-        finally:
-            distributed.finish(context)
-        return 0
+            code = distributed.serve(context)
+        else:
+            try:
+                run_and_report(config, progress=not args.quiet, say=_say)
+            finally:
+                distributed.finish(context)
+            code = 0
+        distributed.shutdown()
+        return code
     run_and_report(config, progress=not args.quiet, say=_say)
     return 0
 
