@@ -104,7 +104,8 @@ def cmd_pbt(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     overrides += [f"pbt.{key}={value}" for key, value in
-                  (("backend", args.backend), ("address", args.address), ("algorithm", args.algorithm)) if value]
+                  (("backend", args.backend), ("address", args.address), ("storage", args.storage),
+                   ("algorithm", args.algorithm)) if value]
     config = load_pbt_config(args.target, overrides, log=_say)
     pbt_and_report(config, sweep=Path(args.sweep) if args.sweep else None, progress=not args.quiet, say=_say)
     return 0
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--algorithm", choices=["pbt", "pb2"], help="overrides pbt.algorithm")
     pbt.add_argument("--backend", choices=["local", "ray"], help="overrides pbt.backend (default local)")
     pbt.add_argument("--address", help="Ray cluster address to join (with --backend ray)")
+    pbt.add_argument("--storage", help="with --backend ray: where trials checkpoint, a directory every node sees "
+                                       "or s3://... (overrides pbt.storage; default <output>/ray)")
     pbt.add_argument("--sweep", help="experiment directory of a sweep of the same benchmark to compare with")
     pbt.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="replay only: train the schedule and uniform scalarization with these seeds "
