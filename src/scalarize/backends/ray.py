@@ -281,15 +281,24 @@ class DriverCallback(_TuneCallback):
             _ACTIVE.recovered(trial)
 
 
-def _save_reported_models(store: Store, grid, name_of: Callable[[dict], str]) -> None:
-    """``runs/<name>/model.pt`` of each trial's run, from its last checkpoint."""
+def _last_states(grid) -> dict[str, dict]:
+    """Each trial's last checkpoint, by the run it trains (the name saved in it: a PBT trial's
+    config is its exploit source's, so the config does not say which member it is)."""
+    states = {}
     for result in grid:
         if result.checkpoint is None:
             continue
         with result.checkpoint.as_directory() as directory:
             state = load_checkpoint(Path(directory) / "state.pt")
+        states[state["member"]] = state
+    return states
+
+
+def _save_reported_models(store: Store, states: dict[str, dict]) -> None:
+    """``runs/<name>/model.pt`` of each trial's run: the model its record reports."""
+    for name, state in states.items():
         if state.get("reported") is not None:
-            save_atomically(state["reported"], run_directory(store.directory, name_of(result.config)) / MODEL_FILE)
+            save_atomically(state["reported"], run_directory(store.directory, name) / MODEL_FILE)
 
 
 class RayBackend:
@@ -349,7 +358,7 @@ class RayBackend:
             with self.driver.active():
                 grid = tuner.fit()
             _raise_errors(grid)
-            _save_reported_models(store, grid, lambda config: config["name"])
+            _save_reported_models(store, _last_states(grid))
             log(self.driver.summary())
         return {r.name: result_from_store(store, r.name) for r in runs}
 
@@ -384,14 +393,21 @@ class RayBackend:
                 tune_config=TuneConfig(scheduler=_scheduler(search, num), num_samples=1, reuse_actors=True),
                 run_config=RunConfig(name=search.name, storage_path=storage, verbose=1 if progress else 0,
                                      callbacks=callbacks, failure_config=FailureConfig(max_failures=MAX_FAILURES),
-                                     checkpoint_config=CheckpointConfig(num_to_keep=None)),
+                                     checkpoint_config=CheckpointConfig(num_to_keep=None), stop=_finished),
             )
         with self.driver.active():
             grid = tuner.fit()
         _raise_errors(grid)
-        _save_reported_models(store, grid, lambda config: members[config["member"]].name)
+        states = _last_states(grid)
+        _save_reported_models(store, states)
         log(self.driver.summary())
-        return _outcome(search, store, grid)
+        return _outcome(search, store, states)
+
+
+def _finished(trial_id: str, result: dict) -> bool:
+    """Tune's stopper: a trial's last report ends it before the scheduler sees it (PBT does not
+    exploit at the end, as on the local engine, where the last evaluation is no sync)."""
+    return result.get("status", "running") != "running"
 
 
 def _raise_errors(grid) -> None:
@@ -423,7 +439,7 @@ def _scheduler(search: PBTSearch, num: int):
     )
 
 
-def _outcome(search: PBTSearch, store: Store, grid) -> PBTOutcome:
+def _outcome(search: PBTSearch, store: Store, states: dict[str, dict]) -> PBTOutcome:
     """The best member by its fitness at the last evaluation, as the local engine picks it."""
     members = search.members
     fitness_fn = build_fitness(search.fitness, primary_metrics(benchmark_from_config(members[0].config.benchmark)))
@@ -439,10 +455,6 @@ def _outcome(search: PBTSearch, store: Store, grid) -> PBTOutcome:
     name = members[best].name
     last = store.last_evaluation(name)
     lineage = store.lineage(search.name)
-    model = None
-    for result in grid:
-        if result.checkpoint is not None and result.config.get("member") == best:
-            with result.checkpoint.as_directory() as directory:
-                model = load_checkpoint(Path(directory) / "state.pt")["trainer"]["model"]
+    model = states[name]["trainer"]["model"] if name in states else None
     return PBTOutcome(best, fitness.tolist(), last.get("val", {}), last.get("test", {}),
                       best_schedule(lineage, members, best), lineage, model)
