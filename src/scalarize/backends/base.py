@@ -44,9 +44,10 @@ class Backend(Protocol):
 BACKENDS = ("local", "ray")
 
 
-def get_backend(name: str = "local", *, address: str | None = None, engine: str = "auto", chunk_size: int = 16) -> Backend:
+def get_backend(name: str = "local", *, address: str | None = None, engine: str = "auto", chunk_size: int = 16,
+                storage: str | None = None) -> Backend:
     """A backend by name: ``local`` (``engine``: auto, vectorized or loop; ``chunk_size``) or
-    ``ray`` (``address`` of a cluster, or a local Ray)."""
+    ``ray`` (``address`` of a cluster, or a local Ray; ``storage``: where trials checkpoint)."""
     if name == "local":
         from scalarize.backends.local import LocalBackend
 
@@ -54,5 +55,5 @@ def get_backend(name: str = "local", *, address: str | None = None, engine: str 
     if name == "ray":
         from scalarize.backends.ray import RayBackend
 
-        return RayBackend(address=address)
+        return RayBackend(address=address, storage=storage)
     raise ValueError(f"backend: unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")

@@ -1,25 +1,35 @@
-"""The Ray backend: the same runs and PBT/PB2 searches as Ray Tune trials, one per run or member.
+"""The Ray backend: the same runs and PBT/PB2 searches as Ray Tune trials, one per run or member,
+on a local Ray or a multi-node cluster (``--address HOST:PORT``).
 
-* Runs (a sweep, a comparison, a study's cells) form a Ray Tune grid: each trial trains its run
-  with the run core (:func:`scalarize.train.run.train_run`) into the experiment's store.
-* PBT uses Ray Tune's ``PopulationBasedTraining`` (PB2: ``ray.tune.schedulers.pb2.PB2``) with the
-  weights as hyperparameters ``w0 … w{k-1}``: Ray perturbs (factors) or resamples (an
-  exponential prior, so that the normalised vector is Dirichlet(α = 1)) each of them, and a
-  custom explore function puts the vector back on the simplex. Synchronous syncs every
-  ``interval`` evaluations, ``reuse_actors=True``, every checkpoint kept (PBT may exploit any),
-  an absolute storage path. Each trial is the run core's :class:`~scalarize.train.Trainer`
-  (its :class:`~scalarize.train.record.RunRecord` writes the member's evaluations, costs and
-  final record as on the local engine); a trial restored from another member's checkpoint
-  records the exploit in the lineage itself.
+* Runs (a sweep, a comparison, a study's cells) form a Ray Tune grid; PBT uses Ray Tune's
+  ``PopulationBasedTraining`` (PB2: ``ray.tune.schedulers.pb2.PB2``) with the weights as
+  hyperparameters ``w0 … w{k-1}``: Ray perturbs (factors) or resamples (an exponential prior, so
+  that the normalised vector is Dirichlet(α = 1)) each of them, and a custom explore function
+  puts the vector back on the simplex. Synchronous syncs every ``interval`` evaluations,
+  ``reuse_actors=True``, every checkpoint kept (PBT may exploit any).
+* Every trial is the run core's :class:`~scalarize.train.Trainer`, trained one evaluation at a
+  time: after each, it reports its fitness with a Tune checkpoint (its whole state and the model
+  it reports), and Tune restarts a trial whose actor died (a lost node) from its last checkpoint,
+  on any node, up to :data:`MAX_FAILURES` times. A trial restored from another member's
+  checkpoint records the exploit in the lineage.
+* **Trials never touch the experiment directory.** What a trial's record writes (evaluations,
+  costs, final metrics, its end, lineage rows) travels with its report, and the driver (the
+  ``scalarize`` process) writes it into the one SQLite store, as a Tune callback: SQLite is
+  written by one process on a local disk, never over a network file system, and every row is
+  keyed (a row sent again by a restarted trial replaces itself). The reported models
+  (``runs/<name>/model.pt``, PBT's ``best_model.pt``) are copied by the driver from the trials'
+  last checkpoints.
+* Checkpoints go to Tune's ``storage_path``: ``<experiment>/ray`` by default, which must then be
+  on a file system every node sees; ``storage`` (``pbt.storage``, ``sweep.storage``, or
+  ``--storage``) names another, e.g. a shared mount or ``s3://bucket/prefix`` (the experiment
+  directory's name is appended). Rerunning an interrupted command restores the Tune experiment.
 
-Every trial writes into the experiment's SQLite store (WAL mode: concurrent writers are safe),
-so the local and Ray backends give the same database and report. Ray starts locally when no
-address is given and joins the cluster at ``address`` otherwise. Rerunning an interrupted search
-restores the Tune experiment.
+Ray starts locally when no address is given and joins the cluster at ``address`` otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -34,12 +44,10 @@ import torch
 from scalarize.population.pbt import PBTOutcome, PBTSearch, best_schedule, last_metrics
 from scalarize.search.fitness import build_fitness
 from scalarize.store.database import Store
-from scalarize.train.record import DivergedError
-from scalarize.train.checkpoint import load_checkpoint
-from scalarize.train.config import TrainConfig
+from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory, save_atomically
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.record import RunResult
-from scalarize.train.run import RunSpec, build_trainer, is_finished, result_from_store, train_run
+from scalarize.train.record import DivergedError, RunResult
+from scalarize.train.run import RunSpec, build_trainer, is_finished, result_from_store
 from scalarize.train.setup import benchmark_from_config
 
 WEIGHT_FLOOR = 1e-6
@@ -86,13 +94,44 @@ def simplex_explore(num: int) -> Callable[[dict], dict]:
     return explore
 
 
-def _spec_data(spec: RunSpec) -> dict:
-    return {"name": spec.name, "kind": spec.kind, "fingerprint": spec.fingerprint,
-            "config": json.loads(spec.config.model_dump_json())}
+#: Restarts of a trial whose actor died (its node was lost) before the search fails.
+MAX_FAILURES = 3
+#: The key of a trial's report that carries what its record wrote (see :class:`TrialRecords`).
+ROWS = "scalarize_rows"
+NODE = "scalarize_node"
 
 
-def _spec(data: dict) -> RunSpec:
-    return RunSpec(data["name"], TrainConfig.model_validate(data["config"]), data["kind"], data["fingerprint"])
+class TrialRecords:
+    """The store of a trial: keeps what the run's record writes, for the driver to write.
+
+    It answers the writes a :class:`~scalarize.train.record.RunRecord` (and the lineage) make;
+    :meth:`take` hands them over with the trial's next report, and
+    :func:`write_records` replays them into the experiment's store.
+    """
+
+    #: the store's write methods a trial may use
+    WRITES = ("record_evaluation", "record_costs", "record_final", "finish_run", "record_lineage")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple]] = []
+
+    def __getattr__(self, name: str):
+        if name not in TrialRecords.WRITES:
+            raise AttributeError(f"a Ray trial does not {name}: the driver writes the store")
+        return lambda *args: self.rows.append((name, args))
+
+    def take(self) -> list[tuple[str, tuple]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+def write_records(store: Store, rows) -> None:
+    """Writes what a trial's record wrote into the experiment's ``store`` (one transaction)."""
+    with store.transaction():
+        for name, args in rows:
+            if name not in TrialRecords.WRITES:
+                raise ValueError(f"a Ray trial sent an unknown record {name!r}")
+            getattr(store, name)(*args)
 
 
 def member_index() -> int:
@@ -109,92 +148,230 @@ def _lineage(trainer, member: str, source: str, weights: list[float], lr: float)
             "weights": weights, "lr": lr}
 
 
+def _node() -> str:
+    ray, _ = _ray()
+    return ray.get_runtime_context().get_node_id()
+
+
+def _train_and_report(trainer, records: TrialRecords, name: str, score=None, reported=None) -> None:
+    """Trains ``trainer`` one evaluation at a time to the end; after each, reports (``score``:
+    the fitness of the last evaluation) with a checkpoint: the trainer's state and the model of
+    the evaluation the run reports (``reported``: the one restored, if any)."""
+    _, tune = _ray()
+    status = "completed" if trainer.step >= trainer.total_steps else "running"
+    while status == "running":
+        status = trainer.train_segment()
+        if status != "diverged" and trainer.record.best["evaluation"] == trainer.evaluation - 1:
+            reported = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+        if status != "running":
+            trainer.record.finish(status, trainer.diverged_at if status == "diverged" else trainer.step)
+        metrics = {"step": trainer.step, "status": status, ROWS: records.take(), NODE: _node()}
+        if score is not None:
+            value = score(trainer, status)
+            metrics["fitness"] = value if math.isfinite(value) else DIVERGED_FITNESS
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save({"member": name, "trainer": trainer.state_dict(), "reported": reported},
+                       Path(directory) / "state.pt")
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def _restore() -> dict | None:
+    _, tune = _ray()
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        return load_checkpoint(Path(directory) / "state.pt")
+
+
 def train_member(trial_config: dict) -> None:
     """A Ray Tune function trainable: one PBT member, reporting after every evaluation."""
-    _, tune = _ray()
     search = trial_config["search"]
-    spec = _spec(search["members"][member_index()])
+    spec = RunSpec.from_data(search["members"][member_index()])
     benchmark = benchmark_from_config(spec.config.benchmark)
     fitness = build_fitness(search["fitness"], primary_metrics(benchmark))
     num = len(benchmark.objectives)
-    with Store(search["directory"]) as store:
-        trainer = build_trainer(spec, store, checkpoint=False)
-        trainer.method.set_weights(weights_of(trial_config, num))
-        checkpoint = tune.get_checkpoint()
-        lr = spec.config.optimizer.lr
-        if checkpoint is None:
-            store.record_lineage(search["name"], [_lineage(trainer, spec.name, spec.name, weights_of(trial_config, num), lr)])
-        else:
-            with checkpoint.as_directory() as directory:
-                state = load_checkpoint(Path(directory) / "state.pt")
-            trainer.load_state_dict(state["trainer"])
-            trainer.record.name = spec.name  # an exploit brings the source's record along
-            trainer.method.set_weights(weights_of(trial_config, num))
-            if state["member"] != spec.name:  # exploited: continue from another member's model
-                store.record_lineage(search["name"], [_lineage(trainer, spec.name, state["member"],
-                                                               weights_of(trial_config, num), lr)])
-        status = "completed" if trainer.step >= trainer.total_steps else "running"
-        while status == "running":
-            status = trainer.train_segment()
-            score = fitness(last_metrics(trainer.history)) if status != "diverged" else math.nan
-            score = score if math.isfinite(score) else DIVERGED_FITNESS
-            with tempfile.TemporaryDirectory() as directory:
-                torch.save({"member": spec.name, "trainer": trainer.state_dict()}, Path(directory) / "state.pt")
-                tune.report({"fitness": score, "step": trainer.step}, checkpoint=tune.Checkpoint.from_directory(directory))
-        trainer.record.finish(status, trainer.step)
+    records = TrialRecords()
+    trainer = build_trainer(spec, records, checkpoint=False)  # type: ignore[arg-type]
+    weights = weights_of(trial_config, num)
+    trainer.method.set_weights(weights)
+    lr = spec.config.optimizer.lr
+    state = _restore()
+    reported = None
+    if state is None:
+        records.record_lineage(search["name"], [_lineage(trainer, spec.name, spec.name, weights, lr)])
+    else:
+        trainer.load_state_dict(state["trainer"])
+        trainer.record.name = spec.name  # an exploit brings the source's record along
+        trainer.method.set_weights(weights)
+        reported = state.get("reported")
+        if state["member"] != spec.name:  # exploited: continue from another member's model
+            records.record_lineage(search["name"], [_lineage(trainer, spec.name, state["member"], weights, lr)])
+
+    def score(trainer, status: str) -> float:
+        return fitness(last_metrics(trainer.history)) if status != "diverged" else math.nan
+
+    _train_and_report(trainer, records, spec.name, score, reported)
 
 
 def train_one_trial(trial_config: dict) -> None:
     """A Ray Tune function trainable: one run of a plan, trained by the run core."""
-    _, tune = _ray()
-    spec = _spec(trial_config["run"])
-    with Store(trial_config["directory"]) as store:
-        result = train_run(spec, store, progress=False)
-    tune.report({"status": result.status, "steps": result.steps})
+    spec = RunSpec.from_data(trial_config["run"])
+    records = TrialRecords()
+    trainer = build_trainer(spec, records, checkpoint=False)  # type: ignore[arg-type]
+    state = _restore()
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+    _train_and_report(trainer, records, spec.name, reported=state.get("reported") if state else None)
+
+
+class _Driver:
+    """The driver's side of the trials: writes what they send into the store; counts the nodes
+    they ran on and their restarts. Active (see :class:`DriverCallback`) while Tune runs."""
+
+    def __init__(self, store: Store, log: Callable[[str], None]) -> None:
+        self.store = store
+        self.log = log
+        self.nodes: dict[str, set[str]] = {}
+        self.restarts = 0
+
+    def result(self, trial, result: dict) -> None:
+        rows = result.get(ROWS)
+        if rows:
+            write_records(self.store, rows)
+        if result.get(NODE):
+            self.nodes.setdefault(trial.trial_id, set()).add(result[NODE])
+
+    def recovered(self, trial) -> None:
+        self.restarts += 1
+        self.log(f"trial {trial.trial_id} failed (a lost node?): restarted from its last checkpoint")
+
+    def summary(self) -> str:
+        nodes = set().union(*self.nodes.values()) if self.nodes else set()
+        return (f"Ray Tune: {len(self.nodes)} trial(s) ran on {len(nodes)} node(s)"
+                + (f"; {self.restarts} restart(s) from checkpoints after failures" if self.restarts else ""))
+
+    @contextlib.contextmanager
+    def active(self):
+        global _ACTIVE
+        _ACTIVE = self
+        try:
+            yield self
+        finally:
+            _ACTIVE = None
+
+
+_ACTIVE: _Driver | None = None
+
+try:
+    from ray.tune import Callback as _TuneCallback
+except ImportError:  # pragma: no cover - depends on the installation
+    _TuneCallback = object
+
+
+class DriverCallback(_TuneCallback):
+    """A Tune callback handing every trial result to the active :class:`_Driver`. Stateless, so
+    that Tune can save it with the experiment and a restored experiment calls today's driver."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if _ACTIVE is not None:
+            _ACTIVE.result(trial, result)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        if _ACTIVE is not None:
+            _ACTIVE.recovered(trial)
+
+
+def _last_states(grid) -> dict[str, dict]:
+    """Each trial's last checkpoint, by the run it trains (the name saved in it: a PBT trial's
+    config is its exploit source's, so the config does not say which member it is)."""
+    states = {}
+    for result in grid:
+        if result.checkpoint is None:
+            continue
+        with result.checkpoint.as_directory() as directory:
+            state = load_checkpoint(Path(directory) / "state.pt")
+        states[state["member"]] = state
+    return states
+
+
+def _save_reported_models(store: Store, states: dict[str, dict]) -> None:
+    """``runs/<name>/model.pt`` of each trial's run: the model its record reports."""
+    for name, state in states.items():
+        if state.get("reported") is not None:
+            save_atomically(state["reported"], run_directory(store.directory, name) / MODEL_FILE)
 
 
 class RayBackend:
-    """Runs and PBT searches on Ray Tune (see the module docstring)."""
+    """Runs and PBT searches on Ray Tune (see the module docstring). ``callbacks``: more Tune
+    callbacks (the tests lose a node from one)."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, storage: str | None = None, callbacks: Sequence = ()) -> None:
         self.address = address
+        self.storage = storage
+        self.callbacks = list(callbacks)
+        #: after a call: the trials' nodes and restarts (:class:`_Driver`)
+        self.driver: _Driver | None = None
+
+    def storage_path(self, directory: Path) -> str:
+        """Where Tune keeps the trials' checkpoints for the experiment in ``directory``."""
+        if self.storage is None:
+            return str(directory.resolve() / "ray")
+        if "://" in self.storage:
+            return f"{self.storage.rstrip('/')}/{directory.resolve().name}"
+        return str(Path(self.storage).resolve() / directory.resolve().name)
 
     def train(self, runs: Sequence[RunSpec], store: Store, *, progress: bool = True,
               log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None) -> dict[str, RunResult]:
         if on_evaluation is not None:
             raise ValueError("backend ray: measurements along training (a study's gradient conflict) run on the local backend")
         _, tune = _ray()
-        from ray.tune import RunConfig, TuneConfig
+        from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
         pending = [r for r in runs if not is_finished(store, r.name)]
         if pending:
+            for run in pending:
+                store.start_run(run.name, run.kind, json.loads(run.config.model_dump_json()), run.fingerprint)
             start_ray(self.address, log)
             log(f"Ray Tune: {len(pending)} trial(s)")
-            directory = str(store.directory.resolve())
-            plans = {r.name: _spec_data(r) for r in pending}
-            tuner = tune.Tuner(
-                tune.with_resources(train_one_trial, {"cpu": 1}),
-                param_space={"name": tune.grid_search(list(plans)), "directory": directory,
-                             "run": tune.sample_from(lambda s: plans[s.config["name"]])},
-                tune_config=TuneConfig(num_samples=1, reuse_actors=True),
-                run_config=RunConfig(name="runs", storage_path=str(store.directory.resolve() / "ray"),
-                                     verbose=1 if progress else 0),
-            )
-            _raise_errors(tuner.fit())
+            plans = {r.name: r.to_data() for r in pending}
+            self.driver = _Driver(store, log)
+            callbacks = [DriverCallback(), *self.callbacks]
+            trainable = tune.with_resources(train_one_trial, {"cpu": 1})
+            storage = self.storage_path(store.directory)
+            experiment = f"{storage}/runs"
+            if tune.Tuner.can_restore(experiment):
+                log(f"resuming the Ray Tune experiment in {experiment}")
+                tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={"name": tune.grid_search(list(plans)),
+                                 "run": tune.sample_from(lambda s: plans[s.config["name"]])},
+                    tune_config=TuneConfig(num_samples=1, reuse_actors=True),
+                    run_config=RunConfig(name="runs", storage_path=storage, verbose=1 if progress else 0,
+                                         callbacks=callbacks,
+                                         failure_config=FailureConfig(max_failures=MAX_FAILURES),
+                                         checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                )
+            with self.driver.active():
+                grid = tuner.fit()
+            _raise_errors(grid)
+            _save_reported_models(store, _last_states(grid))
+            log(self.driver.summary())
         return {r.name: result_from_store(store, r.name) for r in runs}
 
     def pbt(self, search: PBTSearch, store: Store, *, progress: bool = True,
             log: Callable[[str], None] = lambda _: None) -> PBTOutcome:
         _, tune = _ray()
-        from ray.tune import CheckpointConfig, RunConfig, TuneConfig
+        from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
         directory = store.directory.resolve()
         members = search.members
         num = len(members[0].weights)
-        data = {"name": search.name, "directory": str(directory), "fitness": search.fitness,
-                "members": [_spec_data(m) for m in members]}
+        data = {"name": search.name, "fitness": search.fitness, "members": [m.to_data() for m in members]}
         for member in members:
             store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
         initial = [m.weights for m in members]
@@ -203,21 +380,35 @@ class RayBackend:
             param_space[f"w{i}"] = tune.sample_from(lambda s, i=i: initial[s.config["member"]][i])
         start_ray(self.address, log)
         log(f"PBT ({search.algorithm}, Ray Tune): {len(members)} trials")
+        self.driver = _Driver(store, log)
+        callbacks = [DriverCallback(), *self.callbacks]
         trainable = tune.with_resources(train_member, {"cpu": 1})
-        experiment = directory / "ray" / search.name
-        if tune.Tuner.can_restore(str(experiment)):
+        storage = self.storage_path(directory)
+        experiment = f"{storage}/{search.name}"
+        if tune.Tuner.can_restore(experiment):
             log(f"resuming the Ray Tune experiment in {experiment}")
-            tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
             tuner = tune.Tuner(
                 trainable, param_space=param_space,
                 tune_config=TuneConfig(scheduler=_scheduler(search, num), num_samples=1, reuse_actors=True),
-                run_config=RunConfig(name=search.name, storage_path=str(directory / "ray"), verbose=1 if progress else 0,
-                                     checkpoint_config=CheckpointConfig(num_to_keep=None)),
+                run_config=RunConfig(name=search.name, storage_path=storage, verbose=1 if progress else 0,
+                                     callbacks=callbacks, failure_config=FailureConfig(max_failures=MAX_FAILURES),
+                                     checkpoint_config=CheckpointConfig(num_to_keep=None), stop=_finished),
             )
-        grid = tuner.fit()
+        with self.driver.active():
+            grid = tuner.fit()
         _raise_errors(grid)
-        return _outcome(search, store, grid)
+        states = _last_states(grid)
+        _save_reported_models(store, states)
+        log(self.driver.summary())
+        return _outcome(search, store, states)
+
+
+def _finished(trial_id: str, result: dict) -> bool:
+    """Tune's stopper: a trial's last report ends it before the scheduler sees it (PBT does not
+    exploit at the end, as on the local engine, where the last evaluation is no sync)."""
+    return result.get("status", "running") != "running"
 
 
 def _raise_errors(grid) -> None:
@@ -249,7 +440,7 @@ def _scheduler(search: PBTSearch, num: int):
     )
 
 
-def _outcome(search: PBTSearch, store: Store, grid) -> PBTOutcome:
+def _outcome(search: PBTSearch, store: Store, states: dict[str, dict]) -> PBTOutcome:
     """The best member by its fitness at the last evaluation, as the local engine picks it."""
     members = search.members
     fitness_fn = build_fitness(search.fitness, primary_metrics(benchmark_from_config(members[0].config.benchmark)))
@@ -265,10 +456,6 @@ def _outcome(search: PBTSearch, store: Store, grid) -> PBTOutcome:
     name = members[best].name
     last = store.last_evaluation(name)
     lineage = store.lineage(search.name)
-    model = None
-    for result in grid:
-        if result.checkpoint is not None and result.config.get("member") == best:
-            with result.checkpoint.as_directory() as directory:
-                model = load_checkpoint(Path(directory) / "state.pt")["trainer"]["model"]
+    model = states[name]["trainer"]["model"] if name in states else None
     return PBTOutcome(best, fitness.tolist(), last.get("val", {}), last.get("test", {}),
                       best_schedule(lineage, members, best), lineage, model)

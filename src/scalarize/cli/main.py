@@ -30,11 +30,53 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scalarize.experiments.loading import load_experiment_config
     from scalarize.train.config import TrainConfig
 
-    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=_say)  # before torch loads
+    if args.nproc is not None and args.nproc < 1:
+        raise UsageError(f"--nproc: must be a positive integer, got {args.nproc}")
+    quiet = args.quiet or _world_size() > 1 and _rank() > 0
+    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=None if quiet else _say)
     from scalarize.cli.experiments import run_and_report
 
+    if args.nproc is not None and args.nproc > 1:  # N local processes, as torchrun --standalone
+        from scalarize.train import distributed
+
+        from scalarize.train.setup import prepare
+
+        backend = distributed.check_processes(args.nproc, args.dist_backend, config.device)
+        benchmark, _ = prepare(config)  # bad input answered here, before any process starts
+        distributed.check_batches(benchmark, config.batch_size, args.nproc)
+        arguments = [args.config, *_overrides(args), "--dist-backend", backend, *(["-q"] if args.quiet else [])]
+        return distributed.launch(arguments, args.nproc, log=lambda line: print(line, file=sys.stderr))
+    if _world_size() > 1:  # one rank of data-parallel training (torchrun, or --nproc above)
+        from scalarize.train import distributed
+
+        context = distributed.init(args.dist_backend, config.device)
+        if not context.is_driver:
+            code = distributed.serve(context)
+        else:
+            try:
+                run_and_report(config, progress=not args.quiet, say=_say)
+            finally:
+                distributed.finish(context)
+            code = 0
+        distributed.shutdown()
+        return code
     run_and_report(config, progress=not args.quiet, say=_say)
     return 0
+
+
+def _world_size() -> int:
+    """torchrun's WORLD_SIZE (1 outside torchrun), read without loading torch."""
+    import os
+
+    value = os.environ.get("WORLD_SIZE", "1")
+    return int(value) if value.isdigit() else 1
+
+
+def _rank() -> int:
+    import os
+
+    value = os.environ.get("RANK", "0")
+    return int(value) if value.isdigit() else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -62,7 +104,8 @@ def cmd_pbt(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     overrides += [f"pbt.{key}={value}" for key, value in
-                  (("backend", args.backend), ("address", args.address), ("algorithm", args.algorithm)) if value]
+                  (("backend", args.backend), ("address", args.address), ("storage", args.storage),
+                   ("algorithm", args.algorithm)) if value]
     config = load_pbt_config(args.target, overrides, log=_say)
     pbt_and_report(config, sweep=Path(args.sweep) if args.sweep else None, progress=not args.quiet, say=_say)
     return 0
@@ -212,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = _experiment_parser(commands, "train", "train a config (and its single-task baselines)",
                                "YAML config file (see configs/)", "optimizer.lr=3e-4 method.name=pcgrad")
+    train.add_argument("--nproc", type=int, metavar="N",
+                       help="train data-parallel on N local processes (one per GPU with nccl); batch_size is the "
+                            "global batch (see docs/CLUSTER.md for torchrun on several machines)")
+    train.add_argument("--dist-backend", choices=["auto", "gloo", "nccl"], default="auto",
+                       help="collective backend with --nproc or torchrun (auto: nccl on GPUs, gloo on CPUs)")
     train.set_defaults(handler=cmd_train)
 
     sweep = _experiment_parser(commands, "sweep", "train a sweep of weights as a population; report the front",
@@ -224,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--algorithm", choices=["pbt", "pb2"], help="overrides pbt.algorithm")
     pbt.add_argument("--backend", choices=["local", "ray"], help="overrides pbt.backend (default local)")
     pbt.add_argument("--address", help="Ray cluster address to join (with --backend ray)")
+    pbt.add_argument("--storage", help="with --backend ray: where trials checkpoint, a directory every node sees "
+                                       "or s3://... (overrides pbt.storage; default <output>/ray)")
     pbt.add_argument("--sweep", help="experiment directory of a sweep of the same benchmark to compare with")
     pbt.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="replay only: train the schedule and uniform scalarization with these seeds "
@@ -280,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             args.overrides = [*args.overrides, *extra]
         handler: Callable[[argparse.Namespace], int] = args.handler
+        if _world_size() > 1 and args.command != "train":
+            raise UsageError(f"scalarize {args.command}: only `scalarize train` runs on several processes (torchrun); "
+                             f"run `scalarize {args.command}` alone, or use --backend ray for populations")
         from scalarize.store.database import Store, release_directories
 
         Store.exclusive = True  # one command per experiment directory at a time

@@ -63,6 +63,7 @@ class PBTSpec(Strict):
     seed: int = 0
     backend: Literal["local", "ray"] = "local"
     address: str | None = None
+    storage: str | None = None
     compare_uniform: bool = True
 
 
@@ -107,7 +108,7 @@ def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
 
 def member_fingerprint(config: PBTConfig, member: Member) -> str:
     """A member's identity: its starting config and the search's settings (where it runs aside)."""
-    search = config.pbt.model_dump_json(exclude={"backend", "address", "compare_uniform"})
+    search = config.pbt.model_dump_json(exclude={"backend", "address", "storage", "compare_uniform"})
     return hashlib.sha256((member.config.fingerprint() + search).encode()).hexdigest()[:16]
 
 
@@ -181,7 +182,7 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
     members = initial_members(config, len(benchmark.objectives))
     uniform = RunSpec(f"{config.name}-uniform", _uniform_config(config), "uniform")
     check_not_conflicting(config, [*members, *([uniform] if config.pbt.compare_uniform else [])])
-    backend = backend or get_backend(config.pbt.backend, address=config.pbt.address)
+    backend = backend or get_backend(config.pbt.backend, address=config.pbt.address, storage=config.pbt.storage)
     with Store(config.experiment_dir()) as store:
         log(f"PBT ({config.pbt.algorithm}, {backend.name} backend): {len(members)} members on {benchmark.name}, "
             f"sync every {config.pbt.interval} evaluation(s)")

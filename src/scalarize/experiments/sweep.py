@@ -53,6 +53,7 @@ class SweepSpec(Strict):
     chunk_size: int = Field(default=16, ge=1)
     backend: Literal["local", "ray"] = "local"
     address: str | None = None
+    storage: str | None = None
 
 
 class SweepConfig(TrainConfig):
@@ -142,7 +143,7 @@ def run_sweep(
     stl = stl_runs(config, benchmark.objectives) if config.stl else []
     check_not_conflicting(config, [*members, *stl])
     backend = backend or get_backend(config.sweep.backend, address=config.sweep.address, engine=config.sweep.engine,
-                                     chunk_size=config.sweep.chunk_size)
+                                     chunk_size=config.sweep.chunk_size, storage=config.sweep.storage)
     with Store(config.experiment_dir()) as store:
         log(f"sweep {config.name}: {len(members)} members on {benchmark.name} ({', '.join(benchmark.objectives)})")
         results = backend.train(members, store, progress=progress, log=log, on_evaluation=on_evaluation)

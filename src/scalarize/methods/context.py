@@ -35,6 +35,27 @@ head (T² head backwards in all). The context finds the task losses as the input
 built the vector (``losses.grad_fn``), or takes them as a list (``losses=[l_1, ..., l_T]``);
 other ``[T]`` tensors (e.g. MDL's per-domain means) are differentiated row by row.
 
+**Across ranks** (data-parallel training, ``scalarize.train.distributed``): the trainer passes a
+``reducer`` (sums over the ranks of a process group) and, on every rank, the losses of its shard
+of the global batch scaled so that their **mean over the ranks is the global batch's loss**. The
+context then hands methods already-reduced quantities, so that N ranks at batch B/N make the
+update one process makes at batch B, and no method knows about ranks:
+
+* ``losses``: the global values (one all-reduce of T numbers); their graph is this rank's, so a
+  backward from any function of them sends this rank's share of the gradient;
+* ``.grad`` after :meth:`backward`, :meth:`backward_weighted`, ...: the global gradient (one
+  all-reduce of every parameter's gradient, as DDP does, after the local backward);
+* :meth:`shared_jacobian` and :meth:`task_gradients`: means over the ranks (one all-reduce of the
+  ``[T, n]`` Jacobian and the heads' gradients); :meth:`gradients_on` a parameter likewise;
+* per-sample quantities (gradients on the shared representation, whose rows are this rank's
+  samples) stay sharded, scaled to be this rank's rows of the global batch's gradient; they are
+  reduced by :meth:`sample_gramian`, :meth:`sample_norms` (sums over the global batch) and
+  :meth:`representation_products` (a parameter's gradient, summed over the ranks);
+* :meth:`recompute_losses` and :meth:`independent_jacobians`: global, like the step's own.
+
+Every quantity a method writes from reduced ones (``set_shared_gradient``, task-specific
+gradients, a method's own ``.grad``) is the same on every rank, so the ranks' parameters stay equal.
+
 torchjd's Gramian engine (``torchjd.autogram``) is not offered: it needs hooks on the trunk before
 the forward pass, serves only methods whose weights depend on the Gramian alone, and on these
 models it was slower than either engine here and no lighter in memory than ``loop`` (see the
@@ -44,6 +65,7 @@ benchmark's ``engines`` section).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +88,42 @@ def resolve_gradient_engine(engine: str, shared_params: Sequence[nn.Parameter] =
     on_gpu = shared_params[0].device.type == "cuda"
     dense = all(p.dim() <= 2 for p in shared_params)
     return "batched" if on_gpu or dense else "loop"
+
+
+class Reducer(Protocol):
+    """Sums over the ranks of data-parallel training (``scalarize.train.distributed``)."""
+
+    world: int
+
+    def sum(self, tensor: Tensor) -> Tensor:
+        """The sum of ``tensor`` over the ranks (a new tensor; ``tensor`` is left alone)."""
+        ...
+
+
+def mean_over_ranks(reducer: Reducer, values: Sequence[Tensor | None], like: Sequence[Tensor]) -> list[Tensor | None]:
+    """The mean over the ranks of each of ``values`` (``None``: zeros shaped like ``like[k]``),
+    in one reduction per device and dtype; ``None`` where no rank had a value."""
+    out: list[Tensor | None] = [None] * len(values)
+    groups: dict[tuple, list[int]] = {}
+    for k, (value, ref) in enumerate(zip(values, like)):
+        source = ref if value is None else value
+        groups.setdefault((source.device, source.dtype), []).append(k)
+    for (device, dtype), members in groups.items():
+        parts = [
+            (like[k].new_zeros(like[k].numel(), dtype=dtype, device=device) if values[k] is None
+             else values[k].detach().reshape(-1))
+            for k in members
+        ]
+        present = torch.tensor([values[k] is not None for k in members], dtype=dtype, device=device)
+        total = reducer.sum(torch.cat([*parts, present]))
+        offset = 0
+        for j, k in enumerate(members):
+            size = parts[j].numel()
+            if total[total.numel() - len(members) + j] > 0:
+                shape = like[k].shape if values[k] is None else values[k].shape
+                out[k] = (total[offset : offset + size] / reducer.world).view(shape)
+            offset += size
+    return out
 
 
 def task_outputs(losses: Tensor) -> list[Tensor | GradientEdge] | None:
@@ -111,8 +169,11 @@ class StepContext:
         loss_scale: fp16's loss scale ``s`` (``None``: no scaling). Every backward pass is seeded
             with ``s`` and every gradient divided by ``s`` as it is produced, so methods see true
             gradients and ``.grad`` holds true gradients (``scalarize.train.precision``).
-        params: every trainable parameter a backward may reach (model and method), needed only
-            with ``loss_scale``; default the shared and task parameters.
+        params: every trainable parameter a backward may reach (model and method), needed with
+            ``loss_scale`` and ``reducer``; default the shared and task parameters.
+        reducer: data-parallel training: sums over the ranks; ``losses`` are then this rank's
+            shard's losses scaled so that their mean over the ranks is the global batch's loss
+            (see the module docstring). ``None``: one process.
     """
 
     def __init__(
@@ -131,6 +192,7 @@ class StepContext:
         independent_losses: Callable[[], Tensor | Sequence[Tensor]] | None = None,
         loss_scale: float | None = None,
         params: Sequence[nn.Parameter] | None = None,
+        reducer: Reducer | None = None,
     ) -> None:
         if isinstance(losses, Tensor):
             self.losses = losses
@@ -138,6 +200,11 @@ class StepContext:
         else:
             self._outputs = list(losses)
             self.losses = torch.stack(self._outputs)
+        self.reducer = reducer if reducer is not None and reducer.world > 1 else None
+        if self.reducer is not None:  # the global values, with this rank's graph
+            local = self.losses
+            value = self.reducer.sum(local.detach()) / self.reducer.world
+            self.losses = value + (local - local.detach())
         self.features = features
         self.shared_params = list(shared_params)
         self.task_params = [list(p) for p in task_params]
@@ -174,8 +241,22 @@ class StepContext:
         grads = torch.autograd.grad(outputs, inputs, grad_outputs=seeds, **options)
         return tuple(None if g is None else g / self.loss_scale for g in grads)
 
+    def _reduce_grads(self) -> None:
+        """Across ranks: every parameter's ``.grad`` becomes its mean over the ranks (what DDP's
+        all-reduce does), after this rank's backward added its share."""
+        if self.reducer is None:
+            return
+        params = [p for p in self._params if p.requires_grad]
+        for param, grad in zip(params, mean_over_ranks(self.reducer, [p.grad for p in params], params)):
+            param.grad = None if grad is None else grad.to(param.dtype)
+
     def _backward(self, output: Tensor, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
-        """``output.backward(gradient)`` into ``.grad``; with a loss scale, the true gradients."""
+        """``output.backward(gradient)`` into ``.grad``; with a loss scale, the true gradients.
+        Across ranks, ``.grad`` is then the global gradient."""
+        self._local_backward(output, gradient, retain_graph)
+        self._reduce_grads()
+
+    def _local_backward(self, output: Tensor, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
         if self.loss_scale is None:
             output.backward(gradient, retain_graph=retain_graph)
             return
@@ -204,7 +285,7 @@ class StepContext:
             other = StepContext(
                 self._independent_losses(), features=None, shared_params=self.shared_params,
                 task_params=[[] for _ in range(self.losses.numel())], gradient_engine=self.gradient_engine,
-                loss_scale=self.loss_scale,
+                loss_scale=self.loss_scale, reducer=self.reducer,
             )
             out.append(other.shared_jacobian().detach())
         return out
@@ -225,13 +306,15 @@ class StepContext:
         if self.head_inputs is None or self._head_pass is None:
             self.backward((weights * self.losses).sum())
             return
-        feature_grads, task_grads = self._head_pass
+        feature_grads, task_grads = self._head_pass  # this rank's: reduced with the trunk's below
         self._accumulate_task_grads(task_grads, weights)
         self._backward(self.features, torch.tensordot(weights.to(feature_grads), feature_grads, dims=1))
 
     def backward_weighted_with_representation_gradients(self, weights: Tensor) -> Tensor:
         """Backpropagates ``Σ_i w_i L_i`` and returns ``[T, *Z.shape]``: the gradients
-        ``w_i ∂L_i/∂Z`` each task sent into the shared representation on the way.
+        ``w_i ∂L_i/∂Z`` each task sent into the shared representation on the way (across ranks,
+        this rank's rows of the global batch's: reduce with :meth:`sample_norms`,
+        :meth:`sample_gramian` or :meth:`representation_products`).
 
         With ``head_inputs`` this is the one backward pass of a uniform step: a hook on
         ``head_inputs`` catches their gradient as it goes by (the graph is kept, for
@@ -250,15 +333,48 @@ class StepContext:
             handle.remove()
         if not caught:
             return torch.zeros_like(self.head_inputs)
-        return caught[0] if self.loss_scale is None else caught[0] / self.loss_scale
+        return self._global_rows(caught[0] if self.loss_scale is None else caught[0] / self.loss_scale)
+
+    def _global_rows(self, per_sample: Tensor) -> Tensor:
+        """This rank's rows of the global batch's gradient on a per-sample tensor, from this
+        rank's gradient (whose losses are scaled by the number of ranks)."""
+        return per_sample if self.reducer is None else per_sample / self.reducer.world
+
+    def _is_parameter(self, tensor: Tensor) -> bool:
+        """Whether ``tensor`` is a parameter (the same on every rank), not a per-sample result."""
+        return tensor.is_leaf or any(tensor is p for p in self._params)
+
+    def sample_gramian(self, per_sample: Tensor) -> Tensor:
+        """``[T, T]`` in float64: the Gramian of the rows of ``[T, ...]`` per-sample gradients
+        (e.g. :meth:`feature_jacobian`), over the global batch (summed over the ranks)."""
+        rows = per_sample.detach().flatten(1).double()
+        gram = rows @ rows.T
+        return gram if self.reducer is None else self.reducer.sum(gram)
+
+    def sample_norms(self, per_sample: Tensor) -> Tensor:
+        """``[T]``: the norm of each row of ``[T, ...]`` per-sample gradients over the global batch."""
+        squares = per_sample.flatten(1).pow(2).sum(1)
+        if self.reducer is not None:
+            squares = self.reducer.sum(squares)
+        return squares.sqrt()
+
+    def feature_gramian(self) -> Tensor:
+        """``[T, T]`` (float64): the Gramian of the losses' gradients on the shared
+        representation over the global batch (:meth:`sample_gramian` of :meth:`feature_jacobian`)."""
+        return self.sample_gramian(self.feature_jacobian())
 
     def representation_products(self, tensor: Tensor, representation_gradients: Tensor) -> Tensor:
         """``[T, *tensor.shape]``: row i is the gradient on ``tensor`` (a shared parameter or
         intermediate result) that the gradient ``representation_gradients[i]`` on the shared
         representation makes, by the context's engine (vector-Jacobian products through the
-        trunk only)."""
+        trunk only). Across ranks, for a parameter, the sum of every rank's (the global batch's
+        gradient, given each rank's rows of it)."""
         (grads,) = self._trunk_vjp([tensor], representation_gradients)
-        return grads if grads is not None else tensor.new_zeros(len(representation_gradients), *tensor.shape)
+        if grads is None:
+            grads = tensor.new_zeros(len(representation_gradients), *tensor.shape)
+        if self.reducer is not None and self._is_parameter(tensor):
+            grads = self.reducer.sum(grads)
+        return grads
 
     def _heads_backward(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
         """One backward of ``Σ_i L_i`` through the heads only: ``[T, *Z.shape]`` per-task
@@ -309,11 +425,19 @@ class StepContext:
             if not self.shared_params:
                 raise RuntimeError("this model has no shared parameters")
             if self.head_inputs is not None:
-                self._jacobian, self._task_grads = self._split_jacobian()
+                jacobian, task_grads = self._split_jacobian()
             elif self.gradient_engine == "batched":
-                self._jacobian, self._task_grads = self._batched_jacobian()
+                jacobian, task_grads = self._batched_jacobian()
             else:
-                self._jacobian, self._task_grads = self._loop_jacobian()
+                jacobian, task_grads = self._loop_jacobian()
+            if self.reducer is not None:  # one all-reduce: the Jacobian and every head's gradients
+                own = [self._own_params(i) for i in range(len(task_grads))]
+                flat = [g for grads in task_grads for g in grads]
+                like = [p for params in own for p in params]
+                jacobian, *flat = mean_over_ranks(self.reducer, [jacobian, *flat], [jacobian, *like])
+                reduced = iter(flat)
+                task_grads = [tuple(next(reduced) for _ in grads) for grads in task_grads]
+            self._jacobian, self._task_grads = jacobian, task_grads
         return self._jacobian
 
     def _own_params(self, i: int) -> list[nn.Parameter]:
@@ -394,7 +518,9 @@ class StepContext:
 
     # -- gradients on the shared representation ---------------------------------------------
     def feature_jacobian(self) -> Tensor:
-        """``[T, m]``: gradient of each loss on the (flattened) shared representation."""
+        """``[T, m]``: gradient of each loss on the (flattened) shared representation (across
+        ranks, on this rank's samples: reduce with :meth:`sample_gramian` or
+        :meth:`sample_norms`)."""
         if self.features is None:
             raise RuntimeError("this model exposes no shared representation")
         return self.gradients_on(self.features).flatten(1)
@@ -402,7 +528,16 @@ class StepContext:
     def gradients_on(self, tensor: Tensor) -> Tensor:
         """``[T, *tensor.shape]``: the gradient of each loss on ``tensor`` (a parameter or an
         intermediate result the losses reach), by the context's engine; zeros where a loss does
-        not reach it."""
+        not reach it. Across ranks: for a parameter, the global batch's (the mean over the
+        ranks); for a per-sample result, this rank's rows of the global batch's."""
+        grads = self._local_gradients_on(tensor)
+        if self.reducer is None:
+            return grads
+        if self._is_parameter(tensor):
+            return mean_over_ranks(self.reducer, [grads], [grads])[0]
+        return self._global_rows(grads)
+
+    def _local_gradients_on(self, tensor: Tensor) -> Tensor:
         num_tasks = self.losses.numel()
         if self.head_inputs is not None and (tensor is self.features or any(tensor is p for p in self.shared_params)):
             feature_grads, _ = self._heads_backward()
@@ -444,7 +579,10 @@ class StepContext:
         if self._recompute_losses is None:
             raise RuntimeError("this trainer cannot recompute losses")
         with torch.no_grad():
-            return self._recompute_losses()
+            losses = self._recompute_losses()
+        if self.reducer is None:
+            return losses
+        return self.reducer.sum(losses.detach()) / self.reducer.world
 
 
 def _flatten_rows(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter], rows: int) -> Tensor:

@@ -62,6 +62,19 @@ def normalise_rows(rows: Tensor, losses: Tensor, normalization: str) -> Tensor:
     return rows / scale.clamp(min=1e-12).unsqueeze(1)
 
 
+def normalise_gramian(gram: Tensor, losses: Tensor, normalization: str) -> Tensor:
+    """The Gramian of :func:`normalise_rows`'s rows, from the Gramian of the raw rows."""
+    if normalization == "none":
+        return gram
+    scale = torch.ones(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    if normalization in ("l2", "loss+"):
+        scale = scale * gram.diagonal().clamp(min=0).sqrt()
+    if normalization in ("loss", "loss+"):
+        scale = scale * losses.to(gram).abs()
+    inverse = 1.0 / scale.clamp(min=1e-12)
+    return gram * inverse.unsqueeze(0) * inverse.unsqueeze(1)
+
+
 def min_norm_settings(
     name: str, normalization: str, solver: str, epsilon: float | None, max_iters: int | None
 ) -> tuple[str, MinNormWeighting]:

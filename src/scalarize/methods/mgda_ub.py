@@ -30,7 +30,7 @@ from torch import Tensor
 from scalarize.methods._common import gramian
 from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, Method
 from scalarize.methods.context import StepContext
-from scalarize.methods.mgda import min_norm_settings, normalise_rows
+from scalarize.methods.mgda import min_norm_settings, normalise_gramian, normalise_rows
 
 
 class MGDAUB(Method):
@@ -56,8 +56,14 @@ class MGDAUB(Method):
         rows = normalise_rows(feature_gradients.detach(), losses, self.normalization)
         return self.weighting(gramian(rows))
 
+    def weights_from_gramian(self, gram: Tensor, losses: Tensor) -> Tensor:
+        """:meth:`weights` from the Gramian of the representation's gradients (the
+        normalisations are row scalings: ``D G D``)."""
+        return self.weighting(normalise_gramian(gram, losses, self.normalization))
+
     def backward(self, context: StepContext) -> None:
-        alpha = self.weights(context.feature_jacobian(), context.losses.detach())
+        # the Gramian over the whole batch (summed over the ranks in data-parallel training)
+        alpha = self.weights_from_gramian(context.feature_gramian(), context.losses.detach())
         alpha = alpha.to(context.losses)
         self.last_weights = alpha.detach().clone()
         context.backward_weighted(alpha)

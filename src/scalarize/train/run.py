@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from scalarize.store.database import Store
+from scalarize.train import distributed
 from scalarize.train.checkpoint import run_directory
 from scalarize.train.config import TrainConfig
 from scalarize.train.record import RunResult
@@ -38,6 +39,15 @@ class RunSpec:
     def __post_init__(self) -> None:
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", self.config.fingerprint())
+
+    def to_data(self) -> dict:
+        """The spec as plain data (JSON), for another process: a Ray trial, another rank."""
+        return {"name": self.name, "kind": self.kind, "fingerprint": self.fingerprint,
+                "config": json.loads(self.config.model_dump_json())}
+
+    @classmethod
+    def from_data(cls, data: dict) -> RunSpec:
+        return cls(data["name"], TrainConfig.model_validate(data["config"]), data["kind"], data["fingerprint"])
 
     @property
     def weights(self) -> list[float] | None:
@@ -75,9 +85,10 @@ def result_from_store(store: Store, name: str) -> RunResult:
     )
 
 
-def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False, checkpoint: bool = True) -> Trainer:
+def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False, checkpoint: bool = True,
+                  distributed=None) -> Trainer:
     """The trainer of ``spec``: its benchmark (loaded once per process), method and model built
-    from the config with the run's seed."""
+    from the config with the run's seed (``distributed``: this rank, see train/distributed.py)."""
     config = spec.config
     apply_threads(config.threads)
     benchmark = benchmark_from_config(config.benchmark)
@@ -88,14 +99,17 @@ def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False,
     model = build_model_from_config(config, benchmark)
     path = checkpoint_path(store.directory, spec.name) if (store is not None and checkpoint) else None
     return Trainer(config, benchmark, model, method, run_name=spec.name, store=store, checkpoint_path=path,
-                   progress=progress)
+                   progress=progress, distributed=distributed)
 
 
 def train_run(
     spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: Callable | None = None
 ) -> RunResult:
     """Trains ``spec`` into ``store``, resumes it from its checkpoint, or reads it back when it
-    is finished (see ``Trainer.on_evaluation`` for ``on_evaluation``)."""
+    is finished (see ``Trainer.on_evaluation`` for ``on_evaluation``). In data-parallel training
+    (rank 0 of ``torchrun`` or ``--nproc``), every rank trains it (train/distributed.py)."""
+    if distributed.current() is not None:
+        return distributed.drive(spec, store, progress=progress, on_evaluation=on_evaluation)
     if is_finished(store, spec.name):
         return result_from_store(store, spec.name)
     store.start_run(spec.name, spec.kind, json.loads(spec.config.model_dump_json()), spec.fingerprint)

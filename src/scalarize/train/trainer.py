@@ -6,6 +6,10 @@ looks at which method it is. Every ``eval_every`` steps it evaluates val and tes
 a checkpoint (model, optimizer, schedule, method, sampler, RNG, record) by atomic rename, so a
 killed run resumed with the same command continues from the last evaluation and ends with the
 same numbers as an uninterrupted one.
+
+With ``distributed`` (a rank of data-parallel training, ``scalarize.train.distributed``), each
+rank trains on its shard of every global batch and the step's context reduces what the method
+reads across the ranks; rank 0 alone writes checkpoints, the store and the reported model.
 """
 
 from __future__ import annotations
@@ -36,8 +40,16 @@ from scalarize.methods.context import StepContext
 from scalarize.models.contract import as_multitask, probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
-from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, save_atomically
+from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, load_checkpoint, save_atomically
 from scalarize.train.config import TrainConfig
+from scalarize.train.distributed import (
+    Distributed,
+    DistributedError,
+    ShardedSampler,
+    check_batches,
+    rank_seed,
+    shard_losses,
+)
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.losses import batch_fractions, objective_losses
 from scalarize.train.measure import step_memory
@@ -162,9 +174,18 @@ class Trainer(Checkpointable):
         store: Store | None = None,
         checkpoint_path: str | Path | None = None,
         progress: bool = True,
+        distributed: Distributed | None = None,
     ) -> None:
         self.config = config
+        self.distributed = distributed if distributed is not None and distributed.world > 1 else None
         self.device = resolve_device(config.device)
+        if self.distributed is not None:
+            if self.device.type != self.distributed.device.type:
+                raise DistributedError(
+                    f"device: {config.device!r} resolves to {self.device.type}, but the processes were started for "
+                    f"{self.distributed.device.type} ({self.distributed.backend}); use the same device in every run"
+                )
+            self.device = self.distributed.device
         self.benchmark = benchmark.to(self.device, workers=config.data.workers)
         self.model = as_multitask(model, benchmark.tasks).to(self.device)
         # channels-last is a GPU layout (tensor cores); on this CPU's oneDNN, convolutions with a
@@ -184,13 +205,10 @@ class Trainer(Checkpointable):
         self.run_name = run_name
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
-        self.sampler = build_sampler(self.benchmark, config.batch_size, config.seed + 1, config.data.augmentation())
+        self.sampler = self._sampler(config.seed + 1)
         #: Batches drawn independently of the training stream, for the methods that ask for them
         #: (SDMGrad, MoDo): their own sampler, so the training batches are those of any method.
-        self.independent_sampler = (
-            build_sampler(self.benchmark, config.batch_size, config.seed + 2, config.data.augmentation())
-            if INDEPENDENT_BATCHES in method.needs else None
-        )
+        self.independent_sampler = self._sampler(config.seed + 2) if INDEPENDENT_BATCHES in method.needs else None
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.eval_every = config.eval_every or self.steps_per_epoch
@@ -239,6 +257,19 @@ class Trainer(Checkpointable):
         #: measure gradient conflict along training; it must not touch the training RNG.
         self.on_evaluation: Callable[[str, MultiTaskModel, int, int], None] | None = None
 
+    def _sampler(self, seed: int):
+        augmentation = self.config.data.augmentation()
+        if self.distributed is None:
+            return build_sampler(self.benchmark, self.config.batch_size, seed, augmentation)
+        sampler = build_sampler(self.benchmark, self.config.batch_size, seed, augmentation, stream=False)
+        check_batches(self.benchmark, self.config.batch_size, self.distributed.world)
+        return ShardedSampler(sampler, self.distributed.rank, self.distributed.world)
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process writes the run's files (always, but on ranks > 0)."""
+        return self.distributed is None or self.distributed.is_driver
+
     # -- what the record holds -------------------------------------------------------------------
     @property
     def store(self) -> Store | None:
@@ -282,6 +313,7 @@ class Trainer(Checkpointable):
             "sampler": self.sampler.state_dict(),
             "independent_sampler": self.independent_sampler.state_dict() if self.independent_sampler else None,
             "rng": torch.get_rng_state(),
+            **({"rng_ranks": self.distributed.gather(torch.get_rng_state())} if self.distributed else {}),
             "step": self.step,
             "record": self.record.state_dict(),
             "epoch_loss": (self._epoch_loss_sum, self._epoch_loss_steps),
@@ -298,6 +330,12 @@ class Trainer(Checkpointable):
             self.independent_sampler.load_state_dict(state["independent_sampler"])
         torch.set_rng_state(state["rng"])
         self.step = state["step"]
+        if self.distributed is not None and self.distributed.rank > 0:
+            ranks = state.get("rng_ranks")
+            if ranks is not None and len(ranks) == self.distributed.world:
+                torch.set_rng_state(ranks[self.distributed.rank])
+            else:  # saved by another number of processes: a fresh stream of this rank's
+                torch.manual_seed(rank_seed(self.config.seed + self.step, self.distributed.rank))
         self.record.load_state_dict(state["record"])
         self._epoch_loss_sum, self._epoch_loss_steps = state["epoch_loss"]
         self.loss_scale.load_state_dict(state["loss_scale"])
@@ -325,28 +363,36 @@ class Trainer(Checkpointable):
         *front, outputs = result
         return (*(f.float() for f in front), {k: v.float() for k, v in outputs.items()})
 
+    def _losses(self, outputs, batch) -> Tensor:
+        """The ``[T]`` losses of a batch; in data-parallel training, this rank's share of the
+        global batch's (train/distributed.py: their mean over the ranks is the global loss)."""
+        if self.distributed is None:
+            return objective_losses(self.benchmark, outputs, batch.targets, batch.counts)
+        return shard_losses(self.benchmark, outputs, batch.targets, batch.counts, batch.total, self.distributed.world)
+
     def _context(self, batch) -> StepContext:
         head_inputs = None
         if self._split_heads:
             features, head_inputs, outputs = self._outputs(batch.inputs, heads=True)
         else:
             features, outputs = self._outputs(batch.inputs)
-        losses = objective_losses(self.benchmark, outputs, batch.targets, batch.counts)
+        losses = self._losses(outputs, batch)
 
         def recompute() -> Tensor:
             _, again = self._outputs(batch.inputs)
-            return objective_losses(self.benchmark, again, batch.targets, batch.counts)
+            return self._losses(again, batch)
 
         def independent() -> Tensor:
             other = self.independent_sampler.next_batch()
-            return objective_losses(self.benchmark, self._outputs(other.inputs)[1], other.targets, other.counts)
+            return self._losses(self._outputs(other.inputs)[1], other)
 
+        counts = batch.counts if self.distributed is None else batch.total  # the global batch's mixture
         return StepContext(
             losses,
             features=features,
             shared_params=self.shared_params,
             task_params=self.task_params,
-            batch_fractions=batch_fractions(batch.counts, losses) if self.benchmark.setting == "mdl" else None,
+            batch_fractions=batch_fractions(counts, losses) if self.benchmark.setting == "mdl" else None,
             recompute_losses=recompute,
             independent_losses=independent if self.independent_sampler is not None else None,
             step=self.step,
@@ -355,6 +401,7 @@ class Trainer(Checkpointable):
             head_inputs=head_inputs,
             loss_scale=self.loss_scale.value,
             params=self._params,
+            reducer=self.distributed.reducer if self.distributed is not None else None,
         )
 
     def train_step(self) -> Tensor:
@@ -416,6 +463,8 @@ class Trainer(Checkpointable):
             self._guarded_step_on_device()
         else:
             applied = self._gradients_finite()
+            if self.distributed is not None:  # the same decision on every rank
+                applied = self.distributed.all_true(applied)
             self.loss_scale.update(applied)
             if applied:
                 self.optimizer.step()
@@ -490,10 +539,13 @@ class Trainer(Checkpointable):
             bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
         if PREFERENCE_INPUT in self.method.needs:  # a conditioned model reports its uniform preference
             self.model.set_preference(torch.ones(len(self.benchmark.objectives)))
+        if self.distributed is not None:  # batch-norm statistics: rank 0's, so every rank evaluates alike
+            self.distributed.broadcast_tensors([b for b in self.model.buffers() if b.is_floating_point()])
         val = evaluate(self.model, self.benchmark, "val")
         test = evaluate(self.model, self.benchmark, "test")
         if self.record.evaluated(self.step, mean_loss.tolist(), val, test, self.method.objective_weights()):
-            self.save_reported_model()
+            if self.is_writer:
+                self.save_reported_model()
         if self.on_evaluation is not None:
             self.on_evaluation(self.run_name, self.model, self.step, self.evaluation - 1)
         return "completed" if self.step >= self.total_steps else "running"
@@ -501,11 +553,14 @@ class Trainer(Checkpointable):
     def fit(self) -> RunResult:
         """Trains to ``total_steps`` (resuming from the checkpoint if there is one)."""
         started = time.perf_counter()
-        self.try_resume()
+        if self.distributed is None:
+            self.try_resume()
+        else:
+            self._resume_distributed()
         self.model.train()
         bar = tqdm(
             total=self.total_steps, initial=self.step, desc=self.run_name, unit="step",
-            disable=not self.progress, leave=False, dynamic_ncols=True,
+            disable=not self.progress or not self.is_writer, leave=False, dynamic_ncols=True,
         )
         status = "completed" if self.step >= self.total_steps else "running"
         try:
@@ -517,6 +572,32 @@ class Trainer(Checkpointable):
             bar.close()
         steps = self.diverged_at if status == "diverged" else self.step
         return self.record.finish(status, steps, time.perf_counter() - started)
+
+    def _resume_distributed(self) -> None:
+        """Rank 0 reads the checkpoint, if any, and every rank loads it; then every rank holds
+        rank 0's model and method (equal already when built from the same seed)."""
+        context = self.distributed
+        state = None
+        if context.is_driver and self.checkpoint_path is not None and self.checkpoint_path.exists():
+            state = load_checkpoint(self.checkpoint_path)
+        state = context.broadcast(state)
+        if state is not None:
+            self.load_state_dict(state)
+        elif context.rank > 0:
+            torch.manual_seed(rank_seed(self.config.seed, context.rank))
+        context.broadcast_tensors([*self.model.state_dict().values(), *self.method.state_dict().values()])
+        #: whether rank 0 checkpoints (every rank then takes part: the RNG states are gathered)
+        self._checkpointing = context.broadcast(self.checkpoint_path is not None)
+
+    def save_checkpoint(self) -> None:
+        if self.distributed is None:
+            super().save_checkpoint()
+            return
+        if not getattr(self, "_checkpointing", False):
+            return
+        state = self.state_dict()
+        if self.is_writer and self.checkpoint_path is not None:
+            save_atomically(state, self.checkpoint_path)
 
     def save_reported_model(self) -> None:
         """Saves the model of the evaluation the run reports, beside its checkpoint."""
