@@ -8,6 +8,7 @@ import threading
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time under `pytest -n`
 
 from ray.cluster_utils import Cluster  # noqa: E402
 from ray.tune import Callback  # noqa: E402
