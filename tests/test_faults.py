@@ -245,3 +245,25 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path, capsys):
     assert main(["train", str(config), f"output={tmp_path / 'out'}"]) == 2
     assert time.perf_counter() - started < 5
     assert "once its aliases are expanded" in _error(capsys)
+
+
+def test_the_lock_dies_with_its_process_even_when_forked_children_live_on(tmp_path, capsys):
+    """Loader workers are forked children that outlive a killed parent by a few seconds: they
+    must not keep the directory locked (a rerun right after kill -9 resumes)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time; from pathlib import Path; from scalarize.store.database import "
+         "hold_directory; hold_directory(Path(sys.argv[1])); child = os.fork()\n"
+         "if child == 0:\n    time.sleep(60); os._exit(0)\n"
+         "print(child, flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    child = int(holder.stdout.readline())
+    holder.kill()
+    holder.wait()
+    try:
+        os.kill(child, 0)  # the child still runs
+        assert main(["train", _config(tmp_path), f"output={out}", "-q"]) == 0
+    finally:
+        os.kill(child, signal.SIGKILL)

@@ -299,7 +299,8 @@ _HELD: dict[Path, int] = {}
 def hold_directory(directory: Path) -> None:
     """Takes an exclusive lock on ``directory`` for the rest of this process (once per directory);
     raises :class:`StoreError` when another process holds it. The lock dies with the process,
-    even with ``kill -9``."""
+    even with ``kill -9``: a POSIX record lock (``lockf``), which forked children (loader
+    workers, which outlive a killed parent by a few seconds) do not inherit, unlike ``flock``."""
     import fcntl
     import os
 
@@ -308,8 +309,8 @@ def hold_directory(directory: Path) -> None:
         return
     descriptor = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # EAGAIN or EACCES: held by another process
         other = os.read(descriptor, 32).decode(errors="replace").strip() or "?"
         os.close(descriptor)
         raise StoreError(

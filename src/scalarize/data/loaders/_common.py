@@ -24,8 +24,9 @@ class BoundedSplit(DatasetSplit):
     run core evaluates in batches of 1,024, too many for 288x384 maps through a ResNet-50 or for
     1,024 complete molecular graphs."""
 
-    def __init__(self, dataset, task_names=(), collate=None, device=None, max_batch: int = 256) -> None:
-        super().__init__(dataset, task_names, collate, device)
+    def __init__(self, dataset, task_names=(), collate=None, device=None, max_batch: int = 256,
+                 workers: int | None = None) -> None:
+        super().__init__(dataset, task_names, collate, device, workers)
         self.max_batch = max_batch
 
     def batches(self, size: int):
@@ -33,10 +34,11 @@ class BoundedSplit(DatasetSplit):
 
     def subset(self, index: torch.Tensor) -> BoundedSplit:
         return BoundedSplit(torch.utils.data.Subset(self.dataset, index.tolist()), self.task_names, self.collate,
-                            self._device, self.max_batch)
+                            self._device, self.max_batch, self.workers)
 
-    def to(self, device) -> BoundedSplit:
-        return BoundedSplit(self.dataset, self.task_names, self.collate, device, self.max_batch)
+    def to(self, device, workers: int | None = None) -> BoundedSplit:
+        return BoundedSplit(self.dataset, self.task_names, self.collate, device, self.max_batch,
+                            self.workers if workers is None else workers)
 
 
 def resolve_root(root: str | os.PathLike | None, subfolder: str, needs: str) -> Path:
