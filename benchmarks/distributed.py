@@ -22,6 +22,7 @@ average is recorded with them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -180,7 +181,8 @@ def main() -> None:
         "ddp": ddp_scaling(args.nproc, args.rounds, args.device, args.steps, args.batch),
     }
     if not args.skip_ray:
-        result["ray"] = ray_overhead(args.population, args.epochs)
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables: stdout is this script's JSON
+            result["ray"] = ray_overhead(args.population, args.epochs)
     result["machine"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     text = json.dumps(result, indent=1)
     print(text)

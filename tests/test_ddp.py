@@ -160,6 +160,26 @@ def test_mixture_shards_draw_disjoint_streams_with_the_same_ratios():
     assert ratios[1].tolist() == pytest.approx(ratios[0].tolist(), abs=0.01)  # the same mixture on each
 
 
+def test_shards_keep_each_sample_s_augmentation():
+    """With crops and flips, the shards' images are the whole batch's augmented images, split."""
+    from scalarize.data.augment import Augmentation
+    from scalarize.data.benchmark import Split
+
+    images = torch.rand(30, 3, 8, 8, dtype=torch.float64)
+    split = Split(images, {"t": torch.arange(30)})
+    augment = Augmentation(crop=2, flip=True)
+    plain = EpochSampler(split, 10, 3, augment)
+    shards = [distributed.ShardedSampler(EpochSampler(split, 10, 3, augment), r, 2) for r in (0, 1)]
+    for _ in range(4):
+        whole = plain.next_batch()
+        parts = [s.next_batch() for s in shards]
+        by_label = {int(t): x for t, x in zip(whole.targets["t"], whole.inputs)}
+        for part in parts:
+            for t, x in zip(part.targets["t"], part.inputs):
+                assert torch.equal(x, by_label.pop(int(t)))
+        assert not by_label
+
+
 @pytest.mark.parametrize("setting", ["mtl", "mdl"])
 def test_the_mean_of_the_shard_losses_is_the_batch_loss(setting):
     bench = benchmark(setting)
