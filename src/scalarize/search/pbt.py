@@ -275,6 +275,25 @@ class PBTPolicy:
         key = np.where(diverged, 0.0, -fp)
         return perm[np.lexsort((key, diverged))]  # lexsort is stable: ties keep perm order
 
+    def ranking_fitness(
+        self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
+    ) -> np.ndarray:
+        """What :meth:`decide` ranks, chosen from an engine's two measures of its members:
+        ``fitness`` ``[N]`` (the search's scalar fitness, higher is better) and ``objectives``
+        ``[N, K]`` (each objective's primary validation metric, raw). PBT ranks by the fitness;
+        an engine passes both and never asks which policy it runs."""
+        return np.asarray(fitness, dtype=np.float64)
+
+    def front(
+        self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
+    ) -> list[int]:
+        """The members a finished search returns, best first (arguments as
+        :meth:`ranking_fitness`): for PBT the one member with the largest finite fitness
+        (the first on ties); ``[]`` when no fitness is finite (every member diverged)."""
+        f = np.asarray(fitness, dtype=np.float64)
+        finite = np.flatnonzero(np.isfinite(f))
+        return [int(finite[np.argmax(f[finite])])] if finite.size else []
+
     def partition(
         self, fitness: Sequence[float] | np.ndarray, rng: np.random.Generator
     ) -> tuple[list[int], list[int]]:
