@@ -138,7 +138,7 @@ MEANINGS = {
     "CompareMethod": {"name": "a method (scalarize methods)", "options": "its options", "weights": "its weights"},
     "PBTSpec": {
         "algorithm": "pbt, pb2 (GP bandit explore) or mo-pbt (non-dominated sorting; returns the front)",
-        "diversity": "mo-pbt's order inside a front: scattered (default), crowding or hypervolume",
+        "diversity": "mo-pbt only: the order inside a front (default scattered)",
         "quantile": "fraction copied / copying at each sync",
         "factors": "weight perturbation factors", "resample_probability": "chance of fresh Dirichlet weights",
         "explore_lr": "perturb the learning rate too", "lr_bounds": "learning-rate range when explored",
