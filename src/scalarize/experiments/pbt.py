@@ -129,7 +129,8 @@ def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
 
 def member_fingerprint(config: PBTConfig, member: Member) -> str:
     """A member's identity: its starting config and the search's settings (where it runs aside)."""
-    search = config.pbt.model_dump_json(exclude={"backend", "address", "storage", "compare_uniform"})
+    search = config.pbt.model_dump_json(exclude={"backend", "address", "storage", "compare_uniform"},
+                                        exclude_none=True)  # diversity: null keeps older experiments' identity
     return hashlib.sha256((member.config.fingerprint() + search).encode()).hexdigest()[:16]
 
 
@@ -163,8 +164,12 @@ class PBTResult:
 def lr_weighted_weights(schedule: list[tuple[int, list[float]]], factor, total_steps: int) -> list[float]:
     """``Σ_t f(t) w(t) / Σ_t f(t)`` over the steps ``t < total_steps`` of a piecewise-constant
     ``schedule`` (``[(first step, weights)]``) and a learning-rate multiplier ``f``."""
-    cumulative = np.concatenate([[0.0], np.cumsum([factor(t) for t in range(total_steps)])])
-    return _lr_weighted(schedule, cumulative)
+    return _lr_weighted(schedule, _cumulative(factor, total_steps))
+
+
+def _cumulative(factor, total_steps: int) -> np.ndarray:
+    """``c[t] = Σ_{s<t} f(s)`` for ``t = 0 … total_steps``."""
+    return np.concatenate([[0.0], np.cumsum([factor(t) for t in range(total_steps)])])
 
 
 def _lr_weighted(schedule, cumulative: np.ndarray) -> list[float]:
@@ -244,8 +249,7 @@ def _lr_cumulative(config: PBTConfig, benchmark) -> np.ndarray:
     """``c[t] = Σ_{s<t} f(s)`` of the learning-rate multiplier ``f`` over the run's steps."""
     sampler = build_sampler(benchmark, config.batch_size, 0)
     total = config.steps or config.epochs * sampler.steps_per_epoch
-    factor = lr_factor(config, total, sampler.steps_per_epoch)
-    return np.concatenate([[0.0], np.cumsum([factor(t) for t in range(total)])])
+    return _cumulative(lr_factor(config, total, sampler.steps_per_epoch), total)
 
 
 def _result(config, members, outcome: PBTOutcome, results, primary, cumulative) -> PBTResult:
