@@ -161,8 +161,9 @@ def _node() -> str:
 
 def _train_and_report(trainer, records: TrialRecords, name: str, score=None, reported=None) -> None:
     """Trains ``trainer`` one evaluation at a time to the end; after each, reports (``score``:
-    more metrics of the last evaluation, e.g. a PBT member's fitness) with a checkpoint: the trainer's state and the model of
-    the evaluation the run reports (``reported``: the one restored, if any)."""
+    more metrics of the last evaluation, a PBT member's fitness and objectives) with a
+    checkpoint: the trainer's state and the model of the evaluation the run reports
+    (``reported``: the one restored, if any)."""
     _, tune = _ray()
     status = "completed" if trainer.step >= trainer.total_steps else "running"
     while status == "running":
