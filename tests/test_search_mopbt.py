@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 
 from scalarize.search import (
+    DIVERSITY,
     MOPBTPolicy,
     PBTPolicy,
+    crowding_distance,
+    crowding_order,
     front_members,
+    hypervolume_contributions,
+    hypervolume_order,
     objective_matrix,
     scattered_order,
 )
+from scalarize.search.mopbt import hypervolume_reference
 
 # Six members, two objectives, higher is better.
 #   front 0: A (4, 1), C (1, 4), B (3, 3)      front 1: D (1.2, 2.2), F (2.5, 1.5)
@@ -77,6 +83,109 @@ class TestScatteredOrder:
     def test_one_member_and_one_objective(self):
         assert scattered_order(np.array([[0.3, 0.7]])).tolist() == [0]
         assert scattered_order(np.array([[0.2], [0.9], [0.5]])).tolist() == [1, 2, 0]
+
+
+class TestCrowding:
+    # One front of four: P0 (0, 10), P1 (1, 9), P2 (5, 4), P3 (10, 0); both ranges are 10.
+    # Objective 1 sorted: P0, P1, P2, P3: P1 adds (5 − 0)/10 = 0.5, P2 (10 − 1)/10 = 0.9.
+    # Objective 2 sorted: P3, P2, P1, P0: P2 adds (9 − 0)/10 = 0.9, P1 (10 − 4)/10 = 0.6.
+    # So P1 = 1.1, P2 = 1.8, the ends inf: order P0, P3 (ends, row order), P2, P1.
+    FOUR = np.array([[0.0, 10.0], [1.0, 9.0], [5.0, 4.0], [10.0, 0.0]])
+
+    def test_hand_computed_distances(self):
+        assert crowding_distance(self.FOUR) == pytest.approx([math.inf, 1.1, 1.8, math.inf])
+
+    def test_hand_computed_order(self):
+        assert crowding_order(self.FOUR).tolist() == [0, 3, 2, 1]
+
+    def test_six_points(self):
+        # front 0 (A, C, B): B's distance is 3/3 + 3/3 = 2, A and C are ends (inf); front 1
+        # (D, F) has two members, both inf: row order; then E.
+        assert crowding_distance(SIX[[0, 2, 4]]).tolist() == [math.inf, math.inf, 2.0]
+        assert crowding_order(SIX).tolist() == [0, 2, 4, 1, 5, 3]
+
+    def test_a_constant_objective_adds_nothing(self):
+        pts = np.c_[self.FOUR, np.full(4, 7.0)]
+        assert crowding_distance(pts) == pytest.approx([math.inf, 1.1, 1.8, math.inf])
+
+    def test_small_fronts_are_all_ends(self):
+        assert crowding_distance(np.array([[1.0, 2.0]])).tolist() == [math.inf]
+        assert crowding_order(np.array([[0.2], [0.9], [0.5]])).tolist() == [1, 2, 0]
+        assert crowding_order(np.zeros((0, 2))).tolist() == []
+
+
+class TestHypervolume:
+    # SIX with the reference (0.7, 0.7): each objective's worst (1) minus a tenth of its range
+    # (3). Front 0: A (4, 1) alone covers x in (3, 4], y in (0.7, 1]: 1 × 0.3; C (1, 4) likewise
+    # 0.3 × 1; B (3, 3) alone covers (1, 3] × (1, 3]: 4. Front 1: D (1.2, 2.2) alone covers
+    # (0.7, 1.2] × (1.5, 2.2] = 0.35, F (2.5, 1.5) covers (1.2, 2.5] × (0.7, 1.5] = 1.04.
+    # Order: B, A, C (tie: row order), F, D, E.
+    def test_reference(self):
+        assert hypervolume_reference(SIX) == pytest.approx([0.7, 0.7])
+
+    def test_hand_computed_contributions(self):
+        ref = np.array([0.7, 0.7])
+        assert hypervolume_contributions(SIX[[0, 2, 4]], ref) == pytest.approx([0.3, 0.3, 4.0])
+        assert hypervolume_contributions(SIX[[1, 5]], ref) == pytest.approx([0.35, 1.04])
+
+    def test_hand_computed_order(self):
+        assert hypervolume_order(SIX).tolist() == [4, 0, 2, 5, 1, 3]
+
+    def test_duplicates_contribute_nothing(self):
+        pts = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [1.0, 1.5]])
+        assert hypervolume_contributions(pts, np.array([-1.0, -1.0]))[[0, 2]].tolist() == [0.0, 0.0]
+        assert hypervolume_order(pts).tolist() == [3, 1, 0, 2]
+
+    def test_one_objective(self):
+        pts = np.array([[0.2], [0.9], [0.5]])
+        assert hypervolume_contributions(pts, np.array([0.0])).tolist() == pytest.approx([0.0, 0.4, 0.0])
+        assert hypervolume_order(pts).tolist() == [1, 2, 0]
+
+
+class TestDiversityOption:
+    def test_names(self):
+        assert list(DIVERSITY) == ["scattered", "crowding", "hypervolume"]
+        assert MOPBTPolicy(interval=1).diversity == "scattered"
+
+    @pytest.mark.parametrize("diversity", ["scattered", "crowding", "hypervolume"])
+    def test_rank_is_the_order_of_the_shuffled_members(self, diversity):
+        # rank shuffles the members once (ties must not favour low indices), then orders them
+        for seed in range(5):
+            perm = np.random.default_rng(seed).permutation(6)
+            rank = MOPBTPolicy(interval=1, diversity=diversity).rank(SIX, np.random.default_rng(seed))
+            assert rank.tolist() == perm[DIVERSITY[diversity](SIX[perm])].tolist()
+
+    def test_hypervolume_changes_who_is_copied(self):
+        # bottom 2 of 6: scattered drops F and E; hypervolume drops D and E (and copies B, A or C:
+        # A and C tie, so the shuffle picks the second source)
+        for step in range(10):
+            hv = exploited(MOPBTPolicy(interval=1, diversity="hypervolume").decide(SIX, hyper(6), step))
+            assert sorted(hv) == [1, 3] and set(hv.values()) <= {4, 0, 2}
+            assert sorted(exploited(MOPBTPolicy(interval=1).decide(SIX, hyper(6), step))) == [3, 5]
+
+    def test_rejects_unknown(self):
+        message = "MOPBTPolicy.diversity must be one of 'scattered', 'crowding', 'hypervolume'; got 'nsga'"
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            MOPBTPolicy(interval=1, diversity="nsga")
+
+
+class TestFrontOfASearch:
+    def test_front_ordered_by_fitness(self):
+        policy = MOPBTPolicy(interval=1, maximize=[True, False])
+        losses = SIX * np.array([1.0, -1.0])
+        assert policy.front([1, 2, 3, 4, 5, 6], losses) == [4, 2, 0]
+        assert policy.front([1, 2, 3, 4, math.nan, 6], losses) == [2, 0, 4]
+        assert policy.front([0, 0, 0, 0, 0, 0], np.full((6, 2), math.nan)) == []
+
+    def test_pbt_returns_its_best_member(self):
+        policy = PBTPolicy(interval=1)
+        assert policy.front([0.1, math.nan, 0.7, 0.7], SIX[:4]) == [2]
+        assert policy.front([math.nan, math.nan], SIX[:2]) == []
+
+    def test_ranking_fitness(self):
+        f, obj = np.arange(6.0), SIX
+        assert PBTPolicy(interval=1).ranking_fitness(f, obj).tolist() == f.tolist()
+        assert MOPBTPolicy(interval=1).ranking_fitness(f, obj).tolist() == SIX.tolist()
 
 
 class TestFront:

@@ -93,7 +93,7 @@ def test_config_prints_a_sections_keys_types_and_defaults(capsys):
     out = capsys.readouterr().out
     population = next(line for line in out.splitlines() if line.startswith("pbt.population "))
     assert "int (>= 2, <= 4096)" in population and " 8 " in population
-    assert re.search(r"pbt\.algorithm\s+pbt \| pb2\s+pbt", out)
+    assert re.search(r"pbt\.algorithm\s+pbt \| pb2 \| mo-pbt\s+pbt", out)
     assert main(["config", "model.head"]) == 0
     assert "model.head.name" in capsys.readouterr().out
     assert main(["config"]) == 0

@@ -7,6 +7,11 @@ on a local Ray or a multi-node cluster (``--address HOST:PORT``).
   that the normalised vector is Dirichlet(α = 1)) each of them, and a custom explore function
   puts the vector back on the simplex. Synchronous syncs every ``interval`` evaluations,
   ``reuse_actors=True``, every checkpoint kept (PBT may exploit any).
+* MO-PBT runs on the same synchronous Tune PBT, with the decisions taken by the search's own
+  policy (:class:`PolicyPBT`, a subclass of Tune's scheduler): at each sync it hands every live
+  trial's last report (the scalar ``fitness`` and the raw ``objectives``) to the policy, exactly
+  as the local engine does, and each exploited trial clones the source and takes the weights the
+  policy chose. Tune ranks by one scalar; this is how a vector of objectives ranks instead.
 * Every trial is the run core's :class:`~scalarize.train.Trainer`, trained one evaluation at a
   time: after each, it reports its fitness with a Tune checkpoint (its whole state and the model
   it reports), and Tune restarts a trial whose actor died (a lost node) from its last checkpoint,
@@ -30,6 +35,7 @@ Ray starts locally when no address is given and joins the cluster at ``address``
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -41,12 +47,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scalarize.population.pbt import PBTOutcome, PBTSearch, best_schedule, last_metrics
+from scalarize.population.pbt import PBTOutcome, PBTSearch, best_schedule, choose_front, last_metrics, scores
 from scalarize.search.fitness import build_fitness
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory, save_atomically
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.record import DivergedError, RunResult
+from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, build_trainer, is_finished, result_from_store
 from scalarize.train.setup import benchmark_from_config
 
@@ -155,8 +161,9 @@ def _node() -> str:
 
 def _train_and_report(trainer, records: TrialRecords, name: str, score=None, reported=None) -> None:
     """Trains ``trainer`` one evaluation at a time to the end; after each, reports (``score``:
-    the fitness of the last evaluation) with a checkpoint: the trainer's state and the model of
-    the evaluation the run reports (``reported``: the one restored, if any)."""
+    more metrics of the last evaluation, a PBT member's fitness and objectives) with a
+    checkpoint: the trainer's state and the model of the evaluation the run reports
+    (``reported``: the one restored, if any)."""
     _, tune = _ray()
     status = "completed" if trainer.step >= trainer.total_steps else "running"
     while status == "running":
@@ -167,8 +174,7 @@ def _train_and_report(trainer, records: TrialRecords, name: str, score=None, rep
             trainer.record.finish(status, trainer.diverged_at if status == "diverged" else trainer.step)
         metrics = {"step": trainer.step, "status": status, ROWS: records.take(), NODE: _node()}
         if score is not None:
-            value = score(trainer, status)
-            metrics["fitness"] = value if math.isfinite(value) else DIVERGED_FITNESS
+            metrics.update(score(trainer, status))
         with tempfile.TemporaryDirectory() as directory:
             torch.save({"member": name, "trainer": trainer.state_dict(), "reported": reported},
                        Path(directory) / "state.pt")
@@ -208,8 +214,13 @@ def train_member(trial_config: dict) -> None:
         if state["member"] != spec.name:  # exploited: continue from another member's model
             records.record_lineage(search["name"], [_lineage(trainer, spec.name, state["member"], weights, lr)])
 
-    def score(trainer, status: str) -> float:
-        return fitness(last_metrics(trainer.history)) if status != "diverged" else math.nan
+    names = [name for name, _ in primary_metrics(benchmark)]
+
+    def score(trainer, status: str) -> dict:
+        alive = status != "diverged"
+        values, objectives = scores(fitness, names, [last_metrics(trainer.history) if alive else {}], [alive])
+        value = float(values[0])
+        return {"fitness": value if math.isfinite(value) else DIVERGED_FITNESS, "objectives": objectives[0].tolist()}
 
     _train_and_report(trainer, records, spec.name, score, reported)
 
@@ -419,6 +430,8 @@ def _raise_errors(grid) -> None:
 
 def _scheduler(search: PBTSearch, num: int):
     policy = search.policy
+    if search.algorithm == "mo-pbt":
+        return PolicyPBT(policy, num, search.lr)
     if search.algorithm == "pb2":
         from ray.tune.schedulers.pb2 import PB2
 
@@ -441,21 +454,87 @@ def _scheduler(search: PBTSearch, num: int):
 
 
 def _outcome(search: PBTSearch, store: Store, states: dict[str, dict]) -> PBTOutcome:
-    """The best member by its fitness at the last evaluation, as the local engine picks it."""
+    """The members the policy returns (the best first) by their last evaluation, as the local
+    engine picks them; a member whose trial did not complete counts as diverged."""
     members = search.members
-    fitness_fn = build_fitness(search.fitness, primary_metrics(benchmark_from_config(members[0].config.benchmark)))
-    histories = [result_from_store(store, m.name).history for m in members]
-    fitness = np.array([fitness_fn(last_metrics(h)) if h else np.nan for h in histories], dtype=float)
-    for index, member in enumerate(members):
-        if store.run(member.name)["status"] != "completed":
-            fitness[index] = np.nan
-    if not np.isfinite(fitness).any():
-        raise DivergedError("pbt: every member of the population diverged (its loss turned non-finite); "
-                            "lower optimizer.lr or check the data")
-    best = int(np.nanargmax(fitness))
+    primary = primary_metrics(benchmark_from_config(members[0].config.benchmark))
+    metrics = [last_metrics(result_from_store(store, m.name).history) for m in members]
+    alive = [store.run(m.name)["status"] == "completed" for m in members]
+    fitness, objectives = scores(build_fitness(search.fitness, primary), [n for n, _ in primary], metrics, alive)
+    front = choose_front(search.policy, fitness, objectives)
+    best = front[0]
     name = members[best].name
     last = store.last_evaluation(name)
     lineage = store.lineage(search.name)
     model = states[name]["trainer"]["model"] if name in states else None
     return PBTOutcome(best, fitness.tolist(), last.get("val", {}), last.get("test", {}),
-                      best_schedule(lineage, members, best), lineage, model)
+                      best_schedule(lineage, members, best), lineage, model, front, objectives.tolist())
+
+
+try:
+    from ray.tune.schedulers import PopulationBasedTraining as _TunePBT
+except ImportError:  # pragma: no cover - depends on the installation
+    _TunePBT = object
+
+
+def _member_of(trial) -> int:
+    """The member a trial trains: its index in the grid (see :func:`member_index`)."""
+    return int(trial.trial_id.rsplit("_", 1)[1])
+
+
+class PolicyPBT(_TunePBT):
+    """Tune's synchronous PBT whose decisions are a scalarize policy's (MO-PBT on Ray).
+
+    At each sync Tune asks for the population's quantiles (``_quantiles``). Here the policy
+    decides instead, as on the local engine: ``policy.ranking_fitness`` of every live trial's
+    last report (``fitness``, ``objectives``), their weights, and the sync index (the training
+    iteration, i.e. the evaluation) as the seed of ``policy.decide``. The exploited trials are
+    the bottom quantile, their sources the top; each exploited trial clones its own source
+    (``_checkpoint_or_exploit``) and takes the weights the policy explored (``_get_new_config``).
+    Tune does the rest (checkpoints, pauses, restores) as for its own PBT. The learning rate is
+    not explored on Ray (``explore_lr`` applies to the local engine only).
+    """
+
+    def __init__(self, policy, num_weights: int, lr: float) -> None:
+        _, tune = _ray()
+        super().__init__(
+            time_attr="training_iteration", metric="fitness", mode="max",
+            perturbation_interval=policy.interval, quantile_fraction=policy.quantile,
+            hyperparam_mutations={f"w{i}": tune.uniform(WEIGHT_FLOOR, 1.0) for i in range(num_weights)},  # for logs
+            synch=True,
+        )
+        self.policy = policy
+        self.num_weights = num_weights
+        self.lr = lr
+        #: this sync's plan: exploited trial -> (source trial, the policy's Decision)
+        self.plan: dict = {}
+
+    def _quantiles(self):
+        trials = sorted((t for t, state in self._trial_state.items()
+                         if state.last_result is not None and not t.is_finished()), key=_member_of)
+        self.plan = {}
+        if len(trials) <= 1:
+            return [], []
+        reports = [self._trial_state[t].last_result for t in trials]
+        fitness = np.array([np.nan if r["fitness"] == DIVERGED_FITNESS else r["fitness"] for r in reports], dtype=float)
+        ranked = self.policy.ranking_fitness(fitness, np.array([r["objectives"] for r in reports], dtype=float))
+        if self.policy.diverged(ranked).all():
+            return [], []
+        hyperparams = [{"weights": weights_of(t.config, self.num_weights), "lr": self.lr} for t in trials]
+        time = int(max(self._trial_state[t].last_train_time for t in trials))
+        decisions = self.policy.decide(ranked, hyperparams, step=time)
+        self.plan = {trials[d.member]: (trials[d.source], d) for d in decisions if d.exploited}
+        sources = list(dict.fromkeys(source for source, _ in self.plan.values()))
+        return list(self.plan), sources
+
+    def _checkpoint_or_exploit(self, trial, tune_controller, upper_quantile, lower_quantile):
+        planned = self.plan.get(trial)
+        upper = upper_quantile if planned is None else [planned[0]]  # Tune's random.choice: the source
+        super()._checkpoint_or_exploit(trial, tune_controller, upper, lower_quantile)
+
+    def _get_new_config(self, trial, trial_to_clone):
+        _, decision = self.plan[trial]
+        config = copy.deepcopy(trial_to_clone.config)
+        for i, weight in enumerate(decision.weights):
+            config[f"w{i}"] = float(weight)
+        return config, {f"w{i}": "policy" for i in range(self.num_weights)}

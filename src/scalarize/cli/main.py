@@ -105,7 +105,7 @@ def cmd_pbt(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     overrides += [f"pbt.{key}={value}" for key, value in
                   (("backend", args.backend), ("address", args.address), ("storage", args.storage),
-                   ("algorithm", args.algorithm)) if value]
+                   ("algorithm", args.algorithm), ("diversity", args.diversity)) if value]
     config = load_pbt_config(args.target, overrides, log=_say)
     pbt_and_report(config, sweep=Path(args.sweep) if args.sweep else None, progress=not args.quiet, say=_say)
     return 0
@@ -266,10 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
                                "YAML config with a sweep: section (see configs/*-sweep.yaml)", "sweep.step=0.05")
     sweep.set_defaults(handler=cmd_sweep)
 
-    pbt = _experiment_parser(commands, "pbt", "search weights with PBT/PB2; `pbt replay DIR` retrains the best schedule",
+    pbt = _experiment_parser(commands, "pbt", "search weights with PBT/PB2/MO-PBT; `pbt replay DIR` retrains the best "
+                             "schedule",
                              "YAML config with a pbt: section (see configs/*-pbt.yaml), or `replay`",
                              "pbt.population=16 (after replay: the experiment directory)")
-    pbt.add_argument("--algorithm", choices=["pbt", "pb2"], help="overrides pbt.algorithm")
+    pbt.add_argument("--algorithm", choices=["pbt", "pb2", "mo-pbt"],
+                     help="overrides pbt.algorithm: pbt (truncation by one fitness), pb2 (its explore by a GP "
+                          "bandit), mo-pbt (Dushatskiy et al. 2023: ranks by non-dominated sorting of the objectives' "
+                          "validation metrics; the result is the population's front)")
+    pbt.add_argument("--diversity", choices=["scattered", "crowding", "hypervolume"],
+                     help="mo-pbt: the order inside a front (overrides pbt.diversity): scattered (the paper's "
+                          "epsilon-net, default), crowding (NSGA-II crowding distance), hypervolume (exclusive "
+                          "hypervolume contribution)")
     pbt.add_argument("--backend", choices=["local", "ray"], help="overrides pbt.backend (default local)")
     pbt.add_argument("--address", help="Ray cluster address to join (with --backend ray)")
     pbt.add_argument("--storage", help="with --backend ray: where trials checkpoint, a directory every node sees "

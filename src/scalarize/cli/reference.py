@@ -137,7 +137,9 @@ MEANINGS = {
                     "lr_grid": "learning rates every method tries alike (best mean validation score kept)"},
     "CompareMethod": {"name": "a method (scalarize methods)", "options": "its options", "weights": "its weights"},
     "PBTSpec": {
-        "algorithm": "pbt, or pb2 (GP bandit explore)", "quantile": "fraction copied / copying at each sync",
+        "algorithm": "pbt, pb2 (GP bandit explore) or mo-pbt (non-dominated sorting; returns the front)",
+        "diversity": "mo-pbt only: the order inside a front (default scattered)",
+        "quantile": "fraction copied / copying at each sync",
         "factors": "weight perturbation factors", "resample_probability": "chance of fresh Dirichlet weights",
         "explore_lr": "perturb the learning rate too", "lr_bounds": "learning-rate range when explored",
         "dirichlet_alpha": "concentration of the weight prior", "initial": "initial weights: dirichlet or uniform",
@@ -268,7 +270,8 @@ def epilog(command: str) -> str:
     if command in ("sweep", "study"):
         lines.append("designs: lattice (step), sobol, dirichlet (points), list (weights)")
     if command == "pbt":
-        lines.append(f"fitness: {', '.join(FITNESS_NAMES)}; algorithms: pbt, pb2; backends: local, ray")
+        lines.append(f"fitness: {', '.join(FITNESS_NAMES)}; algorithms: pbt, pb2, mo-pbt; mo-pbt diversity: "
+                     "scattered, crowding, hypervolume; backends: local, ray")
     example = {"train": "configs/multimnist.yaml", "sweep": "configs/*-sweep.yaml",
                "compare": "configs/*-compare.yaml", "pbt": "configs/*-pbt.yaml", "study": "configs/study*.yaml"}[command]
     lines.append(f"examples: {example}")

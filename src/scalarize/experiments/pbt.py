@@ -5,7 +5,12 @@ ranked by a validation fitness; each member of the bottom fraction copies a memb
 (parameters, optimizer state, sampler state, weights, learning rate) and explores: its weights
 are multiplied by factors and put back on the simplex, or resampled from a Dirichlet prior
 (:class:`scalarize.search.PBTPolicy`). PB2 (Parker-Holder et al. 2020) picks the explored
-weights with a time-varying GP bandit instead (:func:`scalarize.search.pb2_explore`).
+weights with a time-varying GP bandit instead (:func:`scalarize.search.pb2_explore`). MO-PBT
+(Dushatskiy et al., ICML 2023; ``pbt.algorithm: mo-pbt``) keeps PBT's exploit and explore but ranks
+the members by non-dominated sorting of the objectives' primary validation metrics (one per task
+or domain, each in its direction), then by a diversity order inside each front (``pbt.diversity``:
+``scattered``, the paper's ε-net; ``crowding``, NSGA-II's crowding distance; ``hypervolume``, each
+member's exclusive hypervolume contribution): :class:`scalarize.search.MOPBTPolicy`.
 
 The config becomes a :class:`~scalarize.population.pbt.PBTSearch` (the members, the policy, the
 fitness), which a backend runs: the local one on a stacked population
@@ -13,7 +18,10 @@ fitness), which a backend runs: the local one on a stacked population
 Every member's record and the lineage go to the experiment's SQLite store.
 
 The result is a **schedule** of weights (the one the best member's final model experienced,
-:func:`scalarize.search.schedule_of`) and the best member's model.
+:func:`scalarize.search.schedule_of`) and the best member's model. MO-PBT's result is the
+population's **front**: its non-dominated members on validation (``pbt_result.json``'s ``front``:
+names, objectives, schedules, lineage; each model in ``runs/<name>/model.pt``); the best of them
+by ``pbt.fitness`` is also ``best`` (``best_model.pt``, what ``scalarize pbt replay`` retrains).
 """
 
 from __future__ import annotations
@@ -33,14 +41,17 @@ from scalarize.data.sampling import build_sampler
 from scalarize.experiments.train import check_not_conflicting
 from scalarize.population.engine import stackable_inputs
 from scalarize.population.members import Member
-from scalarize.population.pbt import PBTSearch
+from scalarize.population.pbt import PBTOutcome, PBTSearch, best_schedule, member_lineage
 from scalarize.search.fitness import build_fitness
+from scalarize.search.mopbt import MOPBTPolicy
 from scalarize.search.pbt import PBTPolicy
 from scalarize.store.database import Store
 from scalarize.experiments.loading import load_experiment_config
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.run import RunSpec
+from scalarize.train.checkpoint import MODEL_FILE, run_directory
+from scalarize.train.record import RunResult
+from scalarize.train.run import RunSpec, result_from_store
 from scalarize.train.setup import prepare
 from scalarize.train.trainer import lr_factor
 
@@ -49,7 +60,9 @@ RESULT_FILE = "pbt_result.json"
 
 
 class PBTSpec(Strict):
-    algorithm: Literal["pbt", "pb2"] = "pbt"
+    algorithm: Literal["pbt", "pb2", "mo-pbt"] = "pbt"
+    diversity: Literal["scattered", "crowding", "hypervolume"] | None = Field(
+        default=None, description="mo-pbt only: the order inside a front (default scattered)")
     population: int = Field(default=8, ge=2, le=4096, description="members (at least 2: one to copy, one that copies)")
     interval: int = Field(default=1, ge=1, description="evaluations between syncs")
     quantile: float = Field(default=0.25, gt=0, le=0.5)
@@ -70,14 +83,22 @@ class PBTSpec(Strict):
 class PBTConfig(TrainConfig):
     pbt: PBTSpec = Field(default_factory=PBTSpec)
 
-    def policy(self) -> PBTPolicy:
+    def policy(self, primary: list[tuple[str, bool]] | None = None) -> PBTPolicy:
+        """The search's policy; ``primary`` (the objectives' primary metrics and directions)
+        orients MO-PBT's objectives."""
         spec = self.pbt
+        if spec.diversity is not None and spec.algorithm != "mo-pbt":
+            raise ConfigError(f"pbt.diversity: only for pbt.algorithm mo-pbt; got algorithm {spec.algorithm!r}")
+        common = dict(
+            interval=spec.interval, quantile=spec.quantile, factors=tuple(spec.factors),
+            resample_probability=spec.resample_probability, explore_lr=spec.explore_lr,
+            lr_bounds=tuple(spec.lr_bounds), dirichlet_alpha=spec.dirichlet_alpha, seed=spec.seed,
+        )
         try:
-            return PBTPolicy(
-                interval=spec.interval, quantile=spec.quantile, factors=tuple(spec.factors),
-                resample_probability=spec.resample_probability, explore_lr=spec.explore_lr,
-                lr_bounds=tuple(spec.lr_bounds), dirichlet_alpha=spec.dirichlet_alpha, seed=spec.seed,
-            )
+            if spec.algorithm != "mo-pbt":
+                return PBTPolicy(**common)
+            maximize = tuple(up for _, up in primary) if primary else None
+            return MOPBTPolicy(**common, maximize=maximize, diversity=spec.diversity or "scattered")
         except ValueError as error:
             raise ConfigError(f"pbt: {error}") from None
 
@@ -108,7 +129,8 @@ def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
 
 def member_fingerprint(config: PBTConfig, member: Member) -> str:
     """A member's identity: its starting config and the search's settings (where it runs aside)."""
-    search = config.pbt.model_dump_json(exclude={"backend", "address", "storage", "compare_uniform"})
+    search = config.pbt.model_dump_json(exclude={"backend", "address", "storage", "compare_uniform"},
+                                        exclude_none=True)  # diversity: null keeps older experiments' identity
     return hashlib.sha256((member.config.fingerprint() + search).encode()).hexdigest()[:16]
 
 
@@ -127,6 +149,12 @@ class PBTResult:
     #: the schedule's weights averaged over the steps with the learning rate as weight: what the
     #: training actually felt (late weights hardly matter once a decaying learning rate nears 0)
     effective_weights: list[float] = field(default_factory=list)
+    #: the members the search returns, best fitness first: PBT's best alone, MO-PBT's front
+    front: list[int] = field(default_factory=list)
+    #: every member's final result as the store holds it (val/test metrics of its final model)
+    results: dict[str, RunResult] = field(default_factory=dict)
+    #: every member's learning-rate-weighted weights (its own schedule's, as ``effective_weights``)
+    member_weights: list[list[float]] = field(default_factory=list)
 
     @property
     def best_name(self) -> str:
@@ -136,13 +164,22 @@ class PBTResult:
 def lr_weighted_weights(schedule: list[tuple[int, list[float]]], factor, total_steps: int) -> list[float]:
     """``Σ_t f(t) w(t) / Σ_t f(t)`` over the steps ``t < total_steps`` of a piecewise-constant
     ``schedule`` (``[(first step, weights)]``) and a learning-rate multiplier ``f``."""
-    starts = [step for step, _ in schedule] + [total_steps]
+    return _lr_weighted(schedule, _cumulative(factor, total_steps))
+
+
+def _cumulative(factor, total_steps: int) -> np.ndarray:
+    """``c[t] = Σ_{s<t} f(s)`` for ``t = 0 … total_steps``."""
+    return np.concatenate([[0.0], np.cumsum([factor(t) for t in range(total_steps)])])
+
+
+def _lr_weighted(schedule, cumulative: np.ndarray) -> list[float]:
+    """:func:`lr_weighted_weights` with ``cumulative[t] = Σ_{s<t} f(s)`` precomputed."""
+    total = len(cumulative) - 1
+    starts = [min(step, total) for step, _ in schedule] + [total]
     totals = np.zeros(len(schedule[0][1]))
-    mass = 0.0
-    for (start, weights), end in zip(schedule, starts[1:]):
-        lr_sum = sum(factor(t) for t in range(start, min(end, total_steps)))
-        totals += lr_sum * np.asarray(weights, dtype=float)
-        mass += lr_sum
+    for start, end, (_, weights) in zip(starts, starts[1:], schedule):
+        totals += (cumulative[end] - cumulative[start]) * np.asarray(weights, dtype=float)
+    mass = cumulative[-1]
     return (totals / mass).tolist() if mass > 0 else list(schedule[-1][1])
 
 
@@ -157,21 +194,22 @@ def save_result(directory, search: str, best: str, schedule, val: dict, test: di
     tmp.replace(path)
 
 
-def pbt_search(config: PBTConfig, members: list[RunSpec]) -> PBTSearch:
-    return PBTSearch(config.name, members, config.policy(), config.pbt.algorithm, config.pbt.fitness,
+def pbt_search(config: PBTConfig, members: list[RunSpec], primary: list[tuple[str, bool]] | None = None) -> PBTSearch:
+    return PBTSearch(config.name, members, config.policy(primary), config.pbt.algorithm, config.pbt.fitness,
                      config.optimizer.lr)
 
 
 def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool = True,
             log: Callable[[str], None] = lambda _: None) -> PBTResult:
-    """Searches the weights with PBT/PB2 on ``backend`` (default: the one ``pbt.backend`` names)
-    and, with ``pbt.compare_uniform``, trains uniform scalarization on the same budget."""
+    """Searches the weights with PBT/PB2/MO-PBT on ``backend`` (default: the one ``pbt.backend``
+    names) and, with ``pbt.compare_uniform``, trains uniform scalarization on the same budget."""
     if config.method.name != "scalarization":
         raise ConfigError(f"method.name: PBT searches scalarization weights; got {config.method.name!r}")
     benchmark, _ = prepare(config)
-    config.policy()  # validates the policy before anything is written
+    primary = primary_metrics(benchmark)
+    config.policy(primary)  # validates the policy before anything is written
     try:
-        build_fitness(config.pbt.fitness, primary_metrics(benchmark))
+        build_fitness(config.pbt.fitness, primary)
     except ValueError as error:
         raise ConfigError(f"pbt.fitness: {error}") from None
     if backend is None and config.pbt.backend == "local" and not stackable_inputs(benchmark):
@@ -183,25 +221,67 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
     uniform = RunSpec(f"{config.name}-uniform", _uniform_config(config), "uniform")
     check_not_conflicting(config, [*members, *([uniform] if config.pbt.compare_uniform else [])])
     backend = backend or get_backend(config.pbt.backend, address=config.pbt.address, storage=config.pbt.storage)
-    with Store(config.experiment_dir()) as store:
+    directory = config.experiment_dir()
+    with Store(directory) as store:
         log(f"PBT ({config.pbt.algorithm}, {backend.name} backend): {len(members)} members on {benchmark.name}, "
             f"sync every {config.pbt.interval} evaluation(s)")
-        outcome = backend.pbt(pbt_search(config, members), store, progress=progress, log=log)
-    directory = config.experiment_dir()
+        outcome = backend.pbt(pbt_search(config, members, primary), store, progress=progress, log=log)
+        results = {m.name: result_from_store(store, m.name) for m in members}
     if outcome.model_state is not None:
         torch.save(outcome.model_state, directory / "best_model.pt")
-    sampler = build_sampler(benchmark, config.batch_size, 0)
-    total = config.steps or config.epochs * sampler.steps_per_epoch
-    effective = lr_weighted_weights(outcome.schedule, lr_factor(config, total, sampler.steps_per_epoch), total)
-    save_result(directory, config.name, members[outcome.best].name, outcome.schedule, outcome.val, outcome.test,
-                effective, population=len(members), fitness=config.pbt.fitness)
-    result = PBTResult(config, members, outcome.best, outcome.fitness, outcome.val, outcome.test, outcome.schedule,
-                       outcome.lineage, primary_metrics(benchmark), effective_weights=effective)
+    result = _result(config, members, outcome, results, primary, _lr_cumulative(config, benchmark))
+    save_result(directory, config.name, result.best_name, outcome.schedule, outcome.val, outcome.test,
+                result.effective_weights, population=len(members), fitness=config.pbt.fitness,
+                algorithm=config.pbt.algorithm, diversity=_diversity(config),
+                front=front_entries(result, outcome, directory))
     if config.pbt.compare_uniform:
         log(f"training uniform scalarization on the same budget ({uniform.name})")
         with Store(directory) as store:
             result.uniform = get_backend("local", engine="loop").train([uniform], store, progress=progress)[uniform.name]
     return result
+
+
+def _diversity(config: PBTConfig) -> str | None:
+    return (config.pbt.diversity or "scattered") if config.pbt.algorithm == "mo-pbt" else None
+
+
+def _lr_cumulative(config: PBTConfig, benchmark) -> np.ndarray:
+    """``c[t] = Σ_{s<t} f(s)`` of the learning-rate multiplier ``f`` over the run's steps."""
+    sampler = build_sampler(benchmark, config.batch_size, 0)
+    total = config.steps or config.epochs * sampler.steps_per_epoch
+    return _cumulative(lr_factor(config, total, sampler.steps_per_epoch), total)
+
+
+def _result(config, members, outcome: PBTOutcome, results, primary, cumulative) -> PBTResult:
+    schedules = [best_schedule(outcome.lineage, members, i) for i in range(len(members))]
+    weights = [_lr_weighted(schedule, cumulative) for schedule in schedules]
+    return PBTResult(config, members, outcome.best, outcome.fitness, outcome.val, outcome.test, outcome.schedule,
+                     outcome.lineage, primary, effective_weights=weights[outcome.best],
+                     front=list(outcome.front) or [outcome.best], results=results, member_weights=weights)
+
+
+def front_entries(result: PBTResult, outcome: PBTOutcome, directory) -> list[dict]:
+    """``pbt_result.json``'s ``front``: per member the search returns, best fitness first, its
+    name, final validation objectives, val/test metrics, weight schedule (``[[first step,
+    weights]]``), learning-rate-weighted weights, lineage (the rows its final model descends
+    through) and model file."""
+    names = [name for name, _ in result.primary]
+    entries = []
+    for index in result.front:
+        member = result.members[index]
+        run = result.results[member.name]
+        model = run_directory(directory, member.name) / MODEL_FILE
+        lineage = member_lineage(outcome.lineage, result.members, index)
+        entries.append({
+            "name": member.name,
+            "objectives": dict(zip(names, outcome.objectives[index])) if outcome.objectives else {},
+            "val": run.val, "test": run.test,
+            "schedule": best_schedule(outcome.lineage, result.members, index),
+            "effective_weights": result.member_weights[index],
+            "lineage": [{k: row[k] for k in ("time", "step", "member", "source", "weights")} for row in lineage],
+            "model": str(model.relative_to(directory)) if model.is_file() else None,
+        })
+    return entries
 
 
 def _uniform_config(config: PBTConfig) -> TrainConfig:

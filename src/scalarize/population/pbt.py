@@ -5,7 +5,11 @@ members train together; every ``interval`` evaluations they are ranked by a vali
 each member of the bottom fraction copies a member of the top (parameters, optimizer state,
 weights, learning rate) and explores its weights (:class:`scalarize.search.PBTPolicy`); PB2
 (Parker-Holder et al. 2020) picks the explored weights with a time-varying GP bandit instead
-(:func:`scalarize.search.pb2_explore`).
+(:func:`scalarize.search.pb2_explore`); MO-PBT (Dushatskiy et al., ICML 2023) ranks by
+non-dominated sorting of the objectives' primary validation metrics instead
+(:class:`scalarize.search.MOPBTPolicy`). The engine hands the policy both the scalar fitness and
+the objectives and never asks which algorithm it runs: the policy picks what it ranks
+(``ranking_fitness``) and which members the search returns (``front``).
 
 An exploit is an in-memory copy of member slices; the whole population, the lineage and the sync
 index are checkpointed at every evaluation, so a killed search resumes from its last sync with
@@ -13,7 +17,9 @@ its lineage intact. Every member's record (the run core's) and the lineage go to
 
 :class:`PBTSearch` is what any backend runs, and :class:`PBTOutcome` what it returns: the best
 member is the one with the best fitness at the last evaluation, and its metrics are that
-evaluation's (the final model, whose schedule is the result).
+evaluation's (the final model, whose schedule is the result). The outcome also lists the
+members the policy returns (``front``: PBT's best member alone, MO-PBT's non-dominated members,
+best fitness first) and every member's final objectives.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import torch
 from scalarize.data.benchmark import Benchmark
 from scalarize.population.stacked import StackedPopulation
 from scalarize.search.fitness import build_fitness, fitness_vector
-from scalarize.search.pbt import PBTPolicy, initial_rows, lineage_rows, schedule_of
+from scalarize.search.mopbt import objective_matrix
+from scalarize.search.pbt import PBTPolicy, initial_rows, lineage_path, lineage_rows
 from scalarize.store.database import Store
 from scalarize.train.record import DivergedError
 from scalarize.train.evaluate import primary_metrics
@@ -63,6 +70,10 @@ class PBTOutcome:
     lineage: list[dict]
     #: the best member's final model (``state_dict``), when the backend has it
     model_state: dict | None = field(default=None, repr=False)
+    #: the members the policy returns, best fitness first (``front[0] == best``)
+    front: list[int] = field(default_factory=list)
+    #: every member's final objectives ``[N][K]`` (primary validation metrics, raw; NaN: diverged)
+    objectives: list[list[float]] = field(default_factory=list)
 
 
 def last_metrics(history: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -72,12 +83,42 @@ def last_metrics(history: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k[4:]: v for k, v in history[-1].items() if k.startswith("val/")}
 
 
-def best_schedule(lineage: list[dict], members: Sequence[RunSpec], best: int) -> list[tuple[int, list[float]]]:
-    """The weight schedule the best member's final model experienced, from the stored lineage."""
+def scores(fitness_fn, names: Sequence[str], metrics: Sequence[dict[str, float]],
+           alive: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """``(fitness [N], objectives [N, K])`` of the members whose last validation metrics are
+    ``metrics`` (``{}``: not evaluated): the scalar fitness and the primary metrics ``names``,
+    raw; a member not ``alive`` (diverged) is NaN in both."""
+    dead = ~np.asarray(alive, dtype=bool)
+    fitness = fitness_vector(lambda m: fitness_fn(m) if m else float("nan"), metrics)
+    objectives = objective_matrix(metrics, names)
+    fitness[dead], objectives[dead] = np.nan, np.nan
+    return fitness, objectives
+
+
+def choose_front(policy: PBTPolicy, fitness: np.ndarray, objectives: np.ndarray) -> list[int]:
+    """The members the search returns (``policy.front``); DivergedError when there are none."""
+    front = policy.front(fitness, objectives)
+    if not front:
+        raise DivergedError("pbt: every member of the population diverged (its loss turned non-finite); "
+                            "lower optimizer.lr or check the data")
+    return front
+
+
+def _indexed(lineage: list[dict], members: Sequence[RunSpec]) -> list[dict]:
     index = {m.name: i for i, m in enumerate(members)}
-    history = [dict(r, member=index[r["member"]], source=index[r["source"]]) for r in lineage]
-    steps = {r["time"]: r["step"] for r in lineage}
-    return [(steps[t], w.tolist()) for t, w in schedule_of(best, history)]
+    return [dict(r, member=index[r["member"]], source=index[r["source"]]) for r in lineage]
+
+
+def member_lineage(lineage: list[dict], members: Sequence[RunSpec], member: int) -> list[dict]:
+    """The stored lineage rows that member ``member``'s final model descends through, in time
+    order (:func:`scalarize.search.pbt.lineage_path`): its start, and each copy on its line."""
+    return [lineage[p] for p in lineage_path(member, _indexed(lineage, members))]
+
+
+def best_schedule(lineage: list[dict], members: Sequence[RunSpec], best: int) -> list[tuple[int, list[float]]]:
+    """The weight schedule the final model of member ``best`` experienced, from the stored
+    lineage: ``[(first step, weights)]``."""
+    return [(r["step"], [float(w) for w in r["weights"]]) for r in member_lineage(lineage, members, best)]
 
 
 class LocalPBT:
@@ -91,6 +132,7 @@ class LocalPBT:
         self.policy = search.policy
         self.members = search.members
         self.fitness_fn = build_fitness(search.fitness, primary_metrics(benchmark))
+        self.objective_names = [name for name, _ in primary_metrics(benchmark)]
         for member in self.members:
             store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
         self.population = StackedPopulation(
@@ -100,13 +142,10 @@ class LocalPBT:
         self.population.extra_state = {"lineage": [], "fitness_log": []}
 
     # -- the sync --------------------------------------------------------------------------------
-    def _fitness(self) -> np.ndarray:
-        values = fitness_vector(self._fitness_of, [last_metrics(h) for h in self.population.histories])
-        values[~self.population.alive.numpy()] = np.nan
-        return values
-
-    def _fitness_of(self, metrics: dict) -> float:
-        return self.fitness_fn(metrics) if metrics else float("nan")
+    def _scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(fitness [N], objectives [N, K])`` at the last evaluation (:func:`scores`)."""
+        metrics = [last_metrics(h) for h in self.population.histories]
+        return scores(self.fitness_fn, self.objective_names, metrics, self.population.alive.numpy())
 
     def _hyperparams(self) -> list[dict]:
         return [
@@ -117,16 +156,17 @@ class LocalPBT:
     def _sync(self, population: StackedPopulation) -> None:
         time, step = population.evaluation, population.step
         state = population.extra_state
-        fitness = self._fitness()
+        fitness, objectives = self._scores()
         state["fitness_log"].append({"time": time, "fitness": fitness.tolist(), "weights": population.weights.tolist()})
         if not state["lineage"]:
             rows = [dict(r.as_dict(), step=0) for r in initial_rows(self._hyperparams(), time=0)]
             self._record(rows, [float("nan")] * population.size)
         if time % self.policy.interval != 0 or step >= population.total_steps or population.size == 1:
             return
-        if not np.isfinite(fitness).any():
+        ranked = self.policy.ranking_fitness(fitness, objectives)
+        if self.policy.diverged(ranked).all():
             return
-        decisions = self.policy.decide(fitness, self._hyperparams(), step=time)
+        decisions = self.policy.decide(ranked, self._hyperparams(), step=time)
         if self.search.algorithm == "pb2":
             decisions = self._pb2(decisions, time)
         exploited = [d for d in decisions if d.exploited]
@@ -172,13 +212,12 @@ class LocalPBT:
     # -- the run ---------------------------------------------------------------------------------
     def fit(self) -> PBTOutcome:
         self.population.fit()
-        fitness = self._fitness()
-        if not np.isfinite(fitness).any():
-            raise DivergedError("pbt: every member of the population diverged (its loss turned non-finite); "
-                            "lower optimizer.lr or check the data")
-        best = int(np.nanargmax(fitness))
+        fitness, objectives = self._scores()
+        front = choose_front(self.policy, fitness, objectives)
+        best = front[0]
         val = self.population.evaluate_member(best, "val")
         test = self.population.evaluate_member(best, "test")
         lineage = self.store.lineage(self.search.name)
         model = {k: v.detach().clone() for k, v in self.population.member_model(best).state_dict().items()}
-        return PBTOutcome(best, fitness.tolist(), val, test, best_schedule(lineage, self.members, best), lineage, model)
+        return PBTOutcome(best, fitness.tolist(), val, test, best_schedule(lineage, self.members, best), lineage, model,
+                          front, objectives.tolist())

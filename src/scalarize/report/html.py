@@ -1,4 +1,4 @@
-"""The HTML twin of every Markdown report: a title, paragraphs, one table, figures."""
+"""The HTML twin of every Markdown report: a title, paragraphs, a table (or more), figures."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ def write_html(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     images: Sequence[Path | None] = (),
+    tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[str]]]] = (),
 ) -> Path:
-    """Writes a self-contained page (figures are referenced by file name, beside it)."""
+    """Writes a self-contained page (figures are referenced by file name, beside it);
+    ``tables``: more ``(caption, header, rows)`` after the first table."""
     text = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
     figures = "".join(f"<p><img src='{html.escape(p.name)}'></p>" for p in images if p is not None)
+    more = "".join(f"<p>{html.escape(caption)}</p>{html_table(h, r)}" for caption, h, r in tables)
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>{text}{html_table(header, rows)}"
+        f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>{text}{html_table(header, rows)}{more}"
         f"{figures}</body></html>"
     )
     return path

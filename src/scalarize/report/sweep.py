@@ -161,10 +161,12 @@ def _stl_point(result, split: str):
     return point if (point > 0).all() else None  # Δm divides by the single-task metric
 
 
-def summary(result, split: str = "test") -> dict:
+def summary(result, split: str = "test", settings: list[Setting] | None = None) -> dict:
     """Hypervolume of the settings' means against the reference (the worse of the STL point
-    and the worst observed mean); with one seed, the settings are the members."""
-    means = np.array([s.mean for s in settings_of(result, split)])
+    and the worst observed mean); with one seed, the settings are the members. ``settings``:
+    other points to summarise the same way (default: :func:`settings_of` the sweep)."""
+    settings = settings_of(result, split) if settings is None else settings
+    means = np.array([s.mean for s in settings]).reshape(len(settings), len(result.primary))
     valid = means[~np.isnan(means).any(axis=1)]
     maximize = [up for _, up in result.primary]
     count = len(means)
@@ -184,8 +186,10 @@ def summary(result, split: str = "test") -> dict:
     }
 
 
-def plot_front(result, path: Path, split: str = "test") -> Path:
-    settings = settings_of(result, split)
+def plot_front(result, path: Path, split: str = "test", settings: list[Setting] | None = None) -> Path:
+    """The settings (default: :func:`settings_of` the sweep) in metric space, drawn by the
+    number of objectives (see the module docstring)."""
+    settings = settings_of(result, split) if settings is None else settings
     names = [n for n, _ in result.primary]
     k = len(names)
     if k == 2:

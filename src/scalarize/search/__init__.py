@@ -27,7 +27,17 @@ from scalarize.search.fitness import (
     fitness_vector,
     mean_primary,
 )
-from scalarize.search.mopbt import MOPBTPolicy, front_members, objective_matrix, scattered_order
+from scalarize.search.mopbt import (
+    DIVERSITY,
+    MOPBTPolicy,
+    crowding_distance,
+    crowding_order,
+    front_members,
+    hypervolume_contributions,
+    hypervolume_order,
+    objective_matrix,
+    scattered_order,
+)
 from scalarize.search.pbt import (
     Decision,
     LineageRow,
@@ -39,6 +49,7 @@ from scalarize.search.pbt import (
 )
 
 __all__ = [
+    "DIVERSITY",
     "FITNESS_NAMES",
     "Decision",
     "FitnessFn",
@@ -48,12 +59,16 @@ __all__ = [
     "adaptive_weights",
     "build_fitness",
     "constrained",
+    "crowding_distance",
+    "crowding_order",
     "delta_m_fitness",
     "dirichlet",
     "fitness_vector",
     "front_gaps",
     "front_members",
     "grid",
+    "hypervolume_contributions",
+    "hypervolume_order",
     "initial_rows",
     "lattice",
     "lineage_rows",

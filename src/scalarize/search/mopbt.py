@@ -6,12 +6,18 @@ the members are ordered best first by
 
 1. **non-dominated sorting** of their objective values (``moocore.pareto_rank``; Deb et al.
    2002): every member of front 0 before every member of front 1, and so on;
-2. **greedy scattered subset selection** inside each front (the paper's diversity measure, an
-   ε-net; *not* NSGA-II's crowding distance nor a hypervolume contribution): the first member
-   of front 0 is the one with the largest first objective; after that each front repeatedly
-   takes its member farthest (Euclidean distance in objective space) from every member already
-   ordered, including those of earlier fronts. Ties keep the order of the first objective,
-   largest first.
+2. a **diversity order** inside each front, ``diversity``:
+
+   - ``"scattered"`` (default, the paper's: greedy scattered subset selection, an ε-net,
+     :func:`scattered_order`): the first member of front 0 is the one with the largest first
+     objective; after that each front repeatedly takes its member farthest (Euclidean distance
+     in objective space) from every member already ordered, including those of earlier fronts.
+     Ties keep the order of the first objective, largest first.
+   - ``"crowding"`` (NSGA-II's crowding distance, Deb, Pratap, Agarwal & Meyarivan, IEEE TEC
+     2002, :func:`crowding_order`): largest crowding distance first.
+   - ``"hypervolume"`` (each member's exclusive hypervolume contribution, as in SMS-EMOA,
+     Beume, Naujoks & Emmerich 2007; computed by ``moocore.hv_contributions``,
+     :func:`hypervolume_order`): largest contribution first.
 
 The order then replaces the scalar fitness of PBT (:class:`~scalarize.search.pbt.PBTPolicy`):
 the bottom quantile copies a member drawn from the top quantile and explores its weights and lr
@@ -36,7 +42,18 @@ import numpy as np
 from scalarize.pareto import pareto_front
 from scalarize.search.pbt import PBTPolicy
 
-__all__ = ["MOPBTPolicy", "front_members", "objective_matrix", "scattered_order"]
+__all__ = [
+    "DIVERSITY",
+    "MOPBTPolicy",
+    "crowding_distance",
+    "crowding_order",
+    "front_members",
+    "hypervolume_contributions",
+    "hypervolume_order",
+    "hypervolume_reference",
+    "objective_matrix",
+    "scattered_order",
+]
 
 
 def objective_matrix(
@@ -87,6 +104,86 @@ def scattered_order(points: np.ndarray) -> np.ndarray:
     return np.array(order, dtype=np.int64)
 
 
+def _front_by_front(points: np.ndarray, score) -> np.ndarray:
+    """Row indices of ``points`` (finite, higher is better) best first: fronts in Pareto-rank
+    order; inside each, ``score(front_points)`` (one number per row) descending, ties in row
+    order (a stable sort)."""
+    pts = np.asarray(points, dtype=np.float64)
+    ranks = moocore.pareto_rank(pts, maximise=True)
+    order = []
+    for rank in np.unique(ranks):
+        front = np.flatnonzero(ranks == rank)
+        order.append(front[np.argsort(-score(pts[front]), kind="stable")])
+    return np.concatenate(order).astype(np.int64) if order else np.zeros(0, dtype=np.int64)
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of each row of one front ``[n, K]`` (Deb et al. 2002).
+
+    Rule: per objective ``m``, sort the rows by ``f_m`` (stable); the first and last rows get
+    ``inf``; every other row adds ``(f_m[next] − f_m[previous]) / (f_m^max − f_m^min)``, the
+    side length of the cuboid its neighbours span, over the front's range. An objective that is
+    constant over the front adds nothing. Fronts of one or two rows are all ``inf``.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    distance = np.zeros(len(pts))
+    if len(pts) <= 2:
+        return np.full(len(pts), np.inf)
+    for column in pts.T:
+        order = np.argsort(column, kind="stable")
+        values = column[order]
+        span = values[-1] - values[0]
+        distance[order[[0, -1]]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (values[2:] - values[:-2]) / span
+    return distance
+
+
+def crowding_order(points: np.ndarray) -> np.ndarray:
+    """Row indices of ``points`` ``[n, K]`` (finite, higher is better) best first: fronts in
+    Pareto-rank order, inside each the largest :func:`crowding_distance` first (ties in row
+    order), as NSGA-II's crowded-comparison operator ranks (Deb et al. 2002)."""
+    return _front_by_front(points, crowding_distance)
+
+
+def hypervolume_reference(points: np.ndarray) -> np.ndarray:
+    """The reference point of :func:`hypervolume_order`: each objective's worst value over
+    ``points`` (higher is better) minus a tenth of its range (1 when the range is 0), so that
+    the extreme members of a front also enclose volume."""
+    pts = np.asarray(points, dtype=np.float64)
+    span = np.ptp(pts, axis=0)
+    return pts.min(axis=0) - 0.1 * np.where(span > 0, span, 1.0)
+
+
+def hypervolume_contributions(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each row's exclusive hypervolume contribution within ``points`` ``[n, K]`` (higher is
+    better): ``HV(P) − HV(P \\ {p})`` against ``reference``, by ``moocore.hv_contributions``.
+    Duplicated and dominated rows contribute 0."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.shape[1] == 1:  # moocore needs two objectives: only a unique maximum contributes
+        values, out = pts[:, 0], np.zeros(len(pts))
+        top = np.flatnonzero(values == values.max())
+        if len(top) == 1:
+            out[top] = values.max() - max(np.delete(values, top).max(initial=reference[0]), reference[0])
+        return out
+    return np.asarray(moocore.hv_contributions(pts, ref=reference, maximise=True), dtype=np.float64)
+
+
+def hypervolume_order(points: np.ndarray) -> np.ndarray:
+    """Row indices of ``points`` ``[n, K]`` (finite, higher is better) best first: fronts in
+    Pareto-rank order, inside each the largest exclusive hypervolume contribution within the
+    front first (ties in row order), against :func:`hypervolume_reference` of all the rows."""
+    pts = np.asarray(points, dtype=np.float64)
+    if len(pts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    reference = hypervolume_reference(pts)
+    return _front_by_front(pts, lambda front: hypervolume_contributions(front, reference))
+
+
+#: The diversity orders of :class:`MOPBTPolicy`, by name.
+DIVERSITY = {"scattered": scattered_order, "crowding": crowding_order, "hypervolume": hypervolume_order}
+
+
 def _orientation(maximize: Sequence[bool] | None, k: int) -> np.ndarray:
     if maximize is None:
         return np.ones(k, dtype=bool)
@@ -122,7 +219,10 @@ class MOPBTPolicy(PBTPolicy):
     - ``maximize``: one bool per objective, ``True`` when higher is better; ``None`` (default)
       when the caller already oriented every objective higher-is-better.
     - ``normalize``: divide each objective by its range over the finite members before
-      measuring distances (default ``False``, the paper's raw values).
+      measuring distances (default ``False``, the paper's raw values; the crowding and the
+      hypervolume orders do not depend on the objectives' scales).
+    - ``diversity``: the order inside a front, one of :data:`DIVERSITY` (default
+      ``"scattered"``, the paper's).
 
     :meth:`decide` takes ``fitness`` as a matrix ``[N, K]`` (members × objectives), e.g. from
     :func:`objective_matrix`; everything else is PBTPolicy's.
@@ -130,6 +230,7 @@ class MOPBTPolicy(PBTPolicy):
 
     maximize: tuple[bool, ...] | None = None
     normalize: bool = False
+    diversity: str = "scattered"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,6 +244,9 @@ class MOPBTPolicy(PBTPolicy):
         if not isinstance(self.normalize, (bool, np.bool_)):
             raise ValueError(f"MOPBTPolicy.normalize must be a bool; got {self.normalize!r}")
         object.__setattr__(self, "normalize", bool(self.normalize))
+        if self.diversity not in DIVERSITY:
+            allowed = ", ".join(repr(name) for name in DIVERSITY)
+            raise ValueError(f"MOPBTPolicy.diversity must be one of {allowed}; got {self.diversity!r}")
 
     def fitness_array(self, fitness: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """``fitness`` as float64 ``[N, K]``, oriented higher-is-better (minimised columns
@@ -154,6 +258,24 @@ class MOPBTPolicy(PBTPolicy):
             )
         return np.where(_orientation(self.maximize, f.shape[1]), f, -f)
 
+    def ranking_fitness(
+        self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
+    ) -> np.ndarray:
+        """MO-PBT ranks by the objectives ``[N, K]`` (raw; :meth:`decide` orients them by
+        ``maximize``); the scalar ``fitness`` only picks :meth:`front`'s first member."""
+        return np.asarray(objectives, dtype=np.float64)
+
+    def front(
+        self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
+    ) -> list[int]:
+        """The population's front (:func:`front_members` of ``objectives``, oriented by
+        ``maximize``), ordered by the scalar ``fitness`` ``[N]``, largest first (members with a
+        non-finite fitness last, ties in member order): the first is the one member a caller
+        keeps when it needs a single model. ``[]`` when every member diverged."""
+        f = np.asarray(fitness, dtype=np.float64)
+        members = [int(m) for m in front_members(objectives, self.maximize)]
+        return sorted(members, key=lambda m: (not np.isfinite(f[m]), -f[m] if np.isfinite(f[m]) else 0.0, m))
+
     def diverged(self, fitness: np.ndarray) -> np.ndarray:
         """Mask ``[N]``: members with any non-finite objective."""
         return ~np.isfinite(fitness).all(axis=1)
@@ -161,8 +283,8 @@ class MOPBTPolicy(PBTPolicy):
     def rank(
         self, fitness: np.ndarray | Sequence[Sequence[float]], rng: np.random.Generator
     ) -> np.ndarray:
-        """Member indices best first: the finite members in :func:`scattered_order`, then the
-        diverged ones. ``fitness`` is oriented (as :meth:`fitness_array` returns it). Members
+        """Member indices best first: the finite members in the order ``diversity`` names
+        (:data:`DIVERSITY`), then the diverged ones. ``fitness`` is oriented (as :meth:`fitness_array` returns it). Members
         are first shuffled by one ``rng.permutation(N)`` draw, so exact ties (identical rows)
         do not favour low indices."""
         f = np.asarray(fitness, dtype=np.float64)
@@ -173,4 +295,5 @@ class MOPBTPolicy(PBTPolicy):
         if self.normalize and len(points):
             span = np.ptp(points, axis=0)
             points = points / np.where(span > 0, span, 1.0)
-        return np.concatenate([finite[scattered_order(points)], perm[bad]]).astype(np.int64)
+        order = DIVERSITY[self.diversity](points)
+        return np.concatenate([finite[order], perm[bad]]).astype(np.int64)

@@ -56,6 +56,7 @@ __all__ = [
     "LineageRow",
     "PBTPolicy",
     "initial_rows",
+    "lineage_path",
     "lineage_rows",
     "quantile_count",
     "schedule_of",
@@ -275,6 +276,25 @@ class PBTPolicy:
         key = np.where(diverged, 0.0, -fp)
         return perm[np.lexsort((key, diverged))]  # lexsort is stable: ties keep perm order
 
+    def ranking_fitness(
+        self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
+    ) -> np.ndarray:
+        """What :meth:`decide` ranks, chosen from an engine's two measures of its members:
+        ``fitness`` ``[N]`` (the search's scalar fitness, higher is better) and ``objectives``
+        ``[N, K]`` (each objective's primary validation metric, raw). PBT ranks by the fitness;
+        an engine passes both and never asks which policy it runs."""
+        return np.asarray(fitness, dtype=np.float64)
+
+    def front(
+        self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
+    ) -> list[int]:
+        """The members a finished search returns, best first (arguments as
+        :meth:`ranking_fitness`): for PBT the one member with the largest finite fitness
+        (the first on ties); ``[]`` when no fitness is finite (every member diverged)."""
+        f = np.asarray(fitness, dtype=np.float64)
+        finite = np.flatnonzero(np.isfinite(f))
+        return [int(finite[np.argmax(f[finite])])] if finite.size else []
+
     def partition(
         self, fitness: Sequence[float] | np.ndarray, rng: np.random.Generator
     ) -> tuple[list[int], list[int]]:
@@ -440,6 +460,30 @@ def _row(r: LineageRow | Mapping[str, Any]) -> LineageRow:
         ) from None
 
 
+def lineage_path(member: int, history: Iterable[LineageRow | Mapping[str, Any]]) -> list[int]:
+    """Positions in ``history`` of the rows ``member``'s final model descends through, in
+    increasing time (the walk of :func:`schedule_of`): from the latest time back, the current
+    member's row at each time where it has one, following its ``source`` to earlier times."""
+    rows = [_row(raw) for raw in history]
+    table: dict[Any, dict[int, int]] = {}
+    for position, r in enumerate(rows):
+        at = table.setdefault(r.time, {})
+        if r.member in at:
+            raise ValueError(f"history has two rows for member {r.member} at time {r.time}")
+        at[r.member] = position
+    if not any(member in at for at in table.values()):
+        raise ValueError(f"member {member!r} has no row in the history")
+    path: list[int] = []
+    cur = member
+    for t in sorted(table, reverse=True):
+        position = table[t].get(cur)
+        if position is None:
+            continue
+        path.append(position)
+        cur = rows[position].source
+    return path[::-1]
+
+
 def schedule_of(
     member: int,
     history: Iterable[LineageRow | Mapping[str, Any]],
@@ -457,22 +501,8 @@ def schedule_of(
     """
     if key not in ("weights", "lr"):
         raise ValueError(f"key must be 'weights' or 'lr'; got {key!r}")
-    table: dict[Any, dict[int, LineageRow]] = {}
-    for raw in history:
-        r = _row(raw)
-        at = table.setdefault(r.time, {})
-        if r.member in at:
-            raise ValueError(f"history has two rows for member {r.member} at time {r.time}")
-        at[r.member] = r
-    if not any(member in rows for rows in table.values()):
-        raise ValueError(f"member {member!r} has no row in the history")
-    out: list[tuple[Any, Any]] = []
-    cur = member
-    for t in sorted(table, reverse=True):
-        r = table[t].get(cur)
-        if r is None:
-            continue
-        value = np.asarray(r.weights, dtype=np.float64) if key == "weights" else r.lr
-        out.append((t, value))
-        cur = r.source
-    return out[::-1]
+    rows = [_row(raw) for raw in history]
+    path = [rows[p] for p in lineage_path(member, rows)]
+    if key == "weights":
+        return [(r.time, np.asarray(r.weights, dtype=np.float64)) for r in path]
+    return [(r.time, r.lr) for r in path]
