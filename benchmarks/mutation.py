@@ -42,8 +42,10 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "pareto": (["src/scalarize/pareto/*.py"], ["tests/test_pareto.py", "tests/test_pareto_*.py"]),
     "sampling": (["src/scalarize/data/sampling.py"], ["tests/test_sampler_properties.py", "tests/test_data.py"]),
-    "trainer": (["src/scalarize/train/trainer.py"], ["tests/test_trainer.py"]),
-    "stacked": (["src/scalarize/population/stacked.py"], ["tests/test_population.py"]),
+    "trainer": (["src/scalarize/train/trainer.py"],
+                ["tests/test_trainer.py", "tests/test_selection.py", "tests/test_step_guards.py", "tests/test_resume.py"]),
+    "stacked": (["src/scalarize/population/stacked.py"],
+                ["tests/test_population.py", "tests/test_selection.py", "tests/test_resume.py"]),
 }
 
 KILLED = {"killed", "timeout", "segfault", "caught_by_type_check"}
