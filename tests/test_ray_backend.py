@@ -50,3 +50,17 @@ def test_sweep_on_ray_fills_the_same_store(tmp_path):
     assert [r.status for r in result.results.values()] == ["completed"] * 3
     with Store(tmp_path) as store:
         assert all(store.final(m.name)["test"] for m in result.members)
+
+
+@pytest.mark.slow
+def test_adaptive_sweep_on_ray_trains_each_batch_as_a_grid(tmp_path):
+    config = SweepConfig(
+        name="ra", benchmark=SMALL, model={"width": 0.25}, epochs=1, batch_size=50, stl=False,
+        output=str(tmp_path), sweep={"design": "adaptive", "backend": "ray",
+                                     "adaptive": {"initial": 3, "batch": 1, "batches": 1}},
+    )
+    result = run_sweep(config, progress=False)
+    assert [r.status for r in result.results.values()] == ["completed"] * 4
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir() if p.is_dir()) == ["batch-00", "batch-01"]
+    again = run_sweep(config, progress=False)  # read from the store: the same design, nothing trained
+    assert [m.weights for m in again.members] == [m.weights for m in result.members]
