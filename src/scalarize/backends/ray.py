@@ -22,7 +22,8 @@ on a local Ray or a multi-node cluster (``--address HOST:PORT``).
 * Checkpoints go to Tune's ``storage_path``: ``<experiment>/ray`` by default, which must then be
   on a file system every node sees; ``storage`` (``pbt.storage``, ``sweep.storage``, or
   ``--storage``) names another, e.g. a shared mount or ``s3://bucket/prefix`` (the experiment
-  directory's name is appended). Rerunning an interrupted command restores the Tune experiment.
+  directory's name is appended). Rerunning an interrupted command restores the Tune experiment:
+  one per ``group`` of runs (``runs`` by default; an adaptive sweep's batches are ``batch-NN``).
 
 Ray starts locally when no address is given and joins the cluster at ``address`` otherwise.
 """
