@@ -67,10 +67,6 @@ class AdaptiveSpec(Strict):
     def first(self, num_objectives: int) -> int:
         return self.initial if self.initial is not None else num_objectives + 1
 
-    def total(self, num_objectives: int) -> int:
-        """Weight vectors trained at most (fewer when the fallback runs out of candidates)."""
-        return self.first(num_objectives) + self.batch * self.batches
-
 
 class SweepSpec(Strict):
     design: Literal["lattice", "sobol", "dirichlet", "list", "adaptive"] = "lattice"
