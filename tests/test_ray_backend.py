@@ -102,3 +102,17 @@ def _check_the_policy_decided(config, result, lineage, directory):
         assert set(copies) == set(expected)
         for key, w in copies.items():
             assert w == pytest.approx(expected[key].tolist(), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_adaptive_sweep_on_ray_trains_each_batch_as_a_grid(tmp_path):
+    config = SweepConfig(
+        name="ra", benchmark=SMALL, model={"width": 0.25}, epochs=1, batch_size=50, stl=False,
+        output=str(tmp_path), sweep={"design": "adaptive", "backend": "ray",
+                                     "adaptive": {"initial": 3, "batch": 1, "batches": 1}},
+    )
+    result = run_sweep(config, progress=False)
+    assert [r.status for r in result.results.values()] == ["completed"] * 4
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir() if p.is_dir()) == ["batch-00", "batch-01"]
+    again = run_sweep(config, progress=False)  # read from the store: the same design, nothing trained
+    assert [m.weights for m in again.members] == [m.weights for m in result.members]

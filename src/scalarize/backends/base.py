@@ -32,8 +32,10 @@ class Backend(Protocol):
     name: str
 
     def train(self, runs: Sequence[RunSpec], store: Store, *, progress: bool = True, log: Log = print,
-              on_evaluation: Callable | None = None) -> dict[str, RunResult]:
-        """Trains every run not yet finished in ``store``; returns every run's result."""
+              on_evaluation: Callable | None = None, group: str | None = None) -> dict[str, RunResult]:
+        """Trains every run not yet finished in ``store``; returns every run's result. ``group``
+        names this call's runs when one experiment trains several groups one after another (an
+        adaptive sweep's batches): Ray keeps one Tune experiment per group."""
         ...
 
     def pbt(self, search: PBTSearch, store: Store, *, progress: bool = True, log: Log = print) -> PBTOutcome:

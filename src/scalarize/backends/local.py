@@ -22,7 +22,8 @@ class LocalBackend:
         self.chunk_size = chunk_size
 
     def train(self, runs: Sequence[RunSpec], store: Store, *, progress: bool = True,
-              log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None) -> dict[str, RunResult]:
+              log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None,
+              group: str | None = None) -> dict[str, RunResult]:
         if runs:
             apply_threads(runs[0].config.threads)
         return train_members(runs, store, engine=self.engine, chunk_size=self.chunk_size, progress=progress, log=log,

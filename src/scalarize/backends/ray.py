@@ -27,7 +27,8 @@ on a local Ray or a multi-node cluster (``--address HOST:PORT``).
 * Checkpoints go to Tune's ``storage_path``: ``<experiment>/ray`` by default, which must then be
   on a file system every node sees; ``storage`` (``pbt.storage``, ``sweep.storage``, or
   ``--storage``) names another, e.g. a shared mount or ``s3://bucket/prefix`` (the experiment
-  directory's name is appended). Rerunning an interrupted command restores the Tune experiment.
+  directory's name is appended). Rerunning an interrupted command restores the Tune experiment:
+  one per ``group`` of runs (``runs`` by default; an adaptive sweep's batches are ``batch-NN``).
 
 Ray starts locally when no address is given and joins the cluster at ``address`` otherwise.
 """
@@ -335,7 +336,8 @@ class RayBackend:
         return str(Path(self.storage).resolve() / directory.resolve().name)
 
     def train(self, runs: Sequence[RunSpec], store: Store, *, progress: bool = True,
-              log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None) -> dict[str, RunResult]:
+              log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None,
+              group: str | None = None) -> dict[str, RunResult]:
         if on_evaluation is not None:
             raise ValueError("backend ray: measurements along training (a study's gradient conflict) run on the local backend")
         _, tune = _ray()
@@ -352,7 +354,7 @@ class RayBackend:
             callbacks = [DriverCallback(), *self.callbacks]
             trainable = tune.with_resources(train_one_trial, {"cpu": 1})
             storage = self.storage_path(store.directory)
-            experiment = f"{storage}/runs"
+            experiment = f"{storage}/{group or 'runs'}"
             if tune.Tuner.can_restore(experiment):
                 log(f"resuming the Ray Tune experiment in {experiment}")
                 tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -362,7 +364,7 @@ class RayBackend:
                     param_space={"name": tune.grid_search(list(plans)),
                                  "run": tune.sample_from(lambda s: plans[s.config["name"]])},
                     tune_config=TuneConfig(num_samples=1, reuse_actors=True),
-                    run_config=RunConfig(name="runs", storage_path=storage, verbose=1 if progress else 0,
+                    run_config=RunConfig(name=group or "runs", storage_path=storage, verbose=1 if progress else 0,
                                          callbacks=callbacks,
                                          failure_config=FailureConfig(max_failures=MAX_FAILURES),
                                          checkpoint_config=CheckpointConfig(num_to_keep=2)),

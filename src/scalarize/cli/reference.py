@@ -125,13 +125,19 @@ MEANINGS = {
     "TaskOverride": {"options": "the kind's options", "primary_metric": "the metric that selects and reports",
                      "higher_is_better": "the primary metric's direction"},
     "SweepSpec": {
-        "design": "lattice (step), sobol or dirichlet (points), list (weights)", "step": "lattice spacing",
+        "design": "lattice (step), sobol or dirichlet (points), list (weights), adaptive (batches at the front's gaps)",
+        "step": "lattice spacing", "adaptive": "design: adaptive only: initial, batch, batches",
         "points": "points of a sobol or dirichlet design", "design_seed": "seed of a random design",
         "weights": "the weight vectors of a list design", "seeds": "training seeds, crossed with the weights",
         "factors": "other config keys and their values, crossed as a grid",
         "engine": "auto (measured), vectorized (stacked) or loop", "chunk_size": "members stacked at once at most",
         "backend": "local or ray", "address": "Ray cluster address",
         "storage": "ray: where trials checkpoint, seen by every node (default <output>/ray; a path or s3://...)",
+    },
+    "AdaptiveSpec": {
+        "initial": "weight vectors of the first batch, space-filling (null: tasks + 1, the corners and the uniform)",
+        "batch": "weight vectors added per batch, at the largest gaps of the validation front so far",
+        "batches": "batches after the first (each after the previous one's runs finish)",
     },
     "CompareSpec": {"methods": "the methods (uniform scalarization is always added)", "seeds": "training seeds",
                     "lr_grid": "learning rates every method tries alike (best mean validation score kept)"},
@@ -268,7 +274,8 @@ def epilog(command: str) -> str:
     if command in ("train", "compare"):
         lines.append(methods + "  (`scalarize methods` lists their options)")
     if command in ("sweep", "study"):
-        lines.append("designs: lattice (step), sobol, dirichlet (points), list (weights)")
+        lines.append("designs: lattice (step), sobol, dirichlet (points), list (weights), adaptive (initial, batch, "
+                     "batches)")
     if command == "pbt":
         lines.append(f"fitness: {', '.join(FITNESS_NAMES)}; algorithms: pbt, pb2, mo-pbt; mo-pbt diversity: "
                      "scattered, crowding, hypervolume; backends: local, ray")

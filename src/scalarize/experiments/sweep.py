@@ -3,8 +3,9 @@
 The config is a training config plus a ``sweep`` section::
 
     sweep:
-      design: lattice        # lattice (step), sobol or dirichlet (points), or list (weights)
+      design: lattice        # lattice (step), sobol or dirichlet (points), list (weights), adaptive
       step: 0.1
+      adaptive: {initial: 3, batch: 2, batches: 3}   # design: adaptive only (see AdaptiveSpec)
       seeds: [0]             # training seeds, crossed with the weights
       factors: {optimizer.lr: [0.001, 0.0003]}   # any config key, crossed as a grid
       engine: auto           # auto (measured), vectorized or loop
@@ -12,25 +13,33 @@ The config is a training config plus a ``sweep`` section::
 
 Every member is an ordinary training config (its weights, seed and factor values applied), so a
 member trained in a sweep equals the same config trained alone.
+
+``design: adaptive`` (SURF 2026: evenly spaced weights cover the front unevenly; the rule is the
+adaptive weighted sum of Kim & de Weck 2005, :mod:`scalarize.search.adaptive`) trains the sweep
+batch by batch: a space-filling first batch, then each next batch where the validation front of
+everything trained so far has its largest gaps. Each decision is a function of the stored
+results only, so a rerun after a kill makes the same decisions and trains only what is missing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from scalarize.backends.base import Backend, get_backend
 from scalarize.experiments.loading import load_experiment_config
-from scalarize.experiments.train import check_not_conflicting, stl_runs
+from scalarize.experiments.train import check_fingerprints, check_not_conflicting, stl_runs
 from scalarize.methods.base import PREFERENCE_INPUT
 from scalarize.methods.registry import method_class
 from scalarize.population.members import Member, member_name
 from scalarize.search import designs
+from scalarize.search.adaptive import adaptive_weights, maximin_weights
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, set_key
@@ -41,8 +50,27 @@ from scalarize.train.setup import benchmark_from_config, build_model_from_config
 from scalarize.train.trainer import resolve_device
 
 
+class AdaptiveSpec(Strict):
+    """design: adaptive: a first batch, then batches placed at the gaps of the front so far.
+
+    ``initial`` weight vectors first (space-filling, :func:`maximin_weights`: the corners, then
+    the uniform point, then greedily the lattice point farthest from those taken; ``initial`` 5
+    on two tasks is the lattice at step 0.25), then ``batches`` batches of ``batch`` vectors
+    each, placed by :func:`adaptive_weights` at the largest gaps of the validation front traced
+    so far (SURF 2026; Kim & de Weck 2005). Each vector is crossed with ``seeds`` and
+    ``factors`` like any design's, so a batch trains ``batch × seeds × factor values`` members."""
+
+    initial: int | None = Field(default=None, ge=1, le=2000)  # None: tasks + 1
+    batch: int = Field(default=2, ge=1, le=1000)
+    batches: int = Field(default=3, ge=0, le=100)
+
+    def first(self, num_objectives: int) -> int:
+        return self.initial if self.initial is not None else num_objectives + 1
+
+
 class SweepSpec(Strict):
-    design: Literal["lattice", "sobol", "dirichlet", "list"] = "lattice"
+    design: Literal["lattice", "sobol", "dirichlet", "list", "adaptive"] = "lattice"
+    adaptive: AdaptiveSpec | None = None
     step: float = Field(default=0.1, gt=0, le=1)
     points: int = Field(default=16, ge=1)
     design_seed: int = 0
@@ -54,6 +82,21 @@ class SweepSpec(Strict):
     backend: Literal["local", "ray"] = "local"
     address: str | None = None
     storage: str | None = None
+
+    @field_validator("adaptive")
+    @classmethod
+    def _adaptive_only(cls, value: AdaptiveSpec | None, info: ValidationInfo) -> AdaptiveSpec | None:
+        design = info.data.get("design")
+        if value is not None and design != "adaptive":
+            raise ValueError(f"read only by design: adaptive (got design: {design}); set sweep.design=adaptive or "
+                             "remove sweep.adaptive")
+        return value
+
+    @model_validator(mode="after")
+    def _adaptive_default(self) -> SweepSpec:
+        if self.design == "adaptive" and self.adaptive is None:
+            self.adaptive = AdaptiveSpec()
+        return self
 
 
 class SweepConfig(TrainConfig):
@@ -75,6 +118,8 @@ def design_weights(spec: SweepSpec, num_objectives: int) -> np.ndarray:
             return designs.sobol_simplex(num_objectives, spec.points, spec.design_seed)
         if spec.design == "dirichlet":
             return designs.dirichlet(num_objectives, spec.points, spec.design_seed)
+        if spec.design == "adaptive":  # its first batch; the next ones: adaptive_batches
+            return maximin_weights(np.empty((0, num_objectives)), spec.adaptive.first(num_objectives), num_objectives)
         if not spec.weights:
             raise ValueError("design 'list' needs sweep.weights: a list of weight vectors")
         for row in spec.weights:
@@ -85,13 +130,18 @@ def design_weights(spec: SweepSpec, num_objectives: int) -> np.ndarray:
 
 
 def build_members(config: SweepConfig, num_objectives: int) -> list[Member]:
-    """One member per (weights, factor values, seed), weights outermost."""
-    weights = design_weights(config.sweep, num_objectives)
+    """One member per (weights, factor values, seed), weights outermost (an adaptive design: its
+    first batch)."""
+    return members_for(config, design_weights(config.sweep, num_objectives))
+
+
+def members_for(config: SweepConfig, weights: np.ndarray, start: int = 0) -> list[Member]:
+    """One member per (row of ``weights``, factor values, seed), numbered from ``start``."""
     factors = dict(config.sweep.factors)
     factors["seed"] = list(config.sweep.seeds)
     base = json.loads(config.model_dump_json(exclude={"sweep"}))
     members = []
-    for index, point in enumerate(designs.grid(weights, **factors)):
+    for index, point in enumerate(designs.grid(weights, **factors), start):
         data = json.loads(json.dumps(base))
         set_key(data, "method.weights", [float(w) for w in point["weights"]])
         for key, value in point.items():
@@ -125,11 +175,15 @@ def run_sweep(
     log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None,
 ) -> SweepResult:
     """Trains the sweep (and the STL baselines when ``config.stl``) on ``backend`` (default: the
-    one the config names); ``on_evaluation`` is passed to the backend."""
+    one the config names); ``on_evaluation`` is passed to the backend. An adaptive design trains
+    batch after batch (:func:`adaptive_batches`)."""
     conditioned = _takes_preference(config)
     if config.method.name != "scalarization" and not conditioned:
         raise ConfigError(f"method.name: a sweep varies scalarization weights (or evaluates a preference-conditioned "
                           f"model such as cosmos); got {config.method.name!r}")
+    if conditioned and config.sweep.design == "adaptive":
+        raise ConfigError(f"sweep.design: adaptive trains weights batch by batch; {config.method.name} is trained once "
+                          "and evaluated at a fixed design: use lattice, sobol, dirichlet or list")
     benchmark, _ = prepare(config)
     members = build_members(config, len(benchmark.objectives))
     if conditioned:
@@ -145,11 +199,63 @@ def run_sweep(
     backend = backend or get_backend(config.sweep.backend, address=config.sweep.address, engine=config.sweep.engine,
                                      chunk_size=config.sweep.chunk_size, storage=config.sweep.storage)
     with Store(config.experiment_dir()) as store:
-        log(f"sweep {config.name}: {len(members)} members on {benchmark.name} ({', '.join(benchmark.objectives)})")
-        results = backend.train(members, store, progress=progress, log=log, on_evaluation=on_evaluation)
+        log(f"sweep {config.name}: {_plan_text(config, members)} on {benchmark.name} ({', '.join(benchmark.objectives)})")
+        if config.sweep.design == "adaptive":
+            def train(runs: list[Member], group: str) -> dict[str, RunResult]:
+                return backend.train(runs, store, progress=progress, log=log, on_evaluation=on_evaluation, group=group)
+
+            members, results = adaptive_batches(config, primary_metrics(benchmark), members, store, train, log)
+        else:
+            results = backend.train(members, store, progress=progress, log=log, on_evaluation=on_evaluation)
         stl_results = get_backend("local", engine="loop").train(stl, store, progress=progress, log=log)
     stl_by_objective = {run.name[len("stl-"):]: stl_results[run.name] for run in stl}
     return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark), delta_metrics(benchmark))
+
+
+def _plan_text(config: SweepConfig, members: list[Member]) -> str:
+    spec = config.sweep.adaptive
+    if config.sweep.design != "adaptive":
+        return f"{len(members)} members"
+    per_vector = len(config.sweep.seeds) * math.prod(len(v) for v in config.sweep.factors.values())
+    return (f"an adaptive design: {len(members)} members, then {spec.batches} batch(es) of {spec.batch} weight "
+            f"vector(s) x {per_vector} member(s) each, placed at the largest gaps of the validation front")
+
+
+def adaptive_batches(
+    config: SweepConfig, primary: list[tuple[str, bool]], first: list[Member], store: Store,
+    train: Callable[[list[Member], str], dict[str, RunResult]], log: Callable[[str], None],
+) -> tuple[list[Member], dict[str, RunResult]]:
+    """Trains ``first``, then ``sweep.adaptive.batches`` batches, each placed by :func:`next_weights`
+    from what the store holds (SURF 2026: refine where the traced front is sparse). ``train(runs,
+    group)`` trains what is not finished yet; ``group`` names the batch (a Tune experiment each)."""
+    spec = config.sweep.adaptive
+    members, results = list(first), dict(train(first, "batch-00"))
+    for batch in range(1, spec.batches + 1):
+        weights = next_weights(store, members, primary, spec.batch)
+        if not len(weights):
+            log(f"adaptive design: no new weight vector after batch {batch - 1}; the sweep ends here")
+            break
+        new = members_for(config, weights, start=len(members))
+        try:
+            check_fingerprints(store, new)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (an adaptive design places each batch from the results before it: rerun "
+                              "with the settings it started with)") from None
+        shown = ", ".join("(" + ", ".join(f"{x:.4g}" for x in row) + ")" for row in weights)
+        log(f"adaptive batch {batch}/{spec.batches}: weights {shown}")
+        results.update(train(new, f"batch-{batch:02d}"))
+        members += new
+    return members, results
+
+
+def next_weights(store: Store, members: list[Member], primary: list[tuple[str, bool]], batch: int) -> np.ndarray:
+    """The next ``batch`` weight vectors (:func:`scalarize.search.adaptive_weights`: the largest
+    gaps of the front of the members' stored validation metrics; a member without them, e.g.
+    diverged, counts as failed). A pure function of the store, so a rerun decides the same."""
+    weights = np.array([m.weights for m in members], dtype=np.float64)
+    finals = [store.final(m.name).get("val", {}) for m in members]
+    values = np.array([[final.get(name, np.nan) for name, _ in primary] for final in finals], dtype=np.float64)
+    return adaptive_weights(weights, values, [up for _, up in primary], batch)
 
 
 def _takes_preference(config: SweepConfig) -> bool:

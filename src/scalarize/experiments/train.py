@@ -89,13 +89,18 @@ def check_not_conflicting(config: TrainConfig, runs: Sequence[RunSpec]) -> None:
     if not path.is_file():
         return
     with Store(config.experiment_dir()) as store:
-        for run in runs:
-            row = store.run(run.name)
-            if row is not None and row["fingerprint"] != run.fingerprint:
-                raise ConfigError(
-                    f"output: {config.experiment_dir()} already holds run {run.name!r} trained with another "
-                    "configuration; choose another output directory or name"
-                )
+        check_fingerprints(store, runs)
+
+
+def check_fingerprints(store: Store, runs: Sequence[RunSpec]) -> None:
+    """:func:`check_not_conflicting` on an open ``store``."""
+    for run in runs:
+        row = store.run(run.name)
+        if row is not None and row["fingerprint"] != run.fingerprint:
+            raise ConfigError(
+                f"output: {store.directory} already holds run {run.name!r} trained with another "
+                "configuration; choose another output directory or name"
+            )
 
 
 def train_plan(config: TrainConfig, objectives: Sequence[str]) -> list[RunSpec]:

@@ -360,6 +360,16 @@ def plot_metric_vs_weight(result, path: Path, split: str = "test") -> Path:
     return path
 
 
+def design_text(spec, num_objectives: int) -> str:
+    """The sweep's design in words (an adaptive one with its batches)."""
+    if spec.design != "adaptive":
+        return f"a {spec.design} design"
+    a = spec.adaptive
+    return (f"an adaptive design ({a.first(num_objectives)} space-filling weight vectors, then up to {a.batches} "
+            f"batch(es) of {a.batch} at the largest gaps of the validation front traced so far; SURF 2026, "
+            "Kim & de Weck 2005)")
+
+
 def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
     """Writes report.md/report.html and figures; returns (path, terminal table)."""
     header, rows = front_rows(result)
@@ -372,7 +382,7 @@ def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
     what = (f"{stats['settings']} settings x {len(seeds)} seeds = {stats['members']} members"
             if several else f"{stats['members']} members")
     paragraphs = [
-        f"Scalarization with the weights of a {config.sweep.design} design"
+        f"Scalarization with the weights of {design_text(config.sweep, len(result.primary))}"
         + (f", crossed with {', '.join(config.sweep.factors)}" if config.sweep.factors else "")
         + f"; training seeds {', '.join(map(str, seeds))}. Settings: {settings_text(config, seed=False)}",
         f"{what}, {stats['front']} on the front; hypervolume {stats['hypervolume']:.6g} against reference "
