@@ -11,7 +11,10 @@ of steps on the same batches twice, alternately, several times:
 Prints JSON with samples/s of each (median over repeats) and the ratio. Target: scalarize costs
 at most 5% over the plain loop (ratio >= 0.95).
 
-    python benchmarks/framework_overhead.py [--steps 600] [--repeats 5]
+    python benchmarks/framework_overhead.py [--steps 600] [--repeats 5] [--threads 1]
+
+Both loops run with the same torch thread count (``--threads``, 1 by default as scalarize's own
+default): with torch's default of one thread per core, a shared machine's load decides the figure.
 """
 
 from __future__ import annotations
@@ -71,11 +74,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both loops (default 1, as scalarize's)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     bench = load_benchmark("multimnist")
     config = TrainConfig(
         steps=args.steps, eval_every=args.steps, batch_size=args.batch_size, device="cpu",
-        optimizer={"name": "adam", "lr": 1e-3}, stl=False,
+        optimizer={"name": "adam", "lr": 1e-3}, stl=False, threads=args.threads,
     )
     plain_loop(bench, config.model_copy(update={"steps": 20}))  # warm-up
     times = {"plain": [], "scalarize": []}
