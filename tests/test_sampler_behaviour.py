@@ -8,11 +8,12 @@ and non-zero (so that any crop or flip is visible). Everything here is determini
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from scalarize.data import Benchmark, Split, Task
+from scalarize.data import ArrayImages, Benchmark, ImageSplit, Split, StreamingSampler, Task
 from scalarize.data.augment import Augmentation
 from scalarize.data.sampling import (
     Draw,
@@ -415,3 +416,27 @@ def test_build_sampler_mdl_is_a_mixture_over_the_train_splits_in_domain_order(au
     assert sampler.batch_size == 6 and sampler.augmentation == augment
     assert all_same(take(sampler, 5), take(MixtureSampler(trains, 6, 5, augment), 5))
     assert type(build_sampler(bench, 6, 5, augment, stream=False)) is MixtureSampler
+
+
+@pytest.mark.parametrize("setting", ["mtl", "mdl"])
+def test_build_sampler_wraps_storage_splits_with_workers_in_a_stream_of_the_same_draws(setting):
+    def stored(n: int, first: int, workers: int) -> ImageSplit:
+        pixels = (np.arange(n * C * H * W) % 251).astype(np.uint8).reshape(n, C, H, W)
+        return ImageSplit(ArrayImages(pixels), {"y": torch.arange(first, first + n)}, workers=workers)
+
+    def bench(workers: int) -> Benchmark:
+        def splits(first: int, n: int) -> dict:
+            return {s: stored(n, first, workers) for s in ("train", "val", "test")}
+
+        if setting == "mtl":
+            return Benchmark("stored", "mtl", [Task("y", "multiclass", 300)], {"all": splits(0, 10)})
+        return Benchmark("stored", "mdl", [Task("y", "multiclass", 300)], {"a": splits(0, 6), "b": splits(100, 5)})
+
+    bare_type = EpochSampler if setting == "mtl" else MixtureSampler
+    streamed = build_sampler(bench(2), 4, 5, AUG)  # no batch is read: no worker starts
+    assert isinstance(streamed, StreamingSampler)
+    assert type(streamed.sampler) is bare_type and streamed.sampler.augmentation == AUG
+    bare = build_sampler(bench(2), 4, 5, AUG, stream=False)
+    assert type(bare) is bare_type
+    assert all_same(take(streamed.sampler, 4), take(bare, 4))
+    assert type(build_sampler(bench(0), 4, 5, AUG)) is bare_type  # no workers: nothing to stream
