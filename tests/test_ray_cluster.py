@@ -25,7 +25,6 @@ EVALUATIONS = 4
 @pytest.fixture
 def cluster(_isolated_cache, monkeypatch):
     """Head and worker node, one CPU each: two trials at a time, one on each node."""
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     worker = nodes.add_node(num_cpus=1)
     nodes.wait_for_nodes()
