@@ -71,6 +71,6 @@ def test_optimizers_without_a_fused_kernel_are_left_alone():
     assert fused_optimizer(rmsprop) is rmsprop
     groups = torch.optim.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 0.1}])
     assert fused_optimizer(groups) is groups  # several groups: kept as they are
-    integer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64)),
-                               torch.nn.Parameter(torch.zeros(2), requires_grad=True)], lr=0.1)
-    assert type(fused_optimizer(integer)) is torch.optim.SGD
+    integer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2)),
+                               torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)], lr=0.1)
+    assert fused_optimizer(integer) is integer  # a non-floating parameter: no fused kernel

@@ -51,7 +51,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         context = distributed.init(args.dist_backend, config.device)
         if not context.is_driver:
-            code = distributed.serve(context)
+            from scalarize.train.run import serve
+
+            code = serve(context)
         else:
             try:
                 run_and_report(config, progress=not args.quiet, say=_say)

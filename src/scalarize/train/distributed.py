@@ -26,7 +26,7 @@ gradients); the running statistics are rank 0's, broadcast before every evaluati
 draws from each rank's own generator (their states are checkpointed).
 
 Rank 0 is the driver: it runs the command (plan, store, reports), writes the checkpoints, the
-store and the reports, and tells the other ranks which run to train next (:func:`serve`);
+store and the reports, and tells the other ranks which run to train next (``train.run.drive`` and ``serve``);
 evaluation runs on every rank (the same model, the same numbers), so every rank takes the same
 decisions. A checkpoint is read by rank 0 and broadcast, so only rank 0 needs the experiment
 directory. A killed rank ends the others (torchrun stops the group); the same command then
@@ -333,39 +333,7 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed * 1_000_003 + rank * 7_919) % (2**63 - 1)
 
 
-# -- rank 0 drives, the others serve -------------------------------------------------------------
-
-
-def drive(spec, store, *, progress: bool = True, on_evaluation=None):
-    """Rank 0: trains ``spec`` with every rank (see :func:`serve`), or reads it back finished."""
-    from scalarize.train.run import build_trainer, is_finished, result_from_store
-
-    context = current()
-    assert context is not None and context.is_driver
-    if is_finished(store, spec.name):
-        return result_from_store(store, spec.name)
-    import json
-
-    context.broadcast(("train", spec.to_data()))
-    context.idle = False
-    trainer = build_trainer(spec, store, progress=progress, distributed=context)  # bad settings fail on every rank
-    store.start_run(spec.name, spec.kind, json.loads(spec.config.model_dump_json()), spec.fingerprint)
-    trainer.on_evaluation = on_evaluation
-    result = trainer.fit()
-    context.idle = True
-    return result
-
-
-def serve(context: Distributed) -> int:
-    """Ranks > 0: train each run rank 0 names, until it says stop; returns the exit code."""
-    from scalarize.train.run import RunSpec, build_trainer
-
-    while True:
-        command = context.broadcast()
-        if command[0] == "stop":
-            return 0
-        spec = RunSpec.from_data(command[1])
-        build_trainer(spec, None, progress=False, checkpoint=False, distributed=context).fit()
+# -- the end of a command (rank 0 drives the runs and the others serve them: train/run.py) -------
 
 
 def finish(context: Distributed) -> None:

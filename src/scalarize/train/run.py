@@ -109,10 +109,39 @@ def train_run(
     is finished (see ``Trainer.on_evaluation`` for ``on_evaluation``). In data-parallel training
     (rank 0 of ``torchrun`` or ``--nproc``), every rank trains it (train/distributed.py)."""
     if distributed.current() is not None:
-        return distributed.drive(spec, store, progress=progress, on_evaluation=on_evaluation)
+        return drive(spec, store, progress=progress, on_evaluation=on_evaluation)
     if is_finished(store, spec.name):
         return result_from_store(store, spec.name)
     store.start_run(spec.name, spec.kind, json.loads(spec.config.model_dump_json()), spec.fingerprint)
     trainer = build_trainer(spec, store, progress=progress)
     trainer.on_evaluation = on_evaluation
     return trainer.fit()
+
+
+# -- data-parallel training: rank 0 drives, the others serve (train/distributed.py) ---------------
+
+
+def drive(spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: Callable | None = None) -> RunResult:
+    """Rank 0: trains ``spec`` with every rank (see :func:`serve`), or reads it back finished."""
+    context = distributed.current()
+    assert context is not None and context.is_driver
+    if is_finished(store, spec.name):
+        return result_from_store(store, spec.name)
+    context.broadcast(("train", spec.to_data()))
+    context.idle = False
+    trainer = build_trainer(spec, store, progress=progress, distributed=context)  # bad settings fail on every rank
+    store.start_run(spec.name, spec.kind, json.loads(spec.config.model_dump_json()), spec.fingerprint)
+    trainer.on_evaluation = on_evaluation
+    result = trainer.fit()
+    context.idle = True
+    return result
+
+
+def serve(context: distributed.Distributed) -> int:
+    """Ranks > 0: train each run rank 0 names, until it says stop; returns the exit code."""
+    while True:
+        command = context.broadcast()
+        if command[0] == "stop":
+            return 0
+        spec = RunSpec.from_data(command[1])
+        build_trainer(spec, None, progress=False, checkpoint=False, distributed=context).fit()
