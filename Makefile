@@ -27,12 +27,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/framework_overhead.py
 
-# Mutation testing of one core package (not a CI step): make mutation PACKAGE=pareto MINUTES=10
+# Mutation testing of one core package (not a CI step): make mutation PACKAGE=pareto MINUTES=10 [SAMPLE=200]
 PACKAGE ?= search
 MINUTES ?= 20
 mutation: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[mutation]'
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/mutation.py --package $(PACKAGE) --minutes $(MINUTES)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/mutation.py --package $(PACKAGE) --minutes $(MINUTES) $(if $(SAMPLE),--sample $(SAMPLE))
 
 clean:
 	rm -rf $(VENV) experiments

@@ -6,7 +6,14 @@ mutant is a behaviour no test checks, or an *equivalent* mutant that cannot chan
 (listed, with reasons, in ``docs/mutation.md``).
 
     python benchmarks/mutation.py --package search [--minutes 20] [--survivors]
+    python benchmarks/mutation.py --package trainer --sample 150 [--seed 0]
+    python benchmarks/mutation.py --package methods --files 'src/scalarize/methods/mgda.py'
     make mutation PACKAGE=pareto MINUTES=10
+
+mutmut checks the mutants whose tests are fastest first, so a run cut short by ``--minutes`` is
+biased towards them. ``--sample N`` checks N mutants drawn at random (seeded) instead, an
+unbiased estimate of the package's kill rate when the whole package takes hours (the trainer's
+and the stacked engine's tests train models); the JSON gives its 95% interval.
 
 Runs in a temporary copy of ``src/`` and ``tests/`` (nothing in the working tree changes):
 mutmut mutates only the package's files and runs only its related tests (below), on one worker
@@ -22,7 +29,9 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -87,11 +96,15 @@ def prepare(workdir: Path, mutate: list[str], tests: list[str]) -> None:
     (workdir / "pyproject.toml").write_text(config_toml(mutate, tests))
 
 
-def run_mutmut(workdir: Path, minutes: float, log) -> bool:
-    """mutmut on one worker until done or ``minutes``; True when it finished in time."""
+NO_MUTANT = "no-such-mutant"  # a name that matches none: mutmut generates, collects its stats, stops
+
+
+def run_mutmut(workdir: Path, minutes: float, log, names: list[str] = ()) -> bool:
+    """mutmut on one worker (on ``names`` only, if given) until done or ``minutes``; True when it
+    finished in time."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
     env.pop("PYTHONPATH", None)  # the mutated copy must be the one imported
-    mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", "1", *names]
     process = subprocess.Popen(
         mutmut, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -133,6 +146,26 @@ def statuses(workdir: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
+def sample_names(workdir: Path, size: int, seed: int, log) -> list[str]:
+    """``size`` mutant names drawn at random (with ``seed``) from those mutmut generates."""
+    run_mutmut(workdir, 30, log, [NO_MUTANT])
+    names = sorted(name for name, (state, _) in statuses(workdir).items() if state != "no_tests")
+    if not names:
+        raise SystemExit("mutmut generated no mutant with tests; see " + str(workdir / "mutmut.log"))
+    return sorted(random.Random(seed).sample(names, min(size, len(names))))
+
+
+def interval(killed: int, survived: int) -> list[float] | None:
+    """The 95% Wilson interval of the kill rate of a sample."""
+    n = killed + survived
+    if not n:
+        return None
+    z, p = 1.96, killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(centre - half, 4), round(centre + half, 4)]
+
+
 def summary(status: dict[str, tuple[str, str]]) -> dict[str, object]:
     counts: dict[str, int] = {}
     for value, _ in status.values():
@@ -166,19 +199,29 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="time limit (default 20)")
     parser.add_argument("--survivors", action="store_true", help="add the surviving mutants' diffs")
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
+    parser.add_argument("--files", nargs="+", help="mutate only these files (globs; default: the package's)")
+    parser.add_argument("--sample", type=int, help="check this many mutants drawn at random, not all")
+    parser.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     args = parser.parse_args()
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix=f"mutation-{args.package}-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    mutate, tests = PACKAGES[args.package][0], related_tests(PACKAGES[args.package][1])
+    mutate, tests = args.files or PACKAGES[args.package][0], related_tests(PACKAGES[args.package][1])
     try:
         prepare(workdir, mutate, tests)
         start = time.monotonic()
+        names: list[str] = []
         with open(workdir / "mutmut.log", "w") as log:
-            finished = run_mutmut(workdir, args.minutes, log)
+            if args.sample:
+                names = sample_names(workdir, args.sample, args.seed, log)
+            finished = run_mutmut(workdir, args.minutes, log, names)
         status = statuses(workdir)
+        if names:
+            status = {name: status[name] for name in names if name in status}
         report = {"package": args.package, "mutate": mutate, "tests": tests, "finished": finished,
                   "seconds": round(time.monotonic() - start, 1), **summary(status)}
+        if names:
+            report.update(sample=len(names), seed=args.seed, interval_95=interval(report["killed"], report["survived"]))
         if not status:
             report["log_tail"] = (workdir / "mutmut.log").read_text()[-2000:]
         if args.survivors:
