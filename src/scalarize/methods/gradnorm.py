@@ -62,7 +62,7 @@ class GradNorm(Method):
         super().__init__()
         self.alpha = check_real(self.name, "alpha", alpha, low=0)
         self.layer = check_choice(self.name, "layer", layer, LAYERS)
-        self._normalised_version = -1  # w's version counter when last renormalised
+        self._normalised: Tensor | None = None  # w when last renormalised
         self.loss_weights = nn.Parameter(torch.ones(0))
         self.register_buffer("initial_losses", torch.zeros(0))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
@@ -76,16 +76,22 @@ class GradNorm(Method):
 
     @torch.no_grad()
     def renormalise(self) -> None:
+        """``w ← T · max(w, ε) / Σ max(w, ε)``, unless ``w`` is unchanged since it was last
+        renormalised (renormalising again is not a bitwise no-op). Unchanged is told by value, not
+        by the tensor's version counter: fused optimizers update parameters in place without
+        bumping it."""
         w = self.loss_weights
-        if w._version == self._normalised_version:
-            return  # unchanged since it was renormalised
+        last = self._normalised
+        if last is not None and last.shape == w.shape and last.device == w.device and torch.equal(last, w):
+            return
         w.clamp_(min=_MIN_WEIGHT)
         w.mul_(self.num_tasks / w.sum())
-        self._normalised_version = w._version
+        self._normalised = w.detach().clone()
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
-        self._normalised_version = -1
+        # saved after a step's renormalisation (or before the first step): normalised already
+        self._normalised = self.loss_weights.detach().clone()
 
     def combine(self, losses: Tensor) -> Tensor:
         return (self.loss_weights.detach().to(losses) * losses).sum()

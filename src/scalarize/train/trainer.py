@@ -138,10 +138,12 @@ def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """``optimizer`` rebuilt with torch's fused kernel where torch has one (Adam, AdamW, SGD on
     CPU or CUDA floating-point parameters), else unchanged.
 
-    Stacked parameters are large tensors: the unfused Adam makes seven passes over each of them
-    per step (lerp, mul, addcmul, sqrt, div, add, addcdiv), the fused one a single pass, which
-    saves ~10% of a step for an MLP population on a 2-core CPU. Same update rule, to rounding
-    (about 1 ulp per step). AdamW's ``decoupled_weight_decay`` is implied by its class, not an
+    torch's default Adam on the CPU makes seven passes over each parameter per step (lerp, mul,
+    addcmul, sqrt, div, add, addcdiv), the fused one a single pass: that saves ~10% of a step for
+    an MLP population on a 2-core CPU, and ~20% of the small MLP step that
+    ``benchmarks/framework_overhead.py`` times. Same update rule, to rounding (about 1 ulp per
+    step). Every run and population builds its optimizer through here (a method's own optimizer
+    excepted), so the same config gives the same numbers in every engine. AdamW's ``decoupled_weight_decay`` is implied by its class, not an
     argument of its constructor.
     """
     if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
@@ -220,16 +222,14 @@ class Trainer(Checkpointable):
         self._params = [p for p in params if p.requires_grad]
         if OWN_OPTIMIZER in method.needs:
             self.optimizer = method.build_optimizer(params, config.optimizer.lr)
-        else:
-            self.optimizer = build_optimizer(config, params)
+        else:  # torch's fused kernel where it has one: the same rule, one pass instead of seven
+            self.optimizer = fused_optimizer(build_optimizer(config, params))
         # On a GPU the non-finite guard runs on the device (no host sync): a fused optimizer skips
         # its update when its ``found_inf`` is set, as under torch.amp.GradScaler.
         self._device_guard = (
             self.device.type == "cuda" and AFTER_STEP not in method.needs and config.precision != "fp16"
+            and bool(self.optimizer.defaults.get("fused"))
         )
-        if self._device_guard:
-            self.optimizer = fused_optimizer(self.optimizer)
-            self._device_guard = bool(self.optimizer.defaults.get("fused"))
         self.loss_scale = LossScale(config.precision == "fp16")
         self._skipped_on_device: Tensor | None = None
         self._first_bad_step: Tensor | None = None
@@ -457,16 +457,28 @@ class Trainer(Checkpointable):
             return True
         return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
 
+    def _finite_on_host(self, losses: Tensor) -> tuple[bool, bool]:
+        """(every gradient finite, every loss finite), read with one host sync in the usual case
+        where both hold: the gradients' norms and the losses' sum are checked together, and only
+        when something is not finite are the two told apart."""
+        grads = [p.grad for p in self._params if p.grad is not None]
+        checked = [*torch._foreach_norm(grads), losses.sum()] if grads else [losses.sum()]
+        if bool(torch.stack([c.to(losses.dtype) for c in checked]).isfinite().all()):
+            return True, True
+        return self._gradients_finite(), bool(torch.isfinite(losses).all())
+
     def _step(self) -> Tensor:
         if PREFERENCE_INPUT in self.method.needs:  # the model takes the method's preference as input
             self.model.set_preference(self.method.draw_preference())
         context = self._context(self.sampler.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
+        losses = context.losses.detach()
+        losses_finite = None
         if self._device_guard:
             self._guarded_step_on_device()
         else:
-            applied = self._gradients_finite()
+            applied, losses_finite = self._finite_on_host(losses)
             if self.distributed is not None:  # the same decision on every rank
                 applied = self.distributed.all_true(applied)
             self.loss_scale.update(applied)
@@ -478,12 +490,18 @@ class Trainer(Checkpointable):
                 self.method.after_step(context)
         self.schedule.step()
         self.step += 1
-        losses = context.losses.detach()
-        self._note_non_finite_losses(losses)
+        if losses_finite is None:
+            self._note_non_finite_losses(losses)
+        elif not losses_finite and self._first_bad_step is None:
+            self._first_bad_step = torch.tensor(self.step)
+        self._log_weights()
+        return losses
+
+    def _log_weights(self) -> None:
+        """Logs a copy of the method's current weights at this step (read at the evaluation)."""
         weights = self.method.current_weights()
         if weights is not None:
             self.record.log_weights(self.step, weights.detach().clone())
-        return losses
 
     def _guarded_step_on_device(self) -> None:
         """The fused optimizer's update, skipped on the device when a gradient is not finite."""
