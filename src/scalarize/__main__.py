@@ -2,6 +2,6 @@
 
 import sys
 
-from scalarize.cli.main import main
+from scalarize.cli import run
 
-sys.exit(main())
+sys.exit(run())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import signal
-import sqlite3
 
 from scalarize.errors import ScalarizeError
 
@@ -37,6 +36,8 @@ def describe(error: BaseException) -> str | None:
         return _first_line(error)
     if isinstance(error, OSError):
         return _describe_os_error(error)
+    import sqlite3
+
     if isinstance(error, sqlite3.DatabaseError):
         return _describe_database_error(error)
     if isinstance(error, ScalarizeError):
@@ -57,7 +58,7 @@ def _describe_os_error(error: OSError) -> str:
     return f"{where}: {error.strerror or _first_line(error)}"
 
 
-def _describe_database_error(error: sqlite3.DatabaseError) -> str:
+def _describe_database_error(error) -> str:
     text = _first_line(error)
     if "full" in text:
         return "the disk is full while writing the experiment database; free some space and run the same command again"
@@ -66,13 +67,40 @@ def _describe_database_error(error: sqlite3.DatabaseError) -> str:
     return f"the experiment database is unreadable ({text}); move scalarize.db away to start the experiment over"
 
 
+#: The signal that interrupted the command, if one did (read by :func:`was_interrupted`).
+_received: list[int] = []
+
+
+def interrupted_code() -> int | None:
+    """The exit code of the signal that reached the command (130 Ctrl-C, 143 SIGTERM), if any."""
+    if not _received:
+        return None
+    return EXIT_TERMINATED if _received[-1] == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def was_interrupted() -> bool:
+    """Whether Ctrl-C or SIGTERM reached the command: an error raised after one (e.g. a library
+    that swallowed the ``KeyboardInterrupt`` mid-import and failed on its next import) is the
+    interrupt's doing, and is reported as the interrupt."""
+    return bool(_received)
+
+
 def install_signal_handlers() -> None:
-    """SIGTERM interrupts the command as Ctrl-C does (one line, the work done so far is kept)."""
+    """SIGTERM interrupts the command as Ctrl-C does (one line, the work done so far is kept);
+    both are remembered (:func:`was_interrupted`), from this call on."""
+    _received.clear()
 
     def terminate(signum, frame):  # noqa: ARG001 - the signal handler's signature
+        _received.append(signum)
         raise Terminated()
+
+    def interrupt(signum, frame):  # noqa: ARG001
+        _received.append(signum)
+        raise KeyboardInterrupt()
 
     try:
         signal.signal(signal.SIGTERM, terminate)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, interrupt)
     except ValueError:  # not the main thread (e.g. called from a test runner's thread)
         pass

@@ -6,20 +6,28 @@ and nothing written. An interrupted command is resumed by running it again.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from scalarize.cli.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    EXIT_USAGE,
-    Terminated,
-    UsageError,
-    describe,
-    install_signal_handlers,
-)
+try:  # Ctrl-C while the command itself is being imported: the same one line as later on
+    import argparse
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from scalarize.cli.errors import (
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        EXIT_USAGE,
+        Terminated,
+        UsageError,
+        describe,
+        install_signal_handlers,
+        interrupted_code,
+    )
+except KeyboardInterrupt:  # (`python -m scalarize.cli.main`; the `scalarize` command guards its import)
+    if __name__ != "__main__":
+        raise
+    sys.stderr.write("\nscalarize: interrupted; run the same command again to resume\n")
+    raise SystemExit(130) from None
 
 
 def _say(message: str) -> None:
@@ -355,11 +363,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     except Exception as error:
+        if interrupted_code() is not None:  # e.g. an import a Ctrl-C broke off, failing on its retry
+            print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
+            return interrupted_code()
         message = describe(error)
         if message is None:
             raise
         print(f"scalarize: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseException:  # not an Exception: e.g. a Rust extension's panic on an import Ctrl-C broke off
+        if interrupted_code() is None:
+            raise
+        print("\nscalarize: interrupted; run the same command again to resume", file=sys.stderr)
+        return interrupted_code()
 
 
 if __name__ == "__main__":
