@@ -365,11 +365,13 @@ def plot(results: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5.4), squeeze=False)
+    names = list(dict.fromkeys(r["method"] for result in results for r in result["methods"] if "hv_ratio_to_lattice" in r))
+    markers, colours = "osD^vP*Xh", plt.get_cmap("tab10").colors
     for axis, result in zip(axes[0], results):
-        markers = "osD^vP*Xh"
-        for index, row in enumerate(r for r in result["methods"] if "hv_ratio_to_lattice" in r):
+        for row in (r for r in result["methods"] if "hv_ratio_to_lattice" in r):
+            index = names.index(row["method"])  # one marker and colour per method in every panel
             axis.scatter(row["compute_ratio_to_lattice"], row["hv_ratio_to_lattice"], s=36, marker=markers[index % 9],
-                         label=f"{row['method']} ({row['hv_ratio_to_lattice']:.3f})", zorder=3)
+                         color=colours[index % 10], label=f"{row['method']} ({row['hv_ratio_to_lattice']:.3f})", zorder=3)
         if result["benchmark"] == "synthetic_linear":
             for hv_min, compute_max, label in ((0.99, 0.5, "target: adaptive, MO-PBT"), (0.95, 0.25, "target: one run")):
                 axis.add_patch(plt.Rectangle((0, hv_min), compute_max, 0.2, alpha=0.12, label=label))
