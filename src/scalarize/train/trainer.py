@@ -451,7 +451,9 @@ class Trainer(Checkpointable):
 
     def _gradients_finite(self) -> bool:
         """Whether every ``.grad`` has a finite norm (so no NaN or inf in it): one fused
-        ``_foreach_norm`` (the 2-norm; the max-norm is ~10x slower on CPU) and one host sync."""
+        ``_foreach_norm`` (the 2-norm; the max-norm is ~10x slower on CPU) and one host sync. A
+        gradient whose 2-norm overflows its dtype (float32 entries above ~1e19) counts as not
+        finite: such a step is skipped too."""
         grads = [p.grad for p in self._params if p.grad is not None]
         if not grads:
             return True
@@ -462,8 +464,10 @@ class Trainer(Checkpointable):
         where both hold: the gradients' norms and the losses' sum are checked together, and only
         when something is not finite are the two told apart."""
         grads = [p.grad for p in self._params if p.grad is not None]
-        checked = [*torch._foreach_norm(grads), losses.sum()] if grads else [losses.sum()]
-        if bool(torch.stack([c.to(losses.dtype) for c in checked]).isfinite().all()):
+        total = losses.sum()
+        if grads:  # if the sum overflows though every part is finite, the slow path tells them apart
+            total = total + torch.stack(torch._foreach_norm(grads)).sum()
+        if bool(total.isfinite()):
             return True, True
         return self._gradients_finite(), bool(torch.isfinite(losses).all())
 
