@@ -76,3 +76,11 @@ def test_counters_are_exact_integers_and_the_state_keys_are_stable(name, toy):
         fresh.load_state_dict(torch.load(buffer), strict=True)
         restored = fresh.state_dict()[key]
         assert restored.dtype == torch.int64 and int(restored) == value
+
+
+@pytest.mark.parametrize("name", MTO)
+def test_the_default_setting_is_multi_task_learning(name):
+    method = build(name)
+    method.setup(["a", "b"])
+    assert method.setting == "mtl" and method.task_names == ["a", "b"]
+    assert method.sampling_weights() is None
