@@ -68,3 +68,12 @@ def test_bad_min_losses_are_refused_at_setup(value):
     with pytest.raises(MethodError) as error:
         method.setup(["a", "b"])
     assert str(error.value) == f"method famo: min_losses must be one number or 2 finite numbers, got {value!r}"
+
+
+def test_an_update_to_a_loss_at_its_bound_stays_finite():
+    method = _method(min_losses=[1.0, 0.0], weight_decay=0.0)
+    method.combine(torch.tensor([2.0, 2.0]))
+    method.update(torch.tensor([1.0, 1.0]))  # task a reached its bound: log(1e-8), finite
+    assert torch.isfinite(method.logits).all()
+    # δ_a = log 1 − log 1e-8 ≫ δ_b = log 2: a improved more, its logit falls
+    torch.testing.assert_close(method.logits, torch.tensor([-0.025, 0.025]), atol=1e-6, rtol=0)

@@ -113,3 +113,34 @@ def test_scheduled_starts_with_its_first_weights():
     method = build_method("scheduled_scalarization", schedule=[(0, [3.0, 1.0]), (10, [1.0, 1.0])])
     method.setup(["a", "b"])
     torch.testing.assert_close(method.current_weights(), torch.tensor([0.75, 0.25]))
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ([1.0], "weights: expected 2 values (one per task), got 1"),
+        ([1.0, -1.0], "weights: weights must be >= 0, got [1.0, -1.0]"),
+        ([0.0, 0.0], "weights: weights must not all be zero"),
+        ([1.0, float("inf")], "weights: every weight must be a finite number, got [1.0, inf]"),
+    ],
+)
+def test_scalarization_weight_errors_name_the_key(weights, message):
+    method = build_method("scalarization", weights=weights)
+    with pytest.raises(MethodError) as error:
+        method.setup(["a", "b"])
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_graddrop_draws_in_the_gradients_dtype_by_hand(dtype):
+    """GradDrop: P = ½(1 + Σg/Σ|g|) per coordinate; u ~ U(0, 1) from the seeded generator, in the
+    gradients' dtype; keep g_i > 0 where P > u, g_i < 0 where P < u."""
+    G = torch.tensor([[1.0, -2.0, 0.5, 3.0], [-0.5, 1.0, 0.5, -1.0], [0.25, 1.0, -2.0, -1.0]], dtype=dtype)
+    method = build_method("graddrop", seed=11)
+    method.setup(["a", "b", "c"])
+    gen = torch.Generator().manual_seed(11)
+    for _ in range(3):
+        purity = 0.5 * (1 + G.sum(0) / G.abs().sum(0))
+        u = torch.rand(4, generator=gen, dtype=dtype)
+        keep = ((purity > u) & (G > 0)) | ((purity < u) & (G < 0))
+        torch.testing.assert_close(method.aggregate(G, torch.ones(3)), (keep.to(dtype) * G).sum(0))

@@ -84,3 +84,36 @@ def test_the_default_setting_is_multi_task_learning(name):
     method.setup(["a", "b"])
     assert method.setting == "mtl" and method.task_names == ["a", "b"]
     assert method.sampling_weights() is None
+
+
+@pytest.mark.parametrize("name", MTO)
+def test_a_loaded_checkpoint_does_not_share_state_with_its_source(name, toy):
+    """Training the method that loaded a checkpoint leaves the checkpoint (and its source) as
+    they were: the state is copied, never aliased."""
+    import copy
+
+    torch.manual_seed(2)
+    first = toy(build(name), lr=LR.get(name, 0.05))
+    first.train(3)
+    state = first.method.state_dict()
+    snapshot = copy.deepcopy(state)
+    fresh = build(name)
+    fresh.setup(["a", "b"])
+    fresh.load_state_dict(state)
+    second = first.clone(fresh)
+    second.train(3)
+
+    def same(a, b):
+        if isinstance(a, torch.Tensor):
+            assert isinstance(b, torch.Tensor) and torch.equal(a, b)
+        elif isinstance(a, dict):
+            assert a.keys() == b.keys()
+            for key in a:
+                same(a[key], b[key])
+        elif isinstance(a, (list, tuple)):
+            assert len(a) == len(b)
+            for x, y in zip(a, b):
+                same(x, y)
+
+    same(state, snapshot)
+    same(first.method.state_dict(), snapshot)
