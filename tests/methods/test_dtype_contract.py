@@ -15,8 +15,13 @@ TASKS = ["a", "b", "c"]
 PROMOTING = {"uw", "imtl_l"}
 
 
+#: Options that make the steps below exercise the whole rule (STCH leaves its warm-up after one
+#: epoch, so that its reference point enters the combined loss).
+OPTIONS = {"frozen": {"source": [[0, [0.2, 0.3, 0.5]]]}, "stch": {"warmup_epochs": 1}}
+
+
 def _method(name):
-    method = build(name, **({"source": [[0, [0.2, 0.3, 0.5]]]} if name == "frozen" else {}))
+    method = build(name, **OPTIONS.get(name, {}))
     method.setup(TASKS)
     return method
 
@@ -39,6 +44,9 @@ def test_the_update_has_the_gradients_dtype(name):
         losses = (torch.rand(3, generator=gen) + 0.5).to(dtype)
         d = method.aggregate(gradients, losses)
         assert d.dtype == dtype and d.shape == (5,) and torch.isfinite(d).all()
+    # float64 losses (kept for logging, say) do not promote float32 gradients' update
+    d = method.aggregate(torch.randn(3, 5, generator=gen), torch.rand(3, generator=gen, dtype=torch.float64) + 0.5)
+    assert d.dtype == torch.float32
 
 
 @pytest.mark.parametrize("name", LOSS_METHODS)
