@@ -215,3 +215,19 @@ def test_invalid_options_are_one_line_errors(options, message):
 def test_smallest_valid_frank_wolfe_options_are_accepted():
     method = build_method("mgda", solver="frank_wolfe", epsilon=1e-300, max_iters=1)
     assert method.weighting.epsilon == 1e-300 and method.weighting.max_iters == 1
+
+
+def test_min_norm_weighting_defaults_and_refusal():
+    from scalarize.methods._min_norm import MinNormWeighting
+
+    fw = MinNormWeighting("frank_wolfe")
+    assert (fw.epsilon, fw.max_iters) == (1e-3, 100)  # torchjd's MGDAWeighting defaults
+    assert MinNormWeighting().solver == "exact"
+    with pytest.raises(ValueError) as error:
+        MinNormWeighting("qp")
+    assert str(error.value) == "solver must be one of ('exact', 'frank_wolfe'), got 'qp'"
+    # weights come back in the Gramian's dtype
+    gram = torch.tensor([[1.0, 0.0], [0.0, 4.0]])
+    weights = MinNormWeighting()(gram)
+    assert weights.dtype == torch.float32
+    torch.testing.assert_close(weights, torch.tensor([0.8, 0.2]))
