@@ -81,10 +81,11 @@ def test_normalisations_stay_on_the_rows_device(normalization):
     assert gram.device.type == "meta" and gram.shape == (3, 3)
 
 
+@pytest.mark.parametrize("size", [1.0, 0.05])  # gradients longer and shorter than 1
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
-def test_gramian_normalisation_is_the_gramian_of_the_normalised_rows(normalization):
+def test_gramian_normalisation_is_the_gramian_of_the_normalised_rows(normalization, size):
     gen = torch.Generator().manual_seed(0)
-    rows = torch.randn(4, 7, generator=gen, dtype=torch.float64)
+    rows = torch.randn(4, 7, generator=gen, dtype=torch.float64) * size
     rows[2] = 0.0  # a zero gradient: no division by zero, its row and column stay 0
     losses = torch.tensor([0.5, -2.0, 1.0, 3.0], dtype=torch.float64)
     scaled = torch.tensor(_scaled(rows[[0, 1, 3]], losses[[0, 1, 3]], normalization), dtype=torch.float64)
@@ -95,6 +96,15 @@ def test_gramian_normalisation_is_the_gramian_of_the_normalised_rows(normalizati
     normalised = normalise_rows(rows, losses, normalization)
     assert torch.isfinite(normalised).all() and (normalised[2] == 0).all()
     torch.testing.assert_close(normalised @ normalised.T, expected)
+
+
+@pytest.mark.parametrize("normalization", ["l2", "loss", "loss+"])
+def test_half_precision_rows_stay_half_precision(normalization):
+    rows = torch.tensor([[3.0, 4.0], [0.0, 2.0]], dtype=torch.bfloat16)
+    out = normalise_rows(rows, torch.tensor([2.0, 1.0]), normalization)
+    assert out.dtype == torch.bfloat16
+    gram = normalise_gramian((rows @ rows.T), torch.tensor([2.0, 1.0]), normalization)
+    assert gram.dtype == torch.bfloat16
 
 
 def test_gramian_normalisation_keeps_float32():
