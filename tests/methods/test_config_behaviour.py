@@ -51,3 +51,10 @@ def test_a_zero_gradient_among_others_is_left_out():
     method = _method(3)
     torch.testing.assert_close(method.aggregate(rows, torch.ones(3)), D)
     assert float(method.current_weights()[2]) == 0.0
+
+
+def test_nearly_parallel_gradients_get_equal_weights():
+    # u₁ and u₂ 1e-7 apart: U Uᵀ has an eigenvalue ~5e-15 along (1, −1), below the 1e-12 cut-off,
+    # so d̂ lies along u₁ + u₂ (no rounding noise amplified by 1e14): equal weights
+    G = np.array([[1.0, 0.0], [1.0, 1e-7]])
+    np.testing.assert_allclose(config_weights(G @ G.T), [1.0, 1.0], rtol=0, atol=1e-9)
