@@ -211,3 +211,15 @@ def test_loss_scale_with_the_loop_engine_and_stacked_losses():
     ctx = StepContext(losses, features=None, shared_params=[a], task_params=[[], []],
                       gradient_engine="loop", loss_scale=4.0)
     torch.testing.assert_close(ctx.shared_jacobian(), torch.tensor([[3.0, 3.0], [2.0, 4.0]]))
+
+
+def test_gradients_accumulate_under_a_loss_scale():
+    """Like ``loss.backward()``, a scaled backward adds to ``.grad`` (gradient accumulation)."""
+    a = nn.Parameter(torch.tensor([1.0, 2.0]))
+    for scale in (None, 8.0):
+        a.grad = None
+        for _ in range(2):
+            losses = torch.stack([(a * 3).sum(), (a**2).sum()])
+            ctx = StepContext(losses, features=None, shared_params=[a], task_params=[[], []], loss_scale=scale)
+            ctx.backward(losses.sum())
+        torch.testing.assert_close(a.grad, 2 * torch.tensor([5.0, 7.0]))
