@@ -223,3 +223,24 @@ def test_gradients_accumulate_under_a_loss_scale():
             ctx = StepContext(losses, features=None, shared_params=[a], task_params=[[], []], loss_scale=scale)
             ctx.backward(losses.sum())
         torch.testing.assert_close(a.grad, 2 * torch.tensor([5.0, 7.0]))
+
+
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_unreached_tensors_get_zero_rows(engine):
+    model = Model()
+    ctx = _context(model, engine, False, None, False)
+    torch.testing.assert_close(ctx.gradients_on(model.spare), torch.zeros(3, 2))
+    ctx = _context(model, engine, True, None, False)
+    weighted = ctx.backward_weighted_with_representation_gradients(W)
+    products = ctx.representation_products(model.spare, weighted)
+    assert products.shape == (3, 2) and (products == 0).all()
+
+
+def test_weighted_backward_with_head_inputs_before_any_jacobian():
+    _, _, weighted, _ = _reference(X)
+    model = Model()
+    ctx = _context(model, "loop", True, None, False)
+    ctx.backward_weighted(W)  # no head pass taken yet: one plain backward
+    for param, want in zip(model.parameters(), weighted):
+        if want is not None:
+            torch.testing.assert_close(param.grad, want)
