@@ -229,7 +229,9 @@ class StepContext:
         """``torch.autograd.grad`` seeded with the loss scale and unscaled on the way out."""
         if self.loss_scale is None:
             return torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, **options)
-        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        # a GradientEdge is a named tuple: one output, not a sequence of them
+        single = not isinstance(outputs, (list, tuple)) or isinstance(outputs, GradientEdge)
+        outputs = [outputs] if single else list(outputs)
         if grad_outputs is None:
             grad_outputs = [torch.ones_like(o) if isinstance(o, Tensor) else None for o in outputs]
         elif not isinstance(grad_outputs, (list, tuple)):
