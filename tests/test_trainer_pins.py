@@ -30,8 +30,21 @@ def bench():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_benchmark("digits")
+def digits(bench):
+    return _tiny_mdl(bench)
+
+
+def _tiny_mdl(bench):
+    """Two domains cut from the MTL benchmark, one task (the left digit): an MDL benchmark that
+    costs nothing to load."""
+    from scalarize.data.benchmark import Benchmark, Split
+
+    split = bench.split("train")
+    task = bench.tasks[0]
+    rows = {"a": slice(0, 45), "b": slice(45, 90)}
+    domains = {d: {s: Split(split.inputs[r], {task.name: split.targets[task.name][r]}) for s in ("train", "val", "test")}
+               for d, r in rows.items()}
+    return Benchmark("tiny_mdl", "mdl", [task], domains)
 
 
 def _config(**kw):
@@ -331,7 +344,7 @@ def test_bf16_losses_come_back_in_float32(bench):
     assert features.dtype == torch.float32 and all(v.dtype == torch.float32 for v in outputs.values())
 
 
-def test_mdl_shares_every_parameter_and_passes_the_batch_mixture(digits):
+def test_mdl_shares_every_parameter_and_passes_the_batch_mixture(bench, digits):
     class Mixture(Recording):
         def backward(self, context):
             self.fractions = context.batch_fractions
@@ -344,7 +357,7 @@ def test_mdl_shares_every_parameter_and_passes_the_batch_mixture(digits):
     trainer.train_step()
     assert method.fractions is not None and float(method.fractions.sum()) == pytest.approx(1.0)
     mtl = Mixture()
-    _trainer(load_benchmark(MTL[0], **MTL[1]), mtl).train_step()
+    _trainer(bench, mtl).train_step()
     assert mtl.fractions is None
 
 
