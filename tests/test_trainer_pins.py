@@ -482,3 +482,130 @@ def test_the_loss_scale_and_independent_sampler_are_restored(bench):
     assert torch.equal(fresh.independent_sampler.next_batch().inputs, trainer.independent_sampler.next_batch().inputs)
     plain = _trainer(bench).state_dict()
     assert plain["independent_sampler"] is None
+
+
+# -- data-parallel ranks, with a stand-in for the other processes ---------------------------------
+class MirrorReducer:
+    """Sums over ranks whose values are this rank's (the other processes mirror this one)."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def sum(self, tensor):
+        return tensor.detach().clone() * self.world
+
+
+class Mirror(trainer_module.Distributed):
+    """A rank of ``world`` processes in one: collectives answer as if every other rank held what
+    this one holds; on ranks > 0, ``inbox`` holds what rank 0 broadcasts, in order."""
+
+    def __init__(self, rank, world=2, inbox=(), device="cpu"):
+        super().__init__(rank, world, rank, "gloo", torch.device(device))
+        self.reducer = MirrorReducer(world)
+        self.inbox = list(inbox)
+        self.tensor_broadcasts = 0
+
+    def broadcast(self, value=None):
+        return value if self.rank == 0 else self.inbox.pop(0)
+
+    def gather(self, value):  # the others' generator states: each its own
+        return [value] + [torch.Generator().manual_seed(1000 + i).get_state() for i in range(1, self.world)]
+
+    def all_true(self, flag):
+        return flag
+
+    def broadcast_tensors(self, tensors):
+        self.tensor_broadcasts += 1
+
+
+def _ranked(bench, distributed, path=None, **kw):
+    torch.manual_seed(0)
+    model = build_model("mlp", bench.input_shape, bench.tasks, width=0.05, depth=1)
+    return Trainer(_config(**kw), bench, model, build_method("scalarization"), checkpoint_path=path,
+                   progress=False, distributed=distributed)
+
+
+def test_a_single_process_world_is_no_distribution(bench):
+    trainer = _ranked(bench, Mirror(0, world=1))
+    assert trainer.distributed is None and trainer.is_writer
+    assert not isinstance(trainer.sampler, trainer_module.ShardedSampler)
+
+
+def test_every_process_must_run_on_the_device_it_was_started_for(bench):
+    with pytest.raises(trainer_module.DistributedError,
+                       match=r"^device: 'cpu' resolves to cpu, but the processes were started for cuda \(gloo\)"):
+        _ranked(bench, Mirror(0, device="cuda"))
+
+
+def test_a_rank_trains_on_its_shard_of_the_global_batches(bench):
+    trainer = _ranked(bench, Mirror(1), seed=3)
+    sampler = trainer.sampler
+    assert isinstance(sampler, trainer_module.ShardedSampler) and (sampler.rank, sampler.world) == (1, 2)
+    reference = trainer_module.ShardedSampler(build_sampler(trainer.benchmark, 30, 4, stream=False), 1, 2)
+    for _ in range(3):
+        assert torch.equal(sampler.next_batch().inputs, reference.next_batch().inputs)
+    with pytest.raises(trainer_module.DistributedError, match="^batch_size: 1 is smaller than the 2 processes"):
+        _ranked(bench, Mirror(0), batch_size=1)
+
+
+def test_rank_0_alone_writes_and_the_checkpoint_holds_every_rank_s_generator(bench, tmp_path):
+    zero = _ranked(bench, Mirror(0), path=tmp_path / "0" / "ck.pt", steps=4)
+    assert zero.is_writer
+    (tmp_path / "0").mkdir()
+    result = zero.fit()
+    assert result.status == "completed" and zero.step == 4
+    saved = load_checkpoint(tmp_path / "0" / "ck.pt")
+    assert len(saved["rng_ranks"]) == 2 and not torch.equal(saved["rng_ranks"][0], saved["rng_ranks"][1])
+    assert (tmp_path / "0" / MODEL_FILE).exists()
+    one = _ranked(bench, Mirror(1, inbox=[None, True]), path=tmp_path / "1" / "ck.pt", steps=4)
+    assert not one.is_writer
+    (tmp_path / "1").mkdir()
+    one.fit()
+    assert list((tmp_path / "1").iterdir()) == [] and one.step == 4
+
+
+def test_a_rank_without_a_checkpoint_starts_its_own_generator(bench):
+    one = _ranked(bench, Mirror(1, inbox=[None, False]), seed=3)
+    one._resume_distributed()
+    assert torch.initial_seed() == trainer_module.rank_seed(3, 1)
+    assert one._checkpointing is False and one.distributed.tensor_broadcasts == 1
+    one.save_checkpoint()  # nothing to write, and no collective either
+    zero = _ranked(bench, Mirror(0), seed=3)
+    torch.manual_seed(11)
+    zero._resume_distributed()
+    assert torch.initial_seed() == 11 and zero._checkpointing is False
+
+
+def test_a_rank_resumes_its_own_generator_or_a_fresh_one_for_another_world(bench, tmp_path):
+    zero = _ranked(bench, Mirror(0), path=tmp_path / "ck.pt", steps=6)
+    zero._checkpointing = True
+    zero.train_segment()
+    zero.save_checkpoint()
+    state = load_checkpoint(tmp_path / "ck.pt")
+    assert state["step"] == 2
+    one = _ranked(bench, Mirror(1, inbox=[state, True]), steps=6, seed=5)
+    one._resume_distributed()
+    assert one.step == 2 and one._checkpointing is True
+    assert torch.equal(torch.get_rng_state(), state["rng_ranks"][1])
+    other_world = {**state, "rng_ranks": state["rng_ranks"] * 2}
+    one = _ranked(bench, Mirror(1, inbox=[other_world, True]), steps=6, seed=5)
+    one._resume_distributed()
+    assert torch.initial_seed() == trainer_module.rank_seed(5 + 2, 1)
+    zero_again = _ranked(bench, Mirror(0), path=tmp_path / "ck.pt", steps=6)
+    zero_again._resume_distributed()
+    assert zero_again.step == 2 and torch.equal(torch.get_rng_state(), state["rng"])
+
+
+def test_a_distributed_run_resumed_equals_the_uninterrupted_one(bench, tmp_path, interrupt_at_checkpoint):
+    reference = _ranked(bench, Mirror(0), path=tmp_path / "ref" / "ck.pt", steps=6, schedule={"name": "cosine"})
+    (tmp_path / "ref").mkdir()
+    reference.fit()
+    (tmp_path / "run").mkdir()
+    interrupt_at_checkpoint(Trainer, 2)
+    with pytest.raises(KeyboardInterrupt):
+        _ranked(bench, Mirror(0), path=tmp_path / "run" / "ck.pt", steps=6, schedule={"name": "cosine"}).fit()
+    resumed = _ranked(bench, Mirror(0), path=tmp_path / "run" / "ck.pt", steps=6, schedule={"name": "cosine"})
+    resumed.fit()
+    for p, q in zip(resumed.model.parameters(), reference.model.parameters()):
+        assert torch.equal(p, q)
+    assert resumed.history == reference.history
