@@ -175,7 +175,7 @@ def test_a_diverged_member_stops_learning_and_is_no_longer_evaluated(bench, tmp_
     with Store(tmp_path) as store:
         for m in _members():
             store.start_run(m.name, "member", {}, "x")
-        population = _population(bench, steps=6, eval_every=2, store=store)
+        population = _population(bench, steps=6, eval_every=2, store=store, selection="last")
         population.run_until(2)
         with torch.no_grad():
             for value in population.params.values():
@@ -196,7 +196,8 @@ def test_a_diverged_member_stops_learning_and_is_no_longer_evaluated(bench, tmp_
         assert results[1].message == "non-finite loss at step 3"
         for index in (0, 2):  # each member's reported model, in the store's run directory
             saved = load_checkpoint(run_directory(store.directory, f"m{index}") / MODEL_FILE)
-            assert set(saved) == set(population.member_model(index).state_dict())
+            model = population.member_model(index).state_dict()
+            assert saved.keys() == model.keys() and all(torch.equal(saved[k], model[k]) for k in saved)
 
 
 def test_training_stops_when_every_member_diverged(bench):
@@ -246,3 +247,80 @@ def test_a_state_round_trip_restores_everything(bench):
     population.alive[1] = True  # the saved state is a copy
     assert not bool(state["alive"][1])
     assert torch.equal(torch.get_rng_state(), state["rng"])
+
+
+def test_a_diverged_member_is_frozen_while_the_others_train(bench):
+    """SGD without momentum: a member marked diverged gets a zero gradient, so it stays exactly
+    where it was, and its step is not counted as skipped."""
+    population = _population(bench, optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.0})
+    population.train_step()
+    population.alive[1] = False
+    before = {k: v.detach().clone() for k, v in population.params.items()}
+    population.train_step()
+    for key, value in population.params.items():
+        assert torch.equal(value[1].detach(), before[key][1]), key
+    assert any(not torch.equal(value[0].detach(), before[key][0]) for key, value in population.params.items())
+    assert population.skipped_steps == [0, 0, 0] and population.diverged_at == {}
+
+
+def test_each_step_logs_every_members_weights(bench):
+    population = _population(bench, weights=((1.0, 3.0), (0.5, 0.5)))
+    population.train_step(), population.train_step()
+    for record, expected in zip(population.records, ([0.25, 0.75], [0.5, 0.5])):
+        assert [(step, w.tolist()) for step, w in record.weight_log] == [(1, expected), (2, expected)]
+
+
+def test_a_state_without_buffers_loads(bench):
+    """Checkpoints written before buffers were stacked hold none."""
+    population = _population(bench)
+    population.run_until(1)
+    state = population.state_dict()
+    del state["buffers"]
+    fresh = _population(bench)
+    fresh.load_state_dict(state)
+    assert fresh.step == 1
+    fresh.alive[0] = False
+    fresh.lr_scale[0] = 0.1
+    assert bool(state["alive"][0]) and state["lr_scale"][0] == 1.0  # the loaded state is copied
+
+
+def test_bf16_members_report_float32_losses(bench):
+    population = _population(bench, precision="bf16")
+    assert population.loss_scale.value is None
+    assert population.train_step().dtype == torch.float32
+
+
+def test_an_fp16_population_scales_its_loss_and_unscales_the_gradients(bench):
+    """fp16: the backward pass is seeded with the loss scale and the gradients divided by it at
+    once, so an SGD step is the fp32 step to fp16 rounding; a finite step counts towards the
+    scale's growth, a skipped one halves it."""
+    kw = {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0}}
+    half, full = _population(bench, precision="fp16", **kw), _population(bench, **kw)
+    assert half.loss_scale.enabled and not full.loss_scale.enabled
+    before = {k: v.detach().clone() for k, v in full.params.items()}
+    half.train_step(), full.train_step()
+    for key, old in before.items():
+        torch.testing.assert_close(half.params[key].detach() - old, full.params[key].detach() - old,
+                                   rtol=0.05, atol=2e-4)
+    assert (half.loss_scale.scale, half.loss_scale.good_steps) == (2.0**16, 1)
+    first = next(iter(half.params.values()))
+    first.register_hook(lambda g: g.index_fill(0, torch.tensor([1]), float("nan")))
+    half.train_step()
+    assert (half.loss_scale.scale, half.loss_scale.good_steps) == (2.0**15, 0)
+    assert half.skipped_steps == [0, 1, 0]
+
+
+def test_each_member_is_evaluated_with_its_own_mean_training_losses(bench, tmp_path):
+    with Store(tmp_path) as store:
+        for m in _members():
+            store.start_run(m.name, "member", {}, "x")
+        population = _population(bench, steps=6, eval_every=3, store=store)
+        seen = []
+        original = population.train_step
+        population.train_step = lambda: seen.append(original()) or seen[-1]
+        population.run_until(3)
+        mean = torch.stack(seen).mean(0)
+        for index in range(3):
+            train = store.history(f"m{index}", "train")
+            for task, objective in enumerate(bench.objectives):
+                assert train[f"{objective}/loss"] == [(3, pytest.approx(float(mean[index, task]), rel=1e-6))]
