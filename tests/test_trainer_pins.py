@@ -609,3 +609,42 @@ def test_a_distributed_run_resumed_equals_the_uninterrupted_one(bench, tmp_path,
     for p, q in zip(resumed.model.parameters(), reference.model.parameters()):
         assert torch.equal(p, q)
     assert resumed.history == reference.history
+
+
+# -- precision and preference-conditioned models ----------------------------------------------------
+def test_fp16_seeds_the_backward_with_the_loss_scale_and_halves_it_on_a_skipped_step(bench):
+    method = Recording(bad={1})
+    trainer = _trainer(bench, method, precision="fp16")
+    assert trainer.train_step().dtype == torch.float32
+    assert method.contexts[0][3] == 2.0**16 and trainer.loss_scale.good_steps == 1
+    trainer.train_step()  # NaN gradients
+    assert (trainer.loss_scale.scale, trainer.loss_scale.good_steps) == (2.0**15, 0)
+    assert trainer.skipped_steps == 1
+    trainer.train_step()
+    assert method.contexts[2][3] == 2.0**15
+    assert _trainer(bench).loss_scale.value is None
+
+
+def test_a_preference_method_needs_a_conditioned_model(bench):
+    with pytest.raises(MethodError, match="^method.name: cosmos feeds the model a preference: build it with"):
+        _trainer(bench, build_method("cosmos"))
+
+
+def test_a_conditioned_model_is_fed_each_step_s_preference_and_evaluated_at_the_uniform_one(bench):
+    from scalarize.train.setup import build_model_from_config
+
+    config = _config(steps=2, eval_every=2, method={"name": "cosmos"})
+    torch.manual_seed(0)
+    model = build_model_from_config(config, bench)
+    fed = []
+    original = model.set_preference
+    model.set_preference = lambda preference: (fed.append(torch.as_tensor(preference).clone()), original(preference))
+    method = build_method("cosmos")
+    trainer = Trainer(config, bench, model, method, progress=False)
+    drawn = []
+    draw = method.draw_preference
+    method.draw_preference = lambda: drawn.append(draw().clone()) or drawn[-1]
+    trainer.train_segment()
+    assert len(drawn) == 2 and len(fed) == 3
+    assert all(torch.equal(f, d) for f, d in zip(fed, drawn))
+    assert torch.equal(fed[-1], torch.ones(2))
