@@ -648,3 +648,48 @@ def test_a_conditioned_model_is_fed_each_step_s_preference_and_evaluated_at_the_
     assert len(drawn) == 2 and len(fed) == 3
     assert all(torch.equal(f, d) for f, d in zip(fed, drawn))
     assert torch.equal(fed[-1], torch.ones(2))
+
+
+# -- what the trainer builds ---------------------------------------------------------------------
+def test_a_step_is_the_optimizer_step_on_the_sampled_batch(bench):
+    """Computed by hand: the model's losses on the first batch of the sampler seeded with
+    ``seed + 1``, combined by the method, one SGD step."""
+    import copy
+
+    from scalarize.train.losses import objective_losses
+
+    trainer = _trainer(bench, seed=2, optimizer={"name": "sgd", "lr": 0.5, "momentum": 0.0})
+    model = copy.deepcopy(trainer.model)
+    batch = build_sampler(trainer.benchmark, 30, 3).next_batch()
+    _, outputs = model(batch.inputs)
+    losses = objective_losses(trainer.benchmark, outputs, batch.targets, batch.counts)
+    trainer.method.combine(losses).backward()
+    returned = trainer.train_step()
+    torch.testing.assert_close(returned, losses.detach(), rtol=0, atol=0)
+    for p, q in zip(model.parameters(), trainer.model.parameters()):
+        torch.testing.assert_close(q.detach(), p.detach() - 0.5 * p.grad, rtol=1e-6, atol=1e-7)
+
+
+def test_on_the_cpu_the_host_guard_and_the_plain_optimizer_are_used(bench):
+    trainer = _trainer(bench)
+    assert not trainer._device_guard and not trainer.optimizer.defaults.get("fused")
+    assert trainer.loss_scale.value is None and not trainer._channels_last
+    assert _trainer(bench, channels_last=True)._channels_last is False  # a GPU layout only
+
+
+def test_per_task_gradient_methods_go_through_the_heads_in_one_pass(bench, digits):
+    assert _trainer(bench, build_method("pcgrad"))._split_heads
+    assert _trainer(bench, build_method("mgda_ub"))._split_heads
+    assert not _trainer(bench, build_method("uw"))._split_heads
+    assert not _trainer(digits, build_method("pcgrad"))._split_heads  # MDL: one head
+
+
+def test_a_method_s_own_parameters_and_optimizer_are_trained(bench):
+    uw = _trainer(bench, build_method("uw"))
+    before = [p.detach().clone() for p in uw.method.parameters()]
+    assert before and all(p.requires_grad for p in uw.method.parameters())
+    uw.train_step(), uw.train_step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, uw.method.parameters()))
+    own = _trainer(bench, build_method("mtadam"))
+    assert own.optimizer.param_groups[0]["lr"] == 0.01
+    assert {id(p) for g in own.optimizer.param_groups for p in g["params"]} >= {id(p) for p in own.model.parameters()}
