@@ -287,7 +287,8 @@ def test_a_run_resumed_after_it_completed_trains_no_more(bench, tmp_path):
     assert result.status == "completed" and result.steps == 4
     again = _trainer(bench, path=tmp_path / "ck.pt", steps=4)
     again.train_segment = lambda bar=None: pytest.fail("trained again")
-    assert again.fit().steps == 4 and again.step == 4
+    again_result = again.fit()
+    assert (again_result.status, again_result.steps, again.step) == ("completed", 4, 4)
 
 
 class Explode(Method):
@@ -553,7 +554,7 @@ def test_rank_0_alone_writes_and_the_checkpoint_holds_every_rank_s_generator(ben
     assert zero.is_writer
     (tmp_path / "0").mkdir()
     result = zero.fit()
-    assert result.status == "completed" and zero.step == 4
+    assert result.status == "completed" and zero.step == 4 and zero.skipped_steps == 0
     saved = load_checkpoint(tmp_path / "0" / "ck.pt")
     assert len(saved["rng_ranks"]) == 2 and not torch.equal(saved["rng_ranks"][0], saved["rng_ranks"][1])
     assert (tmp_path / "0" / MODEL_FILE).exists()
@@ -690,6 +691,10 @@ def test_a_method_s_own_parameters_and_optimizer_are_trained(bench):
     assert before and all(p.requires_grad for p in uw.method.parameters())
     uw.train_step(), uw.train_step()
     assert any(not torch.equal(b, p) for b, p in zip(before, uw.method.parameters()))
+    half = _trainer(bench, build_method("uw"), precision="fp16")  # the scaled backward reaches them too
+    before = [p.detach().clone() for p in half.method.parameters()]
+    half.train_step(), half.train_step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, half.method.parameters()))
     own = _trainer(bench, build_method("mtadam"))
     assert own.optimizer.param_groups[0]["lr"] == 0.01
     assert {id(p) for g in own.optimizer.param_groups for p in g["params"]} >= {id(p) for p in own.model.parameters()}
