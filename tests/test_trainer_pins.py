@@ -161,15 +161,15 @@ def test_a_method_on_feature_gradients_with_a_trunkless_model_names_the_represen
 # -- what a step reads ---------------------------------------------------------------------------
 def test_the_step_context_and_the_end_of_epoch_hook(bench):
     method = Recording()
-    trainer = _trainer(bench, method, steps=7, eval_every=2)
-    assert method.task_names == [t for t in bench.objectives]  # set up by the trainer
+    trainer = _trainer(bench, method, steps=7, eval_every=2, gradient_engine="loop")
+    assert method.task_names == [t for t in bench.objectives] and method.setting == "mtl"  # set up by the trainer
     losses = []
     original = trainer.train_step
     trainer.train_step = lambda: losses.append(original()) or losses[-1]
     while trainer.train_segment() == "running":
         pass
     assert [c[:2] for c in method.contexts] == [(s, s // 3) for s in range(7)]
-    assert all(c[2] in ("loop", "batched") and c[3] is None for c in method.contexts)
+    assert all(c[2] == "loop" and c[3] is None for c in method.contexts)
     assert [e for e, _ in method.epochs] == [0, 1]
     torch.testing.assert_close(method.epochs[0][1], torch.stack(losses[:3]).mean(0), rtol=0, atol=0)
     torch.testing.assert_close(method.epochs[1][1], torch.stack(losses[3:6]).mean(0), rtol=0, atol=0)
@@ -311,20 +311,21 @@ class Explode(Method):
                     p.fill_(float("nan"))
 
 
-def test_divergence_stops_the_run_at_the_first_non_finite_loss(bench, tmp_path):
+@pytest.mark.parametrize(("at", "eval_every", "first", "checkpoints"), [(4, 2, 6, [2, 4]), (0, 4, 2, [])])
+def test_divergence_stops_the_run_at_the_first_non_finite_loss(bench, tmp_path, at, eval_every, first, checkpoints):
     ref = []
-    method = Explode(ref, at=4)
-    trainer = _trainer(bench, method, path=tmp_path / "ck.pt", steps=8, eval_every=2)
+    method = Explode(ref, at=at)
+    trainer = _trainer(bench, method, path=tmp_path / "ck.pt", steps=8, eval_every=eval_every)
     ref.append(trainer.model)
     saved = []
     original = trainer.save_checkpoint
     trainer.save_checkpoint = lambda: (saved.append(trainer.step), original())
     result = trainer.fit()
-    # the NaN weights written after the 5th step give the 6th step non-finite losses
-    assert result.status == "diverged" and result.steps == 6 and trainer.diverged_at == 6
-    assert trainer.message == "non-finite loss at step 6" and result.message == "non-finite loss at step 6"
-    assert saved == [2, 4]  # no checkpoint of the diverged segment
-    assert [h["step"] for h in trainer.history] == [2, 4]
+    # NaN weights written after step ``at`` give the next steps non-finite losses: the first counts
+    assert result.status == "diverged" and result.steps == first and trainer.diverged_at == first
+    assert trainer.message == f"non-finite loss at step {first}" and result.message == trainer.message
+    assert saved == checkpoints  # no checkpoint of the diverged segment
+    assert [h["step"] for h in trainer.history] == checkpoints
 
 
 def test_the_reported_model_is_saved_beside_the_checkpoint(bench, tmp_path):
@@ -353,6 +354,7 @@ def test_mdl_shares_every_parameter_and_passes_the_batch_mixture(bench, digits):
 
     method = Mixture()
     trainer = _trainer(digits, method, steps=2)
+    assert method.task_names == ["a", "b"] and method.setting == "mdl"
     assert trainer.task_params == []
     assert len(trainer.shared_params) == len(list(trainer.model.parameters()))
     trainer.train_step()
@@ -555,6 +557,7 @@ def test_rank_0_alone_writes_and_the_checkpoint_holds_every_rank_s_generator(ben
     (tmp_path / "0").mkdir()
     result = zero.fit()
     assert result.status == "completed" and zero.step == 4 and zero.skipped_steps == 0
+    assert zero.distributed.tensor_broadcasts == 3  # at the resume, then before each evaluation
     saved = load_checkpoint(tmp_path / "0" / "ck.pt")
     assert len(saved["rng_ranks"]) == 2 and not torch.equal(saved["rng_ranks"][0], saved["rng_ranks"][1])
     assert (tmp_path / "0" / MODEL_FILE).exists()
@@ -698,3 +701,42 @@ def test_a_method_s_own_parameters_and_optimizer_are_trained(bench):
     own = _trainer(bench, build_method("mtadam"))
     assert own.optimizer.param_groups[0]["lr"] == 0.01
     assert {id(p) for g in own.optimizer.param_groups for p in g["params"]} >= {id(p) for p in own.model.parameters()}
+
+
+def test_mdl_batches_follow_the_method_s_mixture_on_both_samplers(bench, digits):
+    class Independent(Recording):
+        needs = frozenset({LOSSES, INDEPENDENT_BATCHES})
+
+        def sampling_weights(self):
+            return torch.tensor([0.9, 0.1])
+
+    trainer = _trainer(digits, Independent(), steps=2, eval_every=2, batch_size=40)
+    trainer.train_segment()
+    for sampler in (trainer.sampler, trainer.independent_sampler):
+        counts = torch.stack([sampler.next_batch().counts for _ in range(4)]).sum(0)
+        assert counts[0] > 3 * counts[1], counts
+
+
+def test_the_record_s_views(bench, tmp_path):
+    from scalarize.store import Store
+
+    with Store(tmp_path) as store:
+        store.start_run("r", "main", {}, "f")
+        torch.manual_seed(0)
+        model = build_model("mlp", bench.input_shape, bench.tasks, width=0.05, depth=1)
+        trainer = Trainer(_config(steps=2), bench, model, build_method("scalarization"), run_name="r", store=store,
+                          progress=False)
+        assert trainer.store is store and trainer.record.name == "r"
+        trainer.fit()
+        assert trainer.evaluation == 1 and trainer.message == trainer.record.message
+        assert store.history("r", "val")
+
+
+def test_a_rank_s_losses_are_the_mean_losses_of_its_shard(bench):
+    from scalarize.train.losses import objective_losses
+
+    trainer = _ranked(bench, Mirror(1), seed=3)
+    shard = trainer_module.ShardedSampler(build_sampler(trainer.benchmark, 30, 4, stream=False), 1, 2).next_batch()
+    with torch.no_grad():
+        expected = objective_losses(trainer.benchmark, trainer.model(shard.inputs)[1], shard.targets, shard.counts)
+    torch.testing.assert_close(trainer.train_step(), expected, rtol=1e-6, atol=1e-7)
