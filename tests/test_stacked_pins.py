@@ -324,3 +324,17 @@ def test_each_member_is_evaluated_with_its_own_mean_training_losses(bench, tmp_p
             train = store.history(f"m{index}", "train")
             for task, objective in enumerate(bench.objectives):
                 assert train[f"{objective}/loss"] == [(3, pytest.approx(float(mean[index, task]), rel=1e-6))]
+
+
+def test_augmented_members_read_their_own_augmented_batches(bench):
+    population = _population(bench, weights=((0.5, 0.5), (0.5, 0.5)), data={"workers": 0, "augment": {"flip": True}})
+    assert population.batch_stream is not None
+    augmentation = population.config.data.augmentation()
+    alone = [build_sampler(population.benchmark, 30, seed + 1, augmentation, stream=False) for seed in (0, 1)]
+    for _ in range(2):
+        inputs, targets, counts = population._next_batches()
+        for index, sampler in enumerate(alone):
+            batch = sampler.next_batch()
+            assert torch.equal(inputs[index], batch.inputs) and torch.equal(counts[index], batch.counts)
+            for key, value in batch.targets.items():
+                assert torch.equal(targets[key][index], value)

@@ -740,3 +740,13 @@ def test_a_rank_s_losses_are_the_mean_losses_of_its_shard(bench):
     with torch.no_grad():
         expected = objective_losses(trainer.benchmark, trainer.model(shard.inputs)[1], shard.targets, shard.counts)
     torch.testing.assert_close(trainer.train_step(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_augmented_training_batches_come_from_the_seeded_augmenting_sampler(bench):
+    trainer = _trainer(bench, seed=5, data={"workers": 0, "augment": {"flip": True}})
+    reference = build_sampler(trainer.benchmark, 30, 6, trainer.config.data.augmentation())
+    plain = build_sampler(trainer.benchmark, 30, 6)
+    for _ in range(2):
+        inputs = trainer.sampler.next_batch().inputs
+        assert torch.equal(inputs, reference.next_batch().inputs)
+        assert not torch.equal(inputs, plain.next_batch().inputs)  # flipped images
