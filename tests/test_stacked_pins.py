@@ -65,7 +65,10 @@ def _same(a, b):
 
 def test_members_weights_are_normalized_uniform_by_default_and_changeable(bench):
     population = _population(bench, weights=((1.0, 3.0), None))
-    assert population.size == 2
+    assert population.size == 2 and (population.step, population.evaluation) == (0, 0)
+    assert population.alive.tolist() == [True, True] and population.diverged_at == {}
+    assert population.lr_scale.tolist() == [1.0, 1.0] and population.extra_state == {}
+    assert population.on_evaluation is None and [r.name for r in population.records] == ["m0", "m1"]
     assert population.weights.tolist() == [[0.25, 0.75], [0.5, 0.5]]
     population.set_weights(1, [2.0, 6.0])
     assert population.weights.tolist() == [[0.25, 0.75], [0.25, 0.75]]
