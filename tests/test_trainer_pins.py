@@ -170,7 +170,7 @@ def test_the_step_context_and_the_end_of_epoch_hook(bench):
         pass
     assert [c[:2] for c in method.contexts] == [(s, s // 3) for s in range(7)]
     assert all(c[2] == "loop" and c[3] is None for c in method.contexts)
-    assert [e for e, _ in method.epochs] == [0, 1]
+    assert [e for e, _ in method.epochs] == [0, 1] and all(type(e) is int for e, _ in method.epochs)
     torch.testing.assert_close(method.epochs[0][1], torch.stack(losses[:3]).mean(0), rtol=0, atol=0)
     torch.testing.assert_close(method.epochs[1][1], torch.stack(losses[3:6]).mean(0), rtol=0, atol=0)
     assert trainer._epoch_loss_steps == 1 and torch.equal(trainer._epoch_loss_sum, losses[6])
@@ -750,3 +750,26 @@ def test_augmented_training_batches_come_from_the_seeded_augmenting_sampler(benc
         inputs = trainer.sampler.next_batch().inputs
         assert torch.equal(inputs, reference.next_batch().inputs)
         assert not torch.equal(inputs, plain.next_batch().inputs)  # flipped images
+
+
+def test_any_module_that_follows_the_contract_trains(bench):
+    """A plain module returning ``(features, {task: output})``, without the multi-task model's
+    one-pass head inputs: wrapped, and trained by a per-task gradient method too."""
+    from torch import nn
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.ReLU())
+            self.left, self.right = nn.Linear(8, 10), nn.Linear(8, 10)
+
+        def forward(self, inputs):
+            features = self.trunk(inputs)
+            return features, {"left": self.left(features), "right": self.right(features)}
+
+    torch.manual_seed(0)
+    trainer = Trainer(_config(steps=2), bench, Plain(), build_method("pcgrad"), progress=False)
+    assert trainer._forward_heads is None and not trainer._split_heads
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    assert trainer.fit().status == "completed"
+    assert all(not torch.equal(b, p) for b, p in zip(before, trainer.model.parameters()))
