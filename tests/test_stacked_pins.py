@@ -192,10 +192,10 @@ def test_a_diverged_member_stops_learning_and_is_no_longer_evaluated(bench, tmp_
             assert torch.isfinite(value[0]).all() and torch.isfinite(value[2]).all()
         interim = population.results()
         assert [r.status for r in interim] == ["completed", "diverged", "completed"]
-        assert [r.steps for r in interim] == [4, 3, 4]
+        assert [r.steps for r in interim] == [4, 3, 4] and [r.seconds for r in interim] == [0.0] * 3
         results = population.fit()
         assert [r.status for r in results] == ["completed", "diverged", "completed"]
-        assert [r.steps for r in results] == [6, 3, 6]
+        assert [r.steps for r in results] == [6, 3, 6] and all(r.seconds > 0 for r in results)
         assert results[1].message == "non-finite loss at step 3"
         for index in (0, 2):  # each member's reported model, in the store's run directory
             saved = load_checkpoint(run_directory(store.directory, f"m{index}") / MODEL_FILE)
