@@ -773,3 +773,14 @@ def test_any_module_that_follows_the_contract_trains(bench):
     before = [p.detach().clone() for p in trainer.model.parameters()]
     assert trainer.fit().status == "completed"
     assert all(not torch.equal(b, p) for b, p in zip(before, trainer.model.parameters()))
+
+
+def test_a_rank_s_shard_is_augmented_like_the_global_batch(bench):
+    trainer = _ranked(bench, Mirror(1), seed=3, data={"workers": 0, "augment": {"flip": True}})
+    augmentation = trainer.config.data.augmentation()
+    reference = trainer_module.ShardedSampler(build_sampler(trainer.benchmark, 30, 4, augmentation, stream=False), 1, 2)
+    plain = trainer_module.ShardedSampler(build_sampler(trainer.benchmark, 30, 4, stream=False), 1, 2)
+    for _ in range(2):
+        inputs = trainer.sampler.next_batch().inputs
+        assert torch.equal(inputs, reference.next_batch().inputs)
+        assert not torch.equal(inputs, plain.next_batch().inputs)
