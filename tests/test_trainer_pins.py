@@ -674,9 +674,9 @@ def test_a_step_is_the_optimizer_step_on_the_sampled_batch(bench):
         torch.testing.assert_close(q.detach(), p.detach() - 0.5 * p.grad, rtol=1e-6, atol=1e-7)
 
 
-def test_on_the_cpu_the_host_guard_and_the_plain_optimizer_are_used(bench):
+def test_on_the_cpu_the_host_guard_and_the_fused_optimizer_are_used(bench):
     trainer = _trainer(bench)
-    assert not trainer._device_guard and not trainer.optimizer.defaults.get("fused")
+    assert not trainer._device_guard and trainer.optimizer.defaults.get("fused") is True
     assert trainer.loss_scale.value is None and not trainer._channels_last
     assert _trainer(bench, channels_last=True)._channels_last is False  # a GPU layout only
 
