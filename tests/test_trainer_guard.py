@@ -51,8 +51,8 @@ def _set_gradients(trainer, value: float) -> None:
     (1.0, INF, (True, False)),
     (1.0, NAN, (True, False)),
     (NAN, NAN, (False, False)),
-    (1e18, 1.0, (True, True)),  # huge but finite: its square still fits in float32
-    (1e20, 1.0, (False, True)),  # its square overflows the 2-norm: counted as not finite (documented)
+    (1e20, 1.0, (True, True)),  # huge but finite (its square would overflow a 2-norm)
+    (3e38, INF, (True, False)),
 ])
 def test_gradients_and_losses_are_told_apart(trainer, gradient, loss, expected):
     _set_gradients(trainer, gradient)

@@ -233,6 +233,7 @@ class Trainer(Checkpointable):
         self.loss_scale = LossScale(config.precision == "fp16")
         self._skipped_on_device: Tensor | None = None
         self._first_bad_step: Tensor | None = None
+        self._one = torch.ones((), device=self.device)  # the unscale of the finiteness check
         self._timers: list[tuple] = []
         self.schedule = build_schedule(config, self.optimizer, self.total_steps, self.steps_per_epoch)
         if benchmark.setting == "mtl":
@@ -450,24 +451,27 @@ class Trainer(Checkpointable):
             self._skipped_on_device = None
 
     def _gradients_finite(self) -> bool:
-        """Whether every ``.grad`` has a finite norm (so no NaN or inf in it): one fused
-        ``_foreach_norm`` (the 2-norm; the max-norm is ~10x slower on CPU) and one host sync. A
-        gradient whose 2-norm overflows its dtype (float32 entries above ~1e19) counts as not
-        finite: such a step is skipped too."""
-        grads = [p.grad for p in self._params if p.grad is not None]
-        if not grads:
-            return True
-        return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+        """Whether every entry of every ``.grad`` is finite (one host sync)."""
+        return not bool(self._non_finite([p.grad for p in self._params if p.grad is not None]))
+
+    def _non_finite(self, tensors: list[Tensor]) -> Tensor:
+        """A 0-d tensor, 1 if an entry of ``tensors`` is NaN or infinite: GradScaler's one-pass check
+        (``_amp_foreach_non_finite_check_and_unscale_``, its unscale by 1 leaving every value as
+        it is), once per dtype as GradScaler calls it."""
+        found = torch.zeros((), device=self.device)
+        by_dtype: dict[torch.dtype, list[Tensor]] = {}
+        for tensor in tensors:
+            by_dtype.setdefault(tensor.dtype, []).append(tensor)
+        for group in by_dtype.values():
+            torch._amp_foreach_non_finite_check_and_unscale_(group, found, self._one)
+        return found
 
     def _finite_on_host(self, losses: Tensor) -> tuple[bool, bool]:
         """(every gradient finite, every loss finite), read with one host sync in the usual case
-        where both hold: the gradients' norms and the losses' sum are checked together, and only
-        when something is not finite are the two told apart."""
+        where both hold: the gradients and (a copy of) the losses are checked in one pass, and
+        only when something is not finite are the two told apart."""
         grads = [p.grad for p in self._params if p.grad is not None]
-        total = losses.sum()
-        if grads:  # if the sum overflows though every part is finite, the slow path tells them apart
-            total = total + torch.stack(torch._foreach_norm(grads)).sum()
-        if bool(total.isfinite()):
+        if not bool(self._non_finite([*grads, losses.clone()])):
             return True, True
         return self._gradients_finite(), bool(torch.isfinite(losses).all())
 
@@ -513,7 +517,7 @@ class Trainer(Checkpointable):
         if not grads:
             self.optimizer.step()
             return
-        found_inf = (~torch.stack(torch._foreach_norm(grads)).isfinite().all()).float()
+        found_inf = self._non_finite(grads)
         self.optimizer.found_inf = found_inf
         try:
             self.optimizer.step()
