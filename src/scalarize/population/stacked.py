@@ -353,7 +353,7 @@ class StackedPopulation(Checkpointable):
                 loss_sum = losses if loss_sum is None else loss_sum + losses
                 count += 1
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(1)  # pragma: no mutate (display only)
             if self.step % self.eval_every == 0 or self.step == self.total_steps:
                 self._evaluate(loss_sum / count)
                 if self.on_evaluation is not None:
@@ -365,8 +365,9 @@ class StackedPopulation(Checkpointable):
     def fit(self) -> list[RunResult]:
         started = time.perf_counter()
         self.try_resume()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.label, unit="step",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(disable=not self.progress,
+                   total=self.total_steps, initial=self.step, desc=self.label, unit="step",  # pragma: no mutate
+                   leave=False, dynamic_ncols=True)  # pragma: no mutate (the bar's display only)
         try:
             self.run_until(self.total_steps, bar)
         finally:

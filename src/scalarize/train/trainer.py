@@ -564,7 +564,7 @@ class Trainer(Checkpointable):
             count += 1
             self._end_of_epoch(losses)
             if bar is not None:
-                bar.update(1)
+                bar.update(1)  # pragma: no mutate (display only)
         self._settle_device_counters()
         if self._first_bad_step is not None and int(self._first_bad_step) >= 0:
             self.diverged_at = int(self._first_bad_step)
@@ -572,7 +572,7 @@ class Trainer(Checkpointable):
             return "diverged"
         mean_loss = loss_sum / count
         if bar is not None:
-            bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")
+            bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")  # pragma: no mutate (display only)
         if PREFERENCE_INPUT in self.method.needs:  # a conditioned model reports its uniform preference
             self.model.set_preference(torch.ones(len(self.benchmark.objectives)))
         if self.distributed is not None:  # batch-norm statistics: rank 0's, so every rank evaluates alike
@@ -595,8 +595,9 @@ class Trainer(Checkpointable):
             self._resume_distributed()
         self.model.train()
         bar = tqdm(
-            total=self.total_steps, initial=self.step, desc=self.run_name, unit="step",
-            disable=not self.progress or not self.is_writer, leave=False, dynamic_ncols=True,
+            disable=not self.progress or not self.is_writer,
+            total=self.total_steps, initial=self.step, desc=self.run_name, unit="step",  # pragma: no mutate
+            leave=False, dynamic_ncols=True,  # pragma: no mutate (the bar's display only)
         )
         status = "completed" if self.step >= self.total_steps else "running"
         try:
