@@ -89,3 +89,4 @@ def test_an_infinite_loss_with_finite_gradients_is_applied_then_ends_the_run_as_
     assert trainer.diverged_at == 5  # the step count after the bad step, as for a bad gradient's run
     assert trainer.step == 6 and trainer.skipped_steps == 0
     assert "non-finite loss at step 5" in trainer.message
+

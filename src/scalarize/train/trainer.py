@@ -233,7 +233,7 @@ class Trainer(Checkpointable):
         self.loss_scale = LossScale(config.precision == "fp16")
         self._skipped_on_device: Tensor | None = None
         self._first_bad_step: Tensor | None = None
-        self._one = torch.ones((), device=self.device)  # the unscale of the finiteness check
+        self._one = torch.ones((), dtype=torch.float32, device=self.device)  # the finiteness check's unscale
         self._timers: list[tuple] = []
         self.schedule = build_schedule(config, self.optimizer, self.total_steps, self.steps_per_epoch)
         if benchmark.setting == "mtl":
@@ -458,7 +458,7 @@ class Trainer(Checkpointable):
         """A 0-d tensor, 1 if an entry of ``tensors`` is NaN or infinite: GradScaler's one-pass check
         (``_amp_foreach_non_finite_check_and_unscale_``, its unscale by 1 leaving every value as
         it is), once per dtype as GradScaler calls it."""
-        found = torch.zeros((), device=self.device)
+        found = torch.zeros((), dtype=torch.float32, device=self.device)  # the kernel's dtype
         by_dtype: dict[torch.dtype, list[Tensor]] = {}
         for tensor in tensors:
             by_dtype.setdefault(tensor.dtype, []).append(tensor)
