@@ -630,8 +630,9 @@ def test_fp16_seeds_the_backward_with_the_loss_scale_and_halves_it_on_a_skipped_
 
 
 def test_a_preference_method_needs_a_conditioned_model(bench):
-    with pytest.raises(MethodError, match="^method.name: cosmos feeds the model a preference: build it with"):
+    with pytest.raises(MethodError, match="^method.name: cosmos feeds the model a preference: build it with") as error:
         _trainer(bench, build_method("cosmos"))
+    assert str(error.value).endswith("or wrap it in scalarize.models.conditioned.PreferenceConditioned")
 
 
 def test_a_conditioned_model_is_fed_each_step_s_preference_and_evaluated_at_the_uniform_one(bench):
