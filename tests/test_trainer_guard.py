@@ -90,3 +90,28 @@ def test_an_infinite_loss_with_finite_gradients_is_applied_then_ends_the_run_as_
     assert trainer.step == 6 and trainer.skipped_steps == 0
     assert "non-finite loss at step 5" in trainer.message
 
+
+
+def test_the_check_works_with_float64_as_the_default_dtype():
+    """A float64 model (built with float64 as the default dtype, as the stacked-equivalence tests
+    do): the check's own tensors stay in the float32 its kernel takes."""
+    from scalarize.data.benchmark import Benchmark, Split
+
+    bench = load_benchmark(TINY["name"], **TINY["options"])
+    domains = {d: {s: Split(split.inputs.double(), split.targets) for s, split in splits.items()}
+               for d, splits in bench.domains.items()}
+    bench = Benchmark(bench.name, bench.setting, bench.tasks, domains)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = build_model("mlp", bench.input_shape, bench.tasks, 0.1, 1)
+        config = TrainConfig(name="g", benchmark=TINY, model={"width": 0.1}, steps=2, eval_every=2, batch_size=30,
+                             stl=False, device="cpu")
+        trainer = Trainer(config, bench, model, Uniform(), run_name="g", progress=False)
+        assert trainer.fit().status == "completed"
+        _set_gradients(trainer, NAN)
+        assert trainer._params[0].grad.dtype == torch.float64
+        assert trainer._finite_on_host(torch.tensor([0.5, 0.25])) == (False, True)
+    finally:
+        torch.set_default_dtype(previous)
