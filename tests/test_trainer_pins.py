@@ -528,6 +528,38 @@ def _ranked(bench, distributed, path=None, **kw):
                    progress=False, distributed=distributed)
 
 
+class LoneReducer(MirrorReducer):
+    """Sums over ranks whose values are all zero but this rank's."""
+
+    def sum(self, tensor):
+        return tensor.detach().clone()
+
+
+class Lone(Mirror):
+    """A rank of ``world`` processes in one whose other ranks contribute zero gradients and losses."""
+
+    def __init__(self, rank, world=2, inbox=(), device="cpu"):
+        super().__init__(rank, world, inbox, device)
+        self.reducer = LoneReducer(world)
+
+
+def test_a_rank_s_step_applies_the_mean_over_the_ranks(bench):
+    """The step of a rank applies the process group's mean gradient and reports its mean losses:
+    when the other rank contributes zero, half what a rank whose peers mirror it applies."""
+    sgd = {"name": "sgd", "lr": 0.1, "momentum": 0.0}
+    steps = {}
+    for kind in (Mirror, Lone):
+        trainer = _ranked(bench, kind(0), seed=3, optimizer=sgd)
+        before = [p.detach().clone() for p in trainer.model.parameters()]
+        losses = trainer.train_step()
+        steps[kind] = (losses, [p.detach() - b for p, b in zip(trainer.model.parameters(), before)])
+    (mirrored_losses, mirrored), (lone_losses, lone) = steps[Mirror], steps[Lone]
+    assert torch.allclose(lone_losses, mirrored_losses / 2)
+    assert any(d.abs().max() > 0 for d in mirrored)
+    for full, half in zip(mirrored, lone):
+        assert torch.allclose(half, full / 2, rtol=1e-4, atol=1e-7)  # float32 differences of ~0.1 weights
+
+
 def test_a_single_process_world_is_no_distribution(bench):
     trainer = _ranked(bench, Mirror(0, world=1))
     assert trainer.distributed is None and trainer.is_writer
