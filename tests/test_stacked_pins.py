@@ -16,6 +16,8 @@ from scalarize.store import Store
 from scalarize.train import TrainConfig
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory
 
+from helpers import same_state, tiny_mdl
+
 OPTIONS = {"train_size": 90, "test_size": 30}  # batch 30: 3 steps per epoch
 
 
@@ -38,29 +40,6 @@ def _population(bench, weights=((0.2, 0.8), (0.5, 0.5), (0.9, 0.1)), **kw):
     store = kw.pop("store", None)
     path = kw.pop("checkpoint_path", None)
     return StackedPopulation(_members(weights, **kw), bench, store=store, checkpoint_path=path, progress=False)
-
-
-def _tiny_mdl(bench):
-    """Two domains cut from the MTL benchmark, one task (the left digit): an MDL benchmark that
-    costs nothing to load."""
-    from scalarize.data.benchmark import Benchmark, Split
-
-    split = bench.split("train")
-    task = bench.tasks[0]
-    rows = {"a": slice(0, 45), "b": slice(45, 90)}
-    domains = {d: {s: Split(split.inputs[r], {task.name: split.targets[task.name][r]}) for s in ("train", "val", "test")}
-               for d, r in rows.items()}
-    return Benchmark("tiny_mdl", "mdl", [task], domains)
-
-
-def _same(a, b):
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def test_members_weights_are_normalized_uniform_by_default_and_changeable(bench):
@@ -122,7 +101,7 @@ def test_an_exploit_copies_weights_lr_scale_best_and_life(bench):
     assert population.records[2].best is not population.records[0].best
     assert bool(population.alive[2]) and 2 not in population.diverged_at
     assert torch.equal(population.weights[2], population.weights[0])
-    assert _same(population.samplers[2].state_dict(), sampler_state)  # keeps its own batch stream
+    assert same_state(population.samplers[2].state_dict(), sampler_state)  # keeps its own batch stream
     for value in population.params.values():
         assert torch.equal(value[2], value[0]) and not torch.equal(value[1], value[0])
 
@@ -214,7 +193,7 @@ def test_training_stops_when_every_member_diverged(bench):
 
 
 def test_mdl_members_follow_their_mixture(bench):
-    digits = _tiny_mdl(bench)
+    digits = tiny_mdl(bench)
     population = StackedPopulation(_members(((0.9, 0.1), (0.1, 0.9)), batch_size=40),
                                    digits, progress=False)
     population.run_until(2)
@@ -241,7 +220,7 @@ def test_a_state_round_trip_restores_everything(bench):
     for key in state:
         if key == "records":
             continue
-        assert _same(again[key], state_copy[key]), key
+        assert same_state(again[key], state_copy[key]), key
     assert again["records"][0]["history"] == state["records"][0]["history"]
     assert fresh.step == 3 and fresh.evaluation == 1 and fresh.lr_scale.tolist() == [1.0, 1.0, 0.5]
     assert fresh.alive is not population.alive and fresh.lr_scale is not population.lr_scale

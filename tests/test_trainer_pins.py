@@ -21,6 +21,8 @@ from scalarize.train import trainer as trainer_module
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint
 from scalarize.train.trainer import build_optimizer, check_method_fits_model, lr_factor, resolve_device
 
+from helpers import same_state, tiny_mdl
+
 MTL = ("multimnist", {"train_size": 90, "test_size": 30})  # batch 30: 3 steps per epoch
 
 
@@ -31,20 +33,7 @@ def bench():
 
 @pytest.fixture(scope="module")
 def digits(bench):
-    return _tiny_mdl(bench)
-
-
-def _tiny_mdl(bench):
-    """Two domains cut from the MTL benchmark, one task (the left digit): an MDL benchmark that
-    costs nothing to load."""
-    from scalarize.data.benchmark import Benchmark, Split
-
-    split = bench.split("train")
-    task = bench.tasks[0]
-    rows = {"a": slice(0, 45), "b": slice(45, 90)}
-    domains = {d: {s: Split(split.inputs[r], {task.name: split.targets[task.name][r]}) for s in ("train", "val", "test")}
-               for d, r in rows.items()}
-    return Benchmark("tiny_mdl", "mdl", [task], domains)
+    return tiny_mdl(bench)
 
 
 def _config(**kw):
@@ -401,16 +390,6 @@ def test_the_device_guard_skips_a_non_finite_step_in_the_fused_kernel(bench):
 
 
 # -- resume ------------------------------------------------------------------------------------
-def _same(a, b):
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def _comparable(trainer):
     state = trainer.state_dict()
     record = {k: v for k, v in state["record"].items() if k not in ("train_seconds", "timed_steps", "step_memory")}
@@ -437,7 +416,7 @@ def test_resuming_at_any_evaluation_restores_every_piece_of_state(bench, tmp_pat
     resumed.fit()
     a, b = _comparable(resumed), _comparable(reference)
     for key in a:
-        assert _same(a[key], b[key]), key
+        assert same_state(a[key], b[key]), key
     assert resumed.history == reference.history
 
 
@@ -477,11 +456,11 @@ def test_the_loss_scale_and_independent_sampler_are_restored(bench):
         trainer.train_step()
     trainer.loss_scale.scale, trainer.loss_scale.good_steps = 8.0, 3
     state = trainer.state_dict()
-    assert _same(state["independent_sampler"], trainer.independent_sampler.state_dict())
+    assert same_state(state["independent_sampler"], trainer.independent_sampler.state_dict())
     fresh = _trainer(bench, Independent())
     fresh.load_state_dict(state)
     assert (fresh.loss_scale.scale, fresh.loss_scale.good_steps) == (8.0, 3)
-    assert _same(fresh.independent_sampler.state_dict(), trainer.independent_sampler.state_dict())
+    assert same_state(fresh.independent_sampler.state_dict(), trainer.independent_sampler.state_dict())
     assert torch.equal(fresh.independent_sampler.next_batch().inputs, trainer.independent_sampler.next_batch().inputs)
     plain = _trainer(bench).state_dict()
     assert plain["independent_sampler"] is None
