@@ -15,6 +15,9 @@ from scalarize.data.storage import ArrayImages, CachedImages, ImageStore, JpegIm
 from scalarize.data.streaming import BatchStream, StreamingSampler, population_stream
 from scalarize.data.task import MetricAccumulator, Task, TaskKind, available_task_kinds, register_task_kind
 
+# The dense kinds (segmentation, depth, normals) and normalized_regression register themselves.
+from scalarize.data import dense as _dense  # noqa: E402,F401,I001
+
 __all__ = [
     "SPLITS",
     "ArrayImages",

@@ -283,7 +283,3 @@ class Task:
         problem = self.behaviour.check(output, target)
         if problem:
             raise ValueError(f"task {self.name!r} ({self.kind_name}): {problem}")
-
-
-# The dense kinds (segmentation, depth, normals) and normalized_regression register themselves.
-from scalarize.data import dense as _dense  # noqa: E402,F401
