@@ -77,3 +77,30 @@ def test_pbt_across_two_nodes_survives_losing_one(tmp_path, _isolated_cache):
     exploits = [r for r in lineage if r["member"] != r["source"]]
     assert exploits  # PBT copied members across the run
     assert facts["first_schedule_time"] == 0 and facts["best"] in members
+
+
+def test_a_dead_actor_reported_again_for_a_requeued_trial_is_ignored(monkeypatch):
+    """The guard against Tune's double failure (``ignore_stale_trial_failures``): only a dead
+    actor reported for a ``PENDING`` trial without an actor (requeued already) is dropped."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayActorError
+    from ray.tune.error import TuneError
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    from scalarize.backends.ray import ignore_stale_trial_failures
+
+    processed = []
+    monkeypatch.setattr(TuneController, "_process_trial_failure",
+                        lambda self, trial, exception: processed.append((names[trial.trial_id], type(exception))))
+    ignore_stale_trial_failures()
+    ignore_stale_trial_failures()  # idempotent: wrapped once
+    requeued, starting, running = (Trial("trainable", stub=True) for _ in range(3))
+    names = {requeued.trial_id: "requeued", starting.trial_id: "starting", running.trial_id: "running"}
+    running.status = Trial.RUNNING  # the others are PENDING, as new trials are
+    controller = SimpleNamespace(_trial_to_actor={starting: object(), running: object()})
+    for trial in (requeued, starting, running):
+        TuneController._process_trial_failure(controller, trial, RayActorError())
+    TuneController._process_trial_failure(controller, requeued, TuneError("a scheduler failed"))
+    assert processed == [("starting", RayActorError), ("running", RayActorError), ("requeued", TuneError)]

@@ -143,8 +143,8 @@ def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     an MLP population on a 2-core CPU, and ~20% of the small MLP step that
     ``benchmarks/framework_overhead.py`` times. Same update rule, to rounding (about 1 ulp per
     step). Every run and population builds its optimizer through here (a method's own optimizer
-    excepted), so the same config gives the same numbers in every engine. AdamW's ``decoupled_weight_decay`` is implied by its class, not an
-    argument of its constructor.
+    excepted), so the same config gives the same numbers in every engine. AdamW's
+    ``decoupled_weight_decay`` is implied by its class, not an argument of its constructor.
     """
     if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
         return optimizer
