@@ -49,3 +49,34 @@ def test_a_stacked_population_shows_its_bar_only_when_asked(bench, capsys, progr
     StackedPopulation(members, bench, progress=progress).fit()
     err = capsys.readouterr().err
     assert "/4 [" in err if progress else err == "", err
+
+
+class Bars:
+    """Records every tqdm bar a module makes (the bars themselves draw as usual)."""
+
+    def __init__(self, monkeypatch, module) -> None:
+        import tqdm as tqdm_module
+
+        self.made: list = []
+        made = self.made
+
+        class Recorded(tqdm_module.tqdm):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                made.append(self)
+
+        monkeypatch.setattr(module, "tqdm", Recorded)
+
+
+def test_each_bar_counts_every_step(bench, monkeypatch):
+    """The bar follows the training: at the end it has counted every step, once."""
+    from scalarize.population import stacked
+    from scalarize.train import trainer
+
+    trainer_bars, stacked_bars = Bars(monkeypatch, trainer), Bars(monkeypatch, stacked)
+    _trainer(bench, True).fit()
+    base = TrainConfig(**SETTINGS)
+    StackedPopulation([Member(f"m{i}", base.model_copy(update={"seed": i})) for i in range(2)], bench,
+                      progress=True).fit()
+    assert [(bar.n, bar.total) for bar in trainer_bars.made] == [(4, 4)]
+    assert [(bar.n, bar.total) for bar in stacked_bars.made] == [(4, 4)]

@@ -96,7 +96,9 @@ def ignore_stale_trial_failures() -> None:
     forever (seen in ``tests/test_ray_cluster.py``, 1 run in 6). Tune itself treats the failure of
     an actor it has already cleaned up as handled (its task callbacks say so); this applies the
     same rule where the trial is processed: a ``PENDING`` trial without an actor has no task that
-    could have failed, so a dead actor reported for it is the failure already handled. Idempotent.
+    could have failed, so a dead actor reported for it is the failure already handled; the reset
+    it was waiting for is over too (Tune clears that mark only when a reset succeeds, and would
+    otherwise never give the trial an actor again). Idempotent.
     """
     try:
         from ray.exceptions import RayActorError
@@ -110,8 +112,9 @@ def ignore_stale_trial_failures() -> None:
 
     def process_trial_failure(self, trial, exception):
         requeued = trial.status == Trial.PENDING and trial not in self._trial_to_actor
-        if requeued and isinstance(exception, RayActorError):
-            return  # the failure of the actor it was requeued after
+        if requeued and isinstance(exception, RayActorError):  # the failure it was requeued after
+            self._resetting_trials.discard(trial)  # a reset of that dead actor: over, and no actor now
+            return
 
         return process(self, trial, exception)
 
