@@ -20,15 +20,18 @@ def _method(tasks=("a", "b"), **options):
     return method
 
 
-def test_combined_loss_and_effective_weights():
-    method = _method()
-    losses = torch.tensor([1.0, 4.0], requires_grad=True)
+@pytest.mark.parametrize(("min_losses", "losses"), [(None, [1.0, 4.0]), ([0.5, 1.0], [1.5, 5.0])])
+def test_combined_loss_and_effective_weights(min_losses, losses):
+    """Losses (1, 4), or (1.5, 5) above lower bounds (0.5, 1): the same shifted losses (1, 4)."""
+    method = _method(**({} if min_losses is None else {"min_losses": min_losses}))
+    losses = torch.tensor(losses, requires_grad=True)
     value = method.combine(losses)
     # z = (½, ½); c = 1 / (½/1 + ½/4) = 1.6; value = 1.6 (½ log 1 + ½ log 4)
     assert math.isclose(value.item(), 0.8 * math.log(4.0), rel_tol=1e-5)
     value.backward()
     torch.testing.assert_close(losses.grad, torch.tensor([0.8, 0.2]))
     torch.testing.assert_close(method.current_weights(), torch.tensor([0.8, 0.2]))
+    torch.testing.assert_close(method.min_losses, torch.tensor(min_losses or [0.0, 0.0]))
 
 
 def test_logits_move_toward_the_task_that_improved_less():
@@ -120,18 +123,6 @@ def test_max_norm_clips_the_shared_gradient_only(gradient_context):
     torch.testing.assert_close(head.grad, torch.tensor([5.0]))  # heads are not clipped
     theta.grad = None
     _method().backward(gradient_context(torch.tensor([[3.0, 0.0], [0.0, 4.0]])))  # default: off
-
-
-def test_lower_bounds_shift_the_losses():
-    method = _method(min_losses=[0.5, 1.0])
-    losses = torch.tensor([1.5, 5.0], requires_grad=True)
-    value = method.combine(losses)
-    # shifted = (1, 4); z = (½, ½); c = 1 / (½/1 + ½/4) = 1.6; value = 0.8 (log 1 + log 4)
-    assert math.isclose(value.item(), 0.8 * math.log(4.0), rel_tol=1e-5)
-    value.backward()
-    torch.testing.assert_close(losses.grad, torch.tensor([0.8, 0.2]))
-    torch.testing.assert_close(method.current_weights(), torch.tensor([0.8, 0.2]))
-    torch.testing.assert_close(method.min_losses, torch.tensor([0.5, 1.0]))
 
 
 def test_one_number_is_every_tasks_bound():
