@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from scalarize.methods import GradientMethod, Method, StepContext
+from scalarize.methods import GradientMethod, Method, MethodError, StepContext
 from scalarize.methods.base import LOSSES, NEEDS, SHARED_GRADIENTS, normalize_weights
 
 
@@ -66,3 +66,5 @@ def test_normalize_weights_by_hand():
     torch.testing.assert_close(normalize_weights([1e308, 1e308], 2), torch.tensor([0.5, 0.5]))
     torch.testing.assert_close(normalize_weights(torch.tensor([[0.0, 2.0]]), 2), torch.tensor([0.0, 1.0]))
     assert normalize_weights([1, 1], 2).dtype == torch.get_default_dtype()
+    with pytest.raises(MethodError, match=r"^sweep\.weights: weights must be >= 0, got \[1\.0, -1\.0\]$"):
+        normalize_weights([1.0, -1.0], 2, key="sweep.weights")  # the key names the setting at fault

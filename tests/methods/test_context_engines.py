@@ -126,6 +126,37 @@ def test_weighted_backward_as_autograd(engine, split, scale, ranks):
             torch.testing.assert_close(param.grad, want)
 
 
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_task_gradients_asked_first_as_autograd(engine):
+    """``task_gradients()`` on a fresh context (no Jacobian asked before) takes its own passes;
+    the context also carries the step and epoch it was made for, for a method to read."""
+    _, heads, _, _ = _reference(X)
+    ctx = _context(Model(), engine, False, None, False, step=7, epoch=2)
+    assert (ctx.step, ctx.epoch) == (7, 2)
+    grads = ctx.task_gradients()
+    for i in range(3):
+        for got, want in zip(grads[i], heads[i]):
+            if want is not None:
+                torch.testing.assert_close(got, want)
+
+
+def test_the_loss_scale_keeps_fp16_gradients_that_would_underflow():
+    """Under fp16 autocast the backward runs in half precision: a gradient of 1e-8 on the way
+    down is below float16's smallest value (6e-8) and vanishes, unless the backward is seeded with
+    the loss scale (here 2¹⁴: 2¹⁶ itself overflows float16) and unscaled in the parameter's float32
+    at the end."""
+    weight = nn.Parameter(torch.ones(2))
+
+    def jacobian(scale):
+        half = weight.half() * 1e-4  # float16 activations
+        losses = torch.stack([(half[0] * 1e-4).float(), (half[1] * 1e-4).float()])
+        return StepContext(losses, features=None, shared_params=[weight], task_params=[[], []],
+                           loss_scale=scale).shared_jacobian()
+
+    assert (jacobian(None) == 0).all()  # underflowed
+    torch.testing.assert_close(jacobian(2.0**14), torch.diag(torch.full((2,), 1e-8)), rtol=2e-3, atol=0)
+
+
 def test_unweighted_task_gradients_and_the_shared_gradient():
     _, heads, _, _ = _reference(X)
     model = Model()

@@ -4,10 +4,11 @@ the authors' algorithm (re-written loss by loss, as in their reference code)."""
 import copy
 import math
 
+import pytest
 import torch
 from torch import nn
 
-from scalarize.methods import OWN_OPTIMIZER, StepContext, build_method
+from scalarize.methods import OWN_OPTIMIZER, MethodError, StepContext, build_method
 
 
 def _method(**options):
@@ -161,3 +162,14 @@ def test_weight_decay_shrinks_the_parameters():
         method.backward(StepContext(losses, features=None, shared_params=[p], task_params=[[], []]))
         opt.step()
     assert p[0] < 2.0 and p[1] > -2.0
+
+
+@pytest.mark.parametrize(("ranks", "problem"), [
+    ([1.0, -1.0], r"weights must be >= 0, got \[1\.0, -1\.0\]"),
+    ([1.0], r"expected 2 values \(one per task\), got 1"),
+    ([0.0, 0.0], r"weights must not all be zero"),
+])
+def test_bad_ranks_are_one_line_errors_naming_the_method_and_key(ranks, problem):
+    method = build_method("mtadam", weights=ranks)
+    with pytest.raises(MethodError, match=rf"^method mtadam: weights: {problem}$"):
+        method.setup(["a", "b"])
