@@ -19,6 +19,15 @@ def test_gradients_of_one_sign_are_summed_unchanged():
     torch.testing.assert_close(method.aggregate(G, torch.ones(2)), G.sum(dim=0))
 
 
+def test_the_smallest_problems():
+    """One task and one shared coordinate: its gradient, whatever its sign; no shared coordinate:
+    an empty direction."""
+    method = _method(num_tasks=1, seed=0)
+    for value in (2.0, -3.0):
+        torch.testing.assert_close(method.aggregate(torch.tensor([[value]]), torch.ones(1)), torch.tensor([value]))
+    assert _method(seed=0).aggregate(torch.zeros(2, 0), torch.ones(2)).shape == (0,)
+
+
 def test_each_coordinate_keeps_one_sign():
     method = _method(3, seed=1)
     G = torch.randn(3, 50, generator=torch.Generator().manual_seed(2))
