@@ -247,6 +247,18 @@ def test_setup_creates_its_state_on_the_method_device(name):
     assert all(t.device.type == "meta" for t in tensors)
 
 
+@pytest.mark.parametrize("name", [*MTO, "scalarization", "scheduled_scalarization", "frozen", "cosmos"])
+def test_weights_are_none_until_defined_then_one_per_task(name):
+    """``current_weights()``: ``None`` before ``setup``; after it, ``None`` or ``[T]``."""
+    options = {"scheduled_scalarization": {"schedule": [(0, [0.5, 0.5]), (10, [0.2, 0.8])]},
+               "frozen": {"source": [[0, [0.5, 0.5]]]}}.get(name, {})
+    method = build(name, **options)
+    assert method.current_weights() is None
+    method.setup(["a", "b"] if options else ["a", "b", "c"])  # the options name two tasks
+    weights = method.current_weights()
+    assert weights is None or weights.shape == (len(method.task_names),)
+
+
 @pytest.mark.parametrize("name", MTO)
 def test_mdl_setting_with_no_task_specific_parameters(name):
     """MDL: one head shared by all domains, so the context has no task parameters."""

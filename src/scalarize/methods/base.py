@@ -117,7 +117,8 @@ class Method(nn.Module):
         return None
 
     def current_weights(self) -> Tensor | None:
-        """The per-task weights last applied, ``[T]``, for logging (``None`` if not defined)."""
+        """The per-task weights last applied, ``[T]``, for logging (``None`` if not defined, as
+        before ``setup``; :func:`defined` turns a method's empty state into ``None``)."""
         return None
 
     def draw_preference(self) -> Tensor:
@@ -148,6 +149,12 @@ class GradientMethod(Method):
         gradients = context.shared_jacobian()
         context.backward_task_specific()
         context.set_shared_gradient(self.aggregate(gradients, context.losses.detach()))
+
+
+def defined(weights: Tensor) -> Tensor | None:
+    """``weights``, or ``None`` while they are not defined: empty, before ``setup`` (or before the
+    first step, for weights a step computes)."""
+    return weights if weights.numel() else None
 
 
 def check_weights(weights: Sequence[float] | Tensor, num_tasks: int, key: str = "weights") -> Tensor:

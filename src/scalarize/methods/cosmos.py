@@ -31,7 +31,7 @@ from torch import Tensor
 from torchjd.scalarization import COSMOS as TorchJDCOSMOS
 
 from scalarize.methods._common import SeededMethod, check_real, global_rng_from, same_device
-from scalarize.methods.base import LOSSES, PREFERENCE_INPUT
+from scalarize.methods.base import LOSSES, PREFERENCE_INPUT, defined
 from scalarize.methods.context import StepContext
 
 
@@ -67,5 +67,5 @@ class Cosmos(SeededMethod):
     def backward(self, context: StepContext) -> None:
         context.backward(self.combine(context.losses))
 
-    def current_weights(self) -> Tensor:
-        return self.preference
+    def current_weights(self) -> Tensor | None:
+        return defined(self.preference)

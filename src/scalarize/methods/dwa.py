@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import Method
+from scalarize.methods.base import Method, defined
 
 
 class DWA(Method):
@@ -56,5 +56,5 @@ class DWA(Method):
         self.history = torch.stack([self.history[1], means])
         self.epochs_seen += 1
 
-    def current_weights(self) -> Tensor:
-        return self.weights()
+    def current_weights(self) -> Tensor | None:
+        return defined(self.weights())

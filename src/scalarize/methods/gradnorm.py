@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from scalarize.methods._common import check_choice, check_real, same_device
-from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method
+from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method, defined
 from scalarize.methods.context import StepContext
 
 _MIN_WEIGHT = 1e-6
@@ -128,5 +128,5 @@ class GradNorm(Method):
     def after_step(self, context: StepContext) -> None:
         self.renormalise()
 
-    def current_weights(self) -> Tensor:
-        return self.loss_weights.detach()
+    def current_weights(self) -> Tensor | None:
+        return defined(self.loss_weights.detach())

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import same_device
-from scalarize.methods.base import Method, normalize_weights
+from scalarize.methods.base import Method, defined, normalize_weights
 from scalarize.methods.context import StepContext
 
 
@@ -61,8 +61,8 @@ class Scalarization(Method):
     def sampling_weights(self) -> Tensor | None:
         return self.weights if self.setting == "mdl" else None
 
-    def current_weights(self) -> Tensor:
-        return self.weights
+    def current_weights(self) -> Tensor | None:
+        return defined(self.weights)
 
     def objective_weights(self) -> Tensor:
         return self.weights
