@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scalarize.methods.base import GradientMethod, Method, MethodError
+from scalarize.methods.base import GradientMethod, Method, MethodError, defined
 
 # -- hyperparameter checks (one-line errors for people) ----------------------------------------
 
@@ -157,7 +157,7 @@ class WeightedGradientMethod(GradientMethod):
         return w @ gradients
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)
 
 
 def gramian(gradients: Tensor) -> Tensor:

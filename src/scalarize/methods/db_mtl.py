@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_real
-from scalarize.methods.base import GradientMethod
+from scalarize.methods.base import GradientMethod, defined
 from scalarize.methods.context import StepContext
 
 _NORM_EPS = 1e-8
@@ -76,4 +76,4 @@ class DBMTL(JacobianStateMixin, GradientMethod):
         return self.direction(gradients * scale.unsqueeze(1), scale)
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)

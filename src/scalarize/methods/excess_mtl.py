@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_int, check_real, same_device
-from scalarize.methods.base import GradientMethod
+from scalarize.methods.base import GradientMethod, defined
 from scalarize.methods.context import StepContext
 
 _ADAGRAD_EPS = 1e-7
@@ -99,4 +99,4 @@ class ExcessMTL(JacobianStateMixin, GradientMethod):
         return self.weights(gradients).to(gradients) @ gradients
 
     def current_weights(self) -> Tensor | None:
-        return self.loss_weights.float() if self.loss_weights.numel() else None
+        return defined(self.loss_weights.float())

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import AFTER_STEP, LOSSES, Method, MethodError
+from scalarize.methods.base import AFTER_STEP, LOSSES, Method, MethodError, defined
 from scalarize.methods.context import StepContext
 
 _EPSILON = 1e-8
@@ -138,4 +138,4 @@ class FAMO(Method):
         self.logits.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - beta1**step))
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)

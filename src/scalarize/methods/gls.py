@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scalarize.methods.base import Method
+from scalarize.methods.base import Method, defined
 
 
 class GLS(Method):
@@ -42,4 +42,4 @@ class GLS(Method):
         return value
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import gramian
-from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, Method
+from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, Method, defined
 from scalarize.methods.context import StepContext
 from scalarize.methods.mgda import min_norm_settings, normalise_gramian, normalise_rows
 
@@ -69,4 +69,4 @@ class MGDAUB(Method):
         context.backward_weighted(alpha)
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)

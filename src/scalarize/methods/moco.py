@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_real, project_onto_simplex, same_device
-from scalarize.methods.base import GradientMethod
+from scalarize.methods.base import GradientMethod, defined
 
 
 class MoCo(JacobianStateMixin, GradientMethod):
@@ -67,4 +67,4 @@ class MoCo(JacobianStateMixin, GradientMethod):
         return self.lambd.to(y) @ y
 
     def current_weights(self) -> Tensor | None:
-        return self.lambd.float() if self.lambd.numel() else None
+        return defined(self.lambd.float())

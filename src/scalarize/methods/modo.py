@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, project_onto_simplex, same_device
-from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod
+from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod, defined
 from scalarize.methods.context import StepContext
 
 
@@ -73,4 +73,4 @@ class MoDo(GradientMethod):
         return self.update(gradients, gradients).to(gradients) @ gradients
 
     def current_weights(self) -> Tensor | None:
-        return self.lambd.float() if self.lambd.numel() else None
+        return defined(self.lambd.float())

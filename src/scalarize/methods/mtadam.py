@@ -44,6 +44,7 @@ from scalarize.methods.base import (
     Method,
     MethodError,
     check_weights,
+    defined,
 )
 from scalarize.methods.context import StepContext
 
@@ -157,4 +158,4 @@ class MTAdam(Method):
         self.slots = None if slots is None else [_clone(slot) for slot in slots]
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import SeededMethod, check_choice
-from scalarize.methods.base import MethodError
+from scalarize.methods.base import MethodError, defined
 
 DISTRIBUTIONS = ("normal", "uniform", "dirichlet")
 NORMALIZATIONS = ("softmax", "sum")
@@ -83,4 +83,4 @@ class RLW(SeededMethod):
         return (w * losses).sum()
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_int, check_real, project_onto_simplex, same_device
-from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod
+from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod, defined
 from scalarize.methods.context import StepContext
 
 
@@ -90,4 +90,4 @@ class SDMGrad(GradientMethod):
         return weights @ gradients
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)

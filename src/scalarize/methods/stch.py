@@ -35,7 +35,7 @@ from torch import Tensor
 from torchjd.scalarization import STCH as TorchJDSTCH
 
 from scalarize.methods._common import check_int, check_real, same_device
-from scalarize.methods.base import Method
+from scalarize.methods.base import Method, defined
 
 _LOG_EPS = 1e-20  # the official code's log(L + 1e-20)
 
@@ -81,4 +81,4 @@ class STCH(Method):
             self.reference = mean_train_losses.detach().to(self.reference).flatten().clone()
 
     def current_weights(self) -> Tensor | None:
-        return self.last_weights if self.last_weights.numel() else None
+        return defined(self.last_weights)
