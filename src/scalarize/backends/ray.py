@@ -115,7 +115,6 @@ def ignore_stale_trial_failures() -> None:
         if requeued and isinstance(exception, RayActorError):  # the failure it was requeued after
             self._resetting_trials.discard(trial)  # a reset of that dead actor: over, and no actor now
             return
-
         return process(self, trial, exception)
 
     process_trial_failure.ignores_stale_failures = True

@@ -450,10 +450,6 @@ class Trainer(Checkpointable):
                 self.record.skip()
             self._skipped_on_device = None
 
-    def _gradients_finite(self) -> bool:
-        """Whether every entry of every ``.grad`` is finite (one host sync)."""
-        return not bool(self._non_finite([p.grad for p in self._params if p.grad is not None]))
-
     def _non_finite(self, tensors: list[Tensor]) -> Tensor:
         """A 0-d tensor, 1 if an entry of ``tensors`` is NaN or infinite: GradScaler's one-pass check
         (``_amp_foreach_non_finite_check_and_unscale_``, its unscale by 1 leaving every value as
@@ -473,7 +469,7 @@ class Trainer(Checkpointable):
         grads = [p.grad for p in self._params if p.grad is not None]
         if not bool(self._non_finite([*grads, losses.clone()])):
             return True, True
-        return self._gradients_finite(), bool(torch.isfinite(losses).all())
+        return not bool(self._non_finite(grads)), bool(torch.isfinite(losses).all())
 
     def _step(self) -> Tensor:
         if PREFERENCE_INPUT in self.method.needs:  # the model takes the method's preference as input
