@@ -240,6 +240,13 @@ class Store:
             out.setdefault(row["split"], {})[row["name"]] = row["value"]
         return out
 
+    def evaluation_step(self, run: str, evaluation: int) -> int | None:
+        """The step of the run's evaluation number ``evaluation``, or ``None`` when not recorded."""
+        row = self._connection.execute(
+            "SELECT step FROM metrics WHERE run = ? AND evaluation = ? LIMIT 1", (run, evaluation)
+        ).fetchone()
+        return None if row is None else row["step"]
+
     def last_evaluation(self, run: str) -> dict[str, dict[str, float]]:
         """``{split: {name: value}}`` of the run's last evaluation."""
         out: dict[str, dict[str, float]] = {}

@@ -37,13 +37,25 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-if TYPE_CHECKING:
-    from scalarize.store.database import Store
+
+class TrackedStore(Protocol):
+    """What the trackers read from the experiment's store, through its public methods only
+    (``store/database.py`` imports this module, not the other way round)."""
+
+    directory: Path
+
+    def run(self, name: str) -> Any: ...
+
+    def setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str) -> None: ...
+
+    def evaluation_step(self, run: str, evaluation: int) -> int | None: ...
 
 
 def _needs(module: str, install: str) -> None:
@@ -142,7 +154,7 @@ class MlflowWriter:
     #: MLflow's limits: values of a parameter, entries of one batch.
     PARAM_LENGTH, BATCH = 6000, 1000
 
-    def __init__(self, store: Store, run: str, row, spec: Mapping[str, Any]) -> None:
+    def __init__(self, store: TrackedStore, run: str, row, spec: Mapping[str, Any]) -> None:
         from mlflow.tracking import MlflowClient
 
         directory = store.directory.resolve()
@@ -201,7 +213,7 @@ class MlflowWriter:
 class Tracking:
     """The trackers of one store, per run, opened from the run's stored config on first use."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: TrackedStore) -> None:
         self.store = store
         self._writers: dict[str, list] = {}
 
@@ -248,10 +260,8 @@ class Tracking:
             return None
         if evaluation == 0:
             return 0
-        row = self.store._connection.execute(
-            "SELECT step FROM metrics WHERE run = ? AND evaluation = ? LIMIT 1", (run, evaluation - 1)
-        ).fetchone()
-        return None if row is None else row["step"] + 1
+        step = self.store.evaluation_step(run, evaluation - 1)
+        return None if step is None else step + 1
 
     def final(self, run: str, metrics) -> None:
         row = self.store.run(run) if self._of(run, None) else None
