@@ -1,12 +1,16 @@
 """FairGrad: orthogonal gradients by hand, the α-fair condition (G Gᵀ) w = w^(−1/α), Nash-MTL at
-α = 1, uniform weights at α = 0, and agreement with the official least-squares solve."""
+α = 1, uniform weights at α = 0, agreement with the official least-squares solve, and max_norm by
+hand (the shared update clipped above it, untouched at or below it, off at 0; heads unclipped)."""
+
+import math
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torchjd.aggregation import FairGradWeighting
 
-from scalarize.methods import build_method
+from scalarize.methods import StepContext, build_method
 from scalarize.methods.fairgrad import fairgrad_weights
 from scalarize.methods.nash_mtl import nash_weights
 
@@ -57,3 +61,28 @@ def test_linearly_dependent_gradients_give_finite_weights():
     G = torch.tensor([[1.0, 1.0], [2.0, 2.0], [1.0, 1.0]], dtype=torch.float64)
     d = _method(3).aggregate(G, torch.ones(3))
     assert torch.isfinite(d).all() and (G @ d > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("alpha", "max_norm", "expected"),
+    [
+        # α = 0: w = (½, ½), d = (1.5, 2), ‖d‖ = 2.5
+        (0.0, 0.0, (1.5, 2.0)),  # off
+        (0.0, 1.0, (0.6, 0.8)),  # clipped to norm 1
+        (0.0, 2.5, (1.5, 2.0)),  # at the norm: untouched
+        # α = 1: ‖g_i‖² w_i = 1/w_i → w = (⅓, ¼), d = (1, 1), ‖d‖ = √2
+        (1.0, 1.0, (1 / math.sqrt(2), 1 / math.sqrt(2))),
+        (1.0, 3.0, (1.0, 1.0)),
+    ],
+)
+def test_max_norm_clips_the_shared_update_only(alpha, max_norm, expected):
+    theta = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    head = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    losses = torch.stack([3 * theta[0] + 1 + 10 * head[0], 4 * theta[1] + 1])  # G = diag(3, 4)
+    ctx = StepContext(losses, features=None, shared_params=[theta], task_params=[[head], []])
+    method = _method(alpha=alpha, max_norm=max_norm)
+    method.backward(ctx)
+    torch.testing.assert_close(theta.grad, torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(head.grad, torch.tensor([10.0], dtype=torch.float64))  # not clipped
+    weights = (0.5, 0.5) if alpha == 0 else (1 / 3, 1 / 4)  # reported before the clipping
+    torch.testing.assert_close(method.current_weights(), torch.tensor(weights, dtype=torch.float64))

@@ -1,9 +1,12 @@
-"""SDMGrad: one inner step by hand, torchjd's weights over several steps (warm start), and the
-independent batches: weights from ξ and ξ', the update from the step's own batch."""
+"""SDMGrad: one inner step by hand, torchjd's weights over several steps (warm start), the
+independent batches: weights from ξ and ξ', the update from the step's own batch, and max_norm by
+hand (the shared update clipped above it, untouched below it, off at 0; heads unclipped)."""
 
 import itertools
+import math
 
 import torch
+import pytest
 from torch import nn
 from torchjd.aggregation import SDMGradWeighting
 
@@ -27,6 +30,26 @@ def test_one_inner_step_by_hand():
     torch.testing.assert_close(method.current_weights(), weights)
     torch.testing.assert_close(d, weights @ G)
     torch.testing.assert_close(method.inner_weights, torch.tensor([0.0, 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("max_norm", "factor"),
+    # the one inner step above: d = (0.3, 1.15)/1.3, ‖d‖ = √1.4125/1.3 ≈ 0.914
+    [(0.0, 1.0), (1.0, 1.0), (0.5, 0.5 * 1.3 / math.sqrt(1.4125))],
+)
+def test_max_norm_clips_the_shared_update_only(max_norm, factor):
+    theta = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    head = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    losses = torch.stack([2 * theta[0] + 1 + 10 * head[0], theta[1] + 1])  # G = diag(2, 1)
+    ctx = StepContext(losses, features=None, shared_params=[theta], task_params=[[head], []])
+    method = _method(n_iter=1, max_norm=max_norm)
+    method.backward(ctx)
+    weights = torch.tensor([0.15, 1.15], dtype=torch.float64) / 1.3
+    torch.testing.assert_close(theta.grad, factor * torch.tensor([0.3, 1.15], dtype=torch.float64) / 1.3)
+    torch.testing.assert_close(head.grad, torch.tensor([10.0], dtype=torch.float64))  # not clipped
+    torch.testing.assert_close(method.current_weights(), weights)  # before the clipping
+    G = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(_method(n_iter=1, max_norm=max_norm).aggregate(G, torch.ones(2)), theta.grad)
 
 
 def test_same_weights_as_torchjd_with_warm_starts():

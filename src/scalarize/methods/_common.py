@@ -166,6 +166,14 @@ def gramian(gradients: Tensor) -> Tensor:
     return (g @ g.T).double()
 
 
+def clip_norm(direction: Tensor, max_norm: float) -> Tensor:
+    """``direction`` scaled down to norm ``max_norm`` when it is longer (``max_norm = 0``: as it
+    is): ``clip_grad_norm_`` on a flat update, without a host synchronisation."""
+    if max_norm <= 0:
+        return direction
+    return direction * (max_norm / direction.norm()).clamp(max=1.0)
+
+
 def project_onto_simplex(v: Tensor) -> Tensor:
     """Euclidean projection of a vector onto the probability simplex (Duchi et al. 2008)."""
     u = torch.sort(v, descending=True).values

@@ -22,10 +22,18 @@ dependent. This replaces the official
 tolerance; the two agree on well-conditioned Gramians (tested).
 
 Hyperparameters: ``alpha`` α ≥ 0 (default 2.0: every run script of the official code, for
-NYUv2, Cityscapes, CelebA, QM9 and Metaworld MT10, uses α = 2; LibMTL's default is 1.0).
+NYUv2, Cityscapes, CelebA, QM9 and Metaworld MT10, uses α = 2; LibMTL's default is 1.0);
+``max_norm`` ≥ 0 (default 0: off; > 0 scales the shared parameters' update ``d`` down to that
+norm when it is longer; the heads' gradients are not clipped, and :meth:`current_weights` reports
+the weights before the clipping).
 
 The official code multiplies ``d`` by T ("to match the sum loss"), i.e. a learning rate T times
-larger; here ``d`` is the paper's.
+larger, then clips the shared parameters' gradient to norm 1 (``FairGrad.backward`` ends with
+``clip_grad_norm_(shared_parameters, max_norm)``; ``--max_norm`` defaults to 1.0 and no run
+script changes it), which the paper does not mention. Here ``d`` is the paper's, unclipped by
+default. The official shared update ``clip(T·d, 1)`` is T times what ``max_norm: 1/T`` gives
+here (e.g. ``max_norm: 0.333`` for three tasks): the same step under Adam, which ignores a
+constant scale, or with a learning rate T times larger under SGD.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scalarize.methods._common import WeightedGradientMethod, check_real, gramian
+from scalarize.methods._common import WeightedGradientMethod, check_real, clip_norm, gramian
 
 _RIDGE = 1e-8  # relative to each task's own ‖g_i‖²
 _FLOOR = 1e-14  # absolute, for zero gradients
@@ -83,10 +91,15 @@ class FairGrad(WeightedGradientMethod):
 
     name = "fairgrad"
 
-    def __init__(self, alpha: float = 2.0) -> None:
+    def __init__(self, alpha: float = 2.0, max_norm: float = 0.0) -> None:
         super().__init__()
         self.alpha = check_real(self.name, "alpha", alpha, low=0)
+        self.max_norm = check_real(self.name, "max_norm", max_norm, low=0)
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
         gram = gramian(gradients).cpu().numpy()
         return torch.from_numpy(fairgrad_weights(gram, self.alpha))
+
+    def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
+        """``d = Σ_i w_i g_i``, clipped to ``max_norm`` (when > 0)."""
+        return clip_norm(super().aggregate(gradients, losses), self.max_norm)

@@ -22,10 +22,18 @@ and ``A`` is its Gramian ``G Gᵀ`` (the biased single-batch variant most re-imp
 
 Hyperparameters (the official code's experiments): ``lam`` λ ≥ 0 (default 0.3, every official
 run script; its class default is 0.6), ``lr`` (inner step, default 10), ``momentum`` in [0, 1)
-(default 0.5), ``n_iter`` ≥ 1 (default 20). The official code scales ``A`` by
-``mean √(A_ii + 1e-4)`` (an absolute 1e-4 that depends on the gradients' scale; here
-``mean √max(A_ii, 0)``, as torchjd) and multiplies ``d`` by T ("to match the sum loss"), a
-learning rate T times larger; ``d`` here is the paper's. Same weights as
+(default 0.5), ``n_iter`` ≥ 1 (default 20); ``max_norm`` ≥ 0 (default 0: off; > 0 scales the
+shared parameters' update ``d`` down to that norm when it is longer; the heads' gradients are not
+clipped, and :meth:`current_weights` reports the weights before the clipping).
+
+The official code scales ``A`` by ``mean √(A_ii + 1e-4)`` (an absolute 1e-4 that depends on the
+gradients' scale; here ``mean √max(A_ii, 0)``, as torchjd) and multiplies ``d`` by T ("to match
+the sum loss"), a learning rate T times larger, then clips the shared parameters' gradient to
+norm 1 (``SDMGrad.backward`` ends with ``clip_grad_norm_(shared_parameters, max_norm)``;
+``--max_norm`` defaults to 1.0 and no run script changes it), which the paper does not mention.
+``d`` here is the paper's, unclipped by default. The official shared update ``clip(T·d, 1)`` is
+T times what ``max_norm: 1/T`` gives here: the same step under Adam, which ignores a constant
+scale, or with a learning rate T times larger under SGD. Same weights as
 :class:`torchjd.aggregation.SDMGradWeighting` (tested), with the state (``w``) in ``state_dict``.
 """
 
@@ -34,7 +42,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scalarize.methods._common import check_int, check_real, project_onto_simplex, same_device
+from scalarize.methods._common import check_int, check_real, clip_norm, project_onto_simplex, same_device
 from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod, defined
 from scalarize.methods.context import StepContext
 
@@ -45,12 +53,15 @@ class SDMGrad(GradientMethod):
     name = "sdmgrad"
     needs = frozenset({LOSSES, SHARED_GRADIENTS, INDEPENDENT_BATCHES})
 
-    def __init__(self, lam: float = 0.3, lr: float = 10.0, momentum: float = 0.5, n_iter: int = 20) -> None:
+    def __init__(
+        self, lam: float = 0.3, lr: float = 10.0, momentum: float = 0.5, n_iter: int = 20, max_norm: float = 0.0
+    ) -> None:
         super().__init__()
         self.lam = check_real(self.name, "lam", lam, low=0)
         self.lr = check_real(self.name, "lr", lr, low=0, low_open=True)
         self.momentum = check_real(self.name, "momentum", momentum, low=0, high=1, high_open=True)
         self.n_iter = check_int(self.name, "n_iter", n_iter, low=1)
+        self.max_norm = check_real(self.name, "max_norm", max_norm, low=0)
         self.register_buffer("inner_weights", torch.zeros(0, dtype=torch.float64))
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
@@ -78,16 +89,19 @@ class SDMGrad(GradientMethod):
     def backward(self, context: StepContext) -> None:
         gradients = context.shared_jacobian()
         xi, xi_prime = context.independent_jacobians(2)
-        weights = self.solve(xi @ xi_prime.T).to(gradients)
-        self.last_weights = weights.detach().clone()
+        direction = self.update(self.solve(xi @ xi_prime.T), gradients)
         context.backward_task_specific()
-        context.set_shared_gradient(weights @ gradients)
+        context.set_shared_gradient(direction)
 
     def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
         """The single-batch rule (``A = G Gᵀ``)."""
-        weights = self.solve(gradients @ gradients.T).to(gradients)
+        return self.update(self.solve(gradients @ gradients.T), gradients)
+
+    def update(self, weights: Tensor, gradients: Tensor) -> Tensor:
+        """``d = Σ_i weights_i g_i`` on the step's batch, clipped to ``max_norm`` (when > 0)."""
+        weights = weights.to(gradients)
         self.last_weights = weights.detach().clone()
-        return weights @ gradients
+        return clip_norm(weights @ gradients, self.max_norm)
 
     def current_weights(self) -> Tensor | None:
         return defined(self.last_weights)
