@@ -15,12 +15,17 @@ the run reports (``runs/<name>/model.pt``, saved by every engine, stacked sweep 
 members included), so ``run.metrics`` (the store's final metrics) are the loaded model's. A run
 without one (trained before it was saved) falls back to its checkpoint (``checkpoint.pt``: the
 model at the end of training) or, for PBT's best member, ``best_model.pt``; ``run.reported`` says
-which. Everything is read without running code.
+which. Everything is read without running code: an import path in the stored config (a
+``model.target``, ``benchmark.target`` or task kind ``pkg.mod:Kind``, which anyone who could
+write the directory may have put there) is refused in one line unless the caller trusts the
+directory (``trust=True``) or passes the object it names (``builders={path: object}``);
+built-in and registered families, benchmarks and kinds load as they are.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +34,7 @@ from torch import nn
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.errors import ScalarizeError
+from scalarize.imports import stored
 from scalarize.store.database import DATABASE_NAME, Store
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint
 from scalarize.train.config import TrainConfig
@@ -117,7 +123,8 @@ def _weights(store: Store, directory: Path, name: str) -> tuple[dict, Path, bool
                     f"{', '.join(_loadable(store, directory))}")
 
 
-def load(path: str | Path, run: str | None = None, *, device: str | torch.device = "cpu") -> TrainedRun:
+def load(path: str | Path, run: str | None = None, *, device: str | torch.device = "cpu", trust: bool = False,
+         builders: Mapping[str, object] | None = None) -> TrainedRun:
     """The trained model of ``run`` in the experiment directory ``path`` (default run: the
     directory's main run, or PBT's best member), with its config, benchmark and the metrics the
     store reports for it.
@@ -127,6 +134,11 @@ def load(path: str | Path, run: str | None = None, *, device: str | torch.device
     given the checkpoint's weights, moved to ``device`` and put in eval mode. Raises
     :class:`LoadError` (one line) for a directory without a store, an unknown run or a run
     without a model.
+
+    An import path in the stored config (``model.target``, ``benchmark.target``, a task kind) is
+    never imported unless ``trust=True`` (you trust whoever wrote the directory) or ``builders``
+    maps it to the object it names (``{"mynets:build": build}``, your own code); otherwise a
+    one-line error names it, before it is imported.
     """
     directory, name = _locate(Path(path), run)
     if not (directory / DATABASE_NAME).is_file():
@@ -141,8 +153,9 @@ def load(path: str | Path, run: str | None = None, *, device: str | torch.device
         history = store.history(name, "val")
         last = int(row["step"])
     config = TrainConfig.model_validate(json.loads(row["config"]))
-    benchmark = benchmark_from_config(config.benchmark)
-    model = build_model_from_config(config, benchmark)
+    with stored(directory, trust=trust, given=builders, hint="pass scalarize.load(..., trust=True)"):
+        benchmark = benchmark_from_config(config.benchmark)
+        model = build_model_from_config(config, benchmark)
     model.load_state_dict(state)
     model.to(device).eval()
     step = _reported_step(history, metrics) if reported else last

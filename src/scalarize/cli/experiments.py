@@ -95,14 +95,15 @@ def pbt_and_report(config, *, sweep: Path | None = None, progress: bool = True, 
 
 
 def replay_and_report(directory: Path, *, seeds=None, device: str | None = None, progress: bool = True,
-                      say: Callable[[str], None] = print):
+                      say: Callable[[str], None] = print, trust: bool = False):
     """Retrains the best PBT schedule and uniform scalarization with the same seeds, prints the
     comparison, writes replay.md."""
     from scalarize.experiments.replay import replay
     from scalarize.report.replay import write_replay_report
 
     started = time.perf_counter()
-    result = replay(directory, seeds=seeds, device=device, progress=progress, log=say)
+    result = replay(directory, seeds=seeds, device=device, progress=progress, log=say, trust=trust,
+                    hint="pass --trust")
     report, table = write_replay_report(result)
     say("")
     say(table)

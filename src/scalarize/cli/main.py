@@ -103,12 +103,15 @@ def cmd_pbt(args: argparse.Namespace) -> int:
         from scalarize.cli.experiments import replay_and_report
 
         if len(args.overrides) != 1 or "=" in args.overrides[0]:
-            raise UsageError("usage: scalarize pbt replay DIRECTORY [--seeds N ...] [--device DEVICE]")
+            raise UsageError("usage: scalarize pbt replay DIRECTORY [--seeds N ...] [--device DEVICE] [--trust]")
         replay_and_report(Path(args.overrides[0]), seeds=args.seeds, device=args.device, progress=not args.quiet,
-                          say=_say)
+                          say=_say, trust=args.trust)
         return 0
     if args.seeds is not None:
         raise UsageError("--seeds: only for `scalarize pbt replay DIRECTORY`")
+    if args.trust:
+        raise UsageError("--trust: only for `scalarize pbt replay DIRECTORY` (a config you give is yours: its "
+                         "import paths are imported)")
     from scalarize.cli.experiments import pbt_and_report
     from scalarize.experiments.pbt import load_pbt_config
 
@@ -296,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="replay only: train the schedule and uniform scalarization with these seeds "
                           "(default: 3 seeds from the best member's)")
+    pbt.add_argument("--trust", action="store_true",
+                     help="replay only: import the import paths (model.target, benchmark.target, a task kind "
+                          "pkg.mod:Kind) of the config stored in DIRECTORY; without it they are refused, since "
+                          "whoever wrote the directory chose them (built-in names need no --trust)")
     pbt.set_defaults(handler=cmd_pbt)
 
     study = _experiment_parser(commands, "study", "the scaling study: best weights and gains over depth x width",

@@ -10,6 +10,10 @@ same seeds, budget, learning-rate schedule and model: the comparison that says w
 schedule helps. The runs are stored in the same experiment directory as
 ``<search>-replay-s<seed>`` and ``<search>-uniform-s<seed>`` (the search's own uniform run is
 reused for the seed it was trained with).
+
+The member's config is read back from the directory's store, so an import path in it
+(``model.target``, ``benchmark.target``, a task kind) is refused unless the user trusts the
+directory (``trust=True``, ``scalarize pbt replay DIR --trust``): see :mod:`scalarize.imports`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from scalarize.backends.base import get_backend
 from scalarize.experiments.pbt import RESULT_FILE
+from scalarize.imports import stored
 from scalarize.store.database import Store
 from scalarize.train.config import ConfigError, TrainConfig
 from scalarize.train.evaluate import primary_metrics
@@ -103,10 +108,18 @@ def _uniform_spec(store: Store, config: TrainConfig, search: str) -> RunSpec:
 
 
 def replay(directory: str | Path, *, seeds: Sequence[int] | None = None, device: str | None = None,
-           progress: bool = True, log: Callable[[str], None] = lambda _: None) -> ReplayResult:
+           progress: bool = True, log: Callable[[str], None] = lambda _: None, trust: bool = False,
+           hint: str = "pass trust=True") -> ReplayResult:
     """Trains the best member's schedule from scratch and uniform scalarization, both with
-    ``seeds`` (default: three from the root member's seed), or reads them back."""
+    ``seeds`` (default: three from the root member's seed), or reads them back. The stored
+    config's import paths are imported only with ``trust`` (else a one-line error with ``hint``)."""
     directory = Path(directory)
+    with stored(directory, trust=trust, hint=hint):
+        return _replay(directory, seeds, device, progress, log)
+
+
+def _replay(directory: Path, seeds: Sequence[int] | None, device: str | None, progress: bool,
+            log: Callable[[str], None]) -> ReplayResult:
     first, saved = replay_config(directory, device=device)
     seeds = list(dict.fromkeys(seeds)) if seeds else [first.seed + i for i in range(DEFAULT_SEEDS)]
     configs = [replay_config(directory, seed, device)[0] for seed in seeds]

@@ -12,7 +12,7 @@ import torch
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.registry import load_benchmark
 from scalarize.data.task import Task
-from scalarize.imports import load_object
+from scalarize.imports import check_allowed, load_object
 from scalarize.methods.base import Method
 from scalarize.methods.base import PREFERENCE_INPUT
 from scalarize.methods.registry import build_method, method_class
@@ -46,8 +46,14 @@ def benchmark_from_config(config: BenchmarkConfig) -> Benchmark:
     """The benchmark a config names, its tasks replaced and its objectives restricted as asked.
 
     Loaded once per process for the same name, target and options (a sweep, a comparison or a
-    study loads its data once, not once per run); the last few are kept.
+    study loads its data once, not once per run); the last few are kept. A ``target`` from an
+    untrusted stored config is refused even when this process loaded it before.
     """
+    if config.target is not None:
+        try:
+            check_allowed(config.target, "benchmark builder")
+        except ValueError as error:
+            raise ConfigError(f"benchmark.target: {error}") from None
     key = json.dumps([config.name, config.target, config.options], sort_keys=True, default=str)
     if key not in _LOADED:
         _LOADED[key] = _load(config)
