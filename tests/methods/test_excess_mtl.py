@@ -38,7 +38,7 @@ def test_three_steps_by_hand(gradient_context):
             w = [x / sum(e) for x in e]
         d = [w[0] * rows[0][j] + w[1] * rows[1][j] for j in range(2)]
         torch.testing.assert_close(ctx.shared_params[0].grad, torch.tensor(d, dtype=torch.float64))
-        torch.testing.assert_close(method.current_weights(), torch.tensor(w, dtype=torch.float32))
+        torch.testing.assert_close(method.current_weights(), torch.tensor(w, dtype=torch.float64))
     assert abs(sum(w) - 1) < 1e-12 and w[0] > 0.8  # task a's excess risk grew most
 
 
@@ -46,7 +46,7 @@ def test_warm_up_averages_the_baseline(gradient_context):
     method = _method(warmup_steps=2)
     for rows in ([[1.0, 0.0], [0.0, 2.0]], [[3.0, 0.0], [0.0, 2.0]]):
         method.backward(gradient_context(torch.tensor(rows, dtype=torch.float64)))
-        torch.testing.assert_close(method.current_weights(), torch.tensor([0.5, 0.5]))
+        torch.testing.assert_close(method.current_weights(), torch.tensor([0.5, 0.5], dtype=torch.float64))
     r1 = [_risk([1.0, 0.0], [1.0, 0.0]), _risk([0.0, 2.0], [0.0, 4.0])]
     r2 = [_risk([3.0, 0.0], [10.0, 0.0]), _risk([0.0, 2.0], [0.0, 8.0])]
     torch.testing.assert_close(method.baseline, torch.tensor([(a + b) / 2 for a, b in zip(r1, r2)], dtype=torch.float64))

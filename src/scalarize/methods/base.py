@@ -73,6 +73,9 @@ class Method(nn.Module):
         super().__init__()
         self.task_names: list[str] = []
         self.setting: Setting = "mtl"
+        #: The dtype of the last step's losses and gradients (``None`` before a step): what
+        #: :meth:`current_weights` reports in, whatever the dtype of the method's own state.
+        self.step_dtype: torch.dtype | None = None
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
@@ -118,8 +121,15 @@ class Method(nn.Module):
 
     def current_weights(self) -> Tensor | None:
         """The per-task weights last applied, ``[T]``, for logging (``None`` if not defined, as
-        before ``setup``; :func:`defined` turns a method's empty state into ``None``)."""
+        before ``setup``; :func:`defined` turns a method's empty state into ``None``). After a
+        step they have the dtype of that step's losses and gradients (:meth:`reported`)."""
         return None
+
+    def reported(self, weights: Tensor) -> Tensor | None:
+        """``weights`` as :meth:`current_weights` answers them: ``None`` while not defined, else
+        in :attr:`step_dtype` (the weights' own dtype before a step)."""
+        w = defined(weights)
+        return w if w is None or self.step_dtype is None else w.to(self.step_dtype)
 
     def draw_preference(self) -> Tensor:
         """The preference the model takes as input for the next step (:data:`PREFERENCE_INPUT`)."""

@@ -31,7 +31,7 @@ from torch import Tensor
 from torchjd.scalarization import COSMOS as TorchJDCOSMOS
 
 from scalarize.methods._common import SeededMethod, check_real, global_rng_from, same_device
-from scalarize.methods.base import LOSSES, PREFERENCE_INPUT, defined
+from scalarize.methods.base import LOSSES, PREFERENCE_INPUT
 from scalarize.methods.context import StepContext
 
 
@@ -62,10 +62,11 @@ class Cosmos(SeededMethod):
         return self.preference
 
     def combine(self, losses: Tensor) -> Tensor:
+        self.step_dtype = losses.dtype
         return TorchJDCOSMOS(self.penalty, self.preference.to(losses))(losses)
 
     def backward(self, context: StepContext) -> None:
         context.backward(self.combine(context.losses))
 
     def current_weights(self) -> Tensor | None:
-        return defined(self.preference)
+        return self.reported(self.preference)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import Method, defined
+from scalarize.methods.base import Method
 
 
 class DWA(Method):
@@ -49,6 +49,7 @@ class DWA(Method):
         return self.num_tasks * torch.softmax(rates / self.temperature, dim=0)
 
     def combine(self, losses: Tensor) -> Tensor:
+        self.step_dtype = losses.dtype
         return (self.weights().to(losses) * losses).sum()
 
     def end_epoch(self, epoch: int, mean_train_losses: Tensor) -> None:
@@ -57,4 +58,4 @@ class DWA(Method):
         self.epochs_seen += 1
 
     def current_weights(self) -> Tensor | None:
-        return defined(self.weights())
+        return self.reported(self.weights())

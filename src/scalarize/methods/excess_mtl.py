@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_int, check_real, same_device
-from scalarize.methods.base import GradientMethod, defined
+from scalarize.methods.base import GradientMethod
 from scalarize.methods.context import StepContext
 
 _ADAGRAD_EPS = 1e-7
@@ -77,6 +77,7 @@ class ExcessMTL(JacobianStateMixin, GradientMethod):
         return (squares / torch.sqrt(self.squares + _ADAGRAD_EPS)).sum(dim=1)
 
     def weights(self, gradients: Tensor) -> Tensor:
+        self.step_dtype = gradients.dtype
         risks = self.excess_risks(gradients).to(self.loss_weights)
         self.steps += 1
         step = int(self.steps)
@@ -99,4 +100,4 @@ class ExcessMTL(JacobianStateMixin, GradientMethod):
         return self.weights(gradients).to(gradients) @ gradients
 
     def current_weights(self) -> Tensor | None:
-        return defined(self.loss_weights.float())
+        return self.reported(self.loss_weights)

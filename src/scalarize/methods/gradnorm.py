@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from scalarize.methods._common import check_choice, check_real, same_device
-from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method, defined
+from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method
 from scalarize.methods.context import StepContext
 
 _MIN_WEIGHT = 1e-6
@@ -94,11 +94,13 @@ class GradNorm(Method):
         self._normalised = self.loss_weights.detach().clone()
 
     def combine(self, losses: Tensor) -> Tensor:
+        self.step_dtype = losses.dtype
         return (self.loss_weights.detach().to(losses) * losses).sum()
 
     def backward(self, context: StepContext) -> None:
         self.renormalise()  # a no-op after after_step; keeps user loops that skip it correct
         losses = context.losses
+        self.step_dtype = losses.dtype
         detached = losses.detach().to(self.initial_losses)
         if not bool(self.initialised):
             self.initial_losses = detached.clone()
@@ -129,4 +131,4 @@ class GradNorm(Method):
         self.renormalise()
 
     def current_weights(self) -> Tensor | None:
-        return defined(self.loss_weights.detach())
+        return self.reported(self.loss_weights.detach())

@@ -52,9 +52,10 @@ class IMTLL(Method):
 
     def combine(self, losses: Tensor) -> Tensor:
         self.log_scale  # noqa: B018 - raises a clear error before setup
+        self.step_dtype = losses.dtype
         return self.scalarizer(losses)
 
     def current_weights(self) -> Tensor | None:
         if self.scalarizer is None:
             return None
-        return torch.exp(self.log_scale.detach())
+        return self.reported(torch.exp(self.log_scale.detach()))

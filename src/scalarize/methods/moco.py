@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_real, project_onto_simplex, same_device
-from scalarize.methods.base import GradientMethod, defined
+from scalarize.methods.base import GradientMethod
 
 
 class MoCo(JacobianStateMixin, GradientMethod):
@@ -55,6 +55,7 @@ class MoCo(JacobianStateMixin, GradientMethod):
 
     def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
         g = gradients.detach()
+        self.step_dtype = g.dtype
         if self.tracked is None or self.tracked.shape != g.shape:
             self.tracked = torch.zeros_like(g)
         y = self.tracked.to(g)
@@ -67,4 +68,4 @@ class MoCo(JacobianStateMixin, GradientMethod):
         return self.lambd.to(y) @ y
 
     def current_weights(self) -> Tensor | None:
-        return defined(self.lambd.float())
+        return self.reported(self.lambd)

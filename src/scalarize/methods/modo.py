@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, project_onto_simplex, same_device
-from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod, defined
+from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod
 from scalarize.methods.context import StepContext
 
 
@@ -53,6 +53,7 @@ class MoDo(GradientMethod):
 
     def update(self, first: Tensor, second: Tensor) -> Tensor:
         """λ's projected step from two Jacobians ``[T, n]``; returns the new λ."""
+        self.step_dtype = first.dtype
         lambd = self.lambd.to(first.device)
         product = first.double() @ (second.double().T @ lambd)
         self.lambd = project_onto_simplex(lambd - self.gamma * (product + self.rho * lambd))
@@ -73,4 +74,4 @@ class MoDo(GradientMethod):
         return self.update(gradients, gradients).to(gradients) @ gradients
 
     def current_weights(self) -> Tensor | None:
-        return defined(self.lambd.float())
+        return self.reported(self.lambd)

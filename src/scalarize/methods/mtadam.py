@@ -117,7 +117,7 @@ class MTAdam(Method):
             if k < len(context.shared_params):
                 shared_scales.append(scales)
         if shared_scales:
-            self.last_weights = torch.stack(shared_scales).mean(dim=0)
+            self.last_weights = torch.stack(shared_scales).mean(dim=0).to(jacobian.dtype)
 
     def _direction(self, k: int, p: Tensor, tasks: list[int], g: Tensor) -> tuple[Tensor, Tensor]:
         beta1, beta2, beta3 = self.betas

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import same_device
-from scalarize.methods.base import Method, defined, normalize_weights
+from scalarize.methods.base import Method, normalize_weights
 from scalarize.methods.context import StepContext
 
 
@@ -47,6 +47,7 @@ class Scalarization(Method):
         self.weights.copy_(normalize_weights(weights, self.num_tasks))
 
     def combine(self, losses: Tensor) -> Tensor:
+        self.step_dtype = losses.dtype
         return (self.weights.to(losses.dtype) * losses).sum()
 
     def backward(self, context: StepContext) -> None:
@@ -56,13 +57,14 @@ class Scalarization(Method):
         if fractions is None:
             context.backward(self.combine(context.losses))
         else:
+            self.step_dtype = context.losses.dtype
             context.backward((fractions.to(context.losses) * context.losses).sum())
 
     def sampling_weights(self) -> Tensor | None:
         return self.weights if self.setting == "mdl" else None
 
     def current_weights(self) -> Tensor | None:
-        return defined(self.weights)
+        return self.reported(self.weights)
 
     def objective_weights(self) -> Tensor:
         return self.weights

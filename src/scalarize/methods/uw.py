@@ -54,6 +54,7 @@ class UncertaintyWeighting(Method):
         return self.scalarizer.log_var
 
     def combine(self, losses: Tensor) -> Tensor:
+        self.step_dtype = losses.dtype
         s = self.log_var.to(losses.dtype)
         if self.form == "regression":
             return self.scalarizer(losses)
@@ -63,4 +64,4 @@ class UncertaintyWeighting(Method):
         if self.scalarizer is None:
             return None
         scale = 0.5 if self.form == "regression" else 1.0
-        return scale * torch.exp(-self.log_var.detach())
+        return self.reported(scale * torch.exp(-self.log_var.detach()))
