@@ -44,22 +44,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: package -> (files to mutate, related tests). Globs, relative to the repository root.
 PACKAGES: dict[str, tuple[list[str], list[str]]] = {
-    "methods": (["src/scalarize/methods/*.py"], ["tests/methods", "tests/test_scalarization.py"]),
+    "methods": (["src/scalarize/methods/*.py"],
+                ["tests/methods", "tests/test_scalarization.py", "tests/test_set_weights.py"]),
     "search": (
         ["src/scalarize/search/*.py"],
         ["tests/test_pbt_policy.py", "tests/test_designs.py", "tests/test_search_*.py"],
     ),
     "pareto": (["src/scalarize/pareto/*.py"], ["tests/test_pareto.py", "tests/test_pareto_*.py"]),
     "sampling": (["src/scalarize/data/sampling.py"],
-                 ["tests/test_sampler_properties.py", "tests/test_sampler_behaviour.py", "tests/test_data.py"]),
+                 ["tests/test_sampler_properties.py", "tests/test_sampler_behaviour.py", "tests/test_data.py",
+                  "tests/test_mixture_passes.py"]),
     "trainer": (["src/scalarize/train/trainer.py"],
                 ["tests/test_trainer.py", "tests/test_trainer_behaviour.py", "tests/test_selection.py",
                  "tests/test_step_guards.py", "tests/test_resume.py", "tests/test_trainer_pins.py",
-                 "tests/test_trainer_guard.py", "tests/test_progress_bars.py", "tests/test_selection_engines.py"]),
+                 "tests/test_trainer_guard.py", "tests/test_progress_bars.py", "tests/test_selection_engines.py",
+                 "tests/test_resume_best.py", "tests/test_ranking_direction.py"]),
     "stacked": (["src/scalarize/population/stacked.py"],
                 ["tests/test_population.py", "tests/test_stacked_behaviour.py", "tests/test_selection.py",
                  "tests/test_resume.py", "tests/test_stacked_pins.py", "tests/test_progress_bars.py",
-                 "tests/test_selection_engines.py"]),
+                 "tests/test_selection_engines.py", "tests/test_resume_best.py"]),
 }
 
 KILLED = {"killed", "timeout", "segfault", "caught_by_type_check"}
