@@ -8,9 +8,11 @@ The update is the min-norm point of the convex hull of the task gradients:
 
     d = Σ_i α_i g_i,   α = argmin_{α ∈ Δ} ‖Σ_i α_i g_i‖²
 
-solved exactly on the Gramian ``G = [g_i · g_j]`` (Wolfe's active-set algorithm for the
-nearest point of a polytope, ``methods/_min_norm.py``: tasks off the optimal face get weight
-exactly 0; tested against a brute-force solve over every active set). For two tasks this is the
+solved exactly on the Gramian ``G = [g_i · g_j]`` (the nearest-point problem as non-negative least
+squares, solved by SciPy's Lawson–Hanson active-set solver, ``methods/_min_norm.py``: tasks off
+the optimal face get weight exactly 0; tested against a brute-force solve over every active set,
+and its KKT conditions by a property test on rank-deficient, duplicated and badly scaled
+Gramians up to T = 120). For two tasks this is the
 closed form ``α_1 = clip(((g_2 − g_1)·g_2) / ‖g_1 − g_2‖², 0, 1)``. Task-specific parameters
 get their own gradients (the paper's Algorithm 2).
 
