@@ -176,3 +176,121 @@ def test_resume_never_calls_a_stored_import_path(tmp_path, capsys, command, one_
         db.execute("UPDATE runs SET status = 'running'")  # as if killed: resumed, not read back
     assert main([command, str(path), "-q"]) == 0
     assert not marker.exists()
+
+
+# -- item 1: never write through a planted symlink -----------------------------------------------
+EXTRA = {"replay": ["pbt", "replay"], "export": ["export"]}
+SKIP = ("scalarize.db", "scalarize.db-wal", "scalarize.db-shm", "scalarize.db-journal", ".scalarize.lock")
+
+
+def _argv(command: str, tmp_path: Path, directory: Path) -> list[str]:
+    if command == "replay":
+        return ["pbt", "replay", str(directory), "--seeds", "0", "-q"]
+    if command == "export":
+        return ["export", str(directory), "--csv"]
+    return [command, str(_write(tmp_path, command)), f"output={directory}", "-q"]
+
+
+def _prepare(command: str, tmp_path: Path, directory: Path) -> None:
+    """What a command reads before it writes: PBT's result for a replay, any store for export."""
+    if command in ("replay", "export"):
+        assert main(["pbt", str(_write(tmp_path, "pbt")), f"output={directory}", "-q"]) == 0
+
+
+def _written(directory: Path, before: set[Path]) -> list[Path]:
+    """The files under ``directory`` not in ``before`` (relative), the database's own excluded."""
+    return sorted(p.relative_to(directory) for p in directory.rglob("*")
+                  if p.is_file() and p.name not in SKIP and p.relative_to(directory) not in before)
+
+
+def _files(directory: Path) -> set[Path]:
+    return {p.relative_to(directory) for p in directory.rglob("*") if p.is_file()} if directory.exists() else set()
+
+
+COMMANDS = ["train", "sweep", "pbt", "compare", "study", "replay", "export"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_command_writes_through_a_planted_symlink(tmp_path, capsys, command, one_thread):
+    """A first run into ``a`` says which files the command writes; into ``b`` every one of them
+    is planted first as a link to a file outside: the command still succeeds, the links are
+    replaced by the command's files, and nothing outside was created or changed."""
+    first, second, outside = tmp_path / "a", tmp_path / "b", tmp_path / "outside"
+    _prepare(command, tmp_path, first)
+    before = _files(first)
+    assert main(_argv(command, tmp_path, first)) == 0
+    written = _written(first, before)
+    assert any(p.suffix == ".png" for p in written) or command == "export"
+    _prepare(command, tmp_path, second)
+    outside.mkdir()
+    (outside / "kept").write_text("kept")
+    links = {}
+    for index, relative in enumerate(written):
+        report = relative.parent == Path(".") and relative.suffix in (".md", ".html", ".png", ".csv")
+        # a report file links to an existing file or to none yet; a checkpoint or model to none
+        # (an existing one would be read, and refused, as a checkpoint to resume from)
+        target = outside / ("kept" if report and index % 2 else f"absent-{index}")
+        (second / relative).parent.mkdir(parents=True, exist_ok=True)
+        (second / relative).unlink(missing_ok=True)
+        (second / relative).symlink_to(target)
+        links[relative] = target
+    capsys.readouterr()
+    assert main(_argv(command, tmp_path, second)) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in outside.iterdir()) == ["kept"] and (outside / "kept").read_text() == "kept"
+    for relative in links:
+        path = second / relative
+        assert not path.is_symlink() and path.is_file(), relative
+
+
+@pytest.mark.parametrize("name", ["scalarize.db", "scalarize.db-wal", "scalarize.db-shm"])
+def test_a_planted_database_link_is_refused(tmp_path, capsys, name):
+    outside, directory = tmp_path / "outside", tmp_path / "out"
+    outside.mkdir()
+    directory.mkdir()
+    (outside / "file").write_text("kept")
+    (directory / name).symlink_to(outside / "file")
+    assert main(_argv("train", tmp_path, directory)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a symlink" in err and name in err, err
+    assert (outside / "file").read_text() == "kept" and sorted(p.name for p in outside.iterdir()) == ["file"]
+
+
+def test_a_planted_runs_folder_link_is_refused(tmp_path, capsys):
+    outside, directory = tmp_path / "outside", tmp_path / "out"
+    outside.mkdir()
+    directory.mkdir()
+    (directory / "runs").symlink_to(outside, target_is_directory=True)
+    assert main(_argv("train", tmp_path, directory)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs: a symlink inside the experiment directory" in err, err
+    assert not list(outside.iterdir())
+
+
+def test_a_rerun_never_writes_through_a_link_to_an_existing_file(tmp_path, capsys):
+    """The issue's case: ``report.html`` (and every other report file) of a finished train
+    replaced by a link to an outside file, then the same command again."""
+    directory, secret = tmp_path / "out", tmp_path / "secret.txt"
+    argv = _argv("train", tmp_path, directory)
+    assert main(argv) == 0
+    secret.write_text("secret")
+    planted = [p for p in directory.iterdir() if p.is_file() and p.name not in SKIP]
+    assert {"report.html", "report.md"} <= {p.name for p in planted}
+    for path in planted:
+        path.unlink()
+        path.symlink_to(secret)
+    assert main(argv) == 0
+    assert secret.read_text() == "secret"
+    assert all(p.is_file() and not p.is_symlink() for p in planted)
+
+
+# -- item 2: the lock file ---------------------------------------------------------------------------
+def test_a_planted_lock_link_is_refused_and_its_target_kept(tmp_path, capsys):
+    outside, directory = tmp_path / "precious.txt", tmp_path / "out"
+    directory.mkdir()
+    outside.write_text("precious")
+    (directory / ".scalarize.lock").symlink_to(outside)
+    assert main(_argv("train", tmp_path, directory)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".scalarize.lock: a symlink" in err, err
+    assert outside.read_text() == "precious"
+    assert not (directory / "scalarize.db").exists()

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from scalarize.backends.base import Backend, get_backend
+from scalarize.files import write_text
 from scalarize.data.sampling import build_sampler
 from scalarize.experiments.train import check_not_conflicting
 from scalarize.population.engine import stackable_inputs
@@ -49,7 +49,7 @@ from scalarize.store.database import Store
 from scalarize.experiments.loading import load_experiment_config
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.checkpoint import MODEL_FILE, run_directory
+from scalarize.train.checkpoint import MODEL_FILE, run_directory, save_atomically
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, result_from_store
 from scalarize.train.setup import prepare
@@ -187,11 +187,9 @@ def save_result(directory, search: str, best: str, schedule, val: dict, test: di
     """What replay and later reads need: the best member and its schedule (atomic write);
     ``about``: what the reports say of the search (population, fitness)."""
     path = directory / RESULT_FILE
-    tmp = path.with_suffix(".tmp")
     data = {"search": search, "best": best, "schedule": schedule, "effective_weights": effective, "val": val, "test": test,
             **about}
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=1))
 
 
 def pbt_search(config: PBTConfig, members: list[RunSpec], primary: list[tuple[str, bool]] | None = None) -> PBTSearch:
@@ -228,7 +226,7 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
         outcome = backend.pbt(pbt_search(config, members, primary), store, progress=progress, log=log)
         results = {m.name: result_from_store(store, m.name) for m in members}
     if outcome.model_state is not None:
-        torch.save(outcome.model_state, directory / "best_model.pt")
+        save_atomically(outcome.model_state, directory / "best_model.pt")
     result = _result(config, members, outcome, results, primary, _lr_cumulative(config, benchmark))
     save_result(directory, config.name, result.best_name, outcome.schedule, outcome.val, outcome.test,
                 result.effective_weights, population=len(members), fitness=config.pbt.fitness,

@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scalarize.files import write_text  # noqa: E402
 from scalarize.pareto import delta_m, pareto_front  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.describe import method_text, settings_text  # noqa: E402
@@ -296,7 +297,7 @@ def write_compare_report(result, store: Store) -> tuple[Path, str]:
     if figure is not None:
         lines += [f"![methods over the front]({figure.name})", ""]
     path = directory / "compare.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
     def html_table(h, r):
         return (
@@ -311,7 +312,8 @@ def write_compare_report(result, store: Store) -> tuple[Path, str]:
         body += ["<p>Mean validation score per learning rate (* kept):</p>", html_table(*grid)]
     if figure is not None:
         body.append(f"<p><img src='{figure.name}'></p>")
-    (directory / "compare.html").write_text(
+    write_text(
+        directory / "compare.html",
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
         f"<body style='font-family:sans-serif'>{''.join(body)}</body></html>"
     )

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from scalarize.files import write_text  # noqa: E402
 from scalarize.pareto.delta_m import delta_m  # noqa: E402
 from scalarize.report.describe import method_text, run_label  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, log_scale_if_wide, save_figure  # noqa: E402
@@ -156,6 +157,6 @@ def write_report(
         "",
     ]
     path = directory / "report.md"
-    path.write_text("\n".join(text))
+    write_text(path, "\n".join(text))
     write_html(directory / "report.html", title, list(notes), header, rows, [curves, losses])
     return path

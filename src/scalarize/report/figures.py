@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter  # noqa: E402
 
+from scalarize.files import replaced  # noqa: E402
+
 #: Font sizes of the reports (points): labels on points, legends (matplotlib's default elsewhere: 10).
 LABEL_SIZE = 9
 LEGEND_SIZE = 9
@@ -24,7 +26,8 @@ def save_figure(fig, path: Path) -> Path:
     was made with a layout engine of its own (e.g. ``layout="constrained"``)."""
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replaced(path, "wb") as handle:  # never through a planted link (scalarize.files)
+        fig.savefig(handle, dpi=110, format=Path(path).suffix[1:] or "png")
     plt.close(fig)
     return path
 

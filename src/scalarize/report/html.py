@@ -6,6 +6,8 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from scalarize.files import write_text
+
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
@@ -27,7 +29,8 @@ def write_html(
     text = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
     figures = "".join(f"<p><img src='{html.escape(p.name)}'></p>" for p in images if p is not None)
     more = "".join(f"<p>{html.escape(caption)}</p>{html_table(h, r)}" for caption, h, r in tables)
-    path.write_text(
+    write_text(
+        path,
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
         f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>{text}{html_table(header, rows)}{more}"
         f"{figures}</body></html>"

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scalarize.files import write_text  # noqa: E402
 from scalarize.report.describe import settings_text  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, save_figure  # noqa: E402
@@ -303,7 +304,7 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
         *(line for figure in figures for line in (f"![{figure.stem}]({figure.name})", "")),
     ]
     path = directory / "report.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     write_html(directory / "report.html", lines[0][2:], paragraphs, header, rows, figures, tables)
     return path, (format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
                   f"\nlearning-rate-weighted weights: {effective}" + terminal)

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scalarize.files import write_text  # noqa: E402
 from scalarize.report.describe import method_text, settings_text  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, save_figure  # noqa: E402
@@ -96,6 +97,6 @@ def write_replay_report(result) -> tuple[Path, str]:
     lines = [f"# Replay of PBT {result.search}", "", *(line for p in paragraphs for line in (p, "")),
              markdown_table(header, rows), "", f"![replay against uniform]({figure.name})", ""]
     path = directory / "replay.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     write_html(directory / "replay.html", lines[0][2:], paragraphs, header, rows, [figure])
     return path, format_table(header, rows)

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import CenteredNorm, Normalize  # noqa: E402
 
+from scalarize.files import replaced, write_text  # noqa: E402
 from scalarize.pareto import delta_m  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.describe import settings_text  # noqa: E402
@@ -35,7 +36,7 @@ METHODS_BENCHMARK = Path("benchmarks/results/methods_scaling.json")
 
 
 def _write_csv(path: Path, header, rows) -> Path:
-    with path.open("w", newline="") as handle:
+    with replaced(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
@@ -265,7 +266,7 @@ def write_study_report(result, methods_benchmark: Path = METHODS_BENCHMARK) -> t
     lines += ["Data behind the figures: best_weights_and_delta.csv, conflict.csv"
               + (", methods_scaling.csv" if method_rows else "") + "."]
     path = directory / "report.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     write_html(directory / "report.html", lines[0][2:], [about, conflict_text, provenance], header, table,
                [*figures, methods_figure])
     return path, format_table(header, table) + "\n\n" + conflict_text

@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scalarize.files import write_text  # noqa: E402
 from scalarize.pareto import default_reference, delta_m_batch, hypervolume, pareto_front  # noqa: E402
 from scalarize.report.describe import settings_text  # noqa: E402
 from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
@@ -398,7 +399,7 @@ def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
         members = _member_rows(result)
         lines += ["Every member (one seed each):", "", markdown_table(*members), ""]
     path = directory / "report.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     write_html(directory / "report.html", lines[0][2:], paragraphs, header, rows, [front, curves])
     noun = "settings" if several else "members"
     count = stats["settings"] if several else stats["members"]

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from scalarize.errors import ScalarizeError
+from scalarize.files import replaced
 from scalarize.store.tracking import Tracking
 
 SCHEMA = """
@@ -85,6 +86,7 @@ class Store:
         self.directory.mkdir(parents=True, exist_ok=True)
         if Store.exclusive:
             hold_directory(self.directory)
+        refuse_linked_database(self.path)
         try:
             self._connection = sqlite3.connect(self.path, timeout=60)
             self._connection.execute("PRAGMA journal_mode=WAL")
@@ -292,7 +294,7 @@ class Store:
         for table in ("runs", "metrics", "final", "weights", "costs", "lineage", "settings"):
             cursor = self._connection.execute(f"SELECT * FROM {table}")
             path = destination / f"{table}.csv"
-            with path.open("w", newline="") as handle:
+            with replaced(path, "w", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow([c[0] for c in cursor.description])
                 writer.writerows(cursor)
@@ -301,6 +303,18 @@ class Store:
 
 
 _HELD: dict[Path, int] = {}
+
+#: The files SQLite keeps beside the database.
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def refuse_linked_database(path: Path) -> None:
+    """Raises :class:`StoreError` when the database or one of SQLite's files beside it is a
+    symlink: SQLite would write through it, to wherever a shared directory's author pointed it."""
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SIDECARS)):
+        if candidate.is_symlink():
+            raise StoreError(f"{candidate}: a symlink; scalarize does not write its database through links "
+                             "(remove it, or move the experiment directory away)")
 
 
 def hold_directory(directory: Path) -> None:
@@ -314,7 +328,7 @@ def hold_directory(directory: Path) -> None:
     key = directory.resolve()
     if key in _HELD:
         return
-    descriptor = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor = _open_lock(key / LOCK_NAME)
     try:
         fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:  # EAGAIN or EACCES: held by another process
@@ -327,8 +341,23 @@ def hold_directory(directory: Path) -> None:
     os.ftruncate(descriptor, 0)
     os.write(descriptor, str(os.getpid()).encode())
     _HELD[key] = descriptor
-    for leftover in (key / "runs").rglob("*.tmp") if (key / "runs").is_dir() else ():
-        leftover.unlink(missing_ok=True)  # half-written checkpoints of a killed process
+    for leftover in [*key.glob(".*.tmp"), *((key / "runs").rglob("*.tmp") if (key / "runs").is_dir() else ())]:
+        leftover.unlink(missing_ok=True)  # half-written checkpoints and reports of a killed process
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor, never through a symlink (``O_NOFOLLOW``): a planted link would
+    have it truncate any file the user can write. A link is refused in one line."""
+    import errno
+    import os
+
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno != errno.ELOOP and not path.is_symlink():
+            raise
+        raise StoreError(f"{path}: a symlink; scalarize does not open its lock file through links "
+                         "(remove it and run the same command again)") from None
 
 
 def release_directories() -> None:

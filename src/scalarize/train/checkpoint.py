@@ -12,7 +12,6 @@ file, with what to do about it.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from scalarize.errors import ScalarizeError
+from scalarize.files import refuse_linked_folders, write_bytes
 
 
 class CheckpointError(ScalarizeError):
@@ -70,19 +70,16 @@ def run_directory(directory: str | Path, name: str) -> Path:
 def save_atomically(state, path: Path) -> None:
     """``torch.save`` to a temporary file renamed over ``path``: a kill leaves the old file or the
     new one, never half of one (a leftover temporary file of a killed process is removed when the next command takes the
-    experiment directory, see ``scalarize.store.database.hold_directory``)."""
+    experiment directory, see ``scalarize.store.database.hold_directory``), and a planted symlink
+    at ``path`` is replaced, never written through (:mod:`scalarize.files`)."""
+    refuse_linked_folders(path)  # before mkdir: a linked runs/ would get its folder made outside
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     buffer = io.BytesIO()
     torch.save(state, buffer)  # serialised first: a full disk is then an OSError naming the file
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getbuffer())
-        os.replace(tmp, path)
+        write_bytes(path, buffer.getbuffer())
     except OSError as error:
         raise OSError(error.errno, error.strerror, str(path)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class Checkpointable:
