@@ -33,7 +33,8 @@ from scalarize.data.cache import cache_dir
 from scalarize.data.loaders import DataFileError
 from scalarize.data.sampling import EpochSampler, MixtureSampler, build_sampler
 from scalarize.data.storage import CachedImages, choose_storage, memory_budget
-from scalarize.data.streaming import StreamingSampler, ordered_batches
+from scalarize.data.streaming import StreamingSampler
+from scalarize.data.workers import ordered_batches
 from scalarize.train.config import ConfigError, TrainConfig, build_config
 
 CLASSES = ("airplane", "bus", "zebra")
@@ -146,7 +147,7 @@ def test_the_decoded_cache_is_a_plain_npy_written_once_and_rebuilt_when_damaged(
 
 
 def test_a_truncated_jpeg_met_by_a_loader_worker_is_one_line_naming_it(tmp_path, monkeypatch):
-    from scalarize.data import streaming
+    from scalarize.data import workers
 
     root = _domainnet(tmp_path / "data", domains=("clipart",), train=30, test=5)
     bench = _load(root, "jpeg", domains=["clipart"]).to("cpu", workers=2)
@@ -162,7 +163,7 @@ def test_a_truncated_jpeg_met_by_a_loader_worker_is_one_line_naming_it(tmp_path,
     assert "\n" not in message and f"{broken}: truncated or not an image" in message
     assert "replace the file, or remove its line from the index files" in message
     assert isinstance(error.value, BenchmarkError)  # the command-line tool prints it as one line
-    monkeypatch.setattr(streaming, "WORKER_START_SECONDS", 0.0)  # evaluation: rows 1.. read by the workers
+    monkeypatch.setattr(workers, "WORKER_START_SECONDS", 0.0)  # evaluation: rows 1.. read by the workers
     with pytest.raises(DataFileError, match=broken.name):
         list(ordered_batches(train, 1))
     with pytest.raises(BenchmarkError, match=broken.name):  # a cache cannot be built from it either

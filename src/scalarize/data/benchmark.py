@@ -14,7 +14,7 @@ A split is one of:
 All answer the same three questions: how many samples (``len``), the batch at these indices
 (:meth:`Split.batch`), and the batches in order (:meth:`Split.batches`, for evaluation). The last
 two read from storage in two steps, so that loader workers can do the first
-(:mod:`scalarize.data.streaming`): ``read(index)`` (on the CPU, in any process) and
+(:mod:`scalarize.data.workers`): ``read(index)`` (on the CPU, in any process) and
 ``finish(inputs, targets)`` (to the device, in the run's process).
 """
 
@@ -24,8 +24,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -33,6 +31,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from scalarize.data.storage import ImageStore
 from scalarize.data.task import Task
+from scalarize.data.workers import default_workers, ordered_batches, shared_uint8
 
 SPLITS = ("train", "val", "test")
 Targets = dict[str, Tensor]
@@ -116,7 +115,7 @@ class DatasetSplit:
         self.collate = collate or default_collate
         self._device = torch.device(device) if device is not None else None
         #: Loader worker processes that read the items (0: read in the run's process); default
-        #: :func:`scalarize.data.streaming.default_workers`.
+        #: :func:`scalarize.data.workers.default_workers`.
         self.workers = _workers(workers)
 
     def __len__(self) -> int:
@@ -167,8 +166,6 @@ class DatasetSplit:
     def batches(self, size: int) -> Iterator[tuple[Any, Targets]]:
         """Consecutive batches of at most ``size`` items, in order (read by the loader workers
         when there are several batches to read)."""
-        from scalarize.data.streaming import ordered_batches
-
         return ordered_batches(self, size)
 
     def subset(self, index: Tensor) -> DatasetSplit:
@@ -207,7 +204,7 @@ class ImageSplit:
                 raise ValueError(f"target {name!r} has {len(target)} rows but the split has {len(self.rows)} images")
         self._device = torch.device(device) if device is not None else None
         #: Loader worker processes that read the images (0: read in the run's process); default
-        #: :func:`scalarize.data.streaming.default_workers`.
+        #: :func:`scalarize.data.workers.default_workers`.
         self.workers = _workers(workers)
 
     def __len__(self) -> int:
@@ -228,8 +225,7 @@ class ImageSplit:
         flat = index.reshape(-1)
         shape = (*index.shape, *self.images.shape)
         if get_worker_info() is not None:  # the result goes to the run's process: share, not copy
-            storage = torch.UntypedStorage._new_shared(math.prod(shape))
-            inputs = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+            inputs = shared_uint8(shape)
         else:
             inputs = torch.empty(shape, dtype=torch.uint8)
         self.images.read_into(self.rows[flat.numpy()], inputs.numpy().reshape(len(flat), *self.images.shape))
@@ -248,8 +244,6 @@ class ImageSplit:
     def batches(self, size: int) -> Iterator[tuple[Tensor, Targets]]:
         """Consecutive batches of at most ``size`` samples, in order (read by the loader workers
         when there are several batches to read)."""
-        from scalarize.data.streaming import ordered_batches
-
         return ordered_batches(self, size)
 
     def subset(self, index: Tensor) -> ImageSplit:
@@ -267,8 +261,6 @@ class ImageSplit:
 
 def _workers(workers: int | None) -> int:
     if workers is None:
-        from scalarize.data.streaming import default_workers
-
         return default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers: expected an integer >= 0, got {workers!r}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,32 +28,11 @@ from torch import Tensor
 
 from scalarize.data.augment import Augmentation
 from scalarize.data.benchmark import AnySplit
+from scalarize.data.draws import Batch, Draw, read_draws
+from scalarize.data.streaming import StreamingSampler, streams
 
-
-@dataclass
-class Batch:
-    inputs: Tensor
-    targets: dict[str, Tensor]
-    counts: Tensor  # [D] samples per domain, in domain order (D = 1 in MTL)
-
-
-@dataclass
-class Draw:
-    """One batch as a sampler drew it: ``groups`` of (domain position, rows) in batch order,
-    ``counts [D]``, and each sample's augmentation ``[B, 3]`` (or ``None``)."""
-
-    groups: list[tuple[int, Tensor]]
-    counts: Tensor
-    augment: Tensor | None = None
-
-    def same_as(self, other: Draw) -> bool:
-        if len(self.groups) != len(other.groups) or not torch.equal(self.counts, other.counts):
-            return False
-        if any(d != e or not torch.equal(r, s) for (d, r), (e, s) in zip(self.groups, other.groups)):
-            return False
-        if (self.augment is None) != (other.augment is None):
-            return False
-        return self.augment is None or torch.equal(self.augment, other.augment)
+#: Also importable from here (the samplers' draws and batches): ``Batch``, ``Draw``, ``read_draws``.
+__all__ = ["Batch", "Draw", "EpochSampler", "MixtureSampler", "augmentation_seed", "build_sampler", "read_draws"]
 
 
 def augmentation_seed(seed: int) -> int:
@@ -236,43 +214,6 @@ class MixtureSampler(_Sampler):
         self._load_augment_state(state)
 
 
-def read_draws(
-    splits: Sequence[AnySplit], draws: Sequence[Draw], augmentation: Augmentation | None, stacked: bool = False
-) -> Batch:
-    """The batch of ``draws`` read from ``splits`` in this process, on the splits' device.
-
-    One draw (``stacked=False``): inputs ``[B, ...]``, counts ``[D]``; P draws of P members
-    (``stacked=True``): inputs ``[P, B, ...]``, counts ``[P, D]``. Each draw's groups are read
-    in order and concatenated (MDL: grouped by domain), then augmented as the draw says.
-    """
-    if stacked and len(splits) == 1 and all(len(d.groups) == 1 for d in draws):
-        index = torch.stack([d.groups[0][1] for d in draws])  # one gather for P members, not P
-        inputs, targets = splits[0].batch(index)
-    else:
-        parts = [_read_one(splits, draw) for draw in draws]
-        if stacked:
-            inputs = torch.stack([p[0] for p in parts])
-            targets = {k: torch.stack([p[1][k] for p in parts]) for k in parts[0][1]}
-        else:
-            inputs, targets = parts[0]
-    if augmentation is not None:
-        inputs = augmentation.apply(inputs, torch.cat([d.augment for d in draws]))
-    counts = torch.stack([d.counts for d in draws]) if stacked else draws[0].counts
-    return Batch(inputs, targets, counts)
-
-
-def _read_one(splits: Sequence[AnySplit], draw: Draw):
-    if len(splits) == 1:  # MTL: one split, as Split.batch gives it
-        return splits[0].batch(draw.groups[0][1])
-    inputs, targets = [], {}
-    for domain, rows in draw.groups:
-        domain_inputs, domain_targets = splits[domain].batch(rows)
-        inputs.append(domain_inputs)
-        for key, value in domain_targets.items():
-            targets.setdefault(key, []).append(value)
-    return torch.cat(inputs), {k: torch.cat(v) for k, v in targets.items()}
-
-
 def build_sampler(
     benchmark, batch_size: int, seed: int, augment: Augmentation | None = None, *, stream: bool = True
 ):
@@ -289,9 +230,6 @@ def build_sampler(
         sampler = EpochSampler(benchmark.split("train"), batch_size, seed, augment)
     else:
         sampler = MixtureSampler([splits["train"] for splits in benchmark.domains.values()], batch_size, seed, augment)
-    if stream:
-        from scalarize.data.streaming import StreamingSampler, streams
-
-        if streams(sampler.splits):
-            return StreamingSampler(sampler)
+    if stream and streams(sampler.splits):
+        return StreamingSampler(sampler)
     return sampler

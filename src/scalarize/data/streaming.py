@@ -20,49 +20,27 @@ exactly the state of a run without prefetching, and a resumed run draws the same
 every member's draw, a worker reads them into one ``[P, B, ...]`` array (in shared memory, no copy
 per member), and all members read the same storage.
 
-**Evaluation** (:func:`ordered_batches`): consecutive batches, read by workers when reading them
-in the run's process would take longer than starting the workers (:data:`WORKER_START_SECONDS`).
-
-A truncated or unreadable image met by a worker ends the run with one line naming the file
+The loader workers, their requests and the evaluation passes (consecutive batches) live in
+:mod:`scalarize.data.workers`, below the splits; this module adds the training streams and the
+image splits' grouped read (:func:`read_groups`: every group of a request into one array). A
+truncated or unreadable image met by a worker ends the run with one line naming the file
 (:class:`~scalarize.data.errors.DataFileError`), not with the worker's traceback.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
-import os
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from scalarize.data.benchmark import DatasetSplit, ImageSplit, Split
-from scalarize.data.errors import DataFileError
-from scalarize.data.sampling import Batch, Draw, read_draws
-
-WORKERS_ENV = "SCALARIZE_WORKERS"
-#: Batches each worker reads ahead.
-PREFETCH = 2
-#: What starting the workers of an ordered pass costs (measured: 0.3-0.4 s for two workers and
-#: their first batch on a 2-core CPU). An evaluation pass that reads faster than that in the
-#: run's process (a small split, or the decoded cache: ~13,000 images/s at 64 px) is read there.
-WORKER_START_SECONDS = 0.5
-
-
-def default_workers() -> int:
-    """Loader workers per stream: ``$SCALARIZE_WORKERS``, else 2 (at most the number of CPUs)."""
-    value = os.environ.get(WORKERS_ENV, "").strip()
-    if value:
-        if not value.isdigit():
-            raise ValueError(f"{WORKERS_ENV}: must be an integer >= 0, got {value!r}")
-        return int(value)
-    return min(2, os.cpu_count() or 1)
+from scalarize.data.benchmark import DatasetSplit, ImageSplit
+from scalarize.data.draws import Batch, Draw, read_draws
+from scalarize.data.workers import checked, read_parts, shared_uint8, worker_loader
 
 
 def streams(splits: Sequence[Any]) -> bool:
@@ -72,51 +50,9 @@ def streams(splits: Sequence[Any]) -> bool:
     return len(kinds) == 1 and kinds <= {ImageSplit, DatasetSplit} and all(split.workers > 0 for split in splits)
 
 
-def shared_uint8(shape: tuple[int, ...]) -> Tensor:
-    """An uninitialised uint8 tensor in shared memory (a worker's result reaches the run's process
-    without a copy)."""
-    storage = torch.UntypedStorage._new_shared(math.prod(shape))
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-
-
-class _Failure:
-    """A worker's one-line data error, raised again in the run's process."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-class _Reader:
-    """The loader's 'dataset': reads the rows a request names, in a worker process.
-
-    A request is ``(tag, members)``: ``members`` is a list (one per member, or one) of groups
-    ``(domain position, rows)``; the result is ``(tag, (inputs [total, ...], targets))`` with every
-    member's groups concatenated in order.
-    """
-
-    def __init__(self, splits: Sequence[Any]) -> None:
-        self.splits = list(splits)
-
-    def __len__(self) -> int:
-        return 0
-
-    def __getitem__(self, index: int):
-        raise TypeError("read by requests (__getitems__)")
-
-    def __getitems__(self, request):
-        tag, members = request
-        try:
-            return tag, read_groups(self.splits, [group for groups in members for group in groups])
-        except DataFileError as error:
-            return tag, _Failure(str(error).splitlines()[0])
-
-
-def _unwrap(result):
-    return result
-
-
 def read_groups(splits: Sequence[Any], groups: Sequence[tuple[int, np.ndarray]]) -> tuple[Any, dict[str, Tensor]]:
-    """The rows of ``groups`` (domain position, rows) read on the CPU and concatenated in order."""
+    """The rows of ``groups`` (domain position, rows) read on the CPU and concatenated in order:
+    image splits into one (shared) array, any other by each split's ``read``."""
     if all(isinstance(splits[d], ImageSplit) for d, _ in groups):
         shape = splits[groups[0][0]].images.shape
         total = sum(len(rows) for _, rows in groups)
@@ -130,10 +66,7 @@ def read_groups(splits: Sequence[Any], groups: Sequence[tuple[int, np.ndarray]])
                 targets.setdefault(key, []).append(value[torch.from_numpy(rows)])
             slot += len(rows)
         return inputs, {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in targets.items()}
-    parts = [splits[d].read(torch.as_tensor(np.asarray(rows, dtype=np.int64))) for d, rows in groups]
-    if len(parts) == 1:
-        return parts[0]
-    return torch.cat([p[0] for p in parts]), {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
+    return read_parts(splits, groups)
 
 
 #: A stream returns the heap's free pages to the system every this many batches (:func:`trim_heap`).
@@ -160,52 +93,6 @@ def trim_heap() -> None:
             _libc = False
     if _libc:
         _libc.malloc_trim(0)
-
-
-def _loader(splits: Sequence[Any], requests, workers: int) -> Iterator:
-    device = splits[0].device
-    loader = DataLoader(
-        _Reader(splits),
-        batch_sampler=requests,
-        num_workers=workers,
-        collate_fn=_unwrap,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=PREFETCH,
-    )
-    return iter(loader)
-
-
-def _check(data: Any) -> Any:
-    if isinstance(data, _Failure):
-        raise DataFileError(data.message)
-    return data
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def ordered_batches(split: ImageSplit | DatasetSplit, size: int) -> Iterator[tuple[Any, dict[str, Tensor]]]:
-    """``split``'s consecutive batches of at most ``size`` samples, on its device.
-
-    The first batch is read in the run's process and timed; the rest are read by the split's
-    loader workers when reading them here would take longer than starting the workers
-    (:data:`WORKER_START_SECONDS`), else here too. Either way the batches are the same.
-    """
-    bounds = [(start, min(start + size, len(split))) for start in range(0, len(split), size)]
-    if not bounds:
-        return
-    started = time.perf_counter()
-    first = split.batch(torch.arange(*bounds[0]))
-    seconds = time.perf_counter() - started
-    yield first
-    rest = bounds[1:]
-    if split.workers == 0 or seconds * len(rest) < WORKER_START_SECONDS:
-        for start, stop in rest:
-            yield split.batch(torch.arange(start, stop))
-        return
-    requests = [(i, [[(0, np.arange(start, stop))]]) for i, (start, stop) in enumerate(rest)]
-    for _, data in _loader([split], requests, min(split.workers, len(rest))):
-        yield split.finish(*_check(data))
 
 
 # ---------------------------------------------------------------- training
@@ -278,7 +165,7 @@ class BatchStream:
             return read_draws(self.splits, [s.next_draw() for s in self.samplers], self.augmentation, self.stacked)
         if self._iterator is None:
             self._ahead.restart(self.samplers)
-            self._iterator = _loader(self.splits, self._ahead, self.workers)
+            self._iterator = worker_loader(self.splits, self._ahead, self.workers, read_groups)
         elif self._weights_changed():
             self.invalidate()
         draws = [s.next_draw() for s in self.samplers]  # the run's draw: what a run without workers reads
@@ -293,7 +180,7 @@ class BatchStream:
         if not all(a.same_as(d) for a, d in zip(ahead, draws)):
             self.invalidate()  # from the state after this draw
             return read_draws(self.splits, draws, self.augmentation, self.stacked)
-        inputs, targets = _check(data)
+        inputs, targets = checked(data)
         if self.stacked:
             size = len(self.samplers)
             inputs = inputs.reshape(size, -1, *inputs.shape[1:])
