@@ -3,16 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions of every dependency (all Python versions, one line each): what CI passed with.
+LOCK := requirements/lock.txt
+PIP := $(BIN)/pip install -q --disable-pip-version-check -c $(LOCK)
 
-.PHONY: demo test setup bench mutation clean
+.PHONY: demo test setup bench mutation lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch==2.13.0 first: its CPU build lies on local disk; a plain `torch` would pull CUDA.
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
 	$(BIN)/python -m compileall -q src  # an editable install compiles nothing: start-up as fast as a wheel's
 	touch $(STAMP)
 
@@ -32,8 +35,17 @@ bench: $(STAMP)
 PACKAGE ?= search
 MINUTES ?= 20
 mutation: $(STAMP)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[mutation]'
+	$(PIP) -e '.[mutation]'
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/mutation.py --package $(PACKAGE) --minutes $(MINUTES) $(if $(SAMPLE),--sample $(SAMPLE))
+
+# Refresh the lock from pyproject.toml's ranges (newest releases that fit, for Python >= 3.10),
+# then run `make test`: the suite must pass on the refreshed lock before it is committed.
+lock:
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install -q --disable-pip-version-check uv
+	$(VENV)-lock/bin/uv pip compile pyproject.toml requirements/lock.in --extra dev --extra mlflow \
+		--extra mutation --universal --python-version 3.10 --annotation-style line --upgrade -o $(LOCK)
+	rm -rf $(VENV)-lock
 
 clean:
 	rm -rf $(VENV) experiments

@@ -1,4 +1,6 @@
 import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,3 +46,18 @@ def interrupt_at_checkpoint(monkeypatch):
         monkeypatch.setattr(cls, "save_checkpoint", save_then_die)
 
     return patch
+
+
+#: The numerics-heavy tests, by file name: ``.ci/run`` runs them again under other CPUs' kernels
+#: (``-m numerics``). A new file whose name matches is in the set without a list to edit.
+NUMERICS = re.compile(
+    r"population|stacked|resume|precision|pareto|search|designs|pbt|pb2|mopbt|sweep|selection|"
+    r"synthetic_linear|gradient_engines|min_norm"
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        if "methods" in path.parent.parts[-1:] or NUMERICS.search(path.stem):
+            item.add_marker(pytest.mark.numerics)
