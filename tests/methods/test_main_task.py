@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scalarize.methods import StepContext, available_methods, build_method
+from scalarize.methods import MethodError, StepContext, available_methods, build_method
 from scalarize.methods.registry import method_options
 
 MAIN_TASK_METHODS = sorted(n for n in available_methods() if "main_task" in (method_options(n) or []))
@@ -82,3 +82,14 @@ def test_gradient_similarity_keeps_a_main_task_named_last_whole():
     k = 2 ** -0.5
     torch.testing.assert_close(method.aggregate(g, torch.ones(3)), torch.tensor([k, 1.0 + k], dtype=torch.float64))
     torch.testing.assert_close(method.current_weights(), torch.tensor([k, 0.0, 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", MAIN_TASK_METHODS)
+def test_a_main_task_that_is_not_a_task_name_is_refused_with_the_method_s_name(name):
+    with pytest.raises(MethodError) as error:
+        build_method(name, main_task=1)
+    assert str(error.value) == f"method {name}: main_task must be a task name, got 1"
+    method = build_method(name, main_task="w")
+    with pytest.raises(MethodError) as error:
+        method.setup(["x", "y"])
+    assert str(error.value) == f"method {name}: main_task 'w' is not a task; tasks: x, y"
