@@ -47,7 +47,7 @@ def load_experiment_config(
     data = apply_overrides(data, overrides)
     if section is not None and path is not None:
         check_section(data, section, path)
-    return build_config(data, schema)
+    return build_config(data, schema, source=path)
 
 
 def check_section(data: dict[str, Any], section: str, path: str | Path) -> None:

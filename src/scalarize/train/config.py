@@ -244,12 +244,66 @@ def _section(annotation) -> type[BaseModel] | None:
 C = TypeVar("C", bound=BaseModel)
 
 
-def build_config(data: dict[str, Any], schema: type[C] = TrainConfig) -> C:
-    """Validates ``data`` as ``schema`` (a training config or one that extends it)."""
+def build_config(data: dict[str, Any], schema: type[C] = TrainConfig, *, source: str | Path | None = None) -> C:
+    """Validates ``data`` as ``schema`` (a training config or one that extends it); ``source``:
+    the file ``data`` was read from (see :func:`_describe_by_position`)."""
     try:
         return schema.model_validate(data)
     except ValidationError as error:
+        if source is not None and Path(source).suffix.lower() not in YAML_SUFFIXES:
+            line = _line_of(Path(source), error.errors()[0]["loc"])
+            if line is not None:
+                raise ConfigError(_describe_by_position(error, Path(source), line, schema)) from None
         raise ConfigError(_describe(error, schema)) from None
+
+
+#: The names of config files whose content an error may quote.
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _describe_by_position(error: ValidationError, path: Path, line: int, root: type[BaseModel]) -> str:
+    """The one line for an error in a file not named as a config (``/etc/shadow`` given by
+    mistake): where it is, never what the file holds (neither the key nor the value)."""
+    first = error.errors()[0]
+    where = f"{path}, line {line}"
+    if first["type"] == "extra_forbidden":
+        return (f"{where}: unknown key (not quoted: the file is not named .yaml); allowed: "
+                f"{', '.join(_allowed(first['loc'][:-1], root))}")
+    known = _known_prefix(first["loc"], root)
+    return f"{where}: {known + ': ' if known else ''}invalid value (not quoted: the file is not named .yaml)"
+
+
+def _known_prefix(loc: tuple, root: type[BaseModel]) -> str:
+    """The leading parts of ``loc`` that are the schema's own key names (safe to print)."""
+    parts, model = [], root
+    for part in loc:
+        if model is None or str(part) not in model.model_fields:
+            break
+        parts.append(str(part))
+        model = _section(getattr(model.model_fields[str(part)], "annotation", None))
+    return ".".join(parts)
+
+
+def _line_of(path: Path, loc: tuple) -> int | None:
+    """The line (1-based) of the entry at ``loc`` in the YAML file ``path``, or ``None`` when the
+    file does not hold it (it came from an override or a default)."""
+    try:
+        node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
+                return None
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return None
+    return line
 
 
 #: A config is a few hundred values; these bounds refuse what would take minutes to expand.
@@ -331,4 +385,4 @@ def set_key(data: dict[str, Any], key: str, value: Any) -> None:
 def load_config(path: str | Path | None, overrides: list[str] | None = None, schema: type[C] = TrainConfig) -> C:
     """A config of class ``schema`` from a YAML file and ``key=value`` overrides."""
     data = load_yaml(path) if path is not None else {}
-    return build_config(apply_overrides(data, overrides or []), schema)
+    return build_config(apply_overrides(data, overrides or []), schema, source=path)
