@@ -9,6 +9,7 @@ import torch
 
 from scalarize.methods import available_methods, build_method
 from scalarize.methods.registry import _METHODS, method_options
+from registered import ALL
 
 REQUIRED = object()
 
@@ -55,7 +56,7 @@ def test_every_registered_method_is_listed():
     assert sorted(DEFAULTS) == available_methods()
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULTS))
+@pytest.mark.parametrize("name", ALL)
 def test_signature_defaults_are_the_documented_ones(name):
     assert method_options(name) == list(DEFAULTS[name]), "options (in order) as documented"
     parameters = inspect.signature(_METHODS[name].__init__).parameters
@@ -82,7 +83,7 @@ def _formats(value):
     return set()
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULTS))
+@pytest.mark.parametrize("name", ALL)
 def test_docstring_names_every_option_and_its_default(name):
     module = inspect.getmodule(_METHODS[name])
     doc = " ".join((module.__doc__ or "").split())
@@ -95,7 +96,7 @@ def test_docstring_names_every_option_and_its_default(name):
         assert any(text in w for w in windows for text in _formats(value)), f"{name}: default {option}={value!r} not documented"
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULTS))
+@pytest.mark.parametrize("name", ALL)
 def test_the_built_method_holds_its_defaults(name):
     options = {k: REQUIRED_VALUES[k] for k, v in DEFAULTS[name].items() if v is REQUIRED}
     method = build_method(name, **options)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from scalarize.methods import Method
-from test_method_contract import MTO, build
+from test_method_contract import MTO
+from registered import build
 
 TASKS = ["a", "b", "c"]
 #: Methods whose learnable float32 parameters enter the combined loss (with their gradient).
@@ -17,11 +18,11 @@ PROMOTING = {"uw", "imtl_l"}
 
 #: Options that make the steps below exercise the whole rule (STCH leaves its warm-up after one
 #: epoch, so that its reference point enters the combined loss).
-OPTIONS = {"frozen": {"source": [[0, [0.2, 0.3, 0.5]]]}, "stch": {"warmup_epochs": 1}}
+OPTIONS = {"stch": {"warmup_epochs": 1}}
 
 
 def _method(name):
-    method = build(name, **OPTIONS.get(name, {}))
+    method = build(name, num_tasks=len(TASKS), **OPTIONS.get(name, {}))
     method.setup(TASKS)
     return method
 

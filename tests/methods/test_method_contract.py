@@ -1,4 +1,4 @@
-"""What every MTO method promises: registered, documented, validated, lowers the toy model's
+"""What every registered method promises: registered, documented, validated, lowers the toy model's
 loss, keeps all its state in state_dict, and works in a user's own training loop."""
 
 from __future__ import annotations
@@ -19,39 +19,10 @@ from scalarize.methods import (
     build_method,
 )
 from scalarize.methods.base import NEEDS
+from registered import ALL, TRAINABLE, build, required_option_names, required_options
 
-MTO = [
-    "uw",
-    "imtl_l",
-    "dwa",
-    "rlw",
-    "famo",
-    "gradnorm",
-    "pcgrad",
-    "gradvac",
-    "graddrop",
-    "mgda",
-    "mgda_ub",
-    "cagrad",
-    "imtl_g",
-    "nash_mtl",
-    "aligned_mtl",
-    "upgrad",
-    "gradient_similarity",
-    "metabalance",
-    "mtadam",
-    "stch",
-    "gls",
-    "db_mtl",
-    "excess_mtl",
-    "fairgrad",
-    "sdmgrad",
-    "modo",
-    "moco",
-    "config",
-    "dualproj",
-    "frozen",
-]
+#: Every registered method a plain training loop can train (from the registry: no list to edit).
+MTO = TRAINABLE
 
 # Learning rates of the 30-step toy run (MTAdam's steps are Adam-sized). DB-MTL's SGD step grows
 # as a task's loss falls (its log-loss gradient is ∇L/L, then scaled up to the largest norm): at
@@ -59,15 +30,42 @@ MTO = [
 # (pass or fail) flips with a 1e-6 relative perturbation of the initial weights, or with the CPU's
 # kernels. At 0.02 the 30 steps descend smoothly: loss ratio 0.245 for every perturbation and kernel.
 LR = {"mtadam": 0.01, "db_mtl": 0.02}
-#: Options a method cannot do without (frozen weights need their source).
-REQUIRED = {"frozen": {"source": [[0, [0.2, 0.8]], [10, [0.4, 0.6]]]}}
 
 
-def build(name, **options):
-    return build_method(name, **{**REQUIRED.get(name, {}), **options})
+@pytest.mark.parametrize("name", ALL)
+def test_the_tests_can_build_every_registered_method(name):
+    """A method with an option it cannot be built without has a value for it in the tests (else
+    this fails, naming the option, rather than the method being left out of the contract)."""
+    options = required_options(name)
+    assert sorted(options) == sorted(required_option_names(name))
+    build(name)
 
 
-@pytest.mark.parametrize("name", MTO)
+def test_only_preference_conditioned_methods_are_left_out_of_the_toy_loop():
+    from scalarize.methods import PREFERENCE_INPUT
+    from scalarize.methods.registry import method_class
+
+    left_out = set(ALL) - set(MTO)
+    assert all(PREFERENCE_INPUT in method_class(name).needs for name in left_out)
+    assert {"scalarization", "scheduled_scalarization", "frozen", "uw", "mgda"} <= set(MTO)
+
+
+def test_the_readme_methods_table_lists_every_registered_method_once():
+    """The README's table of methods (`config name | method | paper | torchjd`) has one row per
+    registered method, no more, so that the docs follow the registry."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(readme) if line.startswith("| config name | method"))
+    rows = []
+    for line in readme[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1].strip().strip("`"))
+    assert sorted(rows) == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_registered_documented_and_declares_needs(name):
     assert name in available_methods()
     method = build(name)
@@ -239,26 +237,23 @@ def test_usable_in_a_plain_user_loop(name):
     assert forward()[1].sum() < start.sum()
 
 
-@pytest.mark.parametrize("name", [*MTO, "scalarization", "scheduled_scalarization"])
+@pytest.mark.parametrize("name", ALL)
 def test_setup_creates_its_state_on_the_method_device(name):
     """The trainer may call ``method.to(device)`` before ``setup`` (scalarization's weights once
     stayed on the CPU: found by the benchmarks on a GPU)."""
-    options = {"schedule": [(0, [0.5, 0.5]), (10, [0.2, 0.8])]} if name == "scheduled_scalarization" else {}
-    method = build(name, **options)
+    method = build(name)
     method.to("meta")
     method.setup(["a", "b"])
     tensors = [*method.parameters(), *method.buffers()]
     assert all(t.device.type == "meta" for t in tensors)
 
 
-@pytest.mark.parametrize("name", [*MTO, "scalarization", "scheduled_scalarization", "frozen", "cosmos"])
+@pytest.mark.parametrize("name", ALL)
 def test_weights_are_none_until_defined_then_one_per_task(name):
     """``current_weights()``: ``None`` before ``setup``; after it, ``None`` or ``[T]``."""
-    options = {"scheduled_scalarization": {"schedule": [(0, [0.5, 0.5]), (10, [0.2, 0.8])]},
-               "frozen": {"source": [[0, [0.5, 0.5]]]}}.get(name, {})
-    method = build(name, **options)
+    method = build(name, num_tasks=3)
     assert method.current_weights() is None
-    method.setup(["a", "b"] if options else ["a", "b", "c"])  # the options name two tasks
+    method.setup(["a", "b", "c"])
     weights = method.current_weights()
     assert weights is None or weights.shape == (len(method.task_names),)
 
@@ -284,110 +279,3 @@ def test_mdl_setting_with_no_task_specific_parameters(name):
     if AFTER_STEP in method.needs:
         method.after_step(ctx)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trunk.parameters())
-
-
-# -- invariants the papers promise ----------------------------------------------------------
-
-#: Methods that treat tasks symmetrically and draw no random numbers: relabelling the tasks
-#: permutes their weights and leaves the update unchanged. (PCGrad, GradVac, GradDrop and RLW
-#: draw random orders or weights; MetaBalance, gradient similarity and MTAdam single out one task;
-#: frozen weights are given.)
-SYMMETRIC = [
-    "scalarization", "uw", "imtl_l", "dwa", "famo", "gradnorm", "mgda", "mgda_ub", "cagrad", "imtl_g",
-    "nash_mtl", "aligned_mtl", "upgrad", "stch", "gls", "db_mtl", "excess_mtl", "fairgrad", "sdmgrad",
-    "modo", "moco", "config", "dualproj",
-]
-SYMMETRIC_OPTIONS = {"stch": {"warmup_epochs": 1}}
-
-
-def _linear_context(gradients, offsets, after=None):
-    """Losses L_i = c_i + g_i · θ at θ = 0 (θ also the representation): every per-task gradient,
-    on the parameters or on the representation, is g_i; after the step the losses are
-    ``after`` (default 0.8 L)."""
-    theta = nn.Parameter(torch.zeros(gradients.shape[1], dtype=gradients.dtype))
-    z = theta.unsqueeze(0) * 1.0
-    losses = torch.stack([c + (g * z[0]).sum() for c, g in zip(offsets, gradients)])
-    ctx = StepContext(losses, features=z, shared_params=[theta], task_params=[[] for _ in offsets],
-                      recompute_losses=lambda: 0.8 * losses.detach() if after is None else after)
-    return theta, ctx
-
-
-def _trajectory(name, steps, perm):
-    method = build(name, **SYMMETRIC_OPTIONS.get(name, {}))
-    method.setup([f"t{i}" for i in perm])
-    out = []
-    for epoch, (gradients, offsets, after) in enumerate(steps):
-        theta, ctx = _linear_context(gradients[perm], offsets[perm], after[perm])
-        method.backward(ctx)
-        if AFTER_STEP in method.needs:
-            method.after_step(ctx)
-        method.end_epoch(epoch, offsets[perm].float())
-        weights = method.current_weights()
-        out.append((theta.grad.clone(), None if weights is None else weights.detach().double().clone()))
-    return out
-
-
-@pytest.mark.parametrize("name", SYMMETRIC)
-def test_relabelling_the_tasks_permutes_the_weights_only(name):
-    gen = torch.Generator().manual_seed(0)
-    steps = []
-    for _ in range(3):
-        offsets = torch.rand(3, generator=gen, dtype=torch.float64) + 0.5
-        # losses after the step: each task improves by its own factor (FAMO learns from them)
-        after = offsets * (0.5 + 0.4 * torch.rand(3, generator=gen, dtype=torch.float64))
-        steps.append((torch.randn(3, 5, generator=gen, dtype=torch.float64), offsets, after))
-    perm = torch.tensor([2, 0, 1])
-    plain = _trajectory(name, steps, torch.arange(3))
-    permuted = _trajectory(name, steps, perm)
-    for (d, w), (d_perm, w_perm) in zip(plain, permuted):
-        torch.testing.assert_close(d_perm, d, rtol=1e-6, atol=1e-9)
-        if w is not None:
-            torch.testing.assert_close(w_perm, w[perm], rtol=1e-6, atol=1e-9)
-
-
-#: Methods whose update conflicts with no task (g_i · d ≥ 0 for linearly independent gradients);
-#: the dual-cone projections without torchjd's 1e-4 ridge (it leaves conflicts of ~1e-4),
-#: Nash-MTL without its norm clipping.
-NO_CONFLICT = {
-    "mgda": {}, "mgda_ub": {}, "upgrad": {"reg_eps": 1e-10}, "dualproj": {"reg_eps": 1e-10},
-    "config": {}, "nash_mtl": {"max_norm": 0.0}, "fairgrad": {},
-}
-
-
-@pytest.mark.parametrize("name", sorted(NO_CONFLICT))
-def test_the_update_is_a_descent_direction_for_every_task(name):
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        gradients = torch.randn(3, 6, generator=gen, dtype=torch.float64)
-        gradients[1] = -0.8 * gradients[0] + 0.3 * gradients[1]  # a strong conflict
-        method = build(name, **NO_CONFLICT[name])
-        method.setup(["a", "b", "c"])
-        theta, ctx = _linear_context(gradients, torch.ones(3, dtype=torch.float64))
-        method.backward(ctx)
-        slopes = gradients @ theta.grad
-        assert (slopes >= -1e-8 * gradients.norm() * theta.grad.norm()).all(), slopes
-        assert theta.grad.norm() > 0
-
-
-#: Methods whose update direction (or update) does not depend on the scale of a task's loss, as
-#: their papers claim: scaling L_i (so g_i) by c_i leaves it unchanged.
-SCALE_FREE = {"nash_mtl": "update", "db_mtl": "update", "gls": "direction", "config": "direction", "imtl_g": "direction"}
-
-
-@pytest.mark.parametrize("name", sorted(SCALE_FREE))
-def test_a_tasks_loss_scale_does_not_change_the_update(name):
-    gen = torch.Generator().manual_seed(2)
-    gradients = torch.randn(3, 6, generator=gen, dtype=torch.float64)
-    offsets = torch.rand(3, generator=gen, dtype=torch.float64) + 0.5
-    scales = torch.tensor([50.0, 1.0, 0.02], dtype=torch.float64)
-    updates = []
-    for c in (torch.ones(3, dtype=torch.float64), scales):
-        method = build(name, **({"max_norm": 0.0} if name == "nash_mtl" else {}))
-        method.setup(["a", "b", "c"])
-        theta, ctx = _linear_context(gradients * c[:, None], offsets * c)
-        method.backward(ctx)
-        updates.append(theta.grad.clone())
-    a, b = updates
-    if SCALE_FREE[name] == "direction":
-        a, b = a / a.norm(), b / b.norm()
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)

@@ -7,6 +7,8 @@ import math
 import pytest
 
 from scalarize.methods import MethodError, build_method
+from scalarize.methods.registry import method_options
+from registered import ALL
 
 #: Options a method cannot be built without.
 REQUIRED = {"frozen": {"source": [[0, [0.5, 0.5]]]}}
@@ -78,11 +80,36 @@ CHOICE = [
     ("gradient_similarity", "mode", ("weighted", "binary")),
     ("gradnorm", "layer", ("last_shared", "representation")),
     ("mgda", "normalization", ("none", "l2", "loss", "loss+")),
+    ("mgda", "solver", ("exact", "frank_wolfe")),
+    ("mgda_ub", "normalization", ("none", "l2", "loss", "loss+")),
     ("mgda_ub", "solver", ("exact", "frank_wolfe")),
     ("rlw", "distribution", ("normal", "uniform", "dirichlet")),
     ("rlw", "normalization", ("softmax", "sum")),
     ("uw", "form", ("regression", "classification")),
 ]
+
+
+#: Options that are neither a range nor a choice, by name, and the test that holds them.
+ELSEWHERE = {
+    "seed": "test_seeded_behaviour.py (and _common's check_seed)",
+    "main_task": "test_main_task.py",
+    "betas": "test_betas_are_each_in_zero_one below",
+    "min_losses": "test_famo.py",
+    "source": "test_frozen.py",
+    "run": "test_frozen.py",
+    "weights": "test_scalarization.py, test_mtadam.py (check_weights)",
+    "schedule": "test_scheduled.py",
+    "scale_heads": "test_nash_mtl.py",
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_option_of_every_method_has_its_range_tested(name):
+    """A registered method's every option is in REAL, INT or CHOICE (or, by name, ELSEWHERE):
+    an option added without its range fails here instead of going untested."""
+    covered = {(row[0], row[1]) for row in (*REAL, *INT, *CHOICE)}
+    missing = [o for o in method_options(name) or [] if (name, o) not in covered and o not in ELSEWHERE]
+    assert not missing, f"{name}: add the range of {missing} to tests/methods/test_option_ranges.py"
 
 
 def _build(name, **options):

@@ -7,9 +7,12 @@ import math
 import pytest
 import torch
 
-from scalarize.methods import build_method
+from scalarize.methods import PREFERENCE_INPUT, build_method
+from scalarize.methods.registry import method_options
+from registered import ALL
 
-SEEDED = ["rlw", "pcgrad", "gradvac", "graddrop"]
+#: Every method with a ``seed`` option.
+SEEDED = [name for name in ALL if "seed" in (method_options(name) or [])]
 
 
 def _run(name, seed, global_seed):
@@ -23,11 +26,17 @@ def _run(name, seed, global_seed):
         G[1] = -G[0] + 0.1 * G[1]  # conflicts, so that projections (and their order) matter
         losses = torch.rand(3, generator=gen, dtype=torch.float64) + 0.5
         torch.manual_seed(global_seed + 100)  # the global RNG moves between steps
+        if PREFERENCE_INPUT in method.needs:
+            method.draw_preference()
         if hasattr(method, "aggregate"):
             out.append(method.aggregate(G, losses))
         else:
             out.append(method.combine(losses).detach().reshape(1))
     return torch.cat(out)
+
+
+def test_the_seeded_methods_are_found():
+    assert {"rlw", "pcgrad", "gradvac", "graddrop", "cosmos"} <= set(SEEDED)
 
 
 @pytest.mark.parametrize("name", SEEDED)

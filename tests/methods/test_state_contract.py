@@ -8,10 +8,12 @@ import io
 import pytest
 import torch
 
-from test_method_contract import LR, MTO, build
+from test_method_contract import LR, MTO
+from registered import build
 
 #: Methods whose weights exist before any step (parameters or fixed weights), one per task.
-WEIGHTS_BEFORE_A_STEP = {"uw", "imtl_l", "dwa", "gradnorm", "excess_mtl", "modo", "moco", "frozen"}
+WEIGHTS_BEFORE_A_STEP = {"uw", "imtl_l", "dwa", "gradnorm", "excess_mtl", "modo", "moco", "frozen", "scalarization",
+                         "scheduled_scalarization"}
 
 #: Counters after 7 steps of 5-step epochs (one epoch ended): (key, value).
 COUNTERS = {
@@ -25,6 +27,8 @@ COUNTERS = {
 
 #: The persistent state of each method with state (every other method's state_dict is empty).
 STATE_KEYS = {
+    "scalarization": ["weights"],
+    "scheduled_scalarization": ["weights"],
     "uw": ["scalarizer.log_var"],
     "imtl_l": ["scalarizer.log_scale"],
     "dwa": ["epochs_seen", "history"],
@@ -49,7 +53,7 @@ STATE_KEYS = {
 
 @pytest.mark.parametrize("name", MTO)
 def test_no_weights_before_the_first_step_unless_they_exist(name):
-    method = build(name, **({"source": [[0, [0.2, 0.3, 0.5]]]} if name == "frozen" else {}))
+    method = build(name, num_tasks=3)
     method.setup(["a", "b", "c"])
     weights = method.current_weights()
     if name in WEIGHTS_BEFORE_A_STEP:
@@ -65,6 +69,9 @@ def test_counters_are_exact_integers_and_the_state_keys_are_stable(name, toy):
     run.train(7)
     state = run.method.state_dict()
     assert sorted(state) == STATE_KEYS.get(name, [])
+    integers = sorted(k for k, v in state.items()
+                      if isinstance(v, torch.Tensor) and v.shape == () and v.dtype in (torch.int32, torch.int64))
+    assert integers == ([COUNTERS[name][0]] if name in COUNTERS else []), "every counter has its value in COUNTERS"
     if name in COUNTERS:
         key, value = COUNTERS[name]
         assert state[key].dtype == torch.int64 and state[key].shape == () and int(state[key]) == value

@@ -7,19 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from scalarize.methods import AFTER_STEP, PREFERENCE_INPUT, StepContext, available_methods, build_method
+from scalarize.methods import AFTER_STEP, PREFERENCE_INPUT, StepContext, available_methods
+from registered import build
 
 TASKS = ["a", "b", "c"]
 DTYPES = (torch.float64, torch.float32, torch.float64)
-#: Options a method cannot be built without.
-REQUIRED = {
-    "frozen": {"source": [[0, [0.2, 0.3, 0.5]]]},
-    "scheduled_scalarization": {"schedule": [(0, [0.2, 0.3, 0.5]), (1, [0.5, 0.3, 0.2])]},
-}
-
-
 def _method(name):
-    method = build_method(name, **REQUIRED.get(name, {}))
+    method = build(name, num_tasks=len(TASKS))
     method.setup(TASKS)
     return method
 

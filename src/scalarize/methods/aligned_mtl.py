@@ -23,12 +23,14 @@ from torch import Tensor
 from torchjd.aggregation import AlignedMTLWeighting
 
 from scalarize.methods._common import WeightedGradientMethod, check_choice, gramian
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT
 
 
 class AlignedMTL(WeightedGradientMethod):
     """Gradients aligned to a well-conditioned system before averaging."""
 
     name = "aligned_mtl"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, scale_mode: str = "min") -> None:
         super().__init__()

@@ -54,6 +54,19 @@ PREFERENCE_INPUT = "preference_input"
 NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES,
                    PREFERENCE_INPUT})
 
+#: What a method may promise about its update (:attr:`Method.promises`; the shared property tests,
+#: tests/methods/test_method_properties.py, hold every method to what it promises).
+#: Relabelling the tasks permutes the method's weights and leaves its update unchanged (it treats
+#: tasks symmetrically and draws no random numbers).
+PERMUTATION_EQUIVARIANT = "permutation_equivariant"
+#: The update conflicts with no task: ``g_i · d >= 0`` for linearly independent gradients.
+NON_CONFLICTING = "non_conflicting"
+#: Scaling a task's loss (so its gradient) by ``c > 0`` leaves the update unchanged.
+SCALE_INVARIANT = "scale_invariant"
+#: Scaling a task's loss by ``c > 0`` leaves the update's direction unchanged (not its length).
+SCALE_INVARIANT_DIRECTION = "scale_invariant_direction"
+PROMISES = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING, SCALE_INVARIANT, SCALE_INVARIANT_DIRECTION})
+
 
 class MethodError(ScalarizeError):
     """A method was configured with values it cannot accept (reported to users as one line)."""
@@ -68,6 +81,8 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset({LOSSES})
+    #: The properties of its update the method promises (:data:`PROMISES`), as its paper does.
+    promises: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()

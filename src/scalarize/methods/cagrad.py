@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, check_choice, check_real, gramian
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT
 
 _SMOOTH = 1e-12  # added under the square root of ‖g_w‖², the Gramian being trace-normalised
 _PARETO_EPS = 1e-8
@@ -104,6 +105,7 @@ class CAGrad(WeightedGradientMethod):
     """Best worst-case improvement within a ball around the mean gradient."""
 
     name = "cagrad"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, c: float = 0.4, rescale: int = 1) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, gramian
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION
 
 _PINV_RCOND = 1e-12  # relative cut-off of the unit Gramian's eigenvalues (singular values ~1e-6)
 
@@ -57,6 +58,7 @@ class ConFIG(WeightedGradientMethod):
     """Equal positive projection on every unit task gradient."""
 
     name = "config"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING, SCALE_INVARIANT_DIRECTION})
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
         return torch.from_numpy(config_weights(gramian(gradients).cpu().numpy()))

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_real
-from scalarize.methods.base import GradientMethod, defined
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, SCALE_INVARIANT, GradientMethod, defined
 from scalarize.methods.context import StepContext
 
 _NORM_EPS = 1e-8
@@ -46,6 +46,7 @@ class DBMTL(JacobianStateMixin, GradientMethod):
     """Log-losses, and EMA task gradients scaled to the largest norm."""
 
     name = "db_mtl"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, SCALE_INVARIANT})
     _jacobian_state_keys = ("averages",)
 
     def __init__(self, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8) -> None:

@@ -27,6 +27,7 @@ from torch import Tensor
 from torchjd.aggregation import DualProjWeighting
 
 from scalarize.methods._common import WeightedGradientMethod, check_real, gramian
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
 from scalarize.methods.upgrad import NNQPProjector
 
 
@@ -34,6 +35,7 @@ class DualProj(WeightedGradientMethod):
     """Mean gradient projected onto the dual cone of the task gradients."""
 
     name = "dualproj"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
 
     def __init__(self, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> None:
         super().__init__()

@@ -22,13 +22,14 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import Method
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
 
 
 class DWA(Method):
     """Weights from the ratio of the last two epochs' mean losses."""
 
     name = "dwa"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, temperature: float = 2.0) -> None:
         super().__init__()

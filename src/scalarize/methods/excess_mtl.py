@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_int, check_real, same_device
-from scalarize.methods.base import GradientMethod
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod
 from scalarize.methods.context import StepContext
 
 _ADAGRAD_EPS = 1e-7
@@ -48,6 +48,7 @@ class ExcessMTL(JacobianStateMixin, GradientMethod):
     """Exponentiated-gradient task weights driven by AdaGrad excess-risk estimates."""
 
     name = "excess_mtl"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
     _jacobian_state_keys = ("squares",)
 
     def __init__(self, robust_step_size: float = 1e-2, warmup_steps: int = 1) -> None:

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, check_real, clip_norm, gramian
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
 
 _RIDGE = 1e-8  # relative to each task's own ‖g_i‖²
 _FLOOR = 1e-14  # absolute, for zero gradients
@@ -90,6 +91,7 @@ class FairGrad(WeightedGradientMethod):
     """α-fair weights: ``(g_i · d) = w_i^(−1/α)`` for all tasks."""
 
     name = "fairgrad"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
 
     def __init__(self, alpha: float = 2.0, max_norm: float = 0.0) -> None:
         super().__init__()

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import AFTER_STEP, LOSSES, Method, MethodError, defined
+from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, Method, MethodError, defined
 from scalarize.methods.context import StepContext
 
 _EPSILON = 1e-8
@@ -51,6 +51,7 @@ class FAMO(Method):
 
     name = "famo"
     needs = frozenset({LOSSES, AFTER_STEP})
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(
         self,

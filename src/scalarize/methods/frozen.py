@@ -49,6 +49,7 @@ class FrozenWeights(Scalarization):
     """Scalarization with weights summarised from a recorded weight trajectory."""
 
     name = "frozen"
+    promises = frozenset()  # its weights are given, by position: no symmetry
 
     def __init__(
         self,

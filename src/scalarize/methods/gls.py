@@ -24,13 +24,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scalarize.methods.base import Method, defined
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION, Method, defined
 
 
 class GLS(Method):
     """Geometric mean of the task losses."""
 
     name = "gls"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION})
 
     def __init__(self) -> None:
         super().__init__()

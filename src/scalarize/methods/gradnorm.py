@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from scalarize.methods._common import check_choice, check_real, same_device
-from scalarize.methods.base import AFTER_STEP, LOSSES, SHARED_GRADIENTS, Method
+from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, SHARED_GRADIENTS, Method
 from scalarize.methods.context import StepContext
 
 _MIN_WEIGHT = 1e-6
@@ -57,6 +57,7 @@ class GradNorm(Method):
 
     name = "gradnorm"
     needs = frozenset({LOSSES, SHARED_GRADIENTS, AFTER_STEP})
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, alpha: float = 1.5, layer: str = "last_shared") -> None:
         super().__init__()

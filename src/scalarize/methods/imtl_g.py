@@ -20,12 +20,14 @@ from torch import Tensor
 from torchjd.aggregation import IMTLGWeighting
 
 from scalarize.methods._common import WeightedGradientMethod, gramian
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION
 
 
 class IMTLG(WeightedGradientMethod):
     """Weights giving equal projections of the update on all unit task gradients."""
 
     name = "imtl_g"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION})
 
     def __init__(self) -> None:
         super().__init__()

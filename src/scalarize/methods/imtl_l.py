@@ -23,13 +23,14 @@ from torch import Tensor, nn
 from torchjd.scalarization import IMTLL as _IMTLL
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import Method
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
 
 
 class IMTLL(Method):
     """Learned loss scales ``e^{s_i}`` with the regulariser ``−s_i``."""
 
     name = "imtl_l"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, init: float = 0.0) -> None:
         super().__init__()

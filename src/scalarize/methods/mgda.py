@@ -44,7 +44,7 @@ from scalarize.methods._common import (
     gramian,
 )
 from scalarize.methods._min_norm import SOLVERS, MinNormWeighting
-from scalarize.methods.base import MethodError
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, MethodError
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 #: Frank–Wolfe's defaults (torchjd's MGDAWeighting).
@@ -97,6 +97,7 @@ class MGDA(WeightedGradientMethod):
     """Min-norm convex combination of the task gradients."""
 
     name = "mgda"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
 
     def __init__(
         self,

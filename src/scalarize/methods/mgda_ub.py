@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import gramian
-from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, Method, defined
+from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, NON_CONFLICTING, PERMUTATION_EQUIVARIANT, Method, defined
 from scalarize.methods.context import StepContext
 from scalarize.methods.mgda import min_norm_settings, normalise_gramian, normalise_rows
 
@@ -38,6 +38,7 @@ class MGDAUB(Method):
 
     name = "mgda_ub"
     needs = frozenset({LOSSES, FEATURE_GRADIENTS})
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
 
     def __init__(
         self,

@@ -31,13 +31,14 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_real, project_onto_simplex, same_device
-from scalarize.methods.base import GradientMethod
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod
 
 
 class MoCo(JacobianStateMixin, GradientMethod):
     """MGDA along a tracked (moving-average) Jacobian."""
 
     name = "moco"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
     _jacobian_state_keys = ("tracked",)
 
     def __init__(self, beta: float = 0.1, gamma: float = 0.1, rho: float = 0.1) -> None:

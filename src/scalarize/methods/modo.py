@@ -30,7 +30,13 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, project_onto_simplex, same_device
-from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod
+from scalarize.methods.base import (
+    INDEPENDENT_BATCHES,
+    LOSSES,
+    PERMUTATION_EQUIVARIANT,
+    SHARED_GRADIENTS,
+    GradientMethod,
+)
 from scalarize.methods.context import StepContext
 
 
@@ -39,6 +45,7 @@ class MoDo(GradientMethod):
 
     name = "modo"
     needs = frozenset({LOSSES, SHARED_GRADIENTS, INDEPENDENT_BATCHES})
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, gamma: float = 0.1, rho: float = 0.1) -> None:
         super().__init__()

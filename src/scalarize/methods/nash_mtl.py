@@ -49,7 +49,7 @@ from scalarize.methods._common import (
     gramian,
     same_device,
 )
-from scalarize.methods.base import MethodError
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, SCALE_INVARIANT, MethodError
 from scalarize.methods.context import StepContext
 
 _RIDGE = 1e-8  # relative to each task's own ‖g_i‖² (keeps the solution scale-invariant)
@@ -91,6 +91,7 @@ class NashMTL(WeightedGradientMethod):
     """Bargaining weights: ``α_i (g_i · d) = 1`` for all tasks."""
 
     name = "nash_mtl"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING, SCALE_INVARIANT})
 
     def __init__(
         self, max_norm: float = 1.0, update_weights_every: int = 1, scale_heads: bool = False

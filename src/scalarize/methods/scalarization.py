@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import same_device
-from scalarize.methods.base import Method, normalize_weights
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, normalize_weights
 from scalarize.methods.context import StepContext
 
 
@@ -30,6 +30,7 @@ class Scalarization(Method):
     """Fixed weights (normalised to sum to one); ``weights=None`` means uniform."""
 
     name = "scalarization"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, weights: Sequence[float] | Tensor | None = None) -> None:
         super().__init__()

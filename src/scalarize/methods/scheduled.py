@@ -26,6 +26,7 @@ class ScheduledScalarization(Scalarization):
 
     name = "scheduled_scalarization"
     needs = frozenset({LOSSES, AFTER_STEP})
+    promises = frozenset()  # its weights are given, by position: no symmetry
 
     def __init__(self, schedule: Sequence[tuple[int, Sequence[float]]]) -> None:
         if not schedule:

@@ -43,7 +43,14 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_int, check_real, clip_norm, project_onto_simplex, same_device
-from scalarize.methods.base import INDEPENDENT_BATCHES, LOSSES, SHARED_GRADIENTS, GradientMethod, defined
+from scalarize.methods.base import (
+    INDEPENDENT_BATCHES,
+    LOSSES,
+    PERMUTATION_EQUIVARIANT,
+    SHARED_GRADIENTS,
+    GradientMethod,
+    defined,
+)
 from scalarize.methods.context import StepContext
 
 
@@ -52,6 +59,7 @@ class SDMGrad(GradientMethod):
 
     name = "sdmgrad"
     needs = frozenset({LOSSES, SHARED_GRADIENTS, INDEPENDENT_BATCHES})
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(
         self, lam: float = 0.3, lr: float = 10.0, momentum: float = 0.5, n_iter: int = 20, max_norm: float = 0.0

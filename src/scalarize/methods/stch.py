@@ -35,7 +35,7 @@ from torch import Tensor
 from torchjd.scalarization import STCH as TorchJDSTCH
 
 from scalarize.methods._common import check_int, check_real, same_device
-from scalarize.methods.base import Method, defined
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, defined
 
 _LOG_EPS = 1e-20  # the official code's log(L + 1e-20)
 
@@ -44,6 +44,7 @@ class STCH(Method):
     """Smooth Tchebycheff scalarization of log-losses against a warm-up reference."""
 
     name = "stch"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, mu: float = 1.0, warmup_epochs: int = 5) -> None:
         super().__init__()

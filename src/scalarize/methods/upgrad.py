@@ -27,6 +27,7 @@ from torchjd.aggregation import UPGradWeighting
 from torchjd.linalg import DualConeProjector
 
 from scalarize.methods._common import WeightedGradientMethod, check_real, gramian
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
 
 
 def nonnegative_qp(q_mat: np.ndarray, c: np.ndarray, tol: float = 1e-12) -> np.ndarray:
@@ -83,6 +84,7 @@ class UPGrad(WeightedGradientMethod):
     """Mean of the task gradients projected onto the dual cone of all of them."""
 
     name = "upgrad"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
 
     def __init__(self, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> None:
         super().__init__()

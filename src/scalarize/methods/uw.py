@@ -25,13 +25,14 @@ from torch import Tensor, nn
 from torchjd.scalarization import UW
 
 from scalarize.methods._common import check_choice, check_real, same_device
-from scalarize.methods.base import Method
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
 
 
 class UncertaintyWeighting(Method):
     """Learned homoscedastic-uncertainty weights ``½ e^{−s_i}`` (regression form)."""
 
     name = "uw"
+    promises = frozenset({PERMUTATION_EQUIVARIANT})
 
     def __init__(self, init: float = 0.0, form: str = "regression") -> None:
         super().__init__()
