@@ -69,14 +69,13 @@ class Bars:
 
 
 def test_each_bar_counts_every_step(bench, monkeypatch):
-    """The bar follows the training: at the end it has counted every step, once."""
-    from scalarize.population import stacked
-    from scalarize.train import trainer
+    """The bar follows the training: at the end it has counted every step, once (both engines
+    draw it through the run loop's ``progress_bar``)."""
+    from scalarize.train import loop
 
-    trainer_bars, stacked_bars = Bars(monkeypatch, trainer), Bars(monkeypatch, stacked)
+    bars = Bars(monkeypatch, loop)
     _trainer(bench, True).fit()
     base = TrainConfig(**SETTINGS)
     StackedPopulation([Member(f"m{i}", base.model_copy(update={"seed": i})) for i in range(2)], bench,
-                      progress=True).fit()
-    assert [(bar.n, bar.total) for bar in trainer_bars.made] == [(4, 4)]
-    assert [(bar.n, bar.total) for bar in stacked_bars.made] == [(4, 4)]
+                      progress=True, label="stacked").fit()
+    assert [(bar.desc, bar.n, bar.total) for bar in bars.made] == [("barred", 4, 4), ("stacked", 4, 4)]

@@ -142,11 +142,11 @@ def test_the_second_step_of_each_long_interval_is_measured_not_timed(bench):
 
 
 def test_the_stack_s_memory_and_time_are_shared_out_among_members(bench, monkeypatch):
-    from scalarize.population import stacked
+    from scalarize.train import loop
 
-    monkeypatch.setattr(stacked, "step_memory", lambda step, device: (step(), 3000))
+    monkeypatch.setattr(loop, "step_memory", lambda step, device: (step(), 3000))
     ticks = iter(range(0, 1000, 6))
-    monkeypatch.setattr(stacked.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(ticks))
     population = _population(bench)
     population.train_step(), population.train_step(), population.train_step()
     assert [r.step_memory for r in population.records] == [1000] * 3

@@ -364,11 +364,11 @@ def test_device_counters_are_read_at_the_evaluation(bench, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     trainer = _trainer(bench)
-    trainer._timers = [(Event(0), Event(250)), (Event(1000), Event(1750))]
-    trainer._skipped_on_device = torch.tensor(2.0)
-    trainer._settle_device_counters()
+    trainer._timer.events = [(Event(0), Event(250)), (Event(1000), Event(1750))]
+    trainer._guard.skip(torch.tensor(2.0))
+    trainer.settle()
     assert trainer.timed_steps == 2 and trainer.train_seconds == pytest.approx(1.0)
-    assert trainer.skipped_steps == 2 and trainer._timers == [] and trainer._skipped_on_device is None
+    assert trainer.skipped_steps == 2 and trainer._timer.events == [] and trainer._guard.skipped is None
 
 
 def test_the_device_guard_skips_a_non_finite_step_in_the_fused_kernel(bench):
@@ -384,8 +384,8 @@ def test_the_device_guard_skips_a_non_finite_step_in_the_fused_kernel(bench):
     assert not hasattr(trainer.optimizer, "found_inf")
     trainer.train_step()
     assert not all(torch.equal(p, q) for p, q in zip(moved, trainer.model.parameters()))
-    assert float(trainer._skipped_on_device) == 1.0
-    trainer._settle_device_counters()
+    assert float(trainer._guard.skipped) == 1.0
+    trainer.settle()
     assert trainer.skipped_steps == 1
 
 

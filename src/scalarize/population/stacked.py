@@ -17,6 +17,13 @@ gradient is not (NaN or inf anywhere in its slice) skips that step, as the train
 parameters and optimizer state are left as they were (the step counter of Adam's bias correction
 is shared by the stacked tensors, so it still advances), the step is counted and reported, and it
 goes on.
+
+The run loop, step timing and guard counters are the trainer's (``train/loop.py``). On a GPU the
+guard runs on the device (``_device_guard``), with no host sync per step: a member's divergence
+and skipped steps are kept on the device and read once per segment, and a skipped member's slices
+(parameters and optimizer state) are put back from a copy taken before the optimizer's step. That
+copy costs one pass over the stacked state per step; on the CPU, where a sync is free, the host
+guard copies only the slices of the members that skip.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
@@ -39,8 +45,8 @@ from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, run_directory, save_atomically
 from scalarize.train.config import TrainConfig
 from scalarize.train.evaluate import evaluate, primary_metrics
+from scalarize.train.loop import GuardCounters, StepTimer, progress_bar, run
 from scalarize.train.losses import batch_fractions, objective_losses
-from scalarize.train.measure import step_memory
 from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
 from scalarize.train.setup import build_model_from_config
@@ -108,6 +114,11 @@ class StackedPopulation(Checkpointable):
         #: Per-member learning-rate multipliers (PBT may explore the lr): the optimizer's step
         #: is rescaled per member, exact for SGD, Adam and AdamW whose step is proportional to lr.
         self.lr_scale = torch.ones(self.size)
+        self._timer = StepTimer(self.device, self.eval_every, self._charge, self._measured)
+        #: The non-finite guard on the device (no host sync per step): on a GPU, as the trainer's.
+        self._device_guard = self.device.type == "cuda" and not self.loss_scale.enabled
+        self._guard = GuardCounters(self.device, self.size)
+        self._alive_on_device = self.alive.to(self.device)
         #: Called after every evaluation, before the checkpoint (PBT syncs here).
         self.on_evaluation: Callable[[StackedPopulation], None] | None = None
         #: Extra state saved in the checkpoint (e.g. PBT's lineage).
@@ -203,23 +214,18 @@ class StackedPopulation(Checkpointable):
         return torch.stack([b.inputs for b in batches]), targets, torch.stack([b.counts for b in batches])
 
     def train_step(self) -> Tensor:
-        """One step of every member; returns the detached ``[P, T]`` losses. The first step is
-        a warm-up, the second of the run and of every evaluation interval (of 10 steps or more)
-        is measured for memory, the others are timed: each member is charged 1/P of the stack's
-        step (as in the trainer, see ``Trainer.train_step``)."""
-        if self.step == 0:
-            return self._step()
-        if self.step == 1 or (self.eval_every >= 10 and self.step % self.eval_every == 1):
-            losses, peak = step_memory(self._step, self.device)
-            for record in self.records:
-                record.measure_memory(peak // self.size)
-            return losses
-        started = time.perf_counter()
-        losses = self._step()
-        seconds = (time.perf_counter() - started) / self.size
+        """One step of every member; returns the detached ``[P, T]`` losses. Timed and measured
+        as the trainer's steps (``train/loop.py: StepTimer``): each member is charged 1/P of the
+        stack's step and of its peak memory."""
+        return self._timer.run(self.step, self._step)
+
+    def _charge(self, seconds: float, steps: int) -> None:
         for record in self.records:
-            record.time_steps(seconds)
-        return losses
+            record.time_steps(seconds / self.size, steps)
+
+    def _measured(self, peak: int) -> None:
+        for record in self.records:
+            record.measure_memory(peak // self.size)
 
     def _step(self) -> Tensor:
         inputs, targets, counts = self._next_batches()
@@ -234,12 +240,7 @@ class StackedPopulation(Checkpointable):
             coefficients = batch_fractions(counts, losses)
         else:
             coefficients = self.weights.to(losses)
-        finite = torch.isfinite(losses).all(1).cpu()
-        newly = self.alive & ~finite
-        for index in newly.nonzero().flatten().tolist():
-            self.diverged_at[index] = self.step + 1
-        self.alive &= finite
-        alive = self.alive.to(losses.device)
+        alive = self._mark_diverged(torch.isfinite(losses).all(1))
         total = torch.where(alive[:, None], coefficients * losses, torch.zeros_like(losses)).sum()
         self.optimizer.zero_grad(set_to_none=True)
         if self.loss_scale.enabled:  # fp16: seeded with the loss scale, unscaled at once
@@ -247,10 +248,40 @@ class StackedPopulation(Checkpointable):
             torch._foreach_div_([v.grad for v in self.params.values() if v.grad is not None], self.loss_scale.scale)
         else:
             total.backward()
-        if not bool(self.alive.all()):
-            with torch.no_grad():
-                for value in self.params.values():
-                    value.grad[~alive] = 0.0
+        if self._device_guard:
+            self._zero_gradients(~alive)
+            self._guarded_step_on_device()
+        else:
+            if not bool(self.alive.all()):
+                self._zero_gradients(~alive)
+            self._guarded_step_on_host()
+        self.schedule.step()
+        self.step += 1
+        for record, weights in zip(self.records, self.weights.detach().clone()):
+            record.log_weights(self.step, weights)
+        return losses.detach()
+
+    def _mark_diverged(self, finite: Tensor) -> Tensor:
+        """Marks the members whose loss just turned non-finite as diverged at this step; returns
+        who is alive, on the losses' device (on the device guard, kept there until :meth:`settle`)."""
+        if self._device_guard:
+            self._guard.losses(self.step + 1, finite | ~self._alive_on_device)
+            self._alive_on_device = self._alive_on_device & finite
+            return self._alive_on_device
+        finite = finite.cpu()
+        for index in (self.alive & ~finite).nonzero().flatten().tolist():
+            self.diverged_at[index] = self.step + 1
+        self.alive &= finite
+        return self.alive.to(self.device)
+
+    @torch.no_grad()
+    def _zero_gradients(self, members: Tensor) -> None:
+        """Zeroes the gradient slices of ``members`` (a ``[P]`` mask), NaN included."""
+        for value in self.params.values():
+            if value.grad is not None:
+                value.grad.masked_fill_(members.view(-1, *([1] * (value.dim() - 1))), 0.0)
+
+    def _guarded_step_on_host(self) -> None:
         skipped = self._non_finite_gradients()
         self.loss_scale.update(not skipped)
         if skipped:
@@ -259,18 +290,29 @@ class StackedPopulation(Checkpointable):
             self._restore(skipped, saved)
         else:
             self._optimizer_step()
-        self.schedule.step()
-        self.step += 1
-        for record, weights in zip(self.records, self.weights.detach().clone()):
-            record.log_weights(self.step, weights)
-        return losses.detach()
+
+    def _guarded_step_on_device(self) -> None:
+        """The optimizer's step, undone on the device for the members whose gradient is not
+        finite (counted in the guard, read at :meth:`settle`)."""
+        bad = self._member_flags()
+        self._guard.skip(bad)
+        self._zero_gradients(bad)
+        saved = [t.detach().clone() for t in self._member_slices()]
+        self._optimizer_step()
+        with torch.no_grad():
+            for tensor, old in zip(self._member_slices(), saved):
+                tensor.copy_(torch.where(bad.view(-1, *([1] * (tensor.dim() - 1))), old, tensor))
+
+    def _member_flags(self) -> Tensor:
+        """``[P]`` bool on the device: whose gradient slice holds a NaN or an inf (one sum per
+        stacked tensor: a row sum is finite exactly when every entry is, up to overflow)."""
+        sums = torch.stack([v.grad.flatten(1).sum(1) for v in self.params.values() if v.grad is not None])
+        return ~sums.isfinite().all(0)
 
     def _non_finite_gradients(self) -> list[int]:
-        """Members whose gradient slice holds a NaN or an inf: one sum per stacked tensor (a row
-        sum is finite exactly when every entry is, up to overflow) and one host sync."""
-        sums = torch.stack([v.grad.flatten(1).sum(1) for v in self.params.values() if v.grad is not None])
-        bad = (~sums.isfinite().all(0)).cpu()
-        members = bad.nonzero().flatten().tolist()
+        """Members whose gradient slice holds a NaN or an inf (:meth:`_member_flags`), read with
+        one host sync."""
+        members = self._member_flags().cpu().nonzero().flatten().tolist()
         for index in members:
             self.records[index].skip()
         return members
@@ -339,35 +381,48 @@ class StackedPopulation(Checkpointable):
     def skipped_steps(self) -> list[int]:
         return [record.skipped_steps for record in self.records]
 
-    # -- the loop --------------------------------------------------------------------------------
+    # -- the run loop's engine (train/loop.py) -------------------------------------------------
+    def begin_segment(self) -> None:
+        for sampler, weights in zip(self.samplers, self.weights):
+            sampler.set_weights(weights if self.benchmark.setting == "mdl" else None)
+        if self._device_guard:  # PBT's exploit may have revived a member since the last segment
+            self._alive_on_device = self.alive.to(self.device)
+
+    def after_step(self, losses: Tensor) -> None:
+        pass
+
+    def settle(self) -> None:
+        """Reads what the device counted since the last segment (one sync per segment)."""
+        self._timer.settle()
+        if not self._device_guard:
+            return
+        for record, count in zip(self.records, self._guard.take_skipped()):
+            for _ in range(count):
+                record.skip()
+        for index, step in enumerate(self._guard.take_first_bad()):
+            if step is not None:
+                self.diverged_at[index] = step
+        self.alive = self._alive_on_device.cpu()
+
+    def diverged(self) -> bool:
+        return False  # members diverge one by one: see training()
+
+    def evaluate(self, mean_losses: Tensor) -> None:
+        self._evaluate(mean_losses)
+        if self.on_evaluation is not None:
+            self.on_evaluation(self)
+
+    def training(self) -> bool:
+        return bool(self.alive.any())
+
     def run_until(self, step: int, bar=None) -> None:
         """Trains to ``step`` (at most the total), evaluating and checkpointing on schedule."""
-        end = min(step, self.total_steps)
-        while self.step < end:
-            for sampler, weights in zip(self.samplers, self.weights):
-                sampler.set_weights(weights if self.benchmark.setting == "mdl" else None)
-            segment_end = min(self.step + self.eval_every - self.step % self.eval_every, end)
-            loss_sum, count = None, 0
-            while self.step < segment_end:
-                losses = self.train_step()
-                loss_sum = losses if loss_sum is None else loss_sum + losses
-                count += 1
-                if bar is not None:
-                    bar.update(1)  # pragma: no mutate (display only)
-            if self.step % self.eval_every == 0 or self.step == self.total_steps:
-                self._evaluate(loss_sum / count)
-                if self.on_evaluation is not None:
-                    self.on_evaluation(self)
-                self.save_checkpoint()
-            if not bool(self.alive.any()):
-                break
+        run(self, step, bar)
 
     def fit(self) -> list[RunResult]:
         started = time.perf_counter()
         self.try_resume()
-        bar = tqdm(disable=not self.progress,
-                   total=self.total_steps, initial=self.step, desc=self.label, unit="step",  # pragma: no mutate
-                   leave=False, dynamic_ncols=True)  # pragma: no mutate (the bar's display only)
+        bar = progress_bar(self.progress, self.total_steps, self.step, self.label)
         try:
             self.run_until(self.total_steps, bar)
         finally:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import build_sampler
@@ -51,8 +50,8 @@ from scalarize.train.distributed import (
     shard_losses,
 )
 from scalarize.train.evaluate import evaluate, primary_metrics
+from scalarize.train.loop import GuardCounters, StepTimer, non_finite, progress_bar, run
 from scalarize.train.losses import batch_fractions, objective_losses
-from scalarize.train.measure import step_memory
 from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
 
@@ -231,10 +230,7 @@ class Trainer(Checkpointable):
             and bool(self.optimizer.defaults.get("fused"))
         )
         self.loss_scale = LossScale(config.precision == "fp16")
-        self._skipped_on_device: Tensor | None = None
-        self._first_bad_step: Tensor | None = None
-        self._one = torch.ones((), dtype=torch.float32, device=self.device)  # the finiteness check's unscale
-        self._timers: list[tuple] = []
+        self._guard = GuardCounters(self.device)
         self.schedule = build_schedule(config, self.optimizer, self.total_steps, self.steps_per_epoch)
         if benchmark.setting == "mtl":
             self.shared_params = self.model.shared_parameters()
@@ -256,6 +252,7 @@ class Trainer(Checkpointable):
             self._compile()
         self.step = 0
         self.record = RunRecord(run_name, benchmark.objectives, primary_metrics(benchmark), store, config.selection)
+        self._timer = StepTimer(self.device, self.eval_every, self.record.time_steps, self.record.measure_memory)
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0
         #: Called after every evaluation with (run name, model, step, evaluation index), e.g. to
@@ -413,63 +410,20 @@ class Trainer(Checkpointable):
         """One optimisation step; returns the detached ``[T]`` losses.
 
         A step whose gradients are not all finite is not applied (no optimizer step, no
-        ``after_step`` hook): it is counted in :attr:`skipped_steps` and training goes on. The
-        first step of the run is a warm-up (lazy optimizer state, and on a GPU the CUDA context and
-        kernel selection: 36 ms/step against 5 ms on an H100 when it was timed), neither timed
-        nor measured. The second step of the run and of every evaluation interval (of 10 steps or
-        more) is measured for memory (train/measure.py) and left out of the timing; the others
-        are timed.
+        ``after_step`` hook): it is counted in :attr:`skipped_steps` and training goes on. Steps
+        are timed and measured by the loop's :class:`~scalarize.train.loop.StepTimer` (the first
+        a warm-up, the second of the run and of each evaluation interval measured for memory).
         """
-        if self.step == 0:
-            return self._step()
-        if self.step == 1 or (self.eval_every >= 10 and self.step % self.eval_every == 1):
-            losses, peak = step_memory(self._step, self.device)
-            self.record.measure_memory(peak)
-            return losses
-        if self.device.type == "cuda":  # timed by events, read at the evaluation: no sync here
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            losses = self._step()
-            end.record()
-            self._timers.append((start, end))
-            return losses
-        started = time.perf_counter()
-        losses = self._step()
-        self.record.time_steps(time.perf_counter() - started)
-        return losses
-
-    def _settle_device_counters(self) -> None:
-        """Reads what the device counted since the last evaluation (one sync per evaluation)."""
-        if self._timers:
-            torch.cuda.synchronize(self.device)
-            seconds = sum(start.elapsed_time(end) for start, end in self._timers) / 1000
-            self.record.time_steps(seconds, len(self._timers))
-            self._timers.clear()
-        if self._skipped_on_device is not None:
-            for _ in range(int(self._skipped_on_device)):
-                self.record.skip()
-            self._skipped_on_device = None
-
-    def _non_finite(self, tensors: list[Tensor]) -> Tensor:
-        """A 0-d tensor, 1 if an entry of ``tensors`` is NaN or infinite: GradScaler's one-pass check
-        (``_amp_foreach_non_finite_check_and_unscale_``, its unscale by 1 leaving every value as
-        it is), once per dtype as GradScaler calls it."""
-        found = torch.zeros((), dtype=torch.float32, device=self.device)  # the kernel's dtype
-        by_dtype: dict[torch.dtype, list[Tensor]] = {}
-        for tensor in tensors:
-            by_dtype.setdefault(tensor.dtype, []).append(tensor)
-        for group in by_dtype.values():
-            torch._amp_foreach_non_finite_check_and_unscale_(group, found, self._one)
-        return found
+        return self._timer.run(self.step, self._step)
 
     def _finite_on_host(self, losses: Tensor) -> tuple[bool, bool]:
         """(every gradient finite, every loss finite), read with one host sync in the usual case
         where both hold: the gradients and (a copy of) the losses are checked in one pass, and
         only when something is not finite are the two told apart."""
         grads = [p.grad for p in self._params if p.grad is not None]
-        if not bool(self._non_finite([*grads, losses.clone()])):
+        if not bool(non_finite([*grads, losses.clone()], self.device)):
             return True, True
-        return not bool(self._non_finite(grads)), bool(torch.isfinite(losses).all())
+        return not bool(non_finite(grads, self.device)), bool(torch.isfinite(losses).all())
 
     def _step(self) -> Tensor:
         if PREFERENCE_INPUT in self.method.needs:  # the model takes the method's preference as input
@@ -494,10 +448,10 @@ class Trainer(Checkpointable):
                 self.method.after_step(context)
         self.schedule.step()
         self.step += 1
-        if losses_finite is None:
-            self._note_non_finite_losses(losses)
-        elif not losses_finite and self._first_bad_step is None:
-            self._first_bad_step = torch.tensor(self.step)
+        if losses_finite is None:  # on the device: no host sync
+            self._guard.losses(self.step, torch.isfinite(losses).all())
+        elif not losses_finite:
+            self._guard.losses(self.step, torch.tensor(False))
         self._log_weights()
         return losses
 
@@ -513,27 +467,13 @@ class Trainer(Checkpointable):
         if not grads:
             self.optimizer.step()
             return
-        found_inf = self._non_finite(grads)
+        found_inf = non_finite(grads, self.device)
         self.optimizer.found_inf = found_inf
         try:
             self.optimizer.step()
         finally:
             del self.optimizer.found_inf
-        self._skipped_on_device = found_inf if self._skipped_on_device is None else self._skipped_on_device + found_inf
-
-    def _note_non_finite_losses(self, losses: Tensor) -> None:
-        """Keeps the first step whose loss was not finite (read at evaluation): on a GPU as a
-        device tensor (no host sync per step), on the CPU as a number (a sync costs nothing
-        there, and the device-side bookkeeping costs 2% of a small model's step)."""
-        if losses.device.type == "cpu":
-            if self._first_bad_step is None and not bool(torch.isfinite(losses).all()):
-                self._first_bad_step = torch.tensor(self.step)
-            return
-        bad = ~torch.isfinite(losses).all()
-        step = torch.full((), self.step, dtype=torch.long, device=losses.device)
-        if self._first_bad_step is None:
-            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=losses.device)
-        self._first_bad_step = torch.where(bad & (self._first_bad_step < 0), step, self._first_bad_step)
+        self._guard.skip(found_inf)
 
     def _end_of_epoch(self, losses: Tensor) -> None:
         self._epoch_loss_sum = losses if self._epoch_loss_sum is None else self._epoch_loss_sum + losses
@@ -542,45 +482,53 @@ class Trainer(Checkpointable):
             self.method.end_epoch(self.step // self.steps_per_epoch - 1, self._epoch_loss_sum / self._epoch_loss_steps)
             self._epoch_loss_sum, self._epoch_loss_steps = None, 0
 
-    # -- the loop ------------------------------------------------------------------------------
-    def train_segment(self, bar=None) -> str:
-        """Trains to the next evaluation (or the end) and evaluates; returns the status.
-
-        ``"diverged"`` (with :attr:`message` set) when a loss turned non-finite, else
-        ``"running"`` or ``"completed"`` at the last step.
-        """
+    # -- the run loop's engine (train/loop.py) ---------------------------------------------------
+    def begin_segment(self) -> None:
         self.sampler.set_weights(self.method.sampling_weights())
         if self.independent_sampler is not None:
             self.independent_sampler.set_weights(self.method.sampling_weights())
-        segment_end = min(self.step + self.eval_every - self.step % self.eval_every, self.total_steps)
-        loss_sum, count = None, 0
-        while self.step < segment_end:
-            losses = self.train_step()
-            loss_sum = losses if loss_sum is None else loss_sum + losses
-            count += 1
-            self._end_of_epoch(losses)
-            if bar is not None:
-                bar.update(1)  # pragma: no mutate (display only)
-        self._settle_device_counters()
-        if self._first_bad_step is not None and int(self._first_bad_step) >= 0:
-            self.diverged_at = int(self._first_bad_step)
-            self.record.message = f"non-finite loss at step {self.diverged_at}"
-            return "diverged"
-        mean_loss = loss_sum / count
-        if bar is not None:
-            bar.set_postfix(loss=f"{float(mean_loss.sum()):.4g}")  # pragma: no mutate (display only)
+
+    def after_step(self, losses: Tensor) -> None:
+        self._end_of_epoch(losses)
+
+    def settle(self) -> None:
+        """Reads what the device counted since the last evaluation (one sync per evaluation)."""
+        self._timer.settle()
+        for _ in range(self._guard.take_skipped()[0]):
+            self.record.skip()
+
+    def diverged(self) -> bool:
+        first = self._guard.take_first_bad()[0]
+        if first is None:
+            return False
+        self.diverged_at = first
+        self.record.message = f"non-finite loss at step {first}"
+        return True
+
+    def evaluate(self, mean_losses: Tensor) -> None:
         if PREFERENCE_INPUT in self.method.needs:  # a conditioned model reports its uniform preference
             self.model.set_preference(torch.ones(len(self.benchmark.objectives)))
         if self.distributed is not None:  # batch-norm statistics: rank 0's, so every rank evaluates alike
             self.distributed.broadcast_tensors([b for b in self.model.buffers() if b.is_floating_point()])
         val = evaluate(self.model, self.benchmark, "val")
         test = evaluate(self.model, self.benchmark, "test")
-        if self.record.evaluated(self.step, mean_loss.tolist(), val, test, self.method.objective_weights()):
+        if self.record.evaluated(self.step, mean_losses.tolist(), val, test, self.method.objective_weights()):
             if self.is_writer:
                 self.save_reported_model()
         if self.on_evaluation is not None:
             self.on_evaluation(self.run_name, self.model, self.step, self.evaluation - 1)
-        return "completed" if self.step >= self.total_steps else "running"
+
+    def training(self) -> bool:
+        return True
+
+    def train_segment(self, bar=None) -> str:
+        """Trains to the next evaluation (or the end) and evaluates; returns the status (no
+        checkpoint: :meth:`fit` writes them, the Ray backend reports its own).
+
+        ``"diverged"`` (with :attr:`message` set) when a loss turned non-finite, else
+        ``"running"`` or ``"completed"`` at the last step.
+        """
+        return run(self, self.total_steps, bar, segments=1, checkpoints=False)
 
     def fit(self) -> RunResult:
         """Trains to ``total_steps`` (resuming from the checkpoint if there is one)."""
@@ -590,17 +538,9 @@ class Trainer(Checkpointable):
         else:
             self._resume_distributed()
         self.model.train()
-        bar = tqdm(
-            disable=not self.progress or not self.is_writer,
-            total=self.total_steps, initial=self.step, desc=self.run_name, unit="step",  # pragma: no mutate
-            leave=False, dynamic_ncols=True,  # pragma: no mutate (the bar's display only)
-        )
-        status = "completed" if self.step >= self.total_steps else "running"
+        bar = progress_bar(self.progress and self.is_writer, self.total_steps, self.step, self.run_name)
         try:
-            while status == "running":
-                status = self.train_segment(bar)
-                if status != "diverged":
-                    self.save_checkpoint()
+            status = run(self, self.total_steps, bar)
         finally:
             bar.close()
         steps = self.diverged_at if status == "diverged" else self.step
