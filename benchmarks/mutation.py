@@ -58,7 +58,7 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
                 ["tests/test_trainer.py", "tests/test_trainer_behaviour.py", "tests/test_selection.py",
                  "tests/test_step_guards.py", "tests/test_resume.py", "tests/test_trainer_pins.py",
                  "tests/test_trainer_guard.py", "tests/test_progress_bars.py", "tests/test_selection_engines.py",
-                 "tests/test_resume_best.py", "tests/test_ranking_direction.py"]),
+                 "tests/test_resume_best.py", "tests/test_ranking_direction.py", "tests/test_record_pins.py"]),
     "stacked": (["src/scalarize/population/stacked.py"],
                 ["tests/test_population.py", "tests/test_stacked_behaviour.py", "tests/test_selection.py",
                  "tests/test_resume.py", "tests/test_stacked_pins.py", "tests/test_progress_bars.py",
