@@ -10,10 +10,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from scalarize.data import Task
 from scalarize.methods import StepContext
-from scalarize.models import FAMILIES, ModelError, MultiTaskModel, build_model
+from scalarize.models import ModelError, MultiTaskModel, build_model
 from scalarize.models.bottleneck_resnet import resnet_bottleneck_trunk
 from scalarize.models.vit import vit_trunk
 
+#: The trunk builders of the families here.
+TRUNKS = {"resnet_bottleneck": resnet_bottleneck_trunk, "vit": vit_trunk}
 TASKS = [Task("a", "multiclass", 5), Task("b", "regression", 2), Task("c", "multiclass", 3)]
 #: Tiny members of each family: (family, input shape, width, depth, options).
 TINY = {
@@ -33,7 +35,7 @@ def tiny_model(name: str, seed: int = 0, dtype: torch.dtype = torch.float32) -> 
     branch starts at zero, which would leave most gradients zero)."""
     shape, width, depth, options = TINY[name]
     torch.manual_seed(seed)
-    trunk, size = FAMILIES[name.split("-")[0]](shape, width, depth, **options)
+    trunk, size = TRUNKS[name.split("-")[0]](shape, width, depth, **options)
     model = MultiTaskModel(trunk, {t.name: torch.nn.Linear(size, t.num_outputs) for t in TASKS}).to(dtype)
     with torch.no_grad():
         for param in model.parameters():

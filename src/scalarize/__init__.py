@@ -5,7 +5,7 @@ The top-level names are imported lazily, so that the pure-logic layers (``scalar
 ``scalarize.pareto``) load without torch.
 """
 
-from importlib import import_module
+from scalarize.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -40,13 +40,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'scalarize' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

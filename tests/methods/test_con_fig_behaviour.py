@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from scalarize.methods import build_method
-from scalarize.methods.config import config_weights
+from scalarize.methods.con_fig import config_weights
 
 
 def _method(num_tasks=2):

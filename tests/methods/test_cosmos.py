@@ -68,7 +68,6 @@ def test_a_one_run_front_through_the_sweep_command(tmp_path, one_thread):
         weights = db.execute("SELECT run, objective, value FROM weights WHERE run = 'cs-000'").fetchall()
     assert kinds == {"cs-model": "front-model", "cs-000": "front-point", "cs-001": "front-point", "cs-002": "front-point"}
     assert sorted(weights) == [("cs-000", "left", 0.0), ("cs-000", "right", 1.0)]
-    before = (out / "scalarize.db").stat().st_mtime_ns
     assert main(["sweep", str(config), f"output={out}", "-q"]) == 0  # read back, nothing retrained
     with sqlite3.connect(out / "scalarize.db") as db:
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4

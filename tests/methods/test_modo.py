@@ -1,8 +1,6 @@
 """MoDo: one λ step by hand from two batches, the mean of both batches' directions, the
 single-batch fallback, and torchjd's λ sequence."""
 
-import itertools
-
 import torch
 from torch import nn
 from torchjd.aggregation import MoDoWeighting

@@ -1,4 +1,8 @@
-"""How per-task losses become an update: scalarization and the MTO methods."""
+"""How per-task losses become an update: scalarization and the MTO methods.
+
+Each method's module registers its class (``@register``); importing every module here makes the
+registry complete.
+"""
 
 from scalarize.methods.aligned_mtl import AlignedMTL
 from scalarize.methods.base import (
@@ -15,7 +19,7 @@ from scalarize.methods.base import (
     check_weights,
 )
 from scalarize.methods.cagrad import CAGrad
-from scalarize.methods.config import ConFIG
+from scalarize.methods.con_fig import ConFIG
 from scalarize.methods.cosmos import Cosmos
 from scalarize.methods.context import StepContext
 from scalarize.methods.db_mtl import DBMTL
@@ -49,54 +53,51 @@ from scalarize.methods.stch import STCH
 from scalarize.methods.upgrad import UPGrad
 from scalarize.methods.uw import UncertaintyWeighting
 
-register(Scalarization)
-register(UncertaintyWeighting)
-register(IMTLL)
-register(DWA)
-register(RLW)
-register(FAMO)
-register(GradNorm)
-register(PCGrad)
-register(GradVac)
-register(GradDrop)
-register(MGDA)
-register(MGDAUB)
-register(CAGrad)
-register(IMTLG)
-register(NashMTL)
-register(AlignedMTL)
-register(UPGrad)
-register(GradientSimilarity)
-register(MetaBalance)
-register(MTAdam)
-register(ScheduledScalarization)
-register(STCH)
-register(GLS)
-register(DBMTL)
-register(ExcessMTL)
-register(FairGrad)
-register(SDMGrad)
-register(MoDo)
-register(MoCo)
-register(ConFIG)
-register(DualProj)
-register(Cosmos)
-register(FrozenWeights)
-
 __all__ = [
     "AFTER_STEP",
+    "AlignedMTL",
+    "CAGrad",
+    "ConFIG",
+    "Cosmos",
+    "DBMTL",
+    "DWA",
+    "DualProj",
+    "ExcessMTL",
+    "FAMO",
     "FEATURE_GRADIENTS",
-    "INDEPENDENT_BATCHES",
-    "PREFERENCE_INPUT",
-    "LOSSES",
-    "OWN_OPTIMIZER",
-    "SHARED_GRADIENTS",
+    "FairGrad",
+    "FrozenWeights",
+    "GLS",
+    "GradDrop",
+    "GradNorm",
+    "GradVac",
     "GradientMethod",
+    "GradientSimilarity",
+    "IMTLG",
+    "IMTLL",
+    "INDEPENDENT_BATCHES",
+    "LOSSES",
+    "MGDA",
+    "MGDAUB",
+    "MTAdam",
+    "MetaBalance",
     "Method",
     "MethodError",
+    "MoCo",
+    "MoDo",
+    "NashMTL",
+    "OWN_OPTIMIZER",
+    "PCGrad",
+    "PREFERENCE_INPUT",
+    "RLW",
+    "SDMGrad",
+    "SHARED_GRADIENTS",
+    "STCH",
     "Scalarization",
     "ScheduledScalarization",
     "StepContext",
+    "UPGrad",
+    "UncertaintyWeighting",
     "available_methods",
     "build_method",
     "check_weights",

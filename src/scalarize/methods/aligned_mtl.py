@@ -24,8 +24,10 @@ from torchjd.aggregation import AlignedMTLWeighting
 
 from scalarize.methods._common import WeightedGradientMethod, check_choice, gramian
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT
+from scalarize.methods.registry import register
 
 
+@register
 class AlignedMTL(WeightedGradientMethod):
     """Gradients aligned to a well-conditioned system before averaging."""
 

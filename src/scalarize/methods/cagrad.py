@@ -40,6 +40,7 @@ from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, check_choice, check_real, gramian
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT
+from scalarize.methods.registry import register
 
 _SMOOTH = 1e-12  # added under the square root of ‖g_w‖², the Gramian being trace-normalised
 _PARETO_EPS = 1e-8
@@ -101,6 +102,7 @@ def cagrad_weights(gram: np.ndarray, c: float, rescale: int) -> np.ndarray:
     return weights / {0: 1.0, 1: 1.0 + c**2, 2: 1.0 + c}[rescale]
 
 
+@register
 class CAGrad(WeightedGradientMethod):
     """Best worst-case improvement within a ball around the mean gradient."""
 

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, gramian
 from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION
+from scalarize.methods.registry import register
 
 _PINV_RCOND = 1e-12  # relative cut-off of the unit Gramian's eigenvalues (singular values ~1e-6)
 
@@ -54,6 +55,7 @@ def config_weights(gram: np.ndarray) -> np.ndarray:
     return length * raw / np.sqrt(direction_norm2)
 
 
+@register
 class ConFIG(WeightedGradientMethod):
     """Equal positive projection on every unit task gradient."""
 

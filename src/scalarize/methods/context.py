@@ -13,10 +13,8 @@ Jacobian up to floating-point rounding:
 * ``auto`` (default): ``batched`` on a GPU, and on a CPU when the trunk is dense (no shared
   parameter with more than two dimensions); ``loop`` on a CPU for convolutional trunks. This is
   the faster of the two in ``benchmarks/methods_scaling.py`` (its ``engines`` section, with
-  ``head_inputs``): on a 2-core CPU, MLP trunk, T = 40: ``loop`` 32.2 ms, ``batched`` 20.7 ms
-  (T = 10: 8.7 and 7.3 ms); small ResNet, T = 10: ``loop`` 228 ms, ``batched`` 293 ms; on an
-  H100, ``batched`` won on both (MLP, T = 40: 15.9 ms against 29.6 ms; ResNet, T = 10: 16.4 ms
-  against 25.0 ms).
+  ``head_inputs``; the measured times are in the README and
+  ``benchmarks/results/methods_scaling.json``).
 
 When the trainer passes ``head_inputs`` (hard parameter sharing: head i reads row i of an
 expanded ``[T, *Z.shape]`` view of the shared representation ``Z``,

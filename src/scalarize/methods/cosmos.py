@@ -33,8 +33,10 @@ from torchjd.scalarization import COSMOS as TorchJDCOSMOS
 from scalarize.methods._common import SeededMethod, check_real, global_rng_from, same_device
 from scalarize.methods.base import LOSSES, PREFERENCE_INPUT
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 
+@register
 class Cosmos(SeededMethod):
     """Preference-conditioned training for a one-run front (see the module docstring)."""
 

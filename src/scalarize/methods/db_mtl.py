@@ -38,10 +38,12 @@ from torch import Tensor
 from scalarize.methods._common import JacobianStateMixin, check_real
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, SCALE_INVARIANT, GradientMethod, defined
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 _NORM_EPS = 1e-8
 
 
+@register
 class DBMTL(JacobianStateMixin, GradientMethod):
     """Log-losses, and EMA task gradients scaled to the largest norm."""
 

@@ -23,25 +23,17 @@ projector needs the optional quadprog/qpsolvers packages).
 
 from __future__ import annotations
 
-from torch import Tensor
 from torchjd.aggregation import DualProjWeighting
 
-from scalarize.methods._common import WeightedGradientMethod, check_real, gramian
 from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
-from scalarize.methods.upgrad import NNQPProjector
+from scalarize.methods.upgrad import DualConeMethod
+from scalarize.methods.registry import register
 
 
-class DualProj(WeightedGradientMethod):
+@register
+class DualProj(DualConeMethod):
     """Mean gradient projected onto the dual cone of the task gradients."""
 
     name = "dualproj"
     promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
-
-    def __init__(self, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> None:
-        super().__init__()
-        norm_eps = check_real(self.name, "norm_eps", norm_eps, low=0)
-        reg_eps = check_real(self.name, "reg_eps", reg_eps, low=0, low_open=True)
-        self.weighting = DualProjWeighting(projector=NNQPProjector(norm_eps, reg_eps))
-
-    def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
-        return self.weighting(gramian(gradients))
+    weighting_class = DualProjWeighting

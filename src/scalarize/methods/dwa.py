@@ -23,8 +23,10 @@ from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
+from scalarize.methods.registry import register
 
 
+@register
 class DWA(Method):
     """Weights from the ratio of the last two epochs' mean losses."""
 

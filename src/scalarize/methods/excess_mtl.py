@@ -39,11 +39,13 @@ from torch import Tensor
 from scalarize.methods._common import JacobianStateMixin, check_int, check_real, same_device
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 _ADAGRAD_EPS = 1e-7
 _TINY = 1e-30
 
 
+@register
 class ExcessMTL(JacobianStateMixin, GradientMethod):
     """Exponentiated-gradient task weights driven by AdaGrad excess-risk estimates."""
 

@@ -15,9 +15,8 @@ gradients (the official code backpropagates each task's loss into its head unwei
 Solver: ``w`` is the unique minimiser of the strictly convex
 ``½ wᵀMw − Σ_i h(w_i)`` with ``h'(w) = w^{−1/α}`` (``h = log`` at α = 1), whose stationarity
 condition is exactly ``Mw = w^{−1/α}``: damped Newton iterations in float64 on ``M = G Gᵀ``
-divided by its Frobenius norm (the solution is rescaled back exactly), with ``1e-8 · diag(M)``
-(plus 1e-14 for zero gradients) added so that a solution exists when the gradients are linearly
-dependent. This replaces the official
+divided by its Frobenius norm, with a small ridge (the solver Nash-MTL shares,
+:mod:`scalarize.methods._allocation`). This replaces the official
 (and torchjd's) ``scipy.optimize.least_squares`` on the residual, which stops at its own
 tolerance; the two agree on well-conditioned Gramians (tested).
 
@@ -42,51 +41,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scalarize.methods._allocation import allocation_weights
 from scalarize.methods._common import WeightedGradientMethod, check_real, clip_norm, gramian
 from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
-
-_RIDGE = 1e-8  # relative to each task's own ‖g_i‖²
-_FLOOR = 1e-14  # absolute, for zero gradients
-
+from scalarize.methods.registry import register
 
 def fairgrad_weights(gram: np.ndarray, alpha: float, max_newton: int = 200, tol: float = 1e-14) -> np.ndarray:
-    """The ``w > 0`` solving ``gram · w = w^(−1/α)`` (up to the small ridge)."""
+    """The ``w > 0`` solving ``gram · w = w^(−1/α)`` (up to the small ridge; uniform at α = 0,
+    zeros for a zero or non-finite Gramian)."""
     t = gram.shape[0]
     if alpha == 0.0:
         return np.full(t, 1.0 / t)
     scale = float(np.linalg.norm(gram))
     if not np.isfinite(scale) or scale <= 0.0:
         return np.zeros(t)
-    m = gram / scale
-    m = m + np.diag(_RIDGE * np.diag(m) + _FLOOR)
-    p = 1.0 / alpha  # h'(w) = w^(−p)
-    w = np.diag(m) ** (-alpha / (alpha + 1.0))  # exact when the gradients are orthogonal
-
-    def h(x: np.ndarray) -> np.ndarray:
-        return np.log(x) if p == 1.0 else x ** (1.0 - p) / (1.0 - p)
-
-    def phi(x: np.ndarray) -> float:
-        return float(0.5 * x @ m @ x - h(x).sum())
-
-    value = phi(w)
-    for _ in range(max_newton):
-        grad = m @ w - w ** (-p)
-        hessian = m + np.diag(p * w ** (-p - 1.0))
-        step = -np.linalg.solve(hessian, grad)
-        decrement = float(-grad @ step)
-        if decrement < tol:
-            break
-        size = 1.0
-        while (w + size * step <= 0).any():
-            size *= 0.5
-        while phi(w + size * step) > value - 0.25 * size * decrement and size > 1e-12:
-            size *= 0.5
-        w = w + size * step
-        value = phi(w)
-    # M = G/s: if M w' = w'^(−p) then w = c w' with c^(1+p) = 1/s solves G w = w^(−p)
-    return w * scale ** (-alpha / (alpha + 1.0))
+    return allocation_weights(gram, alpha, max_newton, tol)
 
 
+@register
 class FairGrad(WeightedGradientMethod):
     """α-fair weights: ``(g_i · d) = w_i^(−1/α)`` for all tasks."""
 

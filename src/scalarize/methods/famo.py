@@ -42,10 +42,12 @@ from torch import Tensor
 from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, Method, MethodError, defined
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 _EPSILON = 1e-8
 
 
+@register
 class FAMO(Method):
     """Loss-space balancing of log-losses with logits learned from the step's effect."""
 

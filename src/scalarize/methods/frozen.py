@@ -5,7 +5,7 @@ Multi-Task Learning", arXiv:2505.10347, 2025: fixed weights taken from the traje
 weights an adaptive method (GradNorm, DWA, FAMO, MGDA...) applied over a run — their mean, an
 exponential moving average (β = 0.9) or the last value — and used as *fixed* scalarization
 weights for a new run are competitive with the adaptive methods (within 0.4 Δm points of the
-best, as the project's METHODS.md summarises them). A baseline that separates what an adaptive
+best in the paper's comparisons). A baseline that separates what an adaptive
 method finds (its average weights) from how it moves them.
 
 The trajectory is a list of ``[step, weights]`` rows (weights in task order), or the weights a
@@ -40,11 +40,13 @@ from typing import Any
 from scalarize.methods._common import check_choice, check_int, check_real
 from scalarize.methods.base import MethodError
 from scalarize.methods.scalarization import Scalarization
+from scalarize.methods.registry import register
 
 DATABASE_NAME = "scalarize.db"  # the experiment database's file name (scalarize.store)
 REDUCTIONS = ("mean", "ema", "last")
 
 
+@register
 class FrozenWeights(Scalarization):
     """Scalarization with weights summarised from a recorded weight trajectory."""
 

@@ -25,8 +25,10 @@ import torch
 from torch import Tensor
 
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION, Method, defined
+from scalarize.methods.registry import register
 
 
+@register
 class GLS(Method):
     """Geometric mean of the task losses."""
 

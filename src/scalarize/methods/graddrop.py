@@ -31,8 +31,10 @@ from torch import Tensor
 
 from scalarize.methods._common import SeededMethod, check_real
 from scalarize.methods.base import GradientMethod
+from scalarize.methods.registry import register
 
 
+@register
 class GradDrop(GradientMethod, SeededMethod):
     """Keep, per coordinate, one sign of the task gradients, drawn by sign purity."""
 

@@ -25,8 +25,10 @@ from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, check_choice, task_index
 from scalarize.methods.base import MethodError
+from scalarize.methods.registry import register
 
 
+@register
 class GradientSimilarity(WeightedGradientMethod):
     """Add auxiliary gradients only where they point the same way as the main task's."""
 

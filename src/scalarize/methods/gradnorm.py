@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from scalarize.methods._common import check_choice, check_real, same_device
 from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, SHARED_GRADIENTS, Method
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 _MIN_WEIGHT = 1e-6
 LAYERS = ("last_shared", "representation")
@@ -51,6 +52,7 @@ def last_shared_layer(params: list[nn.Parameter]) -> nn.Parameter:
     return matrices[-1] if matrices else params[-1]
 
 
+@register
 class GradNorm(Method):
     """Weights learned so that the tasks' gradient norms on the last shared layer train at
     rates set by their relative inverse training rates."""

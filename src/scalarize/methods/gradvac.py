@@ -36,8 +36,10 @@ from scalarize.methods._common import (
     gramian,
     same_device,
 )
+from scalarize.methods.registry import register
 
 
+@register
 class GradVac(WeightedGradientMethod, SeededMethod):
     """Raise pairwise gradient cosines to their running targets."""
 

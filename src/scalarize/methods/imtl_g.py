@@ -21,8 +21,10 @@ from torchjd.aggregation import IMTLGWeighting
 
 from scalarize.methods._common import WeightedGradientMethod, gramian
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, SCALE_INVARIANT_DIRECTION
+from scalarize.methods.registry import register
 
 
+@register
 class IMTLG(WeightedGradientMethod):
     """Weights giving equal projections of the update on all unit task gradients."""
 

@@ -24,8 +24,10 @@ from torchjd.scalarization import IMTLL as _IMTLL
 
 from scalarize.methods._common import check_real, same_device
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
+from scalarize.methods.registry import register
 
 
+@register
 class IMTLL(Method):
     """Learned loss scales ``e^{s_i}`` with the regulariser ``−s_i``."""
 

@@ -37,8 +37,10 @@ from torch import Tensor
 from scalarize.methods._common import WeightedGradientMethod, check_real, task_index
 from scalarize.methods.base import MethodError
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 
+@register
 class MetaBalance(WeightedGradientMethod):
     """Per-tensor rescaling of auxiliary gradients toward the target task's norm."""
 

@@ -44,7 +44,8 @@ from scalarize.methods._common import (
     gramian,
 )
 from scalarize.methods._min_norm import SOLVERS, MinNormWeighting
-from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, MethodError
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, Method, MethodError
+from scalarize.methods.registry import register
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 #: Frank–Wolfe's defaults (torchjd's MGDAWeighting).
@@ -93,11 +94,9 @@ def min_norm_settings(
     return normalization, MinNormWeighting(solver, epsilon=epsilon, max_iters=max_iters)
 
 
-class MGDA(WeightedGradientMethod):
-    """Min-norm convex combination of the task gradients."""
-
-    name = "mgda"
-    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
+class MinNormMethod(Method):
+    """What MGDA and MGDA-UB share: their options and the min-norm weights of (normalised) rows,
+    the task gradients on the shared parameters (MGDA) or on the representation (MGDA-UB)."""
 
     def __init__(
         self,
@@ -110,7 +109,17 @@ class MGDA(WeightedGradientMethod):
         self.normalization, self.weighting = min_norm_settings(
             self.name, normalization, solver, epsilon, max_iters
         )
+        # the last weights, for current_weights (a WeightedGradientMethod registers it already)
+        self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
         rows = normalise_rows(gradients.detach(), losses, self.normalization)
         return self.weighting(gramian(rows))
+
+
+@register
+class MGDA(MinNormMethod, WeightedGradientMethod):
+    """Min-norm convex combination of the task gradients."""
+
+    name = "mgda"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})

@@ -24,38 +24,22 @@ The exact min-norm solver of ``mgda`` (``methods/_min_norm.py``); needs the trai
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from scalarize.methods._common import gramian
-from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, NON_CONFLICTING, PERMUTATION_EQUIVARIANT, Method, defined
+from scalarize.methods.base import FEATURE_GRADIENTS, LOSSES, NON_CONFLICTING, PERMUTATION_EQUIVARIANT, defined
 from scalarize.methods.context import StepContext
-from scalarize.methods.mgda import min_norm_settings, normalise_gramian, normalise_rows
+from scalarize.methods.mgda import MinNormMethod, normalise_gramian
+from scalarize.methods.registry import register
 
 
-class MGDAUB(Method):
-    """MGDA weights from the representation's gradients, then one backward."""
+@register
+class MGDAUB(MinNormMethod):
+    """MGDA weights from the representation's gradients, then one backward (:meth:`weights` takes
+    the ``[T, d]`` gradients on the representation)."""
 
     name = "mgda_ub"
     needs = frozenset({LOSSES, FEATURE_GRADIENTS})
     promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
-
-    def __init__(
-        self,
-        normalization: str = "none",
-        solver: str = "exact",
-        epsilon: float | None = None,
-        max_iters: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.normalization, self.weighting = min_norm_settings(
-            self.name, normalization, solver, epsilon, max_iters
-        )
-        self.register_buffer("last_weights", torch.zeros(0), persistent=False)
-
-    def weights(self, feature_gradients: Tensor, losses: Tensor) -> Tensor:
-        rows = normalise_rows(feature_gradients.detach(), losses, self.normalization)
-        return self.weighting(gramian(rows))
 
     def weights_from_gramian(self, gram: Tensor, losses: Tensor) -> Tensor:
         """:meth:`weights` from the Gramian of the representation's gradients (the

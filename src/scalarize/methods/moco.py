@@ -32,8 +32,10 @@ from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_real, project_onto_simplex, same_device
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod
+from scalarize.methods.registry import register
 
 
+@register
 class MoCo(JacobianStateMixin, GradientMethod):
     """MGDA along a tracked (moving-average) Jacobian."""
 

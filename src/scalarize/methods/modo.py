@@ -38,8 +38,10 @@ from scalarize.methods.base import (
     GradientMethod,
 )
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 
+@register
 class MoDo(GradientMethod):
     """MGDA weights tracked by one projected step per training step, on two batches."""
 

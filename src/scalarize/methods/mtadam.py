@@ -47,6 +47,7 @@ from scalarize.methods.base import (
     defined,
 )
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 _TINY_NORM = 1e-10
 
@@ -57,6 +58,7 @@ def _clone(slot: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v.clone() if isinstance(v, Tensor) else v for k, v in slot.items()}
 
 
+@register
 class MTAdam(Method):
     """Adam with per-loss moments and per-tensor gradient-norm balancing."""
 

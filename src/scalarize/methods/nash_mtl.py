@@ -27,7 +27,8 @@ Hyperparameters: ``max_norm`` (default 1.0, ≥ 0), ``update_weights_every`` (de
 
 Solver: ``α`` is the unique minimiser of the strictly convex ``½ αᵀMα − Σ_i log α_i``
 (``M = G Gᵀ``, whose stationarity condition is exactly ``Mα = 1/α``), found by damped Newton
-iterations in float64 on ``M`` divided by its Frobenius norm, with ``1e-8 · diag(M)`` (plus
+iterations in float64 on ``M`` divided by its Frobenius norm (the solver FairGrad shares,
+:mod:`scalarize.methods._allocation`), with ``1e-8 · diag(M)`` (plus
 1e-14 for zero gradients) added so that it exists when the gradients are linearly dependent. A
 ridge proportional to each task's own ``‖g_i‖²`` keeps the paper's invariance exact: scaling
 task i's loss by c scales α_i by 1/c and leaves the update unchanged (tested); a ridge of
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scalarize.methods._allocation import allocation_weights
 from scalarize.methods._common import (
     WeightedGradientMethod,
     check_int,
@@ -51,42 +53,14 @@ from scalarize.methods._common import (
 )
 from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, SCALE_INVARIANT, MethodError
 from scalarize.methods.context import StepContext
-
-_RIDGE = 1e-8  # relative to each task's own ‖g_i‖² (keeps the solution scale-invariant)
-_FLOOR = 1e-14  # absolute, for zero gradients
-
+from scalarize.methods.registry import register
 
 def nash_weights(gram: np.ndarray, max_newton: int = 100, tol: float = 1e-12) -> np.ndarray:
     """The ``α > 0`` solving ``gram · α = 1/α`` (up to the small ridge)."""
-    t = gram.shape[0]
-    scale = float(np.linalg.norm(gram))
-    if scale <= 0.0:
-        return np.zeros(t)
-    m = gram / scale
-    m = m + np.diag(_RIDGE * np.diag(m) + _FLOOR)
-    alpha = 1.0 / np.sqrt(np.diag(m))  # exact when the gradients are orthogonal
-
-    def phi(a: np.ndarray) -> float:
-        return float(0.5 * a @ m @ a - np.log(a).sum())
-
-    value = phi(alpha)
-    for _ in range(max_newton):
-        grad = m @ alpha - 1.0 / alpha
-        hessian = m + np.diag(1.0 / alpha**2)
-        step = -np.linalg.solve(hessian, grad)
-        decrement = float(-grad @ step)
-        if decrement < tol:
-            break
-        size = 1.0
-        while (alpha + size * step <= 0).any():
-            size *= 0.5
-        while phi(alpha + size * step) > value - 0.25 * size * decrement and size > 1e-12:
-            size *= 0.5
-        alpha = alpha + size * step
-        value = phi(alpha)
-    return alpha / np.sqrt(scale)  # back to the unnormalised Gramian
+    return allocation_weights(gram, 1.0, max_newton, tol)
 
 
+@register
 class NashMTL(WeightedGradientMethod):
     """Bargaining weights: ``α_i (g_i · d) = 1`` for all tasks."""
 

@@ -28,8 +28,10 @@ from scalarize.methods._common import (
     global_rng_from,
     gramian,
 )
+from scalarize.methods.registry import register
 
 
+@register
 class PCGrad(WeightedGradientMethod, SeededMethod):
     """Gradient surgery: remove the conflicting components between task gradients."""
 

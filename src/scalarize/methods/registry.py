@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, TypeVar
 
 from scalarize.methods.base import Method, MethodError
 
 _METHODS: dict[str, type[Method]] = {}
 
+M = TypeVar("M", bound=type[Method])
 
-def register(cls: type[Method]) -> type[Method]:
+
+def register(cls: M) -> M:
     """Class decorator (or plain call) adding a method under its ``name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")

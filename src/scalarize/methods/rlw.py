@@ -36,11 +36,13 @@ from torch import Tensor
 
 from scalarize.methods._common import SeededMethod, check_choice
 from scalarize.methods.base import MethodError, defined
+from scalarize.methods.registry import register
 
 DISTRIBUTIONS = ("normal", "uniform", "dirichlet")
 NORMALIZATIONS = ("softmax", "sum")
 
 
+@register
 class RLW(SeededMethod):
     """Random weights on the simplex, redrawn every step."""
 

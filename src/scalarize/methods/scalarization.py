@@ -24,8 +24,10 @@ from torch import Tensor
 from scalarize.methods._common import same_device
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, normalize_weights
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 
+@register
 class Scalarization(Method):
     """Fixed weights (normalised to sum to one); ``weights=None`` means uniform."""
 

@@ -19,8 +19,10 @@ import torch
 from scalarize.methods.base import AFTER_STEP, LOSSES, MethodError, check_weights
 from scalarize.methods.context import StepContext
 from scalarize.methods.scalarization import Scalarization
+from scalarize.methods.registry import register
 
 
+@register
 class ScheduledScalarization(Scalarization):
     """``schedule``: ``[(step, weights), ...]`` sorted by step, the first at step 0."""
 

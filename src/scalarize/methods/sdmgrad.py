@@ -52,8 +52,10 @@ from scalarize.methods.base import (
     defined,
 )
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import register
 
 
+@register
 class SDMGrad(GradientMethod):
     """Direction-oriented stochastic MGDA with a warm-started inner solver."""
 

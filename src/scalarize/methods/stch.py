@@ -36,10 +36,12 @@ from torchjd.scalarization import STCH as TorchJDSTCH
 
 from scalarize.methods._common import check_int, check_real, same_device
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, defined
+from scalarize.methods.registry import register
 
 _LOG_EPS = 1e-20  # the official code's log(L + 1e-20)
 
 
+@register
 class STCH(Method):
     """Smooth Tchebycheff scalarization of log-losses against a warm-up reference."""
 

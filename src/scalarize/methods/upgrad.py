@@ -20,14 +20,17 @@ which needs the optional quadprog/qpsolvers packages.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
-from torchjd.aggregation import UPGradWeighting
+from torchjd.aggregation import DualProjWeighting, UPGradWeighting
 from torchjd.linalg import DualConeProjector
 
 from scalarize.methods._common import WeightedGradientMethod, check_real, gramian
 from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
+from scalarize.methods.registry import register
 
 
 def nonnegative_qp(q_mat: np.ndarray, c: np.ndarray, tol: float = 1e-12) -> np.ndarray:
@@ -80,17 +83,27 @@ class NNQPProjector(DualConeProjector):
         return f"NNQPProjector(norm_eps={self.norm_eps}, reg_eps={self.reg_eps})"
 
 
-class UPGrad(WeightedGradientMethod):
-    """Mean of the task gradients projected onto the dual cone of all of them."""
+class DualConeMethod(WeightedGradientMethod):
+    """What UPGrad and DualProj share: their options and torchjd's weighting
+    (:attr:`weighting_class`) over the projector onto the dual cone of the task gradients."""
 
-    name = "upgrad"
-    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
+    weighting_class: ClassVar[type[UPGradWeighting] | type[DualProjWeighting]]
 
     def __init__(self, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> None:
         super().__init__()
         norm_eps = check_real(self.name, "norm_eps", norm_eps, low=0)
         reg_eps = check_real(self.name, "reg_eps", reg_eps, low=0, low_open=True)
-        self.weighting = UPGradWeighting(projector=NNQPProjector(norm_eps, reg_eps))
+        self.weighting = self.weighting_class(projector=NNQPProjector(norm_eps, reg_eps))
 
     def weights(self, gradients: Tensor, losses: Tensor) -> Tensor:
-        return self.weighting(gramian(gradients))
+        weights: Tensor = self.weighting(gramian(gradients))
+        return weights
+
+
+@register
+class UPGrad(DualConeMethod):
+    """Mean of the task gradients projected onto the dual cone of all of them."""
+
+    name = "upgrad"
+    promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING})
+    weighting_class = UPGradWeighting

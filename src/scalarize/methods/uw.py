@@ -26,8 +26,10 @@ from torchjd.scalarization import UW
 
 from scalarize.methods._common import check_choice, check_real, same_device
 from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
+from scalarize.methods.registry import register
 
 
+@register
 class UncertaintyWeighting(Method):
     """Learned homoscedastic-uncertainty weights ``½ e^{−s_i}`` (regression form)."""
 

@@ -4,7 +4,6 @@ ResNet, linear), builders registered by name or named by import path."""
 from scalarize.models.contract import ModuleModel, as_multitask, probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.models.registry import (
-    FAMILIES,
     ModelError,
     available_models,
     build_model,
@@ -14,7 +13,6 @@ from scalarize.models.registry import (
 )
 
 __all__ = [
-    "FAMILIES",
     "ModelError",
     "ModuleModel",
     "MultiTaskModel",

@@ -55,11 +55,6 @@ class ModuleModel(nn.Module):
         per_task = [sorted(reached(outputs[name]) - shared) for name in self.task_names]
         return [params[i] for i in sorted(shared)], [[params[i] for i in group] for group in per_task]
 
-    def _require_groups(self) -> tuple[list[nn.Parameter], list[list[nn.Parameter]]]:
-        if self._groups is None:
-            raise RuntimeError("the model's parameter groups are found on its first training forward pass")
-        return self._groups
-
     def shared_parameters(self) -> list[nn.Parameter]:
         if self._groups is None:  # before any batch: every parameter may be shared
             return [p for p in self.module.parameters() if p.requires_grad]

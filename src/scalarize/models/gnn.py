@@ -60,9 +60,6 @@ def _shared_edge_conv(dim: int, edge_network: nn.Module):
 class MPNNEncoder(nn.Module):
     """The trunk: ``lin0``, ``rounds`` x (NNConv + GRU), Set2Set, ``lin1`` (module docstring)."""
 
-    #: The inputs are graph batches: a stacked (vmapped) population cannot take them.
-    graph_inputs = True
-
     def __init__(self, dim: int, rounds: int, node_features: int, edge_features: int, edge_hidden: int,
                  set2set_steps: int) -> None:
         super().__init__()

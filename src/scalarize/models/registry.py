@@ -44,8 +44,6 @@ TrunkBuilder = Callable[..., tuple[nn.Module, int]]
 ModelBuilder = Callable[..., Any]
 
 _MODELS: dict[str, ModelBuilder] = {}
-#: The families built from a trunk (name -> trunk builder); kept for code that read it.
-FAMILIES: dict[str, TrunkBuilder] = {}
 HEADS = ("linear", "mlp")
 _TRUNK_FAMILIES: set[str] = set()  # built here from a trunk: they take a ``head``
 
@@ -63,8 +61,6 @@ def register_model(name: str, builder: ModelBuilder | None = None):
 def register_trunk(name: str, trunk: TrunkBuilder, *, min_depth: int = 1) -> TrunkBuilder:
     """Adds a family built from ``trunk(input_shape, width, depth, **options)`` and one head per
     task."""
-    FAMILIES[name] = trunk
-
     def build(input_shape, tasks, width=1.0, depth=2, head=None, **options) -> MultiTaskModel:
         if depth < min_depth:
             raise ModelError(f"model.depth: must be >= {min_depth} for {name!r}, got {depth}")
@@ -107,11 +103,6 @@ def make_heads(tasks: Sequence[Task], size: int, head: Mapping[str, Any] | None 
         return nn.Sequential(*parts, nn.Linear(width, outputs))
 
     return {t.name: mlp(t.num_outputs) for t in tasks}
-
-
-def linear_trunk(input_shape: tuple[int, ...], width: float = 1.0, depth: int = 0) -> tuple[nn.Module, int]:
-    """No hidden layer: the heads are the model (used with identity heads, see below)."""
-    return nn.Flatten(), math.prod(input_shape)
 
 
 def _linear_model(input_shape, tasks, width=1.0, depth=0, **options) -> MultiTaskModel:
@@ -206,4 +197,3 @@ register_trunk("mpnn", mpnn_trunk)
 register_model("linear", _linear_model)
 register_model("resnet_dilated", resnet_dilated)
 register_model("segnet", segnet)
-FAMILIES["linear"] = linear_trunk

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ import torch.nn.functional as F
 
 from scalarize.data.benchmark import DatasetSplit
 from scalarize.data.errors import DataFileError, MissingDataError
-from scalarize.data.storage import jpeg_source
 
 DATA_ENV = "SCALARIZE_DATA"
 
@@ -156,25 +154,3 @@ def resize_uint8(images: np.ndarray, size: int, chunk: int = 2048) -> np.ndarray
 def to_float(images: np.ndarray) -> torch.Tensor:
     """uint8 ``[N, C, H, W]`` to float32 in [0, 1]."""
     return torch.as_tensor(images).to(torch.float32).div_(255.0)
-
-
-def decode_images(paths: Sequence[Path], size: int, workers: int | None = None) -> np.ndarray:
-    """Decodes images with PIL into uint8 ``[N, 3, size, size]`` in memory (threads: PIL releases
-    the GIL). ``size=0`` keeps the native size, which must then be the same for every image.
-
-    The loaders write their images to the decoded cache instead
-    (:func:`scalarize.data.storage.decoded_images`); this is for small sets held whole.
-    """
-    source = jpeg_source(paths, size)
-    out = np.empty((source.count, *source.shape), dtype=np.uint8)
-    step = 256
-    bounds = [(s, min(s + step, source.count)) for s in range(0, source.count, step)]
-    workers = workers or min(8, os.cpu_count() or 1)
-    if workers == 1 or len(bounds) <= 1:
-        for start, stop in bounds:
-            source.fill(start, stop, out[start:stop])
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for future in [pool.submit(source.fill, a, b, out[a:b]) for a, b in bounds]:
-                future.result()
-    return out

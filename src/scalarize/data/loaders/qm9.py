@@ -5,7 +5,7 @@ benchmark with the 11 targets Nash-MTL (Navon et al., ICML 2022) and FAMO (Liu e
 Data: ``qm9pack`` 1.0.3 ships the 130,831 molecules of QM9 (the 3,054 whose geometry failed the
 consistency check are not in it) as CSV files: elements, B3LYP/6-31G(2df,p) geometries in Å and
 the properties in atomic units. It is installed with scalarize; nothing is downloaded. The files
-are parsed once (about 5 s) and the arrays cached in ``$SCALARIZE_CACHE``.
+are parsed once and the arrays cached in ``$SCALARIZE_CACHE``.
 
 Targets (``TARGETS``, in Nash-MTL's order, PyTorch Geometric's ``QM9`` indices 0, 1, 2, 3, 5, 6,
 12, 13, 14, 15, 11; the HOMO–LUMO gap, index 4, is left out as it is their difference), in
@@ -93,8 +93,6 @@ for _z, _single, _double, _triple in ((1, 0.32, np.nan, np.nan), (6, 0.75, 0.67,
                                       (8, 0.63, 0.57, 0.53), (9, 0.64, 0.59, 0.53)):
     _RADII[:, _z] = (_single, _double, _triple)
 BOND_TOLERANCE = 0.4
-NODE_FEATURES = 11
-EDGE_FEATURES = 5
 GRAPHS = ("complete", "bonds")
 NEEDS = "QM9 comes with the qm9pack package: pip install qm9pack==1.0.3"
 
