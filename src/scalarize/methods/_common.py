@@ -40,8 +40,9 @@ def check_real(
     """A finite real number in the given interval, else :class:`MethodError`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise MethodError(f"method {method}: {key} must be a finite number, got {value!r}")
-    bad_low = low is not None and (value <= low if low_open else value < low)
-    bad_high = high is not None and (value >= high if high_open else value > high)
+    real = float(value)
+    bad_low = low is not None and (real <= low if low_open else real < low)
+    bad_high = high is not None and (real >= high if high_open else real > high)
     if bad_low or bad_high:
         span = _interval(low, high, low_open, high_open)
         raise MethodError(f"method {method}: {key} must be in {span}, got {value}")
@@ -171,7 +172,8 @@ def clip_norm(direction: Tensor, max_norm: float) -> Tensor:
     is): ``clip_grad_norm_`` on a flat update, without a host synchronisation."""
     if max_norm <= 0:
         return direction
-    return direction * (max_norm / direction.norm()).clamp(max=1.0)
+    clipped: Tensor = direction * (max_norm / direction.norm()).clamp(max=1.0)
+    return clipped
 
 
 def project_onto_simplex(v: Tensor) -> Tensor:

@@ -26,12 +26,14 @@ reported point) use the uniform preference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torchjd.scalarization import COSMOS as TorchJDCOSMOS
 
 from scalarize.methods._common import SeededMethod, check_real, global_rng_from, same_device
-from scalarize.methods.base import LOSSES, PREFERENCE_INPUT
+from scalarize.methods.base import LOSSES, PREFERENCE_INPUT, Setting
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
@@ -50,7 +52,7 @@ class Cosmos(SeededMethod):
         self.init_generator(seed)
         self.register_buffer("preference", torch.ones(0))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.preference = torch.full((self.num_tasks,), 1.0 / self.num_tasks)

@@ -18,11 +18,13 @@ uses the trainer's epoch means (the equality is tested).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, Setting
 from scalarize.methods.registry import register
 
 
@@ -39,7 +41,7 @@ class DWA(Method):
         self.register_buffer("history", torch.ones(2, 0))  # rows: epoch t−2, epoch t−1
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.history = torch.ones(2, self.num_tasks)

@@ -33,11 +33,13 @@ accumulator ``S``, the baseline, the weights and the step count, in ``state_dict
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_int, check_real, same_device
-from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod, Setting
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
@@ -62,7 +64,7 @@ class ExcessMTL(JacobianStateMixin, GradientMethod):
             self.register_buffer(key, torch.zeros(0, dtype=torch.float64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             t = self.num_tasks

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, Method, MethodError, defined
+from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, Method, MethodError, Setting, defined
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
@@ -81,7 +81,7 @@ class FAMO(Method):
         self.register_buffer("adam_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             t = self.num_tasks

@@ -38,7 +38,7 @@ from typing import Any
 
 
 from scalarize.methods._common import check_choice, check_int, check_real
-from scalarize.methods.base import MethodError
+from scalarize.methods.base import MethodError, Setting
 from scalarize.methods.scalarization import Scalarization
 from scalarize.methods.registry import register
 
@@ -88,7 +88,7 @@ class FrozenWeights(Scalarization):
             ema = [self.beta * e + (1 - self.beta) * x for e, x in zip(ema, row)]
         return ema
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         summary = self.summary()
         if self._objectives is not None:
             missing = [t for t in task_names if t not in self._objectives]

@@ -20,11 +20,13 @@ Hyperparameters: ``main_task`` (a task name; default ``None``: the first task), 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, check_choice, task_index
-from scalarize.methods.base import MethodError
+from scalarize.methods.base import MethodError, Setting
 from scalarize.methods.registry import register
 
 
@@ -44,7 +46,7 @@ class GradientSimilarity(WeightedGradientMethod):
         self.mode = check_choice(self.name, "mode", mode, ("weighted", "binary"))
         self.main_index = 0
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         super().setup(task_names, setting)
         self.main_index = task_index(self.name, "main_task", self.main_task, self.task_names)
 

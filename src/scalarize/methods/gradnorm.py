@@ -32,11 +32,14 @@ choice) or ``"representation"`` (the shared representation ``Z`` the heads read,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from scalarize.methods._common import check_choice, check_real, same_device
-from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, SHARED_GRADIENTS, Method
+from scalarize.methods.base import AFTER_STEP, LOSSES, PERMUTATION_EQUIVARIANT, SHARED_GRADIENTS, Method, Setting
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
@@ -70,7 +73,7 @@ class GradNorm(Method):
         self.register_buffer("initial_losses", torch.zeros(0))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.loss_weights = nn.Parameter(torch.ones(self.num_tasks))
@@ -91,7 +94,7 @@ class GradNorm(Method):
         w.mul_(self.num_tasks / w.sum())
         self._normalised = w.detach().clone()
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         # saved after a step's renormalisation (or before the first step): normalised already
         self._normalised = self.loss_weights.detach().clone()

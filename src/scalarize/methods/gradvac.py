@@ -24,6 +24,8 @@ step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torchjd.aggregation import GradVacWeighting
@@ -36,6 +38,7 @@ from scalarize.methods._common import (
     gramian,
     same_device,
 )
+from scalarize.methods.base import Setting
 from scalarize.methods.registry import register
 
 
@@ -52,7 +55,7 @@ class GradVac(WeightedGradientMethod, SeededMethod):
         self.init_generator(seed)
         self.register_buffer("phi_hat", torch.zeros(0, 0, dtype=torch.float64))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.phi_hat = torch.zeros(self.num_tasks, self.num_tasks, dtype=torch.float64)

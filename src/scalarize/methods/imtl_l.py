@@ -18,12 +18,14 @@ Backed by :class:`torchjd.scalarization.IMTLL`. The gradient-balancing half is `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 from torchjd.scalarization import IMTLL as _IMTLL
 
 from scalarize.methods._common import check_real, same_device
-from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, Setting
 from scalarize.methods.registry import register
 
 
@@ -40,7 +42,7 @@ class IMTLL(Method):
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
         self.scalarizer: _IMTLL | None = None
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.scalarizer = _IMTLL(self.num_tasks)

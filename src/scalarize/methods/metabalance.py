@@ -29,13 +29,14 @@ first step and kept as extra state in ``state_dict``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from scalarize.methods._common import WeightedGradientMethod, check_real, task_index
-from scalarize.methods.base import MethodError
+from scalarize.methods.base import MethodError, Setting
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
@@ -59,7 +60,7 @@ class MetaBalance(WeightedGradientMethod):
         self.sizes: list[int] | None = None
         self.norm_averages: Tensor | None = None  # [T, K]
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         super().setup(task_names, setting)
         self.main_index = task_index(self.name, "main_task", self.main_task, self.task_names)
 

@@ -27,11 +27,13 @@ State: ``Y`` (``[T, n]``) and λ, in ``state_dict``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from scalarize.methods._common import JacobianStateMixin, check_real, project_onto_simplex, same_device
-from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, GradientMethod, Setting
 from scalarize.methods.registry import register
 
 
@@ -51,7 +53,7 @@ class MoCo(JacobianStateMixin, GradientMethod):
         self.tracked: Tensor | None = None  # Y, [T, n]
         self.register_buffer("lambd", torch.zeros(0, dtype=torch.float64))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.lambd = torch.full((self.num_tasks,), 1.0 / self.num_tasks, dtype=torch.float64)

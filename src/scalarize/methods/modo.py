@@ -26,6 +26,8 @@ code's defaults (``gamma_modo``, ``rho_modo``) and torchjd's; LibMTL's port defa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -36,6 +38,7 @@ from scalarize.methods.base import (
     PERMUTATION_EQUIVARIANT,
     SHARED_GRADIENTS,
     GradientMethod,
+    Setting,
 )
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
@@ -55,7 +58,7 @@ class MoDo(GradientMethod):
         self.rho = check_real(self.name, "rho", rho, low=0)
         self.register_buffer("lambd", torch.zeros(0, dtype=torch.float64))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.lambd = torch.full((self.num_tasks,), 1.0 / self.num_tasks, dtype=torch.float64)

@@ -43,6 +43,7 @@ from scalarize.methods.base import (
     SHARED_GRADIENTS,
     Method,
     MethodError,
+    Setting,
     check_weights,
     defined,
 )
@@ -88,7 +89,7 @@ class MTAdam(Method):
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
         self.slots: list[dict[str, Any]] | None = None  # per parameter tensor
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             raw = [1.0] * self.num_tasks if self._requested is None else self._requested

@@ -39,6 +39,8 @@ ECOS (not dependencies here).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -51,7 +53,7 @@ from scalarize.methods._common import (
     gramian,
     same_device,
 )
-from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, SCALE_INVARIANT, MethodError
+from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, SCALE_INVARIANT, MethodError, Setting
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
@@ -81,7 +83,7 @@ class NashMTL(WeightedGradientMethod):
         self.register_buffer("alpha", torch.zeros(0, dtype=torch.float64))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.alpha = torch.zeros(self.num_tasks, dtype=torch.float64)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from scalarize.methods._common import same_device
-from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, normalize_weights
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, Setting, normalize_weights
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
@@ -39,7 +39,7 @@ class Scalarization(Method):
         self._requested = None if weights is None else torch.as_tensor(weights, dtype=torch.float64).tolist()
         self.register_buffer("weights", torch.ones(0))
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):  # the trainer may have moved the method to its device already
             super().setup(task_names, setting)
             raw = [1.0] * self.num_tasks if self._requested is None else self._requested

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from scalarize.methods.base import AFTER_STEP, LOSSES, MethodError, check_weights
+from scalarize.methods.base import AFTER_STEP, LOSSES, MethodError, Setting, check_weights
 from scalarize.methods.context import StepContext
 from scalarize.methods.scalarization import Scalarization
 from scalarize.methods.registry import register
@@ -40,7 +40,7 @@ class ScheduledScalarization(Scalarization):
         self.steps = steps
         self.values = [list(map(float, weights)) for _, weights in schedule]
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         super().setup(task_names, setting)
         for values in self.values:
             check_weights(values, self.num_tasks, key="schedule weights")

@@ -39,6 +39,8 @@ scale, or with a learning rate T times larger under SGD. Same weights as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -49,6 +51,7 @@ from scalarize.methods.base import (
     PERMUTATION_EQUIVARIANT,
     SHARED_GRADIENTS,
     GradientMethod,
+    Setting,
     defined,
 )
 from scalarize.methods.context import StepContext
@@ -75,7 +78,7 @@ class SDMGrad(GradientMethod):
         self.register_buffer("inner_weights", torch.zeros(0, dtype=torch.float64))
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.inner_weights = torch.full((self.num_tasks,), 1.0 / self.num_tasks, dtype=torch.float64)

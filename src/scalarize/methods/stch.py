@@ -30,12 +30,14 @@ for every task, as in that code (the paper's general form allows any λ on the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torchjd.scalarization import STCH as TorchJDSTCH
 
 from scalarize.methods._common import check_int, check_real, same_device
-from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, defined
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, Setting, defined
 from scalarize.methods.registry import register
 
 _LOG_EPS = 1e-20  # the official code's log(L + 1e-20)
@@ -56,7 +58,7 @@ class STCH(Method):
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.reference = torch.ones(self.num_tasks)

@@ -20,12 +20,14 @@ Backed by :class:`torchjd.scalarization.UW` for the regression form.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 from torchjd.scalarization import UW
 
 from scalarize.methods._common import check_choice, check_real, same_device
-from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method
+from scalarize.methods.base import PERMUTATION_EQUIVARIANT, Method, Setting
 from scalarize.methods.registry import register
 
 
@@ -43,7 +45,7 @@ class UncertaintyWeighting(Method):
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
         self.scalarizer: UW | None = None
 
-    def setup(self, task_names, setting="mtl") -> None:
+    def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
             super().setup(task_names, setting)
             self.scalarizer = UW(self.num_tasks)
