@@ -54,6 +54,14 @@ update one process makes at batch B, and no method knows about ranks:
 Every quantity a method writes from reduced ones (``set_shared_gradient``, task-specific
 gradients, a method's own ``.grad``) is the same on every rank, so the ranks' parameters stay equal.
 
+**Where the code lives** (``scalarize.methods.gradients``): the context holds the step's data and
+caches and delegates the computing: the engines to :mod:`~scalarize.methods.gradients.loop` and
+:mod:`~scalarize.methods.gradients.batched` (what an engine is:
+:mod:`~scalarize.methods.gradients.engine`), the split at the representation to
+:mod:`~scalarize.methods.gradients.heads`, the loss scale to
+:mod:`~scalarize.methods.gradients.scale` and the reductions across ranks to
+:mod:`~scalarize.methods.gradients.reduction`.
+
 torchjd's Gramian engine (``torchjd.autogram``) is not offered: it needs hooks on the trunk before
 the forward pass, serves only methods whose weights depend on the Gramian alone, and on these
 models it was slower than either engine here and no lighter in memory than ``loop`` (see the
@@ -63,85 +71,30 @@ benchmark's ``engines`` section).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge
 
-#: The values of ``gradient_engine`` (see the module docstring).
-GRADIENT_ENGINES = ("auto", "loop", "batched")
+from scalarize.methods.gradients import (
+    GRADIENT_ENGINES,
+    build_engine,
+    resolve_gradient_engine,
+)
+from scalarize.methods.gradients import reduction as ranks
+from scalarize.methods.gradients import scale as scaling
+from scalarize.methods.gradients.engine import (
+    GradientEngine,
+    Own,
+    TaskLosses,
+    flatten_rows,
+    task_outputs,
+)
+from scalarize.methods.gradients.heads import catch_head_gradients, heads_backward
+from scalarize.methods.gradients.reduction import Reducer, mean_over_ranks
 
-
-def resolve_gradient_engine(engine: str, shared_params: Sequence[nn.Parameter] = ()) -> str:
-    """``loop`` or ``batched`` for ``engine``. ``auto``: ``batched`` when the shared parameters
-    are on a GPU or are all vectors and matrices (a dense trunk), else ``loop`` (a convolutional
-    trunk on a CPU, or no parameters); see the module docstring."""
-    if engine not in GRADIENT_ENGINES:
-        raise ValueError(f"gradient_engine: must be one of {', '.join(GRADIENT_ENGINES)}, got {engine!r}")
-    if engine != "auto":
-        return engine
-    if not shared_params:
-        return "loop"
-    on_gpu = shared_params[0].device.type == "cuda"
-    dense = all(p.dim() <= 2 for p in shared_params)
-    return "batched" if on_gpu or dense else "loop"
-
-
-class Reducer(Protocol):
-    """Sums over the ranks of data-parallel training (``scalarize.train.distributed``)."""
-
-    world: int
-
-    def sum(self, tensor: Tensor) -> Tensor:
-        """The sum of ``tensor`` over the ranks (a new tensor; ``tensor`` is left alone)."""
-        ...
-
-
-def mean_over_ranks(reducer: Reducer, values: Sequence[Tensor | None], like: Sequence[Tensor]) -> list[Tensor | None]:
-    """The mean over the ranks of each of ``values`` (``None``: zeros shaped like ``like[k]``),
-    in one reduction per device and dtype; ``None`` where no rank had a value."""
-    out: list[Tensor | None] = [None] * len(values)
-    groups: dict[tuple, list[int]] = {}
-    for k, (value, ref) in enumerate(zip(values, like)):
-        source = ref if value is None else value
-        groups.setdefault((source.device, source.dtype), []).append(k)
-    for (device, dtype), members in groups.items():
-        parts = [
-            (like[k].new_zeros(like[k].numel(), dtype=dtype, device=device) if values[k] is None
-             else values[k].detach().reshape(-1))
-            for k in members
-        ]
-        present = torch.tensor([values[k] is not None for k in members], dtype=dtype, device=device)
-        total = reducer.sum(torch.cat([*parts, present]))
-        offset = 0
-        for j, k in enumerate(members):
-            size = parts[j].numel()
-            if total[total.numel() - len(members) + j] > 0:
-                shape = like[k].shape if values[k] is None else values[k].shape
-                out[k] = (total[offset : offset + size] / reducer.world).view(shape)
-            offset += size
-    return out
-
-
-def task_outputs(losses: Tensor) -> list[Tensor | GradientEdge] | None:
-    """The T task losses as outputs of their own, if ``losses`` is a ``torch.stack`` of scalars.
-
-    Returns gradient edges (which ``torch.autograd.grad`` differentiates like tensors), or
-    ``None`` when ``losses`` was built another way.
-    """
-    node = losses.grad_fn
-    if node is None or losses.dim() != 1 or node.name() != "StackBackward0":
-        return None
-    edges = node.next_functions
-    if len(edges) != losses.numel():
-        return None
-    out: list[Tensor | GradientEdge] = []
-    for function, index in edges:
-        if function is None or "AccumulateGrad" in function.name():
-            return None  # a loss without a graph of its own
-        out.append(GradientEdge(function, index))
-    return out
+__all__ = ["GRADIENT_ENGINES", "Reducer", "StepContext", "mean_over_ranks", "resolve_gradient_engine", "task_outputs"]
 
 
 class StepContext:
@@ -192,17 +145,15 @@ class StepContext:
         params: Sequence[nn.Parameter] | None = None,
         reducer: Reducer | None = None,
     ) -> None:
+        self._outputs: Sequence[Tensor | GradientEdge] | None
         if isinstance(losses, Tensor):
             self.losses = losses
             self._outputs = task_outputs(losses)
         else:
             self._outputs = list(losses)
-            self.losses = torch.stack(self._outputs)
-        self.reducer = reducer if reducer is not None and reducer.world > 1 else None
-        if self.reducer is not None:  # the global values, with this rank's graph
-            local = self.losses
-            value = self.reducer.sum(local.detach()) / self.reducer.world
-            self.losses = value + (local - local.detach())
+            self.losses = torch.stack(self._outputs)  # type: ignore[arg-type]
+        self.reducer = ranks.active(reducer)
+        self.losses = ranks.global_losses(self.reducer, self.losses)  # the global values, this rank's graph
         self.features = features
         self.shared_params = list(shared_params)
         self.task_params = [list(p) for p in task_params]
@@ -211,61 +162,46 @@ class StepContext:
         self.step = step
         self.epoch = epoch
         self.gradient_engine = resolve_gradient_engine(gradient_engine, self.shared_params)
-        self._task_grads: list[tuple[Tensor | None, ...]] | None = None
+        self._task_grads: Own | None = None
         self._jacobian: Tensor | None = None
         if head_inputs is not None and (features is None or head_inputs.shape != (self.losses.numel(), *features.shape)):
             raise ValueError("head_inputs: needs features and a [T, *features.shape] tensor (T task losses)")
         self.head_inputs = head_inputs
-        self._head_pass: tuple[Tensor, list[tuple[Tensor | None, ...]]] | None = None
+        self._head_pass: tuple[Tensor, Own] | None = None
         self._independent_losses = independent_losses
         self.loss_scale = loss_scale
         self._params = list(params) if params is not None else [
             *self.shared_params, *(p for group in self.task_params for p in group)]
 
-    # -- autograd, with fp16's loss scale ---------------------------------------------------------
-    def _autograd(self, outputs, inputs, grad_outputs=None, **options) -> tuple[Tensor | None, ...]:
+    # -- what the gradient layer is handed (scalarize.methods.gradients) ---------------------------
+    def _autograd(self, outputs: scaling.Outputs, inputs: Sequence[Tensor], grad_outputs: scaling.Seeds = None,
+                  **options: Any) -> tuple[Tensor | None, ...]:
         """``torch.autograd.grad`` seeded with the loss scale and unscaled on the way out."""
-        if self.loss_scale is None:
-            return torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, **options)
-        # a GradientEdge is a named tuple: one output, not a sequence of them
-        single = not isinstance(outputs, (list, tuple)) or isinstance(outputs, GradientEdge)
-        outputs = [outputs] if single else list(outputs)
-        if grad_outputs is None:
-            grad_outputs = [torch.ones_like(o) if isinstance(o, Tensor) else None for o in outputs]
-        elif not isinstance(grad_outputs, (list, tuple)):
-            grad_outputs = [grad_outputs]
-        seeds = [None if g is None else g * self.loss_scale for g in grad_outputs]
-        if any(g is None for g in seeds):  # gradient edges: seed with the scale itself
-            seeds = [torch.full((), self.loss_scale, dtype=self.losses.dtype, device=self.losses.device)
-                     if g is None else g for g in seeds]
-        grads = torch.autograd.grad(outputs, inputs, grad_outputs=seeds, **options)
-        return tuple(None if g is None else g / self.loss_scale for g in grads)
+        return scaling.grad(self.loss_scale, self.losses, outputs, inputs, grad_outputs, **options)
 
-    def _reduce_grads(self) -> None:
-        """Across ranks: every parameter's ``.grad`` becomes its mean over the ranks (what DDP's
-        all-reduce does), after this rank's backward added its share."""
-        if self.reducer is None:
-            return
-        params = [p for p in self._params if p.requires_grad]
-        for param, grad in zip(params, mean_over_ranks(self.reducer, [p.grad for p in params], params)):
-            param.grad = None if grad is None else grad.to(param.dtype)
+    @property
+    def _engine(self) -> GradientEngine:
+        """The context's engine (read at each use: ``gradient_engine`` and ``loss_scale`` may be set)."""
+        return build_engine(self.gradient_engine, self._autograd)
 
+    def _task_losses(self) -> TaskLosses:
+        return TaskLosses(self.losses, self._outputs)
+
+    def _own_params(self, i: int) -> list[nn.Parameter]:
+        return self.task_params[i] if i < len(self.task_params) else []  # MDL: no heads
+
+    def _all_own(self) -> list[list[nn.Parameter]]:
+        return [self._own_params(i) for i in range(self.losses.numel())]
+
+    # -- backward passes into .grad ------------------------------------------------------------
     def _backward(self, output: Tensor, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
         """``output.backward(gradient)`` into ``.grad``; with a loss scale, the true gradients.
         Across ranks, ``.grad`` is then the global gradient."""
         self._local_backward(output, gradient, retain_graph)
-        self._reduce_grads()
+        ranks.parameter_gradients(self.reducer, self._params)
 
     def _local_backward(self, output: Tensor, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
-        if self.loss_scale is None:
-            output.backward(gradient, retain_graph=retain_graph)
-            return
-        params = [p for p in self._params if p.requires_grad]
-        grads = self._autograd([output], params, None if gradient is None else [gradient],
-                               retain_graph=retain_graph, allow_unused=True)
-        for param, grad in zip(params, grads):
-            if grad is not None:
-                param.grad = grad if param.grad is None else param.grad + grad
+        scaling.backward(self.loss_scale, self.losses, output, self._params, gradient, retain_graph)
 
     # -- other batches -----------------------------------------------------------------------
     @property
@@ -306,6 +242,7 @@ class StepContext:
         if self.head_inputs is None or self._head_pass is None:
             self.backward((weights * self.losses).sum())
             return
+        assert self.features is not None
         feature_grads, task_grads = self._head_pass  # this rank's: reduced with the trunk's below
         self._accumulate_task_grads(task_grads, weights)
         self._backward(self.features, torch.tensordot(weights.to(feature_grads), feature_grads, dims=1))
@@ -322,23 +259,15 @@ class StepContext:
         """
         weights = weights.detach().to(self.losses)
         if self.head_inputs is None:
+            assert self.features is not None
             weighted = self.gradients_on(self.features) * weights.view(-1, *[1] * self.features.dim())
             self._backward((weights * self.losses).sum(), retain_graph=True)
             return weighted
-        caught: list[Tensor] = []
-        handle = self.head_inputs.register_hook(caught.append)
-        try:
-            self._backward((weights * self.losses).sum(), retain_graph=True)
-        finally:
-            handle.remove()
-        if not caught:
+        caught = catch_head_gradients(
+            self.head_inputs, lambda: self._backward((weights * self.losses).sum(), retain_graph=True))
+        if caught is None:
             return torch.zeros_like(self.head_inputs)
-        return self._global_rows(caught[0] if self.loss_scale is None else caught[0] / self.loss_scale)
-
-    def _global_rows(self, per_sample: Tensor) -> Tensor:
-        """This rank's rows of the global batch's gradient on a per-sample tensor, from this
-        rank's gradient (whose losses are scaled by the number of ranks)."""
-        return per_sample if self.reducer is None else per_sample / self.reducer.world
+        return ranks.global_rows(self.reducer, scaling.unscale(self.loss_scale, caught))
 
     def _is_parameter(self, tensor: Tensor) -> bool:
         """Whether ``tensor`` is a parameter (the same on every rank), not a per-sample result."""
@@ -348,15 +277,11 @@ class StepContext:
         """``[T, T]`` in float64: the Gramian of the rows of ``[T, ...]`` per-sample gradients
         (e.g. :meth:`feature_jacobian`), over the global batch (summed over the ranks)."""
         rows = per_sample.detach().flatten(1).double()
-        gram = rows @ rows.T
-        return gram if self.reducer is None else self.reducer.sum(gram)
+        return ranks.total(self.reducer, rows @ rows.T)
 
     def sample_norms(self, per_sample: Tensor) -> Tensor:
         """``[T]``: the norm of each row of ``[T, ...]`` per-sample gradients over the global batch."""
-        squares = per_sample.flatten(1).pow(2).sum(1)
-        if self.reducer is not None:
-            squares = self.reducer.sum(squares)
-        return squares.sqrt()
+        return ranks.total(self.reducer, per_sample.flatten(1).pow(2).sum(1)).sqrt()
 
     def feature_gramian(self) -> Tensor:
         """``[T, T]`` (float64): the Gramian of the losses' gradients on the shared
@@ -372,47 +297,23 @@ class StepContext:
         (grads,) = self._trunk_vjp([tensor], representation_gradients)
         if grads is None:
             grads = tensor.new_zeros(len(representation_gradients), *tensor.shape)
-        if self.reducer is not None and self._is_parameter(tensor):
-            grads = self.reducer.sum(grads)
+        if self._is_parameter(tensor):
+            grads = ranks.total(self.reducer, grads)
         return grads
 
-    def _heads_backward(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
-        """One backward of ``Σ_i L_i`` through the heads only: ``[T, *Z.shape]`` per-task
-        gradients on the shared representation, and each task's gradients on its own head."""
+    def _heads_backward(self) -> tuple[Tensor, Own]:
+        """One backward of ``Σ_i L_i`` through the heads only (cached): ``[T, *Z.shape]``
+        per-task gradients on the shared representation, and each task's on its own head."""
         if self._head_pass is None:
             assert self.head_inputs is not None
-            num_tasks = self.losses.numel()
-            own = [self._own_params(i) for i in range(num_tasks)]
-            grads = self._autograd(
-                self.losses.sum(), [self.head_inputs, *(p for params in own for p in params)],
-                retain_graph=True, allow_unused=True,
-            )
-            feature_grads = torch.zeros_like(self.head_inputs) if grads[0] is None else grads[0]
-            task_grads, offset = [], 1
-            for params in own:
-                task_grads.append(tuple(grads[offset : offset + len(params)]))
-                offset += len(params)
-            self._head_pass = feature_grads, task_grads
+            self._head_pass = heads_backward(self._autograd, self.losses, self.head_inputs, self._all_own())
         return self._head_pass
 
     def _trunk_vjp(self, inputs: Sequence[Tensor], feature_grads: Tensor) -> tuple[Tensor | None, ...]:
         """``[T, ...]`` per input: the trunk's vector-Jacobian products with each task's
         gradient on the representation, by the context's engine."""
         assert self.features is not None
-        if self.gradient_engine == "batched":
-            return self._autograd(
-                self.features, list(inputs), grad_outputs=feature_grads, retain_graph=True,
-                allow_unused=True, is_grads_batched=True,
-            )
-        per_task = [
-            self._autograd(self.features, list(inputs), grad_outputs=g, retain_graph=True, allow_unused=True)
-            for g in feature_grads
-        ]
-        return tuple(
-            None if all(row[k] is None for row in per_task)
-            else torch.stack([torch.zeros_like(x) if row[k] is None else row[k] for row in per_task])
-            for k, x in enumerate(inputs)
-        )
+        return self._engine.products(self.features, inputs, feature_grads)
 
     # -- per-task gradients on the shared parameters ------------------------------------------
     def shared_jacobian(self) -> Tensor:
@@ -424,51 +325,24 @@ class StepContext:
         if self._jacobian is None:
             if not self.shared_params:
                 raise RuntimeError("this model has no shared parameters")
+            num_tasks = self.losses.numel()
             if self.head_inputs is not None:
-                jacobian, task_grads = self._split_jacobian()
-            elif self.gradient_engine == "batched":
-                jacobian, task_grads = self._batched_jacobian()
+                feature_grads, task_grads = self._heads_backward()
+                grads = self._trunk_vjp(self.shared_params, feature_grads)
             else:
-                jacobian, task_grads = self._loop_jacobian()
+                grads, task_grads = self._engine.task_gradients(self._task_losses(), self.shared_params,
+                                                                self._all_own())
+            jacobian = flatten_rows(grads, self.shared_params, num_tasks)
             if self.reducer is not None:  # one all-reduce: the Jacobian and every head's gradients
-                own = [self._own_params(i) for i in range(len(task_grads))]
-                flat = [g for grads in task_grads for g in grads]
-                like = [p for params in own for p in params]
-                jacobian, *flat = mean_over_ranks(self.reducer, [jacobian, *flat], [jacobian, *like])
+                flat = [g for grads_i in task_grads for g in grads_i]
+                like = [p for params in self._all_own() for p in params]
+                reduced_jacobian, *flat = mean_over_ranks(self.reducer, [jacobian, *flat], [jacobian, *like])
+                assert reduced_jacobian is not None
+                jacobian = reduced_jacobian
                 reduced = iter(flat)
-                task_grads = [tuple(next(reduced) for _ in grads) for grads in task_grads]
+                task_grads = [tuple(next(reduced) for _ in grads_i) for grads_i in task_grads]
             self._jacobian, self._task_grads = jacobian, task_grads
         return self._jacobian
-
-    def _own_params(self, i: int) -> list[nn.Parameter]:
-        return self.task_params[i] if i < len(self.task_params) else []  # MDL: no heads
-
-    def _loop_jacobian(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
-        rows, task_grads = [], []
-        shared = len(self.shared_params)
-        for i in range(self.losses.numel()):
-            grads = self._grad(i, self.shared_params + self._own_params(i))
-            rows.append(_flatten(grads[:shared], self.shared_params))
-            task_grads.append(grads[shared:])
-        return torch.stack(rows), task_grads
-
-    def _split_jacobian(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
-        feature_grads, task_grads = self._heads_backward()
-        grads = self._trunk_vjp(self.shared_params, feature_grads)
-        return _flatten_rows(grads, self.shared_params, len(feature_grads)), task_grads
-
-    def _batched_jacobian(self) -> tuple[Tensor, list[tuple[Tensor | None, ...]]]:
-        num_tasks = self.losses.numel()
-        own = [self._own_params(i) for i in range(num_tasks)]
-        inputs = self.shared_params + [p for params in own for p in params]
-        grads = self._batched_grad(inputs)
-        shared = len(self.shared_params)
-        jacobian = _flatten_rows(grads[:shared], self.shared_params, num_tasks)
-        task_grads, offset = [], shared
-        for i, params in enumerate(own):
-            task_grads.append(tuple(None if g is None else g[i] for g in grads[offset : offset + len(params)]))
-            offset += len(params)
-        return jacobian, task_grads
 
     def backward_task_specific(self, weights: Tensor | None = None) -> None:
         """Accumulates each task's gradient on its own parameters (optionally scaled)."""
@@ -534,8 +408,10 @@ class StepContext:
         if self.reducer is None:
             return grads
         if self._is_parameter(tensor):
-            return mean_over_ranks(self.reducer, [grads], [grads])[0]
-        return self._global_rows(grads)
+            reduced = mean_over_ranks(self.reducer, [grads], [grads])[0]
+            assert reduced is not None
+            return reduced
+        return ranks.global_rows(self.reducer, grads)
 
     def _local_gradients_on(self, tensor: Tensor) -> Tensor:
         num_tasks = self.losses.numel()
@@ -544,59 +420,13 @@ class StepContext:
             if tensor is self.features:
                 return feature_grads
             (grads,) = self._trunk_vjp([tensor], feature_grads)
-            return grads if grads is not None else tensor.new_zeros(num_tasks, *tensor.shape)
-        if self.gradient_engine == "batched":
-            (grads,) = self._batched_grad([tensor])
-            return grads if grads is not None else tensor.new_zeros(num_tasks, *tensor.shape)
-        rows = []
-        for i in range(num_tasks):
-            (grad,) = self._grad(i, [tensor])
-            rows.append(torch.zeros_like(tensor) if grad is None else grad)
-        return torch.stack(rows)
-
-    def _grad(self, i: int, inputs: Sequence[Tensor]) -> tuple[Tensor | None, ...]:
-        """Gradient of task i's loss on ``inputs`` (``None`` where it does not reach)."""
-        if self._outputs is None:
-            output, grad_output = self.losses[i], None
         else:
-            output, grad_output = self._outputs[i], torch.ones((), dtype=self.losses.dtype, device=self.losses.device)
-        return self._autograd(output, list(inputs), grad_outputs=grad_output, retain_graph=True, allow_unused=True)
-
-    def _batched_grad(self, inputs: Sequence[Tensor]) -> tuple[Tensor | None, ...]:
-        """``[T, ...]`` per input: every task's gradient at once (``vmap`` over the T rows)."""
-        num_tasks = self.losses.numel()
-        eye = torch.eye(num_tasks, dtype=self.losses.dtype, device=self.losses.device)
-        if self._outputs is None:
-            outputs, grad_outputs = [self.losses.reshape(-1)], [eye]
-        else:
-            outputs, grad_outputs = self._outputs, list(eye.T)
-        return self._autograd(
-            outputs, list(inputs), grad_outputs=grad_outputs, retain_graph=True,
-            allow_unused=True, is_grads_batched=True,
-        )
+            (grads,), _ = self._engine.task_gradients(self._task_losses(), [tensor])
+        return grads if grads is not None else tensor.new_zeros(num_tasks, *tensor.shape)
 
     def recompute_losses(self) -> Tensor:
         if self._recompute_losses is None:
             raise RuntimeError("this trainer cannot recompute losses")
         with torch.no_grad():
             losses = self._recompute_losses()
-        if self.reducer is None:
-            return losses
-        return self.reducer.sum(losses.detach()) / self.reducer.world
-
-
-def _flatten_rows(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter], rows: int) -> Tensor:
-    """``[rows, n]`` from per-parameter ``[rows, *p.shape]`` gradients (zeros where ``None``)."""
-    return torch.cat(
-        [(g.reshape(rows, -1) if g is not None else p.new_zeros(rows, p.numel())) for g, p in zip(grads, params)],
-        dim=1,
-    )
-
-
-def _flatten(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter]) -> Tensor:
-    return torch.cat(
-        [
-            (torch.zeros_like(p) if g is None else g).reshape(-1)
-            for g, p in zip(grads, params)
-        ]
-    )
+        return ranks.global_values(self.reducer, losses)
