@@ -12,6 +12,13 @@
   its rerun equals the reference), a read-only and a full disk when a tmpfs can be mounted.
 * **config**: at least 100 malformed configs and overrides: each must end with exactly one line
   ``scalarize: error: ...`` on stderr, exit 2, within 10 s, and create nothing.
+* **symlink**: for every command (and ``pbt replay``, ``export``), every file a first run wrote is
+  planted, in a second directory, as a symlink to a file outside: the command must succeed, replace
+  the links with its files, and leave the outside untouched; a linked ``scalarize.db``, its
+  ``-wal``, a linked ``runs/`` folder and a linked ``.scalarize.lock`` are one line, exit 2.
+* **stored-import**: a finished directory's stored configs edited to ``model.target: os:system``
+  (and ``benchmark.target``) with a ``touch`` command: ``scalarize.load``, ``pbt replay`` and the
+  rerun of every command must never run it (load and replay refuse in one line naming the path).
 
 Prints one line per case and a JSON summary ``{"tried", "passed", "failed"}``; exits 1 if any
 case failed.
@@ -282,11 +289,104 @@ def configs(matrix: Matrix, root: Path) -> None:
     print(f"{len(cases)} malformed configs and overrides")
 
 
+# -- symlinks planted in an experiment directory ----------------------------------------------------
+DATABASE_FILES = ("scalarize.db", "scalarize.db-wal", "scalarize.db-shm", "scalarize.db-journal", ".scalarize.lock")
+
+
+def _argv(kind: str, root: Path, out: Path) -> list[str]:
+    if kind == "replay":
+        return [sys.executable, "-m", "scalarize.cli.main", "pbt", "replay", str(out), "--seeds", "0", "-q"]
+    if kind == "export":
+        return [sys.executable, "-m", "scalarize.cli.main", "export", str(out), "--csv"]
+    config = root / f"{kind}.yaml"
+    config.write_text(BASE + SECTIONS[kind])
+    return command(kind, config, out)
+
+
+def _before(kind: str, root: Path, out: Path) -> set[Path]:
+    """Runs what ``kind`` reads first (a PBT search for replay and export); the files there."""
+    if kind in ("replay", "export"):
+        run(_argv("pbt", root, out))
+    return {p.relative_to(out) for p in out.rglob("*") if p.is_file()} if out.exists() else set()
+
+
+def symlinks(matrix: Matrix, root: Path) -> None:
+    for kind in (*SECTIONS, "replay", "export"):
+        first, second, outside = root / f"{kind}-a", root / f"{kind}-b", root / f"{kind}-outside"
+        before = _before(kind, root, first)
+        if run(_argv(kind, root, first)).returncode != 0:
+            matrix.check(f"symlink/{kind}/reference", False, "the first run failed")
+            continue
+        written = [p.relative_to(first) for p in first.rglob("*") if p.is_file() and p.name not in DATABASE_FILES
+                   and p.relative_to(first) not in before]
+        _before(kind, root, second)
+        outside.mkdir()
+        (outside / "kept").write_text("kept")
+        for index, relative in enumerate(written):
+            link = second / relative
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            report = relative.parent == Path(".") and relative.suffix in (".md", ".html", ".png", ".csv")
+            link.symlink_to(outside / ("kept" if report and index % 2 else f"absent-{index}"))
+        done = run(_argv(kind, root, second))
+        untouched = sorted(p.name for p in outside.iterdir()) == ["kept"] and (outside / "kept").read_text() == "kept"
+        replaced = all((second / r).is_file() and not (second / r).is_symlink() for r in written)
+        matrix.check(f"symlink/{kind}: {len(written)} planted files", done.returncode == 0 and untouched and replaced,
+                     f"exit {done.returncode}, outside untouched: {untouched}, links replaced: {replaced}: "
+                     f"{done.stderr.strip()[-300:]}")
+    for name in ("scalarize.db", "scalarize.db-wal", ".scalarize.lock", "runs"):
+        out, target = root / f"linked-{name.strip('.')}", root / f"target-{name.strip('.')}"
+        out.mkdir()
+        if name == "runs":
+            target.mkdir()
+        else:
+            target.write_text("kept")
+        (out / name).symlink_to(target)
+        ok, detail = one_line_error(run(_argv("train", root, out)), "symlink")
+        kept = not list(target.iterdir()) if name == "runs" else target.read_text() == "kept"
+        matrix.check(f"symlink/linked {name} refused", ok and kept, detail)
+
+
+# -- import paths stored in a shared directory --------------------------------------------------------
+def _plant_command(directory: Path, marker: Path, key: str) -> None:
+    with contextlib.closing(sqlite3.connect(directory / "scalarize.db")) as db, db:
+        for name, text in db.execute("SELECT name, config FROM runs").fetchall():
+            config = json.loads(text)
+            config[key].update(target="os:system", options={"command": f"touch {marker}"})
+            if key == "benchmark":
+                config[key]["name"] = "custom"
+            db.execute("UPDATE runs SET config = ?, status = 'running' WHERE name = ?", (json.dumps(config), name))
+
+
+def stored_imports(matrix: Matrix, root: Path) -> None:
+    for kind in SECTIONS:
+        out = root / kind
+        args = _argv(kind, root, out)
+        if run(args).returncode != 0:
+            matrix.check(f"stored-import/{kind}/reference", False, "the first run failed")
+            continue
+        for key in ("model", "benchmark"):
+            copy, marker = root / f"{kind}-{key}", root / f"{kind}-{key}.ran"
+            shutil.copytree(out, copy)
+            _plant_command(copy, marker, key)
+            if kind == "pbt":
+                ok, detail = one_line_error(run(_argv("replay", root, copy)), "'os:system'", "--trust")
+                matrix.check(f"stored-import/pbt replay ({key}.target)", ok and not marker.exists(), detail)
+            if kind == "train":
+                load = run([sys.executable, "-c", f"import scalarize; scalarize.load({str(copy)!r})"])
+                ok = load.returncode != 0 and "'os:system'" in load.stderr and "trust=True" in load.stderr
+                matrix.check(f"stored-import/scalarize.load ({key}.target)", ok and not marker.exists(),
+                             load.stderr.strip()[-200:])
+            rerun = run(_argv(kind, root, copy)[:-2] + [f"output={copy}", "-q"])
+            matrix.check(f"stored-import/{kind} resumed ({key}.target)", rerun.returncode == 0 and not marker.exists(),
+                         f"exit {rerun.returncode}, ran: {marker.exists()}: {rerun.stderr.strip()[-200:]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="kill,corrupt,config")
+    parser.add_argument("--only", default="kill,corrupt,config,symlink,stored-import")
     parser.add_argument("--out", help="keep the experiment directories here (default: a temporary one)")
     args = parser.parse_args()
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fault-matrix-"))
@@ -299,6 +399,12 @@ def main() -> int:
         if "corrupt" in parts:
             (root / "corrupt").mkdir(exist_ok=True)
             corruption(matrix, root / "corrupt")
+        if "symlink" in parts:
+            (root / "symlink").mkdir(exist_ok=True)
+            symlinks(matrix, root / "symlink")
+        if "stored-import" in parts:
+            (root / "stored").mkdir(exist_ok=True)
+            stored_imports(matrix, root / "stored")
         if "kill" in parts:
             (root / "kill").mkdir(exist_ok=True)
             kills(matrix, root / "kill", args.kills, random.Random(args.seed))

@@ -247,8 +247,19 @@ def _experiment_parser(commands, name: str, help: str, config_help: str, example
     return parser
 
 
+def _unrecognized(argument: str, args: argparse.Namespace) -> str:
+    """The one line for an argument argparse did not take: an override without ``=``, or an
+    unknown option."""
+    if not argument.startswith("-") and hasattr(args, "overrides"):
+        return f"{argument}: an override is key=value, e.g. optimizer.lr=3e-4"
+    return f"unrecognized argument {argument!r}; see `scalarize {args.command} --help`"
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from scalarize.store.database import Store
+
+    if not args.csv:
+        raise UsageError("export: say the format: `scalarize export DIRECTORY --csv` (CSV is the only one)")
 
     directory = Path(args.directory)
     with Store.open_existing(directory) as store:
@@ -337,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export an experiment's database")
     export.add_argument("directory", help="experiment directory (holds scalarize.db)")
-    export.add_argument("--csv", action="store_true", required=True, help="one CSV file per table")
+    export.add_argument("--csv", action="store_true", help="one CSV file per table (required: the only format)")
     export.add_argument("--to", help="destination folder (default: DIRECTORY/export)")
     export.set_defaults(handler=cmd_export)
     return parser
@@ -351,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # key=value overrides may follow options too: `scalarize train c.yaml -q seed=1`
         unknown = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
         if unknown:
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+            raise UsageError(_unrecognized(unknown[0], args))
         if extra:
             args.overrides = [*args.overrides, *extra]
         handler: Callable[[argparse.Namespace], int] = args.handler

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from scalarize.backends.base import Backend, get_backend
 from scalarize.data.benchmark import Benchmark
@@ -45,6 +45,23 @@ class StudySpec(Strict):
     sweep: SweepSpec = Field(default_factory=lambda: SweepSpec(step=0.25))
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     conflict_batches: int = Field(default=4, ge=1)
+
+    @field_validator("widths")
+    @classmethod
+    def _widths_are_positive(cls, value: list[float]) -> list[float]:
+        """Each width is a ``model.width``: refused here when not > 0, before any cell is made."""
+        bad = [w for w in value if not w > 0]
+        if bad:
+            raise ValueError(f"every width must be > 0 (a model.width), got {bad[0]:g}")
+        return value
+
+    @field_validator("depths")
+    @classmethod
+    def _depths_are_not_negative(cls, value: list[int]) -> list[int]:
+        bad = [d for d in value if d < 0]
+        if bad:
+            raise ValueError(f"every depth must be >= 0 (a model.depth), got {bad[0]}")
+        return value
 
 
 class StudyConfig(TrainConfig):

@@ -47,7 +47,7 @@ from scalarize.train.evaluate import delta_metrics, evaluate, primary_metrics
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, is_finished, result_from_store
 from scalarize.train.setup import benchmark_from_config, build_model_from_config, prepare
-from scalarize.train.trainer import resolve_device
+from scalarize.train.devices import resolve_device
 
 
 class AdaptiveSpec(Strict):
@@ -72,7 +72,7 @@ class SweepSpec(Strict):
     design: Literal["lattice", "sobol", "dirichlet", "list", "adaptive"] = "lattice"
     adaptive: AdaptiveSpec | None = None
     step: float = Field(default=0.1, gt=0, le=1)
-    points: int = Field(default=16, ge=1)
+    points: int = Field(default=16, ge=1, le=10_000, description="sobol/dirichlet: weight vectors (each a member)")
     design_seed: int = 0
     weights: list[list[float]] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)

@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from scalarize.data.augment import Augmentation
 from scalarize.errors import ScalarizeError
 from scalarize.store.tracking import TrackingConfig
 
-from scalarize.data.augment import Augmentation
+#: The longest run name (UTF-8 bytes): with a member's suffix it stays under a file name's 255.
+MAX_NAME_BYTES = 100
 
 
 class ConfigError(ScalarizeError):
@@ -31,13 +41,42 @@ class Strict(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        """``epochs: true`` is a mistake, not 1: a number field refuses a boolean."""
-        if isinstance(value, bool) and info.field_name in cls.model_fields:
-            annotation = cls.model_fields[info.field_name].annotation
-            kinds = set(typing.get_args(annotation)) or {annotation}
-            if bool not in kinds and kinds & {int, float}:
-                raise ValueError(f"expected a number, got {str(value).lower()}")
+        """``epochs: true`` is a mistake, not 1: a number field refuses a boolean, and so does a
+        list of numbers (``method.weights: [true, false]``, ``sweep.seeds: [true]``); an integer
+        past 64 bits (``epochs`` of 401 digits) is refused too, before anything overflows."""
+        if info.field_name not in cls.model_fields:
+            return value
+        kinds = _scalar_kinds(cls.model_fields[info.field_name].annotation)
+        if bool in kinds or not kinds & {int, float}:
+            return value
+        for item in _scalars(value):
+            if isinstance(item, bool):
+                raise ValueError(f"expected a number, got {str(item).lower()}")
+            if isinstance(item, int) and abs(item) > MAX_INTEGER:
+                raise ValueError(f"a {len(str(abs(item)))}-digit number; allowed: at most {MAX_INTEGER:,} in size")
         return value
+
+
+#: The largest integer a config holds (64 bits): beyond, arithmetic on it overflows.
+MAX_INTEGER = 2**63 - 1
+
+
+def _scalar_kinds(annotation: Any) -> set:
+    """The scalar types an annotation holds, through lists and unions (``list[float] | None``:
+    ``{float, NoneType}``); a mapping's values are options of any type, not looked into."""
+    if typing.get_origin(annotation) is dict:
+        return set()
+    arguments = typing.get_args(annotation)
+    if not arguments:
+        return {annotation}
+    return set().union(*(_scalar_kinds(argument) for argument in arguments))
+
+
+def _scalars(value: Any) -> list:
+    """``value`` itself, or the items of a (nested) list of it."""
+    if not isinstance(value, (list, tuple)):
+        return [value]
+    return [item for part in value for item in _scalars(part)]
 
 
 class TaskOverride(Strict):
@@ -122,7 +161,7 @@ class DataConfig(Strict):
 class TrainConfig(Strict):
     """Everything that defines one training run (and its single-task baselines)."""
 
-    name: str = "run"
+    name: str = Field(default="run", description="the run's name (at most 100 bytes: it names files)")
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
@@ -157,6 +196,17 @@ class TrainConfig(Strict):
     )
     data: DataConfig = Field(default_factory=DataConfig, description="loader workers and augmentation")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow copies")
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits_a_file_name(cls, value: str) -> str:
+        """A run's name names its folder (``runs/<name>``, with suffixes for members): refused
+        when long, here, before the experiment directory is made."""
+        if len(value.encode()) > MAX_NAME_BYTES:
+            raise ValueError(f"{len(value.encode()):,} bytes; allowed: at most {MAX_NAME_BYTES} (it names the run's files)")
+        if not value.strip():
+            raise ValueError("empty; give the run a name")
+        return value
 
     @model_validator(mode="after")
     def _compiled_models_take_the_loop_engine(self) -> TrainConfig:
@@ -319,6 +369,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config may have at most {MAX_CONFIG_BYTES:,}")
     try:
         data = yaml.safe_load(path.read_text())
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply; a config may nest at most {MAX_CONFIG_DEPTH} levels") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
@@ -327,10 +379,31 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    if _too_deep(data):
+        raise ConfigError(f"{path}: nested too deeply; a config may nest at most {MAX_CONFIG_DEPTH} levels")
     if _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
         raise ConfigError(f"{path}: more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded "
                           "(an alias bomb?); write the config out plainly")
     return data
+
+
+#: How deep a config's lists and mappings may nest (a real one: about 5).
+MAX_CONFIG_DEPTH = 64
+
+
+def _too_deep(node: Any, limit: int = MAX_CONFIG_DEPTH) -> bool:
+    """Whether ``node``'s lists and mappings nest deeper than ``limit`` (walked without
+    recursion, each shared part once, so neither a deep nest nor an alias bomb costs much)."""
+    stack, seen = [(node, 1)], set()
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, (dict, list)) or id(value) in seen:
+            continue
+        if depth > limit:
+            return True
+        seen.add(id(value))
+        stack.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def _expanded_size(node: Any, limit: int) -> int:
@@ -364,8 +437,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"{key}: cannot parse value {raw!r}") from None
+        except (yaml.YAMLError, RecursionError):
+            raise ConfigError(f"{key}: cannot parse value {raw[:80]!r}") from None
+        if _too_deep(value):
+            raise ConfigError(f"{key}: nested too deeply; a config may nest at most {MAX_CONFIG_DEPTH} levels")
         set_key(data, key, value)
     return data
 
