@@ -5,7 +5,8 @@ the device-side guard."""
 import pytest
 import torch
 
-from scalarize.train.trainer import THREADS_VARIABLE, apply_threads, fused_optimizer, resolve_threads
+from scalarize.train.devices import THREADS_VARIABLE, apply_threads, resolve_threads
+from scalarize.train.optim import fused_optimizer
 
 
 def test_threads_come_from_the_argument_then_the_environment_then_one(monkeypatch):

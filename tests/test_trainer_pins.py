@@ -10,18 +10,20 @@ import math
 
 import pytest
 import torch
+from helpers import same_state, tiny_mdl
 
 from scalarize.data import load_benchmark
 from scalarize.data.sampling import build_sampler
 from scalarize.methods import Method, MethodError, build_method
 from scalarize.methods.base import AFTER_STEP, INDEPENDENT_BATCHES, LOSSES
 from scalarize.models import build_model
-from scalarize.train import TrainConfig, Trainer
+from scalarize.train import TrainConfig, Trainer, optim
 from scalarize.train import trainer as trainer_module
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint
-from scalarize.train.trainer import build_optimizer, check_method_fits_model, lr_factor, resolve_device
-
-from helpers import same_state, tiny_mdl
+from scalarize.train.devices import resolve_device
+from scalarize.train.distributed import DistributedError
+from scalarize.train.optim import build_optimizer, lr_factor
+from scalarize.train.setup import check_method_fits_model
 
 MTL = ("multimnist", {"train_size": 90, "test_size": 30})  # batch 30: 3 steps per epoch
 
@@ -373,9 +375,9 @@ def test_device_counters_are_read_at_the_evaluation(bench, monkeypatch):
 
 def test_the_device_guard_skips_a_non_finite_step_in_the_fused_kernel(bench):
     trainer = _trainer(bench, Recording(bad={1}), optimizer={"name": "adam", "lr": 0.01})
-    trainer.optimizer = trainer_module.fused_optimizer(trainer.optimizer)
+    trainer.optimizer = optim.fused_optimizer(trainer.optimizer)
     assert trainer.optimizer.defaults["fused"]
-    trainer.schedule = trainer_module.build_schedule(trainer.config, trainer.optimizer, 7, 3)
+    trainer.schedule = optim.build_schedule(trainer.config, trainer.optimizer, 7, 3)
     trainer._device_guard = True
     trainer.train_step()
     moved = [p.detach().clone() for p in trainer.model.parameters()]
@@ -546,7 +548,7 @@ def test_a_single_process_world_is_no_distribution(bench):
 
 
 def test_every_process_must_run_on_the_device_it_was_started_for(bench):
-    with pytest.raises(trainer_module.DistributedError,
+    with pytest.raises(DistributedError,
                        match=r"^device: 'cpu' resolves to cpu, but the processes were started for cuda \(gloo\)"):
         _ranked(bench, Mirror(0, device="cuda"))
 
@@ -558,7 +560,7 @@ def test_a_rank_trains_on_its_shard_of_the_global_batches(bench):
     reference = trainer_module.ShardedSampler(build_sampler(trainer.benchmark, 30, 4, stream=False), 1, 2)
     for _ in range(3):
         assert torch.equal(sampler.next_batch().inputs, reference.next_batch().inputs)
-    with pytest.raises(trainer_module.DistributedError, match="^batch_size: 1 is smaller than the 2 processes"):
+    with pytest.raises(DistributedError, match="^batch_size: 1 is smaller than the 2 processes"):
         _ranked(bench, Mirror(0), batch_size=1)
 
 

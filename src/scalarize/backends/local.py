@@ -11,7 +11,7 @@ from scalarize.store.database import Store
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec
 from scalarize.train.setup import benchmark_from_config
-from scalarize.train.trainer import apply_threads
+from scalarize.train.devices import apply_threads
 
 
 class LocalBackend:

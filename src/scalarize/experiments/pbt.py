@@ -53,7 +53,7 @@ from scalarize.train.checkpoint import MODEL_FILE, run_directory, save_atomicall
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, result_from_store
 from scalarize.train.setup import prepare
-from scalarize.train.trainer import lr_factor
+from scalarize.train.optim import lr_factor
 
 
 RESULT_FILE = "pbt_result.json"

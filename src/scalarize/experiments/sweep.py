@@ -47,7 +47,7 @@ from scalarize.train.evaluate import delta_metrics, evaluate, primary_metrics
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, is_finished, result_from_store
 from scalarize.train.setup import benchmark_from_config, build_model_from_config, prepare
-from scalarize.train.trainer import resolve_device
+from scalarize.train.devices import resolve_device
 
 
 class AdaptiveSpec(Strict):

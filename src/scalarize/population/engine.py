@@ -25,10 +25,11 @@ from scalarize.methods.scalarization import Scalarization
 from scalarize.population.members import Member, architecture_key
 from scalarize.population.stacked import StackedPopulation
 from scalarize.store.database import Store
+from scalarize.train.devices import resolve_device
 from scalarize.train.record import RunResult
 from scalarize.train.run import is_finished, result_from_store, train_run
 from scalarize.train.setup import benchmark_from_config, build_model_from_config
-from scalarize.train.trainer import Trainer, resolve_device
+from scalarize.train.trainer import Trainer
 
 Engine = Literal["auto", "vectorized", "loop"]
 MEASURE_STEPS = 4

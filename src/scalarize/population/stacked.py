@@ -44,13 +44,14 @@ from scalarize.population.members import Member
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, run_directory, save_atomically
 from scalarize.train.config import TrainConfig
+from scalarize.train.devices import resolve_device
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.loop import GuardCounters, StepTimer, progress_bar, run
 from scalarize.train.losses import batch_fractions, objective_losses
+from scalarize.train.optim import build_optimizer, build_schedule, fused_optimizer
 from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
-from scalarize.train.setup import build_model_from_config
-from scalarize.train.trainer import build_optimizer, build_schedule, check_targets, fused_optimizer, resolve_device
+from scalarize.train.setup import build_model_from_config, check_targets
 
 
 class StackedPopulation(Checkpointable):

@@ -20,9 +20,10 @@ from scalarize.store.database import Store
 from scalarize.train import distributed
 from scalarize.train.checkpoint import run_directory
 from scalarize.train.config import TrainConfig
+from scalarize.train.devices import apply_threads
 from scalarize.train.record import RunResult
 from scalarize.train.setup import benchmark_from_config, build_method_from_config, build_model_from_config
-from scalarize.train.trainer import Trainer, apply_threads
+from scalarize.train.trainer import Trainer
 
 FINISHED = ("completed", "diverged")
 

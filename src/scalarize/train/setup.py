@@ -13,14 +13,15 @@ from scalarize.data.benchmark import Benchmark
 from scalarize.data.registry import load_benchmark
 from scalarize.data.task import Task
 from scalarize.imports import check_allowed, load_object
-from scalarize.methods.base import Method
-from scalarize.methods.base import PREFERENCE_INPUT
+from scalarize.methods.base import FEATURE_GRADIENTS, PREFERENCE_INPUT, SHARED_GRADIENTS, Method, MethodError
 from scalarize.methods.registry import build_method, method_class
 from scalarize.models.conditioned import PreferenceConditioned, conditioned_shape, starts_dense
+from scalarize.models.contract import probe
+from scalarize.models.multitask import MultiTaskModel
 from scalarize.models.registry import build_model
 from scalarize.train.config import BenchmarkConfig, ConfigError, HeadConfig, TrainConfig
+from scalarize.train.devices import resolve_device, resolve_threads
 from scalarize.train.evaluate import check_single_task, delta_metrics
-from scalarize.train.trainer import check_method_fits_model, check_targets, resolve_device, resolve_threads
 
 #: Benchmarks loaded by this process, by their config (see :func:`benchmark_from_config`).
 _LOADED: OrderedDict[str, Benchmark] = OrderedDict()
@@ -175,3 +176,38 @@ def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
         raise ConfigError(message) from None
     return benchmark, method
 
+
+# -- checks of what was built, before anything trains ------------------------------------------
+
+
+def check_method_fits_model(method: Method, model: MultiTaskModel) -> None:
+    """A method on per-task gradients (of shared parameters or of the shared representation)
+    needs a trunk with parameters; raises :class:`MethodError` (one line) otherwise."""
+    needs = method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS}
+    if needs and not model.shared_parameters():
+        what = "the shared parameters" if SHARED_GRADIENTS in needs else "the shared representation"
+        raise MethodError(
+            f"method.name: {method.name or type(method).__name__} needs per-task gradients on {what}, "
+            "but this model has no shared parameters (its trunk has none); use a model with a "
+            "trainable trunk or a loss-space method (e.g. scalarization, uw, famo)"
+        )
+
+
+def check_targets(model, benchmark: Benchmark) -> None:
+    """One forward pass on two training samples: the model follows the contract and every
+    target fits its head's output (a one-line ``ValueError`` otherwise; models/contract.py)."""
+    split = next(iter(benchmark.domains.values()))["train"]
+    inputs, targets = split.batch(torch.arange(min(2, len(split))))
+    probe(model, inputs, benchmark.tasks, targets)
+
+
+def check_model_and_method(model: MultiTaskModel, method: Method, benchmark: Benchmark) -> None:
+    """Before a run trains: a method that feeds the model a preference has a model that takes
+    one, every target fits its head (:func:`check_targets`) and a gradient method has shared
+    parameters (:func:`check_method_fits_model`); one-line errors."""
+    if PREFERENCE_INPUT in method.needs and not callable(getattr(model, "set_preference", None)):
+        raise MethodError(f"method.name: {method.name} feeds the model a preference: build it with "
+                          "scalarize.train.setup.build_model_from_config, or wrap it in "
+                          "scalarize.models.conditioned.PreferenceConditioned")
+    check_targets(model, benchmark)
+    check_method_fits_model(method, model)

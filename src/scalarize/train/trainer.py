@@ -14,8 +14,6 @@ reads across the ranks; rank 0 alone writes checkpoints, the store and the repor
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,140 +27,25 @@ from scalarize.methods.base import (
     AFTER_STEP,
     FEATURE_GRADIENTS,
     INDEPENDENT_BATCHES,
-    OWN_OPTIMIZER,
     PREFERENCE_INPUT,
     SHARED_GRADIENTS,
     Method,
-    MethodError,
 )
 from scalarize.methods.context import StepContext
-from scalarize.models.contract import as_multitask, probe, supports_head_inputs
+from scalarize.models.contract import as_multitask, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, load_checkpoint, save_atomically
 from scalarize.train.config import TrainConfig
-from scalarize.train.distributed import (
-    Distributed,
-    DistributedError,
-    ShardedSampler,
-    check_batches,
-    rank_seed,
-    shard_losses,
-)
+from scalarize.train.devices import run_device
+from scalarize.train.distributed import Distributed, ShardedSampler, check_batches, rank_seed, shard_losses
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.loop import GuardCounters, StepTimer, non_finite, progress_bar, run
 from scalarize.train.losses import batch_fractions, objective_losses
+from scalarize.train.optim import build_schedule, run_optimizer
 from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
-
-THREADS_VARIABLE = "SCALARIZE_THREADS"
-
-
-def resolve_threads(threads: int | None) -> int:
-    """The torch intra-op thread count: ``threads``, else ``$SCALARIZE_THREADS``, else 1.
-
-    One thread by default: torch's own default (one per core) fights over the cores with any
-    other work on a shared machine (a small run took 27x longer with 2 threads next to another
-    job, not with 1), and a fixed count keeps the numbers the same whatever the load.
-    """
-    if threads is not None:
-        return threads
-    value = os.environ.get(THREADS_VARIABLE, "").strip()
-    if not value:
-        return 1
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{THREADS_VARIABLE}: must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def apply_threads(threads: int | None) -> int:
-    """Sets torch's intra-op threads (see :func:`resolve_threads`); returns the count."""
-    count = resolve_threads(threads)
-    if torch.get_num_threads() != count:
-        torch.set_num_threads(count)
-    return count
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use cpu or auto")
-    return torch.device(name)
-
-
-def check_method_fits_model(method: Method, model: MultiTaskModel) -> None:
-    """A method on per-task gradients (of shared parameters or of the shared representation)
-    needs a trunk with parameters; raises :class:`MethodError` (one line) otherwise."""
-    needs = method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS}
-    if needs and not model.shared_parameters():
-        what = "the shared parameters" if SHARED_GRADIENTS in needs else "the shared representation"
-        raise MethodError(
-            f"method.name: {method.name or type(method).__name__} needs per-task gradients on {what}, "
-            "but this model has no shared parameters (its trunk has none); use a model with a "
-            "trainable trunk or a loss-space method (e.g. scalarization, uw, famo)"
-        )
-
-
-def check_targets(model, benchmark: Benchmark) -> None:
-    """One forward pass on two training samples: the model follows the contract and every
-    target fits its head's output (a one-line ``ValueError`` otherwise; models/contract.py)."""
-    split = next(iter(benchmark.domains.values()))["train"]
-    inputs, targets = split.batch(torch.arange(min(2, len(split))))
-    probe(model, inputs, benchmark.tasks, targets)
-
-
-def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    opt = config.optimizer
-    if opt.name == "sgd":
-        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-    if opt.name == "adam":
-        return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
-    return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
-
-
-def lr_factor(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
-    """The learning rate's multiplier at each step: ``constant`` 1, ``cosine`` from 1 to 0 over
-    the run, ``step`` times ``gamma`` every ``step_size`` epochs."""
-    schedule = config.schedule
-    if schedule.name == "cosine":
-        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    if schedule.name == "step":
-        every = schedule.step_size * steps_per_epoch
-        return lambda step: schedule.gamma ** (step // every)
-    return lambda step: 1.0
-
-
-def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """``optimizer`` rebuilt with torch's fused kernel where torch has one (Adam, AdamW, SGD on
-    CPU or CUDA floating-point parameters), else unchanged.
-
-    torch's default Adam on the CPU makes seven passes over each parameter per step (lerp, mul,
-    addcmul, sqrt, div, add, addcdiv), the fused one a single pass: that saves ~10% of a step for
-    an MLP population on a 2-core CPU, and ~20% of the small MLP step that
-    ``benchmarks/framework_overhead.py`` times. Same update rule, to rounding (about 1 ulp per
-    step). Every run and population builds its optimizer through here (a method's own optimizer
-    excepted), so the same config gives the same numbers in every engine. AdamW's
-    ``decoupled_weight_decay`` is implied by its class, not an argument of its constructor.
-    """
-    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
-        return optimizer
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    if len(optimizer.param_groups) != 1 or not all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
-    ):
-        return optimizer
-    settings = {**optimizer.defaults, "foreach": None, "fused": True}
-    if type(optimizer) is torch.optim.AdamW:
-        settings.pop("decoupled_weight_decay", None)
-    try:
-        return type(optimizer)(params, **settings)
-    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this dtype/device/setting
-        return optimizer
-
-
-def build_schedule(config: TrainConfig, optimizer, total_steps: int, steps_per_epoch: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, steps_per_epoch))
+from scalarize.train.setup import check_model_and_method
 
 
 class Trainer(Checkpointable):
@@ -183,14 +66,7 @@ class Trainer(Checkpointable):
     ) -> None:
         self.config = config
         self.distributed = distributed if distributed is not None and distributed.world > 1 else None
-        self.device = resolve_device(config.device)
-        if self.distributed is not None:
-            if self.device.type != self.distributed.device.type:
-                raise DistributedError(
-                    f"device: {config.device!r} resolves to {self.device.type}, but the processes were started for "
-                    f"{self.distributed.device.type} ({self.distributed.backend}); use the same device in every run"
-                )
-            self.device = self.distributed.device
+        self.device = run_device(config.device, self.distributed)
         self.benchmark = benchmark.to(self.device, workers=config.data.workers)
         self.model = as_multitask(model, benchmark.tasks).to(self.device)
         # channels-last is a GPU layout (tensor cores); on this CPU's oneDNN, convolutions with a
@@ -201,12 +77,7 @@ class Trainer(Checkpointable):
         self.method = method.to(self.device)
         if not method.task_names:
             method.setup(benchmark.objectives, benchmark.setting)
-        if PREFERENCE_INPUT in method.needs and not callable(getattr(self.model, "set_preference", None)):
-            raise MethodError(f"method.name: {method.name} feeds the model a preference: build it with "
-                              "scalarize.train.setup.build_model_from_config, or wrap it in "
-                              "scalarize.models.conditioned.PreferenceConditioned")
-        check_targets(self.model, self.benchmark)
-        check_method_fits_model(method, self.model)
+        check_model_and_method(self.model, method, self.benchmark)
         self.run_name = run_name
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.progress = progress
@@ -219,10 +90,7 @@ class Trainer(Checkpointable):
         self.eval_every = config.eval_every or self.steps_per_epoch
         params = list(self.model.parameters()) + list(self.method.parameters())
         self._params = [p for p in params if p.requires_grad]
-        if OWN_OPTIMIZER in method.needs:
-            self.optimizer = method.build_optimizer(params, config.optimizer.lr)
-        else:  # torch's fused kernel where it has one: the same rule, one pass instead of seven
-            self.optimizer = fused_optimizer(build_optimizer(config, params))
+        self.optimizer = run_optimizer(config, method, params)
         # On a GPU the non-finite guard runs on the device (no host sync): a fused optimizer skips
         # its update when its ``found_inf`` is set, as under torch.amp.GradScaler.
         self._device_guard = (
