@@ -22,13 +22,15 @@ trainer steps with the optimizer :meth:`Method.build_optimizer` returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from scalarize.errors import ScalarizeError
+from scalarize.methods.gradients.space import GRADIENT_SPACE_NAMES
 
 if TYPE_CHECKING:
     from scalarize.methods.context import StepContext
@@ -163,17 +165,55 @@ class GradientMethod(Method):
     The trainer's context computes the ``[T, n]`` Jacobian of the task losses with respect to
     the shared parameters and the task-specific gradients; :meth:`aggregate` returns the
     direction ``[n]`` written into the shared parameters' ``.grad``.
+
+    Every gradient method takes ``method.options.gradients`` (:meth:`use_gradients`):
+    ``parameters`` (default) or ``representation``, where the Jacobian is taken on the shared
+    representation instead and the direction backpropagated through the trunk
+    (:mod:`scalarize.methods.gradients.representation`). A subclass's own :meth:`backward` gets
+    the context in that space (:meth:`StepContext.in_gradient_space`) with nothing to write.
     """
 
     needs: ClassVar[frozenset[str]] = frozenset({LOSSES, SHARED_GRADIENTS})
+    #: Where the per-task gradients are taken (``method.options.gradients``).
+    gradients: str = "parameters"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backward" in cls.__dict__:
+            cls.backward = _in_gradient_space(cls.__dict__["backward"])  # type: ignore[method-assign, assignment]
+
+    def use_gradients(self, space: str) -> None:
+        """Takes the per-task gradients in ``space`` (``parameters`` or ``representation``).
+        Refused for methods that draw other batches (their Jacobians are on the parameters) or
+        keep per-column state across steps (on the representation a column is a sample)."""
+        if space not in GRADIENT_SPACE_NAMES:
+            raise MethodError(f"method.options.gradients: must be one of {', '.join(GRADIENT_SPACE_NAMES)}, "
+                              f"got {space!r}")
+        if space != "parameters" and (INDEPENDENT_BATCHES in self.needs or getattr(type(self), "_jacobian_state_keys", None)):
+            why = ("draws other batches" if INDEPENDENT_BATCHES in self.needs
+                   else "keeps per-column state across steps")
+            raise MethodError(f"method.options.gradients: method {self.name or type(self).__name__} {why}; "
+                              "it takes its gradients on the parameters only")
+        self.gradients = space
 
     def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
         raise NotImplementedError
 
     def backward(self, context: StepContext) -> None:
+        context = context.in_gradient_space(self.gradients)
         gradients = context.shared_jacobian()
         context.backward_task_specific()
         context.set_shared_gradient(self.aggregate(gradients, context.losses.detach()))
+
+
+def _in_gradient_space(backward: Callable[[GradientMethod, StepContext], None]) -> Callable[[GradientMethod, StepContext], None]:
+    """A gradient method's own ``backward``, handed the context in the method's gradient space."""
+
+    @functools.wraps(backward)
+    def in_space(self: GradientMethod, context: StepContext) -> None:
+        backward(self, context.in_gradient_space(self.gradients))
+
+    return in_space
 
 
 def defined(weights: Tensor) -> Tensor | None:

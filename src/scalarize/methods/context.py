@@ -70,6 +70,7 @@ benchmark's ``engines`` section).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,22 +80,18 @@ from torch.autograd.graph import GradientEdge
 
 from scalarize.methods.gradients import (
     GRADIENT_ENGINES,
+    GRADIENT_SPACES,
     build_engine,
+    build_space,
     resolve_gradient_engine,
 )
 from scalarize.methods.gradients import reduction as ranks
 from scalarize.methods.gradients import scale as scaling
-from scalarize.methods.gradients.engine import (
-    GradientEngine,
-    Own,
-    TaskLosses,
-    flatten_rows,
-    task_outputs,
-)
+from scalarize.methods.gradients.engine import GradientEngine, Own, Rows, TaskLosses, task_outputs
 from scalarize.methods.gradients.heads import catch_head_gradients, heads_backward
 from scalarize.methods.gradients.reduction import Reducer, mean_over_ranks
 
-__all__ = ["GRADIENT_ENGINES", "Reducer", "StepContext", "mean_over_ranks", "resolve_gradient_engine", "task_outputs"]
+__all__ = ["GRADIENT_ENGINES", "GRADIENT_SPACES", "Reducer", "StepContext", "mean_over_ranks", "resolve_gradient_engine", "task_outputs"]
 
 
 class StepContext:
@@ -125,6 +122,11 @@ class StepContext:
         reducer: data-parallel training: sums over the ranks; ``losses`` are then this rank's
             shard's losses scaled so that their mean over the ranks is the global batch's loss
             (see the module docstring). ``None``: one process.
+        gradient_space: where :meth:`shared_jacobian` takes the per-task gradients and where
+            :meth:`set_shared_gradient` sends the direction: ``parameters`` (the shared
+            parameters) or ``representation`` (the shared representation, the direction then
+            backpropagated through the trunk; :mod:`scalarize.methods.gradients.representation`).
+            A method asks for its space with :meth:`in_gradient_space`.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class StepContext:
         loss_scale: float | None = None,
         params: Sequence[nn.Parameter] | None = None,
         reducer: Reducer | None = None,
+        gradient_space: str = "parameters",
     ) -> None:
         self._outputs: Sequence[Tensor | GradientEdge] | None
         if isinstance(losses, Tensor):
@@ -172,6 +175,33 @@ class StepContext:
         self.loss_scale = loss_scale
         self._params = list(params) if params is not None else [
             *self.shared_params, *(p for group in self.task_params for p in group)]
+        self._shared: list[nn.Parameter] | None = None  # the trunk's parameters, in a view of another space
+        self.gradient_space = "parameters"
+        if gradient_space != "parameters":
+            view = self.in_gradient_space(gradient_space)
+            self.__dict__.update(view.__dict__)
+
+    def in_gradient_space(self, space: str) -> StepContext:
+        """This step with per-task gradients taken in ``space`` (``GRADIENT_SPACES``): itself when
+        it is already there, else a view sharing the step's data. In the ``representation`` view,
+        :meth:`shared_jacobian` is ``[T, m]`` on the flattened representation, :attr:`shared_params`
+        is ``[features]`` (the shared tensor the columns are), :meth:`set_shared_gradient`
+        backpropagates a direction on it through the trunk, and :meth:`task_gradients` are the
+        heads' from the same passes."""
+        if space == self.gradient_space:
+            return self
+        target = build_space(space)
+        view = copy.copy(self)
+        view.gradient_space = space
+        view._shared = self._trunk_params
+        view._jacobian, view._task_grads = None, None
+        view.shared_params = target.tensors(view, view._trunk_params)  # type: ignore[assignment]
+        return view
+
+    @property
+    def _trunk_params(self) -> list[nn.Parameter]:
+        """The shared parameters (the trunk's), in any space."""
+        return self._shared if self._shared is not None else self.shared_params
 
     # -- what the gradient layer is handed (scalarize.methods.gradients) ---------------------------
     def _autograd(self, outputs: scaling.Outputs, inputs: Sequence[Tensor], grad_outputs: scaling.Seeds = None,
@@ -214,6 +244,9 @@ class StepContext:
         independent batch at the current parameters (by the context's engine). Without
         ``independent_losses``, each is this step's own :meth:`shared_jacobian` (callers say
         what that costs them in bias)."""
+        if self.gradient_space != "parameters":
+            raise RuntimeError(f"independent batches' Jacobians are on the shared parameters, not in the "
+                               f"{self.gradient_space} space")
         if self._independent_losses is None:
             return [self.shared_jacobian() for _ in range(count)]
         out = []
@@ -317,32 +350,26 @@ class StepContext:
 
     # -- per-task gradients on the shared parameters ------------------------------------------
     def shared_jacobian(self) -> Tensor:
-        """``[T, n]``: row i is the gradient of loss i on the flattened shared parameters.
+        """``[T, n]``: row i is the gradient of loss i on the flattened shared parameters (in the
+        ``representation`` space: on the flattened shared representation, :meth:`in_gradient_space`).
 
         Computed once by the context's gradient engine; the same passes yield each task's
         gradient on its own parameters, kept for :meth:`backward_task_specific`.
         """
         if self._jacobian is None:
-            if not self.shared_params:
-                raise RuntimeError("this model has no shared parameters")
-            num_tasks = self.losses.numel()
-            if self.head_inputs is not None:
-                feature_grads, task_grads = self._heads_backward()
-                grads = self._trunk_vjp(self.shared_params, feature_grads)
-            else:
-                grads, task_grads = self._engine.task_gradients(self._task_losses(), self.shared_params,
-                                                                self._all_own())
-            jacobian = flatten_rows(grads, self.shared_params, num_tasks)
-            if self.reducer is not None:  # one all-reduce: the Jacobian and every head's gradients
-                flat = [g for grads_i in task_grads for g in grads_i]
-                like = [p for params in self._all_own() for p in params]
-                reduced_jacobian, *flat = mean_over_ranks(self.reducer, [jacobian, *flat], [jacobian, *like])
-                assert reduced_jacobian is not None
-                jacobian = reduced_jacobian
-                reduced = iter(flat)
-                task_grads = [tuple(next(reduced) for _ in grads_i) for grads_i in task_grads]
-            self._jacobian, self._task_grads = jacobian, task_grads
+            self._jacobian, self._task_grads = build_space(self.gradient_space).jacobian(self, self._trunk_params)
         return self._jacobian
+
+    def _per_task(self, inputs: Sequence[Tensor]) -> tuple[Rows, Own]:
+        """Every task's gradients on ``inputs`` (this rank's, ``[T, *x.shape]`` each) and on its
+        own head: through the heads' one pass and the trunk's products with ``head_inputs``
+        (``inputs`` are then the representation or trunk parameters), else by the engine."""
+        if self.head_inputs is not None:
+            feature_grads, task_grads = self._heads_backward()
+            if len(inputs) == 1 and inputs[0] is self.features:
+                return (feature_grads,), task_grads
+            return self._trunk_vjp(inputs, feature_grads), task_grads
+        return self._engine.task_gradients(self._task_losses(), inputs, self._all_own())
 
     def backward_task_specific(self, weights: Tensor | None = None) -> None:
         """Accumulates each task's gradient on its own parameters (optionally scaled)."""
@@ -382,13 +409,9 @@ class StepContext:
         return list(self._task_grads)
 
     def set_shared_gradient(self, direction: Tensor) -> None:
-        """Writes a flat ``[n]`` update direction into the shared parameters' ``.grad``."""
-        offset = 0
-        for param in self.shared_params:
-            size = param.numel()
-            grad = direction[offset : offset + size].view_as(param).to(param.dtype)
-            param.grad = grad.clone() if param.grad is None else param.grad + grad
-            offset += size
+        """Writes a flat ``[n]`` update direction into the shared parameters' ``.grad`` (in the
+        ``representation`` space, ``[m]`` on the representation, backpropagated through the trunk)."""
+        build_space(self.gradient_space).apply(self, self._trunk_params, direction)
 
     # -- gradients on the shared representation ---------------------------------------------
     def feature_jacobian(self) -> Tensor:

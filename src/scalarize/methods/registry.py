@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, TypeVar
 
-from scalarize.methods.base import Method, MethodError
+from scalarize.methods.base import GradientMethod, Method, MethodError
 
 _METHODS: dict[str, type[Method]] = {}
 
@@ -43,6 +43,11 @@ def build_method(name: str, **options: Any) -> Method:
         raise MethodError(
             f"method.name: unknown method {name!r}; allowed: {', '.join(available_methods())}"
         )
+    # every gradient method's option, not its constructor's: where its per-task gradients are taken
+    gradients = options.pop("gradients", None)
+    if gradients is not None and not issubclass(_METHODS[name], GradientMethod):
+        raise MethodError(f"method.options.gradients: {name} is not a gradient method (it aggregates no per-task "
+                          "gradients)")
     allowed = method_options(name)
     if allowed is not None:
         for key in options:
@@ -55,6 +60,10 @@ def build_method(name: str, **options: Any) -> Method:
                 f"allowed: {', '.join(allowed) or 'none'}"
             )
     try:
-        return _METHODS[name](**options)
+        method = _METHODS[name](**options)
     except TypeError as error:
         raise MethodError(f"method {name!r}: {error}") from None
+    if gradients is not None:
+        assert isinstance(method, GradientMethod)
+        method.use_gradients(gradients)
+    return method

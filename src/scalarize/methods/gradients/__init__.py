@@ -7,6 +7,9 @@ data: each module is one concern the context delegates to.
   ``gradient_engine`` (:func:`resolve_gradient_engine` for ``auto``);
 * :mod:`.heads`: per-task gradients split at the shared representation (the trainer's
   ``head_inputs``): one pass through the heads, then products through the trunk;
+* :mod:`.space`: where a gradient method's Jacobian is taken (:class:`GradientSpace`):
+  :mod:`.parameters` (the default) or :mod:`.representation` (:data:`SPACES`, chosen by
+  ``method.options.gradients``);
 * :mod:`.scale`: fp16's loss scale in every backward pass;
 * :mod:`.reduction`: the reductions across ranks (data-parallel training).
 
@@ -29,10 +32,18 @@ from scalarize.methods.gradients.engine import (
     task_outputs,
 )
 from scalarize.methods.gradients.loop import LoopEngine
+from scalarize.methods.gradients.parameters import ParameterSpace
 from scalarize.methods.gradients.reduction import Reducer, mean_over_ranks
+from scalarize.methods.gradients.representation import RepresentationSpace
+from scalarize.methods.gradients.space import GRADIENT_SPACE_NAMES, GradientSpace
 
 #: The engines by name.
 ENGINES: dict[str, type[GradientEngine]] = {engine.name: engine for engine in (LoopEngine, BatchedEngine)}
+
+#: The gradient spaces by name (``method.options.gradients``); the first is the default.
+SPACES: dict[str, type[GradientSpace]] = {space.name: space for space in (ParameterSpace, RepresentationSpace)}
+GRADIENT_SPACES = tuple(SPACES)
+assert GRADIENT_SPACES == GRADIENT_SPACE_NAMES, "space.py names every space (base.py validates the option by them)"
 
 #: The values of ``gradient_engine``: ``auto`` and every engine's name.
 GRADIENT_ENGINES = ("auto", *ENGINES)
@@ -58,7 +69,15 @@ def build_engine(name: str, autograd: Autograd) -> GradientEngine:
     return ENGINES[name](autograd)
 
 
+def build_space(name: str) -> GradientSpace:
+    """The gradient space ``name`` (one of :data:`GRADIENT_SPACES`)."""
+    if name not in SPACES:
+        raise ValueError(f"gradients: must be one of {', '.join(GRADIENT_SPACES)}, got {name!r}")
+    return SPACES[name]()
+
+
 __all__ = [
-    "ENGINES", "GRADIENT_ENGINES", "Autograd", "BatchedEngine", "GradientEngine", "LoopEngine", "Reducer",
+    "ENGINES", "GRADIENT_ENGINES", "GRADIENT_SPACES", "SPACES", "GradientSpace", "ParameterSpace",
+    "RepresentationSpace", "build_space", "Autograd", "BatchedEngine", "GradientEngine", "LoopEngine", "Reducer",
     "TaskLosses", "build_engine", "mean_over_ranks", "resolve_gradient_engine", "task_outputs",
 ]
