@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
-from scalarize.pareto.front import BoolSeq, _as_points
+from scalarize.pareto.front import BoolSeq, Points, _as_points
 
 __all__ = ["delta_m", "delta_m_batch"]
 
 
-def _as_stl(stl: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
+def _as_stl(stl: Sequence[float] | np.ndarray, k: int) -> NDArray[np.float64]:
     arr = np.asarray(stl, dtype=np.float64)
     if arr.shape != (k,):
         raise ValueError(f"stl must have {k} entries (one per task); got shape {arr.shape}")
@@ -37,15 +38,16 @@ def _as_stl(stl: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
 
 
 def delta_m_batch(
-    metrics: np.ndarray | Sequence, stl: Sequence[float] | np.ndarray, maximize: BoolSeq
-) -> np.ndarray:
+    metrics: Points, stl: Sequence[float] | np.ndarray, maximize: BoolSeq
+) -> NDArray[np.float64]:
     """Δm (percent) of each row of ``metrics`` ``[n, k]`` against ``stl`` ``[k]``; returns ``[n]``."""
     if np.ndim(metrics) != 2:
         raise ValueError(f"metrics must be a 2-D array [n, k]; got shape {np.shape(metrics)}")
     pts, maxi = _as_points(metrics, maximize)
     base = _as_stl(stl, maxi.size)
     sign = np.where(maxi, 1.0, -1.0)
-    return 100.0 * np.mean(sign * (pts - base) / base, axis=1)
+    out: NDArray[np.float64] = 100.0 * np.mean(sign * (pts - base) / base, axis=1)
+    return out
 
 
 def delta_m(

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 
 import moocore
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["dominates", "non_dominated_mask", "pareto_front", "to_minimization"]
 
-BoolSeq = Sequence[bool] | np.ndarray
+BoolSeq = Sequence[bool] | NDArray[np.bool_]
+#: ``[n, k]`` points: an array or a sequence of rows.
+Points = np.ndarray | Sequence[Sequence[float]]
 
 
-def _as_maximize(maximize: BoolSeq, num_objectives: int | None = None) -> np.ndarray:
+def _as_maximize(maximize: BoolSeq, num_objectives: int | None = None) -> NDArray[np.bool_]:
     """Return ``maximize`` as a bool vector, checking its length against ``num_objectives``."""
     if isinstance(maximize, (bool, np.bool_)) or np.ndim(maximize) != 1:
         raise ValueError("maximize must be a sequence of bools, one per objective")
@@ -36,7 +39,9 @@ def _as_maximize(maximize: BoolSeq, num_objectives: int | None = None) -> np.nda
     return out
 
 
-def _as_points(points: np.ndarray | Sequence, maximize: BoolSeq) -> tuple[np.ndarray, np.ndarray]:
+def _as_points(
+    points: Points, maximize: BoolSeq
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Validate ``points`` as a finite float array ``[n, k]`` with ``k == len(maximize)``."""
     maxi = _as_maximize(maximize)
     pts = np.asarray(points, dtype=np.float64)
@@ -53,7 +58,7 @@ def _as_points(points: np.ndarray | Sequence, maximize: BoolSeq) -> tuple[np.nda
     return pts, maxi
 
 
-def to_minimization(points: np.ndarray, maximize: BoolSeq) -> np.ndarray:
+def to_minimization(points: np.ndarray, maximize: BoolSeq) -> NDArray[np.float64]:
     """Negate the maximised columns so that every objective is minimised (a copy, float64)."""
     pts = np.asarray(points, dtype=np.float64)
     maxi = _as_maximize(maximize, pts.shape[-1])
@@ -67,7 +72,7 @@ def dominates(a: Sequence[float], b: Sequence[float], maximize: BoolSeq) -> bool
     return bool(np.all(ma <= mb) and np.any(ma < mb))
 
 
-def non_dominated_mask(points: np.ndarray | Sequence, maximize: BoolSeq) -> np.ndarray:
+def non_dominated_mask(points: Points, maximize: BoolSeq) -> NDArray[np.bool_]:
     """Boolean mask ``[n]``: ``True`` where no other point dominates the row.
 
     Uses ``moocore.is_nondominated`` (Kung, Luccio & Preparata 1975 algorithms) with
@@ -81,6 +86,6 @@ def non_dominated_mask(points: np.ndarray | Sequence, maximize: BoolSeq) -> np.n
     return np.asarray(mask, dtype=bool)
 
 
-def pareto_front(points: np.ndarray | Sequence, maximize: BoolSeq) -> np.ndarray:
+def pareto_front(points: Points, maximize: BoolSeq) -> NDArray[np.int64]:
     """Indices (ascending, ``int64``) of the non-dominated rows; duplicates all kept."""
     return np.flatnonzero(non_dominated_mask(points, maximize)).astype(np.int64)

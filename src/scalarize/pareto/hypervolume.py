@@ -12,13 +12,16 @@ from collections.abc import Sequence
 
 import moocore
 import numpy as np
+from numpy.typing import NDArray
 
-from scalarize.pareto.front import BoolSeq, _as_points, to_minimization
+from scalarize.pareto.front import BoolSeq, Points, _as_points, to_minimization
 
 __all__ = ["default_reference", "hypervolume"]
 
 
-def _as_vector(values: Sequence[float] | np.ndarray | float, k: int, name: str) -> np.ndarray:
+def _as_vector(
+    values: Sequence[float] | np.ndarray | float, k: int, name: str
+) -> NDArray[np.float64]:
     """Broadcast a scalar or check a length-``k`` finite vector."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 0:
@@ -31,7 +34,7 @@ def _as_vector(values: Sequence[float] | np.ndarray | float, k: int, name: str) 
 
 
 def hypervolume(
-    points: np.ndarray | Sequence, reference: Sequence[float] | np.ndarray, maximize: BoolSeq
+    points: Points, reference: Sequence[float] | np.ndarray, maximize: BoolSeq
 ) -> float:
     """Hypervolume of ``points`` ``[n, k]`` with respect to ``reference`` ``[k]``.
 
@@ -49,11 +52,11 @@ def hypervolume(
 
 
 def default_reference(
-    points: np.ndarray | Sequence,
+    points: Points,
     maximize: BoolSeq,
     stl: Sequence[float] | np.ndarray | None = None,
     margin: float | Sequence[float] = 0.0,
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """A reference point for :func:`hypervolume`.
 
     Without ``stl``: the worst observed value of each objective (the minimum of a maximised one,

@@ -19,12 +19,12 @@ ties (scores within 1e-12 relative) go to the lowest index.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
-from scalarize.pareto.front import BoolSeq, _as_points, non_dominated_mask, to_minimization
+from scalarize.pareto.front import BoolSeq, Points, _as_points, non_dominated_mask, to_minimization
 
 __all__ = ["AtLeast", "AtMost", "MaxMean", "Rule", "WeightedPreference", "select"]
 
@@ -68,7 +68,7 @@ class _Constraint:
         object.__setattr__(self, "index", int(self.index))
         object.__setattr__(self, "value", value)
 
-    def feasible(self, column: np.ndarray) -> np.ndarray:
+    def feasible(self, column: NDArray[np.float64]) -> NDArray[np.bool_]:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -79,7 +79,7 @@ class _Constraint:
 class AtLeast(_Constraint):
     """Feasible when objective ``index`` is ≥ ``value`` (raw units, whatever its direction)."""
 
-    def feasible(self, column: np.ndarray) -> np.ndarray:
+    def feasible(self, column: NDArray[np.float64]) -> NDArray[np.bool_]:
         return column >= self.value
 
     def describe(self) -> str:
@@ -90,7 +90,7 @@ class AtLeast(_Constraint):
 class AtMost(_Constraint):
     """Feasible when objective ``index`` is ≤ ``value`` (raw units, whatever its direction)."""
 
-    def feasible(self, column: np.ndarray) -> np.ndarray:
+    def feasible(self, column: NDArray[np.float64]) -> NDArray[np.bool_]:
         return column <= self.value
 
     def describe(self) -> str:
@@ -113,7 +113,7 @@ def _as_rule(rule: Rule | str) -> Rule:
     return rule
 
 
-def _scores(signed: np.ndarray, rule: Rule) -> np.ndarray:
+def _scores(signed: NDArray[np.float64], rule: Rule) -> NDArray[np.float64]:
     """Score per row (larger is better) of the direction-corrected values ``signed``."""
     k = signed.shape[1]
     if isinstance(rule, WeightedPreference):
@@ -121,13 +121,17 @@ def _scores(signed: np.ndarray, rule: Rule) -> np.ndarray:
             raise ValueError(
                 f"WeightedPreference has {len(rule.weights)} weights for {k} objectives"
             )
-        return signed @ np.asarray(rule.weights)
-    if isinstance(rule, (AtLeast, AtMost)) and k > 1:
-        return np.delete(signed, rule.index, axis=1).mean(axis=1)
-    return signed.mean(axis=1)
+        score: NDArray[np.float64] = signed @ np.asarray(rule.weights)
+    elif isinstance(rule, (AtLeast, AtMost)) and k > 1:
+        score = np.delete(signed, rule.index, axis=1).mean(axis=1)
+    else:
+        score = signed.mean(axis=1)
+    return score
 
 
-def _candidates(pts: np.ndarray, maxi: np.ndarray, rule: Rule) -> np.ndarray:
+def _candidates(
+    pts: NDArray[np.float64], maxi: NDArray[np.bool_], rule: Rule
+) -> NDArray[np.intp]:
     """Indices eligible under ``rule``: the non-dominated (feasible) points."""
     eligible = np.arange(pts.shape[0])
     if isinstance(rule, (AtLeast, AtMost)):
@@ -144,7 +148,7 @@ def _candidates(pts: np.ndarray, maxi: np.ndarray, rule: Rule) -> np.ndarray:
 
 
 def select(
-    points: np.ndarray | Sequence, maximize: BoolSeq, rule: Rule | str = "max_mean"
+    points: Points, maximize: BoolSeq, rule: Rule | str = "max_mean"
 ) -> int:
     """Index of the row of ``points`` ``[n, k]`` preferred under ``rule`` (see module doc)."""
     pts, maxi = _as_points(points, maximize)
