@@ -50,7 +50,7 @@ import torch
 
 from scalarize.population.pbt import PBTOutcome, PBTSearch, best_schedule, choose_front, last_metrics, scores
 from scalarize.search.fitness import build_fitness
-from scalarize.store.database import Store
+from scalarize.store.database import Store, StoreError
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory, save_atomically
 from scalarize.train.evaluate import primary_metrics
 from scalarize.train.record import RunResult
@@ -422,8 +422,7 @@ class RayBackend:
         members = search.members
         num = len(members[0].weights)
         data = {"name": search.name, "fitness": search.fitness, "members": [m.to_data() for m in members]}
-        for member in members:
-            store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
+        _start_members(store, members)
         initial = [m.weights for m in members]
         param_space = {"search": data, "member": tune.grid_search(list(range(len(members))))}
         for i in range(num):
@@ -453,6 +452,24 @@ class RayBackend:
         _save_reported_models(store, states)
         log(self.driver.summary())
         return _outcome(search, store, states)
+
+
+def _start_members(store: Store, members: Sequence[RunSpec]) -> None:
+    """Registers the members not yet finished in ``store`` as running. A finished member keeps
+    its status: its trial is over in the Tune experiment a rerun restores, so no trial would
+    mark it again (a driver killed after the last report, before the table, must still finish)."""
+    for member in members:
+        if not is_finished(store, member.name):
+            store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
+
+
+def _check_members_finished(store: Store, members: Sequence[RunSpec]) -> None:
+    """One line when Tune ended with a member neither completed nor diverged in ``store``
+    (never reported as a divergence that did not happen)."""
+    unfinished = [m.name for m in members if not is_finished(store, m.name)]
+    if unfinished:
+        raise StoreError(f"pbt: Ray Tune ended with {len(unfinished)} member(s) unfinished ({', '.join(unfinished)}); "
+                         f"run the same command again to resume")
 
 
 def _finished(trial_id: str, result: dict) -> bool:
@@ -496,6 +513,7 @@ def _outcome(search: PBTSearch, store: Store, states: dict[str, dict]) -> PBTOut
     """The members the policy returns (the best first) by their last evaluation, as the local
     engine picks them; a member whose trial did not complete counts as diverged."""
     members = search.members
+    _check_members_finished(store, members)
     primary = primary_metrics(benchmark_from_config(members[0].config.benchmark))
     metrics = [last_metrics(result_from_store(store, m.name).history) for m in members]
     alive = [store.run(m.name)["status"] == "completed" for m in members]
