@@ -65,6 +65,9 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
                  "tests/test_selection_engines.py", "tests/test_resume_best.py"]),
 }
 
+#: Files beside src/ and tests/ that some tests read (copied into the work folder and mutmut's).
+DOCUMENTS = ["README.md"]
+
 KILLED = {"killed", "timeout", "segfault", "caught_by_type_check"}
 
 
@@ -88,6 +91,7 @@ def config_toml(mutate: list[str], tests: list[str]) -> str:
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-seed=0"]\n'
         "use_git_change_detection = false\n"
+        f"also_copy = {toml_list(DOCUMENTS)}\n"
         "\n[tool.pytest.ini_options]\n"
         'testpaths = ["tests"]\n'
         'markers = ["slow: integration tests that train for real (run in CI)"]\n'
@@ -98,6 +102,8 @@ def prepare(workdir: Path, mutate: list[str], tests: list[str]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis")
     shutil.copytree(ROOT / "src", workdir / "src", ignore=ignore)
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=ignore)
+    for document in DOCUMENTS:  # tests that check the README against the code read it
+        shutil.copy2(ROOT / document, workdir / document)
     (workdir / "pyproject.toml").write_text(config_toml(mutate, tests))
 
 
