@@ -39,6 +39,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from scalarize.pareto import pareto_front, to_minimization
 from scalarize.search.designs import lattice, validate_weights
@@ -51,7 +52,7 @@ MAX_CANDIDATES = 2000
 SAME_WEIGHTS = 1e-9
 
 
-def _check_weights(weights: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+def _check_weights(weights: np.ndarray | Sequence[Sequence[float]]) -> NDArray[np.float64]:
     """Rows checked by :func:`validate_weights`, renormalised to sum 1; ``[n, k]``."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] == 0:
@@ -66,7 +67,7 @@ def _check_batch(batch: int) -> int:
     return int(batch)
 
 
-def _spanning_tree(points: np.ndarray) -> list[tuple[float, int, int]]:
+def _spanning_tree(points: NDArray[np.float64]) -> list[tuple[float, int, int]]:
     """Edges ``(length, i, j)`` of the Euclidean minimum spanning tree (Prim, from row 0), in
     the order Prim adds them; ``j`` is the row added, ``i`` its nearest row in the tree. Ties go
     to the lowest row ``j``, then to the tree row ``i`` added first."""
@@ -75,7 +76,7 @@ def _spanning_tree(points: np.ndarray) -> list[tuple[float, int, int]]:
     in_tree = np.zeros(n, dtype=bool)
     in_tree[0] = True
     nearest, parent = distance[0].copy(), np.zeros(n, dtype=np.int64)
-    edges = []
+    edges: list[tuple[float, int, int]] = []
     for _ in range(n - 1):
         j = int(np.argmin(np.where(in_tree, np.inf, nearest)))
         edges.append((float(nearest[j]), int(parent[j]), j))
@@ -117,11 +118,11 @@ def front_gaps(
     ]
 
 
-def _is_new(candidate: np.ndarray, seen: list[np.ndarray]) -> bool:
+def _is_new(candidate: NDArray[np.float64], seen: list[NDArray[np.float64]]) -> bool:
     return all(np.max(np.abs(candidate - s)) > SAME_WEIGHTS for s in seen)
 
 
-def _fallback_candidates(k: int) -> np.ndarray:
+def _fallback_candidates(k: int) -> NDArray[np.float64]:
     """The simplex lattice of spacing ``1 / m``, ``m`` the largest power of two that keeps it
     within :data:`MAX_CANDIDATES` points (``m = 1``, the corners, at least), with the uniform
     point."""
@@ -133,7 +134,7 @@ def _fallback_candidates(k: int) -> np.ndarray:
 
 def maximin_weights(
     trained: np.ndarray | Sequence[Sequence[float]], batch: int, num_tasks: int
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """``batch`` weight vectors chosen greedily, each the candidate farthest (Euclidean) from
     every trained and already chosen vector; candidates: :func:`_fallback_candidates`, first
     one on ties. Fewer rows only when every candidate is taken."""
@@ -142,7 +143,7 @@ def maximin_weights(
     nearest = np.full(len(candidates), np.inf)  # distance to the nearest trained or chosen
     for taken in _check_weights(trained) if len(trained) else []:
         nearest = np.minimum(nearest, np.linalg.norm(candidates - taken, axis=1))
-    chosen: list[np.ndarray] = []
+    chosen: list[NDArray[np.float64]] = []
     for _ in range(batch):
         best = int(np.argmax(nearest))
         if nearest[best] <= SAME_WEIGHTS:
@@ -157,7 +158,7 @@ def adaptive_weights(
     values: np.ndarray | Sequence[Sequence[float]],
     maximize: Sequence[bool],
     batch: int,
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """The next ``batch`` weight vectors ``[batch, k]`` of a sweep (see the module docstring).
 
     ``weights`` ``[n, k]``: the weights already trained (non-negative rows, not all zero;
@@ -172,7 +173,8 @@ def adaptive_weights(
         return maximin_weights(w, batch, w.shape[1])
     heap = [(-length, e, 0.0, 1.0) for e, (length, _, _) in enumerate(edges)]
     heapq.heapify(heap)
-    seen, proposed = list(w), []
+    seen: list[NDArray[np.float64]] = list(w)
+    proposed: list[NDArray[np.float64]] = []
     while len(proposed) < batch:
         _, e, a, b = heapq.heappop(heap)
         length, i, j = edges[e]

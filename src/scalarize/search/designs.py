@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["dirichlet", "grid", "lattice", "sobol_simplex", "uniform", "validate_weights"]
 
@@ -40,19 +41,19 @@ def _check_count(n: int) -> int:
     return int(n)
 
 
-def _unique_rows(w: np.ndarray) -> np.ndarray:
+def _unique_rows(w: NDArray[np.float64]) -> NDArray[np.float64]:
     """Drop exact duplicate rows, keeping first occurrences in their original order."""
     _, first = np.unique(w, axis=0, return_index=True)
     return w[np.sort(first)]
 
 
-def uniform(num_tasks: int) -> np.ndarray:
+def uniform(num_tasks: int) -> NDArray[np.float64]:
     """The uniform weights ``[1/k] * k`` as a float64 vector."""
     k = _check_num_tasks(num_tasks)
     return np.full(k, 1.0 / k)
 
 
-def validate_weights(w: Sequence[float] | np.ndarray, num_tasks: int) -> np.ndarray:
+def validate_weights(w: Sequence[float] | np.ndarray, num_tasks: int) -> NDArray[np.float64]:
     """Check one weight vector and return it as float64 ``[num_tasks]`` (not renormalised).
 
     Raises ValueError, with a one-line message, when ``w`` has the wrong length, holds a
@@ -77,7 +78,7 @@ def validate_weights(w: Sequence[float] | np.ndarray, num_tasks: int) -> np.ndar
     return arr
 
 
-def lattice(num_tasks: int, step: float, include_uniform: bool = True) -> np.ndarray:
+def lattice(num_tasks: int, step: float, include_uniform: bool = True) -> NDArray[np.float64]:
     """The simplex lattice with spacing ``step``: all ``c / m`` with ``c ∈ N^k``, ``Σ c = m``.
 
     ``m = 1 / step`` must be an integer within 1e-9 (ValueError otherwise); the design has
@@ -110,14 +111,14 @@ def lattice(num_tasks: int, step: float, include_uniform: bool = True) -> np.nda
     return _unique_rows(w)
 
 
-def _spacings(u: np.ndarray) -> np.ndarray:
+def _spacings(u: NDArray[np.float64]) -> NDArray[np.float64]:
     """Map ``u ∈ [0,1]^{n × (k−1)}`` to Δ: the gaps between 0, sorted(u), 1 (Devroye 1986, §V.2)."""
     n = u.shape[0]
     edges = np.hstack([np.zeros((n, 1)), np.sort(u, axis=1), np.ones((n, 1))])
     return np.diff(edges, axis=1)
 
 
-def sobol_simplex(num_tasks: int, n: int, seed: int) -> np.ndarray:
+def sobol_simplex(num_tasks: int, n: int, seed: int) -> NDArray[np.float64]:
     """``n`` quasi-random points on Δ: the uniform point first, then ``n − 1`` Sobol' points.
 
     The Sobol' sequence in ``k − 1`` dimensions (``scipy.stats.qmc.Sobol``, scrambled with
@@ -140,7 +141,7 @@ def sobol_simplex(num_tasks: int, n: int, seed: int) -> np.ndarray:
 
 def dirichlet(
     num_tasks: int, n: int, seed: int, alpha: float | Sequence[float] = 1.0
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """``n`` random points on Δ: the uniform point first, then ``n − 1`` Dirichlet(α) draws.
 
     Draws use ``numpy.random.default_rng(seed).dirichlet``; ``alpha`` is a positive scalar

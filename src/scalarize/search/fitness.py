@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from scalarize.pareto import delta_m
 
@@ -69,7 +70,7 @@ def _check_primary(primary: Primary) -> list[tuple[str, bool]]:
     return out
 
 
-def _read(metrics: Mapping[str, float], names: Sequence[str]) -> np.ndarray:
+def _read(metrics: Mapping[str, float], names: Sequence[str]) -> NDArray[np.float64]:
     missing = [n for n in names if n not in metrics]
     if missing:
         raise ValueError(
@@ -115,7 +116,7 @@ def weighted_primary(primary: Primary, preference: Sequence[float]) -> FitnessFn
     return _named(fitness, "weighted_primary")
 
 
-def _stl_vector(primary: list[tuple[str, bool]], stl: Any) -> np.ndarray:
+def _stl_vector(primary: list[tuple[str, bool]], stl: Any) -> NDArray[np.float64]:
     names = [n for n, _ in primary]
     if isinstance(stl, Mapping):
         missing = [n for n in names if n not in stl]
@@ -280,6 +281,6 @@ def build_fitness(
     return constrained(args["target"], args["floors"], primary, args.get("penalty", 1e6))
 
 
-def fitness_vector(fn: FitnessFn, metrics: Sequence[Mapping[str, float]]) -> np.ndarray:
+def fitness_vector(fn: FitnessFn, metrics: Sequence[Mapping[str, float]]) -> NDArray[np.float64]:
     """``[fn(m) for m in metrics]`` as a float64 array ``[N]``, the input of ``decide``."""
     return np.array([fn(m) for m in metrics], dtype=np.float64)

@@ -33,14 +33,16 @@ No torch and no I/O: numpy and moocore.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import moocore
 import numpy as np
+from numpy.typing import NDArray
 
 from scalarize.pareto import pareto_front
-from scalarize.search.pbt import PBTPolicy
+from scalarize.search.pbt import Fitness, PBTPolicy
 
 __all__ = [
     "DIVERSITY",
@@ -58,7 +60,7 @@ __all__ = [
 
 def objective_matrix(
     metrics: Sequence[Mapping[str, float]], names: Sequence[str]
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """The objectives ``[N, K]`` of ``N`` members: ``metrics[m][names[j]]``, raw values.
 
     A member without metrics (an empty mapping: not evaluated yet) gets a row of NaN, which
@@ -79,7 +81,7 @@ def objective_matrix(
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
 
 
-def scattered_order(points: np.ndarray) -> np.ndarray:
+def scattered_order(points: np.ndarray) -> NDArray[np.int64]:
     """Row indices of ``points`` ``[n, K]`` (finite, higher is better) best first, by MO-PBT's rule.
 
     Fronts in Pareto-rank order; inside each, the first pick of the whole order is the row with
@@ -104,20 +106,22 @@ def scattered_order(points: np.ndarray) -> np.ndarray:
     return np.array(order, dtype=np.int64)
 
 
-def _front_by_front(points: np.ndarray, score) -> np.ndarray:
+def _front_by_front(
+    points: np.ndarray, score: Callable[[NDArray[np.float64]], NDArray[np.float64]]
+) -> NDArray[np.int64]:
     """Row indices of ``points`` (finite, higher is better) best first: fronts in Pareto-rank
     order; inside each, ``score(front_points)`` (one number per row) descending, ties in row
     order (a stable sort)."""
     pts = np.asarray(points, dtype=np.float64)
     ranks = moocore.pareto_rank(pts, maximise=True)
-    order = []
+    order: list[NDArray[np.intp]] = []
     for rank in np.unique(ranks):
         front = np.flatnonzero(ranks == rank)
         order.append(front[np.argsort(-score(pts[front]), kind="stable")])
     return np.concatenate(order).astype(np.int64) if order else np.zeros(0, dtype=np.int64)
 
 
-def crowding_distance(points: np.ndarray) -> np.ndarray:
+def crowding_distance(points: np.ndarray) -> NDArray[np.float64]:
     """NSGA-II's crowding distance of each row of one front ``[n, K]`` (Deb et al. 2002).
 
     Rule: per objective ``m``, sort the rows by ``f_m`` (stable); the first and last rows get
@@ -139,23 +143,24 @@ def crowding_distance(points: np.ndarray) -> np.ndarray:
     return distance
 
 
-def crowding_order(points: np.ndarray) -> np.ndarray:
+def crowding_order(points: np.ndarray) -> NDArray[np.int64]:
     """Row indices of ``points`` ``[n, K]`` (finite, higher is better) best first: fronts in
     Pareto-rank order, inside each the largest :func:`crowding_distance` first (ties in row
     order), as NSGA-II's crowded-comparison operator ranks (Deb et al. 2002)."""
     return _front_by_front(points, crowding_distance)
 
 
-def hypervolume_reference(points: np.ndarray) -> np.ndarray:
+def hypervolume_reference(points: np.ndarray) -> NDArray[np.float64]:
     """The reference point of :func:`hypervolume_order`: each objective's worst value over
     ``points`` (higher is better) minus a tenth of its range (1 when the range is 0), so that
     the extreme members of a front also enclose volume."""
     pts = np.asarray(points, dtype=np.float64)
     span = np.ptp(pts, axis=0)
-    return pts.min(axis=0) - 0.1 * np.where(span > 0, span, 1.0)
+    reference: NDArray[np.float64] = pts.min(axis=0) - 0.1 * np.where(span > 0, span, 1.0)
+    return reference
 
 
-def hypervolume_contributions(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def hypervolume_contributions(points: np.ndarray, reference: NDArray[np.float64]) -> NDArray[np.float64]:
     """Each row's exclusive hypervolume contribution within ``points`` ``[n, K]`` (higher is
     better): ``HV(P) − HV(P \\ {p})`` against ``reference``, by ``moocore.hv_contributions``.
     Duplicated and dominated rows contribute 0."""
@@ -169,7 +174,7 @@ def hypervolume_contributions(points: np.ndarray, reference: np.ndarray) -> np.n
     return np.asarray(moocore.hv_contributions(pts, ref=reference, maximise=True), dtype=np.float64)
 
 
-def hypervolume_order(points: np.ndarray) -> np.ndarray:
+def hypervolume_order(points: np.ndarray) -> NDArray[np.int64]:
     """Row indices of ``points`` ``[n, K]`` (finite, higher is better) best first: fronts in
     Pareto-rank order, inside each the largest exclusive hypervolume contribution within the
     front first (ties in row order), against :func:`hypervolume_reference` of all the rows."""
@@ -181,10 +186,10 @@ def hypervolume_order(points: np.ndarray) -> np.ndarray:
 
 
 #: The diversity orders of :class:`MOPBTPolicy`, by name.
-DIVERSITY = {"scattered": scattered_order, "crowding": crowding_order, "hypervolume": hypervolume_order}
+DIVERSITY: dict[str, Callable[[NDArray[np.float64]], NDArray[np.int64]]] = {"scattered": scattered_order, "crowding": crowding_order, "hypervolume": hypervolume_order}
 
 
-def _orientation(maximize: Sequence[bool] | None, k: int) -> np.ndarray:
+def _orientation(maximize: Sequence[bool] | None, k: int) -> NDArray[np.bool_]:
     if maximize is None:
         return np.ones(k, dtype=bool)
     if len(maximize) != k:
@@ -196,7 +201,7 @@ def _orientation(maximize: Sequence[bool] | None, k: int) -> np.ndarray:
 
 def front_members(
     objectives: np.ndarray | Sequence[Sequence[float]], maximize: Sequence[bool] | None = None
-) -> np.ndarray:
+) -> NDArray[np.intp]:
     """Indices (ascending) of the members on the population's front.
 
     The non-dominated rows of ``objectives`` ``[N, K]`` among the finite ones (a diverged
@@ -248,7 +253,7 @@ class MOPBTPolicy(PBTPolicy):
             allowed = ", ".join(repr(name) for name in DIVERSITY)
             raise ValueError(f"MOPBTPolicy.diversity must be one of {allowed}; got {self.diversity!r}")
 
-    def fitness_array(self, fitness: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    def fitness_array(self, fitness: Fitness) -> NDArray[np.float64]:
         """``fitness`` as float64 ``[N, K]``, oriented higher-is-better (minimised columns
         negated); ValueError unless 2-D with at least one member and one objective."""
         f = np.asarray(fitness, dtype=np.float64)
@@ -260,7 +265,7 @@ class MOPBTPolicy(PBTPolicy):
 
     def ranking_fitness(
         self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
-    ) -> np.ndarray:
+    ) -> NDArray[np.float64]:
         """MO-PBT ranks by the objectives ``[N, K]`` (raw; :meth:`decide` orients them by
         ``maximize``); the scalar ``fitness`` only picks :meth:`front`'s first member."""
         return np.asarray(objectives, dtype=np.float64)
@@ -276,13 +281,12 @@ class MOPBTPolicy(PBTPolicy):
         members = [int(m) for m in front_members(objectives, self.maximize)]
         return sorted(members, key=lambda m: (not np.isfinite(f[m]), -f[m] if np.isfinite(f[m]) else 0.0, m))
 
-    def diverged(self, fitness: np.ndarray) -> np.ndarray:
+    def diverged(self, fitness: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Mask ``[N]``: members with any non-finite objective."""
-        return ~np.isfinite(fitness).all(axis=1)
+        # all(axis=1) of the 2-D [N, K] fitness is an array; numpy's stubs also allow a scalar
+        return ~cast(NDArray[np.bool_], np.isfinite(fitness).all(axis=1))
 
-    def rank(
-        self, fitness: np.ndarray | Sequence[Sequence[float]], rng: np.random.Generator
-    ) -> np.ndarray:
+    def rank(self, fitness: Fitness, rng: np.random.Generator) -> NDArray[np.int64]:
         """Member indices best first: the finite members in the order ``diversity`` names
         (:data:`DIVERSITY`), then the diverged ones. ``fitness`` is oriented (as :meth:`fitness_array` returns it). Members
         are first shuffled by one ``rng.permutation(N)`` draw, so exact ties (identical rows)

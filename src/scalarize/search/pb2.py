@@ -28,8 +28,10 @@ modelled. Deterministic given the inputs and ``rng``. Imports scikit-learn (not 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Hyperparameter, Kernel, WhiteKernel
@@ -37,44 +39,50 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Hyperparameter, Ker
 __all__ = ["pb2_explore", "standardise", "ucb_kappa"]
 
 
-class TimeVaryingRBF(Kernel):
+class TimeVaryingRBF(Kernel):  # type: ignore[misc]  # sklearn ships no type information
     """``(1 − ε)^{|t − t'|/2} · exp(−‖w − w'‖² / (2 l²))``; column 0 is time, the rest ``w``."""
 
     def __init__(
-        self, epsilon=0.1, length_scale=0.3, epsilon_bounds=(1e-4, 0.5),
-        length_scale_bounds=(0.02, 10.0),
-    ):
+        self,
+        epsilon: float = 0.1,
+        length_scale: float = 0.3,
+        epsilon_bounds: tuple[float, float] = (1e-4, 0.5),
+        length_scale_bounds: tuple[float, float] = (0.02, 10.0),
+    ) -> None:
         self.epsilon = epsilon
         self.length_scale = length_scale
         self.epsilon_bounds = epsilon_bounds
         self.length_scale_bounds = length_scale_bounds
 
     @property
-    def hyperparameter_epsilon(self):
+    def hyperparameter_epsilon(self) -> Hyperparameter:
         return Hyperparameter("epsilon", "numeric", self.epsilon_bounds)
 
     @property
-    def hyperparameter_length_scale(self):
+    def hyperparameter_length_scale(self) -> Hyperparameter:
         return Hyperparameter("length_scale", "numeric", self.length_scale_bounds)
 
-    def __call__(self, X, Y=None, eval_gradient=False):
+    def __call__(
+        self, X: ArrayLike, Y: ArrayLike | None = None, eval_gradient: bool = False
+    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], NDArray[np.float64]]:
         X = np.asarray(X, dtype=np.float64)
         Y = X if Y is None else np.asarray(Y, dtype=np.float64)
         half_dt = np.abs(X[:, :1] - Y[:, :1].T) / 2
         r2 = ((X[:, None, 1:] - Y[None, :, 1:]) ** 2).sum(-1) / self.length_scale**2
         eps = self.epsilon
         time, se = (1 - eps) ** half_dt, np.exp(-r2 / 2)
-        K = time * se
+        K: NDArray[np.float64] = time * se
         if not eval_gradient:
             return K
         # d/d log ε and d/d log l, in the order of dir(): epsilon, length_scale
         d_eps = -eps * half_dt * (1 - eps) ** (half_dt - 1) * se
-        return K, np.stack([d_eps, K * r2], axis=-1)
+        gradient: NDArray[np.float64] = np.stack([d_eps, K * r2], axis=-1)
+        return K, gradient
 
-    def diag(self, X):
+    def diag(self, X: ArrayLike) -> NDArray[np.float64]:
         return np.ones(np.asarray(X).shape[0])
 
-    def is_stationary(self):
+    def is_stationary(self) -> bool:
         return True
 
 
@@ -84,15 +92,18 @@ def ucb_kappa(n: int) -> float:
     return float(np.sqrt(0.2 * np.log(0.4 * max(n, 5))))
 
 
-def standardise(improvements: np.ndarray) -> np.ndarray:
+def standardise(improvements: Sequence[float] | np.ndarray) -> NDArray[np.float64]:
     """Improvements as the GP sees them: ``(y − mean) / (std + 1e-8)`` clipped to [−2, 2]
     (Ray Tune's PB2), so that the picks do not depend on the fitness scale and one outlier
     weighs at most two standard deviations."""
     y = np.asarray(improvements, dtype=np.float64)
-    return np.clip((y - y.mean()) / (y.std() + 1e-8), -2, 2)
+    clipped: NDArray[np.float64] = np.clip((y - y.mean()) / (y.std() + 1e-8), -2, 2)
+    return clipped
 
 
-def _fit(X, y, kernel, optimize):
+def _fit(
+    X: NDArray[np.float64], y: NDArray[np.float64], kernel: Kernel, optimize: bool
+) -> GaussianProcessRegressor:
     gp = GaussianProcessRegressor(kernel, optimizer="fmin_l_bfgs_b" if optimize else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -100,9 +111,17 @@ def _fit(X, y, kernel, optimize):
 
 
 def pb2_explore(
-    times, weights, improvements, now, count, rng, *, pending=None, candidates=512,
-    weight_floor=1e-6,
-):
+    times: Sequence[float] | np.ndarray,
+    weights: Sequence[Sequence[float]] | np.ndarray,
+    improvements: Sequence[float] | np.ndarray,
+    now: float,
+    count: int,
+    rng: np.random.Generator | int | Sequence[int] | None,
+    *,
+    pending: Sequence[Sequence[float]] | np.ndarray | None = None,
+    candidates: int = 512,
+    weight_floor: float = 1e-6,
+) -> NDArray[np.float64]:
     """``count`` new weight vectors ``[count, k]`` on the simplex (see the module docstring).
 
     ``times`` ``[n]``, ``weights`` ``[n, k]``, ``improvements`` ``[n]`` (rows with a non-finite
@@ -124,7 +143,7 @@ def pb2_explore(
     k = w.shape[1]
     keep = np.isfinite(y) & np.isfinite(t) & np.all(np.isfinite(w), axis=1)
     X, y = np.column_stack([t, w])[keep], y[keep]
-    picks = []
+    picks: list[NDArray[np.float64]] = []
     if len(y) < 2:
         picks = list(rng.dirichlet(np.ones(k), size=count))
     else:
@@ -133,7 +152,9 @@ def pb2_explore(
         gp = _fit(X, y, kernel, optimize=True)
         kappa = ucb_kappa(len(y))
         Xh, yh, gp_h = X, y, gp
-        extra = [] if pending is None else list(np.asarray(pending, float).reshape(-1, k))
+        extra: list[NDArray[np.float64]] = (
+            [] if pending is None else list(np.asarray(pending, float).reshape(-1, k))
+        )
         for _ in range(count):
             if extra:  # hallucinate pending points / earlier picks at their predicted mean
                 Xe = np.column_stack([np.full(len(extra), float(now)), extra])
@@ -145,4 +166,5 @@ def pb2_explore(
             picks.append(cand[int(np.argmax(ucb))])
             extra = [picks[-1]]
     out = np.maximum(np.asarray(picks), weight_floor)
-    return out / out.sum(axis=1, keepdims=True)
+    normalised: NDArray[np.float64] = out / out.sum(axis=1, keepdims=True)
+    return normalised

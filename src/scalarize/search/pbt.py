@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from scalarize.search.designs import validate_weights
 
@@ -61,6 +62,11 @@ __all__ = [
     "quantile_count",
     "schedule_of",
 ]
+
+
+#: A population's fitness as :meth:`PBTPolicy.decide` takes it: ``[N]`` for PBT, ``[N, K]``
+#: (members × objectives) for :class:`~scalarize.search.mopbt.MOPBTPolicy`.
+Fitness = Sequence[float] | Sequence[Sequence[float]] | np.ndarray
 
 
 def _is_int(x: Any) -> bool:
@@ -102,7 +108,7 @@ class Decision:
 
     member: int
     source: int
-    weights: np.ndarray
+    weights: NDArray[np.float64]
     lr: float | None
     resampled: tuple[str, ...] = ()
 
@@ -201,7 +207,7 @@ class PBTPolicy:
             return step
         return self.generator(step)
 
-    def _finish_weights(self, w: np.ndarray) -> np.ndarray:
+    def _finish_weights(self, w: NDArray[np.float64]) -> NDArray[np.float64]:
         w = w / w.sum()
         if self.weight_floor > 0 and np.any(w < self.weight_floor):
             w = np.maximum(w, self.weight_floor)
@@ -215,7 +221,7 @@ class PBTPolicy:
         weights: Sequence[float] | np.ndarray,
         lr: float | None,
         rng: np.random.Generator,
-    ) -> tuple[np.ndarray, float | None, tuple[str, ...]]:
+    ) -> tuple[NDArray[np.float64], float | None, tuple[str, ...]]:
         """Explore one hyperparameter set; returns ``(weights, lr, resampled)``.
 
         Weights: with probability ``resample_probability`` a fresh Dirichlet(``dirichlet_alpha``)
@@ -255,18 +261,18 @@ class PBTPolicy:
 
     # ------------------------------------------------------------------ exploit
 
-    def fitness_array(self, fitness: Sequence[float] | np.ndarray) -> np.ndarray:
+    def fitness_array(self, fitness: Fitness) -> NDArray[np.float64]:
         """``fitness`` as a float64 array ``[N]``; ValueError unless 1-D and non-empty."""
         f = np.asarray(fitness, dtype=np.float64)
         if f.ndim != 1 or f.size == 0:
             raise ValueError(f"fitness must be a non-empty 1-D array [N]; got shape {f.shape}")
         return f
 
-    def diverged(self, fitness: np.ndarray) -> np.ndarray:
+    def diverged(self, fitness: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Mask ``[N]`` of the diverged members: a non-finite fitness."""
         return ~np.isfinite(fitness)
 
-    def rank(self, fitness: Sequence[float] | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def rank(self, fitness: Fitness, rng: np.random.Generator) -> NDArray[np.int64]:
         """Member indices best first: finite fitness descending, then the diverged (non-finite)
         members; ties broken by one ``rng.permutation(N)`` draw."""
         f = np.asarray(fitness, dtype=np.float64)
@@ -274,11 +280,12 @@ class PBTPolicy:
         fp = f[perm]
         diverged = ~np.isfinite(fp)
         key = np.where(diverged, 0.0, -fp)
-        return perm[np.lexsort((key, diverged))]  # lexsort is stable: ties keep perm order
+        order: NDArray[np.int64] = perm[np.lexsort((key, diverged))]  # stable: ties keep perm order
+        return order
 
     def ranking_fitness(
         self, fitness: Sequence[float] | np.ndarray, objectives: np.ndarray | Sequence[Sequence[float]]
-    ) -> np.ndarray:
+    ) -> NDArray[np.float64]:
         """What :meth:`decide` ranks, chosen from an engine's two measures of its members:
         ``fitness`` ``[N]`` (the search's scalar fitness, higher is better) and ``objectives``
         ``[N, K]`` (each objective's primary validation metric, raw). PBT ranks by the fitness;
@@ -296,7 +303,7 @@ class PBTPolicy:
         return [int(finite[np.argmax(f[finite])])] if finite.size else []
 
     def partition(
-        self, fitness: Sequence[float] | np.ndarray, rng: np.random.Generator
+        self, fitness: Fitness, rng: np.random.Generator
     ) -> tuple[list[int], list[int]]:
         """``(top, bottom)``: the sources, best first, and the members to replace, ascending.
 
@@ -320,7 +327,7 @@ class PBTPolicy:
 
     def decide(
         self,
-        fitness: Sequence[float] | np.ndarray,
+        fitness: Fitness,
         hyperparams: Sequence[Mapping[str, Any]],
         step: int | np.random.Generator,
     ) -> list[Decision]:
@@ -368,8 +375,8 @@ class PBTPolicy:
 
 def _check_hyperparams(
     hyperparams: Sequence[Mapping[str, Any]], need_lr: bool
-) -> tuple[list[np.ndarray], list[float | None]]:
-    weights: list[np.ndarray] = []
+) -> tuple[list[NDArray[np.float64]], list[float | None]]:
+    weights: list[NDArray[np.float64]] = []
     lrs: list[float | None] = []
     k: int | None = None
     for m, hp in enumerate(hyperparams):
@@ -476,11 +483,11 @@ def lineage_path(member: int, history: Iterable[LineageRow | Mapping[str, Any]])
     path: list[int] = []
     cur = member
     for t in sorted(table, reverse=True):
-        position = table[t].get(cur)
-        if position is None:
+        at_t = table[t].get(cur)
+        if at_t is None:
             continue
-        path.append(position)
-        cur = rows[position].source
+        path.append(at_t)
+        cur = rows[at_t].source
     return path[::-1]
 
 
