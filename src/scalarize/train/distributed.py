@@ -39,7 +39,7 @@ import datetime
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from scalarize.data.benchmark import Benchmark
 from scalarize.data.sampling import Batch, Draw, EpochSampler, MixtureSampler, read_draws
 from scalarize.errors import ScalarizeError
 from scalarize.train.losses import objective_losses
@@ -108,7 +109,7 @@ class ProcessGroupReducer:
     """Sums over the ranks of a process group (the context's
     :class:`~scalarize.methods.context.Reducer`)."""
 
-    def __init__(self, world: int, group=None) -> None:
+    def __init__(self, world: int, group: Any = None) -> None:
         self.world = world
         self.group = group
 
@@ -263,10 +264,10 @@ class ShardedSampler:
     def set_weights(self, weights: Tensor | None) -> None:
         self.sampler.set_weights(weights)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
 
     def shard(self, draw: Draw) -> Draw:
@@ -293,7 +294,7 @@ class ShardedSampler:
         return ShardBatch(batch.inputs, batch.targets, batch.counts, draw.counts.clone())
 
 
-def check_batches(benchmark, batch_size: int, world: int) -> None:
+def check_batches(benchmark: Benchmark, batch_size: int, world: int) -> None:
     """Every rank must get at least one sample of every batch (one-line error otherwise)."""
     if batch_size < world:
         raise DistributedError(
@@ -310,7 +311,7 @@ def check_batches(benchmark, batch_size: int, world: int) -> None:
             )
 
 
-def shard_losses(benchmark, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor,
+def shard_losses(benchmark: Benchmark, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor,
                  total: Tensor, world: int) -> Tensor:
     """``[T]``: this rank's losses scaled so that their mean over the ranks is the global batch's.
 
@@ -346,7 +347,7 @@ def finish(context: Distributed) -> None:
 # -- scalarize train --nproc N ------------------------------------------------------------------
 
 
-def launch(arguments: Sequence[str], nproc: int, *, log=print) -> int:
+def launch(arguments: Sequence[str], nproc: int, *, log: Callable[[str], None] = print) -> int:
     """Starts ``python -m scalarize train <arguments>`` on ``nproc`` local processes with
     torch's elastic launcher (what ``torchrun --standalone`` does); returns the exit code (rank
     0's when it failed: 2 for bad input, as in one process)."""

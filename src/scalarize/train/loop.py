@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -66,11 +66,12 @@ def at_evaluation(step: int, eval_every: int, total_steps: int) -> bool:
     return step % eval_every == 0 or step == total_steps
 
 
-def train_segment(engine: StepEngine, end: int, bar=None) -> Tensor:
+def train_segment(engine: StepEngine, end: int, bar: tqdm[Any] | None = None) -> Tensor:
     """Trains ``engine`` to its next evaluation (or ``end``); the segment's mean losses."""
     engine.begin_segment()
     segment_end = next_evaluation(engine.step, engine.eval_every, end)
-    loss_sum, count = None, 0
+    loss_sum: Tensor | None = None
+    count = 0
     while engine.step < segment_end:
         losses = engine.train_step()
         loss_sum = losses if loss_sum is None else loss_sum + losses
@@ -79,10 +80,14 @@ def train_segment(engine: StepEngine, end: int, bar=None) -> Tensor:
         if bar is not None:
             bar.update(1)  # pragma: no mutate (display only)
     engine.settle()
+    if loss_sum is None:
+        raise ValueError(f"train_segment: no step left before step {end} (at step {engine.step})")
     return loss_sum / count
 
 
-def run(engine: StepEngine, end: int, bar=None, *, segments: int | None = None, checkpoints: bool = True) -> str:
+def run(
+    engine: StepEngine, end: int, bar: tqdm[Any] | None = None, *, segments: int | None = None, checkpoints: bool = True
+) -> str:
     """Trains ``engine`` to step ``end`` (at most its total), one segment at a time (at most
     ``segments``): after each, evaluation on the cadence and a checkpoint (``checkpoints``).
 
@@ -107,7 +112,7 @@ def run(engine: StepEngine, end: int, bar=None, *, segments: int | None = None, 
     return "completed" if engine.step >= engine.total_steps else "running"
 
 
-def progress_bar(enabled: bool, total: int, initial: int, label: str):
+def progress_bar(enabled: bool, total: int, initial: int, label: str) -> tqdm[Any]:
     """The run's progress bar (steps), closed by the caller."""
     return tqdm(
         disable=not enabled, total=total, initial=initial, desc=label, unit="step",  # pragma: no mutate
@@ -132,7 +137,7 @@ class StepTimer:
         self.eval_every = eval_every
         self.charge = charge
         self.measured = measured
-        self.events: list[tuple] = []
+        self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
 
     def run(self, step: int, one_step: Callable[[], Tensor]) -> Tensor:
         if step == 0:
@@ -142,7 +147,8 @@ class StepTimer:
             self.measured(peak)
             return losses
         if self.device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
             start.record()
             losses = one_step()
             end.record()

@@ -62,7 +62,9 @@ def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         return optimizer
 
 
-def build_schedule(config: TrainConfig, optimizer, total_steps: int, steps_per_epoch: int):
+def build_schedule(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, steps_per_epoch))
 
 

@@ -10,9 +10,9 @@ one per trial.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,7 +23,7 @@ from scalarize.train.config import TrainConfig
 from scalarize.train.devices import apply_threads
 from scalarize.train.record import RunResult
 from scalarize.train.setup import benchmark_from_config, build_method_from_config, build_model_from_config
-from scalarize.train.trainer import Trainer
+from scalarize.train.trainer import EvaluationHook, Trainer
 
 FINISHED = ("completed", "diverged")
 
@@ -41,13 +41,13 @@ class RunSpec:
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", self.config.fingerprint())
 
-    def to_data(self) -> dict:
+    def to_data(self) -> dict[str, Any]:
         """The spec as plain data (JSON), for another process: a Ray trial, another rank."""
         return {"name": self.name, "kind": self.kind, "fingerprint": self.fingerprint,
                 "config": json.loads(self.config.model_dump_json())}
 
     @classmethod
-    def from_data(cls, data: dict) -> RunSpec:
+    def from_data(cls, data: dict[str, Any]) -> RunSpec:
         return cls(data["name"], TrainConfig.model_validate(data["config"]), data["kind"], data["fingerprint"])
 
     @property
@@ -71,6 +71,8 @@ def is_finished(store: Store, name: str) -> bool:
 def result_from_store(store: Store, name: str) -> RunResult:
     """A finished run's result as the store holds it (final metrics, status, validation history)."""
     row = store.run(name)
+    if row is None:
+        raise KeyError(f"run {name!r}: not in the store {store.directory}")
     final = store.final(name)
     by_step: dict[int, dict[str, float]] = {}
     for metric, points in store.history(name, "val").items():
@@ -87,7 +89,7 @@ def result_from_store(store: Store, name: str) -> RunResult:
 
 
 def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False, checkpoint: bool = True,
-                  distributed=None) -> Trainer:
+                  distributed: distributed.Distributed | None = None) -> Trainer:
     """The trainer of ``spec``: its benchmark (loaded once per process), method and model built
     from the config with the run's seed (``distributed``: this rank, see train/distributed.py)."""
     config = spec.config
@@ -104,7 +106,7 @@ def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False,
 
 
 def train_run(
-    spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: Callable | None = None
+    spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: EvaluationHook | None = None
 ) -> RunResult:
     """Trains ``spec`` into ``store``, resumes it from its checkpoint, or reads it back when it
     is finished (see ``Trainer.on_evaluation`` for ``on_evaluation``). In data-parallel training
@@ -122,7 +124,7 @@ def train_run(
 # -- data-parallel training: rank 0 drives, the others serve (train/distributed.py) ---------------
 
 
-def drive(spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: Callable | None = None) -> RunResult:
+def drive(spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: EvaluationHook | None = None) -> RunResult:
     """Rank 0: trains ``spec`` with every rank (see :func:`serve`), or reads it back finished."""
     context = distributed.current()
     assert context is not None and context.is_driver

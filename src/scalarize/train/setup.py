@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from typing import Protocol
 
 import torch
 
@@ -103,7 +104,7 @@ def build_method_from_config(config: TrainConfig) -> Method:
         raise ConfigError(str(error)) from None
 
 
-def build_model_from_config(config: TrainConfig, benchmark: Benchmark):
+def build_model_from_config(config: TrainConfig, benchmark: Benchmark) -> MultiTaskModel | PreferenceConditioned:
     """The model ``config.model`` describes for ``benchmark``'s inputs and tasks."""
     model = config.model
     reserved = [k for k in model.options if k in ("input_shape", "tasks", "width", "depth", "head")]
@@ -180,7 +181,13 @@ def prepare(config: TrainConfig) -> tuple[Benchmark, Method]:
 # -- checks of what was built, before anything trains ------------------------------------------
 
 
-def check_method_fits_model(method: Method, model: MultiTaskModel) -> None:
+class SharedParameters(Protocol):
+    """A model that tells its shared (trunk) parameters apart (every multi-task model here)."""
+
+    def shared_parameters(self) -> list[torch.nn.Parameter]: ...
+
+
+def check_method_fits_model(method: Method, model: SharedParameters) -> None:
     """A method on per-task gradients (of shared parameters or of the shared representation)
     needs a trunk with parameters; raises :class:`MethodError` (one line) otherwise."""
     needs = method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS}
@@ -193,7 +200,7 @@ def check_method_fits_model(method: Method, model: MultiTaskModel) -> None:
         )
 
 
-def check_targets(model, benchmark: Benchmark) -> None:
+def check_targets(model: torch.nn.Module, benchmark: Benchmark) -> None:
     """One forward pass on two training samples: the model follows the contract and every
     target fits its head's output (a one-line ``ValueError`` otherwise; models/contract.py)."""
     split = next(iter(benchmark.domains.values()))["train"]
@@ -201,7 +208,7 @@ def check_targets(model, benchmark: Benchmark) -> None:
     probe(model, inputs, benchmark.tasks, targets)
 
 
-def check_model_and_method(model: MultiTaskModel, method: Method, benchmark: Benchmark) -> None:
+def check_model_and_method(model: MultiTaskModel | PreferenceConditioned, method: Method, benchmark: Benchmark) -> None:
     """Before a run trains: a method that feeds the model a preference has a model that takes
     one, every target fits its head (:func:`check_targets`) and a gradient method has shared
     parameters (:func:`check_method_fits_model`); one-line errors."""

@@ -15,14 +15,16 @@ reads across the ranks; rank 0 alone writes checkpoints, the store and the repor
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from scalarize.data.benchmark import Benchmark
-from scalarize.data.sampling import build_sampler
+from scalarize.data.sampling import Batch, build_sampler
 from scalarize.methods.base import (
     AFTER_STEP,
     FEATURE_GRADIENTS,
@@ -32,13 +34,14 @@ from scalarize.methods.base import (
     Method,
 )
 from scalarize.methods.context import StepContext
+from scalarize.models.conditioned import PreferenceConditioned
 from scalarize.models.contract import as_multitask, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, Checkpointable, load_checkpoint, save_atomically
 from scalarize.train.config import TrainConfig
 from scalarize.train.devices import run_device
-from scalarize.train.distributed import Distributed, ShardedSampler, check_batches, rank_seed, shard_losses
+from scalarize.train.distributed import Distributed, ShardBatch, ShardedSampler, check_batches, rank_seed, shard_losses
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.loop import GuardCounters, StepTimer, non_finite, progress_bar, run
 from scalarize.train.losses import batch_fractions, objective_losses
@@ -46,6 +49,9 @@ from scalarize.train.optim import build_schedule, run_optimizer
 from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
 from scalarize.train.setup import check_model_and_method
+
+#: Called after every evaluation with (run name, model, step, evaluation index).
+EvaluationHook = Callable[[str, MultiTaskModel, int, int], None]
 
 
 class Trainer(Checkpointable):
@@ -55,7 +61,7 @@ class Trainer(Checkpointable):
         self,
         config: TrainConfig,
         benchmark: Benchmark,
-        model: MultiTaskModel,
+        model: torch.nn.Module | tuple[torch.nn.Module, Mapping[str, torch.nn.Module]],
         method: Method,
         *,
         run_name: str = "run",
@@ -68,12 +74,13 @@ class Trainer(Checkpointable):
         self.distributed = distributed if distributed is not None and distributed.world > 1 else None
         self.device = run_device(config.device, self.distributed)
         self.benchmark = benchmark.to(self.device, workers=config.data.workers)
-        self.model = as_multitask(model, benchmark.tasks).to(self.device)
+        self.model = cast(MultiTaskModel, as_multitask(model, benchmark.tasks))  # or a module of the contract
+        self.model.to(self.device)
         # channels-last is a GPU layout (tensor cores); on this CPU's oneDNN, convolutions with a
         # few channels in channels-last corrupted the heap (torch 2.13), so the CPU keeps NCHW
         self._channels_last = config.channels_last and self.device.type == "cuda"
         if self._channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (stubs omit it)
         self.method = method.to(self.device)
         if not method.task_names:
             method.setup(benchmark.objectives, benchmark.setting)
@@ -115,7 +122,8 @@ class Trainer(Checkpointable):
             and supports_head_inputs(self.model, benchmark.tasks)
         )
         self.diverged_at: int | None = None
-        self._forward, self._forward_heads = self.model, getattr(self.model, "forward_with_head_inputs", None)
+        self._forward: Callable[..., Any] = self.model
+        self._forward_heads: Callable[..., Any] | None = getattr(self.model, "forward_with_head_inputs", None)
         if config.compile:
             self._compile()
         self.step = 0
@@ -125,9 +133,9 @@ class Trainer(Checkpointable):
         self._epoch_loss_steps = 0
         #: Called after every evaluation with (run name, model, step, evaluation index), e.g. to
         #: measure gradient conflict along training; it must not touch the training RNG.
-        self.on_evaluation: Callable[[str, MultiTaskModel, int, int], None] | None = None
+        self.on_evaluation: EvaluationHook | None = None
 
-    def _sampler(self, seed: int):
+    def _sampler(self, seed: int) -> Any:  # epochs or a mixture, maybe streamed or sharded: one interface
         augmentation = self.config.data.augmentation()
         if self.distributed is None:
             return build_sampler(self.benchmark, self.config.batch_size, seed, augmentation)
@@ -174,7 +182,7 @@ class Trainer(Checkpointable):
         return self.record.step_memory
 
     # -- state ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -190,7 +198,7 @@ class Trainer(Checkpointable):
             "loss_scale": self.loss_scale.state_dict(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -222,25 +230,27 @@ class Trainer(Checkpointable):
         functorch_config.donated_buffer = False
         self._forward = torch.compile(self.model)
 
-    def _outputs(self, inputs, heads: bool = False):
+    def _outputs(self, inputs: Tensor, heads: bool = False) -> tuple[Any, ...]:
         """The model's forward pass under the configured precision; outputs in float32."""
         if self._channels_last:
-            inputs = to_channels_last(inputs)
+            inputs = to_channels_last(inputs)  # type: ignore[no-untyped-call]
         with autocast(self.config.precision, self.device):
-            result = self._forward_heads(inputs) if heads else self._forward(inputs)
+            forward = self._forward_heads if heads and self._forward_heads is not None else self._forward
+            result = forward(inputs)
         if self.config.precision == "fp32":
-            return result
+            return tuple(result)
         *front, outputs = result
         return (*(f.float() for f in front), {k: v.float() for k, v in outputs.items()})
 
-    def _losses(self, outputs, batch) -> Tensor:
+    def _losses(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:
         """The ``[T]`` losses of a batch; in data-parallel training, this rank's share of the
         global batch's (train/distributed.py: their mean over the ranks is the global loss)."""
         if self.distributed is None:
             return objective_losses(self.benchmark, outputs, batch.targets, batch.counts)
+        assert isinstance(batch, ShardBatch)  # a sharded sampler's
         return shard_losses(self.benchmark, outputs, batch.targets, batch.counts, batch.total, self.distributed.world)
 
-    def _context(self, batch) -> StepContext:
+    def _context(self, batch: Batch) -> StepContext:
         head_inputs = None
         if self._split_heads:
             features, head_inputs, outputs = self._outputs(batch.inputs, heads=True)
@@ -253,10 +263,11 @@ class Trainer(Checkpointable):
             return self._losses(again, batch)
 
         def independent() -> Tensor:
+            assert self.independent_sampler is not None  # only handed over when there is one
             other = self.independent_sampler.next_batch()
             return self._losses(self._outputs(other.inputs)[1], other)
 
-        counts = batch.counts if self.distributed is None else batch.total  # the global batch's mixture
+        counts = batch.total if isinstance(batch, ShardBatch) else batch.counts  # the global batch's mixture
         return StepContext(
             losses,
             features=features,
@@ -295,7 +306,7 @@ class Trainer(Checkpointable):
 
     def _step(self) -> Tensor:
         if PREFERENCE_INPUT in self.method.needs:  # the model takes the method's preference as input
-            self.model.set_preference(self.method.draw_preference())
+            cast(PreferenceConditioned, self.model).set_preference(self.method.draw_preference())
         context = self._context(self.sampler.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
@@ -336,11 +347,11 @@ class Trainer(Checkpointable):
             self.optimizer.step()
             return
         found_inf = non_finite(grads, self.device)
-        self.optimizer.found_inf = found_inf
+        self.optimizer.found_inf = found_inf  # type: ignore[attr-defined]  # read by the fused kernel
         try:
             self.optimizer.step()
         finally:
-            del self.optimizer.found_inf
+            del self.optimizer.found_inf  # type: ignore[attr-defined]
         self._guard.skip(found_inf)
 
     def _end_of_epoch(self, losses: Tensor) -> None:
@@ -375,7 +386,7 @@ class Trainer(Checkpointable):
 
     def evaluate(self, mean_losses: Tensor) -> None:
         if PREFERENCE_INPUT in self.method.needs:  # a conditioned model reports its uniform preference
-            self.model.set_preference(torch.ones(len(self.benchmark.objectives)))
+            cast(PreferenceConditioned, self.model).set_preference(torch.ones(len(self.benchmark.objectives)))
         if self.distributed is not None:  # batch-norm statistics: rank 0's, so every rank evaluates alike
             self.distributed.broadcast_tensors([b for b in self.model.buffers() if b.is_floating_point()])
         val = evaluate(self.model, self.benchmark, "val")
@@ -389,7 +400,7 @@ class Trainer(Checkpointable):
     def training(self) -> bool:
         return True
 
-    def train_segment(self, bar=None) -> str:
+    def train_segment(self, bar: tqdm[Any] | None = None) -> str:
         """Trains to the next evaluation (or the end) and evaluates; returns the status (no
         checkpoint: :meth:`fit` writes them, the Ray backend reports its own).
 
@@ -411,13 +422,14 @@ class Trainer(Checkpointable):
             status = run(self, self.total_steps, bar)
         finally:
             bar.close()
-        steps = self.diverged_at if status == "diverged" else self.step
+        steps = self.diverged_at if status == "diverged" and self.diverged_at is not None else self.step
         return self.record.finish(status, steps, time.perf_counter() - started)
 
     def _resume_distributed(self) -> None:
         """Rank 0 reads the checkpoint, if any, and every rank loads it; then every rank holds
         rank 0's model and method (equal already when built from the same seed)."""
         context = self.distributed
+        assert context is not None  # called in data-parallel training only
         state = None
         if context.is_driver and self.checkpoint_path is not None and self.checkpoint_path.exists():
             state = load_checkpoint(self.checkpoint_path)
