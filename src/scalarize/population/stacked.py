@@ -5,8 +5,8 @@ forward pass is vectorised over members with ``torch.func.vmap`` of ``functional
 own batch (its own sampler and seed), so the inputs are ``[P, B, ...]``. The loss is the sum over
 members of each member's scalarization, and one backward gives every member its own gradient
 (member p's loss depends on slice p only). Adam, AdamW and SGD are element-wise, so one optimizer
-over the stacked parameters is P independent optimizers (DESIGN.md; to rounding with the fused
-Adam kernel, see :func:`fused_optimizer`). Batch norm's running statistics are stacked buffers
+over the stacked parameters is P independent optimizers (to rounding with the fused Adam kernel,
+see :func:`fused_optimizer`; tests/test_population.py checks each member against its own run). Batch norm's running statistics are stacked buffers
 that each member's forward pass updates in place, on its own slice: they match an independent
 run's to rounding (exactly in float64; in float32 the batched reductions round differently, about
 1e-7 after one step, and training amplifies that as it amplifies any rounding).

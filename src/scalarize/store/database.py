@@ -178,11 +178,6 @@ class Store:
             )
         self.tracking.finished(name, status, step, message)
 
-    def delete_run(self, name: str) -> None:
-        with self._write():
-            for table, column in (("runs", "name"), ("metrics", "run"), ("final", "run"), ("weights", "run"), ("costs", "run")):  # noqa: E501
-                self._connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
-
     # -- results -------------------------------------------------------------------------------
     def record_evaluation(
         self,
