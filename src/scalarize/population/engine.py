@@ -74,9 +74,8 @@ def measure(members: Sequence[Member], benchmark=None, rounds: int = 5) -> float
 
 def auto_engine(members: Sequence[Member]) -> tuple[str, str]:
     """``auto``: stack on a GPU, and on a CPU when the trunk is dense (every shared parameter a
-    vector or a matrix); the loop for convolutional trunks on a CPU. This is what
-    ``benchmarks/population_speed.py`` measured: on a 2-core CPU an MLP population of 16 ran 2.3x
-    the loop and a ResNet's 0.43x; on an H100 both stacked ran 4.8-7.9x the loop at P = 16."""
+    vector or a matrix); the loop for convolutional trunks on a CPU: the rule that
+    ``benchmarks/population_speed.py`` supports (its figures, per device, are in the README)."""
     config = members[0].config
     if resolve_device(config.device).type == "cuda":
         return "vectorized", "a population on a GPU"

@@ -39,10 +39,9 @@ def fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     CPU or CUDA floating-point parameters), else unchanged.
 
     torch's default Adam on the CPU makes seven passes over each parameter per step (lerp, mul,
-    addcmul, sqrt, div, add, addcdiv), the fused one a single pass: that saves ~10% of a step for
-    an MLP population on a 2-core CPU, and ~20% of the small MLP step that
-    ``benchmarks/framework_overhead.py`` times. Same update rule, to rounding (about 1 ulp per
-    step). Every run and population builds its optimizer through here (a method's own optimizer
+    addcmul, sqrt, div, add, addcdiv), the fused one a single pass (what that saves is measured
+    by ``benchmarks/framework_overhead.py``; figures in the README). Same update rule, to
+    rounding (about 1 ulp per step). Every run and population builds its optimizer through here (a method's own optimizer
     excepted), so the same config gives the same numbers in every engine. AdamW's
     ``decoupled_weight_decay`` is implied by its class, not an argument of its constructor.
     """
