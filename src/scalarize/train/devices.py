@@ -15,7 +15,7 @@ def resolve_threads(threads: int | None) -> int:
     """The torch intra-op thread count: ``threads``, else ``$SCALARIZE_THREADS``, else 1.
 
     One thread by default: torch's own default (one per core) fights over the cores with any
-    other work on a shared machine (the README's "Performance" section has the measurement), and a
+    other work on a shared machine (the README's `threads:` paragraph has the measurement), and a
     fixed count keeps the numbers the same whatever the load.
     """
     if threads is not None:
