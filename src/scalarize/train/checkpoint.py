@@ -15,6 +15,7 @@ import io
 import pickle
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,25 +28,26 @@ class CheckpointError(ScalarizeError):
     """A checkpoint that cannot be read safely (reported to users as one line)."""
 
 
-def _numpy_globals() -> list:
+def _numpy_globals() -> list[Any]:
     core = getattr(np, "_core", None) or np.core  # numpy 2 renamed the module
-    allowed: list = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    allowed: list[Any] = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
     allowed += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "uint32", "uint8", "bool")]
     return allowed + [np.float64, np.float32, np.int64, np.int32, np.uint32, np.bool_]
 
 
-def safe_globals() -> list:
+def safe_globals() -> list[Any]:
     """What a checkpoint may hold besides tensors and builtins: numpy arrays, dtypes, scalars."""
     return _numpy_globals()
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint at ``path``, on the CPU (RNG and generator states must be CPU tensors;
     ``load_state_dict`` copies the rest onto the device of what it loads into)."""
     path = Path(path)
     try:
         with torch.serialization.safe_globals(safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+            return checkpoint
     except pickle.UnpicklingError as error:
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             raise CheckpointError(
@@ -67,7 +69,7 @@ def run_directory(directory: str | Path, name: str) -> Path:
     return Path(directory) / "runs" / name.replace("/", "_")
 
 
-def save_atomically(state, path: Path) -> None:
+def save_atomically(state: object, path: Path) -> None:
     """``torch.save`` to a temporary file renamed over ``path``: a kill leaves the old file or the
     new one, never half of one (a leftover temporary file of a killed process is removed when the next command takes the
     experiment directory, see ``scalarize.store.database.hold_directory``), and a planted symlink
@@ -88,6 +90,12 @@ class Checkpointable:
 
     checkpoint_path: Path | None
     device: torch.device
+
+    if TYPE_CHECKING:  # provided by the class that mixes this in
+
+        def state_dict(self) -> dict[str, Any]: ...
+
+        def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is not None:

@@ -26,7 +26,8 @@ class _LossMean:
     """The mean over samples of a task's per-sample loss (float64 sums on the device)."""
 
     def __init__(self, task: Task) -> None:
-        self.task, self.total, self.count = task, None, 0
+        self.task, self.count = task, 0
+        self.total: Tensor | None = None
 
     def update(self, output: Tensor, target: Tensor) -> None:
         value = self.task.loss(output, target, reduction="none").detach().to(torch.float64).sum()
@@ -34,7 +35,9 @@ class _LossMean:
         self.count += len(target)
 
     def compute(self) -> float:
-        return float(self.total) / self.count if self.count else float("nan")
+        if self.total is None or not self.count:
+            return float("nan")
+        return float(self.total) / self.count
 
 
 @torch.no_grad()
@@ -68,9 +71,10 @@ def evaluate(model: MultiTaskModel, benchmark: Benchmark, split: str) -> dict[st
 def primary_metrics(benchmark: Benchmark) -> list[tuple[str, bool]]:
     """Per objective, ``("<objective>/<primary metric>", higher_is_better)``."""
     if benchmark.setting == "mtl":
-        return [(f"{t.name}/{t.primary_metric}", t.higher_is_better) for t in benchmark.tasks]
+        # Task.__post_init__ always resolves higher_is_better to a bool (the field allows None)
+        return [(f"{t.name}/{t.primary_metric}", bool(t.higher_is_better)) for t in benchmark.tasks]
     task = benchmark.tasks[0]
-    return [(f"{d}/{task.primary_metric}", task.higher_is_better) for d in benchmark.domains]
+    return [(f"{d}/{task.primary_metric}", bool(task.higher_is_better)) for d in benchmark.domains]
 
 
 def delta_metrics(benchmark: Benchmark) -> list[tuple[str, bool]]:

@@ -23,7 +23,7 @@ interval, not every step (and leaves that step out of its timing).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -33,12 +33,13 @@ from torch.utils._pytree import tree_flatten
 R = TypeVar("R")
 
 
-class _StorageCounter(TorchDispatchMode):
+# torch leaves TorchDispatchMode's __init_subclass__ and __init__ unannotated
+class _StorageCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Bytes of the tensor storages that operators return while active: current and peak."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self._alive: dict[int, weakref.ref] = {}
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._alive: dict[int, weakref.ref[torch.UntypedStorage]] = {}
         self.current = 0
         self.peak = 0
 
@@ -49,7 +50,7 @@ class _StorageCounter(TorchDispatchMode):
             return
         size = storage.nbytes()
 
-        def freed(_ref: weakref.ref, key: int = key, size: int = size) -> None:
+        def freed(_ref: weakref.ref[torch.UntypedStorage], key: int = key, size: int = size) -> None:
             if self._alive.pop(key, None) is not None:
                 self.current -= size
 
@@ -57,7 +58,13 @@ class _StorageCounter(TorchDispatchMode):
         self.current += size
         self.peak = max(self.peak, self.current)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None) -> Any:
+    def __torch_dispatch__(
+        self,
+        func: Callable[..., Any],
+        types: Sequence[type],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
         out = func(*args, **(kwargs or {}))
         for value in tree_flatten(out)[0]:
             if isinstance(value, torch.Tensor) and value.device.type != "meta":

@@ -16,14 +16,17 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any, TypeVar, overload
 
 import torch
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
+T = TypeVar("T")
 
-def autocast(precision: str, device: torch.device):
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """The forward pass's autocast context for ``precision`` (nothing for fp32)."""
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -56,14 +59,22 @@ class LossScale:
             self.scale *= 2.0
             self.good_steps = 0
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "good_steps": self.good_steps}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scale, self.good_steps = state["scale"], state["good_steps"]
 
 
-def to_channels_last(value):
+@overload
+def to_channels_last(value: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def to_channels_last(value: T) -> T: ...
+
+
+def to_channels_last(value: object) -> object:
     """4-D image batches in channels-last memory format (other inputs as they are)."""
     if isinstance(value, torch.Tensor) and value.dim() == 4:
         return value.contiguous(memory_format=torch.channels_last)
