@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from scalarize.errors import ScalarizeError
 from scalarize.store.database import Store
@@ -61,6 +62,14 @@ class RunResult:
 SELECTIONS = ("objective", "last")
 
 
+class _HasToList(Protocol):
+    def tolist(self) -> Any: ...
+
+
+#: Per-objective weights: a sequence of numbers, or a tensor or array (read with ``tolist``).
+Weights = Sequence[float] | _HasToList
+
+
 def selection_score(metrics: dict[str, float], primary: Sequence[tuple[str, bool]]) -> float:
     """Mean of the objectives' primary metrics, signed so that higher is better (ranks a
     comparison's learning rates)."""
@@ -68,7 +77,7 @@ def selection_score(metrics: dict[str, float], primary: Sequence[tuple[str, bool
     return sum(values) / len(values)
 
 
-def objective_score(val: dict[str, float], objectives: Sequence[str], weights=None) -> float:
+def objective_score(val: dict[str, float], objectives: Sequence[str], weights: Weights | None = None) -> float:
     """``-Σ_i w_i L_i^val`` (higher is better) with ``w`` normalised, uniform when ``None``;
     ``-inf`` when a loss is missing or not finite."""
     w = _as_list(weights) if weights is not None else [1.0] * len(objectives)
@@ -78,8 +87,11 @@ def objective_score(val: dict[str, float], objectives: Sequence[str], weights=No
     return -value if math.isfinite(value) else -math.inf
 
 
-def _as_list(vector) -> list[float]:
-    return vector.tolist() if hasattr(vector, "tolist") else list(vector)
+def _as_list(vector: Weights) -> list[float]:
+    if hasattr(vector, "tolist"):
+        values: list[float] = vector.tolist()
+        return values
+    return list(vector)
 
 
 class RunRecord:
@@ -97,9 +109,9 @@ class RunRecord:
         self.store = store
         self.selection = selection
         self.evaluation = 0
-        self.best: dict = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
+        self.best: dict[str, Any] = {"score": -math.inf, "evaluation": -1, "step": 0, "val": {}, "test": {}}
         self.history: list[dict[str, float]] = []
-        self.weight_log: list[tuple[int, list[float]]] = []
+        self.weight_log: list[tuple[int, Weights]] = []
         self.skipped_steps = 0
         self.skipped_since_evaluation = 0
         self.train_seconds = 0.0
@@ -108,7 +120,7 @@ class RunRecord:
         self.message = ""
 
     # -- along training ------------------------------------------------------------------------
-    def log_weights(self, step: int, weights) -> None:
+    def log_weights(self, step: int, weights: Weights) -> None:
         """The per-objective weights applied at ``step`` (a sequence or a tensor, read only at
         the next evaluation: no host sync per step)."""
         self.weight_log.append((step, weights))
@@ -137,7 +149,7 @@ class RunRecord:
 
     # -- evaluations ---------------------------------------------------------------------------
     def evaluated(
-        self, step: int, train_losses: Sequence[float], val: dict[str, float], test: dict[str, float], weights=None
+        self, step: int, train_losses: Sequence[float], val: dict[str, float], test: dict[str, float], weights: Weights | None = None
     ) -> bool:
         """One evaluation after ``step`` steps (``weights``: the run's objective weights, see the
         module docstring): history, reported evaluation, store rows. Returns whether this
@@ -149,17 +161,17 @@ class RunRecord:
             score = float(self.evaluation)
         else:
             score = objective_score(val, self.objectives, weights)
-        improved = score > self.best["score"] or self.best["evaluation"] < 0
+        improved: bool = score > self.best["score"] or self.best["evaluation"] < 0
         if improved:
             self.best = {"score": score, "evaluation": self.evaluation, "step": step, "val": val, "test": test}
         self.history.append({"step": step, **{f"val/{k}": v for k, v in val.items()}})
         if self.store is not None:
-            weights = [
+            weight_rows = [
                 (at, objective, float(value))
                 for at, vector in self.weight_log
                 for objective, value in zip(self.objectives, _as_list(vector))
             ]
-            self.store.record_evaluation(self.name, self.evaluation, step, {"train": train, "val": val, "test": test}, weights)
+            self.store.record_evaluation(self.name, self.evaluation, step, {"train": train, "val": val, "test": test}, weight_rows)
             self.store.record_costs(self.name, self.costs(step))
         self.weight_log.clear()
         self.evaluation += 1
@@ -197,9 +209,9 @@ class RunRecord:
     _STATE = ("evaluation", "best", "history", "weight_log", "skipped_steps", "skipped_since_evaluation",
               "train_seconds", "timed_steps", "step_memory", "message")
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self._STATE}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in self._STATE:
             setattr(self, key, state[key])
