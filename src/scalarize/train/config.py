@@ -10,7 +10,7 @@ import hashlib
 import json
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import yaml
 from pydantic import (
@@ -61,7 +61,7 @@ class Strict(BaseModel):
 MAX_INTEGER = 2**63 - 1
 
 
-def _scalar_kinds(annotation: Any) -> set:
+def _scalar_kinds(annotation: Any) -> set[Any]:
     """The scalar types an annotation holds, through lists and unions (``list[float] | None``:
     ``{float, NoneType}``); a mapping's values are options of any type, not looked into."""
     if typing.get_origin(annotation) is dict:
@@ -72,7 +72,7 @@ def _scalar_kinds(annotation: Any) -> set:
     return set().union(*(_scalar_kinds(argument) for argument in arguments))
 
 
-def _scalars(value: Any) -> list:
+def _scalars(value: Any) -> list[Any]:
     """``value`` itself, or the items of a (nested) list of it."""
     if not isinstance(value, (list, tuple)):
         return [value]
@@ -238,7 +238,7 @@ _ADDED_LATER = (
 )
 
 
-def _drop_default(data: dict, config: BaseModel, path: tuple[str, ...]) -> None:
+def _drop_default(data: dict[str, Any], config: BaseModel, path: tuple[str, ...]) -> None:
     owner, node = config, data
     for key in path[:-1]:
         owner, node = getattr(owner, key), node.get(key, {})
@@ -267,7 +267,7 @@ def _describe(error: ValidationError, root: type[BaseModel] | None = None) -> st
     return f"{key}: {message}{shown}"
 
 
-def _allowed(path: tuple, root: type[BaseModel] | None = None) -> list[str]:
+def _allowed(path: tuple[Any, ...], root: type[BaseModel] | None = None) -> list[str]:
     model: type[BaseModel] = root or TrainConfig
     for part in path:
         if isinstance(part, int):  # an item of a list of sections
@@ -280,7 +280,7 @@ def _allowed(path: tuple, root: type[BaseModel] | None = None) -> list[str]:
     return list(model.model_fields)
 
 
-def _section(annotation) -> type[BaseModel] | None:
+def _section(annotation: Any) -> type[BaseModel] | None:
     """The config class inside an annotation (``X``, ``list[X]``, ``X | None``), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -294,7 +294,17 @@ def _section(annotation) -> type[BaseModel] | None:
 C = TypeVar("C", bound=BaseModel)
 
 
-def build_config(data: dict[str, Any], schema: type[C] = TrainConfig, *, source: str | Path | None = None) -> C:
+@overload
+def build_config(data: dict[str, Any], *, source: str | Path | None = None) -> TrainConfig: ...
+
+
+@overload
+def build_config(data: dict[str, Any], schema: type[C], *, source: str | Path | None = None) -> C: ...
+
+
+def build_config(
+    data: dict[str, Any], schema: type[BaseModel] = TrainConfig, *, source: str | Path | None = None
+) -> BaseModel:
     """Validates ``data`` as ``schema`` (a training config or one that extends it); ``source``:
     the file ``data`` was read from (see :func:`_describe_by_position`)."""
     try:
@@ -323,9 +333,10 @@ def _describe_by_position(error: ValidationError, path: Path, line: int, root: t
     return f"{where}: {known + ': ' if known else ''}invalid value (not quoted: the file is not named .yaml)"
 
 
-def _known_prefix(loc: tuple, root: type[BaseModel]) -> str:
+def _known_prefix(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     """The leading parts of ``loc`` that are the schema's own key names (safe to print)."""
-    parts, model = [], root
+    parts: list[str] = []
+    model: type[BaseModel] | None = root
     for part in loc:
         if model is None or str(part) not in model.model_fields:
             break
@@ -334,7 +345,7 @@ def _known_prefix(loc: tuple, root: type[BaseModel]) -> str:
     return ".".join(parts)
 
 
-def _line_of(path: Path, loc: tuple) -> int | None:
+def _line_of(path: Path, loc: tuple[Any, ...]) -> int | None:
     """The line (1-based) of the entry at ``loc`` in the YAML file ``path``, or ``None`` when the
     file does not hold it (it came from an override or a default)."""
     try:
@@ -457,7 +468,21 @@ def set_key(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, schema: type[C] = TrainConfig) -> C:
+@overload
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig: ...
+
+
+@overload
+def load_config(path: str | Path | None, overrides: list[str] | None, schema: type[C]) -> C: ...
+
+
+@overload
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *, schema: type[C]) -> C: ...
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, schema: type[BaseModel] = TrainConfig
+) -> BaseModel:
     """A config of class ``schema`` from a YAML file and ``key=value`` overrides."""
     data = load_yaml(path) if path is not None else {}
     return build_config(apply_overrides(data, overrides or []), schema, source=path)
