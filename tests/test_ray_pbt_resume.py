@@ -14,6 +14,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time under `pytest -n`
 
+from ray.tune import Callback  # noqa: E402
+
 import scalarize.backends.ray as ray_backend  # noqa: E402
 from scalarize.cli.experiments import pbt_and_report  # noqa: E402
 from scalarize.experiments.pbt import PBTConfig, run_pbt  # noqa: E402
@@ -65,3 +67,40 @@ def test_a_ray_pbt_killed_after_its_last_evaluation_finishes_on_a_rerun(tmp_path
     assert not any("diverged" in line for line in lines)
     assert result.best_name in statuses and (tmp_path / "pbt_result.json").is_file()
     assert (tmp_path / "report.md").is_file() and (tmp_path / "best_model.pt").is_file()
+
+
+class KillTheDriver(Callback):
+    """Interrupts the driver (as a kill would) when the first trial reports evaluation ``at``:
+    mid-sync, some members past it and some not. Saved with the experiment as a plain callback."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __reduce__(self):
+        return (Callback, ())
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == self.at:
+            raise KeyboardInterrupt
+
+
+def _restart_ray() -> None:
+    """A killed driver's trials die with its Ray: start a fresh one."""
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.mark.slow
+def test_ray_pbt_is_a_function_of_its_seed_and_resumes_with_the_same_decisions(tmp_path):
+    first, second, killed = (_config(tmp_path / name, epochs=4) for name in ("first", "second", "killed"))
+    run_pbt(first, progress=False)
+    run_pbt(second, progress=False)
+    expected = _tables(tmp_path / "first", "rk")
+    assert any(row["member"] != row["source"] for row in expected[0])  # the policy exploited
+    assert _tables(tmp_path / "second", "rk") == expected
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pbt(killed, backend=ray_backend.RayBackend(callbacks=[KillTheDriver(at=2)]), progress=False)
+    _restart_ray()
+    run_pbt(killed, progress=False)
+    assert _tables(tmp_path / "killed", "rk") == expected

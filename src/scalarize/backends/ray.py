@@ -1,17 +1,17 @@
 """The Ray backend: the same runs and PBT/PB2 searches as Ray Tune trials, one per run or member,
 on a local Ray or a multi-node cluster (``--address HOST:PORT``).
 
-* Runs (a sweep, a comparison, a study's cells) form a Ray Tune grid; PBT uses Ray Tune's
-  ``PopulationBasedTraining`` (PB2: ``ray.tune.schedulers.pb2.PB2``) with the weights as
-  hyperparameters ``w0 … w{k-1}``: Ray perturbs (factors) or resamples (an exponential prior, so
-  that the normalised vector is Dirichlet(α = 1)) each of them, and a custom explore function
-  puts the vector back on the simplex. Synchronous syncs every ``interval`` evaluations,
+* Runs (a sweep, a comparison, a study's cells) form a Ray Tune grid. A search's weights are the
+  trials' hyperparameters ``w0 … w{k-1}``; synchronous syncs every ``interval`` evaluations,
   ``reuse_actors=True``, every checkpoint kept (PBT may exploit any).
-* MO-PBT runs on the same synchronous Tune PBT, with the decisions taken by the search's own
+* PBT and MO-PBT run on Tune's synchronous PBT with the decisions taken by the search's own
   policy (:class:`PolicyPBT`, a subclass of Tune's scheduler): at each sync it hands every live
   trial's last report (the scalar ``fitness`` and the raw ``objectives``) to the policy, exactly
   as the local engine does, and each exploited trial clones the source and takes the weights the
-  policy chose. Tune ranks by one scalar; this is how a vector of objectives ranks instead.
+  policy chose. So the decisions are a pure function of the seed and the reports: two runs store
+  the same lineage and weights, and a restored experiment takes the same decisions (a trial
+  restored at a sync waits there until the sync is taken again). PB2 is Ray Tune's
+  (``ray.tune.schedulers.pb2.PB2``, a custom explore puts the weights back on the simplex).
 * Every trial is the run core's :class:`~scalarize.train.Trainer`, trained one evaluation at a
   time: after each, it reports its fitness with a Tune checkpoint (its whole state and the model
   it reports), and Tune restarts a trial whose actor died (a lost node) from its last checkpoint,
@@ -485,26 +485,17 @@ def _raise_errors(grid) -> None:
 
 
 def _scheduler(search: PBTSearch, num: int):
+    """PBT and MO-PBT: the search's own policy decides (:class:`PolicyPBT`), so that the decisions
+    are a pure function of the seed and the reported results; PB2: Ray Tune's."""
     policy = search.policy
-    if search.algorithm == "mo-pbt":
+    if search.algorithm != "pb2":
         return PolicyPBT(policy, num, search.lr)
-    if search.algorithm == "pb2":
-        from ray.tune.schedulers.pb2 import PB2
+    from ray.tune.schedulers.pb2 import PB2
 
-        return PB2(
-            time_attr="training_iteration", metric="fitness", mode="max",
-            perturbation_interval=policy.interval, quantile_fraction=policy.quantile,
-            hyperparam_bounds={f"w{i}": [WEIGHT_FLOOR, 1.0] for i in range(num)},
-            custom_explore_fn=simplex_explore(num), synch=True,
-        )
-    from ray.tune.schedulers import PopulationBasedTraining
-
-    rng = np.random.default_rng(policy.seed)
-    return PopulationBasedTraining(
+    return PB2(
         time_attr="training_iteration", metric="fitness", mode="max",
         perturbation_interval=policy.interval, quantile_fraction=policy.quantile,
-        resample_probability=policy.resample_probability, perturbation_factors=tuple(policy.factors),
-        hyperparam_mutations={f"w{i}": (lambda: float(rng.exponential())) for i in range(num)},
+        hyperparam_bounds={f"w{i}": [WEIGHT_FLOOR, 1.0] for i in range(num)},
         custom_explore_fn=simplex_explore(num), synch=True,
     )
 
@@ -540,7 +531,7 @@ def _member_of(trial) -> int:
 
 
 class PolicyPBT(_TunePBT):
-    """Tune's synchronous PBT whose decisions are a scalarize policy's (MO-PBT on Ray).
+    """Tune's synchronous PBT whose decisions are a scalarize policy's (PBT and MO-PBT on Ray).
 
     At each sync Tune asks for the population's quantiles (``_quantiles``). Here the policy
     decides instead, as on the local engine: ``policy.ranking_fitness`` of every live trial's
@@ -565,6 +556,48 @@ class PolicyPBT(_TunePBT):
         self.lr = lr
         #: this sync's plan: exploited trial -> (source trial, the policy's Decision)
         self.plan: dict = {}
+        #: the sync a restored experiment's trials wait at (see :meth:`on_trial_add`)
+        self.pending: int | None = None
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        """A trial of a restored experiment resumes where its last report left it (its time and
+        report). One that stopped at a sync waits there, paused, and the sync is taken again
+        once every live trial has reached it (:meth:`choose_trial_to_run`): the decision is the
+        policy's of the same reports, so taking it again changes nothing for a trial that had
+        taken it, and the resumed search makes the decisions the uninterrupted one made."""
+        super().on_trial_add(tune_controller, trial)
+        result = trial.run_metadata.last_result
+        time = int(result.get("training_iteration", 0) or 0)
+        if time <= 0 or trial.status == trial.TERMINATED:
+            return
+        state = self._trial_state[trial]
+        state.last_train_time, state.last_result = time, result
+        state.last_score = self._metric_op * result["fitness"]
+        interval = self.policy.interval
+        held = self.policy.is_due(time) and result.get("status") == "running"
+        state.last_perturbation_time = time - interval if held else time - time % interval
+        due = time if held else time - time % interval + interval
+        self._next_perturbation_sync = due if self.pending is None else min(self._next_perturbation_sync, due)
+        self.pending = self._next_perturbation_sync
+        if held:
+            trial.set_status(trial.PAUSED)  # started again by choose_trial_to_run after the sync
+
+    def choose_trial_to_run(self, tune_controller):
+        """Tune's choice, after taking a restored experiment's pending sync once every live trial
+        is at it (no trial is left to report it)."""
+        live = tune_controller.get_live_trials()
+        if self.pending is not None and all(self._trial_state[t].last_train_time >= self.pending for t in live):
+            self._sync(tune_controller, self.pending)
+        return super().choose_trial_to_run(tune_controller)
+
+    def _sync(self, tune_controller, time: int) -> None:
+        """Tune's synchronous sync (``on_trial_result``), taken with no report in hand."""
+        lower, upper = self._quantiles()
+        others = [t for t in tune_controller.get_trials() if t not in lower and t not in upper]
+        for trial in upper + others + lower:
+            self._trial_state[trial].last_perturbation_time = time
+            self._checkpoint_or_exploit(trial, tune_controller, upper, lower)
+        self._next_perturbation_sync = time + self.policy.interval
 
     def _quantiles(self):
         trials = sorted((t for t, state in self._trial_state.items()
@@ -572,13 +605,14 @@ class PolicyPBT(_TunePBT):
         self.plan = {}
         if len(trials) <= 1:
             return [], []
+        time = int(max(self._trial_state[t].last_train_time for t in trials))
+        self.pending = None  # a restored experiment's sync (see on_trial_add) is taken
         reports = [self._trial_state[t].last_result for t in trials]
         fitness = np.array([np.nan if r["fitness"] == DIVERGED_FITNESS else r["fitness"] for r in reports], dtype=float)
         ranked = self.policy.ranking_fitness(fitness, np.array([r["objectives"] for r in reports], dtype=float))
         if self.policy.diverged(ranked).all():
             return [], []
         hyperparams = [{"weights": weights_of(t.config, self.num_weights), "lr": self.lr} for t in trials]
-        time = int(max(self._trial_state[t].last_train_time for t in trials))
         decisions = self.policy.decide(ranked, hyperparams, step=time)
         self.plan = {trials[d.member]: (trials[d.source], d) for d in decisions if d.exploited}
         sources = list(dict.fromkeys(source for source, _ in self.plan.values()))
