@@ -42,6 +42,10 @@ def describe(error: BaseException) -> str | None:
         return _describe_database_error(error)
     if isinstance(error, ScalarizeError):
         return _first_line(error)
+    if isinstance(error, RuntimeError) and str(error).startswith("DataLoader worker ("):
+        from scalarize.data.workers import worker_death  # torch's SIGCHLD handler: raised anywhere
+
+        return worker_death(error)
     return None
 
 

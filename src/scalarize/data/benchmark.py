@@ -157,8 +157,18 @@ class DatasetSplit:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        """One input's shape, as the collated batch holds it (an item's numpy array becomes a
+        tensor there); ``()`` for inputs that do not collate into one tensor (graphs)."""
         inputs, _ = self._item(0)
-        return tuple(inputs.shape) if isinstance(inputs, Tensor) else ()
+        if isinstance(inputs, Tensor):
+            return tuple(inputs.shape)
+        if isinstance(inputs, np.ndarray):
+            return tuple(inputs.shape)
+        try:
+            batch = self.collate([inputs])
+        except Exception:  # noqa: BLE001 - a collate for other items: no shape
+            return ()
+        return tuple(batch.shape[1:]) if isinstance(batch, Tensor) else ()
 
     def batch(self, index: Tensor) -> tuple[Any, Targets]:
         return self.finish(*self.read(index))

@@ -2,7 +2,8 @@
 
 The location is ``$SCALARIZE_CACHE`` when set, else the platform's user cache directory. Files
 are written atomically (temporary file, then rename), so an interrupted build never leaves a
-half-written array behind.
+half-written array behind; an entry that cannot be read back whole anyway (truncated, zero-filled
+or corrupted by hand or by a failing disk) is deleted and rebuilt.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,8 +36,8 @@ def cached_arrays(
         try:
             with np.load(path) as stored:
                 return {k: stored[k] for k in stored.files}
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)  # corrupt cache entry: rebuild it
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
+            path.unlink(missing_ok=True)  # a corrupt or truncated cache entry: rebuild it
     arrays = build()
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **arrays)

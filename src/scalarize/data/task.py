@@ -7,7 +7,14 @@ A :class:`Task` has a name, a head size and a **kind**. The kind holds the behav
 * ``accumulator()``: a fresh :class:`MetricAccumulator` (``update(output, target)`` per batch,
   ``compute()`` at the end of a split, ``reset()``), so metrics that are not per-sample means (mIoU
   from a confusion matrix, AUC, per-class recall) can be expressed;
-* ``check(output, target)``: a one-line complaint when a target does not fit the head's output.
+* ``check(output, target)``: a one-line complaint when a target does not fit the head's output;
+* ``output_width(output)``: how many outputs per sample the head gives (``output.shape[1]``, or 1
+  for ``[N]``), held to the task's ``num_outputs`` (``None``: a kind without a fixed width).
+
+A run checks all of it on one probe batch before anything is written (:meth:`Task.check_kind`,
+called by :func:`scalarize.models.contract.probe`): the head's width, ``check``, a ``loss`` that
+gives one value per sample with ``reduction='none'``, an ``accumulator()`` whose ``compute()``
+returns ``{metric: number}`` with the task's primary metric among them. Each break is one line.
 
 Built-in kinds: ``multiclass`` (cross-entropy, accuracy), ``binary`` (logistic loss on one
 logit, accuracy) and ``regression`` (mean squared error); the dense kinds ``segmentation``,
@@ -18,7 +25,7 @@ logit, accuracy) and ``regression`` (mean squared error); the dense kinds ``segm
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -98,6 +105,12 @@ class TaskKind:
     def check(self, output: Tensor, target: Tensor) -> str | None:
         """Why ``target`` cannot be scored against ``output`` (one batch), or ``None``."""
         return None
+
+    def output_width(self, output: Tensor) -> int | None:
+        """The head's outputs per sample in ``output`` (one batch): its second dimension (classes
+        of ``[N, C]`` logits, channels of a dense ``[N, C, H, W]`` map), 1 for ``[N]``. Held to
+        the task's ``num_outputs``; return ``None`` for a kind whose head width is free."""
+        return int(output.shape[1]) if output.dim() > 1 else 1
 
 
 def _shape(tensor: Tensor) -> str:
@@ -279,7 +292,76 @@ class Task:
         return self.behaviour.accumulator()
 
     def check(self, output: Tensor, target: Tensor) -> None:
-        """Raises a one-line ``ValueError`` when ``target`` does not fit the head's ``output``."""
+        """Raises a one-line ``ValueError`` when ``target`` does not fit the head's ``output``.
+
+        The head's width comes first: a head narrower than ``num_outputs`` (2 logits for 4
+        classes) cannot score the task, and one wider is refused too: its extra outputs are
+        classes (channels) that no target holds, yet argmax may pick them, so the run would train
+        and score a different task than the one declared. That is nearly always a head built from
+        the wrong count; a head meant to be wider declares it in ``num_outputs``.
+        """
+        width = self.behaviour.output_width(output)
+        if width is not None and width != self.num_outputs:
+            raise ValueError(
+                f"task {self.name!r} ({self.kind_name}): the model's head gives {width} output(s) per sample "
+                f"(output {_shape(output)}) but the task needs {self.num_outputs} (num_outputs); build the head "
+                f"with the task's num_outputs"
+            )
         problem = self.behaviour.check(output, target)
         if problem:
             raise ValueError(f"task {self.name!r} ({self.kind_name}): {problem}")
+
+    def check_kind(self, output: Tensor, target: Tensor) -> None:
+        """The kind's contract on one probe batch that passed :meth:`check`, one-line
+        ``ValueError`` otherwise: ``loss(..., reduction='none')`` gives one value per sample (the
+        run core averages them, so a scalar there would be divided by the batch size, and a
+        stacked sweep could not split it per member); ``accumulator()`` exists, its
+        ``compute()`` returns ``{metric: number}``, and the task's primary metric (and the
+        metrics Δm averages) are among them, else the table would show "—" for the task.
+
+        An accumulator whose ``update``/``compute`` raises on so small a batch (an AUC of a
+        single class) is not judged here: the first evaluation is.
+        """
+        where = f"task {self.name!r} ({self.kind_name})"
+        try:
+            per_sample = self.behaviour.loss(output, target, reduction="none")
+        except NotImplementedError:
+            raise ValueError(f"{where}: its kind has no loss(); a TaskKind defines loss(output, target, "
+                             "reduction)") from None
+        if not isinstance(per_sample, Tensor) or tuple(per_sample.shape) != (len(output),):
+            got = _shape(per_sample) if isinstance(per_sample, Tensor) else type(per_sample).__name__
+            raise ValueError(f"{where}: loss(output, target, reduction='none') gave {got} for a batch of "
+                             f"{len(output)}; it must give one loss per sample, [{len(output)}]")
+        try:
+            accumulator = self.behaviour.accumulator()
+        except NotImplementedError:
+            accumulator = None
+        missing = [m for m in ("update", "compute", "reset") if not callable(getattr(accumulator, m, None))]
+        if missing:
+            got = "no accumulator()" if accumulator is None else f"an accumulator without {', '.join(missing)}()"
+            raise ValueError(f"{where}: its kind has {got}; accumulator() must return a MetricAccumulator "
+                             "(update(output, target) per batch, compute() -> {metric: number}, reset()), "
+                             "e.g. scalarize.data.task.MeanOverSamples")
+        try:
+            accumulator.update(output, target)
+            values = accumulator.compute()
+        except NotImplementedError:
+            raise ValueError(f"{where}: its accumulator's update() or compute() is not implemented") from None
+        except Exception:  # noqa: BLE001 - e.g. a metric undefined on two samples: judged at evaluation
+            return
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{where}: its accumulator's compute() returned a {type(values).__name__}; it must "
+                             "return {metric: number}")
+        for name, value in values.items():
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: its accumulator's compute() gave {name!r} as a {type(value).__name__}; "
+                                 "each metric must be a number") from None
+        wanted = [self.primary_metric, *(m for m, _ in self.delta_metrics() if m != self.primary_metric)]
+        absent = [m for m in wanted if m not in values]
+        if absent:
+            what = "primary metric" if absent[0] == self.primary_metric else "Δm metric"
+            raise ValueError(f"{where}: its {what} {absent[0]!r} is never computed: its accumulator's compute() "
+                             f"returns {', '.join(map(repr, values)) or 'nothing'}; set primary_metric to one of "
+                             "them or compute it")

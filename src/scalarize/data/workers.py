@@ -13,13 +13,17 @@ streams (:mod:`scalarize.data.streaming`) can build on both.
 in the run's process would take longer than starting the workers (:data:`WORKER_START_SECONDS`).
 
 A truncated or unreadable file met by a worker ends the run with one line naming it
-(:class:`~scalarize.data.errors.DataFileError`), not with the worker's traceback.
+(:class:`~scalarize.data.errors.DataFileError`), not with the worker's traceback; a worker that
+dies (killed by the out-of-memory killer, a signal, a crash in native code) ends it with one line
+too (:class:`LoaderWorkerError`, :func:`worker_death`): the checkpoints written so far are kept,
+and the same command resumes.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -29,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from scalarize.data.errors import DataFileError
+from scalarize.data.errors import BenchmarkError, DataFileError
 
 WORKERS_ENV = "SCALARIZE_WORKERS"
 #: Batches each worker reads ahead.
@@ -106,9 +110,49 @@ def _unwrap(result):
     return result
 
 
+class LoaderWorkerError(BenchmarkError):
+    """A loader worker process died while reading (one line; the run's checkpoints are kept)."""
+
+
+#: torch's messages for a dead worker: from the loader's queue ("... (pid(s) 12) exited
+#: unexpectedly") and from its SIGCHLD handler ("... (pid 12) is killed by signal: Killed.").
+_WORKER_DIED = re.compile(r"^DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\) (.*)$")
+
+
+def worker_death(error: BaseException) -> str | None:
+    """The one line for torch's error about a dead loader worker, or ``None`` for any other."""
+    found = _WORKER_DIED.match(str(error).strip().splitlines()[0]) if isinstance(error, RuntimeError) and str(error) else None
+    if found is None:
+        return None
+    pids, how = found.group(1).strip(), found.group(2).strip().rstrip(". ")
+    return (f"a data loader worker (pid {pids}) {how} (killed by the out-of-memory killer or a signal?); what was "
+            f"written so far is kept: run the same command again to resume, with fewer loader workers "
+            f"({WORKERS_ENV}=0 reads in the run's process) or smaller batches if memory ran out")
+
+
+class _Guarded:
+    """A loader's iterator whose dead-worker ``RuntimeError`` becomes a :class:`LoaderWorkerError`."""
+
+    def __init__(self, iterator: Iterator) -> None:
+        self.iterator = iterator
+
+    def __iter__(self) -> _Guarded:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.iterator)
+        except RuntimeError as error:
+            line = worker_death(error)
+            if line is None:
+                raise
+            raise LoaderWorkerError(line) from None
+
+
 def worker_loader(splits: Sequence[Any], requests: Iterable, workers: int, read: GroupReader = read_parts) -> Iterator:
     """``(tag, data)`` for each request ``(tag, members)``, read by ``workers`` loader workers
-    (pinned for a GPU); pass ``data`` to :func:`checked` before use."""
+    (pinned for a GPU); pass ``data`` to :func:`checked` before use. A worker that dies is a
+    one-line :class:`LoaderWorkerError`."""
     device = splits[0].device
     loader = DataLoader(
         _Reader(splits, read),
@@ -118,7 +162,7 @@ def worker_loader(splits: Sequence[Any], requests: Iterable, workers: int, read:
         pin_memory=device.type == "cuda",
         prefetch_factor=PREFETCH,
     )
-    return iter(loader)
+    return _Guarded(iter(loader))
 
 
 def checked(data: Any) -> Any:

@@ -14,6 +14,12 @@ run core also asks for the **shared parameters** (every task's loss reaches them
   :class:`ModuleModel` wraps it and finds the two groups on the first batch it sees, from the
   autograd graph: parameters the representation depends on are shared, those only task i's
   output depends on are task i's.
+
+Before anything is written, :func:`probe` holds a model and its tasks to all of this on two
+training samples: what ``forward`` returns (:func:`split_result`), a target for every task, each
+head's width against its task's ``num_outputs``, and the task kind's own contract (a per-sample
+loss, an accumulator computing the primary metric; :meth:`Task.check_kind`). Each break is one
+line naming what is wrong and what the contract is.
 """
 
 from __future__ import annotations
@@ -27,6 +33,26 @@ from torch import Tensor, nn
 from scalarize.data.task import Task
 from scalarize.models.multitask import MultiTaskModel
 
+CONTRACT = "(features, {task: output})"
+
+
+def split_result(result: Any, tasks: Sequence[str] | None = None) -> tuple[Any, Mapping[str, Any]]:
+    """``(features, outputs)`` of what a model's forward returned, or a one-line ``ValueError``
+    saying what it returned instead and what the contract is."""
+    if isinstance(result, (tuple, list)) and len(result) == 2 and isinstance(result[1], Mapping):
+        return result[0], result[1]
+    if isinstance(result, Mapping):
+        got = f"only {{task: output}} (a dict of {', '.join(map(str, result)) or 'nothing'})"
+        fix = ": return the representation the heads read as well, `return features, outputs`"
+    elif isinstance(result, (tuple, list)):
+        kinds = ", ".join(type(v).__name__ for v in result[:4]) + (", ..." if len(result) > 4 else "")
+        got = f"a {type(result).__name__} of {len(result)} value(s) ({kinds})"
+        fix = ", the second a dict keyed by task name" if len(result) == 2 else ""
+    else:
+        got, fix = f"a {type(result).__name__}", ""
+    names = f" (tasks: {', '.join(tasks)})" if tasks else ""
+    raise ValueError(f"the model's forward returned {got}; the contract is {CONTRACT}{names}{fix}")
+
 
 class ModuleModel(nn.Module):
     """A user's module returning ``(features, {task: output})``, with its parameter groups found
@@ -39,7 +65,10 @@ class ModuleModel(nn.Module):
         self._groups: tuple[list[nn.Parameter], list[list[nn.Parameter]]] | None = None
 
     def forward(self, inputs: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        features, outputs = self.module(inputs)
+        features, outputs = split_result(self.module(inputs), self.task_names)
+        if not isinstance(features, Tensor):
+            raise ValueError(f"the model's forward returned a {type(features).__name__} as its representation; the "
+                             f"contract is {CONTRACT} with the representation a Tensor")
         if self._groups is None and torch.is_grad_enabled() and features.requires_grad:
             self._groups = self._find_groups(features, outputs)
         return features, outputs
@@ -86,8 +115,10 @@ def as_multitask(model: Any, tasks: Sequence[Task]) -> nn.Module:
 
 def probe(model: nn.Module, inputs: Any, tasks: Sequence[Task], targets: Mapping[str, Tensor]) -> None:
     """One forward pass on a small batch: the outputs are ``(features, {task: output})`` with
-    every task, each target fits its head's output (:meth:`Task.check`), and a
-    :class:`ModuleModel` learns its parameter groups. Raises a one-line ``ValueError``.
+    every task, the data has a target for every task, each head has its task's width and each
+    target fits its head's output (:meth:`Task.check`), each task's kind keeps its contract on
+    the batch (:meth:`Task.check_kind`), and a :class:`ModuleModel` learns its parameter groups.
+    Raises a one-line ``ValueError``.
 
     In eval mode, so that batch-norm statistics are untouched and no random number is drawn.
     """
@@ -97,14 +128,23 @@ def probe(model: nn.Module, inputs: Any, tasks: Sequence[Task], targets: Mapping
         result = model(inputs)
     finally:
         model.train(was_training)
-    if not (isinstance(result, (tuple, list)) and len(result) == 2 and isinstance(result[1], Mapping)):
-        raise ValueError("a model's forward must return (features, {task: output})")
-    _, outputs = result
-    missing = [t.name for t in tasks if t.name not in outputs]
+    names = [t.name for t in tasks]
+    _, outputs = split_result(result, names)
+    missing = [n for n in names if n not in outputs]
     if missing:
-        raise ValueError(f"the model's outputs lack task(s) {missing}; it returned {list(outputs)}")
+        raise ValueError(f"the model's outputs lack task(s) {missing}; it returned {list(outputs)} (the contract is "
+                         f"{CONTRACT}, keyed by the task names {names})")
+    absent = [n for n in names if n not in targets]
+    if absent:
+        raise ValueError(f"the training data has no target for task(s) {absent} (its targets are {list(targets)}); "
+                         f"a Dataset's item is (input, {{task: target}}) keyed by the task names {names}")
     for task in tasks:
-        task.check(outputs[task.name].detach(), targets[task.name])
+        output = outputs[task.name]
+        if not isinstance(output, Tensor):
+            raise ValueError(f"the model's output for task {task.name!r} is a {type(output).__name__}; the contract is "
+                             f"{CONTRACT} with each output a Tensor")
+        task.check(output.detach(), targets[task.name])
+        task.check_kind(output.detach(), targets[task.name])
     model.zero_grad(set_to_none=True)
 
 

@@ -14,6 +14,7 @@ import torch
 from scalarize.data.benchmark import Benchmark, Split, carve_validation
 from scalarize.data.bundled._images import from_uint8, mnist_5k, resize, split_indices, to_uint8
 from scalarize.data.cache import cached_arrays
+from scalarize.data.sizes import check_build_size
 from scalarize.data.task import Task
 
 CANVAS = 36
@@ -50,6 +51,7 @@ def multimnist(
         raise ValueError("train_size must be >= 10 and test_size >= 1")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    check_build_size("multimnist", {"train_size": train_size, "test_size": test_size}, 4 * CANVAS * CANVAS + 28 * 28 * 8)
     key = {"train_size": train_size, "test_size": test_size, "seed": seed, "version": 1}
     arrays = cached_arrays("multimnist", key, lambda: _build(train_size, test_size, seed))
 

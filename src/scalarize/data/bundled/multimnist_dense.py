@@ -27,6 +27,7 @@ import torch
 from scalarize.data.benchmark import Benchmark, Split, carve_validation
 from scalarize.data.bundled._images import mnist_5k, split_indices
 from scalarize.data.cache import cached_arrays
+from scalarize.data.sizes import check_build_size
 from scalarize.data.task import Task
 
 CANVAS = 36
@@ -92,6 +93,7 @@ def multimnist_dense(
         raise ValueError("train_size must be >= 10 and test_size >= 1")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    check_build_size("multimnist_dense", {"train_size": train_size, "test_size": test_size}, 24 * CANVAS * CANVAS)
     key = {"train_size": train_size, "test_size": test_size, "seed": seed, "version": 1}
     arrays = cached_arrays("multimnist_dense", key, lambda: _build(train_size, test_size, seed))
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from scalarize.data.benchmark import Benchmark, Split
+from scalarize.data.sizes import check_build_size
 from scalarize.data.task import Task
 
 
@@ -43,6 +44,11 @@ def _generate(
     *, num_tasks, input_dim, output_dim, relatedness, noise, scale_spread, sizes, seed, nonlinear
 ):
     _check(num_tasks, relatedness, noise, scale_spread)
+    width = input_dim + num_tasks * output_dim  # per sample: the input and every task's target
+    # kept in float32 for every split; the largest split is generated in float64, ~4 arrays of its targets
+    check_build_size("the synthetic benchmark", dict(zip(("train_size", "val_size", "test_size"), sizes)),
+                     4 * width, 8 * max(sizes) * (input_dim + 4 * num_tasks * output_dim),
+                     f"input_dim={input_dim:,}, {num_tasks:,} tasks of output_dim={output_dim:,}")
     rng = np.random.default_rng(seed)
     maps = _maps(rng, num_tasks, input_dim, output_dim, relatedness)
     scales = np.logspace(0.0, np.log10(scale_spread), num_tasks)
