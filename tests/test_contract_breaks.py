@@ -4,6 +4,7 @@ before anything is written (no scalarize.db, no run directory), and the fixed re
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import zipfile
 
@@ -191,3 +192,26 @@ def test_a_truncated_multimnist_cache_is_rebuilt_by_the_command(tmp_path, capsys
     assert main(["train", str(config), f"output={tmp_path / 'b'}", "-q"]) == 0, capsys.readouterr().err
     with np.load(path) as rebuilt:
         assert rebuilt["train_x"].shape == (60, 28, 28)
+
+
+# -- Ray: relative data paths are resolved against the launch directory ------------------------------
+@pytest.mark.parametrize("command, section", [("pbt", "pbt: {population: 2}\n"), ("sweep", "sweep: {step: 0.5}\n")])
+def test_relative_data_paths_are_made_absolute_for_ray_trials(tmp_path, monkeypatch, command, section):
+    from scalarize.experiments.loading import load_experiment_config
+    from scalarize.experiments.pbt import PBTConfig
+    from scalarize.experiments.sweep import SweepConfig
+
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("name: r\nbenchmark: {target: 'contract_plugins:benchmark', options: {}}\n"
+                      "model: {target: 'contract_plugins:net', options: {}}\n" + section)
+    schema = PBTConfig if command == "pbt" else SweepConfig
+    overrides = ["benchmark.options.root=data/nyu", "benchmark.options.cache_dir=~/c", "model.options.weights_path=w.pt",
+                 "benchmark.options.url_path=s3://b/x", "benchmark.options.mode=data", "benchmark.options.kill=false"]
+    ray = load_experiment_config(str(config), [*overrides, f"{command}.backend=ray"], schema, section=command)
+    assert ray.benchmark.options["root"] == str(tmp_path / "data" / "nyu")
+    assert ray.benchmark.options["cache_dir"] == os.path.expanduser("~/c")
+    assert ray.model.options["weights_path"] == str(tmp_path / "w.pt")
+    assert ray.benchmark.options["url_path"] == "s3://b/x" and ray.benchmark.options["mode"] == "data"
+    local = load_experiment_config(str(config), overrides, schema, section=command)
+    assert local.benchmark.options["root"] == "data/nyu"  # the local backend keeps the path as written

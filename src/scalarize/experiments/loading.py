@@ -8,11 +8,20 @@ that only a file and its overrides together can make.
 * **The command's section** (``sweep:``, ``compare:``, ``pbt:``, ``study:``) must be in the
   file or set by an override: a plain training config given to ``scalarize sweep`` is an error,
   not a default 11-point sweep.
+* **Relative data paths under Ray** (``pbt.backend: ray``, ``sweep.backend: ray``): a Ray Tune
+  trial runs in a directory of its own, so a relative ``benchmark.options.root`` (or another
+  path option, :func:`resolve_launch_paths`) would name nothing there, and every trial would fail
+  to build its benchmark. Such paths are made absolute against the directory the command was
+  launched from before the config is planned, so the driver and its trials read the same files
+  (and a builder error is the driver's one line, before any trial starts). The local backend
+  keeps them as written.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +56,29 @@ def load_experiment_config(
     data = apply_overrides(data, overrides)
     if section is not None and path is not None:
         check_section(data, section, path)
+    if section is not None and isinstance(data.get(section), dict) and data[section].get("backend") == "ray":
+        resolve_launch_paths(data)
     return build_config(data, schema, source=path)
+
+
+#: Options that name a file or folder: ``root``, ``path``, ``dir``, ``file`` and ``*_root``,
+#: ``*_path``, ``*_dir``, ``*_file`` (``data_root``, ``weights_path``, ``cache_dir`` ...).
+PATH_OPTION = re.compile(r"^(?:.*_)?(?:root|path|dir|file)$")
+
+
+def resolve_launch_paths(data: dict[str, Any], cwd: str | None = None) -> None:
+    """Makes the relative paths among ``benchmark.options`` and ``model.options`` (the keys
+    :data:`PATH_OPTION` matches; ``~`` expanded, URLs kept) absolute against ``cwd`` (default: the
+    working directory), in place."""
+    base = cwd or os.getcwd()
+    for section in ("benchmark", "model"):
+        options = data.get(section, {}).get("options") if isinstance(data.get(section), dict) else None
+        if not isinstance(options, dict):
+            continue
+        for key, value in options.items():
+            if isinstance(key, str) and PATH_OPTION.match(key) and isinstance(value, str) and value \
+                    and "://" not in value:
+                options[key] = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
 def check_section(data: dict[str, Any], section: str, path: str | Path) -> None:
