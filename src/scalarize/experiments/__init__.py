@@ -10,17 +10,11 @@ result for the report.
 * :mod:`~scalarize.experiments.study`: best weights and gains over model sizes.
 """
 
-from importlib import import_module
+from scalarize.lazy import lazy_exports
 
 _EXPORTS = {"ExperimentResult": "scalarize.experiments.train", "run_experiment": "scalarize.experiments.train"}
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    """Lazy, so that :mod:`scalarize.experiments.loading` reads a config without loading torch."""
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'scalarize.experiments' has no attribute {name!r}")
+#: Lazy, so that reading a config does not load torch (a command with bad input answers at once).
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

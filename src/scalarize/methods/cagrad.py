@@ -34,6 +34,8 @@ descent with Barzilai–Borwein steps and an Armijo line search on the Gramian `
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -52,10 +54,13 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
     css = np.cumsum(u) - 1.0
     ks = np.arange(1, v.size + 1)
     rho = np.nonzero(u - css / ks > 0)[0][-1]
-    return np.maximum(v - css[rho] / (rho + 1), 0.0)
+    projected: np.ndarray = np.maximum(v - css[rho] / (rho + 1), 0.0)
+    return projected
 
 
-def minimise_on_simplex(fun, grad, x0: np.ndarray, max_iters: int = 500) -> np.ndarray:
+def minimise_on_simplex(
+    fun: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, max_iters: int = 500
+) -> np.ndarray:
     """Projected gradient descent with Barzilai–Borwein steps and Armijo backtracking."""
     x, fx, gx = x0, fun(x0), grad(x0)
     step = 1.0
@@ -92,7 +97,8 @@ def cagrad_weights(gram: np.ndarray, c: float, rescale: int) -> np.ndarray:
         return float(w @ a_vec + k * np.sqrt(w @ a_mat @ w + _SMOOTH))
 
     def grad(w: np.ndarray) -> np.ndarray:
-        return a_vec + k * (a_mat @ w) / np.sqrt(w @ a_mat @ w + _SMOOTH)
+        gradient: np.ndarray = a_vec + k * (a_mat @ w) / np.sqrt(w @ a_mat @ w + _SMOOTH)
+        return gradient
 
     w = minimise_on_simplex(fun, grad, mean)
     gw_norm = float(np.sqrt(max(w @ a_mat @ w, 0.0)))

@@ -52,7 +52,8 @@ def config_weights(gram: np.ndarray) -> np.ndarray:
         return np.zeros(t)
     raw = c * inverse_norms  # e ∝ Σ_i raw_i g_i
     length = float(np.ones(t) @ gram @ raw) / np.sqrt(direction_norm2)  # Σ_j g_j · e
-    return length * raw / np.sqrt(direction_norm2)
+    direction: np.ndarray = length * raw / np.sqrt(direction_norm2)
+    return direction
 
 
 @register

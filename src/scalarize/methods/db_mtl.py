@@ -50,6 +50,7 @@ class DBMTL(JacobianStateMixin, GradientMethod):
     name = "db_mtl"
     promises = frozenset({PERMUTATION_EQUIVARIANT, SCALE_INVARIANT})
     _jacobian_state_keys = ("averages",)
+    steps: Tensor  # a buffer: the steps taken
 
     def __init__(self, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8) -> None:
         super().__init__()
@@ -78,7 +79,8 @@ class DBMTL(JacobianStateMixin, GradientMethod):
         norms = averages.norm(dim=1)
         alpha = norms.max() / (norms + _NORM_EPS)
         self.last_weights = ((1 - beta) * alpha * scale).detach()
-        return alpha @ averages
+        direction: Tensor = alpha @ averages
+        return direction
 
     def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
         scale = 1.0 / (losses.to(gradients) + self.eps)

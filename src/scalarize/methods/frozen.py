@@ -65,6 +65,7 @@ class FrozenWeights(Scalarization):
         self.reduce = check_choice(self.name, "reduce", reduce, REDUCTIONS)
         self.beta = check_real(self.name, "beta", beta, low=0, high=1, high_open=True)
         self.start_step = check_int(self.name, "start_step", start_step, low=0)
+        self._objectives: list[str] | None  # the recorded objectives (a database source), else None
         if isinstance(source, (str, Path)):
             self._objectives, rows = _read_database(Path(source), run)
         else:

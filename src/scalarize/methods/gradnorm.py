@@ -127,11 +127,14 @@ class GradNorm(Method):
             weighted = context.backward_weighted_with_representation_gradients(w)
             if self.layer == "last_shared":
                 weighted = context.representation_products(last_shared_layer(context.shared_params), weighted)
-                return weighted.flatten(1).norm(dim=1).to(w)
-            return context.sample_norms(weighted).to(w)  # over the whole batch (every rank's samples)
+                norms: Tensor = weighted.flatten(1).norm(dim=1).to(w)
+                return norms
+            sample_norms: Tensor = context.sample_norms(weighted).to(w)
+            return sample_norms  # over the whole batch (every rank's samples)
         per_task = context.gradients_on(last_shared_layer(context.shared_params))
         context.backward_weighted(w)
-        return w * per_task.flatten(1).norm(dim=1).to(w)
+        weighted_norms: Tensor = w * per_task.flatten(1).norm(dim=1).to(w)
+        return weighted_norms
 
     def after_step(self, context: StepContext) -> None:
         self.renormalise()

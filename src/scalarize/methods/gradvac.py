@@ -25,6 +25,7 @@ step.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -64,9 +65,9 @@ class GradVac(WeightedGradientMethod, SeededMethod):
         gram = gramian(gradients)
         weighting = GradVacWeighting(beta=self.beta, eps=self.eps)
         # Hand torchjd our EMA state (it would otherwise start from zeros).
-        weighting._phi_t = self.phi_hat.detach().cpu().clone()
+        weighting._phi_t = self.phi_hat.detach().cpu().clone()  # type: ignore[assignment]  # torchjd's private buffer
         weighting._state_key = (gram.shape[0], gram.dtype)
         with global_rng_from(self.generator):
             w = weighting(gram)
-        self.phi_hat.copy_(weighting._phi_t)
+        self.phi_hat.copy_(cast(Tensor, weighting._phi_t))
         return w

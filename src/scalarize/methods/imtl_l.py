@@ -57,6 +57,7 @@ class IMTLL(Method):
 
     def combine(self, losses: Tensor) -> Tensor:
         self.log_scale  # noqa: B018 - raises a clear error before setup
+        assert self.scalarizer is not None
         self.step_dtype = losses.dtype
         return self.scalarizer(losses)
 

@@ -71,7 +71,7 @@ class MetaBalance(WeightedGradientMethod):
     def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
         g = gradients.detach()
         sizes = self.sizes if self.sizes is not None else [g.shape[1]]
-        chunks = g.split(sizes, dim=1)
+        chunks = torch.split(g, sizes, dim=1)
         norms = torch.stack([c.norm(dim=1) for c in chunks], dim=1)  # [T, K]
         if self.norm_averages is None or self.norm_averages.shape != norms.shape:
             self.norm_averages = torch.zeros_like(norms)

@@ -87,7 +87,7 @@ class MTAdam(Method):
         self._requested = None if weights is None else list(weights)
         self.register_buffer("ranks", torch.ones(0))
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
-        self.slots: list[dict[str, Any]] | None = None  # per parameter tensor
+        self.slots: list[dict[str, Any] | None] | None = None  # per parameter tensor
 
     def setup(self, task_names: Sequence[str], setting: Setting = "mtl") -> None:
         with same_device(self):
@@ -101,22 +101,22 @@ class MTAdam(Method):
     def backward(self, context: StepContext) -> None:
         jacobian = context.shared_jacobian().detach()
         task_grads = context.task_gradients()
-        entries: list[tuple[nn.Parameter, list[int], list[Tensor]]] = []
+        entries: list[tuple[Tensor, list[int], list[Tensor]]] = []
         offset = 0
         for p in context.shared_params:
             rows = jacobian[:, offset : offset + p.numel()]
             offset += p.numel()
             entries.append((p, list(range(rows.shape[0])), [r.view_as(p) for r in rows]))
-        for i, (params, grads) in enumerate(zip(context.task_params, task_grads)):
-            for p, g in zip(params, grads):
+        for i, (params, own) in enumerate(zip(context.task_params, task_grads)):
+            for head_param, g in zip(params, own):
                 if g is not None:
-                    entries.append((p, [i], [g.detach()]))
+                    entries.append((head_param, [i], [g.detach()]))
         if self.slots is None or len(self.slots) != len(entries):
-            self.slots = [None] * len(entries)  # type: ignore[list-item]
+            self.slots = [None] * len(entries)
         shared_scales = []
-        for k, (p, tasks, grads) in enumerate(entries):
-            direction, scales = self._direction(k, p, tasks, torch.stack(grads))
-            p.grad = direction.to(p.dtype) if p.grad is None else p.grad + direction
+        for k, (param, tasks, rows_of_tasks) in enumerate(entries):
+            direction, scales = self._direction(k, param, tasks, torch.stack(rows_of_tasks))
+            param.grad = direction.to(param.dtype) if param.grad is None else param.grad + direction
             if k < len(context.shared_params):
                 shared_scales.append(scales)
         if shared_scales:
@@ -124,6 +124,7 @@ class MTAdam(Method):
 
     def _direction(self, k: int, p: Tensor, tasks: list[int], g: Tensor) -> tuple[Tensor, Tensor]:
         beta1, beta2, beta3 = self.betas
+        assert self.slots is not None  # sized by backward
         slot = self.slots[k]
         if slot is None or slot["exp_avg"].shape != g.shape:
             slot = {

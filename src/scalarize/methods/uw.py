@@ -62,6 +62,7 @@ class UncertaintyWeighting(Method):
         self.step_dtype = losses.dtype
         s = self.log_var.to(losses.dtype)
         if self.form == "regression":
+            assert self.scalarizer is not None  # built by setup
             return self.scalarizer(losses)
         return (torch.exp(-s) * losses + 0.5 * s).sum()
 

@@ -5,7 +5,7 @@ Names are imported lazily, so that reading a config (``scalarize.train.config``)
 torch: a command with bad input answers at once.
 """
 
-from importlib import import_module
+from scalarize.lazy import lazy_exports
 
 _EXPORTS = {
     "ConfigError": "scalarize.train.config",
@@ -22,10 +22,5 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'scalarize.train' has no attribute {name!r}")
+#: Lazy, so that reading a config does not load torch (a command with bad input answers at once).
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -55,7 +55,9 @@ class ConflictProbe:
         self.benchmark = benchmark
         self.batches = []
         for _ in range(batches):
-            inputs, targets, counts = [], {}, []
+            inputs: list[Tensor] = []
+            targets: dict[str, list[Tensor]] = {}
+            counts: list[int] = []
             for splits in benchmark.domains.values():
                 train = splits["train"]
                 index = torch.randperm(len(train), generator=generator)[:batch_size]

@@ -233,7 +233,7 @@ class Trainer(Checkpointable):
     def _outputs(self, inputs: Tensor, heads: bool = False) -> tuple[Any, ...]:
         """The model's forward pass under the configured precision; outputs in float32."""
         if self._channels_last:
-            inputs = to_channels_last(inputs)  # type: ignore[no-untyped-call]
+            inputs = to_channels_last(inputs)
         with autocast(self.config.precision, self.device):
             forward = self._forward_heads if heads and self._forward_heads is not None else self._forward
             result = forward(inputs)
