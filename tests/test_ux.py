@@ -108,6 +108,9 @@ def test_methods_lists_every_method_with_its_defaults(capsys):
     rows = {line.split()[0]: line for line in out.splitlines() if line and line.split()[0] in available_methods()}
     assert set(rows) == set(available_methods())
     assert "c=0.4" in rows["cagrad"] and "weights=None" in rows["scalarization"]
+    # every gradient method that can take its gradients on the representation says so
+    assert "gradients='parameters'" in rows["pcgrad"] and "gradients" not in rows["scalarization"]
+    assert "gradients" not in rows["sdmgrad"]  # draws other batches: parameters only
     assert main(["methods", "cagrad"]) == 0
     assert "Liu" in capsys.readouterr().out
     _one_line_error(capsys, main(["methods", "magic"]), "methods: unknown method 'magic'")

@@ -222,6 +222,7 @@ def _summary(cls) -> str:
 
 def method_rows() -> list[tuple[str, str, str]]:
     """Per registered method: its name, options with their defaults, and what it does."""
+    from scalarize.methods.base import GradientMethod
     from scalarize.methods.registry import _METHODS, available_methods
 
     rows = []
@@ -233,6 +234,8 @@ def method_rows() -> list[tuple[str, str, str]]:
                 continue
             default = "required" if p.default is inspect.Parameter.empty else repr(p.default)
             options.append(f"{p.name}={default}")
+        if issubclass(_METHODS[name], GradientMethod) and len(_METHODS[name].gradient_spaces()) > 1:
+            options.append("gradients='parameters'")  # or 'representation': every such method takes it
         rows.append((name, ", ".join(options) or "-", _summary(_METHODS[name])))
     return rows
 

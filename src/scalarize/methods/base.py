@@ -182,14 +182,21 @@ class GradientMethod(Method):
         if "backward" in cls.__dict__:
             cls.backward = _in_gradient_space(cls.__dict__["backward"])  # type: ignore[method-assign, assignment]
 
+    @classmethod
+    def gradient_spaces(cls) -> tuple[str, ...]:
+        """The spaces ``method.options.gradients`` may name: every one, but only ``parameters``
+        for methods that draw other batches (their Jacobians are on the parameters) or keep
+        per-column state across steps (on the representation a column is a sample)."""
+        if INDEPENDENT_BATCHES in cls.needs or getattr(cls, "_jacobian_state_keys", None):
+            return ("parameters",)
+        return tuple(GRADIENT_SPACE_NAMES)
+
     def use_gradients(self, space: str) -> None:
-        """Takes the per-task gradients in ``space`` (``parameters`` or ``representation``).
-        Refused for methods that draw other batches (their Jacobians are on the parameters) or
-        keep per-column state across steps (on the representation a column is a sample)."""
+        """Takes the per-task gradients in ``space`` (one of :meth:`gradient_spaces`)."""
         if space not in GRADIENT_SPACE_NAMES:
             raise MethodError(f"method.options.gradients: must be one of {', '.join(GRADIENT_SPACE_NAMES)}, "
                               f"got {space!r}")
-        if space != "parameters" and (INDEPENDENT_BATCHES in self.needs or getattr(type(self), "_jacobian_state_keys", None)):
+        if space not in self.gradient_spaces():
             why = ("draws other batches" if INDEPENDENT_BATCHES in self.needs
                    else "keeps per-column state across steps")
             raise MethodError(f"method.options.gradients: method {self.name or type(self).__name__} {why}; "
