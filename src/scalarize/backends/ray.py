@@ -565,10 +565,11 @@ class PolicyPBT(_TunePBT):
         once every live trial has reached it (:meth:`choose_trial_to_run`): the decision is the
         policy's of the same reports, so taking it again changes nothing for a trial that had
         taken it, and the resumed search makes the decisions the uninterrupted one made."""
+        requeued = trial in self._trial_state  # a trial failed (a lost node): Tune's own handling
         super().on_trial_add(tune_controller, trial)
         result = trial.run_metadata.last_result
         time = int(result.get("training_iteration", 0) or 0)
-        if time <= 0 or trial.status == trial.TERMINATED:
+        if requeued or time <= 0 or trial.status == trial.TERMINATED:
             return
         state = self._trial_state[trial]
         state.last_train_time, state.last_result = time, result
