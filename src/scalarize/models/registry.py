@@ -159,12 +159,15 @@ def build_model(
     depth: int = 2,
     *,
     head: Mapping[str, Any] | None = None,
+    features: Any = None,
     **options: Any,
 ) -> MultiTaskModel:
     """The model of a registered family or builder, or of a builder named ``package.module:name``.
 
     A family gets one head per task (``head``, see :func:`make_heads`); a builder makes its
-    own. Raises :class:`ModelError` (one line) for an unknown name, a bad size or option.
+    own. ``features``: a tabular benchmark's column layout (``data/features.py: FeatureSchema``),
+    handed to a builder that takes a ``features`` keyword. Raises :class:`ModelError` (one line)
+    for an unknown name, a bad size or option.
     """
     builder = _builder(family)
     if width <= 0:
@@ -172,6 +175,8 @@ def build_model(
     if depth < 0:
         raise ModelError(f"model.depth: must be >= 0, got {depth}")
     arguments = {"input_shape": tuple(input_shape), "tasks": list(tasks), "width": width, "depth": depth}
+    if features is not None:
+        arguments["features"] = features
     if family in _TRUNK_FAMILIES:
         model = builder(**arguments, head=head, **options)
     else:

@@ -115,16 +115,16 @@ def build_model_from_config(config: TrainConfig, benchmark: Benchmark) -> MultiT
     method = method_class(config.method.name)
     if method is None or PREFERENCE_INPUT not in method.needs:
         return build_model(model.builder, benchmark.input_shape, benchmark.tasks, model.width, model.depth,
-                           head=head, **model.options)
+                           head=head, features=benchmark.extras.get("features"), **model.options)
     k = len(benchmark.objectives)  # COSMOS: the model takes the preference as an input too
     try:
         shape = conditioned_shape(benchmark.input_shape, k)
     except ValueError as error:
         raise ConfigError(f"method.name: {config.method.name}: {error}") from None
-    inner = build_model(model.builder, shape, benchmark.tasks, model.width, model.depth, head=head, **model.options)
+    inner = build_model(model.builder, shape, benchmark.tasks, model.width, model.depth, head=head, features=benchmark.extras.get("features"), **model.options)
     if len(benchmark.input_shape) == 3 and starts_dense(inner):  # a dense model: the preference as features
         flat = conditioned_shape(benchmark.input_shape, k, as_channels=False)
-        inner = build_model(model.builder, flat, benchmark.tasks, model.width, model.depth, head=head, **model.options)
+        inner = build_model(model.builder, flat, benchmark.tasks, model.width, model.depth, head=head, features=benchmark.extras.get("features"), **model.options)
         return PreferenceConditioned(inner, k, as_channels=False)
     return PreferenceConditioned(inner, k)
 
