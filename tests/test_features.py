@@ -51,3 +51,9 @@ def test_a_builder_that_takes_features_gets_the_benchmarks_layout():
 
     register_model("features_plain", plain)
     build_model("features_plain", (SCHEMA.width,), tasks, features=SCHEMA)  # not handed to it: no error
+
+
+def test_a_trunk_family_reads_the_packed_rows_as_they_are():
+    model = build_model("mlp", (SCHEMA.width,), [Task("click", "binary", 1)], width=0.05, depth=1, features=SCHEMA)
+    features, outputs = model(torch.zeros(3, SCHEMA.width))
+    assert outputs["click"].shape[0] == 3

@@ -175,13 +175,13 @@ def build_model(
     if depth < 0:
         raise ModelError(f"model.depth: must be >= 0, got {depth}")
     arguments = {"input_shape": tuple(input_shape), "tasks": list(tasks), "width": width, "depth": depth}
-    if features is not None:
-        arguments["features"] = features
-    if family in _TRUNK_FAMILIES:
+    if family in _TRUNK_FAMILIES:  # a trunk reads the packed rows as they are
         model = builder(**arguments, head=head, **options)
     else:
         if head:
             raise ModelError("model.head: only the families built from a trunk take a head; a builder makes its own")
+        if features is not None:
+            arguments["features"] = features
         try:
             model = _call(builder, arguments, options)
         except ModelError:
