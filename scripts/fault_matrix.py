@@ -1,6 +1,6 @@
 """The fault-injection matrix: kill -9 at random points, corrupt files, and malformed configs.
 
-    python scripts/fault_matrix.py [--kills 5] [--seed 0] [--only kill,corrupt,config] [--out DIR]
+    python scripts/fault_matrix.py [--kills 5] [--seed 0] [--only kill,corrupt,config,...] [--out DIR]
 
 * **kill**: for each of train, sweep, pbt, compare and study, an uninterrupted reference run, then
   ``--kills`` runs killed with SIGKILL at a random moment (seeded) and rerun with the same
@@ -19,6 +19,17 @@
 * **stored-import**: a finished directory's stored configs edited to ``model.target: os:system``
   (and ``benchmark.target``) with a ``touch`` command: ``scalarize.load``, ``pbt replay`` and the
   rerun of every command must never run it (load and replay refuse in one line naming the path).
+* **size-bomb**: sizes that would exhaust the machine or the parser (a 10¹⁰-sample benchmark, a
+  401-digit integer, 10⁸ Sobol' points, a 5,000-character name, YAML nested 3,000 deep, a zero
+  width, booleans in number lists): one line, exit 2, nothing created, within 10 s.
+* **contract**: a user's own model, data and task kind that break their contract (the broken
+  pieces of ``tests/contract_plugins.py``: a head too narrow or too wide, a forward returning
+  only its dict, a 3-tuple or the pair swapped, targets under a wrong task name, a task kind whose
+  primary metric is never computed, whose ``compute`` returns a list, with no accumulator, or
+  whose loss ignores ``reduction="none"``): one line, exit 2, nothing created.
+* **ray** (needs Ray): the two Ray PBT scenarios of ``tests/test_ray_pbt_resume.py``: a driver
+  killed after every member's last evaluation finishes on a rerun, and two runs and a killed and
+  resumed one make the same decisions (lineage and weights).
 
 Prints one line per case and a JSON summary ``{"tried", "passed", "failed"}``; exits 1 if any
 case failed.
@@ -264,10 +275,10 @@ def _bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
-def configs(matrix: Matrix, root: Path) -> None:
+def configs(matrix: Matrix, root: Path, cases: list[tuple[str, str, list[str]]] | None = None) -> None:
     from scalarize.cli.main import main
 
-    cases = malformed_cases()
+    cases = malformed_cases() if cases is None else cases
     root.mkdir(parents=True, exist_ok=True)
     for index, (label, text, overrides) in enumerate(cases):
         kind = next((k for k in ("sweep", "pbt", "compare", "study") if any(o.startswith(k + ".") for o in overrides)), "train")
@@ -284,9 +295,70 @@ def configs(matrix: Matrix, root: Path) -> None:
         seconds = time.perf_counter() - started
         text_err = err.getvalue()
         one_line = text_err.count("\n") == 1 and text_err.startswith("scalarize: error: ")
-        matrix.check(f"config/{label}", code == 2 and one_line and not out.exists() and seconds < 10,
+        matrix.check(label if "/" in label else f"config/{label}", code == 2 and one_line and not out.exists() and seconds < 10,
                      f"exit {code}, {seconds:.1f}s, created: {out.exists()}, stderr: {text_err.strip()[-200:]}")
     print(f"{len(cases)} malformed configs and overrides")
+
+
+# -- size bombs, and a user's pieces that break their contract ----------------------------------------
+def size_bomb_cases() -> list[tuple[str, str, list[str]]]:
+    deep = "name: fm\nmodel: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n"
+    return [
+        ("size-bomb/train_size 1e10", BASE, ["benchmark.options.train_size=10000000000"]),
+        ("size-bomb/epochs of 401 digits", BASE, ["epochs=" + "9" * 401]),
+        ("size-bomb/1e8 sobol points", BASE, ["sweep.design=sobol", "sweep.points=100000000"]),
+        ("size-bomb/a 5000-character name", BASE, ["name=" + "n" * 5000]),
+        ("size-bomb/yaml nested 3000 deep", deep, []),
+        ("size-bomb/a zero study width", BASE, ["study.widths=[0]"]),
+        ("size-bomb/booleans as weights", BASE, ["method.weights=[true,false]"]),
+        ("size-bomb/booleans as seeds", BASE, ["sweep.seeds=[true]"]),
+    ]
+
+
+CONTRACT_BASE = (
+    "name: contract\nbenchmark: {target: \"contract_plugins:benchmark\"}\nmodel: {target: \"contract_plugins:net\"}\n"
+    "epochs: 1\nbatch_size: 16\ndevice: cpu\nstl: false\n"
+)
+CONTRACT_CASES = [
+    ("a head too narrow", ["model.options.a=2"]),
+    ("a head too wide", ["model.options.a=6"]),
+    ("a (trunk, heads) pair with a narrow head", ["model.target=contract_plugins:trunk_and_heads", "model.options.a=2"]),
+    ("forward returns only its dict", ["model.options.mode=dict"]),
+    ("forward returns a 3-tuple", ["model.options.mode=three"]),
+    ("forward returns the pair swapped", ["model.options.mode=swapped"]),
+    ("targets under a wrong task name", ["benchmark.target=contract_plugins:wrong_names"]),
+    *((f"task kind {name}", ["benchmark.target=contract_plugins:kind", f"benchmark.options.name={name}"])
+      for name in ("NeverComputed", "ListCompute", "NoAccumulator", "MeanOnly")),
+]
+
+
+def contracts(matrix: Matrix, root: Path) -> None:
+    """Each broken piece: one line, exit 2, nothing created (the plugins are found on the path)."""
+    plugins = Path(__file__).resolve().parents[1] / "tests"
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(plugins), ENV.get("PYTHONPATH", "")])}
+    config = root / "contract.yaml"
+    config.write_text(CONTRACT_BASE)
+    for index, (label, overrides) in enumerate(CONTRACT_CASES):
+        out = root / f"out-{index}"
+        done = subprocess.run([sys.executable, "-m", "scalarize.cli.main", "train", str(config), f"output={out}", "-q",
+                               *overrides], capture_output=True, text=True, env=env, timeout=300)
+        one_line = done.stderr.count("\n") == 1 and done.stderr.startswith("scalarize: error: ")
+        matrix.check(f"contract/{label}", done.returncode == 2 and one_line and not out.exists(),
+                     f"exit {done.returncode}, created: {out.exists()}, stderr: {done.stderr.strip()[-200:]}")
+
+
+def ray_scenarios(matrix: Matrix) -> None:
+    """The late kill and the determinism of Ray PBT, as their tests run them."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        matrix.check("ray/installed", False, "Ray is not installed: pip install 'scalarize[ray]'")
+        return
+    tests = Path(__file__).resolve().parents[1] / "tests" / "test_ray_pbt_resume.py"
+    for name, selector in (("a late kill finishes on a rerun", "killed_after_its_last_evaluation"), ("the same decisions, resumed too", "function_of_its_seed")):
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests),
+                               "-k", selector], capture_output=True, text=True, env=ENV, timeout=1200)
+        matrix.check(f"ray/{name}", done.returncode == 0, done.stdout.strip()[-300:])
 
 
 # -- symlinks planted in an experiment directory ----------------------------------------------------
@@ -386,7 +458,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="kill,corrupt,config,symlink,stored-import")
+    parser.add_argument("--only", default="kill,corrupt,config,symlink,stored-import,size-bomb,contract,ray")
     parser.add_argument("--out", help="keep the experiment directories here (default: a temporary one)")
     args = parser.parse_args()
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fault-matrix-"))
@@ -402,6 +474,13 @@ def main() -> int:
         if "symlink" in parts:
             (root / "symlink").mkdir(exist_ok=True)
             symlinks(matrix, root / "symlink")
+        if "size-bomb" in parts:
+            configs(matrix, root / "size-bomb", size_bomb_cases())
+        if "contract" in parts:
+            (root / "contract").mkdir(exist_ok=True)
+            contracts(matrix, root / "contract")
+        if "ray" in parts:
+            ray_scenarios(matrix)
         if "stored-import" in parts:
             (root / "stored").mkdir(exist_ok=True)
             stored_imports(matrix, root / "stored")
