@@ -17,7 +17,7 @@ gives one value per sample with ``reduction='none'``, an ``accumulator()`` whose
 returns ``{metric: number}`` with the task's primary metric among them. Each break is one line.
 
 Built-in kinds: ``multiclass`` (cross-entropy, accuracy), ``binary`` (logistic loss on one
-logit, accuracy) and ``regression`` (mean squared error); the dense kinds ``segmentation``,
+logit; accuracy, AUC, logloss, GAUC; NaN labels masked) and ``regression`` (mean squared error); the dense kinds ``segmentation``,
 ``depth`` and ``normals`` and ``normalized_regression`` (QM9) are in :mod:`scalarize.data.dense`. A kind of your own is a
 :class:`TaskKind` subclass, registered with :func:`register_task_kind` or named by import path
 (``"mypkg.tasks:FocalKind"``); ``Task.options`` are passed to its constructor.
@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -139,26 +140,88 @@ class Multiclass(TaskKind):
         return None
 
 
+def binary_parts(target: Tensor) -> tuple[Tensor, Tensor | None]:
+    """A binary target's ``[N]`` labels and its ``[N]`` group ids (``None`` without): ``[N]`` (or
+    ``[N, 1]``) holds labels, ``[N, 2]`` labels in column 0 and group ids in column 1."""
+    if target.dim() == 2 and target.shape[1] == 2:
+        return target[:, 0], target[:, 1]
+    return target.reshape(len(target)), None
+
+
+class BinaryMetrics:
+    """Accuracy, exact AUC, logloss, and GAUC when the targets carry group ids, over the samples
+    whose label is defined (not NaN). The logits are kept on their device per batch and read to the
+    host once, in :meth:`compute` (:mod:`scalarize.data.auc`)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.parts: list[tuple[Tensor, Tensor, Tensor | None]] = []
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        labels, groups = binary_parts(target.detach())
+        self.parts.append((output.detach().reshape(len(output)), labels, None if groups is None else groups))
+
+    def compute(self) -> dict[str, float]:
+        from scalarize.data import auc as ranking
+
+        if not self.parts:
+            return {name: float("nan") for name in ("accuracy", "auc", "logloss")}
+        logits = torch.cat([p[0] for p in self.parts]).to(torch.float64).cpu().numpy()
+        labels = torch.cat([p[1].to(torch.float64) for p in self.parts]).cpu().numpy()
+        defined = ~np.isnan(labels)
+        logits, labels = logits[defined], labels[defined]
+        values = {
+            "accuracy": float(np.mean((logits > 0) == (labels > 0.5))) if len(labels) else float("nan"),
+            "auc": ranking.auc(logits, labels > 0.5),
+            "logloss": ranking.logloss(logits, labels),
+        }
+        if all(p[2] is not None for p in self.parts):
+            groups = torch.cat([p[2] for p in self.parts if p[2] is not None]).cpu().numpy()[defined]
+            values["gauc"] = ranking.gauc(logits, labels > 0.5, groups)
+        return values
+
+
 class Binary(TaskKind):
-    """Logistic loss on one logit ``[B, 1]`` (or ``[B]``) against ``[B]`` labels in {0, 1}; accuracy."""
+    """Logistic loss on one logit ``[B, 1]`` (or ``[B]``) against labels in {0, 1}; accuracy, AUC
+    (exact, :mod:`scalarize.data.auc`), logloss, and GAUC when the target carries groups.
+
+    **Masks.** A label that is NaN is undefined (CVR off the clicked impressions): that sample's
+    loss is 0 and no metric reads it. The loss of a batch stays the mean over all its samples
+    (``Σ_defined loss / B``, ESMM's "entire space" normalisation), so one run and P stacked members
+    reduce it alike; a task whose label is defined on a fraction ``f`` of the samples thus weighs
+    ``f`` times its defined-sample mean. The metrics are over the defined samples only.
+
+    **Groups.** A ``[B, 2]`` target holds ``(label, group id)`` per sample (ids exact in float32
+    below 2**24); the accumulator then adds ``gauc``, DIN's impression-weighted per-group AUC.
+
+    The primary metric stays ``accuracy`` (the kind's default, for the image benchmarks); the
+    tabular benchmarks set ``auc``. Directions: ``logloss`` lower is better, the others higher.
+    """
 
     name = "binary"
-    metric_names = ("accuracy",)
+    metric_names = ("accuracy", "auc", "logloss", "gauc")
     primary_metric = "accuracy"
+    metric_directions: ClassVar[dict[str, bool]] = {"accuracy": True, "auc": True, "gauc": True, "logloss": False}
 
     def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-        return F.binary_cross_entropy_with_logits(output.reshape(len(output)), target.to(output.dtype).reshape(len(target)),
-                                                  reduction=reduction)
+        logit = output.reshape(len(output))
+        labels, _ = binary_parts(target)
+        labels = labels.to(logit.dtype)
+        defined = ~torch.isnan(labels)
+        per_sample = F.binary_cross_entropy_with_logits(logit, torch.where(defined, labels, torch.zeros_like(labels)),
+                                                        reduction="none")
+        return _reduce(torch.where(defined, per_sample, torch.zeros_like(per_sample)), reduction)
 
     def accumulator(self) -> MetricAccumulator:
-        return MeanOverSamples(
-            lambda out, target: {"accuracy": (out.reshape(len(out)) > 0) == target.reshape(len(target)).bool()}
-        )
+        return BinaryMetrics()
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
-        if output.numel() != len(output) or target.numel() != len(target) or len(target) != len(output):
-            return f"a binary task needs one logit per sample ([N, 1]) and [N] labels; got output {_shape(output)}, " \
-                   f"target {_shape(target)}"
+        grouped = target.dim() == 2 and target.shape[1] == 2
+        if output.numel() != len(output) or not (grouped or target.numel() == len(target)) or len(target) != len(output):
+            return f"a binary task needs one logit per sample ([N, 1]) and [N] labels (or [N, 2]: label, group); " \
+                   f"got output {_shape(output)}, target {_shape(target)}"
         return None
 
 
@@ -262,10 +325,8 @@ class Task:
         object.__setattr__(self, "behaviour", behaviour)
         if not self.primary_metric:
             object.__setattr__(self, "primary_metric", behaviour.primary_metric)
-            if self.higher_is_better is None:
-                object.__setattr__(self, "higher_is_better", behaviour.higher_is_better)
-        if self.higher_is_better is None:
-            object.__setattr__(self, "higher_is_better", True)
+        if self.higher_is_better is None:  # the kind's direction of the metric (logloss: lower)
+            object.__setattr__(self, "higher_is_better", behaviour.direction(self.primary_metric))
 
     @property
     def kind_name(self) -> str:
