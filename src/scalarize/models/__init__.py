@@ -12,6 +12,9 @@ from scalarize.models.registry import (
     register_trunk,
 )
 
+# The recommender families register themselves by name (after the registry is complete).
+from scalarize.models import mmoe, shared_bottom  # noqa: E402,F401  (registration)
+
 __all__ = [
     "ModelError",
     "ModuleModel",
