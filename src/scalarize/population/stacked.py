@@ -197,6 +197,53 @@ class StackedPopulation(Checkpointable):
         self.alive[target] = self.alive[source]
         self.diverged_at.pop(target, None)
 
+    def keep_members(self, indices: Sequence[int]) -> None:
+        """Shrinks the population to the members ``indices`` (ascending, distinct): the others
+        stop here (successive halving, :mod:`scalarize.search.successive_halving`).
+
+        Every per-member piece is sliced, nothing else is touched: the stacked parameters and
+        buffers, the optimizer's per-member state (Adam's moments; its shared step counter and
+        the schedule are kept), weights, learning-rate multipliers, samplers (their state is
+        that of the batches consumed, so a streamed population's reader restarts from it),
+        records and divergence marks. The members left then train exactly as a population
+        built with only them would have (tested bit for bit)."""
+        keep = [int(i) for i in indices]
+        if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= self.size:
+            raise ValueError(f"keep_members: indices must be distinct, ascending and in [0, {self.size}); got {keep}")
+        if len(keep) == self.size:
+            return
+        index = torch.tensor(keep, dtype=torch.long)
+        old_size, saved = self.size, self.optimizer.state_dict()
+        with torch.no_grad():
+            self.params = {k: nn.Parameter(v.detach()[index.to(v.device)].clone()) for k, v in self.params.items()}
+            self.buffers = {k: v[index.to(v.device)].clone() for k, v in self.buffers.items()}
+        for state in saved["state"].values():
+            for key, value in state.items():
+                if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == old_size:
+                    state[key] = value[index.to(value.device)].clone()
+        schedule = self.schedule.state_dict()
+        self.optimizer = fused_optimizer(build_optimizer(self.config, list(self.params.values())))
+        self.schedule = build_schedule(self.config, self.optimizer, self.total_steps, self.steps_per_epoch)
+        self.optimizer.load_state_dict(saved)
+        self.schedule.load_state_dict(schedule)
+        self._keep_per_member(keep, index)
+
+    def _keep_per_member(self, keep: list[int], index: Tensor) -> None:
+        """:meth:`keep_members`'s lists and per-member tensors."""
+        self.members = [self.members[i] for i in keep]
+        self.weights = self.weights[index.to(self.weights.device)].clone()
+        self.lr_scale = self.lr_scale[index].clone()
+        self.samplers = [self.samplers[i] for i in keep]
+        self.records = [self.records[i] for i in keep]
+        self.alive = self.alive[index].clone()
+        self.diverged_at = {new: self.diverged_at[old] for new, old in enumerate(keep) if old in self.diverged_at}
+        self.size = len(keep)
+        if self.batch_stream is not None:
+            self.batch_stream.close()
+            self.batch_stream = population_stream(self.samplers)
+        self._guard = GuardCounters(self.device, self.size)
+        self._alive_on_device = self.alive.to(self.device)
+
     # -- one step ------------------------------------------------------------------------------
     def _forward_one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor):
         return functional_call(self.template, (params, buffers), (inputs,))
