@@ -153,5 +153,7 @@ def run_demo(output: Path, *, epochs: int = 5, device: str | None = None, progre
             **({"device": device} if device else {}),
         )
         run_and_report(config, progress=progress, say=say)
-    say("\nNext: edit a config in configs/ and run `scalarize train CONFIG`; "
-        "`scalarize export DIR --csv` for spreadsheets.")
+    from scalarize.cli.starter import shipped_configs_text
+
+    say("\nNext: `scalarize init -o my.yaml` writes a starter config (every key commented; shipped examples in "
+        f"{shipped_configs_text()}), then `scalarize train my.yaml`; `scalarize export DIR --csv` for spreadsheets.")

@@ -184,6 +184,23 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from scalarize.cli.starter import starter
+
+    text = starter(args.command_name, args.benchmark)
+    if args.output is None:
+        print(text, end="")
+        return 0
+    path = Path(args.output)
+    if path.exists():
+        raise UsageError(f"-o: {path} exists; remove it or name another file")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o: {path.parent} is not a directory")
+    path.write_text(text)
+    _say(f"wrote {path}; run `scalarize {args.command_name} {path}`")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from scalarize.cli.reference import describe_methods
 
@@ -278,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_HelpParser)
 
     train = _experiment_parser(commands, "train", "train a config (and its single-task baselines)",
-                               "YAML config file (see configs/)", "optimizer.lr=3e-4 method.name=pcgrad")
+                               "YAML config file (`scalarize init` writes a starter)", "optimizer.lr=3e-4 method.name=pcgrad")
     train.add_argument("--nproc", type=int, metavar="N",
                        help="train data-parallel on N local processes (one per GPU with nccl); batch_size is the "
                             "global batch (see docs/CLUSTER.md for torchrun on several machines)")
@@ -287,12 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     sweep = _experiment_parser(commands, "sweep", "train a sweep of weights as a population; report the front",
-                               "YAML config with a sweep: section (see configs/*-sweep.yaml)", "sweep.step=0.05")
+                               "YAML config with a sweep: section (`scalarize init --command sweep`)", "sweep.step=0.05")
     sweep.set_defaults(handler=cmd_sweep)
 
     pbt = _experiment_parser(commands, "pbt", "search weights with PBT/PB2/MO-PBT; `pbt replay DIR` retrains the best "
                              "schedule",
-                             "YAML config with a pbt: section (see configs/*-pbt.yaml), or `replay`",
+                             "YAML config with a pbt: section (`scalarize init --command pbt`), or `replay`",
                              "pbt.population=16 (after replay: the experiment directory)")
     pbt.add_argument("--algorithm", choices=["pbt", "pb2", "mo-pbt"],
                      help="overrides pbt.algorithm: pbt (truncation by one fitness), pb2 (its explore by a GP "
@@ -317,12 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.set_defaults(handler=cmd_pbt)
 
     study = _experiment_parser(commands, "study", "the scaling study: best weights and gains over depth x width",
-                               "YAML config with a study: section (see configs/study*.yaml)", "study.depths=[1,2]")
+                               "YAML config with a study: section (`scalarize init --command study`)", "study.depths=[1,2]")
     study.set_defaults(handler=cmd_study)
 
     compare = _experiment_parser(commands, "compare",
                                  "MTO methods against uniform scalarization: same budget, seeds, lr grid",
-                                 "YAML config with a compare: section (see configs/*-compare.yaml)",
+                                 "YAML config with a compare: section (`scalarize init --command compare`)",
                                  "compare.seeds=[0,1]")
     compare.set_defaults(handler=cmd_compare)
 
@@ -330,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("section", nargs="?", help="train, benchmark, model, method, optimizer, schedule, tracking, "
                                                    "sweep, compare, pbt, study... (none: list them)")
     config.set_defaults(handler=cmd_config)
+
+    init = commands.add_parser("init", help="write a starter config for a command, every key commented",
+                               description="Write a starter config for a command: every key of its schema with its "
+                                           "value and a comment (type, bounds, meaning); values from the shipped "
+                                           "example of the benchmark when there is one.")
+    init.add_argument("--benchmark", metavar="B", help="the benchmark (scalarize benchmarks; default: the schema's)")
+    init.add_argument("--command", dest="command_name", default="train", metavar="C",
+                      help="train, sweep, compare, pbt or study (default: %(default)s)")
+    init.add_argument("-o", "--output", metavar="FILE", help="write to FILE (refused if it exists; default: stdout)")
+    init.set_defaults(handler=cmd_init)
 
     methods = commands.add_parser("methods", help="the methods a config can name, with their options and defaults")
     methods.add_argument("name", nargs="?", help="one method: its rule, defaults and sources")

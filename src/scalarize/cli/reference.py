@@ -282,8 +282,10 @@ def epilog(command: str) -> str:
     if command == "pbt":
         lines.append(f"fitness: {', '.join(FITNESS_NAMES)}; algorithms: pbt, pb2, mo-pbt; mo-pbt diversity: "
                      "scattered, crowding, hypervolume; backends: local, ray")
-    example = {"train": "configs/multimnist.yaml", "sweep": "configs/*-sweep.yaml",
-               "compare": "configs/*-compare.yaml", "pbt": "configs/*-pbt.yaml", "study": "configs/study*.yaml"}[command]
+    from scalarize.cli.starter import shipped_configs_text
+
+    flag = "" if command == "train" else f" --command {command}"
+    example = f"`scalarize init{flag} -o FILE` writes a starter; shipped examples in {shipped_configs_text()}"
     lines.append(f"examples: {example}")
     return "\n".join(textwrap.fill(line, 100, subsequent_indent="  ") for line in lines)
 

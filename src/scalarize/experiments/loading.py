@@ -8,6 +8,10 @@ that only a file and its overrides together can make.
 * **The command's section** (``sweep:``, ``compare:``, ``pbt:``, ``study:``) must be in the
   file or set by an override: a plain training config given to ``scalarize sweep`` is an error,
   not a default 11-point sweep.
+* **Another command's section is ignored** (a ``sweep:`` section given to ``scalarize train``,
+  a ``pbt:`` section to ``scalarize sweep``): one file can serve several commands, and each reads
+  its own keys. Only what the file holds is dropped; an override that sets another command's key
+  (``scalarize train c.yaml sweep.step=0.1``) is still an unknown key.
 * **Relative data paths under Ray** (``pbt.backend: ray``, ``sweep.backend: ray``): a Ray Tune
   trial runs in a directory of its own, so a relative ``benchmark.options.root`` (or another
   path option, :func:`resolve_launch_paths`) would name nothing there, and every trial would fail
@@ -32,13 +36,8 @@ from scalarize.train.config import ConfigError, apply_overrides, build_config, l
 
 C = TypeVar("C", bound=BaseModel)
 
-#: The example config of each command that needs a section of its own.
-EXAMPLES = {
-    "sweep": "configs/multimnist-sweep.yaml",
-    "compare": "configs/multimnist-compare.yaml",
-    "pbt": "configs/multimnist-pbt.yaml",
-    "study": "configs/study.yaml",
-}
+#: The commands that need a section of their own (the section is named after the command).
+COMMAND_SECTIONS = ("sweep", "compare", "pbt", "study")
 
 
 def load_experiment_config(
@@ -50,6 +49,7 @@ def load_experiment_config(
     method switch dropped."""
     overrides = list(overrides or [])
     data = load_yaml(path) if path is not None else {}
+    drop_other_sections(data, schema)
     dropped = drop_for_method_switch(data, overrides)
     if dropped and log is not None:
         log(dropped)
@@ -81,13 +81,21 @@ def resolve_launch_paths(data: dict[str, Any], cwd: str | None = None) -> None:
                 options[key] = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
+def drop_other_sections(data: dict[str, Any], schema: type[BaseModel]) -> None:
+    """Removes from the file's ``data`` (in place) the sections of the commands ``schema`` does
+    not read (:data:`COMMAND_SECTIONS`): ``sweep:`` for a training config, ``pbt:`` for a sweep."""
+    for section in COMMAND_SECTIONS:
+        if section not in schema.model_fields:
+            data.pop(section, None)
+
+
 def check_section(data: dict[str, Any], section: str, path: str | Path) -> None:
     """A one-line error when the command's ``section`` is neither in the file nor overridden."""
     if section in data:
         return
     raise ConfigError(
-        f"{path}: no {section}: section; `scalarize {section}` needs one (example: {EXAMPLES[section]}; "
-        f"keys: `scalarize config {section}`)"
+        f"{path}: no {section}: section; `scalarize {section}` needs one (a starter: `scalarize init --command "
+        f"{section}`; keys: `scalarize config {section}`)"
     )
 
 
