@@ -13,7 +13,7 @@ from scalarize.models.registry import (
 )
 
 # The recommender families register themselves by name (after the registry is complete).
-from scalarize.models import mmoe, shared_bottom  # noqa: E402,F401  (registration)
+from scalarize.models import aitm, dselect_k, esmm, mmoe, ple, shared_bottom  # noqa: E402,F401  (registration)
 
 __all__ = [
     "ModelError",

@@ -35,7 +35,7 @@ def _error(message: str) -> ModelError:
 def table_dim(vocabulary: int, embedding_dim: int | str) -> int:
     """One table's width: ``embedding_dim``, or ``round(6·vocabulary^0.25)`` for ``"auto"``."""
     if embedding_dim == "auto":
-        return max(1, round(6 * vocabulary**0.25))
+        return max(1, int(round(6 * float(vocabulary) ** 0.25)))
     if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
         raise _error(f"model.options.embedding_dim: an integer >= 1 or 'auto', got {embedding_dim!r}")
     return embedding_dim

@@ -40,7 +40,8 @@ def take(z: Tensor, part: Slice) -> Tensor:
 
 def experts_of(z: Tensor, part: Slice, out: int) -> Tensor:
     """The expert outputs held in ``part`` of ``Z`` as ``[..., n, out]``."""
-    return take(z, part).unflatten(-1, (-1, out))
+    part_z = take(z, part)
+    return part_z.reshape(*part_z.shape[:-1], -1, out)
 
 
 def softmax_gate(size: int, n: int) -> nn.Module:
@@ -51,7 +52,8 @@ def softmax_gate(size: int, n: int) -> nn.Module:
 
 def mix(weights: Tensor, experts: Tensor) -> Tensor:
     """``Σ_i weights[..., i] · experts[..., i, :]``."""
-    return (weights.unsqueeze(-1) * experts).sum(-2)
+    mixture: Tensor = (weights.unsqueeze(-1) * experts).sum(-2)
+    return mixture
 
 
 class GatedTower(nn.Module):
@@ -74,4 +76,5 @@ class GatedTower(nn.Module):
         return mix(self.gate(x), experts)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.tower(self.mixture(z))
+        output: Tensor = self.tower(self.mixture(z))
+        return output

@@ -16,7 +16,7 @@ gate and tower.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +43,7 @@ class InputAndExperts(nn.Module):
 
 def moe_model(input_shape: Sequence[int], tasks: Sequence[Task], width: float, features: FeatureSchema | None,
               embedding_dim: int | str, experts: int, expert: Sequence[int], tower: Sequence[int],
-              gate: type[nn.Module] | None = None, **gate_options: object) -> MultiTaskModel:
+              gate: Callable[..., nn.Module] | None = None, **gate_options: object) -> MultiTaskModel:
     """An MMoE-shaped model; ``gate(size, n, **gate_options)`` builds each task's gate (default
     MMoE's softmax gate)."""
     embedding = FeatureEmbedding(schema_for(input_shape, features), embedding_dim)
