@@ -77,6 +77,16 @@ class TrainedRun:
         _, outputs = self.model(inputs.to(self.device))
         return outputs
 
+    def predict_table(self, rows: object) -> dict[str, torch.Tensor]:
+        """``{task: logits}`` for raw rows of a table benchmark (a DataFrame, pyarrow Table or
+        ``{column: array}``), packed by the benchmark's preprocessor: fit on the training split
+        when the benchmark was rebuilt from the stored config, so the same statistics and
+        vocabularies as in training (``scalarize.data.tabular``)."""
+        preprocessor = self.benchmark.extras.get("preprocessor")
+        if preprocessor is None:
+            raise LoadError(f"run {self.name!r}: its benchmark {self.benchmark.name!r} is not a table; use predict(inputs)")
+        return self.predict(preprocessor.transform(rows))
+
 
 def _locate(path: Path, run: str | None) -> tuple[Path, str | None]:
     """(experiment directory, run name or None) from a directory, a run folder or a checkpoint."""

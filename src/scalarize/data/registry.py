@@ -17,6 +17,7 @@ from scalarize.data.bundled.multimnist_dense import multimnist_dense
 from scalarize.data.loaders.cityscapes import cityscapes
 from scalarize.data.loaders.nyuv2 import nyuv2
 from scalarize.data.loaders.qm9 import qm9
+from scalarize.data.tabular import table
 
 
 _BENCHMARKS: dict[str, Callable[..., Benchmark]] = {}
@@ -82,5 +83,6 @@ for _name, _builder in (
     ("nyuv2", nyuv2),
     ("cityscapes", cityscapes),
     ("multimnist_dense", multimnist_dense),
+    ("table", table),
 ):
     register_benchmark(_name, _builder)

@@ -10,7 +10,8 @@ Nothing is downloaded. Each loader takes a ``root`` option (default: a folder un
 * ``cifar_stl``: MDL, CIFAR-10 and STL-10 on their 9 shared classes (``$SCALARIZE_DATA``);
 * ``nyuv2``: MTL, segmentation, depth and normals, MTAN's ``.npy`` release (``$SCALARIZE_DATA/nyuv2``);
 * ``cityscapes``: MTL, segmentation and depth, MTAN's ``.npy`` release (``$SCALARIZE_DATA/cityscapes``);
-* ``qm9``: MTL, 11 molecular properties on graphs, from the ``qm9pack`` package (no root).
+* ``qm9``: MTL, 11 molecular properties on graphs, from the ``qm9pack`` package (no root);
+* ``census_income``: MTL, binary tasks on Census-Income (KDD) rows (``$SCALARIZE_DATA/census-income-kdd``).
 """
 
 from scalarize.data.loaders._common import DATA_ENV, DataFileError, MissingDataError
@@ -27,6 +28,9 @@ DISK_BENCHMARKS: dict[str, tuple[str, str, str, str]] = {
     "nyuv2": ("MTL", "tasks: segmentation, depth, normals", "3x288x384", "from disk (795/654)"),
     "cityscapes": ("MTL", "tasks: segmentation, depth", "3x128x256", "from disk (2975/500)"),
     "qm9": ("MTL", "tasks: 11 molecular properties", "molecular graphs", "110831/10000/10000 (qm9pack)"),
+    "table": ("MTL", "tasks: the targets option (binary)", "packed table rows", "from a file or DataFrame"),
+    "census_income": ("MTL", "tasks: group1 | group2 | many (options tasks)", "packed table rows",
+                      "from disk (test half alone: 70/15/15)"),
 }
 
 __all__ = [
