@@ -98,9 +98,9 @@ def test_a_failing_tracker_warns_once_and_training_goes_on(tmp_path, one_thread,
 
 def test_tracking_keys_are_checked_like_every_other_key(tmp_path, capsys):
     path = tmp_path / "c.yaml"
-    path.write_text(f"output: {tmp_path / 'out'}\ntracking: {{tensorboard: true, wandb: true}}\n")
+    path.write_text(f"output: {tmp_path / 'out'}\ntracking: {{tensorboard: true, comet: true}}\n")
     assert main(["train", str(path)]) == 2
-    assert "tracking.wandb: unknown key; allowed: tensorboard, mlflow" in capsys.readouterr().err
+    assert "tracking.comet: unknown key; allowed: tensorboard, mlflow, wandb" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -1,5 +1,5 @@
-"""Experiment tracking: every run's records mirrored to TensorBoard and MLflow as the store writes
-them. The SQLite store stays the source of truth; the trackers are copies for the tools people
+"""Experiment tracking: every run's records mirrored to TensorBoard, MLflow and Weights & Biases as
+the store writes them. The SQLite store stays the source of truth; the trackers are copies for the tools people
 already watch.
 
 Switched on by a run's config (the ``tracking`` section, stored with the run)::
@@ -9,6 +9,10 @@ Switched on by a run's config (the ``tracking`` section, stored with the run)::
       mlflow: {uri: null, experiment: null}
       # uri: an MLflow tracking URI (default: a file store in <experiment>/mlruns);
       # experiment: the MLflow experiment (default: the experiment directory's name)
+      wandb: {project: null, mode: offline}
+      # project (default: the directory's name), entity, group (default: the directory's name),
+      # tags, mode (online | offline | disabled; default: $WANDB_MODE, else online); files in
+      # $WANDB_DIR, else <experiment>/wandb/
 
 The :class:`~scalarize.store.database.Store` hands each record it writes (an evaluation with the
 weights applied since the last one, the final metrics, the run's end) to its :class:`Tracking`,
@@ -20,12 +24,16 @@ same way. What is written:
   ``weights/<objective>`` at every step a weight was applied, ``final/<split>/<metric>`` (the
   metrics at the best validation evaluation) at the end;
 * TensorBoard: the run's config as text; MLflow: the config flattened into parameters, tags
-  naming the run, its kind and directory, and the run's status (``FINISHED`` or ``FAILED``).
+  naming the run, its kind and directory, and the run's status (``FINISHED`` or ``FAILED``);
+  W&B: the config as the run's config, each scalar against its own step (the ``step`` key, so
+  the weights' earlier steps and a resumed run's repeated steps are kept), the final metrics
+  also in the run's summary with ``scalarize.status``, the run's kind as its job type, and an
+  exit code of 0 (completed) or 1.
 
-A run resumed after a kill continues the same MLflow run (its id is kept in the store's
-settings); in TensorBoard, what the killed process logged after the checkpoint it resumes from
+A run resumed after a kill continues the same MLflow and W&B run (their ids are kept in the
+store's settings); in TensorBoard, what the killed process logged after the checkpoint it resumes from
 (after the step of the run's previous evaluation) is purged, while MLflow, which cannot delete a
-point, keeps it beside the same values logged again. A tracker that fails (a server down) is switched off for that run with one warning;
+point, keeps it beside the same values logged again (as does W&B). A tracker that fails (a server down) is switched off for that run with one warning;
 training and the store go on.
 """
 
@@ -37,7 +45,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -74,13 +82,27 @@ class MlflowConfig(BaseModel):
     experiment: str | None = Field(default=None, description="MLflow experiment (default: the directory's name)")
 
 
+class WandbConfig(BaseModel):
+    """Where W&B runs go."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    project: str | None = Field(default=None, description="W&B project (default: the experiment directory's name)")
+    entity: str | None = Field(default=None, description="W&B entity, a user or team (default: yours)")
+    group: str | None = Field(default=None, description="W&B group of the runs (default: the directory's name)")
+    tags: list[str] = Field(default_factory=list, description="tags of every run")
+    mode: Literal["online", "offline", "disabled"] | None = Field(
+        default=None, description="online, offline (files only, `wandb sync` later) or disabled; default $WANDB_MODE")
+
+
 class TrackingConfig(BaseModel):
-    """Mirror every run's records to TensorBoard and MLflow (the store stays the source of truth)."""
+    """Mirror every run's records to TensorBoard, MLflow and W&B (the store stays the source of truth)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     tensorboard: bool = Field(default=False, description="event files in <experiment>/tensorboard/<run>/")
     mlflow: MlflowConfig | None = Field(default=None, description="{uri, experiment}: log to MLflow")
+    wandb: WandbConfig | None = Field(default=None, description="{project, mode, ...}: log to Weights & Biases")
 
     @field_validator("tensorboard")
     @classmethod
@@ -94,6 +116,13 @@ class TrackingConfig(BaseModel):
     def _mlflow_installed(cls, value: MlflowConfig | None) -> MlflowConfig | None:
         if value is not None:
             _needs("mlflow", "pip install 'scalarize[mlflow]'")
+        return value
+
+    @field_validator("wandb")
+    @classmethod
+    def _wandb_installed(cls, value: WandbConfig | None) -> WandbConfig | None:
+        if value is not None:
+            _needs("wandb", "pip install 'scalarize[wandb]'")
         return value
 
 
@@ -210,6 +239,59 @@ class MlflowWriter:
         pass
 
 
+class WandbWriter:
+    """One run's W&B run. Several at once in one process (a stacked population), each its own
+    ``wandb.Run`` (``reinit="create_new"``), none the global ``wandb.run``."""
+
+    #: The x-axis every scalar is logged against.
+    STEP = "step"
+
+    def __init__(self, store: TrackedStore, run: str, row: Any, spec: Mapping[str, Any]) -> None:
+        import wandb
+
+        directory = store.directory.resolve()
+        project = spec.get("project") or directory.name
+        key = f"wandb_run:{spec.get('entity') or ''}/{project}:{run}"
+        known = store.setting(key)
+        config = {k: v for k, v in json.loads(row["config"]).items() if k not in ("tracking", "output")}
+        folder = os.environ.get("WANDB_DIR") or str(directory / "wandb")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=project, entity=spec.get("entity"), group=spec.get("group") or directory.name, name=run,
+            job_type=row["kind"], tags=list(spec.get("tags") or []), mode=spec.get("mode"), dir=folder,
+            config=config, id=known, resume="allow" if known else None, reinit="create_new",
+            settings=wandb.Settings(console="off"),  # the command's own output stays its own
+        )
+        self.run.define_metric(self.STEP)
+        self.run.define_metric("*", step_metric=self.STEP)
+        if known is None:
+            store.set_setting(key, self.run.id)
+
+    def _log(self, scalars: Iterable[tuple[str, float, int]]) -> None:
+        """One ``log`` per step, in the order the steps come."""
+        by_step: dict[int, dict[str, float]] = {}
+        for tag, value, at in scalars:
+            by_step.setdefault(at, {})[tag] = value
+        for at, values in by_step.items():
+            self.run.log({self.STEP: at, **values})
+
+    def evaluation(self, step: int, metrics, weights) -> None:
+        self._log(sorted(_scalars(metrics, weights, step), key=lambda item: item[2]))
+
+    def final(self, step: int, metrics) -> None:
+        values = [(f"final/{split}/{name}", float(v), step) for split, items in metrics.items()
+                  for name, v in items.items()]
+        self._log(values)
+        self.run.summary.update({tag: value for tag, value, _ in values})
+
+    def finished(self, status: str, step: int, message: str) -> None:
+        self.run.summary.update({"scalarize.status": status, **({"scalarize.message": message} if message else {})})
+        self.run.finish(exit_code=0 if status == "completed" else 1)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class Tracking:
     """The trackers of one store, per run, opened from the run's stored config on first use."""
 
@@ -230,6 +312,8 @@ class Tracking:
                 writers.append(TensorBoardWriter(folder, config, purge_step=first_step))
             if spec.get("mlflow") is not None:
                 writers.append(MlflowWriter(self.store, run, row, spec["mlflow"]))
+            if spec.get("wandb") is not None:
+                writers.append(WandbWriter(self.store, run, row, spec["wandb"]))
         except Exception as error:  # noqa: BLE001 - a tracker must never stop training
             _warn(run, error)
         return writers

@@ -195,7 +195,7 @@ class TrainConfig(Strict):
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="loader workers and augmentation")
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow copies")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow / W&B copies")
 
     @field_validator("name")
     @classmethod
