@@ -14,6 +14,7 @@ from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
 from scalarize.data.errors import BenchmarkError
 from scalarize.data.loaders import celeba, cifar_stl, domainnet
 from scalarize.data.bundled.multimnist_dense import multimnist_dense
+from scalarize.data.loaders.census_income import census_income
 from scalarize.data.loaders.cityscapes import cityscapes
 from scalarize.data.loaders.nyuv2 import nyuv2
 from scalarize.data.loaders.qm9 import qm9
@@ -84,5 +85,6 @@ for _name, _builder in (
     ("cityscapes", cityscapes),
     ("multimnist_dense", multimnist_dense),
     ("table", table),
+    ("census_income", census_income),
 ):
     register_benchmark(_name, _builder)
