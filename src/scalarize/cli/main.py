@@ -273,14 +273,30 @@ def _unrecognized(argument: str, args: argparse.Namespace) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Each format asked for, in turn: ``--csv`` and ``--members`` into ``--to``, ``--onnx`` to
+    ``-o`` (see :mod:`scalarize.cli.export`)."""
     from scalarize.store.database import Store
 
-    if not args.csv:
-        raise UsageError("export: say the format: `scalarize export DIRECTORY --csv` (CSV is the only one)")
-
+    if not (args.csv or args.members or args.onnx):
+        raise UsageError("export: say the format: `scalarize export DIRECTORY --csv` (every table), --members "
+                         "(members.csv) or --onnx (a model)")
+    for flag, value in (("--run", args.run), ("-o", args.output)):
+        if value is not None and not args.onnx:
+            raise UsageError(f"{flag}: only with --onnx (the run whose model is written, and where)")
     directory = Path(args.directory)
+    folder = Path(args.to) if args.to else directory / "export"
+    paths: list[Path] = []
     with Store.open_existing(directory) as store:
-        paths = store.export_csv(Path(args.to) if args.to else directory / "export")
+        if args.csv:
+            paths += store.export_csv(folder)
+        if args.members:
+            from scalarize.cli.export import write_members
+
+            paths.append(write_members(store, folder))
+    if args.onnx:
+        from scalarize.cli.export import write_onnx
+
+        paths.append(write_onnx(directory, args.run, Path(args.output) if args.output else None))
     for path in paths:
         print(path)
     return 0
@@ -373,10 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=cmd_demo)
 
-    export = commands.add_parser("export", help="export an experiment's database")
+    export = commands.add_parser("export", help="export an experiment: its tables as CSV, a members table, a "
+                                                "model as ONNX")
     export.add_argument("directory", help="experiment directory (holds scalarize.db)")
-    export.add_argument("--csv", action="store_true", help="one CSV file per table (required: the only format)")
-    export.add_argument("--to", help="destination folder (default: DIRECTORY/export)")
+    export.add_argument("--csv", action="store_true", help="one CSV file per table of the store")
+    export.add_argument("--members", action="store_true",
+                        help="members.csv: one row per run with its weights and final metrics")
+    export.add_argument("--onnx", action="store_true",
+                        help="the reported model of --run as ONNX, one output per task (pip install "
+                             "'scalarize[onnx]')")
+    export.add_argument("--run", metavar="NAME", help="with --onnx: the run (default: the main run or PBT's best)")
+    export.add_argument("-o", "--output", metavar="FILE", help="with --onnx: the file (default: "
+                                                              "DIRECTORY/export/RUN.onnx)")
+    export.add_argument("--to", help="folder of --csv and --members (default: DIRECTORY/export)")
     export.set_defaults(handler=cmd_export)
     return parser
 
