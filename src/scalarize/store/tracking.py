@@ -275,10 +275,11 @@ class WandbWriter:
         for at, values in by_step.items():
             self.run.log({self.STEP: at, **values})
 
-    def evaluation(self, step: int, metrics, weights) -> None:
+    def evaluation(self, step: int, metrics: Mapping[str, Mapping[str, float]],
+                   weights: Iterable[tuple[int, str, float]]) -> None:
         self._log(sorted(_scalars(metrics, weights, step), key=lambda item: item[2]))
 
-    def final(self, step: int, metrics) -> None:
+    def final(self, step: int, metrics: Mapping[str, Mapping[str, float]]) -> None:
         values = [(f"final/{split}/{name}", float(v), step) for split, items in metrics.items()
                   for name, v in items.items()]
         self._log(values)
