@@ -57,7 +57,8 @@ def example_for(benchmark: str, command: str) -> tuple[str, dict[str, Any]] | No
         if not item.name.endswith(".yaml"):
             continue
         data = yaml.safe_load(item.read_text())
-        name = data.get("benchmark", {}).get("name") if isinstance(data, dict) else None
+        bench = data.get("benchmark") if isinstance(data, dict) else None
+        name = bench.get("name") if isinstance(bench, dict) else None
         if name == benchmark and _command_of(data) == command:
             found.append((len(item.name), item.name, data))
     return min(found)[1:] if found else None
