@@ -40,6 +40,10 @@ from scalarize.methods.registry import method_class
 from scalarize.population.members import Member, member_name
 from scalarize.search import designs
 from scalarize.search.adaptive import adaptive_weights, maximin_weights
+from scalarize.search.fitness import build_fitness
+from scalarize.search.optuna_design import OptunaDesign
+from scalarize.search.successive_halving import EarlyStopping, train_with_early_stopping
+from scalarize.store.database import STOPPED
 from scalarize.store.database import Store
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, set_key
@@ -47,7 +51,7 @@ from scalarize.train.evaluate import delta_metrics, evaluate, primary_metrics
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, is_finished, result_from_store
 from scalarize.train.setup import benchmark_from_config, build_model_from_config, prepare
-from scalarize.train.devices import resolve_device
+from scalarize.train.devices import apply_threads, resolve_device
 
 
 class AdaptiveSpec(Strict):
@@ -68,9 +72,44 @@ class AdaptiveSpec(Strict):
         return self.initial if self.initial is not None else num_objectives + 1
 
 
+class OptunaSpec(Strict):
+    """design: optuna: ``trials`` weight vectors proposed by an Optuna ``sampler``, asked
+    ``batch`` at a time (default ``sweep.chunk_size``), each batch one stacked population
+    (:mod:`scalarize.search.optuna_design`). ``storage``: Optuna's database URL (default SQLite
+    ``optuna.db`` in the experiment directory); ``study``: its study name (default the sweep's)."""
+
+    sampler: Literal["tpe", "gp", "nsga2", "nsga3", "random"] = "tpe"
+    objectives: Literal["per_task", "fitness"] = "per_task"
+    trials: int = Field(default=16, ge=1, le=10_000)
+    batch: int | None = Field(default=None, ge=1, le=1000)
+    storage: str | None = None
+    study: str | None = None
+
+
+class EarlyStoppingSpec(Strict):
+    """Successive halving / ASHA over the members (:mod:`scalarize.search.successive_halving`):
+    rungs at ``min_resource · reduction_factor^k`` evaluations (or the explicit ``rungs``); at
+    each, members outside the top 1/``reduction_factor`` by ``sweep.fitness`` stop."""
+
+    min_resource: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=3, ge=2, le=100)
+    rungs: list[int] | None = None
+
+    @field_validator("rungs")
+    @classmethod
+    def _ascending(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or sorted(set(value)) != value or value[0] < 1):
+            raise ValueError(f"must be distinct evaluation counts ≥ 1, ascending; got {value}")
+        return value
+
+
 class SweepSpec(Strict):
-    design: Literal["lattice", "sobol", "dirichlet", "list", "adaptive"] = "lattice"
+    design: Literal["lattice", "sobol", "dirichlet", "list", "adaptive", "optuna"] = "lattice"
     adaptive: AdaptiveSpec | None = None
+    optuna: OptunaSpec | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+    #: the scalar fitness of design: optuna (objectives: fitness) and of early stopping
+    fitness: str | dict[str, Any] = "mean_primary"
     step: float = Field(default=0.1, gt=0, le=1)
     points: int = Field(default=16, ge=1, le=10_000, description="sobol/dirichlet: weight vectors (each a member)")
     design_seed: int = 0
@@ -92,10 +131,21 @@ class SweepSpec(Strict):
                              "remove sweep.adaptive")
         return value
 
+    @field_validator("optuna")
+    @classmethod
+    def _optuna_only(cls, value: OptunaSpec | None, info: ValidationInfo) -> OptunaSpec | None:
+        design = info.data.get("design")
+        if value is not None and design != "optuna":
+            raise ValueError(f"read only by design: optuna (got design: {design}); set sweep.design=optuna or "
+                             "remove sweep.optuna")
+        return value
+
     @model_validator(mode="after")
     def _adaptive_default(self) -> SweepSpec:
         if self.design == "adaptive" and self.adaptive is None:
             self.adaptive = AdaptiveSpec()
+        if self.design == "optuna" and self.optuna is None:
+            self.optuna = OptunaSpec()
         return self
 
 
@@ -118,6 +168,8 @@ def design_weights(spec: SweepSpec, num_objectives: int) -> np.ndarray:
             return designs.sobol_simplex(num_objectives, spec.points, spec.design_seed)
         if spec.design == "dirichlet":
             return designs.dirichlet(num_objectives, spec.points, spec.design_seed)
+        if spec.design == "optuna":  # asked batch by batch: optuna_batches
+            return np.empty((0, num_objectives))
         if spec.design == "adaptive":  # its first batch; the next ones: adaptive_batches
             return maximin_weights(np.empty((0, num_objectives)), spec.adaptive.first(num_objectives), num_objectives)
         if not spec.weights:
@@ -141,6 +193,8 @@ def members_for(config: SweepConfig, weights: np.ndarray, start: int = 0) -> lis
     factors["seed"] = list(config.sweep.seeds)
     base = json.loads(config.model_dump_json(exclude={"sweep"}))
     members = []
+    if not len(weights):
+        return []
     for index, point in enumerate(designs.grid(weights, **factors), start):
         data = json.loads(json.dumps(base))
         set_key(data, "method.weights", [float(w) for w in point["weights"]])
@@ -160,11 +214,17 @@ class SweepResult:
     primary: list[tuple[str, bool]] = field(default_factory=list)
     #: the metrics Δm averages over (every metric of a dense task; else the primary ones)
     delta: list[tuple[str, bool]] = field(default_factory=list)
+    #: early stopping: member-steps planned and not trained (stopped members), or None
+    saved_steps: tuple[int, int] | None = None
 
     def points(self, split: str = "test") -> np.ndarray:
-        """``[n, k]``: each completed member's primary metrics (NaN for diverged members)."""
+        """``[n, k]``: each completed member's primary metrics (NaN for diverged members and
+        for members stopped early: they are listed, not on the front)."""
         rows = []
         for member in self.members:
+            if self.results[member.name].status == STOPPED:
+                rows.append([np.nan] * len(self.primary))
+                continue
             values = getattr(self.results[member.name], split)
             rows.append([values.get(name, np.nan) for name, _ in self.primary])
         return np.asarray(rows, dtype=float)
@@ -181,9 +241,12 @@ def run_sweep(
     if config.method.name != "scalarization" and not conditioned:
         raise ConfigError(f"method.name: a sweep varies scalarization weights (or evaluates a preference-conditioned "
                           f"model such as cosmos); got {config.method.name!r}")
-    if conditioned and config.sweep.design == "adaptive":
-        raise ConfigError(f"sweep.design: adaptive trains weights batch by batch; {config.method.name} is trained once "
-                          "and evaluated at a fixed design: use lattice, sobol, dirichlet or list")
+    if conditioned and config.sweep.design in ("adaptive", "optuna"):
+        raise ConfigError(f"sweep.design: {config.sweep.design} trains weights batch by batch; {config.method.name} is "
+                          "trained once and evaluated at a fixed design: use lattice, sobol, dirichlet or list")
+    if conditioned and config.sweep.early_stopping is not None:
+        raise ConfigError(f"sweep.early_stopping: {config.method.name} is trained once: nothing to stop")
+    _check_search(config)
     benchmark, _ = prepare(config)
     members = build_members(config, len(benchmark.objectives))
     if conditioned:
@@ -200,20 +263,148 @@ def run_sweep(
                                      chunk_size=config.sweep.chunk_size, storage=config.sweep.storage)
     with Store(config.experiment_dir()) as store:
         log(f"sweep {config.name}: {_plan_text(config, members)} on {benchmark.name} ({', '.join(benchmark.objectives)})")
+        train = _trainer(config, backend, store, primary_metrics(benchmark), progress, log, on_evaluation)
         if config.sweep.design == "adaptive":
-            def train(runs: list[Member], group: str) -> dict[str, RunResult]:
-                return backend.train(runs, store, progress=progress, log=log, on_evaluation=on_evaluation, group=group)
-
             members, results = adaptive_batches(config, primary_metrics(benchmark), members, store, train, log)
+        elif config.sweep.design == "optuna":
+            members, results = optuna_batches(config, primary_metrics(benchmark), store, train, log)
         else:
-            results = backend.train(members, store, progress=progress, log=log, on_evaluation=on_evaluation)
+            results = train(members, "")
+        saved = _saved_steps(store, members) if config.sweep.early_stopping is not None else None
         stl_results = get_backend("local", engine="loop").train(stl, store, progress=progress, log=log)
     stl_by_objective = {run.name[len("stl-"):]: stl_results[run.name] for run in stl}
-    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark), delta_metrics(benchmark))
+    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark), delta_metrics(benchmark),
+                       saved)
+
+
+def _check_search(config: SweepConfig) -> None:
+    """One-line errors for what the Optuna design and early stopping do not combine with."""
+    spec = config.sweep
+    if spec.design == "optuna" and spec.factors:
+        raise ConfigError("sweep.factors: design: optuna searches the weights only (a trial's value is the mean over "
+                          "its seeds); remove sweep.factors or use another design")
+    if spec.early_stopping is not None and spec.backend != "local":
+        raise ConfigError("sweep.early_stopping: runs on the local backend only for now (Tune's ASHA scheduler is "
+                          "not wired yet); set sweep.backend=local")
+    if spec.early_stopping is not None and spec.engine == "loop":
+        raise ConfigError("sweep.early_stopping: trains stacked populations that shrink; set sweep.engine=auto or "
+                          "vectorized")
+    if spec.design == "optuna" or spec.early_stopping is not None:
+        _fitness(config, [("x", True)])
+
+
+def _fitness(config: SweepConfig, primary: list[tuple[str, bool]]) -> Callable:
+    try:
+        return build_fitness(config.sweep.fitness, primary)
+    except ValueError as error:
+        raise ConfigError(f"sweep.fitness: {error}") from None
+
+
+def _trainer(config: SweepConfig, backend: Backend, store: Store, primary: list[tuple[str, bool]], progress: bool,
+             log: Callable[[str], None], on_evaluation: Callable | None) -> Callable[[list[Member], str], dict]:
+    """``train(runs, group)``: the backend's, or with early stopping the shrinking stacked
+    populations of :func:`scalarize.search.successive_halving.train_with_early_stopping`, whose
+    rungs compare every member of the sweep trained so far (``peers``)."""
+    spec = config.sweep.early_stopping
+    if spec is None:
+        return lambda runs, group: backend.train(runs, store, progress=progress, log=log, on_evaluation=on_evaluation,
+                                                 group=group or None)
+    rule = EarlyStopping(spec.min_resource, spec.reduction_factor, tuple(spec.rungs) if spec.rungs else None)
+    fitness, peers = _fitness(config, primary), []
+
+    def train(runs: list[Member], group: str) -> dict[str, RunResult]:
+        peers.extend(m.name for m in runs if m.name not in peers)
+        if runs:
+            apply_threads(runs[0].config.threads)
+        return train_with_early_stopping(runs, list(peers), store, rule, fitness, chunk_size=config.sweep.chunk_size,
+                                         progress=progress, log=log, on_evaluation=on_evaluation)
+
+    return train
+
+
+def _saved_steps(store: Store, members: list[Member]) -> tuple[int, int]:
+    """``(planned, saved)`` member-steps: every member's planned steps, and the steps its
+    stopped members did not train."""
+    planned = saved = 0
+    for member in members:
+        total = int(store.costs(member.name).get("planned_steps", 0))
+        row = store.run(member.name)
+        planned += total
+        if row is not None and row["status"] == STOPPED:
+            saved += max(total - int(row["step"]), 0)
+    return planned, saved
+
+
+def optuna_batches(
+    config: SweepConfig, primary: list[tuple[str, bool]], store: Store,
+    train: Callable[[list[Member], str], dict[str, RunResult]], log: Callable[[str], None],
+) -> tuple[list[Member], dict[str, RunResult]]:
+    """``sweep.optuna.trials`` trials asked ``batch`` at a time (:class:`OptunaDesign`), each
+    batch's members trained as one group (``batch-NN``), then told their validation values.
+    Trial ``t`` is members ``t·S … t·S + S − 1`` (``S`` training seeds)."""
+    spec, seeds = config.sweep.optuna, len(config.sweep.seeds)
+    batch = spec.batch or max(1, config.sweep.chunk_size // seeds)
+    design = _optuna_design(config, primary, store)
+    fitness = _fitness(config, primary)
+    members: list[Member] = []
+    results: dict[str, RunResult] = {}
+    for number, first in enumerate(range(0, spec.trials, batch)):
+        trials = design.weights(first, min(batch, spec.trials - first))
+        new = [m for t, w in trials for m in members_for(config, w[None, :], start=t * seeds)]
+        try:
+            check_fingerprints(store, new)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (an optuna design numbers its members by trial: rerun with the settings it "
+                              "started with, or another output)") from None
+        log(f"optuna batch {number + 1}/{math.ceil(spec.trials / batch)}: trials {first}..{first + len(trials) - 1} "
+            f"({spec.sampler})")
+        results.update(train(new, f"batch-{number:02d}"))
+        members += new
+        for t, _ in trials:
+            _tell(design, t, [results[m.name] for m in new[(t - first) * seeds:(t - first + 1) * seeds]],
+                  primary, fitness, spec.objectives)
+    return members, results
+
+
+def _optuna_design(config: SweepConfig, primary: list[tuple[str, bool]], store: Store) -> OptunaDesign:
+    spec = config.sweep.optuna
+    storage = spec.storage or f"sqlite:///{store.directory.resolve() / 'optuna.db'}"
+    directions = (["maximize" if up else "minimize" for _, up in primary] if spec.objectives == "per_task"
+                  else ["maximize"])
+    try:
+        return OptunaDesign(spec.study or config.name, storage, spec.sampler, config.sweep.design_seed, directions,
+                            len(primary))
+    except ImportError as error:
+        raise ConfigError(str(error)) from None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _tell(design: OptunaDesign, number: int, runs: list[RunResult], primary: list[tuple[str, bool]],
+          fitness: Callable, objectives: str) -> None:
+    """Trial ``number``'s values: the mean over its completed members of each primary
+    validation metric (``per_task``) or of the fitness; FAIL when all diverged, PRUNED when
+    none completed and one was stopped early."""
+    done = [r for r in runs if r.status == "completed" and all(n in r.val for n, _ in primary)]
+    if not done:
+        design.tell(number, None, "pruned" if any(r.status == STOPPED for r in runs) else "fail")
+        return
+    if objectives == "per_task":
+        values = [float(np.mean([r.val[n] for r in done])) for n, _ in primary]
+    else:
+        values = [float(np.mean([fitness(r.val) for r in done]))]
+    if not all(math.isfinite(v) for v in values):
+        design.tell(number, None, "fail")
+        return
+    design.tell(number, values)
 
 
 def _plan_text(config: SweepConfig, members: list[Member]) -> str:
     spec = config.sweep.adaptive
+    if config.sweep.design == "optuna":
+        optuna = config.sweep.optuna
+        return (f"an optuna design: {optuna.trials} trial(s) x {len(config.sweep.seeds)} seed(s), sampler "
+                f"{optuna.sampler}, objectives {optuna.objectives}")
     if config.sweep.design != "adaptive":
         return f"{len(members)} members"
     per_vector = len(config.sweep.seeds) * math.prod(len(v) for v in config.sweep.factors.values())

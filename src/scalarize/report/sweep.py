@@ -362,7 +362,11 @@ def plot_metric_vs_weight(result, path: Path, split: str = "test") -> Path:
 
 
 def design_text(spec, num_objectives: int) -> str:
-    """The sweep's design in words (an adaptive one with its batches)."""
+    """The sweep's design in words (an adaptive one with its batches, an Optuna one with its sampler)."""
+    if spec.design == "optuna":
+        o = spec.optuna
+        return (f"an optuna design ({o.trials} trials of the {o.sampler} sampler, objectives {o.objectives}, asked in "
+                "batches; weights by Beta stick-breaking, uniform on the simplex)")
     if spec.design != "adaptive":
         return f"a {spec.design} design"
     a = spec.adaptive
@@ -391,6 +395,8 @@ def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
         + ("; the front, Δm and the hypervolume are those of the means over seeds, each seed drawn faintly" if several
            else "") + ").",
     ]
+    if getattr(result, "saved_steps", None) is not None:
+        paragraphs.append(early_stopping_text(result))
     lines = [f"# Sweep {config.name}: scalarization on {config.benchmark.name}", "",
              *(line for p in paragraphs for line in (p, "")),
              f"![front]({front.name})", "", f"![metric against weight]({curves.name})", "",
@@ -404,6 +410,18 @@ def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
     noun = "settings" if several else "members"
     count = stats["settings"] if several else stats["members"]
     return path, format_table(header, rows) + f"\n\nhypervolume {stats['hypervolume']:.6g}; {stats['front']} of {count} {noun} on the front"
+
+
+def early_stopping_text(result) -> str:
+    """Early stopping in words: how many members stopped, and the member-steps not trained."""
+    planned, saved = result.saved_steps
+    spec = result.config.sweep.early_stopping
+    stopped = sum(r.status == "stopped" for r in result.results.values())
+    rungs = f"rungs {spec.rungs}" if spec.rungs else f"min_resource {spec.min_resource}"
+    share = f" ({100 * saved / planned:.0f}%)" if planned else ""
+    return (f"Early stopping (successive halving / ASHA, Li et al. 2020; {rungs}, reduction factor "
+            f"{spec.reduction_factor}, by {result.config.sweep.fitness}): {stopped} of {len(result.members)} members stopped "
+            f"(status stopped, left off the front); {saved} of {planned} member-steps{share} not trained.")
 
 
 def _member_rows(result):

@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS lineage (
 """
 
 DATABASE_NAME = "scalarize.db"
+#: A run's ``status``: ``running``, then ``completed``, ``diverged`` (a non-finite loss) or
+#: ``stopped`` (early stopping, ``scalarize.search.successive_halving``: a weak member stopped at
+#: a rung, with the evaluations it had; finished, not retrained on a rerun of the same sweep).
+STATUSES = ("running", "completed", "diverged", "stopped")
+STOPPED = "stopped"
 LOCK_NAME = ".scalarize.lock"
 
 
@@ -243,6 +248,14 @@ class Store:
             "SELECT step FROM metrics WHERE run = ? AND evaluation = ? LIMIT 1", (run, evaluation)
         ).fetchone()
         return None if row is None else row["step"]
+
+    def evaluation_metrics(self, run: str, evaluation: int, split: str = "val") -> dict[str, float]:
+        """``{name: value}`` of the run's evaluation number ``evaluation`` on ``split`` (empty when
+        not recorded): what successive halving compares at a rung."""
+        rows = self._connection.execute(
+            "SELECT name, value FROM metrics WHERE run = ? AND evaluation = ? AND split = ?", (run, evaluation, split)
+        )
+        return {row["name"]: row["value"] for row in rows}
 
     def last_evaluation(self, run: str) -> dict[str, dict[str, float]]:
         """``{split: {name: value}}`` of the run's last evaluation."""
