@@ -101,7 +101,7 @@ def test_without_a_schema_every_column_is_dense():
 def _reached(model: nn.Module, output: torch.Tensor) -> set[int]:
     params = list(model.parameters())
     grads = torch.autograd.grad(output.sum(), params, retain_graph=True, allow_unused=True)
-    return {id(p) for p, g in zip(params, grads) if g is not None and g.abs().sum() > 0}
+    return {id(p) for p, g in zip(params, grads, strict=True) if g is not None and g.abs().sum() > 0}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -203,7 +203,7 @@ def test_each_family_trains_through_the_trainer_with_pcgrad(family, gradients):
     result = Trainer(config, bench, model, build_method("pcgrad", gradients=gradients), progress=False).fit()
     assert result.status == "completed"
     assert all(math.isfinite(v) for v in result.test.values())
-    moved = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
+    moved = [not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)]
     assert all(moved[: len(list(model.trunk.parameters()))])  # the embedding tables and the trunk learn
 
 
@@ -217,7 +217,7 @@ def test_a_family_trains_in_a_stacked_population_as_alone():
                for i, w in enumerate(([0.2, 0.5, 0.3], [0.6, 0.2, 0.2]))]
     stacked = StackedPopulation(members, bench, progress=False).fit()
     assert stacked[0].history[-1] != stacked[1].history[-1] and stacked[0].steps == 4
-    for member, result in zip(members, stacked):
+    for member, result in zip(members, stacked, strict=True):
         torch.manual_seed(member.seed)
         model = build_model("mmoe", bench.input_shape, tasks, features=SCHEMA, **options)
         method = build_method("scalarization", weights=member.config.method.weights)

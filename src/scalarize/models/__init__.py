@@ -1,6 +1,9 @@
 """The model contract and the model families: a shared trunk and one head per task (MLP, small
-ResNet, linear), builders registered by name or named by import path."""
+ResNet, linear), the recommender families on tabular rows (shared-bottom, MMoE, CGC/PLE,
+DSelect-k, ESMM, AITM), builders registered by name or named by import path."""
 
+# The recommender families register themselves by name.
+from scalarize.models import aitm, dselect_k, esmm, mmoe, ple, shared_bottom  # noqa: F401  (registration)
 from scalarize.models.contract import ModuleModel, as_multitask, probe, supports_head_inputs
 from scalarize.models.multitask import MultiTaskModel
 from scalarize.models.registry import (
@@ -11,9 +14,6 @@ from scalarize.models.registry import (
     register_model,
     register_trunk,
 )
-
-# The recommender families register themselves by name (after the registry is complete).
-from scalarize.models import aitm, dselect_k, esmm, mmoe, ple, shared_bottom  # noqa: E402,F401  (registration)
 
 __all__ = [
     "ModelError",

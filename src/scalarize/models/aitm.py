@@ -72,7 +72,7 @@ class Funnel(nn.Module):
     def forward(self, rows: Tensor) -> Tensor:
         x = self.embedding(rows)
         z = [self.towers[0](x)]
-        for tower, info, ait in zip(self.towers[1:], self.infos, self.aits):
+        for tower, info, ait in zip(self.towers[1:], self.infos, self.aits, strict=True):
             z.append(ait(info(z[-1]), tower(x)))
         return torch.cat(z, dim=-1)
 

@@ -72,7 +72,7 @@ class FeatureEmbedding(nn.Module):
         dense, ids, sequences = self.schema.unpack(rows)
         parts = [dense.to(rows.dtype)]
         parts += [table(ids[..., i]) for i, table in enumerate(self.categorical)]
-        parts += [mean_pool(table(seq), seq) for table, seq in zip(self.sequences, sequences)]
+        parts += [mean_pool(table(seq), seq) for table, seq in zip(self.sequences, sequences, strict=True)]
         return torch.cat(parts, dim=-1)
 
 

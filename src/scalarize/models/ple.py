@@ -53,8 +53,8 @@ class ExtractionLevel(nn.Module):
 
     def forward(self, inputs: list[Tensor], shared_input: Tensor) -> tuple[list[Tensor], Tensor]:
         shared = self.shared(shared_input)
-        own = [experts(x) for experts, x in zip(self.own, inputs)]
-        outputs = [mix(gate(x), torch.cat([shared, e], dim=-2)) for gate, x, e in zip(self.gates, inputs, own)]
+        own = [experts(x) for experts, x in zip(self.own, inputs, strict=True)]
+        outputs = [mix(gate(x), torch.cat([shared, e], dim=-2)) for gate, x, e in zip(self.gates, inputs, own, strict=True)]
         return outputs, mix(self.shared_gate(shared_input), torch.cat([shared, *own], dim=-2))
 
 
