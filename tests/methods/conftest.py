@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from scalarize.methods import AFTER_STEP, OWN_OPTIMIZER, Method, StepContext
+from registered import setting_of
 
 TASKS = ["a", "b"]
 
@@ -44,7 +45,7 @@ class Toy:
         self.method = method
         self.lr = lr
         if not method.task_names:
-            method.setup(TASKS)
+            method.setup(TASKS, setting_of(method))
         self.optimizer = self._optimizer()
         self.step_index = 0
         self.epoch_losses: list[torch.Tensor] = []

@@ -65,6 +65,17 @@ def build(name: str, num_tasks: int = 2, **options: Any) -> Method:
 TRAINABLE = [name for name in ALL if PREFERENCE_INPUT not in method_class(name).needs]
 
 
+def setting_of(method: Method | str) -> str:
+    """The setting to set ``method`` up in: ``mtl``, or ``mdl`` for the methods whose class
+    declares it runs in MDL only (``settings``: the mixture methods, DoReMi and Aioli)."""
+    cls = method_class(method) if isinstance(method, str) else type(method)
+    return "mtl" if "mtl" in getattr(cls, "settings", ("mtl",)) else "mdl"
+
+
+#: The methods that refuse MTL (they set MDL's sampling ratios).
+MDL_ONLY = [name for name in ALL if setting_of(name) == "mdl"]
+
+
 def promising(promise: str) -> list[str]:
     """The registered methods whose class declares ``promise`` in its ``promises``."""
     return [name for name in ALL if promise in method_class(name).promises]

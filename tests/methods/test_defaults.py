@@ -46,6 +46,10 @@ DEFAULTS = {
     "moco": {"beta": 0.1, "gamma": 0.1, "rho": 0.1},
     "config": {},
     "dualproj": {"norm_eps": 1e-4, "reg_eps": 1e-4},
+    "doremi": {"step_size": 1.0, "smoothing": 1e-3, "reference_losses": None, "reference_decay": 0.9,
+               "mixture": "current"},
+    "aioli": {"eta": 0.2, "lp_rounds": 4, "lp_steps": 4, "one_hot_factor": 0.625, "update_steps": 250, "ema": 0.1,
+              "normalize": True},
     "frozen": {"source": REQUIRED, "run": None, "reduce": "mean", "beta": 0.9, "start_step": 0},
 }
 #: Values for the required options, to build the method.

@@ -9,7 +9,7 @@ import torch
 
 from scalarize.methods import Method
 from test_method_contract import MTO
-from registered import build
+from registered import build, setting_of
 
 TASKS = ["a", "b", "c"]
 #: Methods whose learnable float32 parameters enter the combined loss (with their gradient).
@@ -23,7 +23,7 @@ OPTIONS = {"stch": {"warmup_epochs": 1}}
 
 def _method(name):
     method = build(name, num_tasks=len(TASKS), **OPTIONS.get(name, {}))
-    method.setup(TASKS)
+    method.setup(TASKS, setting_of(method))
     return method
 
 

@@ -19,7 +19,7 @@ from scalarize.methods import (
     build_method,
 )
 from scalarize.methods.base import NEEDS
-from registered import ALL, TRAINABLE, build, required_option_names, required_options
+from registered import ALL, TRAINABLE, build, required_option_names, required_options, setting_of
 
 #: Every registered method a plain training loop can train (from the registry: no list to edit).
 MTO = TRAINABLE
@@ -102,7 +102,7 @@ def test_state_dict_round_trip_continues_identically(name, toy):
     torch.save(first.method.state_dict(), buffer)
     buffer.seek(0)
     fresh = build(name)
-    fresh.setup(["a", "b"])
+    fresh.setup(["a", "b"], setting_of(fresh))
     fresh.load_state_dict(torch.load(buffer))
     second = first.clone(fresh)
     for _ in range(3):
@@ -185,7 +185,7 @@ def test_bad_hyperparameters_are_one_line_errors(name, options, message):
 def test_bad_options_against_the_tasks_fail_at_setup(name, options, message):
     method = build_method(name, **options)
     with pytest.raises(MethodError, match=message):
-        method.setup(["a", "b"])
+        method.setup(["a", "b"], setting_of(method))
 
 
 def test_unknown_option_is_a_method_error():
@@ -201,7 +201,7 @@ def test_usable_in_a_plain_user_loop(name):
     heads = nn.ModuleList([nn.Linear(6, 1), nn.Linear(6, 1)])
     x, y1, y2 = torch.randn(32, 3), torch.randn(32), torch.randn(32)
     method = build_method(name)
-    method.setup(["depth", "segmentation"])
+    method.setup(["depth", "segmentation"], setting_of(method))
     params = [*trunk.parameters(), *heads.parameters(), *method.parameters()]
     if OWN_OPTIMIZER in method.needs:
         opt = method.build_optimizer(params, lr=0.01)
@@ -243,7 +243,7 @@ def test_setup_creates_its_state_on_the_method_device(name):
     stayed on the CPU: found by the benchmarks on a GPU)."""
     method = build(name)
     method.to("meta")
-    method.setup(["a", "b"])
+    method.setup(["a", "b"], setting_of(method))
     tensors = [*method.parameters(), *method.buffers()]
     assert all(t.device.type == "meta" for t in tensors)
 
@@ -253,7 +253,7 @@ def test_weights_are_none_until_defined_then_one_per_task(name):
     """``current_weights()``: ``None`` before ``setup``; after it, ``None`` or ``[T]``."""
     method = build(name, num_tasks=3)
     assert method.current_weights() is None
-    method.setup(["a", "b", "c"])
+    method.setup(["a", "b", "c"], setting_of(method))
     weights = method.current_weights()
     assert weights is None or weights.shape == (len(method.task_names),)
 

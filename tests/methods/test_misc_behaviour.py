@@ -10,6 +10,7 @@ import torch
 
 from scalarize.methods import MethodError, build_method
 from scalarize.methods._common import check_real
+from registered import setting_of
 from test_method_contract import MTO, build
 
 
@@ -29,12 +30,12 @@ def test_range_errors_name_open_ends_of_one_sided_intervals():
 @pytest.mark.parametrize("name", MTO)
 def test_a_checkpoint_taken_before_the_first_step_loads(name):
     method = build(name)
-    method.setup(["a", "b"])
+    method.setup(["a", "b"], setting_of(method))
     buffer = io.BytesIO()
     torch.save(method.state_dict(), buffer)
     buffer.seek(0)
     fresh = build(name)
-    fresh.setup(["a", "b"])
+    fresh.setup(["a", "b"], setting_of(fresh))
     fresh.load_state_dict(torch.load(buffer, weights_only=False), strict=True)
     for key, value in method.state_dict().items():
         if isinstance(value, torch.Tensor):
@@ -44,7 +45,7 @@ def test_a_checkpoint_taken_before_the_first_step_loads(name):
 @pytest.mark.parametrize("distribution", ["uniform", "dirichlet"])
 def test_rlw_sum_normalisation_by_hand(distribution):
     method = build_method("rlw", distribution=distribution, normalization="sum", seed=3)
-    method.setup(["a", "b", "c"])
+    method.setup(["a", "b", "c"], setting_of(method))
     gen = torch.Generator().manual_seed(3)
     for _ in range(3):
         u = torch.rand(3, generator=gen, dtype=torch.float64)
@@ -58,7 +59,7 @@ def test_rlw_sum_normalisation_by_hand(distribution):
 
 def _similarity(**options):
     method = build_method("gradient_similarity", **options)
-    method.setup(["a", "b", "c"])
+    method.setup(["a", "b", "c"], setting_of(method))
     return method
 
 
@@ -89,7 +90,7 @@ def test_main_task_must_be_a_name():
     assert str(error.value) == "method gradient_similarity: main_task must be a task name, got 1"
     method = build_method("gradient_similarity", main_task="z")
     with pytest.raises(MethodError) as error:
-        method.setup(["a", "b"])
+        method.setup(["a", "b"], setting_of(method))
     assert str(error.value) == "method gradient_similarity: main_task 'z' is not a task; tasks: a, b"
     assert build_method("gradient_similarity").main_index == 0
 
@@ -111,7 +112,7 @@ def test_scheduled_refusals(schedule, message):
 
 def test_scheduled_starts_with_its_first_weights():
     method = build_method("scheduled_scalarization", schedule=[(0, [3.0, 1.0]), (10, [1.0, 1.0])])
-    method.setup(["a", "b"])
+    method.setup(["a", "b"], setting_of(method))
     torch.testing.assert_close(method.current_weights(), torch.tensor([0.75, 0.25]))
 
 
@@ -127,7 +128,7 @@ def test_scheduled_starts_with_its_first_weights():
 def test_scalarization_weight_errors_name_the_key(weights, message):
     method = build_method("scalarization", weights=weights)
     with pytest.raises(MethodError) as error:
-        method.setup(["a", "b"])
+        method.setup(["a", "b"], setting_of(method))
     assert str(error.value) == message
 
 
@@ -137,7 +138,7 @@ def test_graddrop_draws_in_the_gradients_dtype_by_hand(dtype):
     gradients' dtype; keep g_i > 0 where P > u, g_i < 0 where P < u."""
     G = torch.tensor([[1.0, -2.0, 0.5, 3.0], [-0.5, 1.0, 0.5, -1.0], [0.25, 1.0, -2.0, -1.0]], dtype=dtype)
     method = build_method("graddrop", seed=11)
-    method.setup(["a", "b", "c"])
+    method.setup(["a", "b", "c"], setting_of(method))
     gen = torch.Generator().manual_seed(11)
     for _ in range(3):
         purity = 0.5 * (1 + G.sum(0) / G.abs().sum(0))

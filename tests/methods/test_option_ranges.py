@@ -26,6 +26,12 @@ REAL = [
     ("dualproj", "norm_eps", 0, INF, False, True, {}),
     ("dualproj", "reg_eps", 0, INF, True, True, {}),
     ("dwa", "temperature", 0, INF, True, True, {}),
+    ("doremi", "step_size", 0, INF, False, True, {}),
+    ("doremi", "smoothing", 0, 1, False, False, {}),
+    ("doremi", "reference_decay", 0, 1, False, True, {}),
+    ("aioli", "eta", 0, INF, False, True, {}),
+    ("aioli", "one_hot_factor", 0, 1, False, False, {}),
+    ("aioli", "ema", 0, 1, False, True, {}),
     ("excess_mtl", "robust_step_size", 0, INF, True, True, {}),
     ("fairgrad", "alpha", 0, INF, False, True, {}),
     ("fairgrad", "max_norm", 0, INF, False, True, {}),
@@ -64,6 +70,9 @@ REAL = [
 #: (method, option, lowest allowed, other options).
 INT = [
     ("excess_mtl", "warmup_steps", 1, {}),
+    ("aioli", "lp_rounds", 1, {}),
+    ("aioli", "lp_steps", 1, {}),
+    ("aioli", "update_steps", 1, {}),
     ("frozen", "start_step", 0, {}),
     ("nash_mtl", "update_weights_every", 1, {}),
     ("sdmgrad", "n_iter", 1, {}),
@@ -75,6 +84,7 @@ INT = [
 #: (method, option, allowed values).
 CHOICE = [
     ("aligned_mtl", "scale_mode", ("min", "median", "rmse")),
+    ("doremi", "mixture", ("current", "average")),
     ("cagrad", "rescale", (0, 1, 2)),
     ("frozen", "reduce", ("mean", "ema", "last")),
     ("gradient_similarity", "mode", ("weighted", "binary")),
@@ -100,6 +110,8 @@ ELSEWHERE = {
     "weights": "test_scalarization.py, test_mtadam.py (check_weights)",
     "schedule": "test_scheduled.py",
     "scale_heads": "test_nash_mtl.py",
+    "reference_losses": "test_doremi.py",
+    "normalize": "test_aioli.py",
 }
 
 

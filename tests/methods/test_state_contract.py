@@ -8,12 +8,13 @@ import io
 import pytest
 import torch
 
+from scalarize.methods import MethodError
 from test_method_contract import LR, MTO
-from registered import build
+from registered import build, setting_of
 
 #: Methods whose weights exist before any step (parameters or fixed weights), one per task.
 WEIGHTS_BEFORE_A_STEP = {"uw", "imtl_l", "dwa", "gradnorm", "excess_mtl", "modo", "moco", "frozen", "scalarization",
-                         "scheduled_scalarization"}
+                         "scheduled_scalarization", "doremi", "aioli"}
 
 #: Counters after 7 steps of 5-step epochs (one epoch ended): (key, value).
 COUNTERS = {
@@ -23,6 +24,8 @@ COUNTERS = {
     "nash_mtl": ("calls", 7),
     "db_mtl": ("steps", 7),
     "excess_mtl": ("steps", 7),
+    "doremi": ("updates", 7),
+    "aioli": ("steps", 7),
 }
 
 #: The persistent state of each method with state (every other method's state_dict is empty).
@@ -47,6 +50,8 @@ STATE_KEYS = {
     "sdmgrad": ["inner_weights"],
     "modo": ["lambd"],
     "moco": ["_extra_state", "lambd"],
+    "doremi": ["reference", "scores", "seen", "smoothed", "updates", "weight_sum", "weights"],
+    "aioli": ["gains", "smoothed", "smoothed_ready", "steps", "weights"],
     "frozen": ["weights"],
 }
 
@@ -54,7 +59,7 @@ STATE_KEYS = {
 @pytest.mark.parametrize("name", MTO)
 def test_no_weights_before_the_first_step_unless_they_exist(name):
     method = build(name, num_tasks=3)
-    method.setup(["a", "b", "c"])
+    method.setup(["a", "b", "c"], setting_of(method))
     weights = method.current_weights()
     if name in WEIGHTS_BEFORE_A_STEP:
         assert weights is not None and weights.shape == (3,) and torch.isfinite(weights).all()
@@ -79,7 +84,7 @@ def test_counters_are_exact_integers_and_the_state_keys_are_stable(name, toy):
         torch.save(state, buffer)
         buffer.seek(0)
         fresh = build(name)
-        fresh.setup(["a", "b"])
+        fresh.setup(["a", "b"], setting_of(fresh))
         fresh.load_state_dict(torch.load(buffer), strict=True)
         restored = fresh.state_dict()[key]
         assert restored.dtype == torch.int64 and int(restored) == value
@@ -88,6 +93,11 @@ def test_counters_are_exact_integers_and_the_state_keys_are_stable(name, toy):
 @pytest.mark.parametrize("name", MTO)
 def test_the_default_setting_is_multi_task_learning(name):
     method = build(name)
+    if setting_of(method) == "mdl":  # a mixture method refuses MTL in one line
+        with pytest.raises(MethodError, match="multi-domain") as error:
+            method.setup(["a", "b"])
+        assert "\n" not in str(error.value)
+        return
     method.setup(["a", "b"])
     assert method.setting == "mtl" and method.task_names == ["a", "b"]
     assert method.sampling_weights() is None
@@ -105,7 +115,7 @@ def test_a_loaded_checkpoint_does_not_share_state_with_its_source(name, toy):
     state = first.method.state_dict()
     snapshot = copy.deepcopy(state)
     fresh = build(name)
-    fresh.setup(["a", "b"])
+    fresh.setup(["a", "b"], setting_of(fresh))
     fresh.load_state_dict(state)
     second = first.clone(fresh)
     second.train(3)

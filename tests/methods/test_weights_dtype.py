@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from scalarize.methods import AFTER_STEP, PREFERENCE_INPUT, StepContext, available_methods
-from registered import build
+from registered import build, setting_of
 
 TASKS = ["a", "b", "c"]
 DTYPES = (torch.float64, torch.float32, torch.float64)
 def _method(name):
     method = build(name, num_tasks=len(TASKS))
-    method.setup(TASKS)
+    method.setup(TASKS, setting_of(method))
     return method
 
 

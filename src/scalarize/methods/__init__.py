@@ -4,6 +4,7 @@ Each method's module registers its class (``@register``); importing every module
 registry complete.
 """
 
+from scalarize.methods.aioli import Aioli
 from scalarize.methods.aligned_mtl import AlignedMTL
 from scalarize.methods.base import (
     AFTER_STEP,
@@ -23,6 +24,7 @@ from scalarize.methods.con_fig import ConFIG
 from scalarize.methods.cosmos import Cosmos
 from scalarize.methods.context import StepContext
 from scalarize.methods.db_mtl import DBMTL
+from scalarize.methods.doremi import DoReMi
 from scalarize.methods.dualproj import DualProj
 from scalarize.methods.dwa import DWA
 from scalarize.methods.excess_mtl import ExcessMTL
@@ -55,12 +57,14 @@ from scalarize.methods.uw import UncertaintyWeighting
 
 __all__ = [
     "AFTER_STEP",
+    "Aioli",
     "AlignedMTL",
     "CAGrad",
     "ConFIG",
     "Cosmos",
     "DBMTL",
     "DWA",
+    "DoReMi",
     "DualProj",
     "ExcessMTL",
     "FAMO",
