@@ -296,12 +296,12 @@ class StackedPopulation(Checkpointable):
             torch._foreach_div_([v.grad for v in self.params.values() if v.grad is not None], self.loss_scale.scale)
         else:
             total.backward()
-        if self._device_guard:
+        if self._device_guard or not bool(self.alive.all()):
             self._zero_gradients(~alive)
+        self._clip_member_gradients()
+        if self._device_guard:
             self._guarded_step_on_device()
         else:
-            if not bool(self.alive.all()):
-                self._zero_gradients(~alive)
             self._guarded_step_on_host()
         self.schedule.step()
         self.step += 1
@@ -321,6 +321,19 @@ class StackedPopulation(Checkpointable):
             self.diverged_at[index] = self.step + 1
         self.alive &= finite
         return self.alive.to(self.device)
+
+    @torch.no_grad()
+    def _clip_member_gradients(self) -> None:
+        """``optimizer.max_grad_norm``: each member's gradient scaled to at most that 2-norm, as
+        the trainer clips one model's (``torch.nn.utils.clip_grad_norm_``'s rule, per slice)."""
+        max_norm = self.config.optimizer.max_grad_norm
+        if max_norm is None:
+            return
+        grads = [v.grad for v in self.params.values() if v.grad is not None]
+        norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # [P]
+        factor = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for grad in grads:
+            grad.mul_(factor.view(-1, *([1] * (grad.dim() - 1))).to(grad.dtype))
 
     @torch.no_grad()
     def _zero_gradients(self, members: Tensor) -> None:

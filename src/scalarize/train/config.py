@@ -127,12 +127,18 @@ class OptimizerConfig(Strict):
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
+    max_grad_norm: float | None = Field(
+        default=None, gt=0,
+        description="clip the model's gradient to this 2-norm after the method (per member when stacked); "
+        "a method's own max_norm (famo, fairgrad, sdmgrad) clips its shared update before this",
+    )
 
 
 class ScheduleConfig(Strict):
     name: Literal["constant", "cosine", "step"] = "constant"
     step_size: int = Field(default=10, ge=1, description="epochs between decays (step)")
     gamma: float = Field(default=0.1, gt=0, le=1)
+    warmup_steps: int = Field(default=0, ge=0, description="linear learning-rate warmup over the first steps (0: none)")
 
 
 class AugmentConfig(Strict):

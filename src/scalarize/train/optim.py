@@ -24,7 +24,16 @@ def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> to
 
 def lr_factor(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
     """The learning rate's multiplier at each step: ``constant`` 1, ``cosine`` from 1 to 0 over
-    the run, ``step`` times ``gamma`` every ``step_size`` epochs."""
+    the run, ``step`` times ``gamma`` every ``step_size`` epochs; with ``warmup_steps`` = W > 0,
+    times a linear ramp ``min(1, (step + 1) / W)`` (1/W at the first step, 1 from step W − 1 on)."""
+    decay = _decay(config, total_steps, steps_per_epoch)
+    warmup = config.schedule.warmup_steps
+    if not warmup:
+        return decay
+    return lambda step: decay(step) * min(1.0, (step + 1) / warmup)
+
+
+def _decay(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
     schedule = config.schedule
     if schedule.name == "cosine":
         return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
@@ -65,6 +74,14 @@ def build_schedule(
     config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, steps_per_epoch))
+
+
+def clip_gradients(params: list[torch.nn.Parameter], max_norm: float | None) -> None:
+    """Scales the gradients of ``params`` so that their joint 2-norm is at most ``max_norm``
+    (``torch.nn.utils.clip_grad_norm_``'s rule: a factor ``min(1, max_norm / (norm + 1e-6))``,
+    computed on the device: no host sync); nothing when ``max_norm`` is None."""
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_norm, foreach=True)
 
 
 def run_optimizer(config: TrainConfig, method: Method, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

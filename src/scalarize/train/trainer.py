@@ -45,7 +45,7 @@ from scalarize.train.distributed import Distributed, ShardBatch, ShardedSampler,
 from scalarize.train.evaluate import evaluate, primary_metrics
 from scalarize.train.loop import GuardCounters, StepTimer, non_finite, progress_bar, run
 from scalarize.train.losses import batch_fractions, objective_losses
-from scalarize.train.optim import build_schedule, run_optimizer
+from scalarize.train.optim import build_schedule, clip_gradients, run_optimizer
 from scalarize.train.precision import LossScale, autocast, to_channels_last
 from scalarize.train.record import RunRecord, RunResult
 from scalarize.train.setup import check_model_and_method
@@ -97,6 +97,7 @@ class Trainer(Checkpointable):
         self.eval_every = config.eval_every or self.steps_per_epoch
         params = list(self.model.parameters()) + list(self.method.parameters())
         self._params = [p for p in params if p.requires_grad]
+        self._model_params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = run_optimizer(config, method, params)
         # On a GPU the non-finite guard runs on the device (no host sync): a fused optimizer skips
         # its update when its ``found_inf`` is set, as under torch.amp.GradScaler.
@@ -310,6 +311,7 @@ class Trainer(Checkpointable):
         context = self._context(self.sampler.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
+        clip_gradients(self._model_params, self.config.optimizer.max_grad_norm)  # after the method
         losses = context.losses.detach()
         losses_finite = None
         if self._device_guard:
