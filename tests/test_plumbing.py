@@ -91,3 +91,47 @@ def test_warmup_and_clipping_resume_exactly(bench, tmp_path, one_thread, interru
     resumed.fit()
     for key, value in straight.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+# -- early stopping ----------------------------------------------------------------------------------
+def test_the_patience_count_by_hand():
+    from scalarize.train.record import RunRecord
+
+    record = RunRecord("r", ["a"], [("a/mse", False)], patience=2, min_delta=0.1)
+    for loss, stale in ((1.0, 0), (0.95, 1), (0.5, 0), (0.45, 1), (0.42, 2)):  # objective = −loss
+        record.evaluated(0, [0.0], {"a/loss": loss, "a/mse": loss}, {})
+        assert record.stale == stale
+    assert record.patience_spent
+    assert not RunRecord("r", ["a"], [("a/mse", False)]).patience_spent  # off by default
+
+
+def test_early_stopping_ends_the_run_stopped_at_its_best_and_a_rerun_does_not_train_it(tmp_path, capsys, one_thread):
+    """A rising validation loss (its targets negated) stops a run after ``patience`` evaluations;
+    the store says ``stopped``, and the same command again reads it back."""
+    import sqlite3
+
+    from scalarize.cli.main import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: es\nbenchmark: {name: synthetic, options: {num_tasks: 2, train_size: 64, val_size: 16, test_size: 16}}\n"
+        "model: {width: 0.25, depth: 1}\nsteps: 40\neval_every: 2\nbatch_size: 16\nstl: false\ndevice: cpu\n"
+        "optimizer: {lr: 0.5}\nearly_stopping: {patience: 2, min_delta: 1000}\n"
+    )
+    assert main(["train", str(config), f"output={tmp_path / 'out'}", "-q"]) == 0
+    with sqlite3.connect(tmp_path / "out" / "scalarize.db") as db:
+        (status, step), = db.execute("SELECT status, step FROM runs").fetchall()
+    assert status == "stopped" and step == 6  # evaluations at 2 (best), 4, 6: two without improvement
+    assert main(["train", str(config), f"output={tmp_path / 'out'}", "-q"]) == 0
+    with sqlite3.connect(tmp_path / "out" / "scalarize.db") as db:
+        assert db.execute("SELECT status, step FROM runs").fetchall() == [("stopped", 6)]
+
+
+def test_a_stacked_population_refuses_early_stopping_and_the_engine_takes_the_loop(bench):
+    from scalarize.population.engine import choose_engine
+
+    config = _config(early_stopping={"patience": 2})
+    members = [Member(f"m{s}", config.model_copy(update={"seed": s})) for s in (0, 1)]
+    with pytest.raises(ValueError, match="^early_stopping: a stacked population trains every member to the end"):
+        StackedPopulation(members, bench, progress=False)
+    assert choose_engine(members, bench)[0] == "loop"

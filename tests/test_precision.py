@@ -7,6 +7,7 @@ import torch
 from scalarize.data import load_benchmark
 from scalarize.methods import available_methods, build_method
 from scalarize.methods.context import StepContext
+from scalarize.methods.registry import method_class
 from scalarize.models import build_model
 from scalarize.train import TrainConfig, Trainer
 
@@ -18,6 +19,16 @@ def bench():
     return load_benchmark("multimnist", train_size=120, test_size=40)
 
 
+@pytest.fixture(scope="module")
+def digits():
+    return load_benchmark("digits")
+
+
+def _mdl_only(name: str) -> bool:
+    """A method whose class runs in MDL only (its ``settings``: the mixture methods)."""
+    return "mtl" not in getattr(method_class(name), "settings", ("mtl",))
+
+
 def _trainer(bench, name, **config):
     torch.manual_seed(0)
     model = build_model(config.pop("family", "mlp"), bench.input_shape, bench.tasks, width=0.05, depth=1)
@@ -26,19 +37,19 @@ def _trainer(bench, name, **config):
 
 
 @pytest.mark.parametrize("name", sorted(set(available_methods()) - SKIP))
-def test_every_method_trains_under_bf16(bench, name, one_thread):
-    result = _trainer(bench, name, precision="bf16").fit()
+def test_every_method_trains_under_bf16(bench, digits, name, one_thread):
+    result = _trainer(digits if _mdl_only(name) else bench, name, precision="bf16").fit()
     assert result.status == "completed" and all(torch.isfinite(torch.tensor(list(result.val.values()))))
 
 
 @pytest.mark.parametrize("name", sorted(set(available_methods()) - SKIP))
-def test_fp16s_loss_scale_leaves_every_methods_update_unchanged(bench, name, one_thread):
+def test_fp16s_loss_scale_leaves_every_methods_update_unchanged(bench, digits, name, one_thread):
     """A power-of-two loss scale is exact in floating point: seeding every backward pass with it
     and unscaling each gradient as it is produced must give the very same .grad, for every method
     (Jacobians, representation gradients, task gradients, plain backward)."""
     grads = []
     for scale in (None, 2.0**12):
-        trainer = _trainer(bench, name)
+        trainer = _trainer(digits if _mdl_only(name) else bench, name)
         torch.manual_seed(1)
         context = trainer._context(trainer.sampler.next_batch())
         context.loss_scale = scale

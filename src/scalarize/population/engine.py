@@ -106,6 +106,8 @@ def choose_engine(members: Sequence[Member], benchmark=None, engine: Engine = "a
         return "loop", "inputs that are not tensors (e.g. graphs) cannot be stacked"
     if config.method.name != "scalarization":
         return "loop", f"method {config.method.name!r} is trained one run at a time"
+    if config.early_stopping.patience is not None:
+        return "loop", "early stopping ends each run on its own (a sweep's own: sweep.early_stopping)"
     if len(members) == 1:
         return "loop", "a single member"
     if engine == "vectorized":

@@ -69,6 +69,10 @@ class StackedPopulation(Checkpointable):
     ) -> None:
         self.members = list(members)
         self.config: TrainConfig = self.members[0].config
+        if self.config.early_stopping.patience is not None:
+            raise ValueError("early_stopping: a stacked population trains every member to the end; "
+                             "early stopping runs on the loop engine (each run its own trainer), "
+                             "or use a sweep's sweep.early_stopping")
         self.device = resolve_device(self.config.device)
         self.benchmark = benchmark.to(self.device, workers=self.config.data.workers)
         self.store = store
@@ -473,8 +477,8 @@ class StackedPopulation(Checkpointable):
         if self.on_evaluation is not None:
             self.on_evaluation(self)
 
-    def training(self) -> bool:
-        return bool(self.alive.any())
+    def ended(self) -> str | None:
+        return None if bool(self.alive.any()) else "diverged"
 
     def run_until(self, step: int, bar=None) -> None:
         """Trains to ``step`` (at most the total), evaluating and checkpointing on schedule."""

@@ -141,6 +141,13 @@ class ScheduleConfig(Strict):
     warmup_steps: int = Field(default=0, ge=0, description="linear learning-rate warmup over the first steps (0: none)")
 
 
+class EarlyStoppingConfig(Strict):
+    patience: int | None = Field(
+        default=None, ge=1, description="end a run after this many evaluations in a row without a better validation objective"
+    )
+    min_delta: float = Field(default=0.0, ge=0, description="how much better the objective must get to count")
+
+
 class AugmentConfig(Strict):
     """Training-time augmentation on the device, per member, from the sampler's own generator
     (scalarize.data.augment)."""
@@ -201,6 +208,9 @@ class TrainConfig(Strict):
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="loader workers and augmentation")
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig, description="end a run early on its validation objective (status 'stopped')"
+    )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow / W&B copies")
 
     @field_validator("name")
@@ -240,7 +250,7 @@ class TrainConfig(Strict):
 _ADDED_LATER = (
     ("gradient_engine",), ("model", "target"), ("model", "options"), ("model", "head"),
     ("benchmark", "target"), ("benchmark", "tasks"), ("selection",), ("precision",), ("channels_last",),
-    ("compile",), ("data",),
+    ("compile",), ("data",), ("optimizer", "max_grad_norm"), ("schedule", "warmup_steps"), ("early_stopping",),
 )
 
 

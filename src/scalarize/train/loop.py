@@ -52,9 +52,9 @@ class StepEngine(Protocol):
 
     def save_checkpoint(self) -> None: ...
 
-    def training(self) -> bool:
-        """Whether anything is left to train after this evaluation (a population's members
-        diverge one by one: it stops when none is left)."""
+    def ended(self) -> str | None:
+        """After an evaluation: ``None`` to go on, else the status the run ends with now
+        (``"stopped"``: early stopping; ``"diverged"``: a population with no member left)."""
 
 
 def next_evaluation(step: int, eval_every: int, end: int) -> int:
@@ -92,7 +92,8 @@ def run(
     ``segments``): after each, evaluation on the cadence and a checkpoint (``checkpoints``).
 
     Returns ``"diverged"`` when the run stopped on a non-finite loss (or a population has no
-    member left), ``"completed"`` at the last step, else ``"running"``.
+    member left), ``"stopped"`` when early stopping ended it, ``"completed"`` at the last step,
+    else ``"running"``.
     """
     end = min(end, engine.total_steps)
     done = 0
@@ -107,8 +108,9 @@ def run(
             engine.evaluate(mean_losses)
             if checkpoints:
                 engine.save_checkpoint()
-        if not engine.training():
-            return "diverged"
+        ended = engine.ended()
+        if ended is not None:
+            return ended
     return "completed" if engine.step >= engine.total_steps else "running"
 
 

@@ -99,7 +99,7 @@ class RunRecord:
 
     def __init__(
         self, name: str, objectives: Sequence[str], primary: Sequence[tuple[str, bool]], store: Store | None = None,
-        selection: str = "objective",
+        selection: str = "objective", patience: int | None = None, min_delta: float = 0.0,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection: must be one of {', '.join(SELECTIONS)}, got {selection!r}")
@@ -118,6 +118,10 @@ class RunRecord:
         self.timed_steps = 0
         self.step_memory: int | None = None
         self.message = ""
+        #: early stopping: evaluations in a row whose objective did not beat the best by min_delta
+        self.patience, self.min_delta = patience, min_delta
+        self.stale = 0
+        self.patience_best = -math.inf
 
     # -- along training ------------------------------------------------------------------------
     def log_weights(self, step: int, weights: Weights) -> None:
@@ -162,6 +166,7 @@ class RunRecord:
         else:
             score = objective_score(val, self.objectives, weights)
         improved: bool = score > self.best["score"] or self.best["evaluation"] < 0
+        self._count_patience(objective_score(val, self.objectives, weights))
         if improved:
             self.best = {"score": score, "evaluation": self.evaluation, "step": step, "val": val, "test": test}
         self.history.append({"step": step, **{f"val/{k}": v for k, v in val.items()}})
@@ -176,6 +181,19 @@ class RunRecord:
         self.weight_log.clear()
         self.evaluation += 1
         return improved
+
+    def _count_patience(self, score: float) -> None:
+        """Early stopping's count: an evaluation whose objective (on validation, whatever the
+        selection) beats the best so far by more than ``min_delta`` resets it; any other adds one."""
+        if score > self.patience_best + self.min_delta:
+            self.patience_best, self.stale = score, 0
+        else:
+            self.stale += 1
+
+    @property
+    def patience_spent(self) -> bool:
+        """Whether early stopping ends the run: ``patience`` evaluations in a row without improvement."""
+        return self.patience is not None and self.stale >= self.patience
 
     def finish(self, status: str, steps: int, seconds: float = 0.0, message: str | None = None) -> RunResult:
         """The run's result; with a store, its final metrics and status are written."""
@@ -210,8 +228,9 @@ class RunRecord:
               "train_seconds", "timed_steps", "step_memory", "message")
 
     def state_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in self._STATE}
+        return {**{key: getattr(self, key) for key in self._STATE}, "stale": self.stale, "patience_best": self.patience_best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in self._STATE:
             setattr(self, key, state[key])
+        self.stale, self.patience_best = state.get("stale", 0), state.get("patience_best", -math.inf)

@@ -25,7 +25,7 @@ from scalarize.train.record import RunResult
 from scalarize.train.setup import benchmark_from_config, build_method_from_config, build_model_from_config
 from scalarize.train.trainer import EvaluationHook, Trainer
 
-FINISHED = ("completed", "diverged")
+FINISHED = ("completed", "diverged", "stopped")  # "stopped": early stopping ended it
 
 
 @dataclass(frozen=True)

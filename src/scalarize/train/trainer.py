@@ -128,7 +128,8 @@ class Trainer(Checkpointable):
         if config.compile:
             self._compile()
         self.step = 0
-        self.record = RunRecord(run_name, benchmark.objectives, primary_metrics(benchmark), store, config.selection)
+        self.record = RunRecord(run_name, benchmark.objectives, primary_metrics(benchmark), store, config.selection,
+                                patience=config.early_stopping.patience, min_delta=config.early_stopping.min_delta)
         self._timer = StepTimer(self.device, self.eval_every, self.record.time_steps, self.record.measure_memory)
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0
@@ -399,8 +400,8 @@ class Trainer(Checkpointable):
         if self.on_evaluation is not None:
             self.on_evaluation(self.run_name, self.model, self.step, self.evaluation - 1)
 
-    def training(self) -> bool:
-        return True
+    def ended(self) -> str | None:
+        return "stopped" if self.record.patience_spent else None
 
     def train_segment(self, bar: tqdm[Any] | None = None) -> str:
         """Trains to the next evaluation (or the end) and evaluates; returns the status (no
