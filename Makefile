@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 PIP := $(BIN)/pip install -q --disable-pip-version-check -c $(LOCK)
 
-.PHONY: demo test setup bench mutation lock clean
+.PHONY: demo test setup bench mutation lock clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lock:
 	$(VENV)-lock/bin/uv pip compile pyproject.toml requirements/lock.in --extra dev --extra mlflow \
 		--extra mutation --universal --python-version 3.10 --annotation-style line --upgrade -o $(LOCK)
 	rm -rf $(VENV)-lock
+
+# The documentation site (mkdocs.yml, docs/, the examples) into site/; any warning fails it.
+docs: $(STAMP)
+	$(PIP) -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) experiments
