@@ -134,10 +134,14 @@ def test_help_lists_the_names_a_config_can_use_and_existing_examples(capsys, com
 
 
 def test_every_command_line_of_the_readme_parses():
-    """The README documents only commands and options that exist."""
-    readme = (ROOT / "README.md").read_text()
-    lines = [line.split("#")[0].strip() for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
-             for line in block.splitlines()]
+    """The README and the documentation (docs/) show only commands and options that exist."""
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    lines = [
+        line.split("#")[0].strip()
+        for document in documents
+        for block in re.findall(r"```bash\n(.*?)```", document.read_text(encoding="utf-8"), flags=re.S)
+        for line in block.splitlines()
+    ]
     commands = [shlex.split(line)[1:] for line in lines if line.startswith("scalarize ")]
     assert len(commands) >= 10
     parser = build_parser()

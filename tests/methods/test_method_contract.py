@@ -50,15 +50,15 @@ def test_only_preference_conditioned_methods_are_left_out_of_the_toy_loop():
     assert {"scalarization", "scheduled_scalarization", "frozen", "uw", "mgda"} <= set(MTO)
 
 
-def test_the_readme_methods_table_lists_every_registered_method_once():
-    """The README's table of methods (`config name | method | paper | torchjd`) has one row per
-    registered method, no more, so that the docs follow the registry."""
+def test_the_docs_methods_table_lists_every_registered_method_once():
+    """The table of methods in docs/methods.md (`config name | method | paper | torchjd`) has one
+    row per registered method, no more, so that the docs follow the registry."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").splitlines()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "methods.md").read_text(encoding="utf-8").splitlines()
     start = next(i for i, line in enumerate(readme) if line.startswith("| config name | method"))
     rows = []
-    for line in readme[start + 2:]:
+    for line in readme[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append(line.split("|")[1].strip().strip("`"))
