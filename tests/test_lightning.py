@@ -17,7 +17,7 @@ pytest.importorskip("lightning")
 import lightning.pytorch as pl  # noqa: E402
 
 from scalarize.integrations.lightning import IntegrationError, ScalarizeModule  # noqa: E402
-from scalarize.methods import AFTER_STEP, OWN_OPTIMIZER, StepContext, build_method  # noqa: E402
+from scalarize.methods import AFTER_STEP, OWN_OPTIMIZER, StepContext, available_methods, build_method  # noqa: E402
 
 TASKS = ["a", "b"]
 STEPS = 3
@@ -157,6 +157,24 @@ def test_moves_parameters_as_a_hand_written_loop(name: str) -> None:
         for task, w in zip(TASKS, weights):
             assert float(trainer.callback_metrics[f"weights/{task}"]) == pytest.approx(float(w), rel=1e-6)
     assert float(trainer.callback_metrics["train/skipped_steps"]) == 0.0
+
+
+#: Methods whose required options name a schedule or a stored run (not the integration's concern).
+NEED_OPTIONS = {"frozen", "scheduled_scalarization"}
+
+
+@pytest.mark.parametrize("name", [m for m in available_methods() if m not in NEED_OPTIONS])
+def test_every_method_trains_or_is_refused_in_one_line(name: str) -> None:
+    method = build_method(name, **({"weights": [0.5, 0.5]} if name == "scalarization" else {}))
+    if "mtl" not in getattr(type(method), "settings", {"mtl"}):
+        with pytest.raises(IntegrationError, match="MDL only"):
+            Lit(method)
+        return
+    module = Lit(method)
+    module.set_preference = lambda preference: None  # type: ignore[attr-defined]  # (COSMOS)
+    trainer = fit(module)
+    assert trainer.global_step == STEPS and module.skipped_steps == 0
+    assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
 def test_loss_space_method_needs_no_parameter_groups() -> None:
