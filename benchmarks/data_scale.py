@@ -170,12 +170,16 @@ def child_load(args) -> dict:
     bench = _benchmark(args, args.storage)
     seconds = time.perf_counter() - started
     result = {"seconds": round(seconds, 3), "storage": bench.extras["storage"], **memory()}
-    builds = [json.loads(p.read_text())["build"] for p in Path(os.environ["SCALARIZE_CACHE"]).glob("domainnet-*/meta.json")]
+    builds = [
+        json.loads(p.read_text())["build"] for p in Path(os.environ["SCALARIZE_CACHE"]).glob("domainnet-*/meta.json")
+    ]
     if builds and args.first:
         total = {k: sum(b[k] for b in builds) for k in ("decode_seconds", "write_seconds", "bytes")}
         total["write_mib_per_s"] = round(total["bytes"] / max(total["write_seconds"], 1e-9) / (1 << 20), 1)
         total["decode_images_per_s"] = round(
-            sum(len(bench.split(s, d)) for d in bench.domains for s in ("train", "val", "test")) / total["decode_seconds"], 1
+            sum(len(bench.split(s, d)) for d in bench.domains for s in ("train", "val", "test"))
+            / total["decode_seconds"],
+            1,
         )
         result["build"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in total.items()}
     result["images"] = sum(len(bench.split(s, d)) for d in bench.domains for s in ("train", "val", "test"))
@@ -196,22 +200,38 @@ def child_loader(args) -> dict:
     while time.perf_counter() - started < args.seconds or count < 5:
         count += len(sampler.next_batch().inputs)
     seconds = time.perf_counter() - started
-    return {"storage": bench.extras["storage"], "workers": args.workers, "samples_per_s": round(count / seconds, 1),
-            **memory()}
+    return {
+        "storage": bench.extras["storage"],
+        "workers": args.workers,
+        "samples_per_s": round(count / seconds, 1),
+        **memory(),
+    }
 
 
 def _config(args, width: float = 1.0):
     from scalarize.train.config import build_config
 
-    return build_config({
-        "name": "scale",
-        "benchmark": {"name": "domainnet", "options": {"root": args.root, "domains": args.domain_names,
-                                                        "resize": args.resize, "storage": args.storage}},
-        "model": {"family": "resnet", "width": width, "depth": 2},
-        "method": {"name": "scalarization", "weights": [1.0] * len(args.domain_names)},
-        "batch_size": args.batch, "steps": 10**6, "device": args.device, "stl": False,
-        "data": {"workers": args.workers, "augment": {"crop": 4, "flip": True}},
-    })
+    return build_config(
+        {
+            "name": "scale",
+            "benchmark": {
+                "name": "domainnet",
+                "options": {
+                    "root": args.root,
+                    "domains": args.domain_names,
+                    "resize": args.resize,
+                    "storage": args.storage,
+                },
+            },
+            "model": {"family": "resnet", "width": width, "depth": 2},
+            "method": {"name": "scalarization", "weights": [1.0] * len(args.domain_names)},
+            "batch_size": args.batch,
+            "steps": 10**6,
+            "device": args.device,
+            "stl": False,
+            "data": {"workers": args.workers, "augment": {"crop": 4, "flip": True}},
+        }
+    )
 
 
 def _workers_cpu_seconds() -> float:
@@ -240,10 +260,17 @@ def child_train(args) -> dict:
     seconds = time.perf_counter() - started
     cpu, workers_cpu = time.process_time() - cpu, _workers_cpu_seconds() - workers_cpu
     # on a shared machine the wall clock depends on the other jobs; the CPU time per step much less
-    return {"storage": trainer.benchmark.extras["storage"], "batch": args.batch, "steps_per_s": round(steps / seconds, 3),
-            "samples_per_s": round(steps * args.batch / seconds, 1), "steps": steps,
-            "cpu_seconds_per_step": round(cpu / steps, 3), "workers_cpu_seconds_per_step": round(workers_cpu / steps, 4),
-            "load_average": load_average(), **memory()}
+    return {
+        "storage": trainer.benchmark.extras["storage"],
+        "batch": args.batch,
+        "steps_per_s": round(steps / seconds, 3),
+        "samples_per_s": round(steps * args.batch / seconds, 1),
+        "steps": steps,
+        "cpu_seconds_per_step": round(cpu / steps, 3),
+        "workers_cpu_seconds_per_step": round(workers_cpu / steps, 4),
+        "load_average": load_average(),
+        **memory(),
+    }
 
 
 def child_population(args) -> dict:
@@ -266,9 +293,16 @@ def child_population(args) -> dict:
         population.train_step()
         steps += 1
     seconds = time.perf_counter() - started
-    return {"members": args.members, "width": args.width, "batch": args.batch, "storage": benchmark.extras["storage"],
-            "steps_per_s": round(steps / seconds, 3), "steps": steps,
-            "member_samples_per_s": round(steps * args.batch * args.members / seconds, 1), **memory()}
+    return {
+        "members": args.members,
+        "width": args.width,
+        "batch": args.batch,
+        "storage": benchmark.extras["storage"],
+        "steps_per_s": round(steps / seconds, 3),
+        "steps": steps,
+        "member_samples_per_s": round(steps * args.batch * args.members / seconds, 1),
+        **memory(),
+    }
 
 
 def child_gpu(args) -> dict:
@@ -288,7 +322,9 @@ def child_gpu(args) -> dict:
     def fill(start, stop, out):
         out[:] = tile[np.arange(start, stop) % len(tile)]
 
-    store = decoded_images("gpu-fixture", {"size": size, "count": count}, {"train": ImageSource(count, (3, size, size), fill)})["train"]
+    store = decoded_images(
+        "gpu-fixture", {"size": size, "count": count}, {"train": ImageSource(count, (3, size, size), fill)}
+    )["train"]
     labels = {"category": torch.as_tensor(rng.integers(0, 345, count))}
     tasks = [Task("category", "multiclass", 345)]
     streamed = ImageSplit(store, labels, workers=args.workers)
@@ -304,7 +340,7 @@ def child_gpu(args) -> dict:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         sampler = build_sampler(bench, args.gpu_batch, 1, augment)
 
-        def step():
+        def step(sampler=sampler, model=model, optimizer=optimizer):
             batch = sampler.next_batch()
             inputs = batch.inputs.to(memory_format=torch.channels_last) if args.channels_last else batch.inputs
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
@@ -325,32 +361,63 @@ def child_gpu(args) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        results[name] = {"steps_per_s": round(steps / seconds, 3), "images_per_s": round(steps * args.gpu_batch / seconds, 1)}
+        results[name] = {
+            "steps_per_s": round(steps / seconds, 3),
+            "images_per_s": round(steps * args.gpu_batch / seconds, 1),
+        }
         del sampler, model, optimizer
     results["ratio"] = round(results["streamed"]["steps_per_s"] / results["resident"]["steps_per_s"], 3)
-    results.update({"device": str(torch.cuda.get_device_name() if device.type == "cuda" else "cpu"), "batch": args.gpu_batch,
-                    "resize": size, "images": count, "workers": args.workers, "bf16": args.bf16,
-                    "channels_last": args.channels_last, **memory()})
+    results.update(
+        {
+            "device": str(torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
+            "batch": args.gpu_batch,
+            "resize": size,
+            "images": count,
+            "workers": args.workers,
+            "bf16": args.bf16,
+            "channels_last": args.channels_last,
+            **memory(),
+        }
+    )
     return results
 
 
-CHILDREN = {"load": child_load, "loader": child_loader, "train": child_train, "population": child_population,
-            "gpu": child_gpu}
+CHILDREN = {
+    "load": child_load,
+    "loader": child_loader,
+    "train": child_train,
+    "population": child_population,
+    "gpu": child_gpu,
+}
 
 
 # ---------------------------------------------------------------- the sweep
 
 
 def run_child(kind: str, args, cache: Path, **extra) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--workers", str(args.workers), "--seconds", str(args.seconds),
-               "--device", args.device]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--workers",
+        str(args.workers),
+        "--seconds",
+        str(args.seconds),
+        "--device",
+        args.device,
+    ]
     for key, value in extra.items():
         if value is True:
             command += [f"--{key.replace('_', '-')}"]
         elif value is not False:
             command += [f"--{key.replace('_', '-')}", str(value)]
-    env = {**os.environ, "SCALARIZE_CACHE": str(cache), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "SCALARIZE_CACHE": str(cache),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -364,9 +431,12 @@ def run_child(kind: str, args, cache: Path, **extra) -> dict:
 def _median_trial(trials: list[dict]) -> dict:
     """The trial of median speed, with every trial's steps/s and CPU seconds per step."""
     ordered = sorted(trials, key=lambda t: t["steps_per_s"])
-    return {**ordered[len(ordered) // 2], "trials_steps_per_s": [t["steps_per_s"] for t in trials],
-            "trials_cpu_seconds_per_step": [t.get("cpu_seconds_per_step") for t in trials],
-            "peak_rss_gib": max(t["peak_rss_gib"] for t in trials)}
+    return {
+        **ordered[len(ordered) // 2],
+        "trials_steps_per_s": [t["steps_per_s"] for t in trials],
+        "trials_cpu_seconds_per_step": [t.get("cpu_seconds_per_step") for t in trials],
+        "peak_rss_gib": max(t["peak_rss_gib"] for t in trials),
+    }
 
 
 def load_average() -> float:
@@ -391,8 +461,11 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "data_scale.json"))
     parser.add_argument("--only", default="", help="comma-separated: load,loader,train,population,gpu")
     parser.add_argument("--keep", action="store_true", help="keep the fixtures and caches")
-    parser.add_argument("--update", action="store_true",
-                        help="merge into the existing output: a run's measurements replace those of the same size")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="merge into the existing output: a run's measurements replace those of the same size",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--gpu-images", type=int, default=8192)
     parser.add_argument("--gpu-resize", type=int, default=224)
@@ -417,14 +490,26 @@ def main() -> None:
     only = set(filter(None, args.only.split(","))) or {"load", "loader", "train", "population"}
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"machine": {"cpus": os.cpu_count(), "load_average_start": load_average()},
-                    "settings": {k: getattr(args, k) for k in ("sizes", "resizes", "domains", "distinct", "workers", "seconds",
-                                                               "device")},
-                    "runs": [], "update": args.update}
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "load_average_start": load_average()},
+        "settings": {
+            k: getattr(args, k) for k in ("sizes", "resizes", "domains", "distinct", "workers", "seconds", "device")
+        },
+        "runs": [],
+        "update": args.update,
+    }
     if "gpu" in only:
         cache = work / "cache-gpu"
-        report["gpu"] = run_child("gpu", args, cache, resize=args.gpu_resize, gpu_images=args.gpu_images, gpu_batch=args.gpu_batch,
-                                  bf16=args.bf16, channels_last=args.channels_last)
+        report["gpu"] = run_child(
+            "gpu",
+            args,
+            cache,
+            resize=args.gpu_resize,
+            gpu_images=args.gpu_images,
+            gpu_batch=args.gpu_batch,
+            bf16=args.bf16,
+            channels_last=args.channels_last,
+        )
         only.discard("gpu")
     sizes = [int(s) for s in args.sizes.split(",") if s] if only else []
     memory_sizes = {int(s) for s in args.memory_sizes.split(",") if s}
@@ -433,11 +518,17 @@ def main() -> None:
     batches = dict(zip(resizes, [int(b) for b in args.train_batch.split(",")]))
     for resize, domains in zip(resizes, [int(d) for d in args.domains.split(",")]):
         for count in sizes:
-            root = make_fixture(work / f"fixture-{domains}x{count}", work / "pool", list(DOMAINS[:domains]), count, args.distinct)
+            root = make_fixture(
+                work / f"fixture-{domains}x{count}", work / "pool", list(DOMAINS[:domains]), count, args.distinct
+            )
             cache = work / f"cache-{resize}-{domains}x{count}"
             common = {"root": str(root), "resize": resize, "domain_count": domains}
-            entry: dict = {"resize": resize, "domains": domains, "images_per_domain": count,
-                           "load_average": load_average()}
+            entry: dict = {
+                "resize": resize,
+                "domains": domains,
+                "images_per_domain": count,
+                "load_average": load_average(),
+            }
             print(f"{resize} px, {domains} domain(s) x {count} images", flush=True)
             if "load" in only:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -457,8 +548,15 @@ def main() -> None:
                         trials[storage].append(run_child("train", args, cache, storage=storage, batch=batch, **common))
                 entry["train"] = {s: _median_trial(t) for s, t in trials.items()}
             if "population" in only and count == max(sizes) and resize == 64:
-                entry["population"] = run_child("population", args, cache, storage="cache", width=args.population_width,
-                                                members=args.members, **common)
+                entry["population"] = run_child(
+                    "population",
+                    args,
+                    cache,
+                    storage="cache",
+                    width=args.population_width,
+                    members=args.members,
+                    **common,
+                )
             report["runs"].append(entry)
             _save(report, args.output)
             if not args.keep:

@@ -40,10 +40,17 @@ def _config(method: str, device: str, steps: int, batch: int, output: str):
     from scalarize.train.config import TrainConfig
 
     return TrainConfig(
-        name=f"ddp-{method}", benchmark={"name": "multimnist", "options": {"train_size": 4000, "test_size": 200}},
-        model={"family": "mlp", "width": 1.0, "depth": 2}, method={"name": method},
-        optimizer={"name": "adam", "lr": 1e-3}, batch_size=batch, steps=steps, eval_every=steps,
-        device=device, stl=False, output=output,
+        name=f"ddp-{method}",
+        benchmark={"name": "multimnist", "options": {"train_size": 4000, "test_size": 200}},
+        model={"family": "mlp", "width": 1.0, "depth": 2},
+        method={"name": method},
+        optimizer={"name": "adam", "lr": 1e-3},
+        batch_size=batch,
+        steps=steps,
+        eval_every=steps,
+        device=device,
+        stl=False,
+        output=output,
     )
 
 
@@ -79,13 +86,32 @@ def _env() -> dict[str, str]:
 def _run(nproc: int, method: str, device: str, steps: int, batch: int) -> float:
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "timing.json"
-        arguments = [str(HERE), "--worker", "--method", method, "--device", device, "--steps", str(steps),
-                     "--batch", str(batch), "--json", str(out)]
+        arguments = [
+            str(HERE),
+            "--worker",
+            "--method",
+            method,
+            "--device",
+            device,
+            "--steps",
+            str(steps),
+            "--batch",
+            str(batch),
+            "--json",
+            str(out),
+        ]
         if nproc == 1:
             command = [sys.executable, *arguments]
         else:
-            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-                       *arguments]
+            command = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node",
+                str(nproc),
+                *arguments,
+            ]
         subprocess.run(command, env=_env(), check=True, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())["seconds_per_step"]
 
@@ -95,15 +121,21 @@ def ddp_scaling(nproc: int, rounds: int, device: str, steps: int, batch: int) ->
     for method in ("scalarization", "pcgrad"):
         times: dict[int, list[float]] = {1: [], nproc: []}
         for round_ in range(rounds):
-            for n in ((1, nproc) if round_ % 2 == 0 else (nproc, 1)):
+            for n in (1, nproc) if round_ % 2 == 0 else (nproc, 1):
                 times[n].append(_run(n, method, device, steps, batch))
         one, many = statistics.median(times[1]), statistics.median(times[nproc])
-        rows.append({
-            "method": method, "batch": batch, "processes": nproc,
-            "samples_per_s_1": round(batch / one, 1), f"samples_per_s_{nproc}": round(batch / many, 1),
-            "speedup": round(one / many, 3), "scaling_efficiency": round(one / many / nproc, 3),
-            "seconds_per_step": {str(k): [round(t, 5) for t in v] for k, v in times.items()},
-        })
+        rows.append(
+            {
+                "method": method,
+                "batch": batch,
+                "processes": nproc,
+                "samples_per_s_1": round(batch / one, 1),
+                f"samples_per_s_{nproc}": round(batch / many, 1),
+                "speedup": round(one / many, 3),
+                "scaling_efficiency": round(one / many / nproc, 3),
+                "seconds_per_step": {str(k): [round(t, 5) for t in v] for k, v in times.items()},
+            }
+        )
         print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
@@ -120,9 +152,14 @@ def ray_overhead(population: int, epochs: int) -> dict:
 
     def search(backend, directory):
         config = PBTConfig(
-            name="bench", benchmark={"name": "multimnist", "options": {"train_size": 2000, "test_size": 500}},
-            model={"family": "mlp", "width": 0.5, "depth": 2}, epochs=epochs, batch_size=64, stl=False,
-            output=directory, device="cpu",
+            name="bench",
+            benchmark={"name": "multimnist", "options": {"train_size": 2000, "test_size": 500}},
+            model={"family": "mlp", "width": 0.5, "depth": 2},
+            epochs=epochs,
+            batch_size=64,
+            stl=False,
+            output=directory,
+            device="cpu",
             pbt={"population": population, "interval": 1, "backend": "local", "compare_uniform": False},
         )
         started = time.perf_counter()
@@ -149,9 +186,15 @@ def ray_overhead(population: int, epochs: int) -> dict:
         ray.shutdown()
         cluster.shutdown()
     return {
-        "population": population, "evaluations": epochs, "local_seconds": round(local, 2),
-        "local_exploits": local_exploits, "ray_cluster_start_seconds": round(start, 2),
-        "ray_seconds": round(on_ray, 2), "ray_exploits": exploits, "ray_syncs": syncs, "ray_nodes_used": nodes,
+        "population": population,
+        "evaluations": epochs,
+        "local_seconds": round(local, 2),
+        "local_exploits": local_exploits,
+        "ray_cluster_start_seconds": round(start, 2),
+        "ray_seconds": round(on_ray, 2),
+        "ray_exploits": exploits,
+        "ray_syncs": syncs,
+        "ray_nodes_used": nodes,
         "ray_overhead_per_exploit_seconds": round((on_ray - local) / max(exploits, 1), 2),
         "ray_overhead_per_sync_seconds": round((on_ray - local) / max(syncs, 1), 2),
     }

@@ -49,8 +49,14 @@ from scalarize.train.evaluate import evaluate
 
 
 def _model(bench, config: TrainConfig):
-    return build_model(config.model.family, bench.input_shape, bench.tasks, config.model.width, config.model.depth,
-                       features=bench.extras.get("features"))
+    return build_model(
+        config.model.family,
+        bench.input_shape,
+        bench.tasks,
+        config.model.width,
+        config.model.depth,
+        features=bench.extras.get("features"),
+    )
 
 
 def _loss(outputs, targets, index):
@@ -103,7 +109,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of both loops (default 1, as scalarize's)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of both loops (default 1, as scalarize's)"
+    )
     parser.add_argument("--model", choices=["mlp", "mmoe"], default="mlp")
     parser.add_argument("--rows", type=int, default=100_000, help="--model mmoe: rows of the generated table")
     args = parser.parse_args()
@@ -115,8 +123,14 @@ def main() -> None:
     else:
         bench = load_benchmark("multimnist")
     config = TrainConfig(
-        steps=args.steps, eval_every=args.steps, batch_size=args.batch_size, device="cpu",
-        optimizer={"name": "adam", "lr": 1e-3}, stl=False, threads=args.threads, model={"family": args.model},
+        steps=args.steps,
+        eval_every=args.steps,
+        batch_size=args.batch_size,
+        device="cpu",
+        optimizer={"name": "adam", "lr": 1e-3},
+        stl=False,
+        threads=args.threads,
+        model={"family": args.model},
     )
     plain_loop(bench, config.model_copy(update={"steps": 20}))  # warm-up
     times = {"plain": [], "plain_fused": [], "scalarize": []}
@@ -129,21 +143,64 @@ def main() -> None:
     if loader:
         loader["step_consumes_rows_per_s"] = round(rate["scalarize"])
         loader["ratio_loader_over_step"] = round(loader["parquet_rows_per_s"] / rate["scalarize"], 1)
-    print(json.dumps({
-        "benchmark": "census-shaped table" if args.model == "mmoe" else "multimnist",
-        "model": "mmoe (8 experts)" if args.model == "mmoe" else "mlp width 1 depth 2", "steps": args.steps,
-        "batch_size": args.batch_size, "repeats": args.repeats, "threads": torch.get_num_threads(),
-        "plain_samples_per_s": round(rate["plain"]), "plain_fused_samples_per_s": round(rate["plain_fused"]),
-        "scalarize_samples_per_s": round(rate["scalarize"]),
-        "ratio_scalarize_over_plain": round(rate["scalarize"] / rate["plain"], 3),
-        "ratio_scalarize_over_plain_fused": round(rate["scalarize"] / rate["plain_fused"], 3),
-        "target": ">= 0.95", **({"loader": loader} if loader else {}),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "census-shaped table" if args.model == "mmoe" else "multimnist",
+                "model": "mmoe (8 experts)" if args.model == "mmoe" else "mlp width 1 depth 2",
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "plain_samples_per_s": round(rate["plain"]),
+                "plain_fused_samples_per_s": round(rate["plain_fused"]),
+                "scalarize_samples_per_s": round(rate["scalarize"]),
+                "ratio_scalarize_over_plain": round(rate["scalarize"] / rate["plain"], 3),
+                "ratio_scalarize_over_plain_fused": round(rate["scalarize"] / rate["plain_fused"], 3),
+                "target": ">= 0.95",
+                **({"loader": loader} if loader else {}),
+            },
+            indent=2,
+        )
+    )
 
 
 #: Census-Income's categorical columns' vocabulary sizes (the KDD file's 33 nominal fields, about).
-CENSUS_VOCABULARIES = [9, 52, 47, 17, 3, 7, 24, 15, 5, 10, 2, 3, 6, 8, 6, 6, 51, 38, 8, 10, 9, 10, 3, 4, 7, 5, 43,
-                       43, 43, 5, 3, 3, 3]
+CENSUS_VOCABULARIES = [
+    9,
+    52,
+    47,
+    17,
+    3,
+    7,
+    24,
+    15,
+    5,
+    10,
+    2,
+    3,
+    6,
+    8,
+    6,
+    6,
+    51,
+    38,
+    8,
+    10,
+    9,
+    10,
+    3,
+    4,
+    7,
+    5,
+    43,
+    43,
+    43,
+    5,
+    3,
+    3,
+    3,
+]
 
 
 def census_shaped(rows: int):
@@ -165,9 +222,13 @@ def census_shaped(rows: int):
         path = f"{directory}/census.parquet"
         pq.write_table(pa.table(columns), path)
         started = time.perf_counter()
-        bench = benchmark_from_table(read_table(path), dense=[f"d{i}" for i in range(7)],
-                                     categorical=[f"c{i}" for i in range(len(CENSUS_VOCABULARIES))],
-                                     targets=["income", "marital"], split={"val": 0.15, "test": 0.15})
+        bench = benchmark_from_table(
+            read_table(path),
+            dense=[f"d{i}" for i in range(7)],
+            categorical=[f"c{i}" for i in range(len(CENSUS_VOCABULARIES))],
+            targets=["income", "marital"],
+            split={"val": 0.15, "test": 0.15},
+        )
         seconds = time.perf_counter() - started
     return bench, {"rows": rows, "parquet_seconds": round(seconds, 3), "parquet_rows_per_s": round(rows / seconds)}
 

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from scalarize.data import load_benchmark
+from scalarize.experiments.sweep import SweepConfig, build_members
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.pareto import default_reference, hypervolume
 from scalarize.population import StackedPopulation, choose_engine
-from scalarize.experiments.sweep import SweepConfig, build_members
 from scalarize.train import Trainer
 from scalarize.train.evaluate import evaluate
 
@@ -78,7 +78,9 @@ def train_losses(members, bench, engine: str) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", default="auto", choices=["auto", "vectorized", "loop"])
-    parser.add_argument("--margin", type=float, default=0.1, help="reference beyond the nadir, as a fraction of the range")
+    parser.add_argument(
+        "--margin", type=float, default=0.1, help="reference beyond the nadir, as a fraction of the range"
+    )
     parser.add_argument("--fine", type=int, default=1001, help="points of the 'continuous' exact front")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "front_quality.json"))
     args = parser.parse_args()

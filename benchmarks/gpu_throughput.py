@@ -49,8 +49,12 @@ def image_benchmark(tasks: int, size: int, count: int, device) -> Benchmark:
     inputs = torch.rand(count, 3, size, size, generator=generator)
     targets = {f"t{i}": torch.randint(0, 10, (count,), generator=generator) for i in range(tasks)}
     split = Split(inputs, targets).to(device)
-    return Benchmark("images", "mtl", [Task(f"t{i}", "multiclass", 10) for i in range(tasks)],
-                     {"all": {"train": split, "val": split, "test": split}})
+    return Benchmark(
+        "images",
+        "mtl",
+        [Task(f"t{i}", "multiclass", 10) for i in range(tasks)],
+        {"all": {"train": split, "val": split, "test": split}},
+    )
 
 
 def sync(device) -> None:
@@ -68,7 +72,12 @@ class PlainLoop:
         if expert:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=expert or None)
-        self.split, self.names, self.batch, self.device = bench.split("train"), [t.name for t in bench.tasks], batch, device
+        self.split, self.names, self.batch, self.device = (
+            bench.split("train"),
+            [t.name for t in bench.tasks],
+            batch,
+            device,
+        )
         self.generator = torch.Generator().manual_seed(1)
         self.order, self.position = torch.randperm(len(self.split), generator=self.generator), 0
 
@@ -126,27 +135,58 @@ def loops(args, device) -> list[dict]:
     cases = [
         ("resnet", dict(width=1.0 if not quick else 0.5, depth=2, options={}), 32, 2),
         ("resnet_bottleneck", dict(width=1.0 if not quick else 0.125, depth=50, options={}), 64, 2),
-        ("resnet_bottleneck", dict(width=1.0 if not quick else 0.125, depth=50, options={}), 224 if not quick else 96, 2),
-        ("vit", dict(width=1.0 if not quick else 0.5, depth=12 if not quick else 4, options={"patch_size": 16}),
-         224 if not quick else 64, 2),
+        (
+            "resnet_bottleneck",
+            dict(width=1.0 if not quick else 0.125, depth=50, options={}),
+            224 if not quick else 96,
+            2,
+        ),
+        (
+            "vit",
+            dict(width=1.0 if not quick else 0.5, depth=12 if not quick else 4, options={"patch_size": 16}),
+            224 if not quick else 64,
+            2,
+        ),
     ]
     batch = args.batch or (256 if device.type == "cuda" else 16)
     out = []
     for family, model, size, tasks in cases:
         bench = image_benchmark(tasks, size, 4 * batch, device)
-        row = {"model": f"{family} w{model['width']:g} d{model['depth']}", "image": size, "batch": batch, "tasks": tasks}
+        row = {
+            "model": f"{family} w{model['width']:g} d{model['depth']}",
+            "image": size,
+            "batch": batch,
+            "tasks": tasks,
+        }
         plain = PlainLoop(bench, family, model["width"], model["depth"], model["options"], device, batch)
         trainer = trainer_for(bench, family, model["width"], model["depth"], model["options"], device, batch)
         ratio, plain_rate, trainer_rate = paired_ratio(plain.step, trainer.train_step, args.steps, args.rounds, device)
-        row.update(plain_steps_per_s=round(plain_rate, 2), trainer_steps_per_s=round(trainer_rate, 2),
-                   trainer_over_plain=round(1 / ratio, 3))
+        row.update(
+            plain_steps_per_s=round(plain_rate, 2),
+            trainer_steps_per_s=round(trainer_rate, 2),
+            trainer_over_plain=round(1 / ratio, 3),
+        )
         if device.type == "cuda":
-            expert = PlainLoop(bench, family, model["width"], model["depth"], model["options"], device, batch, expert=True)
-            fast = trainer_for(bench, family, model["width"], model["depth"], model["options"], device, batch,
-                               precision="bf16", channels_last=True)
+            expert = PlainLoop(
+                bench, family, model["width"], model["depth"], model["options"], device, batch, expert=True
+            )
+            fast = trainer_for(
+                bench,
+                family,
+                model["width"],
+                model["depth"],
+                model["options"],
+                device,
+                batch,
+                precision="bf16",
+                channels_last=True,
+            )
             ratio, expert_rate, fast_rate = paired_ratio(expert.step, fast.train_step, args.steps, args.rounds, device)
-            row.update(expert_steps_per_s=round(expert_rate, 2), trainer_bf16_steps_per_s=round(fast_rate, 2),
-                       trainer_bf16_over_expert=round(1 / ratio, 3))
+            row.update(
+                expert_steps_per_s=round(expert_rate, 2),
+                trainer_bf16_steps_per_s=round(fast_rate, 2),
+                trainer_bf16_over_expert=round(1 / ratio, 3),
+            )
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
@@ -173,10 +213,16 @@ def methods(args, device) -> list[dict]:
             costs[name] = {"ms_per_step": round(1000 * seconds, 2), "step_memory_mib": round(peak / 2**20, 1)}
             del trainer
         base = costs["scalarization"]
-        for name, cost in costs.items():
+        for cost in costs.values():
             cost["time_over_uniform"] = round(cost["ms_per_step"] / base["ms_per_step"], 2)
             cost["memory_over_uniform"] = round(cost["step_memory_mib"] / max(base["step_memory_mib"], 1e-9), 2)
-        row = {"tasks": tasks, "trunk": f"resnet_bottleneck-50 w{width:g}", "image": size, "batch": batch, "methods": costs}
+        row = {
+            "tasks": tasks,
+            "trunk": f"resnet_bottleneck-50 w{width:g}",
+            "image": size,
+            "batch": batch,
+            "methods": costs,
+        }
         print(json.dumps({"tasks": tasks, "done": len(costs)}), flush=True)
         out.append(row)
     return out
@@ -195,9 +241,14 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(torch.get_num_threads())
-    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "threads": torch.get_num_threads(), "quick": args.quick, "rounds": args.rounds, "steps": args.steps,
-              "targets": {"trainer_over_plain": ">= 0.95", "trainer_bf16_over_expert": ">= 0.9 (GPU)"}}
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "targets": {"trainer_over_plain": ">= 0.95", "trainer_bf16_over_expert": ">= 0.9 (GPU)"},
+    }
     sections = args.sections.split(",")
     if "loops" in sections:
         result["loops"] = loops(args, device)

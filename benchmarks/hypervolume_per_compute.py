@@ -61,7 +61,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 import torch.nn as nn
 
 from scalarize.data import load_benchmark
@@ -77,14 +76,18 @@ from scalarize.train.config import ConfigError, build_config
 LINEAR = {
     "benchmark": {"name": "synthetic_linear", "options": {"num_tasks": 2}},
     "model": {"family": "linear", "depth": 0},
-    "optimizer": {"name": "adam", "lr": 0.05}, "schedule": {"name": "cosine"},
-    "epochs": 30, "batch_size": 200,
+    "optimizer": {"name": "adam", "lr": 0.05},
+    "schedule": {"name": "cosine"},
+    "epochs": 30,
+    "batch_size": 200,
 }
 MULTIMNIST = {
     "benchmark": {"name": "multimnist", "options": {"train_size": 4000, "test_size": 1000}},
     "model": {"family": "mlp", "width": 0.5, "depth": 2},
-    "optimizer": {"name": "adam", "lr": 0.001}, "schedule": {"name": "cosine"},
-    "epochs": 5, "batch_size": 64,
+    "optimizer": {"name": "adam", "lr": 0.001},
+    "schedule": {"name": "cosine"},
+    "epochs": 5,
+    "batch_size": 64,
 }
 BENCHMARKS = {"synthetic_linear": LINEAR, "multimnist": MULTIMNIST}
 MULTIMNIST_REFERENCE = [0.2, 0.2]
@@ -92,8 +95,13 @@ LATTICE_STEP = 0.05
 #: COSMOS's model on synthetic_linear beside the linear one (see shared_output_mlp)
 SHARED_MLP = {"family": "shared-output-mlp", "depth": 1}
 #: (hypervolume ratio to the lattice at least, compute ratio at most) per method, synthetic_linear
-TARGETS = {"adaptive": (0.99, 0.5), "mo-pbt": (0.99, 0.5), "cosmos": (0.95, 0.25), "cosmos-mlp": (0.95, 0.25),
-           "cosmos-tuned": (0.95, 0.25)}
+TARGETS = {
+    "adaptive": (0.99, 0.5),
+    "mo-pbt": (0.99, 0.5),
+    "cosmos": (0.95, 0.25),
+    "cosmos-mlp": (0.95, 0.25),
+    "cosmos-tuned": (0.95, 0.25),
+}
 #: The penalties ``cosmos-tuned`` chooses from (the paper's λ, its default 2 among them, was tuned per dataset).
 COSMOS_PENALTIES = (0.0, 2.0, 8.0)
 
@@ -127,8 +135,14 @@ class Outcome:
 
 
 def base_config(name: str, settings: dict, directory: Path) -> dict:
-    return {"name": name, **json.loads(json.dumps(settings)), "method": {"name": "scalarization"}, "stl": False,
-            "device": "cpu", "output": str(directory / name)}
+    return {
+        "name": name,
+        **json.loads(json.dumps(settings)),
+        "method": {"name": "scalarization"},
+        "stl": False,
+        "device": "cpu",
+        "output": str(directory / name),
+    }
 
 
 def trained_steps(directory: Path) -> tuple[int, int]:
@@ -156,8 +170,11 @@ def lattice_run(name: str, settings: dict, directory: Path, step: float) -> Outc
 def adaptive_run(settings: dict, directory: Path) -> Outcome:
     data = base_config("adaptive", settings, directory) | {"sweep": {"design": "adaptive"}}
     spec = build_config(data, SweepConfig).sweep.adaptive
-    return run_sweep_method("adaptive", data, f"adaptive: initial {spec.initial or 'tasks + 1'}, "
-                                              f"batch {spec.batch}, batches {spec.batches} (defaults)")
+    return run_sweep_method(
+        "adaptive",
+        data,
+        f"adaptive: initial {spec.initial or 'tasks + 1'}, batch {spec.batch}, batches {spec.batches} (defaults)",
+    )
 
 
 def cosmos_run(name: str, settings: dict, directory: Path, model: dict | None = None) -> Outcome:
@@ -184,11 +201,19 @@ def cosmos_tuned_run(settings: dict, directory: Path, reference, maximize, model
     penalty, chosen = max(tried, key=lambda pair: finite_hypervolume(pair[1].val, reference, maximize))
     family = (model or {}).get("family", "the settings' model")
     validation = ", ".join(f"{p:g}: {finite_hypervolume(o.val, reference, maximize):.4g}" for p, o in tried)
-    return Outcome("cosmos-tuned", chosen.test, chosen.val, sum(o.steps for _, o in tried),
-                   sum(o.models for _, o in tried), sum(o.seconds for _, o in tried),
-                   [f"one cosmos model ({family}) per λ in "
-                    f"{list(COSMOS_PENALTIES)}; λ = {penalty:g} chosen on validation hypervolume ({validation}); "
-                    "the compute counts every λ tried"])
+    return Outcome(
+        "cosmos-tuned",
+        chosen.test,
+        chosen.val,
+        sum(o.steps for _, o in tried),
+        sum(o.models for _, o in tried),
+        sum(o.seconds for _, o in tried),
+        [
+            f"one cosmos model ({family}) per λ in "
+            f"{list(COSMOS_PENALTIES)}; λ = {penalty:g} chosen on validation hypervolume ({validation}); "
+            "the compute counts every λ tried"
+        ],
+    )
 
 
 def mopbt_run(settings: dict, directory: Path, algorithm: str = "mo-pbt") -> Outcome | dict:
@@ -207,8 +232,15 @@ def mopbt_run(settings: dict, directory: Path, algorithm: str = "mo-pbt") -> Out
     primary = [n for n, _ in result.primary]
     rows = {s: np.array([[f.get(s, {}).get(p, np.nan) for p in primary] for f in finals]) for s in ("test", "val")}
     steps, models = trained_steps(config.experiment_dir())
-    return Outcome(algorithm, rows["test"], rows["val"], steps, models, seconds,
-                   [f"population {config.pbt.population}, every member's final model a point"])
+    return Outcome(
+        algorithm,
+        rows["test"],
+        rows["val"],
+        steps,
+        models,
+        seconds,
+        [f"population {config.pbt.population}, every member's final model a point"],
+    )
 
 
 def finite_hypervolume(values: np.ndarray, reference, maximize) -> float:
@@ -252,22 +284,40 @@ def exact_policy_scan(problem, reference) -> dict:
         for _ in range(batches):
             weights = np.vstack([weights, adaptive_weights(weights, val(weights), maximize, batch)])
         n = len(weights)
-        scan.append({"initial": initial, "batch": batch, "batches": batches, "models": n,
-                     "hv_ratio_to_lattice": hv(weights[:, 0]) / full,
-                     "even_lattice_same_size": hv(np.linspace(0, 1, n)) / full})
+        scan.append(
+            {
+                "initial": initial,
+                "batch": batch,
+                "batches": batches,
+                "models": n,
+                "hv_ratio_to_lattice": hv(weights[:, 0]) / full,
+                "even_lattice_same_size": hv(np.linspace(0, 1, n)) / full,
+            }
+        )
     best = {}
     for n in (9, 10):
-        found = minimize(lambda w0: -hv(w0), np.linspace(0, 1, n), method="Powell", options={"xtol": 1e-6, "ftol": 1e-12})
-        best[str(n)] = {"hv_ratio_to_lattice": -found.fun / full, "weights_task0": np.sort(np.clip(found.x, 0, 1)).round(4).tolist()}
+        found = minimize(
+            lambda w0: -hv(w0), np.linspace(0, 1, n), method="Powell", options={"xtol": 1e-6, "ftol": 1e-12}
+        )
+        best[str(n)] = {
+            "hv_ratio_to_lattice": -found.fun / full,
+            "weights_task0": np.sort(np.clip(found.x, 0, 1)).round(4).tolist(),
+        }
     return {"adaptive": scan, "best_placement_found": best}
 
 
 def describe(outcome: Outcome, reference, maximize, lattice: Outcome | None) -> dict:
     hv_test = finite_hypervolume(outcome.test, reference, maximize)
-    row = {"method": outcome.method, "models_trained": outcome.models, "steps": outcome.steps,
-           "points": int(len(outcome.test)), "seconds": round(outcome.seconds, 1),
-           "hypervolume_test": hv_test, "hypervolume_val": finite_hypervolume(outcome.val, reference, maximize),
-           "notes": outcome.notes}
+    row = {
+        "method": outcome.method,
+        "models_trained": outcome.models,
+        "steps": outcome.steps,
+        "points": int(len(outcome.test)),
+        "seconds": round(outcome.seconds, 1),
+        "hypervolume_test": hv_test,
+        "hypervolume_val": finite_hypervolume(outcome.val, reference, maximize),
+        "notes": outcome.notes,
+    }
     if lattice is not None:
         row["hv_ratio_to_lattice"] = hv_test / finite_hypervolume(lattice.test, reference, maximize)
         row["compute_ratio_to_lattice"] = outcome.steps / lattice.steps
@@ -275,7 +325,9 @@ def describe(outcome: Outcome, reference, maximize, lattice: Outcome | None) -> 
     return row
 
 
-def trained_outcomes(name: str, settings: dict, directory: Path, log, reference, maximize) -> tuple[list[Outcome], list[dict]]:
+def trained_outcomes(
+    name: str, settings: dict, directory: Path, log, reference, maximize
+) -> tuple[list[Outcome], list[dict]]:
     """Every method, side by side on ``settings``: the outcomes, and skip notes."""
     log(f"{name}: lattice")
     outcomes = [lattice_run("lattice", settings, directory, LATTICE_STEP)]
@@ -293,8 +345,9 @@ def trained_outcomes(name: str, settings: dict, directory: Path, log, reference,
     if name == "synthetic_linear":
         outcomes.append(cosmos_run("cosmos-mlp", settings, directory, SHARED_MLP))
     log(f"{name}: cosmos, λ tuned on validation")
-    outcomes.append(cosmos_tuned_run(settings, directory, reference, maximize,
-                                     SHARED_MLP if name == "synthetic_linear" else None))
+    outcomes.append(
+        cosmos_tuned_run(settings, directory, reference, maximize, SHARED_MLP if name == "synthetic_linear" else None)
+    )
     return outcomes, skipped
 
 
@@ -344,14 +397,21 @@ def targets(rows: list[dict]) -> list[dict]:
     checks = []
     for method, (hv_min, compute_max) in TARGETS.items():
         row = by_method.get(method)
-        check = {"method": method, "needs": f"hv_ratio_to_lattice >= {hv_min} with compute_ratio_to_lattice <= {compute_max}"}
+        check = {
+            "method": method,
+            "needs": f"hv_ratio_to_lattice >= {hv_min} with compute_ratio_to_lattice <= {compute_max}",
+        }
         if row is None or row.get("skipped"):
             check |= {"passed": None, "why": "not run" if row is None else row["reason"]}
         else:
             hv_ok, compute_ok = row["hv_ratio_to_lattice"] >= hv_min, row["compute_ratio_to_lattice"] <= compute_max
-            check |= {"hv_ratio_to_lattice": round(row["hv_ratio_to_lattice"], 4),
-                      "compute_ratio_to_lattice": round(row["compute_ratio_to_lattice"], 4),
-                      "hv_met": hv_ok, "compute_met": compute_ok, "passed": hv_ok and compute_ok}
+            check |= {
+                "hv_ratio_to_lattice": round(row["hv_ratio_to_lattice"], 4),
+                "compute_ratio_to_lattice": round(row["compute_ratio_to_lattice"], 4),
+                "hv_met": hv_ok,
+                "compute_met": compute_ok,
+                "passed": hv_ok and compute_ok,
+            }
         checks.append(check)
     return checks
 
@@ -365,19 +425,36 @@ def plot(results: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5.4), squeeze=False)
-    names = list(dict.fromkeys(r["method"] for result in results for r in result["methods"] if "hv_ratio_to_lattice" in r))
+    names = list(
+        dict.fromkeys(r["method"] for result in results for r in result["methods"] if "hv_ratio_to_lattice" in r)
+    )
     markers, colours = "osD^vP*Xh", plt.get_cmap("tab10").colors
     for axis, result in zip(axes[0], results):
         for row in (r for r in result["methods"] if "hv_ratio_to_lattice" in r):
             index = names.index(row["method"])  # one marker and colour per method in every panel
-            axis.scatter(row["compute_ratio_to_lattice"], row["hv_ratio_to_lattice"], s=36, marker=markers[index % 9],
-                         color=colours[index % 10], label=f"{row['method']} ({row['hv_ratio_to_lattice']:.3f})", zorder=3)
+            axis.scatter(
+                row["compute_ratio_to_lattice"],
+                row["hv_ratio_to_lattice"],
+                s=36,
+                marker=markers[index % 9],
+                color=colours[index % 10],
+                label=f"{row['method']} ({row['hv_ratio_to_lattice']:.3f})",
+                zorder=3,
+            )
         if result["benchmark"] == "synthetic_linear":
-            for hv_min, compute_max, label in ((0.99, 0.5, "target: adaptive, MO-PBT"), (0.95, 0.25, "target: one run")):
+            for hv_min, compute_max, label in (
+                (0.99, 0.5, "target: adaptive, MO-PBT"),
+                (0.95, 0.25, "target: one run"),
+            ):
                 axis.add_patch(plt.Rectangle((0, hv_min), compute_max, 0.2, alpha=0.12, label=label))
         axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
-        axis.set(xscale="log", xlabel="compute / lattice's (members × steps)", ylabel="hypervolume / lattice's (test)",
-                 title=result["benchmark"], ylim=(0.6, 1.08))
+        axis.set(
+            xscale="log",
+            xlabel="compute / lattice's (members × steps)",
+            ylabel="hypervolume / lattice's (test)",
+            title=result["benchmark"],
+            ylim=(0.6, 1.08),
+        )
         axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -394,9 +471,17 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(args.workdir or scratch)
-        results = [run_benchmark(name, directory / name, lambda line: print(line, flush=True)) for name in args.benchmarks]
-    text = json.dumps({"benchmarks": results, "seconds": round(time.perf_counter() - started, 1),
-                       "command": "OMP_NUM_THREADS=1 python benchmarks/hypervolume_per_compute.py"}, indent=2)
+        results = [
+            run_benchmark(name, directory / name, lambda line: print(line, flush=True)) for name in args.benchmarks
+        ]
+    text = json.dumps(
+        {
+            "benchmarks": results,
+            "seconds": round(time.perf_counter() - started, 1),
+            "command": "OMP_NUM_THREADS=1 python benchmarks/hypervolume_per_compute.py",
+        },
+        indent=2,
+    )
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

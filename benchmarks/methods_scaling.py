@@ -88,8 +88,14 @@ class UsualContext(StepContext):
             for p in params:
                 p.grad = None
             (self.losses[i] if self.stacked else self._outputs[i]).backward(retain_graph=True)
-            rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).clone()
-                                   for p in self.shared_params]))
+            rows.append(
+                torch.cat(
+                    [
+                        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).clone()
+                        for p in self.shared_params
+                    ]
+                )
+            )
             own = self.task_params[i] if i < len(self.task_params) else []
             task_grads.append(tuple(None if p.grad is None else p.grad.clone() for p in own))
         for p in params:
@@ -136,9 +142,13 @@ class Setup:
         self.index += 1
         features, head_inputs, losses = self._losses(x, targets, self.split_heads)
         context = self.context(
-            losses, features=features, shared_params=self.model.shared_parameters(),
-            task_params=self.model.task_parameters(), recompute_losses=lambda: torch.stack(self._losses(x, targets)[2]),
-            step=self.index, head_inputs=head_inputs,
+            losses,
+            features=features,
+            shared_params=self.model.shared_parameters(),
+            task_params=self.model.task_parameters(),
+            recompute_losses=lambda: torch.stack(self._losses(x, targets)[2]),
+            step=self.index,
+            head_inputs=head_inputs,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(context)
@@ -148,10 +158,15 @@ class Setup:
 
 
 def problem(num_tasks: int, batch_size: int = 128, num_batches: int = 4, device: str = "cpu"):
-    bench = load_benchmark("synthetic", num_tasks=num_tasks, train_size=batch_size * num_batches, val_size=64, test_size=64)
+    bench = load_benchmark(
+        "synthetic", num_tasks=num_tasks, train_size=batch_size * num_batches, val_size=64, test_size=64
+    )
     train = bench.split("train")
     batches = [
-        (train.inputs[i : i + batch_size].to(device), {k: v[i : i + batch_size].to(device) for k, v in train.targets.items()})
+        (
+            train.inputs[i : i + batch_size].to(device),
+            {k: v[i : i + batch_size].to(device) for k, v in train.targets.items()},
+        )
         for i in range(0, batch_size * num_batches, batch_size)
     ]
     return bench, batches
@@ -187,7 +202,7 @@ def time_setups(
     times: dict[str, list[float]] = {name: [] for name in setups}
     ratios: dict[str, list[float]] = {name: [] for name in setups}
     for index in range(rounds):
-        for name, setup in setups.items():
+        for name in setups:
             if name == reference:
                 continue
             order = [reference, name] if index % 2 == 0 else [name, reference]
@@ -235,9 +250,12 @@ def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int,
         _, peak = step_memory(setup.step, device)
         ratio = statistics.median(ratios[m])
         row = {
-            "method": m, "category": category(m), "num_tasks": num_tasks,
+            "method": m,
+            "category": category(m),
+            "num_tasks": num_tasks,
             "step_time_ms": round(statistics.median(times[m]) * 1e3, 3),
-            "ratio_to_uniform": round(ratio, 3), "peak_memory_mb": round(peak / 1e6, 3),
+            "ratio_to_uniform": round(ratio, 3),
+            "peak_memory_mb": round(peak / 1e6, 3),
         }
         if m in usual:
             usual_setup = Setup(bench, batches, m, usual="usual", device=device)
@@ -245,13 +263,17 @@ def measure_methods(num_tasks: int, methods: list[str], steps: int, rounds: int,
             usual_setup.step()
             _, usual_peak = step_memory(usual_setup.step, device)
             usual_ratio = statistics.median(ratios[f"{m} (usual)"])
-            row.update(usual_step_time_ms=round(statistics.median(times[f"{m} (usual)"]) * 1e3, 3),
-                       speedup_over_usual=round(usual_ratio / ratio, 3),
-                       usual_peak_memory_mb=round(usual_peak / 1e6, 3))
+            row.update(
+                usual_step_time_ms=round(statistics.median(times[f"{m} (usual)"]) * 1e3, 3),
+                speedup_over_usual=round(usual_ratio / ratio, 3),
+                usual_peak_memory_mb=round(usual_peak / 1e6, 3),
+            )
             if f"{m} (usual, stacked)" in times:
                 stacked_ratio = statistics.median(ratios[f"{m} (usual, stacked)"])
-                row.update(usual_stacked_step_time_ms=round(statistics.median(times[f"{m} (usual, stacked)"]) * 1e3, 3),
-                           speedup_over_usual_stacked=round(stacked_ratio / ratio, 3))
+                row.update(
+                    usual_stacked_step_time_ms=round(statistics.median(times[f"{m} (usual, stacked)"]) * 1e3, 3),
+                    speedup_over_usual_stacked=round(stacked_ratio / ratio, 3),
+                )
         rows.append(row)
     return rows
 
@@ -301,10 +323,16 @@ def measure_engines(kind: str, num_tasks: int, rounds: int, device: str = "cpu")
     def jacobian(name, rows=False, split=False):
         def run():
             features, head_inputs, values = losses(split)
-            context = StepContext(values.clone() if rows else values, features=features,  # a clone hides the stack
-                                  shared_params=model.shared_parameters(), task_params=model.task_parameters(),
-                                  gradient_engine=name, head_inputs=head_inputs)
+            context = StepContext(
+                values.clone() if rows else values,
+                features=features,  # a clone hides the stack
+                shared_params=model.shared_parameters(),
+                task_params=model.task_parameters(),
+                gradient_engine=name,
+                head_inputs=head_inputs,
+            )
             return context.shared_jacobian()
+
         return run
 
     def gramian():
@@ -314,9 +342,14 @@ def measure_engines(kind: str, num_tasks: int, rounds: int, device: str = "cpu")
         gram_model.zero_grad(set_to_none=True)
         return matrix
 
-    runs = {"split_loop": jacobian("loop", split=True), "split_batched": jacobian("batched", split=True),
-            "loop": jacobian("loop"), "batched": jacobian("batched"), "loop_rows": jacobian("loop", rows=True),
-            "torchjd_gramian": gramian}
+    runs = {
+        "split_loop": jacobian("loop", split=True),
+        "split_batched": jacobian("batched", split=True),
+        "loop": jacobian("loop"),
+        "batched": jacobian("batched"),
+        "loop_rows": jacobian("loop", rows=True),
+        "torchjd_gramian": gramian,
+    }
     for run in runs.values():
         run()
     times = {name: [] for name in runs}
@@ -347,10 +380,18 @@ def check_targets(rows: list[dict]) -> list[dict]:
             out.append({"target": f"{name} <= 1.3x uniform", "tasks": k, "value": ratio, "met": ratio <= 1.3})
         elif row["category"] == "per-task gradients":
             if k == 10:
-                out.append({"target": f"{name} <= 0.6*K x uniform at K=10", "tasks": k, "value": ratio, "met": ratio <= 6.0})
+                out.append(
+                    {"target": f"{name} <= 0.6*K x uniform at K=10", "tasks": k, "value": ratio, "met": ratio <= 6.0}
+                )
             if "speedup_over_usual" in row:
-                out.append({"target": f"{name} faster than K backward passes", "tasks": k,
-                            "value": row["speedup_over_usual"], "met": row["speedup_over_usual"] > 1.0})
+                out.append(
+                    {
+                        "target": f"{name} faster than K backward passes",
+                        "tasks": k,
+                        "value": row["speedup_over_usual"],
+                        "met": row["speedup_over_usual"] > 1.0,
+                    }
+                )
     return out
 
 
@@ -367,8 +408,13 @@ def plot(rows: list[dict], path: Path, where: str) -> None:
     for index, method in enumerate(methods):
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["num_tasks"])
         ks = [r["num_tasks"] for r in mine]
-        style = dict(color=f"C{index % 10}", ls=styles[index // 10 % 4], marker="o", ms=3,
-                     lw=2.5 if method == "scalarization" else 1.2)
+        style = dict(
+            color=f"C{index % 10}",
+            ls=styles[index // 10 % 4],
+            marker="o",
+            ms=3,
+            lw=2.5 if method == "scalarization" else 1.2,
+        )
         label = "uniform scalarization" if method == "scalarization" else method
         axes[0].plot(ks, [r["peak_memory_mb"] for r in mine], label=label, **style)
         axes[1].plot(ks, [r["step_time_ms"] for r in mine], label=label, **style)
@@ -393,14 +439,19 @@ def table(rows: list[dict]) -> str:
     header = ["method", "K", "ms/step", "x uniform", "MB", "usual ms", "speed-up", "LibMTL-style ms", "speed-up"]
     lines = []
     for r in rows:
-        lines.append([
-            r["method"], str(r["num_tasks"]), f"{r['step_time_ms']:.2f}", f"{r['ratio_to_uniform']:.2f}",
-            f"{r['peak_memory_mb']:.2f}",
-            f"{r['usual_step_time_ms']:.2f}" if "usual_step_time_ms" in r else "",
-            f"{r['speedup_over_usual']:.2f}" if "speedup_over_usual" in r else "",
-            f"{r['usual_stacked_step_time_ms']:.2f}" if "usual_stacked_step_time_ms" in r else "",
-            f"{r['speedup_over_usual_stacked']:.2f}" if "speedup_over_usual_stacked" in r else "",
-        ])
+        lines.append(
+            [
+                r["method"],
+                str(r["num_tasks"]),
+                f"{r['step_time_ms']:.2f}",
+                f"{r['ratio_to_uniform']:.2f}",
+                f"{r['peak_memory_mb']:.2f}",
+                f"{r['usual_step_time_ms']:.2f}" if "usual_step_time_ms" in r else "",
+                f"{r['speedup_over_usual']:.2f}" if "speedup_over_usual" in r else "",
+                f"{r['usual_stacked_step_time_ms']:.2f}" if "usual_stacked_step_time_ms" in r else "",
+                f"{r['speedup_over_usual_stacked']:.2f}" if "speedup_over_usual_stacked" in r else "",
+            ]
+        )
     widths = [max(len(x) for x in column) for column in zip(header, *lines)]
     fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(line) for line in lines)])
@@ -413,8 +464,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", help="a subset of methods (uniform is always added)")
     parser.add_argument("--steps", type=int, default=5, help="steps per round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's, 2 on a 2-core CPU); "
-                        "1 keeps timings stable when another process shares the CPU")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="intra-op threads (default: torch's, 2 on a 2-core CPU); "
+        "1 keeps timings stable when another process shares the CPU",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--output", default="benchmarks/results/methods_scaling.json")
     args = parser.parse_args()
@@ -438,16 +493,28 @@ def main() -> None:
     engines += [measure_engines("resnet", k, max(2, rounds // 2), args.device) for k in (2, 10)]
     targets = check_targets(rows)
     result = {
-        "benchmark": "synthetic (input 64, output 16 per task)", "model": "mlp width 0.5 depth 2 (128 units)",
-        "batch_size": 128, "optimizer": "adam", "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
+        "benchmark": "synthetic (input 64, output 16 per task)",
+        "model": "mlp width 0.5 depth 2 (128 units)",
+        "batch_size": 128,
+        "optimizer": "adam",
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "steps_per_round": args.steps, "rounds": rounds, "tasks": list(tasks), "excluded": EXCLUDED,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "steps_per_round": args.steps,
+        "rounds": rounds,
+        "tasks": list(tasks),
+        "excluded": EXCLUDED,
         "seconds": round(time.perf_counter() - started, 1),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "results": rows, "engines": engines, "targets": targets,
-        "targets_met": sum(t["met"] for t in targets), "targets_total": len(targets),
+        "results": rows,
+        "engines": engines,
+        "targets": targets,
+        "targets_met": sum(t["met"] for t in targets),
+        "targets_total": len(targets),
     }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

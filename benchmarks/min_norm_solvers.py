@@ -36,7 +36,10 @@ def previous_solver(commit: str):
     try:
         source = subprocess.run(
             ["git", "show", f"{commit}:src/scalarize/methods/_min_norm.py"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -60,8 +63,9 @@ def clarabel_solver():
         bounds = np.concatenate([[1.0], np.zeros(size)])
         cones = [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(size)]
         scaled = gram / np.max(np.diag(gram))
-        solution = clarabel.DefaultSolver(sparse.csc_matrix(np.triu(scaled)), np.zeros(size), constraints,
-                                          bounds, cones, settings).solve()
+        solution = clarabel.DefaultSolver(
+            sparse.csc_matrix(np.triu(scaled)), np.zeros(size), constraints, bounds, cones, settings
+        ).solve()
         alpha = np.clip(np.asarray(solution.x), 0.0, None)
         return alpha / alpha.sum()
 

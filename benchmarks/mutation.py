@@ -44,25 +44,54 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: package -> (files to mutate, related tests). Globs, relative to the repository root.
 PACKAGES: dict[str, tuple[list[str], list[str]]] = {
-    "methods": (["src/scalarize/methods/*.py"],
-                ["tests/methods", "tests/test_scalarization.py", "tests/test_set_weights.py"]),
+    "methods": (
+        ["src/scalarize/methods/*.py"],
+        ["tests/methods", "tests/test_scalarization.py", "tests/test_set_weights.py"],
+    ),
     "search": (
         ["src/scalarize/search/*.py"],
         ["tests/test_pbt_policy.py", "tests/test_designs.py", "tests/test_search_*.py"],
     ),
     "pareto": (["src/scalarize/pareto/*.py"], ["tests/test_pareto.py", "tests/test_pareto_*.py"]),
-    "sampling": (["src/scalarize/data/sampling.py"],
-                 ["tests/test_sampler_properties.py", "tests/test_sampler_behaviour.py", "tests/test_data.py",
-                  "tests/test_mixture_passes.py"]),
-    "trainer": (["src/scalarize/train/trainer.py"],
-                ["tests/test_trainer.py", "tests/test_trainer_behaviour.py", "tests/test_selection.py",
-                 "tests/test_step_guards.py", "tests/test_resume.py", "tests/test_trainer_pins.py",
-                 "tests/test_trainer_guard.py", "tests/test_progress_bars.py", "tests/test_selection_engines.py",
-                 "tests/test_resume_best.py", "tests/test_ranking_direction.py", "tests/test_record_pins.py"]),
-    "stacked": (["src/scalarize/population/stacked.py"],
-                ["tests/test_population.py", "tests/test_stacked_behaviour.py", "tests/test_selection.py",
-                 "tests/test_resume.py", "tests/test_stacked_pins.py", "tests/test_progress_bars.py",
-                 "tests/test_selection_engines.py", "tests/test_resume_best.py"]),
+    "sampling": (
+        ["src/scalarize/data/sampling.py"],
+        [
+            "tests/test_sampler_properties.py",
+            "tests/test_sampler_behaviour.py",
+            "tests/test_data.py",
+            "tests/test_mixture_passes.py",
+        ],
+    ),
+    "trainer": (
+        ["src/scalarize/train/trainer.py"],
+        [
+            "tests/test_trainer.py",
+            "tests/test_trainer_behaviour.py",
+            "tests/test_selection.py",
+            "tests/test_step_guards.py",
+            "tests/test_resume.py",
+            "tests/test_trainer_pins.py",
+            "tests/test_trainer_guard.py",
+            "tests/test_progress_bars.py",
+            "tests/test_selection_engines.py",
+            "tests/test_resume_best.py",
+            "tests/test_ranking_direction.py",
+            "tests/test_record_pins.py",
+        ],
+    ),
+    "stacked": (
+        ["src/scalarize/population/stacked.py"],
+        [
+            "tests/test_population.py",
+            "tests/test_stacked_behaviour.py",
+            "tests/test_selection.py",
+            "tests/test_resume.py",
+            "tests/test_stacked_pins.py",
+            "tests/test_progress_bars.py",
+            "tests/test_selection_engines.py",
+            "tests/test_resume_best.py",
+        ],
+    ),
 }
 
 #: Files beside src/ and tests/ that some tests read (copied into the work folder and mutmut's).
@@ -184,8 +213,13 @@ def summary(status: dict[str, tuple[str, str]]) -> dict[str, object]:
     killed = sum(n for s, n in counts.items() if s in KILLED)
     survived = counts.get("survived", 0)
     rate = killed / (killed + survived) if killed + survived else None
-    return {"mutants": len(status), "counts": counts, "killed": killed, "survived": survived,
-            "kill_rate": None if rate is None else round(rate, 4)}
+    return {
+        "mutants": len(status),
+        "counts": counts,
+        "killed": killed,
+        "survived": survived,
+        "kill_rate": None if rate is None else round(rate, 4),
+    }
 
 
 def survivor_diffs(workdir: Path, status: dict[str, tuple[str, str]]) -> dict[str, str]:
@@ -229,8 +263,14 @@ def main() -> None:
         status = statuses(workdir)
         if names:
             status = {name: status[name] for name in names if name in status}
-        report = {"package": args.package, "mutate": mutate, "tests": tests, "finished": finished,
-                  "seconds": round(time.monotonic() - start, 1), **summary(status)}
+        report = {
+            "package": args.package,
+            "mutate": mutate,
+            "tests": tests,
+            "finished": finished,
+            "seconds": round(time.monotonic() - start, 1),
+            **summary(status),
+        }
         if names:
             report.update(sample=len(names), seed=args.seed, interval_95=interval(report["killed"], report["survived"]))
         if not status:

@@ -53,9 +53,14 @@ class PeakMemory:
 def run(backend: str, population: int, epochs: int) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         config = PBTConfig(
-            name="bench", benchmark={"name": "multimnist", "options": {"train_size": 2000, "test_size": 500}},
-            model={"family": "mlp", "width": 0.5, "depth": 2}, epochs=epochs, batch_size=64, stl=False,
-            output=directory, pbt={"population": population, "interval": 1, "backend": backend, "compare_uniform": False},
+            name="bench",
+            benchmark={"name": "multimnist", "options": {"train_size": 2000, "test_size": 500}},
+            model={"family": "mlp", "width": 0.5, "depth": 2},
+            epochs=epochs,
+            batch_size=64,
+            stl=False,
+            output=directory,
+            pbt={"population": population, "interval": 1, "backend": backend, "compare_uniform": False},
         )
         with PeakMemory() as memory:
             started = time.perf_counter()
@@ -65,8 +70,11 @@ def run(backend: str, population: int, epochs: int) -> dict:
             import ray
 
             ray.shutdown()
-    return {"seconds": round(seconds, 2), "peak_memory_mb": round(memory.peak / 2**20), "best_fitness": round(max(
-        f for f in result.fitness if f == f), 4)}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_memory_mb": round(memory.peak / 2**20),
+        "best_fitness": round(max(f for f in result.fitness if f == f), 4),
+    }
 
 
 def main() -> None:
@@ -76,13 +84,23 @@ def main() -> None:
     args = parser.parse_args()
     local = run("local", args.population, args.epochs)
     ray = run("ray", args.population, args.epochs)
-    print(json.dumps({
-        "benchmark": "multimnist (2,000 train)", "model": "mlp width 0.5 depth 2", "population": args.population,
-        "epochs": args.epochs, "cpus": psutil.cpu_count(), "local": local, "ray": ray,
-        "speedup_local_over_ray": round(ray["seconds"] / local["seconds"], 2),
-        "memory_ratio_local_over_ray": round(local["peak_memory_mb"] / ray["peak_memory_mb"], 3),
-        "targets": {"speedup": ">= 3", "memory_ratio": "<= 0.333"},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "multimnist (2,000 train)",
+                "model": "mlp width 0.5 depth 2",
+                "population": args.population,
+                "epochs": args.epochs,
+                "cpus": psutil.cpu_count(),
+                "local": local,
+                "ray": ray,
+                "speedup_local_over_ray": round(ray["seconds"] / local["seconds"], 2),
+                "memory_ratio_local_over_ray": round(local["peak_memory_mb"] / ray["peak_memory_mb"], 3),
+                "targets": {"speedup": ">= 3", "memory_ratio": "<= 0.333"},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,18 +38,30 @@ SETTINGS = {
 def compare(name: str, epochs: int, population: int, interval: int) -> dict:
     common = dict(SETTINGS[name], epochs=epochs, batch_size=128, stl=False, schedule={"name": "cosine"})
     with tempfile.TemporaryDirectory() as directory:
-        sweep = run_sweep(SweepConfig(name="grid", output=f"{directory}/grid", sweep={"step": 0.05}, **common), progress=False)
+        sweep = run_sweep(
+            SweepConfig(name="grid", output=f"{directory}/grid", sweep={"step": 0.05}, **common), progress=False
+        )
         fitness = mean_primary(sweep.primary)
         grid = [(fitness(r.val), name) for name, r in sweep.results.items() if r.status == "completed"]
         best_grid, best_name = max(grid)
-        pbt = run_pbt(PBTConfig(name="pbt", output=f"{directory}/pbt", pbt={
-            "population": population, "interval": interval, "compare_uniform": False}, **common), progress=False)
+        pbt = run_pbt(
+            PBTConfig(
+                name="pbt",
+                output=f"{directory}/pbt",
+                pbt={"population": population, "interval": interval, "compare_uniform": False},
+                **common,
+            ),
+            progress=False,
+        )
         pbt_fitness = fitness(pbt.val)
         uniform = [f for f, n in grid if n == "grid-010"][0]
     gap = (best_grid - pbt_fitness) / abs(best_grid)
     return {
-        "grid_points": len(grid), "grid_best": round(best_grid, 5), "grid_best_member": best_name,
-        "grid_uniform": round(uniform, 5), "pbt": round(pbt_fitness, 5),
+        "grid_points": len(grid),
+        "grid_best": round(best_grid, 5),
+        "grid_best_member": best_name,
+        "grid_uniform": round(uniform, 5),
+        "pbt": round(pbt_fitness, 5),
         "pbt_final_weights": [round(w, 3) for w in pbt.schedule[-1][1]],
         "relative_gap_to_best_grid": round(float(gap), 5),
         "compute_member_epochs": {"grid": len(grid) * epochs, "pbt": population * epochs},
@@ -65,8 +77,12 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=1)
     parser.add_argument("--benchmarks", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
-    out = {"epochs": args.epochs, "population": args.population, "interval": args.interval,
-           "fitness": "mean primary validation metric (signed)"}
+    out = {
+        "epochs": args.epochs,
+        "population": args.population,
+        "interval": args.interval,
+        "fitness": "mean primary validation metric (signed)",
+    }
     for name in args.benchmarks:
         out[name] = compare(name, args.epochs, args.population, args.interval)
     print(json.dumps(out, indent=2, default=lambda x: float(x) if isinstance(x, np.floating) else str(x)))

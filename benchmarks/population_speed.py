@@ -59,8 +59,14 @@ LR = {"mlp": 1e-3, "resnet": 2e-3}
 
 def make_members(family: str, size: int, batch_size: int, device: str) -> list[Member]:
     base = TrainConfig(
-        benchmark={"name": "multimnist"}, model=FAMILIES[family], batch_size=batch_size, epochs=10,
-        optimizer={"name": "adam", "lr": LR[family]}, schedule={"name": "cosine"}, device=device, stl=False,
+        benchmark={"name": "multimnist"},
+        model=FAMILIES[family],
+        batch_size=batch_size,
+        epochs=10,
+        optimizer={"name": "adam", "lr": LR[family]},
+        schedule={"name": "cosine"},
+        device=device,
+        stl=False,
     )
     members = []
     for i in range(size):
@@ -111,11 +117,13 @@ def measure_case(family: str, size: int, bench, args) -> dict:
     print(f"{family} P={size}: auto engine = {chosen} ({reason})", flush=True)
 
     steps = math.ceil(args.member_steps / size)
-    timers = {"loop": lambda t=make_trainers(members, bench): time_loop(t, steps, args.device)}
+    loop_trainers = make_trainers(members, bench)
+    timers = {"loop": lambda: time_loop(loop_trainers, steps, args.device)}
     population = StackedPopulation(members, bench, progress=False)
     timers["vectorized"] = lambda: time_stacked(population, steps, args.device)
     if chosen == "loop":  # the engine is the loop: an independent second loop, timed alongside
-        timers["engine"] = lambda t=make_trainers(members, bench): time_loop(t, steps, args.device)
+        engine_trainers = make_trainers(members, bench)
+        timers["engine"] = lambda: time_loop(engine_trainers, steps, args.device)
     for timer in timers.values():  # warm-up (allocator, first-call paths, vmap tracing)
         timer()
     times: dict[str, list[float]] = {name: [] for name in timers}
@@ -127,7 +135,8 @@ def measure_case(family: str, size: int, bench, args) -> dict:
     rate = {name: samples / statistics.median(values) for name, values in times.items()}
     paired = {
         name: statistics.median([a / b for a, b in zip(times["loop"], values)])
-        for name, values in times.items() if name != "loop"
+        for name, values in times.items()
+        if name != "loop"
     }
     if "engine" not in rate:
         rate["engine"], paired["engine"] = rate[chosen], paired.get(chosen, 1.0)
@@ -184,8 +193,10 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": platform.machine(),
         "seconds_total": round(time.perf_counter() - started, 1),
-        "load_average_1_5_15min": {"before": [round(x, 2) for x in load_before],
-                                   "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average_1_5_15min": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
         "cases": rows,
         "targets": {
             "mlp_p16_vectorized_over_loop": {
@@ -195,8 +206,12 @@ def main() -> None:
             },
             "engine_over_loop_everywhere": {
                 "target": ">= 0.95",
-                "worst": {"family": worst["family"], "population": worst["population"],
-                          "engine": worst["auto_engine"], "ratio": worst["ratio_engine_over_loop"]},
+                "worst": {
+                    "family": worst["family"],
+                    "population": worst["population"],
+                    "engine": worst["auto_engine"],
+                    "ratio": worst["ratio_engine_over_loop"],
+                },
                 "met": worst["ratio_engine_over_loop"] >= 0.95,
             },
         },

@@ -30,7 +30,9 @@ def row(store: Store, run: str, label: str) -> dict:
     costs = store.costs(run)
     test = final["test"]
     return {
-        "label": label, "run": run, "test": {m: test[m] for m in METRICS},
+        "label": label,
+        "run": run,
+        "test": {m: test[m] for m in METRICS},
         "val_normalized_mae": float(np.mean([final["val"][f"{t}/normalized_mae"] for t in TARGETS])),
         "test_normalized_mae": float(np.mean([test[f"{t}/normalized_mae"] for t in TARGETS])),
         "delta_m": delta_m([test[m] for m in METRICS], STL, [False] * len(METRICS)),
@@ -65,8 +67,12 @@ def main(directory: str = "experiments") -> None:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines.append("| single-task, published (Nash-MTL) | " + " | ".join(f"{v:g}" for v in STL) + " | — | 0 |")
     for r in rows:
-        cells = [r["label"], *(f"{r['test'][m]:.4g}" for m in METRICS), f"{r['test_normalized_mae']:.3f}",
-                 f"{r['delta_m']:+.0f}"]
+        cells = [
+            r["label"],
+            *(f"{r['test'][m]:.4g}" for m in METRICS),
+            f"{r['test_normalized_mae']:.3f}",
+            f"{r['delta_m']:+.0f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
     out = ROOT / "benchmarks" / "results" / "qm9_reduced.json"

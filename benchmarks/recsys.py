@@ -49,8 +49,15 @@ def train(root: Path, family: str, method: dict, seed: int, epochs: int, out: Pa
     config = TrainConfig(
         name=f"{family}-{method['name']}-{seed}",
         benchmark={"name": "census_income", "options": {"root": str(root), "tasks": "group1", "seed": 0}},
-        model={"family": family}, method=method, optimizer={"name": "adam", "lr": 1e-3},
-        epochs=epochs, batch_size=1024, seed=seed, stl=False, device="cpu", output=str(out),
+        model={"family": family},
+        method=method,
+        optimizer={"name": "adam", "lr": 1e-3},
+        epochs=epochs,
+        batch_size=1024,
+        seed=seed,
+        stl=False,
+        device="cpu",
+        output=str(out),
     )
     result = run_experiment(config, progress=False).main
     return {"val": {t: result.val[f"{t}/auc"] for t in TASKS}, "test": {t: result.test[f"{t}/auc"] for t in TASKS}}
@@ -58,7 +65,9 @@ def train(root: Path, family: str, method: dict, seed: int, epochs: int, out: Pa
 
 def interval(values: list[float]) -> dict[str, float]:
     mean = statistics.fmean(values)
-    half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    half = (
+        T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    )
     return {"mean": round(mean, 4), "ci95": round(half, 4), "seeds": len(values)}
 
 
@@ -66,8 +75,10 @@ def sweep(root: Path, family: str, seeds: list[int], epochs: int, out: Path) -> 
     """Per seed, the test AUCs of the sweep's weights with the best mean validation AUC."""
     chosen = []
     for seed in seeds:
-        runs = [train(root, family, {"name": "scalarization", "weights": [w, 1 - w]}, seed, epochs, out / f"w{w}-{seed}")
-                for w in SWEEP]
+        runs = [
+            train(root, family, {"name": "scalarization", "weights": [w, 1 - w]}, seed, epochs, out / f"w{w}-{seed}")
+            for w in SWEEP
+        ]
         chosen.append(max(runs, key=lambda r: statistics.fmean(r["val"].values())))
     return chosen
 
@@ -90,15 +101,33 @@ def main() -> None:
         for family in args.families:
             for label, method in METHODS.items():
                 runs = [train(root, family, method, s, args.epochs, out / f"{family}-{label}-{s}") for s in args.seeds]
-                rows.append({"family": family, "method": label,
-                             **{t: interval([r["test"][t] for r in runs]) for t in TASKS}})
+                rows.append(
+                    {"family": family, "method": label, **{t: interval([r["test"][t] for r in runs]) for t in TASKS}}
+                )
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             chosen = sweep(root, family, args.seeds, args.epochs, out / f"{family}-sweep")
-            rows.append({"family": family, "method": f"sweep {list(SWEEP)} (selected on val)",
-                         **{t: interval([r["test"][t] for r in chosen]) for t in TASKS}})
-    print(json.dumps({"benchmark": "recsys", "data": "census-income (KDD), test half split 70/15/15, group 1",
-                      "epochs": args.epochs, "batch_size": 1024, "optimizer": "adam 1e-3", "threads": 1,
-                      "seconds": round(time.perf_counter() - started, 1), "results": rows}, indent=1))
+            rows.append(
+                {
+                    "family": family,
+                    "method": f"sweep {list(SWEEP)} (selected on val)",
+                    **{t: interval([r["test"][t] for r in chosen]) for t in TASKS},
+                }
+            )
+    print(
+        json.dumps(
+            {
+                "benchmark": "recsys",
+                "data": "census-income (KDD), test half split 70/15/15, group 1",
+                "epochs": args.epochs,
+                "batch_size": 1024,
+                "optimizer": "adam 1e-3",
+                "threads": 1,
+                "seconds": round(time.perf_counter() - started, 1),
+                "results": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

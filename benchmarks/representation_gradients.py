@@ -30,9 +30,15 @@ from scalarize.methods import StepContext
 from scalarize.methods.registry import build_method
 from scalarize.train.measure import step_memory
 
-METHODS = [("scalarization", None), ("pcgrad", "parameters"), ("pcgrad", "representation"),
-           ("mgda", "parameters"), ("mgda", "representation"), ("cagrad", "parameters"),
-           ("cagrad", "representation")]
+METHODS = [
+    ("scalarization", None),
+    ("pcgrad", "parameters"),
+    ("pcgrad", "representation"),
+    ("mgda", "parameters"),
+    ("mgda", "representation"),
+    ("cagrad", "parameters"),
+    ("cagrad", "representation"),
+]
 
 
 class Recommender(nn.Module):
@@ -73,8 +79,13 @@ def one_configuration(name: str, space: str | None, tasks: int, args: argparse.N
         started = time.perf_counter()
         step()
         seconds.append(time.perf_counter() - started)
-    return {"method": name, "gradients": space or "-", "tasks": tasks,
-            "step_ms": round(1000 * statistics.median(seconds), 1), "peak_step_mib": round(peak / 2**20, 1)}
+    return {
+        "method": name,
+        "gradients": space or "-",
+        "tasks": tasks,
+        "step_ms": round(1000 * statistics.median(seconds), 1),
+        "peak_step_mib": round(peak / 2**20, 1),
+    }
 
 
 def main() -> None:
@@ -91,8 +102,20 @@ def main() -> None:
     for row in rows:  # the floor: scalarization at the same K
         floor = next(r for r in rows if r["tasks"] == row["tasks"] and r["method"] == "scalarization")
         row["time_over_scalarization"] = round(row["step_ms"] / floor["step_ms"], 2)
-    print(json.dumps({"benchmark": "representation_gradients", "rows_in_table": args.rows, "dim": args.dim,
-                      "fields": args.fields, "batch": args.batch, "threads": 1, "results": rows}, indent=1))
+    print(
+        json.dumps(
+            {
+                "benchmark": "representation_gradients",
+                "rows_in_table": args.rows,
+                "dim": args.dim,
+                "fields": args.fields,
+                "batch": args.batch,
+                "threads": 1,
+                "results": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

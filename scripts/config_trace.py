@@ -106,16 +106,22 @@ def main() -> None:
     visits: dict[str, int] = {}
     for stop in route:
         visits[stop["file"]] = visits.get(stop["file"], 0) + 1
-    summary = {"stops": len(route), "files": len(visits), "reentries": sum(s["reentry"] for s in route),
-               "visits": dict(sorted(visits.items(), key=lambda kv: -kv[1]))}
+    summary = {
+        "stops": len(route),
+        "files": len(visits),
+        "reentries": sum(s["reentry"] for s in route),
+        "visits": dict(sorted(visits.items(), key=lambda kv: -kv[1])),
+    }
     if args.json:
         print(json.dumps({**summary, "route": route}, indent=1))
         return
     for index, stop in enumerate(route, 1):
         mark = "  (again)" if stop["reentry"] else ""
         print(f"{index:3d}. {stop['file']:<32} {', '.join(stop['functions'][:4])}{mark}")
-    print(f"{summary['stops']} stops in {summary['files']} files, {summary['reentries']} re-entries; "
-          f"visits: {summary['visits']}")
+    print(
+        f"{summary['stops']} stops in {summary['files']} files, {summary['reentries']} re-entries; "
+        f"visits: {summary['visits']}"
+    )
 
 
 if __name__ == "__main__":

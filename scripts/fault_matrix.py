@@ -85,8 +85,11 @@ def command(kind: str, config: Path, out: Path) -> list[str]:
 
 def tables(directory: Path) -> tuple[list, list]:
     with contextlib.closing(sqlite3.connect(directory / "scalarize.db")) as db:
-        metrics = sorted(db.execute("SELECT run, evaluation, step, split, name, value FROM metrics "
-                                    "WHERE split != 'conflict' OR 1").fetchall())
+        metrics = sorted(
+            db.execute(
+                "SELECT run, evaluation, step, split, name, value FROM metrics WHERE split != 'conflict' OR 1"
+            ).fetchall()
+        )
         final = sorted(db.execute("SELECT run, split, name, value FROM final").fetchall())
     return metrics, final
 
@@ -116,8 +119,9 @@ def kills(matrix: Matrix, root: Path, count: int, rng: random.Random) -> None:
         for attempt in range(count):
             out = root / f"{kind}-killed-{attempt}"
             delay = rng.uniform(0.3, duration)
-            process = subprocess.Popen(command(kind, config, out), stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, env=ENV)
+            process = subprocess.Popen(
+                command(kind, config, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV
+            )
             time.sleep(delay)
             process.send_signal(signal.SIGKILL)
             process.wait()
@@ -128,8 +132,11 @@ def kills(matrix: Matrix, root: Path, count: int, rng: random.Random) -> None:
                 continue
             leftovers = list((out / "runs").rglob("*.tmp")) if (out / "runs").is_dir() else []
             same = tables(out) == expected
-            matrix.check(name, same and not leftovers and integrity(out) == "ok",
-                         f"same tables: {same}, leftovers: {leftovers}, integrity: {integrity(out)}")
+            matrix.check(
+                name,
+                same and not leftovers and integrity(out) == "ok",
+                f"same tables: {same}, leftovers: {leftovers}, integrity: {integrity(out)}",
+            )
 
 
 # -- corruption ------------------------------------------------------------------------------------
@@ -160,10 +167,15 @@ def corruption(matrix: Matrix, root: Path) -> None:
             (out / "scalarize.db").write_bytes(content)
             cfg = root / f"db-{kind}.yaml"
             cfg.write_text(BASE + section)
-            args = ([sys.executable, "-m", "scalarize.cli.main", "export", str(out), "--csv"] if kind == "export"
-                    else command(kind, cfg, out))
+            args = (
+                [sys.executable, "-m", "scalarize.cli.main", "export", str(out), "--csv"]
+                if kind == "export"
+                else command(kind, cfg, out)
+            )
             ok, detail = one_line_error(run(args), "scalarize.db")
-            matrix.check(f"corrupt/database {damage} ({kind})", ok and (out / "scalarize.db").read_bytes() == content, detail)
+            matrix.check(
+                f"corrupt/database {damage} ({kind})", ok and (out / "scalarize.db").read_bytes() == content, detail
+            )
     wal_deleted(matrix, root, config)
     disks(matrix, root, config)
 
@@ -172,8 +184,9 @@ def wal_deleted(matrix: Matrix, root: Path, config: Path) -> None:
     reference = root / "wal-reference"
     run(command("train", config, reference))
     out = root / "wal"
-    process = subprocess.Popen(command("train", config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, env=ENV)
+    process = subprocess.Popen(
+        command("train", config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV
+    )
     wal = out / "scalarize.db-wal"
     deadline = time.time() + 120
     while not wal.exists() and time.time() < deadline and process.poll() is None:
@@ -182,12 +195,20 @@ def wal_deleted(matrix: Matrix, root: Path, config: Path) -> None:
     wal.unlink(missing_ok=True)
     _, err = process.communicate(timeout=600)
     rerun = run(command("train", config, out))
-    ok = process.returncode == 0 and rerun.returncode == 0 and integrity(out) == "ok" and tables(out) == tables(reference)
+    ok = (
+        process.returncode == 0
+        and rerun.returncode == 0
+        and integrity(out) == "ok"
+        and tables(out) == tables(reference)
+    )
     matrix.check("corrupt/-wal deleted mid-run", ok, f"exit {process.returncode}/{rerun.returncode}: {err[-200:]}")
 
 
 def disks(matrix: Matrix, root: Path, config: Path) -> None:
-    for name, options, needle in (("read-only", "ro,size=1m", "read-only file system"), ("full", "size=600k", "disk is full")):
+    for name, options, needle in (
+        ("read-only", "ro,size=1m", "read-only file system"),
+        ("full", "size=600k", "disk is full"),
+    ):
         mount = root / f"mount-{name}"
         mount.mkdir()
         if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True).returncode:
@@ -206,14 +227,41 @@ def disks(matrix: Matrix, root: Path, config: Path) -> None:
 def malformed_cases() -> list[tuple[str, str, list[str]]]:
     """(label, config text, overrides) for at least 100 malformed inputs."""
     cases = []
-    values = {"string": "'abc'", "negative": "-1", "zero": "0", "list": "[1, 2]", "mapping": "{a: 1}",
-              "null": "null", "huge": "1e400", "bool": "true", "nan": ".nan"}
-    keys = ["epochs", "batch_size", "optimizer.lr", "optimizer.momentum", "model.width", "model.depth",
-            "schedule.gamma", "steps", "eval_every", "seed", "optimizer.weight_decay"]
+    values = {
+        "string": "'abc'",
+        "negative": "-1",
+        "zero": "0",
+        "list": "[1, 2]",
+        "mapping": "{a: 1}",
+        "null": "null",
+        "huge": "1e400",
+        "bool": "true",
+        "nan": ".nan",
+    }
+    keys = [
+        "epochs",
+        "batch_size",
+        "optimizer.lr",
+        "optimizer.momentum",
+        "model.width",
+        "model.depth",
+        "schedule.gamma",
+        "steps",
+        "eval_every",
+        "seed",
+        "optimizer.weight_decay",
+    ]
     for key in keys:
         for label, value in values.items():
-            if (label, key) in {("bool", "seed"), ("zero", "seed"), ("negative", "seed"), ("zero", "optimizer.weight_decay"),
-                                ("zero", "optimizer.momentum"), ("null", "steps"), ("null", "eval_every")}:
+            if (label, key) in {
+                ("bool", "seed"),
+                ("zero", "seed"),
+                ("negative", "seed"),
+                ("zero", "optimizer.weight_decay"),
+                ("zero", "optimizer.momentum"),
+                ("null", "steps"),
+                ("null", "eval_every"),
+            }:
                 continue  # valid values for these keys
             cases.append((f"{key}={label}", BASE, [f"{key}={value}"]))
     for section in ("benchmark", "model", "method", "optimizer", "schedule", "sweep", "pbt", "compare", "study"):
@@ -244,7 +292,9 @@ def malformed_cases() -> list[tuple[str, str, list[str]]]:
         ("unknown objective", BASE, ["benchmark.objectives=[middle]"]),
         ("empty objectives", BASE, ["benchmark.objectives=[]"]),
         ("unknown device", BASE, ["device=tpu"]),
-        ("cuda without a GPU", BASE, ["device=cuda"]) if not _has_cuda() else ("bad engine", BASE, ["gradient_engine=x"]),
+        ("cuda without a GPU", BASE, ["device=cuda"])
+        if not _has_cuda()
+        else ("bad engine", BASE, ["gradient_engine=x"]),
         ("bad gradient engine", BASE, ["gradient_engine=gramian"]),
         ("bad selection", BASE, ["selection=best"]),
         ("zero threads", BASE, ["threads=0"]),
@@ -281,7 +331,9 @@ def configs(matrix: Matrix, root: Path, cases: list[tuple[str, str, list[str]]] 
     cases = malformed_cases() if cases is None else cases
     root.mkdir(parents=True, exist_ok=True)
     for index, (label, text, overrides) in enumerate(cases):
-        kind = next((k for k in ("sweep", "pbt", "compare", "study") if any(o.startswith(k + ".") for o in overrides)), "train")
+        kind = next(
+            (k for k in ("sweep", "pbt", "compare", "study") if any(o.startswith(k + ".") for o in overrides)), "train"
+        )
         config = root / f"bad-{index}.yaml"
         config.write_text(text + SECTIONS[kind] if text == BASE else text)
         out = root / f"bad-{index}"
@@ -295,8 +347,11 @@ def configs(matrix: Matrix, root: Path, cases: list[tuple[str, str, list[str]]] 
         seconds = time.perf_counter() - started
         text_err = err.getvalue()
         one_line = text_err.count("\n") == 1 and text_err.startswith("scalarize: error: ")
-        matrix.check(label if "/" in label else f"config/{label}", code == 2 and one_line and not out.exists() and seconds < 10,
-                     f"exit {code}, {seconds:.1f}s, created: {out.exists()}, stderr: {text_err.strip()[-200:]}")
+        matrix.check(
+            label if "/" in label else f"config/{label}",
+            code == 2 and one_line and not out.exists() and seconds < 10,
+            f"exit {code}, {seconds:.1f}s, created: {out.exists()}, stderr: {text_err.strip()[-200:]}",
+        )
     print(f"{len(cases)} malformed configs and overrides")
 
 
@@ -316,19 +371,24 @@ def size_bomb_cases() -> list[tuple[str, str, list[str]]]:
 
 
 CONTRACT_BASE = (
-    "name: contract\nbenchmark: {target: \"contract_plugins:benchmark\"}\nmodel: {target: \"contract_plugins:net\"}\n"
+    'name: contract\nbenchmark: {target: "contract_plugins:benchmark"}\nmodel: {target: "contract_plugins:net"}\n'
     "epochs: 1\nbatch_size: 16\ndevice: cpu\nstl: false\n"
 )
 CONTRACT_CASES = [
     ("a head too narrow", ["model.options.a=2"]),
     ("a head too wide", ["model.options.a=6"]),
-    ("a (trunk, heads) pair with a narrow head", ["model.target=contract_plugins:trunk_and_heads", "model.options.a=2"]),
+    (
+        "a (trunk, heads) pair with a narrow head",
+        ["model.target=contract_plugins:trunk_and_heads", "model.options.a=2"],
+    ),
     ("forward returns only its dict", ["model.options.mode=dict"]),
     ("forward returns a 3-tuple", ["model.options.mode=three"]),
     ("forward returns the pair swapped", ["model.options.mode=swapped"]),
     ("targets under a wrong task name", ["benchmark.target=contract_plugins:wrong_names"]),
-    *((f"task kind {name}", ["benchmark.target=contract_plugins:kind", f"benchmark.options.name={name}"])
-      for name in ("NeverComputed", "ListCompute", "NoAccumulator", "MeanOnly")),
+    *(
+        (f"task kind {name}", ["benchmark.target=contract_plugins:kind", f"benchmark.options.name={name}"])
+        for name in ("NeverComputed", "ListCompute", "NoAccumulator", "MeanOnly")
+    ),
 ]
 
 
@@ -340,11 +400,19 @@ def contracts(matrix: Matrix, root: Path) -> None:
     config.write_text(CONTRACT_BASE)
     for index, (label, overrides) in enumerate(CONTRACT_CASES):
         out = root / f"out-{index}"
-        done = subprocess.run([sys.executable, "-m", "scalarize.cli.main", "train", str(config), f"output={out}", "-q",
-                               *overrides], capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "scalarize.cli.main", "train", str(config), f"output={out}", "-q", *overrides],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         one_line = done.stderr.count("\n") == 1 and done.stderr.startswith("scalarize: error: ")
-        matrix.check(f"contract/{label}", done.returncode == 2 and one_line and not out.exists(),
-                     f"exit {done.returncode}, created: {out.exists()}, stderr: {done.stderr.strip()[-200:]}")
+        matrix.check(
+            f"contract/{label}",
+            done.returncode == 2 and one_line and not out.exists(),
+            f"exit {done.returncode}, created: {out.exists()}, stderr: {done.stderr.strip()[-200:]}",
+        )
 
 
 def ray_scenarios(matrix: Matrix) -> None:
@@ -355,9 +423,17 @@ def ray_scenarios(matrix: Matrix) -> None:
         matrix.check("ray/installed", False, "Ray is not installed: pip install 'scalarize[ray]'")
         return
     tests = Path(__file__).resolve().parents[1] / "tests" / "test_ray_pbt_resume.py"
-    for name, selector in (("a late kill finishes on a rerun", "killed_after_its_last_evaluation"), ("the same decisions, resumed too", "function_of_its_seed")):
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests),
-                               "-k", selector], capture_output=True, text=True, env=ENV, timeout=1200)
+    for name, selector in (
+        ("a late kill finishes on a rerun", "killed_after_its_last_evaluation"),
+        ("the same decisions, resumed too", "function_of_its_seed"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), "-k", selector],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=1200,
+        )
         matrix.check(f"ray/{name}", done.returncode == 0, done.stdout.strip()[-300:])
 
 
@@ -389,8 +465,11 @@ def symlinks(matrix: Matrix, root: Path) -> None:
         if run(_argv(kind, root, first)).returncode != 0:
             matrix.check(f"symlink/{kind}/reference", False, "the first run failed")
             continue
-        written = [p.relative_to(first) for p in first.rglob("*") if p.is_file() and p.name not in DATABASE_FILES
-                   and p.relative_to(first) not in before]
+        written = [
+            p.relative_to(first)
+            for p in first.rglob("*")
+            if p.is_file() and p.name not in DATABASE_FILES and p.relative_to(first) not in before
+        ]
         _before(kind, root, second)
         outside.mkdir()
         (outside / "kept").write_text("kept")
@@ -403,9 +482,12 @@ def symlinks(matrix: Matrix, root: Path) -> None:
         done = run(_argv(kind, root, second))
         untouched = sorted(p.name for p in outside.iterdir()) == ["kept"] and (outside / "kept").read_text() == "kept"
         replaced = all((second / r).is_file() and not (second / r).is_symlink() for r in written)
-        matrix.check(f"symlink/{kind}: {len(written)} planted files", done.returncode == 0 and untouched and replaced,
-                     f"exit {done.returncode}, outside untouched: {untouched}, links replaced: {replaced}: "
-                     f"{done.stderr.strip()[-300:]}")
+        matrix.check(
+            f"symlink/{kind}: {len(written)} planted files",
+            done.returncode == 0 and untouched and replaced,
+            f"exit {done.returncode}, outside untouched: {untouched}, links replaced: {replaced}: "
+            f"{done.stderr.strip()[-300:]}",
+        )
     for name in ("scalarize.db", "scalarize.db-wal", ".scalarize.lock", "runs"):
         out, target = root / f"linked-{name.strip('.')}", root / f"target-{name.strip('.')}"
         out.mkdir()
@@ -447,11 +529,17 @@ def stored_imports(matrix: Matrix, root: Path) -> None:
             if kind == "train":
                 load = run([sys.executable, "-c", f"import scalarize; scalarize.load({str(copy)!r})"])
                 ok = load.returncode != 0 and "'os:system'" in load.stderr and "trust=True" in load.stderr
-                matrix.check(f"stored-import/scalarize.load ({key}.target)", ok and not marker.exists(),
-                             load.stderr.strip()[-200:])
+                matrix.check(
+                    f"stored-import/scalarize.load ({key}.target)",
+                    ok and not marker.exists(),
+                    load.stderr.strip()[-200:],
+                )
             rerun = run(_argv(kind, root, copy)[:-2] + [f"output={copy}", "-q"])
-            matrix.check(f"stored-import/{kind} resumed ({key}.target)", rerun.returncode == 0 and not marker.exists(),
-                         f"exit {rerun.returncode}, ran: {marker.exists()}: {rerun.stderr.strip()[-200:]}")
+            matrix.check(
+                f"stored-import/{kind} resumed ({key}.target)",
+                rerun.returncode == 0 and not marker.exists(),
+                f"exit {rerun.returncode}, ran: {marker.exists()}: {rerun.stderr.strip()[-200:]}",
+            )
 
 
 def main() -> int:

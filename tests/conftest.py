@@ -10,7 +10,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # Ray caches the mode in the process, and a cluster started under another one refuses its clients.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs 2 workers: one torch thread each, no
-    torch.set_num_threads(1)                # oversubscription of the cores
+    torch.set_num_threads(1)  # oversubscription of the cores
 
 
 @pytest.fixture(autouse=True)

@@ -39,8 +39,10 @@ class Items(Dataset):
 
 def benchmark(kind: str = "multiclass", names=("a", "b"), numpy: bool = False, kill: bool = False) -> Benchmark:
     tasks = [Task("a", kind, 4), Task("b", "regression", 1)]
-    splits = {s: Items(96 if s == "train" else 32, i, names, numpy, kill and s == "train")
-              for i, s in enumerate(("train", "val", "test"))}
+    splits = {
+        s: Items(96 if s == "train" else 32, i, names, numpy, kill and s == "train")
+        for i, s in enumerate(("train", "val", "test"))
+    }
     return Benchmark.from_datasets("contract", tasks, splits)
 
 

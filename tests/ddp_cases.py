@@ -22,9 +22,34 @@ STEPS = 5
 #: name -> (method, options, setting, config overrides, model kind)
 CASES: dict[str, tuple[str, dict, str, dict, str]] = {}
 for _name in [
-    "scalarization", "uw", "imtl_l", "dwa", "rlw", "gls", "stch", "pcgrad", "gradvac", "graddrop", "mgda",
-    "mgda_ub", "cagrad", "imtl_g", "nash_mtl", "fairgrad", "aligned_mtl", "upgrad", "dualproj", "config", "db_mtl",
-    "excess_mtl", "sdmgrad", "modo", "moco", "gradient_similarity", "metabalance", "mtadam",
+    "scalarization",
+    "uw",
+    "imtl_l",
+    "dwa",
+    "rlw",
+    "gls",
+    "stch",
+    "pcgrad",
+    "gradvac",
+    "graddrop",
+    "mgda",
+    "mgda_ub",
+    "cagrad",
+    "imtl_g",
+    "nash_mtl",
+    "fairgrad",
+    "aligned_mtl",
+    "upgrad",
+    "dualproj",
+    "config",
+    "db_mtl",
+    "excess_mtl",
+    "sdmgrad",
+    "modo",
+    "moco",
+    "gradient_similarity",
+    "metabalance",
+    "mtadam",
 ]:
     CASES[_name] = (_name, {}, "mtl", {}, "mlp")
 CASES["scalarization-weighted"] = ("scalarization", {"weights": [0.6, 0.3, 0.1]}, "mtl", {}, "mlp")
@@ -49,11 +74,14 @@ def _split(generator: torch.Generator, n: int, setting: str) -> Split:
     if setting == "mdl":
         return Split(x, {"y": torch.randint(0, 3, (n,), generator=generator)})
     w = torch.randn(6, 2, generator=generator, dtype=torch.float64)
-    return Split(x, {
-        "a": torch.tanh(x @ w),
-        "b": (x[:, :2] ** 2).sum(1, keepdim=True),
-        "c": (x[:, 0] > 0).long() + (x[:, 1] > 0).long(),
-    })
+    return Split(
+        x,
+        {
+            "a": torch.tanh(x @ w),
+            "b": (x[:, :2] ** 2).sum(1, keepdim=True),
+            "c": (x[:, 0] > 0).long() + (x[:, 1] > 0).long(),
+        },
+    )
 
 
 def benchmark(setting: str) -> Benchmark:
@@ -62,8 +90,10 @@ def benchmark(setting: str) -> Benchmark:
         tasks = [Task("a", "regression", 2), Task("b", "regression", 1), Task("c", "multiclass", 3)]
         splits = {s: _split(g, n, "mtl") for s, n in (("train", 62), ("val", 20), ("test", 20))}
         return Benchmark("tiny", "mtl", tasks, {"all": splits})
-    domains = {d: {s: _split(g, n, "mdl") for s, n in (("train", size), ("val", 12), ("test", 12))}
-               for d, size in (("left", 40), ("right", 24))}
+    domains = {
+        d: {s: _split(g, n, "mdl") for s, n in (("train", size), ("val", 12), ("test", 12))}
+        for d, size in (("left", 40), ("right", 24))
+    }
     return Benchmark("tiny-mdl", "mdl", [Task("y", "multiclass", 3)], domains)
 
 
@@ -85,13 +115,24 @@ def trainer(case: str, distributed=None) -> Trainer:
     method_name, options, setting, overrides, kind = CASES[case]
     bench = benchmark(setting)
     batch = 15 if setting == "mtl" else 16
-    config = TrainConfig(name=case, steps=STEPS, batch_size=batch, device="cpu", seed=3,
-                         optimizer={"name": "adam", "lr": 0.01}, **overrides)
+    config = TrainConfig(
+        name=case,
+        steps=STEPS,
+        batch_size=batch,
+        device="cpu",
+        seed=3,
+        optimizer={"name": "adam", "lr": 0.01},
+        **overrides,
+    )
     torch.manual_seed(config.seed)
     method = build_method(method_name, **options)
     method.setup(bench.objectives, bench.setting)
     torch.manual_seed(config.seed)
-    model = Plain(bench.tasks) if kind == "plain" else build_model("mlp", bench.input_shape, bench.tasks, width=0.05, depth=2)
+    model = (
+        Plain(bench.tasks)
+        if kind == "plain"
+        else build_model("mlp", bench.input_shape, bench.tasks, width=0.05, depth=2)
+    )
     return Trainer(config, bench, model, method, run_name=case, progress=False, distributed=distributed)
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from ddp_cases import CASES, train
+
 from scalarize.train import distributed
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ def tiny_mdl(bench: Benchmark) -> Benchmark:
     split = bench.split("train")
     task = bench.tasks[0]
     rows = {"a": slice(0, 45), "b": slice(45, 90)}
-    domains = {d: {s: Split(split.inputs[r], {task.name: split.targets[task.name][r]}) for s in ("train", "val", "test")}
-               for d, r in rows.items()}
+    domains = {
+        d: {s: Split(split.inputs[r], {task.name: split.targets[task.name][r]}) for s in ("train", "val", "test")}
+        for d, r in rows.items()
+    }
     return Benchmark("tiny_mdl", "mdl", [task], domains)
 
 

@@ -21,8 +21,10 @@ from ray.tune import Callback
 from scalarize.backends.ray import NODE, RayBackend
 from scalarize.experiments.pbt import PBTConfig, run_pbt
 
-TINY = {"name": "synthetic", "options": {"num_tasks": 2, "input_dim": 8, "output_dim": 2, "train_size": 400,
-                                          "val_size": 100, "test_size": 100}}
+TINY = {
+    "name": "synthetic",
+    "options": {"num_tasks": 2, "input_dim": 8, "output_dim": 2, "train_size": 400, "val_size": 100, "test_size": 100},
+}
 EVALUATIONS = 4
 STEPS_PER_EVALUATION = 8  # 400 samples / batch 50
 
@@ -73,16 +75,25 @@ def run(output: Path, when: str) -> dict:
         lose = LoseNode(nodes, worker, when)
         backend = RayBackend(address=nodes.address, callbacks=[lose])
         config = PBTConfig(
-            name="rc", benchmark=TINY, model={"width": 0.25}, epochs=EVALUATIONS, batch_size=50, output=str(output),
+            name="rc",
+            benchmark=TINY,
+            model={"width": 0.25},
+            epochs=EVALUATIONS,
+            batch_size=50,
+            output=str(output),
             pbt={"population": 4, "interval": 1, "backend": "ray", "compare_uniform": False},
         )
         result = run_pbt(config, backend=backend, progress=False)
         return {
-            "head": head, "worker": worker.node_id,
-            "removed": lose.removed.is_set(), "trials_on_lost_node": sorted(lose.trials_on_node),
+            "head": head,
+            "worker": worker.node_id,
+            "removed": lose.removed.is_set(),
+            "trials_on_lost_node": sorted(lose.trials_on_node),
             "nodes_used": sorted(set().union(*backend.driver.nodes.values())),
-            "trials": len(backend.driver.nodes), "restarts": backend.driver.restarts,
-            "first_schedule_time": result.schedule[0][0], "best": result.members[result.best].name,
+            "trials": len(backend.driver.nodes),
+            "restarts": backend.driver.restarts,
+            "first_schedule_time": result.schedule[0][0],
+            "best": result.members[result.best].name,
         }
     finally:
         ray.shutdown()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from scalarize.cli.main import main
@@ -18,8 +16,9 @@ def _error(capsys) -> str:
 
 
 # -- item 10: a config error never quotes a file that is not a config --------------------------------
-@pytest.mark.parametrize("content", [f"{SECRET}\nbin:*:20228:0:99999:7:::\n", f"epochs: {SECRET[:20]}\n",
-                                     f"model: {{'{SECRET}': 1}}\n"])
+@pytest.mark.parametrize(
+    "content", [f"{SECRET}\nbin:*:20228:0:99999:7:::\n", f"epochs: {SECRET[:20]}\n", f"model: {{'{SECRET}': 1}}\n"]
+)
 def test_an_error_in_a_file_not_named_yaml_quotes_its_position_only(tmp_path, capsys, content):
     shadow = tmp_path / "shadow"
     shadow.write_text(content)
@@ -82,17 +81,28 @@ def test_a_zero_study_width_is_one_line(tmp_path, capsys):
     _refused(tmp_path, capsys, study, ["study.depths=[-1]"], "study.depths: every depth must be >= 0", "study")
 
 
-@pytest.mark.parametrize(("override", "command"), [("method.weights=[true,false]", "train"),
-                                                   ("sweep.seeds=[true]", "sweep"),
-                                                   ("sweep.weights=[[true,false]]", "sweep")])
+@pytest.mark.parametrize(
+    ("override", "command"),
+    [
+        ("method.weights=[true,false]", "train"),
+        ("sweep.seeds=[true]", "sweep"),
+        ("sweep.weights=[[true,false]]", "sweep"),
+    ],
+)
 def test_booleans_inside_number_lists_are_refused(tmp_path, capsys, override, command):
     text = TRAIN + ("sweep: {design: list}\n" if command == "sweep" else "")
     _refused(tmp_path, capsys, text, [override], f"{override.split('=')[0]}: expected a number, got true", command)
 
 
 def test_a_huge_sobol_design_is_bounded(tmp_path, capsys):
-    _refused(tmp_path, capsys, TRAIN + "sweep: {design: sobol}\n", ["sweep.points=100000000"],
-             "sweep.points: Input should be less than or equal to 10000", "sweep")
+    _refused(
+        tmp_path,
+        capsys,
+        TRAIN + "sweep: {design: sobol}\n",
+        ["sweep.points=100000000"],
+        "sweep.points: Input should be less than or equal to 10000",
+        "sweep",
+    )
 
 
 # -- item 7: argparse's own two-line errors --------------------------------------------------------

@@ -11,17 +11,19 @@ import pytest
 import torch
 
 from scalarize.data.errors import BenchmarkError
-from scalarize.data.loaders.census_income import COLUMNS, COLLEGE
+from scalarize.data.loaders.census_income import COLLEGE, COLUMNS
 from scalarize.data.registry import load_benchmark
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "census-income-kdd"
 # The first row of census-income.test, as published (fields after ", ").
-TEMPLATE = ("38, Private, 6, 36, 1st 2nd 3rd or 4th grade, 0, Not in universe, Married-civilian spouse present, "
-            "Manufacturing-durable goods, Machine operators assmblrs & inspctrs, White, Mexican (Mexicano), Female, "
-            "Not in universe, Not in universe, Full-time schedules, 0, 0, 0, Joint one under 65 & one 65+, "
-            "Not in universe, Not in universe, Spouse of householder, Spouse of householder, 1032.38, ?, ?, ?, "
-            "Not in universe under 1 year old, ?, 4, Not in universe, Mexico, Mexico, Mexico, "
-            "Foreign born- Not a citizen of U S , 0, Not in universe, 2, 12, 95, - 50000.").split(", ")
+TEMPLATE = (
+    "38, Private, 6, 36, 1st 2nd 3rd or 4th grade, 0, Not in universe, Married-civilian spouse present, "
+    "Manufacturing-durable goods, Machine operators assmblrs & inspctrs, White, Mexican (Mexicano), Female, "
+    "Not in universe, Not in universe, Full-time schedules, 0, 0, 0, Joint one under 65 & one 65+, "
+    "Not in universe, Not in universe, Spouse of householder, Spouse of householder, 1032.38, ?, ?, ?, "
+    "Not in universe under 1 year old, ?, 4, Not in universe, Mexico, Mexico, Mexico, "
+    "Foreign born- Not a citizen of U S , 0, Not in universe, 2, 12, 95, - 50000."
+).split(", ")
 
 
 def _write(path: Path, n: int, seed: int) -> None:
@@ -48,9 +50,20 @@ def test_fixture_in_the_published_layout(tmp_path: Path) -> None:
     _write(tmp_path / "census-income.test.gz", 60, seed=0)
     benchmark = load_benchmark("census_income", root=str(tmp_path), tasks="many", seed=1)
     assert benchmark.sizes()["all"] == {"train": 42, "val": 9, "test": 9}
-    assert benchmark.objectives == ["income", "marital", "education", "female", "full_year", "investment", "union", "moved"]
+    assert benchmark.objectives == [
+        "income",
+        "marital",
+        "education",
+        "female",
+        "full_year",
+        "investment",
+        "union",
+        "moved",
+    ]
     assert all(t.primary_metric == "auc" for t in benchmark.tasks)
-    targets = {k: torch.cat([benchmark.split(s).targets[k] for s in ("train", "val", "test")]) for k in benchmark.objectives}
+    targets = {
+        k: torch.cat([benchmark.split(s).targets[k] for s in ("train", "val", "test")]) for k in benchmark.objectives
+    }
     assert float(targets["income"].sum()) == 10 and float(targets["marital"].sum()) == 30
     assert float(targets["education"].sum()) == 40 and float(targets["female"].sum()) == 15
     assert int(torch.isnan(targets["union"]).sum()) == 20 and int(torch.isnan(targets["moved"]).sum()) == 20
@@ -81,8 +94,10 @@ def test_missing_and_malformed_files_are_one_line(tmp_path: Path) -> None:
         load_benchmark("census_income", root=str(tmp_path), tasks="group3")
 
 
-@pytest.mark.skipif(not (REAL / "census-income.test.gz").is_file(),
-                    reason=f"the real Census-Income test half is not in {REAL} (read its README)")
+@pytest.mark.skipif(
+    not (REAL / "census-income.test.gz").is_file(),
+    reason=f"the real Census-Income test half is not in {REAL} (read its README)",
+)
 def test_real_test_half() -> None:
     benchmark = load_benchmark("census_income", root=str(REAL), tasks="group1")
     sizes = benchmark.sizes()["all"]

@@ -133,7 +133,10 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
 def test_demo_runs_end_to_end(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "scalarize.cli.main", "demo", "--epochs", "1", "--output", str(tmp_path), "-q"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     assert "multimnist" in result.stdout and "digits" in result.stdout and "Δm" in result.stdout
     assert (tmp_path / "multimnist" / "report.html").is_file() and (tmp_path / "digits" / "report.md").is_file()

@@ -10,8 +10,8 @@ import sqlite3
 import pytest
 
 from scalarize.cli.main import main
-from scalarize.store import Store
 from scalarize.experiments.compare import CompareRun, build_runs, choose_learning_rates, load_compare_config
+from scalarize.store import Store
 from scalarize.train.trainer import RunResult
 
 BASE = (
@@ -57,11 +57,11 @@ def test_compare_trains_every_run_reports_and_resumes(tmp_path, capsys):
     assert '"name": "uw"' in config_row["config"] and '"seed": 1' in config_row["config"]
 
     # run again: nothing is retrained, the same table comes out
-    table = out[out.index("method "):out.index("report:")]
+    table = out[out.index("method ") : out.index("report:")]
     assert main(["compare", str(config), f"output={output}", "-q"]) == 0
     again = capsys.readouterr().out
     assert _runs(output / "scalarize.db") == runs
-    assert again[again.index("method "):again.index("report:")] == table
+    assert again[again.index("method ") : again.index("report:")] == table
 
 
 def test_the_methods_are_drawn_over_a_sweep_of_the_same_benchmark(tmp_path, capsys):
@@ -90,8 +90,16 @@ def test_same_config_gives_the_same_numbers(tmp_path):
 
 def _result(score_left, status="completed"):
     val = {"left/accuracy": score_left, "right/accuracy": score_left} if status == "completed" else {}
-    return RunResult(name="r", status=status, objectives=["left", "right"], best_evaluation=0,
-                     best_step=0, val=val, test=val, steps=1)
+    return RunResult(
+        name="r",
+        status=status,
+        objectives=["left", "right"],
+        best_evaluation=0,
+        best_step=0,
+        val=val,
+        test=val,
+        steps=1,
+    )
 
 
 def test_the_learning_rate_with_the_best_mean_validation_score_is_kept():
@@ -112,11 +120,18 @@ def test_the_learning_rate_with_the_best_mean_validation_score_is_kept():
 
 def test_runs_are_ordinary_configs_with_uniform_first(tmp_path):
     config = load_compare_config(
-        _write(tmp_path, BASE + "compare:\n  methods: [{name: scalarization}, {name: cagrad, options: {c: 0.2}}]\n"
-               "  seeds: [0, 1]\n")
+        _write(
+            tmp_path,
+            BASE + "compare:\n  methods: [{name: scalarization}, {name: cagrad, options: {c: 0.2}}]\n  seeds: [0, 1]\n",
+        )
     )
     runs = build_runs(config)
-    assert [r.name for r in runs] == ["uniform-lr0.001-s0", "uniform-lr0.001-s1", "cagrad-lr0.001-s0", "cagrad-lr0.001-s1"]
+    assert [r.name for r in runs] == [
+        "uniform-lr0.001-s0",
+        "uniform-lr0.001-s1",
+        "cagrad-lr0.001-s0",
+        "cagrad-lr0.001-s1",
+    ]
     assert runs[2].config.method.options == {"c": 0.2} and runs[3].config.seed == 1
     assert runs[0].config.method.name == "scalarization" and runs[0].config.method.weights is None
 
@@ -124,17 +139,23 @@ def test_runs_are_ordinary_configs_with_uniform_first(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("compare: {methods: [{name: pcgrad}, {name: pcgrad}]}\n",
-         "compare.methods.1: a second entry labelled 'pcgrad'; give each a distinct label"),
+        (
+            "compare: {methods: [{name: pcgrad}, {name: pcgrad}]}\n",
+            "compare.methods.1: a second entry labelled 'pcgrad'; give each a distinct label",
+        ),
         ("compare: {methods: [{name: cagrad, options: {c: 2}}]}\n", "method cagrad: c must be in [0, 1), got 2"),
         ("compare: {methods: [{name: magic}]}\n", "method.name: unknown method 'magic'; allowed:"),
-        ("compare: {methods: [{name: cagrad, options: {radius: 1}}]}\n",
-         "method.options.radius: unknown option for method 'cagrad'; allowed: c, rescale"),
+        (
+            "compare: {methods: [{name: cagrad, options: {radius: 1}}]}\n",
+            "method.options.radius: unknown option for method 'cagrad'; allowed: c, rescale",
+        ),
         ("compare: {lr_grid: [0.001, -1]}\n", "compare.lr_grid.1: Input should be greater than 0"),
         ("compare: {seeds: []}\n", "compare.seeds: List should have at least 1 item"),
         ("compare: {method: [{name: pcgrad}]}\n", "compare.method: unknown key; allowed: methods, seeds, lr_grid"),
-        ("compare: {methods: [{name: pcgrad, option: {}}]}\n",
-         "compare.methods.0.option: unknown key; allowed: name, options, weights, label"),
+        (
+            "compare: {methods: [{name: pcgrad, option: {}}]}\n",
+            "compare.methods.0.option: unknown key; allowed: name, options, weights, label",
+        ),
         ("compare: {methods: [{name: pcgrad, label: 'a b'}]}\n", "compare.methods.0.label: 'a b': use letters"),
     ],
 )

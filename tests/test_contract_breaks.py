@@ -43,8 +43,13 @@ def _refused(tmp_path, capsys, expected: list[str], *overrides: str, command: st
 # -- the head's width against its task ---------------------------------------------------------------
 @pytest.mark.parametrize("target", ["contract_plugins:net", "contract_plugins:trunk_and_heads"])
 def test_a_head_too_narrow_for_its_classes_is_one_line_and_the_fixed_rerun_trains(tmp_path, capsys, target):
-    _refused(tmp_path, capsys, ["task 'a' (multiclass)", "head gives 2 output(s) per sample", "the task needs 4"],
-             f"model.target={target}", "model.options.a=2")
+    _refused(
+        tmp_path,
+        capsys,
+        ["task 'a' (multiclass)", "head gives 2 output(s) per sample", "the task needs 4"],
+        f"model.target={target}",
+        "model.options.a=2",
+    )
     assert _run(tmp_path, f"model.target={target}") == 0  # not "trained with another configuration"
     with sqlite3.connect(tmp_path / "out" / "scalarize.db") as db:
         assert db.execute("SELECT status FROM runs").fetchall() == [("completed",)]
@@ -61,48 +66,82 @@ def test_a_narrow_head_in_python_names_the_width_not_the_labels():
     from scalarize.train import TrainConfig, Trainer
 
     bench = contract_plugins.benchmark()
-    with pytest.raises(ValueError, match=r"task 'a' \(multiclass\): the model's head gives 2 output\(s\) per sample "
-                                         r"\(output \[2, 2\]\) but the task needs 4"):
-        Trainer(TrainConfig(steps=1, device="cpu"), bench, contract_plugins.net(a=2), build_method("scalarization"),
-                progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"task 'a' \(multiclass\): the model's head gives 2 output\(s\) per sample "
+        r"\(output \[2, 2\]\) but the task needs 4",
+    ):
+        Trainer(
+            TrainConfig(steps=1, device="cpu"),
+            bench,
+            contract_plugins.net(a=2),
+            build_method("scalarization"),
+            progress=False,
+        )
 
 
 # -- what forward returns, and what the data holds -------------------------------------------------
-@pytest.mark.parametrize("mode, expected", [
-    ("dict", ["the model's forward returned only {task: output}", "the contract is (features, {task: output})"]),
-    ("three", ["the model's forward returned a tuple of 3 value(s)", "the contract is (features, {task: output})"]),
-    ("swapped", ["the model's forward returned a tuple of 2 value(s) (dict, Tensor)", "the second a dict"]),
-])
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        ("dict", ["the model's forward returned only {task: output}", "the contract is (features, {task: output})"]),
+        ("three", ["the model's forward returned a tuple of 3 value(s)", "the contract is (features, {task: output})"]),
+        ("swapped", ["the model's forward returned a tuple of 2 value(s) (dict, Tensor)", "the second a dict"]),
+    ],
+)
 def test_a_forward_that_breaks_the_contract_is_one_line(tmp_path, capsys, mode, expected):
     _refused(tmp_path, capsys, expected, f"model.options.mode={mode}")
 
 
 def test_targets_under_a_wrong_task_name_are_one_line(tmp_path, capsys):
-    _refused(tmp_path, capsys, ["the training data has no target for task(s) ['a']", "its targets are ['c', 'b']",
-                                "(input, {task: target})"], "benchmark.target=contract_plugins:wrong_names")
+    _refused(
+        tmp_path,
+        capsys,
+        ["the training data has no target for task(s) ['a']", "its targets are ['c', 'b']", "(input, {task: target})"],
+        "benchmark.target=contract_plugins:wrong_names",
+    )
 
 
 def test_numpy_inputs_in_the_items_train_with_a_built_in_family(tmp_path):
     import contract_plugins
 
     assert contract_plugins.numpy_inputs().input_shape == (6,)
-    assert _run(tmp_path, "benchmark.target=contract_plugins:numpy_inputs", "model.target=null",
-                "model.family=mlp", "model.width=0.1") == 0
+    assert (
+        _run(
+            tmp_path,
+            "benchmark.target=contract_plugins:numpy_inputs",
+            "model.target=null",
+            "model.family=mlp",
+            "model.width=0.1",
+        )
+        == 0
+    )
 
 
 # -- a user's task kind ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name, expected", [
-    ("NeverComputed", ["its primary metric 'acc' is never computed", "compute() returns 'accuracy'"]),
-    ("ListCompute", ["its accumulator's compute() returned a list", "{metric: number}"]),
-    ("NoAccumulator", ["its kind has no accumulator()", "MetricAccumulator"]),
-    ("MeanOnly", ["loss(output, target, reduction='none') gave [] for a batch of 2", "one loss per sample, [2]"]),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("NeverComputed", ["its primary metric 'acc' is never computed", "compute() returns 'accuracy'"]),
+        ("ListCompute", ["its accumulator's compute() returned a list", "{metric: number}"]),
+        ("NoAccumulator", ["its kind has no accumulator()", "MetricAccumulator"]),
+        ("MeanOnly", ["loss(output, target, reduction='none') gave [] for a batch of 2", "one loss per sample, [2]"]),
+    ],
+)
 @pytest.mark.parametrize("command", ["train", "sweep"])
-def test_a_task_kind_that_breaks_its_contract_is_one_line_before_anything_is_written(tmp_path, capsys, name,
-                                                                                      expected, command):
+def test_a_task_kind_that_breaks_its_contract_is_one_line_before_anything_is_written(
+    tmp_path, capsys, name, expected, command
+):
     extra = "sweep: {step: 0.5}\n" if command == "sweep" else ""
-    _refused(tmp_path, capsys, [f"task 'a' (contract_plugins:{name})", *expected], "benchmark.target=contract_plugins:kind",
-             f"benchmark.options.name={name}", command=command, extra=extra)
+    _refused(
+        tmp_path,
+        capsys,
+        [f"task 'a' (contract_plugins:{name})", *expected],
+        "benchmark.target=contract_plugins:kind",
+        f"benchmark.options.name={name}",
+        command=command,
+        extra=extra,
+    )
 
 
 # -- a loader worker that dies --------------------------------------------------------------------
@@ -116,19 +155,29 @@ def test_a_killed_loader_worker_is_one_line(tmp_path, capsys, monkeypatch):
 def test_torchs_own_dead_worker_errors_are_one_line():
     from scalarize.cli.errors import describe
 
-    for text in ("DataLoader worker (pid 4242) is killed by signal: Killed. ",
-                 "DataLoader worker (pid(s) 4242, 4243) exited unexpectedly"):
+    for text in (
+        "DataLoader worker (pid 4242) is killed by signal: Killed. ",
+        "DataLoader worker (pid(s) 4242, 4243) exited unexpectedly",
+    ):
         line = describe(RuntimeError(text))
         assert line is not None and line.startswith("a data loader worker (pid 4242") and "\n" not in line
     assert describe(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug keeps its traceback
 
 
 # -- item 5: sizes before allocating, a truncated cache ------------------------------------------
-SYNTHETIC = "name: s\nbenchmark: {name: synthetic, options: {num_tasks: 2, train_size: 40, val_size: 20, test_size: 20}}\n"
+SYNTHETIC = (
+    "name: s\nbenchmark: {name: synthetic, options: {num_tasks: 2, train_size: 40, val_size: 20, test_size: 20}}\n"
+)
 
 
-@pytest.mark.parametrize("option", ["benchmark.options.train_size=10000000000", "benchmark.options.val_size=10000000000",
-                                    "benchmark.options.input_dim=1000000"])
+@pytest.mark.parametrize(
+    "option",
+    [
+        "benchmark.options.train_size=10000000000",
+        "benchmark.options.val_size=10000000000",
+        "benchmark.options.input_dim=1000000",
+    ],
+)
 def test_a_synthetic_benchmark_too_large_for_memory_is_refused_before_allocating(tmp_path, capsys, option, monkeypatch):
     import scalarize.data.sizes as sizes
 
@@ -146,7 +195,9 @@ def test_multimnist_too_large_for_memory_is_refused():
     from scalarize.data.errors import BenchmarkError
     from scalarize.data.registry import load_benchmark
 
-    with pytest.raises(BenchmarkError, match=r"train_size=10,000,000,000 needs about .* TiB of memory to build multimnist"):
+    with pytest.raises(
+        BenchmarkError, match=r"train_size=10,000,000,000 needs about .* TiB of memory to build multimnist"
+    ):
         load_benchmark("multimnist", train_size=10**10)
 
 
@@ -181,8 +232,10 @@ def test_a_truncated_multimnist_cache_is_rebuilt_by_the_command(tmp_path, capsys
     cache = tmp_path / "cache"
     monkeypatch.setenv("SCALARIZE_CACHE", str(cache))
     config = tmp_path / "c.yaml"
-    config.write_text("name: m\nbenchmark: {name: multimnist, options: {train_size: 60, test_size: 20}}\n"
-                      "model: {width: 0.1}\nsteps: 2\ndevice: cpu\nstl: false\n")
+    config.write_text(
+        "name: m\nbenchmark: {name: multimnist, options: {train_size: 60, test_size: 20}}\n"
+        "model: {width: 0.1}\nsteps: 2\ndevice: cpu\nstl: false\n"
+    )
     assert main(["train", str(config), f"output={tmp_path / 'a'}", "-q"]) == 0
     from scalarize.train import setup
 
@@ -203,11 +256,19 @@ def test_relative_data_paths_are_made_absolute_for_ray_trials(tmp_path, monkeypa
 
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "c.yaml"
-    config.write_text("name: r\nbenchmark: {target: 'contract_plugins:benchmark', options: {}}\n"
-                      "model: {target: 'contract_plugins:net', options: {}}\n" + section)
+    config.write_text(
+        "name: r\nbenchmark: {target: 'contract_plugins:benchmark', options: {}}\n"
+        "model: {target: 'contract_plugins:net', options: {}}\n" + section
+    )
     schema = PBTConfig if command == "pbt" else SweepConfig
-    overrides = ["benchmark.options.root=data/nyu", "benchmark.options.cache_dir=~/c", "model.options.weights_path=w.pt",
-                 "benchmark.options.url_path=s3://b/x", "benchmark.options.mode=data", "benchmark.options.kill=false"]
+    overrides = [
+        "benchmark.options.root=data/nyu",
+        "benchmark.options.cache_dir=~/c",
+        "model.options.weights_path=w.pt",
+        "benchmark.options.url_path=s3://b/x",
+        "benchmark.options.mode=data",
+        "benchmark.options.kill=false",
+    ]
     ray = load_experiment_config(str(config), [*overrides, f"{command}.backend=ray"], schema, section=command)
     assert ray.benchmark.options["root"] == str(tmp_path / "data" / "nyu")
     assert ray.benchmark.options["cache_dir"] == os.path.expanduser("~/c")

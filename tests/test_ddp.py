@@ -29,21 +29,42 @@ sys.path.insert(0, str(TESTS))
 from ddp_cases import CASES, benchmark, train  # noqa: E402
 
 #: The methods the issue names, and the ones that read reduced quantities in other ways.
-FAST = ["scalarization", "uw", "famo-clipped", "pcgrad", "mgda", "cagrad", "nash_mtl", "gradnorm", "metabalance",
-        "mgda_ub", "gradnorm-representation", "mdl-scalarization", "mdl-mgda"]
+FAST = [
+    "scalarization",
+    "uw",
+    "famo-clipped",
+    "pcgrad",
+    "mgda",
+    "cagrad",
+    "nash_mtl",
+    "gradnorm",
+    "metabalance",
+    "mgda_ub",
+    "gradnorm-representation",
+    "mdl-scalarization",
+    "mdl-mgda",
+]
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), env.get("PYTHONPATH", "")])
-    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME=distributed._loopback_interface() or "lo",
-               TQDM_DISABLE="1")
+    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME=distributed._loopback_interface() or "lo", TQDM_DISABLE="1")
     return env
 
 
 def _torchrun(out: Path, cases: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(TESTS / "ddp_worker.py"), str(out), *cases]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(TESTS / "ddp_worker.py"),
+        str(out),
+        *cases,
+    ]
     return subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -63,8 +84,9 @@ def _check_equal_updates(tmp_path: Path, cases: list[str]) -> None:
         reference = references[case]
         assert set(ranks[0][case]) == set(reference), case
         for key, expected in reference.items():
-            torch.testing.assert_close(ranks[0][case][key], expected, rtol=0, atol=1e-6,
-                                       msg=lambda m, c=case, k=key: f"{c}: {k}: {m}")
+            torch.testing.assert_close(
+                ranks[0][case][key], expected, rtol=0, atol=1e-6, msg=lambda m, c=case, k=key: f"{c}: {k}: {m}"
+            )
             assert torch.equal(ranks[1][case][key], ranks[0][case][key]), f"{case}: rank 1 differs on {key}"
         moved = max((reference[k] - initial[case][k]).abs().max().item() for k in initial[case])
         assert moved > 1e-3, f"{case}: the model did not train"
@@ -124,7 +146,7 @@ def test_shards_of_an_epoch_batch_are_disjoint_and_cover_it():
     for _ in range(9):  # across an epoch boundary (5 batches per epoch, the last of 2 samples)
         whole = plain.next_index()
         parts = [s.shard(s.sampler.next_draw()).groups[0][1] for s in shards]
-        assert sorted((parts[0].tolist() + parts[1].tolist())) == sorted(whole.tolist())
+        assert sorted(parts[0].tolist() + parts[1].tolist()) == sorted(whole.tolist())
         assert not set(parts[0].tolist()) & set(parts[1].tolist())
         assert abs(len(parts[0]) - len(parts[1])) <= 1
     state = shards[0].state_dict()
@@ -187,7 +209,10 @@ def test_the_mean_of_the_shard_losses_is_the_batch_loss(setting):
     make = (lambda: EpochSampler(splits[0], 15, 1)) if setting == "mtl" else (lambda: MixtureSampler(splits, 15, 1))
     torch.manual_seed(0)
     head = torch.nn.Linear(6, 3, dtype=torch.float64)
-    outputs = (lambda x: {t.name: head(x)[:, : t.num_outputs] for t in bench.tasks})
+
+    def outputs(x):
+        return {t.name: head(x)[:, : t.num_outputs] for t in bench.tasks}
+
     whole = make().next_batch()
     expected = objective_losses(bench, outputs(whole.inputs), whole.targets, whole.counts)
     shards = [distributed.ShardedSampler(make(), r, 3).next_batch() for r in range(3)]
@@ -243,7 +268,7 @@ def test_other_commands_refuse_to_run_under_torchrun(tmp_path, capsys, monkeypat
 # -- the command, killed and resumed ---------------------------------------------------------------
 
 
-def _workers(launcher: subprocess.Popen) -> dict[int, "psutil.Process"]:  # noqa: F821
+def _workers(launcher: subprocess.Popen) -> dict[int, psutil.Process]:  # noqa: F821
     import psutil
 
     found = {}
@@ -258,8 +283,13 @@ def _workers(launcher: subprocess.Popen) -> dict[int, "psutil.Process"]:  # noqa
 
 
 def _launch(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scalarize", "train", str(config), "--nproc", "2", "-q"],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scalarize", "train", str(config), "--nproc", "2", "-q"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _kill_rank_after_a_checkpoint(config: Path, checkpoint: Path, rank: int) -> str:
@@ -291,8 +321,13 @@ def test_killed_ranks_resume_and_end_as_one_process(tmp_path):
     checkpoint = tmp_path / "out" / "runs" / "tiny" / "checkpoint.pt"
     _kill_rank_after_a_checkpoint(config, checkpoint, rank=1)
     _kill_rank_after_a_checkpoint(config, checkpoint, rank=0)
-    finished = subprocess.run([sys.executable, "-m", "scalarize", "train", str(config), "--nproc", "2", "-q"],
-                              env=_env(), capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        [sys.executable, "-m", "scalarize", "train", str(config), "--nproc", "2", "-q"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
     assert finished.stdout.count("report: ") == 1  # rank 0 alone reports
 
@@ -300,8 +335,11 @@ def test_killed_ranks_resume_and_end_as_one_process(tmp_path):
     single = run_experiment(one, progress=False)
     with Store(tmp_path / "out") as store:
         runs = {r["name"]: r for r in store.runs()}
-        assert {n: r["status"] for n, r in runs.items()} == {"tiny": "completed", "stl-task0": "completed",
-                                                              "stl-task1": "completed"}
+        assert {n: r["status"] for n, r in runs.items()} == {
+            "tiny": "completed",
+            "stl-task0": "completed",
+            "stl-task1": "completed",
+        }
         for name, result in [("tiny", single.main), *((f"stl-{k}", v) for k, v in single.stl.items())]:
             final = store.final(name)["test"]
             for metric, value in result.test.items():

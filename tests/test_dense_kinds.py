@@ -142,7 +142,9 @@ def test_delta_metrics_every_metric_in_its_direction():
     assert depth.delta_metrics() == [("abs_err", False), ("rel_err", False)]
     assert [up for _, up in normals.delta_metrics()] == [False, False, True, True, True]
     # a task whose primary metric is set to one the kind does not list: that metric alone
-    assert Task("s", "segmentation", 3, primary_metric="loss", higher_is_better=False).delta_metrics() == [("loss", False)]
+    assert Task("s", "segmentation", 3, primary_metric="loss", higher_is_better=False).delta_metrics() == [
+        ("loss", False)
+    ]
     # NYUv2's published single-task vector against itself and a hand-computed change
     metrics = [("s/" + m, up) for m, up in seg.delta_metrics()] + [("d/" + m, up) for m, up in depth.delta_metrics()]
     stl = {"s/miou": 0.40, "s/pixel_accuracy": 0.60, "d/abs_err": 0.50, "d/rel_err": 0.25}

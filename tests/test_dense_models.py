@@ -17,12 +17,16 @@ TINY = {"width": 0.0625, "depth": 14}
 @pytest.mark.parametrize("decoder", ["aspp", "light"])
 def test_resnet_dilated_output_stride_and_full_resolution_outputs(one_thread, stages, side, decoder):
     torch.manual_seed(0)
-    model = build_model("resnet_dilated", (3, 64, 64), TASKS, **TINY, stem="imagenet", dilated_stages=stages,
-                        decoder=decoder).eval()
+    model = build_model(
+        "resnet_dilated", (3, 64, 64), TASKS, **TINY, stem="imagenet", dilated_stages=stages, decoder=decoder
+    ).eval()
     features, outputs = model(torch.randn(2, 3, 64, 64))
     assert features.shape == (2, 128, side, side)  # stride 8 (DeepLab), 16 or 32
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        "segmentation": (2, 5, 64, 64), "depth": (2, 1, 64, 64), "normals": (2, 3, 64, 64)}
+        "segmentation": (2, 5, 64, 64),
+        "depth": (2, 1, 64, 64),
+        "normals": (2, 3, 64, 64),
+    }
 
 
 def test_dilation_keeps_the_resnet_parameters():
@@ -30,7 +34,9 @@ def test_dilation_keeps_the_resnet_parameters():
         model = build_model("resnet_dilated", (3, 288, 384), TASKS, width=1.0, depth=50)
         plain, _ = resnet_bottleneck_trunk((3, 288, 384), width=1.0, depth=50)
     assert sum(p.numel() for p in model.shared_parameters()) == 23_508_032 == sum(p.numel() for p in plain.parameters())
-    dilations = [m.dilation for m in model.trunk.layer4.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    dilations = [
+        m.dilation for m in model.trunk.layer4.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
     assert dilations == [(2, 2), (4, 4), (4, 4)]  # the strided conv takes half (CSAIL/MTAN rule)
 
 
@@ -59,8 +65,11 @@ def test_per_task_gradients_on_a_feature_map(one_thread):
     torch.manual_seed(0)
     model = build_model("resnet_dilated", (3, 32, 32), TASKS, **TINY, stem="imagenet", decoder="light")
     x = torch.randn(4, 3, 32, 32)
-    targets = {"segmentation": torch.randint(-1, 5, (4, 32, 32)), "depth": torch.rand(4, 1, 32, 32),
-               "normals": torch.randn(4, 3, 32, 32)}
+    targets = {
+        "segmentation": torch.randint(-1, 5, (4, 32, 32)),
+        "depth": torch.rand(4, 1, 32, 32),
+        "normals": torch.randn(4, 3, 32, 32),
+    }
     features, head_inputs, outputs = model.forward_with_head_inputs(x)
     losses = torch.stack([t.loss(outputs[t.name], targets[t.name]) for t in TASKS])
     rows = torch.autograd.grad(losses.sum(), head_inputs, retain_graph=True)[0]
@@ -70,8 +79,14 @@ def test_per_task_gradients_on_a_feature_map(one_thread):
 
     method = build_method("mgda_ub")
     method.setup([t.name for t in TASKS])
-    context = StepContext(losses, features=features, head_inputs=head_inputs, shared_params=model.shared_parameters(),
-                          task_params=model.task_parameters(), gradient_engine="loop")
+    context = StepContext(
+        losses,
+        features=features,
+        head_inputs=head_inputs,
+        shared_params=model.shared_parameters(),
+        task_params=model.task_parameters(),
+        gradient_engine="loop",
+    )
     method.backward(context)
     weights = method.current_weights()
     got = [p.grad.clone() for p in model.parameters()]

@@ -4,11 +4,11 @@ sweep, pbt and compare (the user's pieces are in tests/doors_plugins.py)."""
 
 import sqlite3
 
+import doors_plugins
 import pytest
 import torch
 from torch import nn
 
-import doors_plugins
 from scalarize.cli.main import main
 from scalarize.data import Benchmark, Task
 from scalarize.methods import build_method
@@ -53,8 +53,9 @@ def test_a_registered_builder_and_a_dataset_benchmark_in_python():
     register_model("doors-linear", doors_plugins.multitask_model)
     bench = doors_plugins.digits_benchmark(200)
     model = build_model("doors-linear", bench.input_shape, bench.tasks)
-    result = Trainer(TrainConfig(steps=3, batch_size=16, device="cpu"), bench, model, build_method("uw"),
-                     progress=False).fit()
+    result = Trainer(
+        TrainConfig(steps=3, batch_size=16, device="cpu"), bench, model, build_method("uw"), progress=False
+    ).fit()
     assert result.status == "completed"
 
 
@@ -68,13 +69,19 @@ def test_the_focal_kind_is_a_loss_and_a_non_mean_metric():
     assert accumulator.compute() == {"balanced_accuracy": pytest.approx((2 / 3 + 1) / 2)}
 
 
-@pytest.mark.parametrize("command, extra, runs", [
-    ("train", "", ["doors", "stl-digit", "stl-large"]),
-    ("sweep", "stl: false\nsweep: {step: 0.5}\n", ["doors-000", "doors-001", "doors-002"]),
-    ("pbt", "stl: false\npbt: {population: 3, compare_uniform: false}\n", ["doors-m00", "doors-m01", "doors-m02"]),
-    ("compare", "stl: false\ncompare: {methods: [{name: pcgrad}, {name: mgda_ub}, {name: uw}]}\n",
-     ["uniform-lr0.001-s0", "pcgrad-lr0.001-s0", "mgda_ub-lr0.001-s0", "uw-lr0.001-s0"]),
-])
+@pytest.mark.parametrize(
+    "command, extra, runs",
+    [
+        ("train", "", ["doors", "stl-digit", "stl-large"]),
+        ("sweep", "stl: false\nsweep: {step: 0.5}\n", ["doors-000", "doors-001", "doors-002"]),
+        ("pbt", "stl: false\npbt: {population: 3, compare_uniform: false}\n", ["doors-m00", "doors-m01", "doors-m02"]),
+        (
+            "compare",
+            "stl: false\ncompare: {methods: [{name: pcgrad}, {name: mgda_ub}, {name: uw}]}\n",
+            ["uniform-lr0.001-s0", "pcgrad-lr0.001-s0", "mgda_ub-lr0.001-s0", "uw-lr0.001-s0"],
+        ),
+    ],
+)
 def test_a_users_model_task_and_dataset_through_every_command(tmp_path, command, extra, runs):
     out = tmp_path / "out"
     assert main([command, _config(tmp_path, extra), f"output={out}", "-q"]) == 0
@@ -92,20 +99,31 @@ def test_a_tasks_kind_replaced_by_import_path_from_the_config(tmp_path):
 
 
 def test_a_target_that_does_not_fit_its_head_is_one_line(tmp_path, capsys):
-    bench = Benchmark.from_datasets("r", [Task("y", "regression", 1)], {
-        s: [(torch.randn(4), torch.randn(())) for _ in range(8)] for s in ("train", "val", "test")})
+    bench = Benchmark.from_datasets(
+        "r",
+        [Task("y", "regression", 1)],
+        {s: [(torch.randn(4), torch.randn(())) for _ in range(8)] for s in ("train", "val", "test")},
+    )
     model = build_model("mlp", bench.input_shape, bench.tasks, width=0.1)
-    with pytest.raises(ValueError, match=r"task 'y' \(regression\): the target's shape \[2\] differs from the head's output \[2, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"task 'y' \(regression\): the target's shape \[2\] differs from the head's output \[2, 1\]"
+    ):
         Trainer(TrainConfig(steps=1, device="cpu"), bench, model, build_method("scalarization"), progress=False)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.target=doors_plugins:nope", "model.target: 'doors_plugins:nope': module 'doors_plugins' has no attribute 'nope'"),
-    ("model.target=no_such_module:build", "cannot import module 'no_such_module'"),
-    ("model.options.depth=3", "model.options.depth: not an option; set model.depth"),
-    ("model.options.size=3", "model.options.size: unknown option; allowed: hidden"),
-    ("benchmark.target=doors_plugins:trunk_and_heads", "benchmark.options: doors_plugins:trunk_and_heads"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "model.target=doors_plugins:nope",
+            "model.target: 'doors_plugins:nope': module 'doors_plugins' has no attribute 'nope'",
+        ),
+        ("model.target=no_such_module:build", "cannot import module 'no_such_module'"),
+        ("model.options.depth=3", "model.options.depth: not an option; set model.depth"),
+        ("model.options.size=3", "model.options.size: unknown option; allowed: hidden"),
+        ("benchmark.target=doors_plugins:trunk_and_heads", "benchmark.options: doors_plugins:trunk_and_heads"),
+    ],
+)
 def test_bad_doors_are_one_line_errors(tmp_path, capsys, override, message):
     out = tmp_path / "out"
     assert main(["train", _config(tmp_path), f"output={out}", override, "-q"]) == 2

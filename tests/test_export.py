@@ -21,8 +21,17 @@ BENCH = {"name": "synthetic", "options": {"num_tasks": 2, "train_size": 120, "va
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     output = tmp_path_factory.mktemp("export") / "out"
-    config = TrainConfig(name="t", benchmark=BENCH, model={"width": 0.125, "depth": 2}, epochs=2, batch_size=40,
-                         method={"weights": [0.7, 0.3]}, device="cpu", output=str(output), threads=1)
+    config = TrainConfig(
+        name="t",
+        benchmark=BENCH,
+        model={"width": 0.125, "depth": 2},
+        epochs=2,
+        batch_size=40,
+        method={"weights": [0.7, 0.3]},
+        device="cpu",
+        output=str(output),
+        threads=1,
+    )
     run_experiment(config, progress=False)
     return output
 
@@ -67,8 +76,10 @@ def test_members_is_one_row_per_run_with_weights_and_metrics(trained, tmp_path, 
 
 def test_members_of_a_sweep(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(f"name: s\nbenchmark: {BENCH}\nmodel: {{width: 0.125, depth: 1}}\nepochs: 1\nbatch_size: 40\n"
-                    f"stl: false\ndevice: cpu\nthreads: 1\noutput: {tmp_path / 'out'}\nsweep: {{step: 0.5}}\n")
+    path.write_text(
+        f"name: s\nbenchmark: {BENCH}\nmodel: {{width: 0.125, depth: 1}}\nepochs: 1\nbatch_size: 40\n"
+        f"stl: false\ndevice: cpu\nthreads: 1\noutput: {tmp_path / 'out'}\nsweep: {{step: 0.5}}\n"
+    )
     run_sweep(load_sweep_config(path), progress=False)
     assert main(["export", str(tmp_path / "out"), "--members"]) == 0
     rows = list(csv.DictReader((tmp_path / "out" / "export" / "members.csv").open()))

@@ -86,8 +86,9 @@ class _Evil:
 
 
 @pytest.mark.parametrize("command", [*SECTIONS, "export"])
-@pytest.mark.parametrize("content", [b"", b"SQLite format 3\0" + b"\x17" * 300, b"garbage" * 100],
-                         ids=["empty", "truncated", "garbage"])
+@pytest.mark.parametrize(
+    "content", [b"", b"SQLite format 3\0" + b"\x17" * 300, b"garbage" * 100], ids=["empty", "truncated", "garbage"]
+)
 def test_a_broken_database_is_one_line_for_every_command(tmp_path, capsys, command, content):
     out = tmp_path / "out"
     out.mkdir()
@@ -150,9 +151,15 @@ def test_a_second_command_on_the_same_directory_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from scalarize.store.database import "
-         "hold_directory; hold_directory(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from scalarize.store.database import "
+            "hold_directory; hold_directory(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -183,8 +190,12 @@ def test_a_pbt_whose_members_all_diverge_is_one_line(tmp_path, capsys):
 def _spawn(tmp_path, out, extra=""):
     config = tmp_path / "slow.yaml"
     config.write_text(TINY.replace("train_size: 300", "train_size: 3000").replace("epochs: 2", "epochs: 8") + extra)
-    return subprocess.Popen([sys.executable, "-m", "scalarize.cli.main", "train", str(config), f"output={out}", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scalarize.cli.main", "train", str(config), f"output={out}", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -278,15 +289,20 @@ def test_ctrl_c_while_the_command_is_imported_is_one_line(tmp_path, module):
         "builtins.__import__ = interrupted\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shim), *sys.path]))
-    done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 130, (done.returncode, done.stderr)
     assert done.stderr.strip() == "scalarize: interrupted; run the same command again to resume", done.stderr
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["optimizer.lr=.inf"], "optimizer.lr: Input should be a finite number"),
-    (["model.width=1000"], "billion parameters"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer.lr=.inf"], "optimizer.lr: Input should be a finite number"),
+        (["model.width=1000"], "billion parameters"),
+    ],
+)
 def test_values_out_of_range_are_refused_before_training(tmp_path, capsys, overrides, message):
     out = tmp_path / "out"
     assert main(["train", _config(tmp_path), f"output={out}", *overrides, "-q"]) == 2
@@ -317,11 +333,17 @@ def test_the_lock_dies_with_its_process_even_when_forked_children_live_on(tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import os, sys, time; from pathlib import Path; from scalarize.store.database import "
-         "hold_directory; hold_directory(Path(sys.argv[1])); child = os.fork()\n"
-         "if child == 0:\n    time.sleep(60); os._exit(0)\n"
-         "print(child, flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time; from pathlib import Path; from scalarize.store.database import "
+            "hold_directory; hold_directory(Path(sys.argv[1])); child = os.fork()\n"
+            "if child == 0:\n    time.sleep(60); os._exit(0)\n"
+            "print(child, flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     child = int(holder.stdout.readline())
     holder.kill()

@@ -11,8 +11,9 @@ from scalarize.data import Task
 from scalarize.data.features import MAX_ID, FeatureSchema, SequenceFeature
 from scalarize.models.registry import build_model, register_model
 
-SCHEMA = FeatureSchema(dense=("age",), categorical=("city", "device"), vocabularies=(5, 9),
-                       sequences=(SequenceFeature("history", 7, 3),))
+SCHEMA = FeatureSchema(
+    dense=("age",), categorical=("city", "device"), vocabularies=(5, 9), sequences=(SequenceFeature("history", 7, 3),)
+)
 
 
 def test_a_row_unpacks_into_dense_ids_and_sequences():

@@ -33,7 +33,10 @@ def _mlp_problem(num_tasks=3, unused=False):
         z = trunk(x)
         losses = torch.stack([((h(z) - i) ** 2).mean() for i, h in enumerate(heads)])
         return StepContext(
-            losses, features=z, shared_params=shared, task_params=[list(h.parameters()) for h in heads],
+            losses,
+            features=z,
+            shared_params=shared,
+            task_params=[list(h.parameters()) for h in heads],
             gradient_engine=engine,
         )
 
@@ -51,8 +54,11 @@ def _resnet_problem():
         features, outputs = model(x)
         losses = torch.stack([t.loss(outputs[t.name], train.targets[t.name][:8]) for t in bench.tasks])
         return StepContext(
-            losses, features=features, shared_params=model.shared_parameters(),
-            task_params=model.task_parameters(), gradient_engine=engine,
+            losses,
+            features=features,
+            shared_params=model.shared_parameters(),
+            task_params=model.task_parameters(),
+            gradient_engine=engine,
         )
 
     return context
@@ -88,8 +94,9 @@ def test_mdl_context_without_task_parameters():
     z = trunk(torch.randn(8, 3))
     losses = torch.stack([(z**2).mean(), ((z - 1) ** 2).mean()])
     jac = {
-        e: StepContext(losses, features=z, shared_params=list(trunk.parameters()), task_params=[],
-                       gradient_engine=e).shared_jacobian()
+        e: StepContext(
+            losses, features=z, shared_params=list(trunk.parameters()), task_params=[], gradient_engine=e
+        ).shared_jacobian()
         for e in ENGINES
     }
     torch.testing.assert_close(jac["batched"], jac["loop"])
@@ -134,20 +141,28 @@ def test_each_task_backward_starts_from_its_own_loss(form):
     trunk, heads, losses, calls = _counting_problem()
     z, parts = losses()
     vector = {"stack": torch.stack(parts), "list": parts, "other": torch.cat([p.reshape(1) for p in parts])}[form]
-    context = StepContext(vector, features=z, shared_params=list(trunk.parameters()),
-                          task_params=[list(h.parameters()) for h in heads], gradient_engine="loop")
+    context = StepContext(
+        vector,
+        features=z,
+        shared_params=list(trunk.parameters()),
+        task_params=[list(h.parameters()) for h in heads],
+        gradient_engine="loop",
+    )
     jacobian = context.shared_jacobian()
     assert calls == ([1, 1, 1, 1] if form != "other" else [4, 4, 4, 4])
     z, parts = losses()
-    reference = torch.stack([
-        torch.cat([g.reshape(-1) for g in torch.autograd.grad(p, list(trunk.parameters()), retain_graph=True)])
-        for p in parts
-    ])
+    reference = torch.stack(
+        [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(p, list(trunk.parameters()), retain_graph=True)])
+            for p in parts
+        ]
+    )
     torch.testing.assert_close(jacobian, reference)
 
 
 @pytest.mark.parametrize(
-    "name", ["pcgrad", "mgda", "cagrad", "graddrop", "nash_mtl", "upgrad", "gradnorm", "mgda_ub", "metabalance", "mtadam"]
+    "name",
+    ["pcgrad", "mgda", "cagrad", "graddrop", "nash_mtl", "upgrad", "gradnorm", "mgda_ub", "metabalance", "mtadam"],
 )
 def test_methods_make_the_same_update_with_either_engine(name):
     make = _mlp_problem()
@@ -168,9 +183,17 @@ def test_methods_make_the_same_update_with_either_engine(name):
 
 def _short_config(tmp_path, engine, method="pcgrad"):
     return TrainConfig(
-        name="e", benchmark={"name": "multimnist", "options": {"train_size": 300, "test_size": 100}},
-        model={"width": 0.25}, method={"name": method}, steps=6, eval_every=3, batch_size=32,
-        stl=False, device="cpu", gradient_engine=engine, output=str(tmp_path / engine),
+        name="e",
+        benchmark={"name": "multimnist", "options": {"train_size": 300, "test_size": 100}},
+        model={"width": 0.25},
+        method={"name": method},
+        steps=6,
+        eval_every=3,
+        batch_size=32,
+        stl=False,
+        device="cpu",
+        gradient_engine=engine,
+        output=str(tmp_path / engine),
     )
 
 

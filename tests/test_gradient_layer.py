@@ -9,8 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from scalarize.methods.gradients import ENGINES, GRADIENT_ENGINES, build_engine, resolve_gradient_engine
-from scalarize.methods.gradients import reduction, scale
+from scalarize.methods.gradients import (
+    ENGINES,
+    GRADIENT_ENGINES,
+    build_engine,
+    reduction,
+    resolve_gradient_engine,
+    scale,
+)
 from scalarize.methods.gradients.engine import TaskLosses, task_outputs
 from scalarize.methods.gradients.heads import catch_head_gradients, heads_backward
 
@@ -55,7 +61,7 @@ def test_every_engine_gives_autograds_task_gradients(name, form):
         expected = _reference([loss], [*shared, *own[i]])[0]
         for k in range(len(shared)):
             torch.testing.assert_close(rows[k][i], expected[k], rtol=1e-12, atol=1e-12)
-        for got, want in zip(task_grads[i], expected[len(shared):]):
+        for got, want in zip(task_grads[i], expected[len(shared) :]):
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 

@@ -35,8 +35,9 @@ def _step(split):
     z = x @ weight.T
     head_inputs = z.unsqueeze(0).expand(T, *z.shape) if split else None
     losses = torch.stack([(((head_inputs[i] if split else z) @ a - y[i]) ** 2).mean() for i, a in enumerate(heads)])
-    context = StepContext(losses, features=z, shared_params=[weight], task_params=[[a] for a in heads],
-                          head_inputs=head_inputs)
+    context = StepContext(
+        losses, features=z, shared_params=[weight], task_params=[[a] for a in heads], head_inputs=head_inputs
+    )
     # by hand: ∂L_i/∂Z = (2/B) (Z a_i - y_i) a_iᵀ
     zd = z.detach()
     jacobian = torch.stack([(2 / B) * torch.outer(zd @ a.detach() - y[i], a.detach()) for i, a in enumerate(heads)])

@@ -40,8 +40,14 @@ def _context(model, engine, split, x=None):
     else:
         features, outputs = model(x)
     losses = torch.stack([((out - i) ** 2).mean() for i, out in enumerate(outputs.values())])
-    return StepContext(losses, features=features, shared_params=model.shared_parameters(),
-                       task_params=model.task_parameters(), gradient_engine=engine, head_inputs=head_inputs)
+    return StepContext(
+        losses,
+        features=features,
+        shared_params=model.shared_parameters(),
+        task_params=model.task_parameters(),
+        gradient_engine=engine,
+        head_inputs=head_inputs,
+    )
 
 
 def test_forward_with_head_inputs_matches_forward():
@@ -115,8 +121,13 @@ def test_head_inputs_must_match_the_tasks():
     features, head_inputs, outputs = model.forward_with_head_inputs(torch.randn(4, 5))
     losses = torch.stack([o.mean() for o in outputs.values()])
     with pytest.raises(ValueError, match="head_inputs"):
-        StepContext(losses[:2], features=features, shared_params=model.shared_parameters(),
-                    task_params=model.task_parameters()[:2], head_inputs=head_inputs)
+        StepContext(
+            losses[:2],
+            features=features,
+            shared_params=model.shared_parameters(),
+            task_params=model.task_parameters()[:2],
+            head_inputs=head_inputs,
+        )
 
 
 @pytest.mark.parametrize("name", ["mgda_ub", "gradnorm", "pcgrad", "mgda", "cagrad", "imtl_g"])
@@ -137,7 +148,9 @@ def test_methods_make_the_same_update_with_head_inputs(name, engine):
 
 @pytest.mark.parametrize(("name", "needs_split"), [("pcgrad", True), ("mgda_ub", True), ("uw", False)])
 @pytest.mark.parametrize("benchmark_name", ["multimnist", "digits"])
-def test_the_trainer_passes_head_inputs_in_mtl_to_gradient_methods(tmp_path, monkeypatch, name, needs_split, benchmark_name):
+def test_the_trainer_passes_head_inputs_in_mtl_to_gradient_methods(
+    tmp_path, monkeypatch, name, needs_split, benchmark_name
+):
     seen = []
     original = StepContext.__init__
 
@@ -148,9 +161,17 @@ def test_the_trainer_passes_head_inputs_in_mtl_to_gradient_methods(tmp_path, mon
     monkeypatch.setattr(StepContext, "__init__", spy)
     options = {"train_size": 200, "test_size": 50} if benchmark_name == "multimnist" else {}
     bench = load_benchmark(benchmark_name, **options)
-    config = TrainConfig(name="h", benchmark={"name": benchmark_name, "options": options}, model={"width": 0.25},
-                         method={"name": name}, steps=2, batch_size=16, stl=False, device="cpu",
-                         output=str(tmp_path))
+    config = TrainConfig(
+        name="h",
+        benchmark={"name": benchmark_name, "options": options},
+        model={"width": 0.25},
+        method={"name": name},
+        steps=2,
+        batch_size=16,
+        stl=False,
+        device="cpu",
+        output=str(tmp_path),
+    )
     model = build_model("mlp", bench.input_shape, bench.tasks, 0.25, 1)
     Trainer(config, bench, model, build_method(name), progress=False).fit()
     assert seen and set(seen) == {needs_split and bench.setting == "mtl"}

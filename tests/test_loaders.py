@@ -180,7 +180,9 @@ def test_domainnet_bad_options_and_files_are_one_line_errors(tmp_path):
         load_benchmark("domainnet", root=str(tmp_path), domains=["clipart", "sketch"])
     listing = tmp_path / "clipart_train.txt"
     listing.write_text(listing.read_text()[:-20])  # cut inside the last line
-    with pytest.raises(BenchmarkError, match=r"clipart_train.txt: line 10: expected '<domain>/<class>/<file>.jpg <label>'"):
+    with pytest.raises(
+        BenchmarkError, match=r"clipart_train.txt: line 10: expected '<domain>/<class>/<file>.jpg <label>'"
+    ):
         load_benchmark("domainnet", root=str(tmp_path), domains=["clipart"])
     _domainnet(tmp_path, domains=("clipart",))
     next((tmp_path / "clipart" / "zebra").iterdir()).unlink()
@@ -280,10 +282,21 @@ def test_cifar_stl_missing_and_truncated_files_are_one_line_errors(tmp_path, mon
 
 def test_the_loaders_are_registered_with_their_options():
     assert benchmark_options("celeba") == {
-        "root": None, "attributes": None, "resize": 64, "max_per_split": 0, "seed": 0, "storage": "auto",
+        "root": None,
+        "attributes": None,
+        "resize": 64,
+        "max_per_split": 0,
+        "seed": 0,
+        "storage": "auto",
     }
     assert set(benchmark_options("domainnet")) == {
-        "root", "domains", "resize", "max_per_split", "val_fraction", "seed", "storage",
+        "root",
+        "domains",
+        "resize",
+        "max_per_split",
+        "val_fraction",
+        "seed",
+        "storage",
     }
     assert set(benchmark_options("cifar_stl")) == {"root", "resize", "max_per_split", "val_fraction", "seed", "storage"}
     with pytest.raises(BenchmarkError, match=r"benchmark.options.resize: expected an integer"):

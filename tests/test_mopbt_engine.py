@@ -19,8 +19,14 @@ NAMES = ["task0/mse", "task1/mse"]  # both lower is better
 
 def _config(path, **pbt):
     return PBTConfig(
-        name="mo", benchmark={"name": "synthetic_linear", "options": OPTIONS}, model={"family": "linear", "depth": 0},
-        optimizer={"lr": 0.05}, epochs=6, batch_size=100, stl=False, output=str(path),
+        name="mo",
+        benchmark={"name": "synthetic_linear", "options": OPTIONS},
+        model={"family": "linear", "depth": 0},
+        optimizer={"lr": 0.05},
+        epochs=6,
+        batch_size=100,
+        stl=False,
+        output=str(path),
         pbt={"population": 6, "interval": 1, "algorithm": "mo-pbt", "compare_uniform": False, **pbt},
     )
 
@@ -134,7 +140,8 @@ def test_the_ray_scheduler_takes_the_policys_decisions():
     for trial, values in zip(reversed(trials), objectives[::-1]):  # Tune's order does not matter
         fitness = DIVERGED_FITNESS if np.isnan(values).any() else -float(values.mean())
         scheduler._trial_state[trial] = SimpleNamespace(
-            last_result={"fitness": fitness, "objectives": values.tolist()}, last_train_time=3)
+            last_result={"fitness": fitness, "objectives": values.tolist()}, last_train_time=3
+        )
     lower, upper = scheduler._quantiles()
     hyper = [{"weights": w / w.sum(), "lr": 0.01} for w in weights]
     decisions = policy.decide(objectives, hyper, step=3)

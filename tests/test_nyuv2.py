@@ -69,13 +69,22 @@ def test_nyuv2_reads_the_layout(nyu_root):
     [
         (lambda r: (r / "train/depth/3.npy").unlink(), "train/depth/3.npy: missing (5 images in"),
         (lambda r: (r / "val/image/1.npy").unlink(), "val/image/1.npy: missing (the images are numbered 0..2)"),
-        (lambda r: (r / "train/normal/2.npy").write_bytes((r / "train/normal/2.npy").read_bytes()[:200]),
-         "train/normal/2.npy: truncated or not a .npy array"),
-        (lambda r: (r / "train/label/4.npy").write_text("not numpy"), "train/label/4.npy: truncated or not a .npy array"),
-        (lambda r: np.save(r / "train/depth/0.npy", np.zeros((H, W + 1, 1), np.float32)),
-         "train/depth/0.npy: shape (6, 9, 1), expected (6, 8, 1) like"),
-        (lambda r: np.save(r / "val/image/0.npy", np.zeros((3, H, W), np.float32)),
-         "val/image/0.npy: shape (3, 6, 8), expected H x W x 3 (channels last)"),
+        (
+            lambda r: (r / "train/normal/2.npy").write_bytes((r / "train/normal/2.npy").read_bytes()[:200]),
+            "train/normal/2.npy: truncated or not a .npy array",
+        ),
+        (
+            lambda r: (r / "train/label/4.npy").write_text("not numpy"),
+            "train/label/4.npy: truncated or not a .npy array",
+        ),
+        (
+            lambda r: np.save(r / "train/depth/0.npy", np.zeros((H, W + 1, 1), np.float32)),
+            "train/depth/0.npy: shape (6, 9, 1), expected (6, 8, 1) like",
+        ),
+        (
+            lambda r: np.save(r / "val/image/0.npy", np.zeros((3, H, W), np.float32)),
+            "val/image/0.npy: shape (3, 6, 8), expected H x W x 3 (channels last)",
+        ),
     ],
 )
 def test_nyuv2_bad_files_are_one_line(nyu_root, damage, expected):
@@ -125,5 +134,11 @@ def test_configs_quote_the_published_vectors():
 
     assert given("nyuv2-segnet.yaml") == NYUV2_STL
     assert given("cityscapes-segnet.yaml") == CITYSCAPES_STL
-    for name in ("qm9.yaml", "qm9-reduced.yaml", "qm9-compare.yaml", "qm9-reduced-compare.yaml", "qm9-reduced-sweep.yaml"):
+    for name in (
+        "qm9.yaml",
+        "qm9-reduced.yaml",
+        "qm9-compare.yaml",
+        "qm9-reduced-compare.yaml",
+        "qm9-reduced-sweep.yaml",
+    ):
         assert given(name) == {f"{t}/mae": v for t, v in QM9_STL.items()}

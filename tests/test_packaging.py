@@ -38,8 +38,22 @@ def test_the_package_is_typed_and_its_configs_are_the_repositorys():
 
 @pytest.mark.slow
 def test_the_wheel_ships_license_py_typed_and_configs(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = tmp_path.glob("scalarize-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "scalarize/py.typed" in names

@@ -54,9 +54,7 @@ def _quiet_vmap_fallback():
 # -- sizes -------------------------------------------------------------------------------------
 # Published totals (torchvision's ResNet-50/101, timm's resnet26 and vit_*_patch16_224) minus
 # their 1000-class classifier (in_features x 1000 + 1000).
-@pytest.mark.parametrize(
-    ("depth", "published_total"), [(26, 15_995_176), (50, 25_557_032), (101, 44_549_160)]
-)
+@pytest.mark.parametrize(("depth", "published_total"), [(26, 15_995_176), (50, 25_557_032), (101, 44_549_160)])
 def test_resnet_trunks_at_width_1_have_the_published_sizes(depth, published_total):
     with torch.device("meta"):
         trunk, size = resnet_bottleneck_trunk((3, 224, 224), width=1.0, depth=depth)
@@ -149,8 +147,12 @@ def test_batched_per_task_gradients_equal_the_loop(name):
         features, head_inputs, outputs = model.forward_with_head_inputs(inputs)
         losses = torch.stack([outputs[t.name].square().mean() for t in TASKS])
         context = StepContext(
-            losses, features=features, head_inputs=head_inputs, shared_params=model.shared_parameters(),
-            task_params=model.task_parameters(), gradient_engine=engine,
+            losses,
+            features=features,
+            head_inputs=head_inputs,
+            shared_params=model.shared_parameters(),
+            task_params=model.task_parameters(),
+            gradient_engine=engine,
         )
         jacobians.append(context.shared_jacobian())
     assert jacobians[0].abs().sum(1).min() > 0
@@ -193,12 +195,17 @@ def test_same_seed_same_model():
 @pytest.mark.parametrize(
     ("builder", "kwargs", "message"),
     [
-        (resnet_bottleneck_trunk, {"depth": 2},
-         r"resnet_bottleneck: depth must be 26, 50, 101, 152 or 12n\+2 \(14, 38, 62, ...\), got 2"),
-        (resnet_bottleneck_trunk, {"stem": "deep"},
-         "resnet_bottleneck: option stem must be one of auto, imagenet, cifar, got 'deep'"),
-        (resnet_bottleneck_trunk, {"patch_size": 4},
-         "resnet_bottleneck: unknown option 'patch_size'; allowed: stem"),
+        (
+            resnet_bottleneck_trunk,
+            {"depth": 2},
+            r"resnet_bottleneck: depth must be 26, 50, 101, 152 or 12n\+2 \(14, 38, 62, ...\), got 2",
+        ),
+        (
+            resnet_bottleneck_trunk,
+            {"stem": "deep"},
+            "resnet_bottleneck: option stem must be one of auto, imagenet, cifar, got 'deep'",
+        ),
+        (resnet_bottleneck_trunk, {"patch_size": 4}, "resnet_bottleneck: unknown option 'patch_size'; allowed: stem"),
         (vit_trunk, {"size": "l"}, "vit: option size must be one of ti, s, b, got 'l'"),
         (vit_trunk, {"patch_size": 5}, "vit: option patch_size 5 must divide the image size 16x16"),
         (vit_trunk, {"patch_size": "big"}, "vit: option patch_size must be 'auto' or a positive integer"),
@@ -236,10 +243,16 @@ def import_timm():
     ("ours", "timm_name", "timm_options"),
     [
         (lambda: resnet_bottleneck_trunk((3, 64, 64), 1.0, 26, stem="imagenet")[0], "resnet26", {}),
-        (lambda: vit_trunk((3, 32, 32), 0.5, 2, patch_size=8)[0], "vit_tiny_patch16_224",
-         {"depth": 2, "img_size": 32, "patch_size": 8}),
-        (lambda: vit_trunk((3, 32, 32), 0.5, 2, patch_size=8, pool="avg")[0], "vit_tiny_patch16_224",
-         {"depth": 2, "img_size": 32, "patch_size": 8, "global_pool": "avg"}),
+        (
+            lambda: vit_trunk((3, 32, 32), 0.5, 2, patch_size=8)[0],
+            "vit_tiny_patch16_224",
+            {"depth": 2, "img_size": 32, "patch_size": 8},
+        ),
+        (
+            lambda: vit_trunk((3, 32, 32), 0.5, 2, patch_size=8, pool="avg")[0],
+            "vit_tiny_patch16_224",
+            {"depth": 2, "img_size": 32, "patch_size": 8, "global_pool": "avg"},
+        ),
     ],
 )
 def test_timm_weights_load_and_give_the_same_features(ours, timm_name, timm_options):

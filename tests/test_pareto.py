@@ -28,10 +28,7 @@ def brute_force_mask(points: np.ndarray, maximize) -> np.ndarray:
     s = np.where(np.asarray(maximize), points, -points)  # larger is better
     n = len(points)
     return np.array(
-        [
-            not any(np.all(s[j] >= s[i]) and np.any(s[j] > s[i]) for j in range(n) if j != i)
-            for i in range(n)
-        ],
+        [not any(np.all(s[j] >= s[i]) and np.any(s[j] > s[i]) for j in range(n) if j != i) for i in range(n)],
         dtype=bool,
     )
 
@@ -90,18 +87,14 @@ class TestFront:
     @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
     def test_against_brute_force_random(self, k):
         rng = np.random.default_rng(k)
-        for trial in range(20):
+        for _ in range(20):
             n = int(rng.integers(1, 40))
             # small integer grid → many ties and duplicates
             pts = rng.integers(0, 4, size=(n, k)).astype(float)
             maximize = rng.random(k) < 0.5
-            np.testing.assert_array_equal(
-                non_dominated_mask(pts, maximize), brute_force_mask(pts, maximize)
-            )
+            np.testing.assert_array_equal(non_dominated_mask(pts, maximize), brute_force_mask(pts, maximize))
             cont = rng.random((n, k))
-            np.testing.assert_array_equal(
-                non_dominated_mask(cont, maximize), brute_force_mask(cont, maximize)
-            )
+            np.testing.assert_array_equal(non_dominated_mask(cont, maximize), brute_force_mask(cont, maximize))
 
     def test_dominates(self):
         assert dominates([0.9, 0.1], [0.8, 0.1], [True, False])
@@ -364,8 +357,20 @@ def test_the_front_plot_zooms_on_the_knee_only_when_extremes_squash_it():
 
     from scalarize.report.sweep import _knee
 
-    points = np.array([[0.1, 0.83], [0.54, 0.83], [0.81, 0.829], [0.83, 0.823], [0.84, 0.818],
-                       [0.85, 0.79], [0.855, 0.75], [0.86, 0.69], [0.86, 0.48], [0.86, 0.10]])
+    points = np.array(
+        [
+            [0.1, 0.83],
+            [0.54, 0.83],
+            [0.81, 0.829],
+            [0.83, 0.823],
+            [0.84, 0.818],
+            [0.85, 0.79],
+            [0.855, 0.75],
+            [0.86, 0.69],
+            [0.86, 0.48],
+            [0.86, 0.10],
+        ]
+    )
     valid = np.ones(len(points), dtype=bool)
     (x_low, x_high), (y_low, y_high) = _knee(points, [True, True], valid, stl=np.array([0.865, 0.835]))
     assert 0.54 < x_low < 0.83 and x_high > 0.865 and 0.48 < y_low < 0.75 and y_high > 0.835

@@ -23,9 +23,7 @@ from scalarize.pareto import (
 )
 
 TT = [True, True]
-ALLOWED_RULES = (
-    "'max_mean', MaxMean(), WeightedPreference(weights), AtLeast(index, value), AtMost(index, value)"
-)
+ALLOWED_RULES = "'max_mean', MaxMean(), WeightedPreference(weights), AtLeast(index, value), AtMost(index, value)"
 
 ERRORS = [
     (lambda: delta_m([1, 2], [1, np.nan], TT), "stl values must be finite (found NaN or inf)"),

@@ -104,8 +104,7 @@ def test_hypervolume_of_the_front_is_the_hypervolume_of_the_set(case):
     front = points[pareto_front(points, maximize)]
     assert np.isclose(hypervolume(front, reference, maximize), whole)
     assert np.isclose(
-        hypervolume(to_minimization(points, maximize), to_minimization(reference, maximize),
-                    [False] * len(maximize)),
+        hypervolume(to_minimization(points, maximize), to_minimization(reference, maximize), [False] * len(maximize)),
         whole,
     )
 

@@ -6,11 +6,11 @@ import torch
 
 from scalarize.cli.main import main
 from scalarize.data import load_benchmark
+from scalarize.experiments.pbt import PBTConfig, run_pbt
+from scalarize.experiments.replay import root_member
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.population import Member, StackedPopulation
-from scalarize.experiments.pbt import PBTConfig, run_pbt
-from scalarize.experiments.replay import root_member
 from scalarize.store import Store
 from scalarize.train import TrainConfig, Trainer
 
@@ -18,16 +18,26 @@ SMALL = {"name": "multimnist", "options": {"train_size": 400, "test_size": 100}}
 
 
 def _config(tmp_path, **pbt):
-    return PBTConfig(name="p", benchmark=SMALL, model={"width": 0.25}, epochs=4, batch_size=50,
-                     optimizer={"lr": 0.003}, stl=False, output=str(tmp_path),
-                     pbt={"population": 4, "interval": 1, "compare_uniform": False, **pbt})
+    return PBTConfig(
+        name="p",
+        benchmark=SMALL,
+        model={"width": 0.25},
+        epochs=4,
+        batch_size=50,
+        optimizer={"lr": 0.003},
+        stl=False,
+        output=str(tmp_path),
+        pbt={"population": 4, "interval": 1, "compare_uniform": False, **pbt},
+    )
 
 
 def test_exploit_copies_parameters_optimizer_state_and_weights():
     bench = load_benchmark("multimnist", train_size=400, test_size=100)
     base = TrainConfig(benchmark=SMALL, model={"width": 0.25}, epochs=1, batch_size=50)
-    members = [Member(f"m{i}", base.model_copy(update={"seed": i, "method": base.method.model_copy(update={"weights": w})}))
-               for i, w in enumerate([[0.1, 0.9], [0.8, 0.2]])]
+    members = [
+        Member(f"m{i}", base.model_copy(update={"seed": i, "method": base.method.model_copy(update={"weights": w})}))
+        for i, w in enumerate([[0.1, 0.9], [0.8, 0.2]])
+    ]
     population = StackedPopulation(members, bench, progress=False)
     population.run_until(3)
     population.copy_member(1, 0)
@@ -108,11 +118,20 @@ def test_pbt_finds_the_best_fixed_weights_of_the_linear_problem(tmp_path):
     options = {"num_tasks": 2, "relatedness": 0.0, "noise": 0.5}
     preference = [0.9, 0.1]
     config = PBTConfig(
-        name="lin", benchmark={"name": "synthetic_linear", "options": options},
-        model={"family": "linear", "depth": 0}, optimizer={"lr": 0.05}, epochs=20, batch_size=200,
-        stl=False, output=str(tmp_path),
-        pbt={"population": 8, "interval": 2, "fitness": {"name": "weighted", "preference": preference},
-             "compare_uniform": False},
+        name="lin",
+        benchmark={"name": "synthetic_linear", "options": options},
+        model={"family": "linear", "depth": 0},
+        optimizer={"lr": 0.05},
+        epochs=20,
+        batch_size=200,
+        stl=False,
+        output=str(tmp_path),
+        pbt={
+            "population": 8,
+            "interval": 2,
+            "fitness": {"name": "weighted", "preference": preference},
+            "compare_uniform": False,
+        },
     )
     result = run_pbt(config, progress=False)
     problem = load_benchmark("synthetic_linear", **options).extras["problem"]
@@ -170,7 +189,9 @@ def test_the_lr_weighted_weights_discount_late_weights():
     from scalarize.experiments.pbt import lr_weighted_weights
 
     schedule = [(0, [0.3, 0.7]), (8, [0.9, 0.1])]
-    assert lr_weighted_weights(schedule, lambda t: 1.0, 10) == pytest.approx([0.3 * 0.8 + 0.9 * 0.2, 0.7 * 0.8 + 0.1 * 0.2])
+    assert lr_weighted_weights(schedule, lambda t: 1.0, 10) == pytest.approx(
+        [0.3 * 0.8 + 0.9 * 0.2, 0.7 * 0.8 + 0.1 * 0.2]
+    )
     decaying = lambda t: 1.0 if t < 8 else 0.0  # noqa: E731 - the learning rate is 0 once the weights change
     assert lr_weighted_weights(schedule, decaying, 10) == pytest.approx([0.3, 0.7])
     assert lr_weighted_weights([(0, [0.5, 0.5])], lambda t: 0.0, 4) == [0.5, 0.5]

@@ -30,9 +30,7 @@ from scalarize.search import (
 def hyper(n: int, k: int = 3, lr: float | None = 0.1, seed: int = 0) -> list[dict]:
     """``n`` members with distinct Dirichlet weights and lrs ``lr * (m + 1)``."""
     w = np.random.default_rng(seed).dirichlet(np.ones(k), size=n)
-    return [
-        {"weights": w[m], **({} if lr is None else {"lr": lr * (m + 1)})} for m in range(n)
-    ]
+    return [{"weights": w[m], **({} if lr is None else {"lr": lr * (m + 1)})} for m in range(n)]
 
 
 def exploited(decisions: list[Decision]) -> list[int]:
@@ -333,7 +331,10 @@ class TestExplore:
 
     def test_lr_clipped_to_bounds(self):
         policy = PBTPolicy(
-            interval=1, resample_probability=0.0, explore_lr=True, lr_bounds=(0.01, 0.1),
+            interval=1,
+            resample_probability=0.0,
+            explore_lr=True,
+            lr_bounds=(0.01, 0.1),
             factors=(2.0,),
         )
         rng = np.random.default_rng(7)
@@ -342,9 +343,7 @@ class TestExplore:
         assert low.explore([1.0], 0.011, rng)[1] == 0.01
 
     def test_lr_resampled_log_uniformly_within_bounds(self):
-        policy = PBTPolicy(
-            interval=1, resample_probability=1.0, explore_lr=True, lr_bounds=(1e-4, 1.0)
-        )
+        policy = PBTPolicy(interval=1, resample_probability=1.0, explore_lr=True, lr_bounds=(1e-4, 1.0))
         rng = np.random.default_rng(8)
         trials = 2000
         lrs = np.array([policy.explore([1.0], 0.5, rng)[1] for _ in range(trials)])
@@ -527,9 +526,7 @@ class TestLineage:
     def test_rows_are_plain(self):
         ds = PBTPolicy(interval=1).decide([0.2, 0.1, 0.9, 0.5], hyper(4), 1)
         rows = lineage_rows(ds, time=4)
-        assert [(r.time, r.member, r.source) for r in rows] == [
-            (4, d.member, d.source) for d in ds
-        ]
+        assert [(r.time, r.member, r.source) for r in rows] == [(4, d.member, d.source) for d in ds]
         assert all(isinstance(x, float) for r in rows for x in r.weights)
         json.dumps([r.as_dict() for r in rows])
         start = initial_rows(hyper(4))

@@ -14,9 +14,15 @@ from scalarize.population import Member, StackedPopulation
 from scalarize.train import TrainConfig, Trainer
 from scalarize.train.optim import clip_gradients, lr_factor
 
-SETTINGS = {"steps": 6, "eval_every": 3, "batch_size": 16, "device": "cpu", "stl": False,
-            "benchmark": {"name": "synthetic", "options": {"num_tasks": 3, "train_size": 64, "val_size": 16, "test_size": 16}},
-            "model": {"width": 0.25, "depth": 1}}
+SETTINGS = {
+    "steps": 6,
+    "eval_every": 3,
+    "batch_size": 16,
+    "device": "cpu",
+    "stl": False,
+    "benchmark": {"name": "synthetic", "options": {"num_tasks": 3, "train_size": 64, "val_size": 16, "test_size": 16}},
+    "model": {"width": 0.25, "depth": 1},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +46,9 @@ def test_clipping_scales_to_the_norm_and_leaves_small_gradients(one_thread):
     a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
     a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([4.0])  # norm 5
     clip_gradients([a, b], 1.0)
-    assert torch.allclose(a.grad, torch.tensor([0.6, 0.0]), atol=1e-6) and torch.allclose(b.grad, torch.tensor([0.8]), atol=1e-6)
+    assert torch.allclose(a.grad, torch.tensor([0.6, 0.0]), atol=1e-6) and torch.allclose(
+        b.grad, torch.tensor([0.8]), atol=1e-6
+    )
     clip_gradients([a, b], 10.0)
     assert torch.allclose(b.grad, torch.tensor([0.8]), atol=1e-6)  # below the norm: unchanged
     clip_gradients([a, b], None)  # off
@@ -61,8 +69,14 @@ def test_a_clipped_sgd_step_moves_the_model_by_exactly_the_norm(bench, one_threa
     assert moved == pytest.approx(1e-3, rel=1e-4)
 
 
-@pytest.mark.parametrize("update", [{"optimizer": {"max_grad_norm": 0.05}}, {"schedule": {"warmup_steps": 4}},
-                                    {"optimizer": {"max_grad_norm": 0.05}, "schedule": {"warmup_steps": 4}}])
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"optimizer": {"max_grad_norm": 0.05}},
+        {"schedule": {"warmup_steps": 4}},
+        {"optimizer": {"max_grad_norm": 0.05}, "schedule": {"warmup_steps": 4}},
+    ],
+)
 def test_each_stacked_member_clips_and_warms_up_as_its_own_trainer(bench, one_thread, update):
     configs = [_config(seed=s, **update) for s in (0, 1)]
     population = StackedPopulation([Member(f"m{s}", c) for s, c in enumerate(configs)], bench, progress=False)
@@ -120,7 +134,7 @@ def test_early_stopping_ends_the_run_stopped_at_its_best_and_a_rerun_does_not_tr
     )
     assert main(["train", str(config), f"output={tmp_path / 'out'}", "-q"]) == 0
     with sqlite3.connect(tmp_path / "out" / "scalarize.db") as db:
-        (status, step), = db.execute("SELECT status, step FROM runs").fetchall()
+        ((status, step),) = db.execute("SELECT status, step FROM runs").fetchall()
     assert status == "stopped" and step == 6  # evaluations at 2 (best), 4, 6: two without improvement
     assert main(["train", str(config), f"output={tmp_path / 'out'}", "-q"]) == 0
     with sqlite3.connect(tmp_path / "out" / "scalarize.db") as db:

@@ -6,10 +6,10 @@ import torch
 from scalarize.cli.main import main
 from scalarize.data import load_benchmark
 from scalarize.data.benchmark import Benchmark, Split
+from scalarize.experiments.sweep import SweepConfig, build_members, run_sweep
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.population import Member, StackedPopulation, choose_engine, train_members
-from scalarize.experiments.sweep import SweepConfig, build_members, run_sweep
 from scalarize.store import Store
 from scalarize.train import TrainConfig, Trainer
 
@@ -17,11 +17,20 @@ SMALL = {"name": "multimnist", "options": {"train_size": 400, "test_size": 100}}
 
 
 def _members(benchmark=SMALL, weights=((0.2, 0.8), (0.5, 0.5), (0.9, 0.1)), **kw):
-    settings = dict(benchmark=benchmark, model={"width": 0.25}, epochs=2, batch_size=50, stl=False,
-                    schedule={"name": "cosine"}, optimizer={"lr": 0.003})
+    settings = dict(
+        benchmark=benchmark,
+        model={"width": 0.25},
+        epochs=2,
+        batch_size=50,
+        stl=False,
+        schedule={"name": "cosine"},
+        optimizer={"lr": 0.003},
+    )
     base = TrainConfig(**{**settings, **kw})
     return [
-        Member(f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": list(w)}), "seed": i}))
+        Member(
+            f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": list(w)}), "seed": i})
+        )
         for i, w in enumerate(weights)
     ]
 
@@ -75,8 +84,9 @@ def test_a_non_finite_gradient_skips_that_members_step_only(tmp_path):
             store.start_run(m.name, "member", {}, "x")
         population = StackedPopulation(members, bench, store=store, progress=False)
         first = next(iter(population.params.values()))
-        first.register_hook(lambda g: g.index_fill(0, torch.tensor([1], device=g.device), float("nan"))
-                           if population.step == 2 else g)
+        first.register_hook(
+            lambda g: g.index_fill(0, torch.tensor([1], device=g.device), float("nan")) if population.step == 2 else g
+        )
         population.run_until(2)
         before = [t[1].clone() for t in population._member_slices()]
         population.train_step()
@@ -102,8 +112,10 @@ def float64():
 
 
 def _in_float64(bench: Benchmark) -> Benchmark:
-    domains = {d: {s: Split(split.inputs.double(), split.targets) for s, split in splits.items()}
-               for d, splits in bench.domains.items()}
+    domains = {
+        d: {s: Split(split.inputs.double(), split.targets) for s, split in splits.items()}
+        for d, splits in bench.domains.items()
+    }
     return Benchmark(bench.name, bench.setting, bench.tasks, domains)
 
 
@@ -116,8 +128,13 @@ def test_batch_norm_members_stack_and_match_independent_runs(float64):
     gradient is near 0 (its first step is lr * sign(g)), by how much depends on the CPU's kernels
     and thread count (5e-4 after 6 steps on one 2-core machine). In float64 the same rounding is
     1e-16 and stays far below the tolerance on every machine."""
-    members = _members(model={"family": "resnet", "width": 0.25, "depth": 1}, weights=((0.3, 0.7), (0.8, 0.2)),
-                       steps=6, eval_every=3, device="cpu")  # on a GPU, TF32 convolutions differ far more
+    members = _members(
+        model={"family": "resnet", "width": 0.25, "depth": 1},
+        weights=((0.3, 0.7), (0.8, 0.2)),
+        steps=6,
+        eval_every=3,
+        device="cpu",
+    )  # on a GPU, TF32 convolutions differ far more
     bench = _in_float64(load_benchmark("multimnist", train_size=400, test_size=100))
     assert choose_engine(members, bench, "vectorized") == ("vectorized", "chosen by flag")
     population = StackedPopulation(members, bench, progress=False)
@@ -139,7 +156,6 @@ def test_interrupted_chunk_resumes_to_the_same_numbers(tmp_path, interrupt_at_ch
     members = _members(epochs=3)
     for m in members:
         object.__setattr__(m, "config", m.config.model_copy(update={"output": str(tmp_path / "a")}))
-    bench = load_benchmark("multimnist", train_size=400, test_size=100)
     with Store(tmp_path / "ref") as store:
         reference = train_members(members, store, engine="vectorized", progress=False)
 
@@ -171,7 +187,9 @@ def test_the_sweep_table_has_a_column_per_factor():
     config = SweepConfig(name="s", sweep={"step": 1.0, "factors": {"optimizer.lr": [0.1, 0.01], "model.depth": [1, 3]}})
     members = build_members(config, 2)
     results = {
-        m.name: RunResult(m.name, "completed", ["a", "b"], 0, 1, {}, {"a/accuracy": 0.5 + i / 100, "b/accuracy": 0.5 - i / 100}, 1)
+        m.name: RunResult(
+            m.name, "completed", ["a", "b"], 0, 1, {}, {"a/accuracy": 0.5 + i / 100, "b/accuracy": 0.5 - i / 100}, 1
+        )
         for i, m in enumerate(members)
     }
     result = SweepResult(config, members, results, primary=[("a/accuracy", True), ("b/accuracy", True)])

@@ -6,7 +6,6 @@ import torch
 
 from scalarize.data import load_benchmark
 from scalarize.methods import available_methods, build_method
-from scalarize.methods.context import StepContext
 from scalarize.methods.registry import method_class
 from scalarize.models import build_model
 from scalarize.train import TrainConfig, Trainer
@@ -114,10 +113,16 @@ def test_a_stacked_population_trains_under_mixed_precision(bench, precision, one
     from scalarize.population import StackedPopulation
     from scalarize.train import RunSpec
 
-    base = TrainConfig(model={"width": 0.05, "depth": 1}, steps=3, eval_every=3, batch_size=20, device="cpu",
-                       precision=precision)
-    members = [RunSpec(f"m{i}", base.model_copy(update={
-        "seed": i, "method": base.method.model_copy(update={"weights": [i + 1.0, 1.0]})})) for i in range(2)]
+    base = TrainConfig(
+        model={"width": 0.05, "depth": 1}, steps=3, eval_every=3, batch_size=20, device="cpu", precision=precision
+    )
+    members = [
+        RunSpec(
+            f"m{i}",
+            base.model_copy(update={"seed": i, "method": base.method.model_copy(update={"weights": [i + 1.0, 1.0]})}),
+        )
+        for i in range(2)
+    ]
     results = StackedPopulation(members, bench, progress=False).fit()
     assert [r.status for r in results] == ["completed", "completed"]
     assert all(r.skipped_steps == 0 for r in results)

@@ -14,8 +14,15 @@ from scalarize.population import Member, StackedPopulation
 from scalarize.train import TrainConfig, Trainer
 
 OPTIONS = {"train_size": 60, "test_size": 30}
-SETTINGS = {"benchmark": {"name": "multimnist", "options": OPTIONS}, "model": {"width": 0.05, "depth": 1},
-            "steps": 4, "eval_every": 2, "batch_size": 30, "stl": False, "device": "cpu"}
+SETTINGS = {
+    "benchmark": {"name": "multimnist", "options": OPTIONS},
+    "model": {"width": 0.05, "depth": 1},
+    "steps": 4,
+    "eval_every": 2,
+    "batch_size": 30,
+    "stl": False,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +83,7 @@ def test_each_bar_counts_every_step(bench, monkeypatch):
     bars = Bars(monkeypatch, loop)
     _trainer(bench, True).fit()
     base = TrainConfig(**SETTINGS)
-    StackedPopulation([Member(f"m{i}", base.model_copy(update={"seed": i})) for i in range(2)], bench,
-                      progress=True, label="stacked").fit()
+    StackedPopulation(
+        [Member(f"m{i}", base.model_copy(update={"seed": i})) for i in range(2)], bench, progress=True, label="stacked"
+    ).fit()
     assert [(bar.desc, bar.n, bar.total) for bar in bars.made] == [("barred", 4, 4), ("stacked", 4, 4)]

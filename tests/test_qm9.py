@@ -13,7 +13,13 @@ from scalarize.cli.main import main
 from scalarize.data import BenchmarkError, load_benchmark
 from scalarize.data.loaders import qm9 as qm9_module
 from scalarize.data.loaders.qm9 import (
-    HARTREE_EV, MOLECULES, PUBLISHED_SINGLE_TASK, TARGETS, collate_molecules, complete_edges, qm9pack_files,
+    HARTREE_EV,
+    MOLECULES,
+    PUBLISHED_SINGLE_TASK,
+    TARGETS,
+    collate_molecules,
+    complete_edges,
+    qm9pack_files,
     read_molecules,
 )
 from scalarize.models import build_model
@@ -61,8 +67,10 @@ def test_graph_features_from_the_geometry(head_files):
     offsets = np.concatenate([[0], np.cumsum(arrays["counts"])])
 
     def molecule(i):
-        return qm9_module.Molecule(torch.as_tensor(arrays["z"][offsets[i]:offsets[i + 1]].astype(np.int64)),
-                                   torch.as_tensor(arrays["pos"][offsets[i]:offsets[i + 1]]))
+        return qm9_module.Molecule(
+            torch.as_tensor(arrays["z"][offsets[i] : offsets[i + 1]].astype(np.int64)),
+            torch.as_tensor(arrays["pos"][offsets[i] : offsets[i + 1]]),
+        )
 
     batch = collate_molecules([molecule(0), molecule(3), molecule(5)])  # CH4, HC≡CH, H2C=O
     assert batch.x.shape == (13, 11) and batch.edge_attr.shape == (5 * 4 + 4 * 3 + 4 * 3, 5)
@@ -133,17 +141,35 @@ def test_mpnn_shapes_and_parameters(head_files, one_thread):
 
 def test_train_and_sweep_on_graphs(head_files, tmp_path, capsys, one_thread):
     config = tmp_path / "qm9.yaml"
-    config.write_text("name: q\nbenchmark: {name: qm9, options: {targets: [mu, homo, U0], test_size: 5, val_size: 5}}\n"
-                      "model: {family: mpnn, width: 0.25, depth: 2}\nmethod: {name: mgda_ub}\nbatch_size: 8\n"
-                      "steps: 3\nstl: false\ndevice: cpu\n"
-                      "single_task: {mu/mae: 0.0671, homo/mae: 60.576, U0/mae: 58.838}\n")
+    config.write_text(
+        "name: q\nbenchmark: {name: qm9, options: {targets: [mu, homo, U0], test_size: 5, val_size: 5}}\n"
+        "model: {family: mpnn, width: 0.25, depth: 2}\nmethod: {name: mgda_ub}\nbatch_size: 8\n"
+        "steps: 3\nstl: false\ndevice: cpu\n"
+        "single_task: {mu/mae: 0.0671, homo/mae: 60.576, U0/mae: 58.838}\n"
+    )
     assert main(["train", str(config), f"output={tmp_path / 't'}", "-q"]) == 0
     printed = capsys.readouterr().out
     assert "U0/mae (test)" in printed and "Δm %" in printed
     row = next(line for line in printed.splitlines() if line.startswith("q "))
     assert float(row.split()[-1]) < 0  # far from the published single-task MAEs after 3 steps
-    assert main(["sweep", str(config), "method.name=scalarization", f"output={tmp_path / 's'}",
-                 "sweep={design: list, weights: [[1, 1, 2], [2, 1, 1]]}", "-q"]) == 0
-    assert "engine: loop for 2 run(s) (inputs that are not tensors (e.g. graphs) cannot be stacked)" in capsys.readouterr().out
-    code = main(["pbt", str(config), "method.name=scalarization", "pbt={population: 2}", f"output={tmp_path / 'p'}", "-q"])
+    assert (
+        main(
+            [
+                "sweep",
+                str(config),
+                "method.name=scalarization",
+                f"output={tmp_path / 's'}",
+                "sweep={design: list, weights: [[1, 1, 2], [2, 1, 1]]}",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        "engine: loop for 2 run(s) (inputs that are not tensors (e.g. graphs) cannot be stacked)"
+        in capsys.readouterr().out
+    )
+    code = main(
+        ["pbt", str(config), "method.name=scalarization", "pbt={population: 2}", f"output={tmp_path / 'p'}", "-q"]
+    )
     assert code == 2 and "use --backend ray (one trial per member)" in capsys.readouterr().err

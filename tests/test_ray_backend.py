@@ -22,7 +22,12 @@ def local_ray():
 @pytest.mark.slow
 def test_pbt_on_ray_with_a_population_of_4(tmp_path):
     config = PBTConfig(
-        name="rp", benchmark=SMALL, model={"width": 0.25}, epochs=3, batch_size=50, output=str(tmp_path),
+        name="rp",
+        benchmark=SMALL,
+        model={"width": 0.25},
+        epochs=3,
+        batch_size=50,
+        output=str(tmp_path),
         pbt={"population": 4, "interval": 1, "backend": "ray", "compare_uniform": False},
     )
     result = run_pbt(config, progress=False)
@@ -43,8 +48,14 @@ def test_pbt_on_ray_with_a_population_of_4(tmp_path):
 @pytest.mark.slow
 def test_sweep_on_ray_fills_the_same_store(tmp_path):
     config = SweepConfig(
-        name="rs", benchmark=SMALL, model={"width": 0.25}, epochs=1, batch_size=50, stl=False,
-        output=str(tmp_path), sweep={"step": 0.5, "backend": "ray"},
+        name="rs",
+        benchmark=SMALL,
+        model={"width": 0.25},
+        epochs=1,
+        batch_size=50,
+        stl=False,
+        output=str(tmp_path),
+        sweep={"step": 0.5, "backend": "ray"},
     )
     result = run_sweep(config, progress=False)
     assert [r.status for r in result.results.values()] == ["completed"] * 3
@@ -62,10 +73,22 @@ def test_mo_pbt_on_ray_with_a_population_of_4_gives_a_front(tmp_path):
 
     options = {"num_tasks": 2, "relatedness": 0.0, "train_size": 400, "val_size": 200, "test_size": 200}
     config = PBTConfig(
-        name="rmo", benchmark={"name": "synthetic_linear", "options": options}, model={"family": "linear", "depth": 0},
-        optimizer={"lr": 0.05}, epochs=4, batch_size=100, stl=False, output=str(tmp_path),
-        pbt={"population": 4, "interval": 1, "backend": "ray", "algorithm": "mo-pbt", "diversity": "crowding",
-             "compare_uniform": False},
+        name="rmo",
+        benchmark={"name": "synthetic_linear", "options": options},
+        model={"family": "linear", "depth": 0},
+        optimizer={"lr": 0.05},
+        epochs=4,
+        batch_size=100,
+        stl=False,
+        output=str(tmp_path),
+        pbt={
+            "population": 4,
+            "interval": 1,
+            "backend": "ray",
+            "algorithm": "mo-pbt",
+            "diversity": "crowding",
+            "compare_uniform": False,
+        },
     )
     result = run_pbt(config, progress=False)
     with Store(tmp_path) as store:
@@ -107,9 +130,14 @@ def _check_the_policy_decided(config, result, lineage, directory):
 @pytest.mark.slow
 def test_adaptive_sweep_on_ray_trains_each_batch_as_a_grid(tmp_path):
     config = SweepConfig(
-        name="ra", benchmark=SMALL, model={"width": 0.25}, epochs=1, batch_size=50, stl=False,
-        output=str(tmp_path), sweep={"design": "adaptive", "backend": "ray",
-                                     "adaptive": {"initial": 3, "batch": 1, "batches": 1}},
+        name="ra",
+        benchmark=SMALL,
+        model={"width": 0.25},
+        epochs=1,
+        batch_size=50,
+        stl=False,
+        output=str(tmp_path),
+        sweep={"design": "adaptive", "backend": "ray", "adaptive": {"initial": 3, "batch": 1, "batches": 1}},
     )
     result = run_sweep(config, progress=False)
     assert [r.status for r in result.results.values()] == ["completed"] * 4

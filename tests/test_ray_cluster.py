@@ -35,8 +35,14 @@ def _run_scenario(output: Path, facts: Path, when: str, seconds: float) -> dict:
     Returns the facts the scenario wrote."""
     source = str(Path(__file__).parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, str(SCENARIO), str(output), str(facts), when], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(SCENARIO), str(output), str(facts), when],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         log, _ = process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -95,15 +101,19 @@ def test_a_dead_actor_reported_again_for_a_requeued_trial_is_ignored(monkeypatch
     from scalarize.backends.ray import ignore_stale_trial_failures
 
     processed = []
-    monkeypatch.setattr(TuneController, "_process_trial_failure",
-                        lambda self, trial, exception: processed.append((names[trial.trial_id], type(exception))))
+    monkeypatch.setattr(
+        TuneController,
+        "_process_trial_failure",
+        lambda self, trial, exception: processed.append((names[trial.trial_id], type(exception))),
+    )
     ignore_stale_trial_failures()
     ignore_stale_trial_failures()  # idempotent: wrapped once
     requeued, starting, running = (Trial("trainable", stub=True) for _ in range(3))
     names = {requeued.trial_id: "requeued", starting.trial_id: "starting", running.trial_id: "running"}
     running.status = Trial.RUNNING  # the others are PENDING, as new trials are
-    controller = SimpleNamespace(_trial_to_actor={starting: object(), running: object()},
-                                 _resetting_trials={requeued, starting})  # waiting for a reset
+    controller = SimpleNamespace(
+        _trial_to_actor={starting: object(), running: object()}, _resetting_trials={requeued, starting}
+    )  # waiting for a reset
     for trial in (requeued, starting, running):
         TuneController._process_trial_failure(controller, trial, RayActorError())
     TuneController._process_trial_failure(controller, requeued, TuneError("a scheduler failed"))

@@ -21,8 +21,10 @@ from scalarize.cli.experiments import pbt_and_report  # noqa: E402
 from scalarize.experiments.pbt import PBTConfig, run_pbt  # noqa: E402
 from scalarize.store import Store  # noqa: E402
 
-TINY = {"name": "synthetic", "options": {"num_tasks": 2, "input_dim": 8, "output_dim": 2, "train_size": 400,
-                                          "val_size": 100, "test_size": 100}}
+TINY = {
+    "name": "synthetic",
+    "options": {"num_tasks": 2, "input_dim": 8, "output_dim": 2, "train_size": 400, "val_size": 100, "test_size": 100},
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,7 +36,12 @@ def local_ray():
 
 def _config(output: Path, name: str = "rk", epochs: int = 3) -> PBTConfig:
     return PBTConfig(
-        name=name, benchmark=TINY, model={"width": 0.25}, epochs=epochs, batch_size=50, output=str(output),
+        name=name,
+        benchmark=TINY,
+        model={"width": 0.25},
+        epochs=epochs,
+        batch_size=50,
+        output=str(output),
         pbt={"population": 3, "interval": 1, "backend": "ray", "compare_uniform": False, "seed": 3},
     )
 
@@ -42,8 +49,9 @@ def _config(output: Path, name: str = "rk", epochs: int = 3) -> PBTConfig:
 def _tables(directory: Path, name: str) -> tuple[list, dict]:
     """The store's lineage (without wall times) and every member's weights table."""
     with Store(directory) as store:
-        lineage = [{k: row[k] for k in ("time", "step", "member", "source", "weights", "lr")}
-                   for row in store.lineage(name)]
+        lineage = [
+            {k: row[k] for k in ("time", "step", "member", "source", "weights", "lr")} for row in store.lineage(name)
+        ]
         weights = {run["name"]: store.weights(run["name"]) for run in store.runs()}
     return lineage, weights
 

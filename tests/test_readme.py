@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # In this order: the README's example writes experiments/readme-example, which the quick start's
 # "Using a trained model" loads.
-DOCUMENTS = ["README.md", "docs/quickstart.md", "docs/own-model.md", "docs/methods.md"]
+DOCUMENTS = ["README.md", "docs/quickstart.md", "docs/own-model.md", "docs/methods.md", "docs/lightning.md"]
 
 
 def python_blocks(document: str) -> list[str]:

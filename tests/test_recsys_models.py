@@ -21,8 +21,12 @@ from scalarize.models.esmm import ctcvr_logit
 from scalarize.population import Member, StackedPopulation
 from scalarize.train import TrainConfig, Trainer
 
-SCHEMA = FeatureSchema(dense=("age", "income"), categorical=("city", "device"), vocabularies=(6, 4),
-                       sequences=(SequenceFeature("history", 9, 3),))
+SCHEMA = FeatureSchema(
+    dense=("age", "income"),
+    categorical=("city", "device"),
+    vocabularies=(6, 4),
+    sequences=(SequenceFeature("history", 9, 3),),
+)
 TASKS = [Task("click", "binary", 1), Task("buy", "binary", 1), Task("like", "binary", 1)]
 FAMILIES = {  # family: (tasks, small options)
     "shared_bottom": (TASKS, {"bottom": [16], "tower": [8]}),
@@ -162,8 +166,9 @@ def test_the_smooth_step_and_a_dselect_k_selector_at_known_points():
         gate.logits.z.copy_(torch.tensor([[0.25, -0.5], [1.0, 1.0]]))  # selector 2 picks expert 3 alone
         gate.logits.alpha.copy_(torch.tensor([math.log(3.0), 0.0]))  # selectors weighted 3/4, 1/4
     weights = gate(torch.zeros(5, 3, dtype=torch.float64))
-    torch.testing.assert_close(weights, torch.tensor([[0.75 * 0.15625, 0.0, 0.75 * 0.84375, 0.25]] * 5,
-                                                     dtype=torch.float64))
+    torch.testing.assert_close(
+        weights, torch.tensor([[0.75 * 0.15625, 0.0, 0.75 * 0.84375, 0.25]] * 5, dtype=torch.float64)
+    )
 
 
 def test_a_per_example_dselect_k_gate_sums_to_one_per_sample():
@@ -176,8 +181,9 @@ def test_a_per_example_dselect_k_gate_sums_to_one_per_sample():
 def test_esmm_ctcvr_is_ctr_times_cvr():
     a = torch.tensor([-30.0, -3.0, 0.0, 0.7, 5.0, 30.0], dtype=torch.float64).repeat_interleave(6)
     b = torch.tensor([-30.0, -3.0, 0.0, 0.7, 5.0, 30.0], dtype=torch.float64).repeat(6)
-    torch.testing.assert_close(torch.sigmoid(ctcvr_logit(a, b)), torch.sigmoid(a) * torch.sigmoid(b),
-                               rtol=1e-13, atol=0)
+    torch.testing.assert_close(
+        torch.sigmoid(ctcvr_logit(a, b)), torch.sigmoid(a) * torch.sigmoid(b), rtol=1e-13, atol=0
+    )
     model = _build("esmm").double()
     rows = _rows(8).double()
     _, outputs = model(rows)
@@ -210,11 +216,19 @@ def test_each_family_trains_through_the_trainer_with_pcgrad(family, gradients):
 def test_a_family_trains_in_a_stacked_population_as_alone():
     tasks, options = FAMILIES["mmoe"]
     bench = _benchmark(tasks)
-    base = TrainConfig(model={"family": "mmoe", "options": options}, steps=4, eval_every=2, batch_size=32,
-                       device="cpu", stl=False, optimizer={"lr": 0.01})
-    members = [Member(f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": w}),
-                                                        "seed": i}))
-               for i, w in enumerate(([0.2, 0.5, 0.3], [0.6, 0.2, 0.2]))]
+    base = TrainConfig(
+        model={"family": "mmoe", "options": options},
+        steps=4,
+        eval_every=2,
+        batch_size=32,
+        device="cpu",
+        stl=False,
+        optimizer={"lr": 0.01},
+    )
+    members = [
+        Member(f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": w}), "seed": i}))
+        for i, w in enumerate(([0.2, 0.5, 0.3], [0.6, 0.2, 0.2]))
+    ]
     stacked = StackedPopulation(members, bench, progress=False).fit()
     assert stacked[0].history[-1] != stacked[1].history[-1] and stacked[0].steps == 4
     for member, result in zip(members, stacked, strict=True):

@@ -46,22 +46,34 @@ def figures(monkeypatch):
 
 
 def _result(name, test, val=None, status="completed", seconds=None):
-    return RunResult(name=name, status=status, objectives=[], best_evaluation=0, best_step=0,
-                     val=val if val is not None else test, test=test, steps=1, seconds_per_step=seconds)
+    return RunResult(
+        name=name,
+        status=status,
+        objectives=[],
+        best_evaluation=0,
+        best_step=0,
+        val=val if val is not None else test,
+        test=test,
+        steps=1,
+        seconds_per_step=seconds,
+    )
 
 
 def _overlapping(texts, renderer):
     boxes = [t.get_window_extent(renderer) for t in texts]
-    return [(a.get_text(), b.get_text()) for (a, x), (b, y) in itertools.combinations(zip(texts, boxes), 2)
-            if x.overlaps(y)]
+    return [
+        (a.get_text(), b.get_text()) for (a, x), (b, y) in itertools.combinations(zip(texts, boxes), 2) if x.overlaps(y)
+    ]
 
 
 # -- 5: every report says what was trained -------------------------------------------------------
 def test_the_train_report_states_method_weights_seed_and_settings(tmp_path, capsys, figures, one_thread):
     legends = figures(experiment_report)
     path = tmp_path / "c.yaml"
-    path.write_text("name: multimnist-uniform\n" + SYNTHETIC + "model: {width: 0.125, depth: 1}\nepochs: 1\n"
-                    f"batch_size: 40\nseed: 3\ndevice: cpu\noutput: {tmp_path / 'out'}\n")
+    path.write_text(
+        "name: multimnist-uniform\n" + SYNTHETIC + "model: {width: 0.125, depth: 1}\nepochs: 1\n"
+        f"batch_size: 40\nseed: 3\ndevice: cpu\noutput: {tmp_path / 'out'}\n"
+    )
     assert main(["train", str(path), "method.weights=[0.7,0.3]", "-q"]) == 0
     out = capsys.readouterr().out
     assert "scalarization (task0 0.7, task1 0.3)" in out and "single-task (task0)" in out
@@ -72,8 +84,9 @@ def test_the_train_report_states_method_weights_seed_and_settings(tmp_path, caps
     assert "| multimnist-uniform | scalarization (task0 0.7, task1 0.3) |" in report
     html = (tmp_path / "out" / "report.html").read_text()
     assert "task0 0.7, task1 0.3" in html and "seed 3" in html
-    labels = {t.get_text() for fig in legends for axis in fig.axes if axis.get_legend()
-              for t in axis.get_legend().get_texts()}
+    labels = {
+        t.get_text() for fig in legends for axis in fig.axes if axis.get_legend() for t in axis.get_legend().get_texts()
+    }
     assert "multimnist-uniform: scalarization (task0 0.7, task1 0.3)" in labels
     assert "stl-task1: single-task (task1)" in labels
 
@@ -91,8 +104,9 @@ def _sweep(step=0.25, seeds=(0, 1, 2), objectives=2, scale=1.0, stl=None):
         results[m.name] = _result(m.name, dict(zip(names, values.tolist())))
     stl_results = {}
     if stl is not None:
-        stl_results = {f"t{i}": _result(f"stl-t{i}", {names[i]: stl[i] * (scale if i == 0 else 1)})
-                       for i in range(objectives)}
+        stl_results = {
+            f"t{i}": _result(f"stl-t{i}", {names[i]: stl[i] * (scale if i == 0 else 1)}) for i in range(objectives)
+        }
     return SweepResult(config, members, results, stl_results, [(n, True) for n in names])
 
 
@@ -135,8 +149,10 @@ def test_the_fronts_weight_labels_never_overlap_and_are_readable(tmp_path, figur
 
 def test_the_simplex_colour_ignores_the_objectives_scales():
     for stl in (None, [0.6, 0.6, 0.6]):
-        plain, scaled = _sweep(step=0.25, seeds=(0,), objectives=3, stl=stl), _sweep(
-            step=0.25, seeds=(0,), objectives=3, scale=1000.0, stl=stl)
+        plain, scaled = (
+            _sweep(step=0.25, seeds=(0,), objectives=3, stl=stl),
+            _sweep(step=0.25, seeds=(0,), objectives=3, scale=1000.0, stl=stl),
+        )
         means = np.array([s.mean for s in sweep_report.settings_of(plain)])
         means_scaled = np.array([s.mean for s in sweep_report.settings_of(scaled)])
         colour, label = sweep_report.simplex_colour(plain, means)
@@ -146,21 +162,34 @@ def test_the_simplex_colour_ignores_the_objectives_scales():
 
 
 def _compare(tmp_path, timings=None):
-    config = CompareConfig(name="c", output=str(tmp_path), compare={"methods": [{"name": "pcgrad"},
-                                                                                {"name": "cagrad", "options": {"c": 0.2}}],
-                                                                    "seeds": [0, 1]})
+    config = CompareConfig(
+        name="c",
+        output=str(tmp_path),
+        compare={"methods": [{"name": "pcgrad"}, {"name": "cagrad", "options": {"c": 0.2}}], "seeds": [0, 1]},
+    )
     runs = build_runs(config)
     timings = timings or {"uniform": (0.010, 0.0101), "pcgrad": (0.020, 0.0202), "cagrad": (0.030, 0.031)}
     results = {}
     for run in runs:
         centre = {"uniform": 0.80, "pcgrad": 0.801, "cagrad": 0.802}[run.label]
-        results[run.name] = _result(run.name, {"a/accuracy": centre + 0.001 * run.seed,
-                                               "b/accuracy": centre - 0.001 * run.seed},
-                                    seconds=timings[run.label][run.seed])
+        results[run.name] = _result(
+            run.name,
+            {"a/accuracy": centre + 0.001 * run.seed, "b/accuracy": centre - 0.001 * run.seed},
+            seconds=timings[run.label][run.seed],
+        )
     stl = {"a": _result("stl-a", {"a/accuracy": 0.82}), "b": _result("stl-b", {"b/accuracy": 0.84})}
     primary = [("a/accuracy", True), ("b/accuracy", True)]
-    return CompareResult(config, "bench", ["a", "b"], primary, ["uniform", "pcgrad", "cagrad"], runs, results, stl,
-                         chosen_lr={"uniform": 0.001, "pcgrad": 0.001, "cagrad": 0.001})
+    return CompareResult(
+        config,
+        "bench",
+        ["a", "b"],
+        primary,
+        ["uniform", "pcgrad", "cagrad"],
+        runs,
+        results,
+        stl,
+        chosen_lr={"uniform": 0.001, "pcgrad": 0.001, "cagrad": 0.001},
+    )
 
 
 def test_the_compare_table_shows_the_single_task_values_behind_delta_m(tmp_path):
@@ -183,7 +212,10 @@ def test_noisy_timings_and_a_busy_machine_are_flagged(tmp_path):
     with Store(tmp_path / "quiet") as store:
         for run in quiet.runs:
             store.record_costs(run.name, {"load_average_max": 0.9, "cpu_count": 2.0})
-        assert compare_report.machine_load(quiet, store) == "Timings: the 1-minute load average stayed at or below 0.9 on 2 CPU(s)."
+        assert (
+            compare_report.machine_load(quiet, store)
+            == "Timings: the 1-minute load average stayed at or below 0.9 on 2 CPU(s)."
+        )
 
 
 def test_crowded_methods_get_a_zoom_panel_with_distinct_markers(tmp_path, figures):
@@ -196,7 +228,9 @@ def test_crowded_methods_get_a_zoom_panel_with_distinct_markers(tmp_path, figure
     assert len(panels) == 2
     low, high = panels[1].get_xlim()
     assert high - low < 0.05  # the methods lie within 0.003 of each other; the full view spans 0.7
-    markers = {(line.get_color(), line.get_marker()) for line in panels[1].get_lines() if line.get_marker() not in ("None", "")}
+    markers = {
+        (line.get_color(), line.get_marker()) for line in panels[1].get_lines() if line.get_marker() not in ("None", "")
+    }
     assert len(markers) >= 3
     labels = {t.get_text() for t in panels[1].texts}
     assert labels == {"uniform", "pcgrad", "cagrad"}
@@ -206,14 +240,19 @@ def test_crowded_methods_get_a_zoom_panel_with_distinct_markers(tmp_path, figure
 
 LINEAGE = [  # four members, three syncs; the best (m3) descends from m2 <- m0
     *({"time": 0, "step": 0, "member": m, "source": m} for m in ("m0", "m1", "m2", "m3")),
-    {"time": 1, "step": 10, "member": "m2", "source": "m0"}, {"time": 1, "step": 10, "member": "m1", "source": "m0"},
-    {"time": 2, "step": 20, "member": "m3", "source": "m2"}, {"time": 2, "step": 20, "member": "m0", "source": "m2"},
+    {"time": 1, "step": 10, "member": "m2", "source": "m0"},
+    {"time": 1, "step": 10, "member": "m1", "source": "m0"},
+    {"time": 2, "step": 20, "member": "m3", "source": "m2"},
+    {"time": 2, "step": 20, "member": "m0", "source": "m2"},
 ]
 
 
 def test_the_lineage_highlights_the_best_members_ancestry_and_spreads_arrows(tmp_path, figures):
-    assert pbt_report.ancestry(LINEAGE, "m3") == [("m3", (2, "m3"), None), ("m2", (1, "m2"), (2, "m3")),
-                                                    ("m0", None, (1, "m2"))]
+    assert pbt_report.ancestry(LINEAGE, "m3") == [
+        ("m3", (2, "m3"), None),
+        ("m2", (1, "m2"), (2, "m3")),
+        ("m0", None, (1, "m2")),
+    ]
     index = {m: i for i, m in enumerate(("m0", "m1", "m2", "m3"))}
     x = pbt_report._arrow_positions(LINEAGE, index)
     assert x[(1, "m1")] != x[(1, "m2")] and x[(2, "m0")] != x[(2, "m3")]
@@ -228,8 +267,18 @@ def test_the_lineage_highlights_the_best_members_ancestry_and_spreads_arrows(tmp
 
 def test_study_deltas_are_centred_at_zero_and_coloured_by_direction(tmp_path, figures):
     drawn = figures(study_report)
-    rows = [{"group": "a+b", "depth": d, "width": w, "seed": 0, "weights": [0.5, 0.5],
-             "delta": {"a": 0.01 * d - 0.005 * w, "b": -0.03 * d}} for d in (1, 2) for w in (0.5, 1.0)]
+    rows = [
+        {
+            "group": "a+b",
+            "depth": d,
+            "width": w,
+            "seed": 0,
+            "weights": [0.5, 0.5],
+            "delta": {"a": 0.01 * d - 0.005 * w, "b": -0.03 * d},
+        }
+        for d in (1, 2)
+        for w in (0.5, 1.0)
+    ]
     study_report.plot_sizes(rows, ["a+b"], [1, 2], [0.5, 1.0], tmp_path, higher={"a": True, "b": False})
     images = [axis.images[0] for axis in drawn[0].axes if axis.images]
     weights, delta_a, delta_b = images
@@ -242,10 +291,23 @@ def test_study_deltas_are_centred_at_zero_and_coloured_by_direction(tmp_path, fi
 def test_the_methods_scaling_panel_is_readable_and_says_where_it_was_measured(tmp_path, figures):
     source = tmp_path / "methods_scaling.json"
     methods = ["scalarization", *(f"method{i:02d}" for i in range(22))]
-    records = [{"method": m, "num_tasks": k, "step_time_ms": 2.0 * k * (1 + i / 10), "peak_memory_mb": 0.1 * k}
-               for i, m in enumerate(methods) for k in (2, 5, 10, 20, 40)]
-    source.write_text(json.dumps({"device": "cpu", "device_name": "x86_64", "threads": 2, "torch": "2.13.0",
-                                  "load_average_before_after": [1.1, 1.8], "results": records}))
+    records = [
+        {"method": m, "num_tasks": k, "step_time_ms": 2.0 * k * (1 + i / 10), "peak_memory_mb": 0.1 * k}
+        for i, m in enumerate(methods)
+        for k in (2, 5, 10, 20, 40)
+    ]
+    source.write_text(
+        json.dumps(
+            {
+                "device": "cpu",
+                "device_name": "x86_64",
+                "threads": 2,
+                "torch": "2.13.0",
+                "load_average_before_after": [1.1, 1.8],
+                "results": records,
+            }
+        )
+    )
     drawn = figures(study_report)
     path, rows, provenance = study_report.plot_methods(source, tmp_path)
     assert path is not None and len(rows) == len(records)
@@ -273,8 +335,10 @@ def test_the_shipped_pbt_config_uses_the_cosine_schedule_as_train_and_sweep_do()
 
 def test_replay_trains_the_schedule_and_uniform_with_the_same_seeds_and_writes_a_report(tmp_path, capsys, one_thread):
     path = tmp_path / "pbt.yaml"
-    path.write_text("name: p\n" + SYNTHETIC + "model: {width: 0.125, depth: 1}\nschedule: {name: cosine}\nepochs: 3\n"
-                    f"batch_size: 40\ndevice: cpu\nstl: false\noutput: {tmp_path / 'out'}\npbt: {{population: 3}}\n")
+    path.write_text(
+        "name: p\n" + SYNTHETIC + "model: {width: 0.125, depth: 1}\nschedule: {name: cosine}\nepochs: 3\n"
+        f"batch_size: 40\ndevice: cpu\nstl: false\noutput: {tmp_path / 'out'}\npbt: {{population: 3}}\n"
+    )
     assert main(["pbt", str(path), "-q"]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
     assert "What is selected on what" in report and "best validation fitness among the 3" in report
@@ -285,8 +349,10 @@ def test_replay_trains_the_schedule_and_uniform_with_the_same_seeds_and_writes_a
     replay = (tmp_path / "out" / "replay.md").read_text()
     assert "selected on validation" in replay and "replay − uniform (paired by seed)" in replay
     with Store(tmp_path / "out") as store:
-        configs = {name: json.loads(store.run(name)["config"]) for name in
-                   ("p-replay-s5", "p-replay-s6", "p-uniform-s5", "p-uniform-s6")}
+        configs = {
+            name: json.loads(store.run(name)["config"])
+            for name in ("p-replay-s5", "p-replay-s6", "p-uniform-s5", "p-uniform-s6")
+        }
     for seed in (5, 6):
         replayed, uniform = configs[f"p-replay-s{seed}"], configs[f"p-uniform-s{seed}"]
         assert replayed["seed"] == uniform["seed"] == seed

@@ -27,14 +27,18 @@ def _trainer(bench, name, path, setting_seed=0):
     method = build_method(name)
     torch.manual_seed(setting_seed)
     model = build_model("mlp", bench.input_shape, bench.tasks, width=0.05, depth=1)
-    config = TrainConfig(steps=7, eval_every=2, batch_size=30, device="cpu", schedule={"name": "cosine"},
-                         optimizer={"lr": 0.01})
+    config = TrainConfig(
+        steps=7, eval_every=2, batch_size=30, device="cpu", schedule={"name": "cosine"}, optimizer={"lr": 0.01}
+    )
     return Trainer(config, bench, model, method, checkpoint_path=path, progress=False)
 
 
 def _state(trainer):
-    return ([p.detach().clone() for p in trainer.model.parameters()],
-            {k: v for k, v in trainer.method.state_dict().items()}, trainer.sampler.state_dict())
+    return (
+        [p.detach().clone() for p in trainer.model.parameters()],
+        {k: v for k, v in trainer.method.state_dict().items()},
+        trainer.sampler.state_dict(),
+    )
 
 
 def _equal(a, b):
@@ -55,8 +59,10 @@ def _own_setting(name: str) -> str:
     return "mtl" if "mtl" in getattr(method_class(name), "settings", ("mtl",)) else "mdl"
 
 
-@pytest.mark.parametrize("name, setting", [(n, _own_setting(n)) for n in sorted(set(available_methods()) - SKIP)]
-                         + [(n, "mdl") for n in MDL_METHODS])
+@pytest.mark.parametrize(
+    "name, setting",
+    [(n, _own_setting(n)) for n in sorted(set(available_methods()) - SKIP)] + [(n, "mdl") for n in MDL_METHODS],
+)
 def test_resuming_equals_the_uninterrupted_run(benches, tmp_path, one_thread, interrupt_at_checkpoint, name, setting):
     """Interrupted after its second evaluation (step 4: mid-epoch, after the first epoch's end
     hooks), resumed from the checkpoint: the same parameters, method state, sampler state and
@@ -74,11 +80,19 @@ def test_resuming_equals_the_uninterrupted_run(benches, tmp_path, one_thread, in
 
 
 def test_a_stacked_population_resumed_at_any_evaluation_equals_the_uninterrupted_one(
-        benches, tmp_path, one_thread, interrupt_at_checkpoint):
+    benches, tmp_path, one_thread, interrupt_at_checkpoint
+):
     bench = benches["digits"]  # MDL: the mixture samplers' positions and generators are restored too
     base = TrainConfig(steps=7, eval_every=2, batch_size=30, device="cpu", model={"width": 0.05, "depth": 1})
-    members = [RunSpec(f"m{i}", base.model_copy(update={"seed": i, "method": base.method.model_copy(
-        update={"weights": [0.2 + 0.3 * i, 0.8 - 0.3 * i]})})) for i in range(3)]
+    members = [
+        RunSpec(
+            f"m{i}",
+            base.model_copy(
+                update={"seed": i, "method": base.method.model_copy(update={"weights": [0.2 + 0.3 * i, 0.8 - 0.3 * i]})}
+            ),
+        )
+        for i in range(3)
+    ]
     reference = StackedPopulation(members, bench, progress=False)
     reference.fit()
     for stop in (1, 2, 3):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from helpers import same_state
+
 from scalarize.data import Benchmark, Split, load_benchmark
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
@@ -23,8 +23,14 @@ from scalarize.store import Store
 from scalarize.train import RunSpec, TrainConfig, Trainer
 from scalarize.train.checkpoint import MODEL_FILE, run_directory
 
-SETTINGS = {"steps": 8, "eval_every": 2, "batch_size": 16, "device": "cpu", "optimizer": {"lr": 0.05},
-            "model": {"width": 0.25, "depth": 1}}
+SETTINGS = {
+    "steps": 8,
+    "eval_every": 2,
+    "batch_size": 16,
+    "device": "cpu",
+    "optimizer": {"lr": 0.05},
+    "model": {"width": 0.25, "depth": 1},
+}
 BEST_STEP = 2  # the first evaluation
 
 
@@ -47,14 +53,25 @@ def _trainer(bench: Benchmark, store: Store, name: str = "run") -> Trainer:
     store.start_run(name, "run", config.model_dump(mode="json"), name)
     torch.manual_seed(0)
     model = build_model("mlp", bench.input_shape, bench.tasks, width=0.25, depth=1)
-    return Trainer(config, bench, model, Scalarization(), run_name=name, store=store,
-                   checkpoint_path=run_directory(store.directory, name) / "checkpoint.pt", progress=False)
+    return Trainer(
+        config,
+        bench,
+        model,
+        Scalarization(),
+        run_name=name,
+        store=store,
+        checkpoint_path=run_directory(store.directory, name) / "checkpoint.pt",
+        progress=False,
+    )
 
 
 def _reported(store: Store, name: str) -> tuple:
     """What a run leaves behind: its final metrics, its validation history, its reported model."""
-    return (store.final(name), store.history(name, "val"),
-            torch.load(run_directory(store.directory, name) / MODEL_FILE, weights_only=True))
+    return (
+        store.final(name),
+        store.history(name, "val"),
+        torch.load(run_directory(store.directory, name) / MODEL_FILE, weights_only=True),
+    )
 
 
 def test_the_benchmark_s_best_evaluation_is_the_first(rising, tmp_path, one_thread):
@@ -67,7 +84,8 @@ def test_the_benchmark_s_best_evaluation_is_the_first(rising, tmp_path, one_thre
 
 @pytest.mark.parametrize("stop", [1, 2, 3])
 def test_a_resumed_trainer_reports_the_best_evaluation_from_before_the_interruption(
-        rising, tmp_path, one_thread, interrupt_at_checkpoint, stop):
+    rising, tmp_path, one_thread, interrupt_at_checkpoint, stop
+):
     with Store(tmp_path / "reference") as store:
         reference = _trainer(rising, store).fit()
         expected = _reported(store, "run")
@@ -77,7 +95,11 @@ def test_a_resumed_trainer_reports_the_best_evaluation_from_before_the_interrupt
             _trainer(rising, store).fit()
         resumed = _trainer(rising, store).fit()
         got = _reported(store, "run")
-    assert (resumed.best_evaluation, resumed.best_step) == (reference.best_evaluation, reference.best_step) == (0, BEST_STEP)
+    assert (
+        (resumed.best_evaluation, resumed.best_step)
+        == (reference.best_evaluation, reference.best_step)
+        == (0, BEST_STEP)
+    )
     assert resumed.val == reference.val and resumed.test == reference.test
     assert resumed.history == reference.history
     assert got[0] == expected[0] == {"val": reference.val, "test": reference.test}
@@ -86,21 +108,25 @@ def test_a_resumed_trainer_reports_the_best_evaluation_from_before_the_interrupt
 
 
 def _members() -> list[RunSpec]:
-    return [RunSpec(f"m{i}", _config(seed=i, method={"name": "scalarization", "weights": [0.3 + 0.4 * i, 0.7 - 0.4 * i]}))
-            for i in range(2)]
+    return [
+        RunSpec(f"m{i}", _config(seed=i, method={"name": "scalarization", "weights": [0.3 + 0.4 * i, 0.7 - 0.4 * i]}))
+        for i in range(2)
+    ]
 
 
 def _population(bench: Benchmark, store: Store) -> StackedPopulation:
     members = _members()
     for member in members:
         store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
-    return StackedPopulation(members, bench, store=store, checkpoint_path=store.directory / "population.pt",
-                             progress=False)
+    return StackedPopulation(
+        members, bench, store=store, checkpoint_path=store.directory / "population.pt", progress=False
+    )
 
 
 @pytest.mark.parametrize("stop", [1, 2, 3])
 def test_each_resumed_stacked_member_reports_its_best_evaluation_from_before_the_interruption(
-        rising, tmp_path, one_thread, interrupt_at_checkpoint, stop):
+    rising, tmp_path, one_thread, interrupt_at_checkpoint, stop
+):
     with Store(tmp_path / "reference") as store:
         reference = {r.name: r for r in _population(rising, store).fit()}
         expected = {name: _reported(store, name) for name in reference}

@@ -16,18 +16,38 @@ COST_KEYS = {"skipped_steps", "steps", "seconds_per_step", "step_memory_bytes"}
 
 
 def _members(kind="member"):
-    base = TrainConfig(benchmark=SMALL, model={"width": 0.25}, epochs=2, batch_size=50, stl=False, device="cpu",
-                       schedule={"name": "cosine"}, optimizer={"lr": 0.003}, eval_every=4)
-    return [RunSpec(f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": list(w)}),
-                                                     "seed": i}), kind)
-            for i, w in enumerate(((0.3, 0.7), (0.8, 0.2)))]
+    base = TrainConfig(
+        benchmark=SMALL,
+        model={"width": 0.25},
+        epochs=2,
+        batch_size=50,
+        stl=False,
+        device="cpu",
+        schedule={"name": "cosine"},
+        optimizer={"lr": 0.003},
+        eval_every=4,
+    )
+    return [
+        RunSpec(
+            f"m{i}",
+            base.model_copy(update={"method": base.method.model_copy(update={"weights": list(w)}), "seed": i}),
+            kind,
+        )
+        for i, w in enumerate(((0.3, 0.7), (0.8, 0.2)))
+    ]
 
 
 def _record(directory, run):
     with sqlite3.connect(directory / "scalarize.db") as db:
-        final = dict(((s, n), v) for s, n, v in db.execute("SELECT split, name, value FROM final WHERE run = ?", (run,)))
-        history = dict(((e, s, n), v) for e, s, n, v in db.execute(
-            "SELECT evaluation, split, name, value FROM metrics WHERE run = ? AND split != 'train'", (run,)))
+        final = dict(
+            ((s, n), v) for s, n, v in db.execute("SELECT split, name, value FROM final WHERE run = ?", (run,))
+        )
+        history = dict(
+            ((e, s, n), v)
+            for e, s, n, v in db.execute(
+                "SELECT evaluation, split, name, value FROM metrics WHERE run = ? AND split != 'train'", (run,)
+            )
+        )
         costs = dict(db.execute("SELECT name, value FROM costs WHERE run = ?", (run,)).fetchall())
         status = db.execute("SELECT status, step FROM runs WHERE name = ?", (run,)).fetchone()
     return final, history, costs, status

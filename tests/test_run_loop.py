@@ -16,9 +16,16 @@ from scalarize.population import stacked as stacked_module
 from scalarize.train import TrainConfig, Trainer, loop
 
 OPTIONS = {"train_size": 60, "test_size": 30}
-SETTINGS = {"benchmark": {"name": "multimnist", "options": OPTIONS}, "model": {"width": 0.05, "depth": 1},
-            "steps": 12, "eval_every": 10, "batch_size": 20, "stl": False, "device": "cpu",
-            "optimizer": {"name": "adam", "lr": 0.01}}
+SETTINGS = {
+    "benchmark": {"name": "multimnist", "options": OPTIONS},
+    "model": {"width": 0.05, "depth": 1},
+    "steps": 12,
+    "eval_every": 10,
+    "batch_size": 20,
+    "stl": False,
+    "device": "cpu",
+    "optimizer": {"name": "adam", "lr": 0.01},
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,11 @@ def test_the_run_loop_evaluates_on_the_cadence_and_stops_at_the_end(bench, one_t
     assert [len(h) for h in population.histories] == [0, 0]  # no evaluation before step 10
     assert loop.run(population, 99) == "completed" and population.step == 12
     assert [[e["step"] for e in h] for h in population.histories] == [[10, 12], [10, 12]]
-    assert (loop.next_evaluation(0, 10, 12), loop.next_evaluation(10, 10, 12), loop.next_evaluation(3, 4, 99)) == (10, 12, 4)
+    assert (loop.next_evaluation(0, 10, 12), loop.next_evaluation(10, 10, 12), loop.next_evaluation(3, 4, 99)) == (
+        10,
+        12,
+        4,
+    )
 
 
 def _faulty(monkeypatch, population, nan_gradient_at: int, nan_loss_at: int):

@@ -275,8 +275,10 @@ def test_members_drawn_from_one_split_are_read_in_one_gather():
 
 def test_a_stacked_read_of_single_domain_draws_reads_that_domain():
     splits = domains([4, 5])
-    draws = [Draw([(1, torch.tensor([3, 0, 2]))], torch.tensor([0, 3])),
-             Draw([(1, torch.tensor([1, 4, 4]))], torch.tensor([0, 3]))]
+    draws = [
+        Draw([(1, torch.tensor([3, 0, 2]))], torch.tensor([0, 3])),
+        Draw([(1, torch.tensor([1, 4, 4]))], torch.tensor([0, 3])),
+    ]
     batch = read_draws(splits, draws, None, stacked=True)
     assert batch.targets["y"].tolist() == [[103, 100, 102], [101, 104, 104]]
     assert torch.equal(batch.inputs[1, 2], splits[1].inputs[4])
@@ -391,8 +393,9 @@ def benchmark(setting: str) -> Benchmark:
     if setting == "mtl":
         tasks = [Task("y", "multiclass", 10), Task("half", "regression", 1)]
         return Benchmark("tiny", "mtl", tasks, {"all": splits(0, 10)})
-    return Benchmark("tiny-mdl", "mdl", [Task("y", "multiclass", 300)],
-                     {"a": splits(0, 5), "b": splits(100, 7), "c": splits(200, 3)})
+    return Benchmark(
+        "tiny-mdl", "mdl", [Task("y", "multiclass", 300)], {"a": splits(0, 5), "b": splits(100, 7), "c": splits(200, 3)}
+    )
 
 
 @pytest.mark.parametrize("augment", [None, AUG])

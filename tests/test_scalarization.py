@@ -27,8 +27,9 @@ def test_mdl_uses_the_batch_shares_and_exposes_the_mixture():
     assert method.sampling_weights().tolist() == pytest.approx([0.8, 0.2])
     theta = torch.tensor(1.0, requires_grad=True)
     losses = torch.stack([theta * 2, theta * 10])
-    context = StepContext(losses, features=None, shared_params=[theta], task_params=[],
-                          batch_fractions=torch.tensor([0.75, 0.25]))
+    context = StepContext(
+        losses, features=None, shared_params=[theta], task_params=[], batch_fractions=torch.tensor([0.75, 0.25])
+    )
     method.backward(context)
     assert float(theta.grad) == pytest.approx(0.75 * 2 + 0.25 * 10)  # the plain batch mean
 

@@ -71,8 +71,12 @@ class TestPolicyContract:
 
     def test_fields_are_plain_python_values(self):
         p = PBTPolicy(
-            interval=1, quantile=np.float32(0.25), resample_probability=1, explore_lr=np.bool_(True),
-            dirichlet_alpha=2, weight_floor=0,
+            interval=1,
+            quantile=np.float32(0.25),
+            resample_probability=1,
+            explore_lr=np.bool_(True),
+            dirichlet_alpha=2,
+            weight_floor=0,
         )
         values = (p.quantile, p.resample_probability, p.dirichlet_alpha, p.weight_floor)
         assert values == (0.25, 1.0, 2.0, 0.0)
@@ -160,7 +164,11 @@ class TestLineage:
     def test_row_as_dict(self):
         row = LineageRow(3, 1, 0, (0.25, 0.75), 0.01, ("weights",))
         assert row.as_dict() == {
-            "time": 3, "member": 1, "source": 0, "weights": [0.25, 0.75], "lr": 0.01,
+            "time": 3,
+            "member": 1,
+            "source": 0,
+            "weights": [0.25, 0.75],
+            "lr": 0.01,
             "resampled": ["weights"],
         }
 
@@ -277,8 +285,7 @@ DESIGN_ERRORS = [
     ),
     (
         lambda: lattice(10, 0.01),
-        "lattice(10, 0.01) would have 4263421511271 points (> 1000000); use a larger step or "
-        "sobol_simplex/dirichlet",
+        "lattice(10, 0.01) would have 4263421511271 points (> 1000000); use a larger step or sobol_simplex/dirichlet",
     ),
     (lambda: lattice(2, 1.5), "step must be a number in (0, 1]; got 1.5"),
     (lambda: validate_weights([[1, 2]], 2), "weights must have 2 entries (one per task); got shape (1, 2)"),

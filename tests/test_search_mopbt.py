@@ -319,10 +319,7 @@ class TestDecide:
 
     @pytest.mark.parametrize("bad", [[0.1, 0.2, 0.3], np.zeros((0, 2)), np.zeros((2, 0))])
     def test_rejects_shapes(self, bad):
-        message = (
-            "fitness must be a non-empty 2-D array [members, objectives]; "
-            f"got shape {np.shape(bad)}"
-        )
+        message = f"fitness must be a non-empty 2-D array [members, objectives]; got shape {np.shape(bad)}"
         with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             MOPBTPolicy(interval=1).decide(bad, hyper(max(len(bad), 1)), 0)
 
@@ -338,9 +335,7 @@ class TestDecide:
         for step in range(5):
             mo = MOPBTPolicy(interval=1, seed=2).decide(f[:, None], hyper(8), step)
             so = PBTPolicy(interval=1, seed=2).decide(f, hyper(8), step)
-            assert [(d.source, d.weights.tolist()) for d in mo] == [
-                (d.source, d.weights.tolist()) for d in so
-            ]
+            assert [(d.source, d.weights.tolist()) for d in mo] == [(d.source, d.weights.tolist()) for d in so]
 
 
 class TestNormalize:

@@ -10,7 +10,6 @@ import re
 
 import numpy as np
 import pytest
-
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, WhiteKernel
 
 from scalarize.search import pb2
@@ -191,9 +190,7 @@ def test_default_candidates(fits):
 def test_columns_are_flattened():
     times, w, y = data()
     flat = explore(times, w, y, pending=w[:2])
-    np.testing.assert_array_equal(
-        flat, explore(times[:, None], w, y[:, None], pending=w[:2].reshape(-1))
-    )
+    np.testing.assert_array_equal(flat, explore(times[:, None], w, y[:, None], pending=w[:2].reshape(-1)))
 
 
 @pytest.mark.parametrize("scale, shift", [(1e4, 1e5), (1e-4, 0.0)])

@@ -12,10 +12,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+import doors_plugins
 import pytest
 import torch
 
-import doors_plugins
 import scalarize
 from scalarize.cli.main import main
 from scalarize.errors import ScalarizeError
@@ -23,8 +23,10 @@ from scalarize.experiments.train import run_experiment
 from scalarize.train.config import TrainConfig
 
 SYNTHETIC = "{name: synthetic, options: {num_tasks: 2, train_size: 60, val_size: 20, test_size: 20}}"
-BASE = (f"name: s\nbenchmark: {SYNTHETIC}\nmodel: {{width: 0.125, depth: 1}}\nepochs: 1\nbatch_size: 20\n"
-        "device: cpu\nstl: false\n")
+BASE = (
+    f"name: s\nbenchmark: {SYNTHETIC}\nmodel: {{width: 0.125, depth: 1}}\nepochs: 1\nbatch_size: 20\n"
+    "device: cpu\nstl: false\n"
+)
 SECTIONS = {
     "train": "",
     "sweep": "sweep: {step: 0.5}\n",
@@ -47,21 +49,30 @@ def _plant(directory: Path, change, runs: str | None = None) -> None:
 def _model_runs_a_command(marker: Path):
     def change(config):
         config["model"].update(target="os:system", options={"command": f"touch {marker}"})
+
     return change
 
 
 def _benchmark_runs_a_command(marker: Path):
     def change(config):
         config["benchmark"].update(target="os:system", name="custom", options={"command": f"touch {marker}"})
+
     return change
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     directory = tmp_path_factory.mktemp("security") / "out"
-    config = TrainConfig(name="t", benchmark={"name": "synthetic", "options": {
-        "num_tasks": 2, "train_size": 60, "val_size": 20, "test_size": 20}},
-        model={"width": 0.125, "depth": 1}, epochs=1, batch_size=20, stl=False, device="cpu", output=str(directory))
+    config = TrainConfig(
+        name="t",
+        benchmark={"name": "synthetic", "options": {"num_tasks": 2, "train_size": 60, "val_size": 20, "test_size": 20}},
+        model={"width": 0.125, "depth": 1},
+        epochs=1,
+        batch_size=20,
+        stl=False,
+        device="cpu",
+        output=str(directory),
+    )
     run_experiment(config, progress=False)
     return directory
 
@@ -107,9 +118,16 @@ def test_built_in_families_and_benchmarks_load_as_before(trained):
 def own_pieces(tmp_path_factory):
     """A run trained from the user's own benchmark, task kind and model (import paths)."""
     directory = tmp_path_factory.mktemp("own") / "out"
-    config = TrainConfig(name="d", benchmark={"target": "doors_plugins:digits_benchmark", "options": {"size": 200}},
-                         model={"target": "doors_plugins:trunk_and_heads", "options": {"hidden": 8}},
-                         epochs=1, batch_size=50, stl=False, device="cpu", output=str(directory))
+    config = TrainConfig(
+        name="d",
+        benchmark={"target": "doors_plugins:digits_benchmark", "options": {"size": 200}},
+        model={"target": "doors_plugins:trunk_and_heads", "options": {"hidden": 8}},
+        epochs=1,
+        batch_size=50,
+        stl=False,
+        device="cpu",
+        output=str(directory),
+    )
     run_experiment(config, progress=False)
     return directory
 
@@ -118,9 +136,11 @@ def test_the_users_own_import_paths_need_trust_or_the_objects(own_pieces):
     with pytest.raises(ScalarizeError, match=r"benchmark.target: 'doors_plugins:digits_benchmark'.*not imported"):
         scalarize.load(own_pieces)
     assert scalarize.load(own_pieces, trust=True).name == "d"
-    builders = {"doors_plugins:digits_benchmark": doors_plugins.digits_benchmark,
-                "doors_plugins:trunk_and_heads": doors_plugins.trunk_and_heads,
-                "doors_plugins:FocalKind": doors_plugins.FocalKind}
+    builders = {
+        "doors_plugins:digits_benchmark": doors_plugins.digits_benchmark,
+        "doors_plugins:trunk_and_heads": doors_plugins.trunk_and_heads,
+        "doors_plugins:FocalKind": doors_plugins.FocalKind,
+    }
     run = scalarize.load(own_pieces, builders=builders)
     assert run.name == "d" and set(run.predict(torch.zeros(2, 64))) == {"digit", "large"}
 
@@ -199,8 +219,11 @@ def _prepare(command: str, tmp_path: Path, directory: Path) -> None:
 
 def _written(directory: Path, before: set[Path]) -> list[Path]:
     """The files under ``directory`` not in ``before`` (relative), the database's own excluded."""
-    return sorted(p.relative_to(directory) for p in directory.rglob("*")
-                  if p.is_file() and p.name not in SKIP and p.relative_to(directory) not in before)
+    return sorted(
+        p.relative_to(directory)
+        for p in directory.rglob("*")
+        if p.is_file() and p.name not in SKIP and p.relative_to(directory) not in before
+    )
 
 
 def _files(directory: Path) -> set[Path]:

@@ -28,7 +28,8 @@ sweep: {design: list, weights: [[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.0, 1.0]],
 
 def _history(database, run):
     rows = sqlite3.connect(database).execute(
-        "SELECT evaluation, split, name, value FROM metrics WHERE run = ? AND split IN ('val', 'test')", (run,))
+        "SELECT evaluation, split, name, value FROM metrics WHERE run = ? AND split IN ('val', 'test')", (run,)
+    )
     out = {}
     for evaluation, split, name, value in rows:
         out.setdefault(evaluation, {}).setdefault(split, {})[name] = value
@@ -37,7 +38,9 @@ def _history(database, run):
 
 def _final(database, run):
     out = {}
-    for split, name, value in sqlite3.connect(database).execute("SELECT split, name, value FROM final WHERE run = ?", (run,)):
+    for split, name, value in sqlite3.connect(database).execute(
+        "SELECT split, name, value FROM final WHERE run = ?", (run,)
+    ):
         out.setdefault(split, {})[name] = value
     return out
 

@@ -14,10 +14,20 @@ from scalarize.population import Member, StackedPopulation
 from scalarize.train import TrainConfig, Trainer
 
 OPTIONS = {"train_size": 60, "test_size": 30}
-SETTINGS = {"benchmark": {"name": "multimnist", "options": OPTIONS}, "model": {"width": 0.05, "depth": 1},
-            "steps": 2, "eval_every": 1, "batch_size": 30, "stl": False, "device": "cpu"}
-VAL = [{"left/loss": 1.0, "right/loss": 1.0}, {"left/loss": 0.5, "right/loss": 0.5},
-       {"left/loss": 0.9, "right/loss": 0.9}]
+SETTINGS = {
+    "benchmark": {"name": "multimnist", "options": OPTIONS},
+    "model": {"width": 0.05, "depth": 1},
+    "steps": 2,
+    "eval_every": 1,
+    "batch_size": 30,
+    "stl": False,
+    "device": "cpu",
+}
+VAL = [
+    {"left/loss": 1.0, "right/loss": 1.0},
+    {"left/loss": 0.5, "right/loss": 0.5},
+    {"left/loss": 0.9, "right/loss": 0.9},
+]
 
 
 @pytest.fixture(scope="module")

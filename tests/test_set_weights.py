@@ -16,8 +16,9 @@ def _method(tasks=("a", "b", "c"), **options) -> Scalarization:
     return method
 
 
-@pytest.mark.parametrize("raw", [[1.0, 2.0, 5.0], torch.tensor([1.0, 2.0, 5.0]), torch.tensor([10, 20, 50]),
-                                 [1e300, 2e300, 5e300]])
+@pytest.mark.parametrize(
+    "raw", [[1.0, 2.0, 5.0], torch.tensor([1.0, 2.0, 5.0]), torch.tensor([10, 20, 50]), [1e300, 2e300, 5e300]]
+)
 def test_set_weights_normalises_any_positive_scale(raw):
     method = _method()
     method.set_weights(raw)

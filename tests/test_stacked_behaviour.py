@@ -14,10 +14,22 @@ SMALL = {"name": "multimnist", "options": {"train_size": 200, "test_size": 60}}
 
 
 def _members(model=None, weights=((0.2, 0.8), (0.5, 0.5), (0.9, 0.1))):
-    base = TrainConfig(benchmark=SMALL, model=model or {"width": 0.25}, steps=6, eval_every=3, batch_size=40,
-                       stl=False, optimizer={"lr": 0.003}, device="cpu")
-    return [Member(f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": list(w)}),
-                                                     "seed": i})) for i, w in enumerate(weights)]
+    base = TrainConfig(
+        benchmark=SMALL,
+        model=model or {"width": 0.25},
+        steps=6,
+        eval_every=3,
+        batch_size=40,
+        stl=False,
+        optimizer={"lr": 0.003},
+        device="cpu",
+    )
+    return [
+        Member(
+            f"m{i}", base.model_copy(update={"method": base.method.model_copy(update={"weights": list(w)}), "seed": i})
+        )
+        for i, w in enumerate(weights)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +38,12 @@ def bench():
 
 
 def _moments(population, index):
-    return [value[index].clone() for state in population.optimizer.state.values() for value in state.values()
-            if isinstance(value, torch.Tensor) and value.dim() > 0]
+    return [
+        value[index].clone()
+        for state in population.optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor) and value.dim() > 0
+    ]
 
 
 def test_a_skipped_member_keeps_its_parameters_and_adam_moments(bench):

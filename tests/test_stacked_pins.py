@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import same_state, tiny_mdl
 
 from scalarize.data import load_benchmark
 from scalarize.data.sampling import build_sampler
@@ -15,8 +16,6 @@ from scalarize.population import Member, StackedPopulation
 from scalarize.store import Store
 from scalarize.train import TrainConfig
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory
-
-from helpers import same_state, tiny_mdl
 
 OPTIONS = {"train_size": 90, "test_size": 30}  # batch 30: 3 steps per epoch
 
@@ -27,13 +26,26 @@ def bench():
 
 
 def _members(weights=((0.2, 0.8), (0.5, 0.5), (0.9, 0.1)), **kw):
-    settings = {"benchmark": {"name": "multimnist", "options": OPTIONS}, "model": {"width": 0.05, "depth": 1},
-                "steps": 6, "eval_every": 2, "batch_size": 30, "stl": False, "device": "cpu",
-                "optimizer": {"lr": 0.01}}
+    settings = {
+        "benchmark": {"name": "multimnist", "options": OPTIONS},
+        "model": {"width": 0.05, "depth": 1},
+        "steps": 6,
+        "eval_every": 2,
+        "batch_size": 30,
+        "stl": False,
+        "device": "cpu",
+        "optimizer": {"lr": 0.01},
+    }
     base = TrainConfig(**{**settings, **kw})
-    return [Member(f"m{i}", base.model_copy(update={
-        "method": base.method.model_copy(update={"weights": None if w is None else list(w)}), "seed": i}))
-        for i, w in enumerate(weights)]
+    return [
+        Member(
+            f"m{i}",
+            base.model_copy(
+                update={"method": base.method.model_copy(update={"weights": None if w is None else list(w)}), "seed": i}
+            ),
+        )
+        for i, w in enumerate(weights)
+    ]
 
 
 def _population(bench, weights=((0.2, 0.8), (0.5, 0.5), (0.9, 0.1)), **kw):
@@ -194,8 +206,7 @@ def test_training_stops_when_every_member_diverged(bench):
 
 def test_mdl_members_follow_their_mixture(bench):
     digits = tiny_mdl(bench)
-    population = StackedPopulation(_members(((0.9, 0.1), (0.1, 0.9)), batch_size=40),
-                                   digits, progress=False)
+    population = StackedPopulation(_members(((0.9, 0.1), (0.1, 0.9)), batch_size=40), digits, progress=False)
     population.run_until(2)
     _, _, counts = population._next_batches()
     assert counts.shape == (2, 2) and counts.sum(1).tolist() == [40, 40]
@@ -282,8 +293,9 @@ def test_an_fp16_population_scales_its_loss_and_unscales_the_gradients(bench):
     before = {k: v.detach().clone() for k, v in full.params.items()}
     half.train_step(), full.train_step()
     for key, old in before.items():
-        torch.testing.assert_close(half.params[key].detach() - old, full.params[key].detach() - old,
-                                   rtol=0.05, atol=2e-4)
+        torch.testing.assert_close(
+            half.params[key].detach() - old, full.params[key].detach() - old, rtol=0.05, atol=2e-4
+        )
     assert (half.loss_scale.scale, half.loss_scale.good_steps) == (2.0**16, 1)
     first = next(iter(half.params.values()))
     first.register_hook(lambda g: g.index_fill(0, torch.tensor([1]), float("nan")))

@@ -39,8 +39,16 @@ class NaNOnSteps(Method):
 
 def _trainer(tmp_path, method, store=None, **kw):
     config = TrainConfig(
-        name="n", benchmark=TINY, model={"width": 0.25}, steps=8, eval_every=4, batch_size=32,
-        stl=False, device="cpu", output=str(tmp_path), **kw,
+        name="n",
+        benchmark=TINY,
+        model={"width": 0.25},
+        steps=8,
+        eval_every=4,
+        batch_size=32,
+        stl=False,
+        device="cpu",
+        output=str(tmp_path),
+        **kw,
     )
     bench = load_benchmark(TINY["name"], **TINY["options"])
     torch.manual_seed(0)
@@ -108,7 +116,9 @@ def test_a_method_on_shared_gradients_with_a_model_without_shared_parameters(tmp
 
 def _write(tmp_path, text):
     path = tmp_path / "config.yaml"
-    path.write_text("name: t\nbenchmark: {name: multimnist, options: {train_size: 300, test_size: 50}}\nepochs: 1\n" + text)
+    path.write_text(
+        "name: t\nbenchmark: {name: multimnist, options: {train_size: 300, test_size: 50}}\nepochs: 1\n" + text
+    )
     return path
 
 
@@ -119,11 +129,15 @@ def _write(tmp_path, text):
         ("method: {name: gradnorm, options: {alpha: -1}}\n", "method gradnorm: alpha must be in [0, inf), got -1"),
         ("method: {name: dwa, options: {temperature: 0}}\n", "method dwa: temperature must be in (0, inf), got 0"),
         ("method: {name: pcgrad, options: {seed: x}}\n", "method pcgrad: seed must be an integer, got 'x'"),
-        ("method: {name: gradient_similarity, options: {main_task: middle}}\n",
-         "method gradient_similarity: main_task 'middle' is not a task; tasks: left, right"),
+        (
+            "method: {name: gradient_similarity, options: {main_task: middle}}\n",
+            "method gradient_similarity: main_task 'middle' is not a task; tasks: left, right",
+        ),
         ("method: {name: famo, options: {min_losses: [0, 0, 0]}}\n", "method famo: min_losses must be one number or 2"),
-        ("method: {name: cagrad, options: {radius: 0.5}}\n",
-         "method.options.radius: unknown option for method 'cagrad'; allowed: c, rescale"),
+        (
+            "method: {name: cagrad, options: {radius: 0.5}}\n",
+            "method.options.radius: unknown option for method 'cagrad'; allowed: c, rescale",
+        ),
         ("method: {name: pcgrad, weights: [1, 1]}\n", "method.weights: pcgrad takes no weights"),
         ("method: {name: pcgrad_v2}\n", "method.name: unknown method 'pcgrad_v2'; allowed:"),
         ("gradient_engine: fast\n", "gradient_engine: Input should be 'auto', 'loop' or 'batched'"),

@@ -79,7 +79,11 @@ def _same_batch(a, b) -> bool:
 
 def test_every_storage_gives_the_same_pixels(domainnet_root):
     benches = {s: _load(domainnet_root, s) for s in ("memory", "cache", "jpeg")}
-    assert {s: b.extras["storage"] for s, b in benches.items()} == {"memory": "memory", "cache": "cache", "jpeg": "jpeg"}
+    assert {s: b.extras["storage"] for s, b in benches.items()} == {
+        "memory": "memory",
+        "cache": "cache",
+        "jpeg": "jpeg",
+    }
     assert isinstance(benches["memory"].split("train", "sketch"), Split)
     assert isinstance(benches["cache"].split("train", "sketch"), ImageSplit)
     assert all(b.sizes() == benches["memory"].sizes() for b in benches.values())
@@ -91,10 +95,15 @@ def test_every_storage_gives_the_same_pixels(domainnet_root):
             for storage in ("cache", "jpeg"):
                 streamed = benches[storage].split(split, domain)
                 assert streamed.batch(torch.arange(len(streamed)))[0].dtype == torch.float32
-                assert _same_batch(streamed.batch(torch.arange(len(streamed))), reference.batch(torch.arange(len(reference))))
+                assert _same_batch(
+                    streamed.batch(torch.arange(len(streamed))), reference.batch(torch.arange(len(reference)))
+                )
                 assert all(_same_batch(x, y) for x, y in zip(streamed.batches(5), reference.batches(5), strict=True))
     for storage in ("cache", "jpeg"):
-        stacked, reference = benches[storage].split("train", "sketch").batch(index), benches["memory"].split("train", "sketch").batch(index)
+        stacked, reference = (
+            benches[storage].split("train", "sketch").batch(index),
+            benches["memory"].split("train", "sketch").batch(index),
+        )
         assert stacked[0].shape == (2, 3, 3, 12, 12) and _same_batch(stacked, reference)
 
 
@@ -135,7 +144,9 @@ def test_the_decoded_cache_is_a_plain_npy_written_once_and_rebuilt_when_damaged(
     # truncated under a running split: one line naming the file and what to do
     with open(folder / "train.npy", "r+b") as file:
         file.truncate(file.seek(0, 2) - 100)
-    with pytest.raises(DataFileError, match=r"train.npy: truncated \(the decoded cache ends before row 17\); delete .* to decode again"):
+    with pytest.raises(
+        DataFileError, match=r"train.npy: truncated \(the decoded cache ends before row 17\); delete .* to decode again"
+    ):
         split.batch(torch.tensor([3, 17]))
     # the next load notices and decodes again
     again = _load(root, "cache", domains=["clipart"])
@@ -190,7 +201,9 @@ def test_augmentation_crops_after_padding_and_flips_as_drawn():
     generator = torch.Generator().manual_seed(0)
     draws = augmentation.draw(1000, generator)
     assert draws[:, :2].min() == 0 and draws[:, :2].max() == 4 and set(draws[:, 2].tolist()) == {0, 1}
-    assert torch.equal(augmentation.draw(5, torch.Generator().manual_seed(1)), augmentation.draw(5, torch.Generator().manual_seed(1)))
+    assert torch.equal(
+        augmentation.draw(5, torch.Generator().manual_seed(1)), augmentation.draw(5, torch.Generator().manual_seed(1))
+    )
     with pytest.raises(ValueError, match=r"augment.crop: expected an integer >= 0"):
         Augmentation(crop=-1)
 
@@ -198,7 +211,9 @@ def test_augmentation_crops_after_padding_and_flips_as_drawn():
 def test_augmentation_draws_are_the_samplers_state_and_leave_the_sample_order_alone(domainnet_root):
     bench = _load(domainnet_root, "memory")
     plain = MixtureSampler([s["train"] for s in bench.domains.values()], 8, seed=3)
-    augmented = MixtureSampler([s["train"] for s in bench.domains.values()], 8, seed=3, augment=Augmentation(crop=2, flip=True))
+    augmented = MixtureSampler(
+        [s["train"] for s in bench.domains.values()], 8, seed=3, augment=Augmentation(crop=2, flip=True)
+    )
     for _ in range(5):
         a, b = plain.next_draw(), augmented.next_draw()
         assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a.groups, b.groups)) and b.augment.shape == (8, 3)
@@ -291,16 +306,25 @@ def test_a_population_reads_every_members_batch_from_one_storage(domainnet_root,
 
 
 def _train_config(root, storage, workers, **extra):
-    return build_config({
-        "name": "s",
-        "benchmark": {"name": "domainnet", "options": {"root": str(root), "domains": ["clipart", "sketch"],
-                                                        "resize": 12, "storage": storage}},
-        "model": {"family": "resnet", "width": 0.25, "depth": 1},
-        "method": {"name": "scalarization", "weights": [1.0, 2.0]},
-        "epochs": 2, "eval_every": 3, "batch_size": 16, "stl": False, "device": "cpu",
-        "optimizer": {"lr": 0.01}, "data": {"workers": workers, "augment": {"crop": 2, "flip": True}},
-        **extra,
-    })
+    return build_config(
+        {
+            "name": "s",
+            "benchmark": {
+                "name": "domainnet",
+                "options": {"root": str(root), "domains": ["clipart", "sketch"], "resize": 12, "storage": storage},
+            },
+            "model": {"family": "resnet", "width": 0.25, "depth": 1},
+            "method": {"name": "scalarization", "weights": [1.0, 2.0]},
+            "epochs": 2,
+            "eval_every": 3,
+            "batch_size": 16,
+            "stl": False,
+            "device": "cpu",
+            "optimizer": {"lr": 0.01},
+            "data": {"workers": workers, "augment": {"crop": 2, "flip": True}},
+            **extra,
+        }
+    )
 
 
 def test_training_gives_the_same_numbers_whatever_the_storage_and_workers(domainnet_root, one_thread):
@@ -320,8 +344,13 @@ def test_training_gives_the_same_numbers_whatever_the_storage_and_workers(domain
 
     def members(storage, workers):
         config = _train_config(domainnet_root, storage, workers, epochs=1)
-        return [RunSpec(f"m{i}", config.model_copy(update={"seed": i, "method": config.method.model_copy(
-            update={"weights": w})})) for i, w in enumerate(([1.0, 1.0], [3.0, 1.0]))]
+        return [
+            RunSpec(
+                f"m{i}",
+                config.model_copy(update={"seed": i, "method": config.method.model_copy(update={"weights": w})}),
+            )
+            for i, w in enumerate(([1.0, 1.0], [3.0, 1.0]))
+        ]
 
     stacked = {}
     for storage, workers in (("memory", 0), ("cache", 2)):
@@ -335,7 +364,9 @@ def test_training_gives_the_same_numbers_whatever_the_storage_and_workers(domain
 def test_the_data_section_is_validated_and_workers_do_not_change_the_fingerprint(domainnet_root):
     base = _train_config(domainnet_root, "cache", 2)
     assert base.fingerprint() == _train_config(domainnet_root, "cache", 0).fingerprint()
-    assert base.fingerprint() != _train_config(domainnet_root, "cache", 2, data={"augment": {"flip": True}}).fingerprint()
+    assert (
+        base.fingerprint() != _train_config(domainnet_root, "cache", 2, data={"augment": {"flip": True}}).fingerprint()
+    )
     # runs stored before the data section keep their fingerprint (values from before it existed)
     assert TrainConfig().fingerprint() == TrainConfig(data={"workers": 3}).fingerprint() == "b67945b1a09b46a3"
     assert TrainConfig(benchmark={"name": "digits"}, epochs=3).fingerprint() == "679e0e36b5665969"

@@ -59,7 +59,14 @@ def test_study_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "task0+task1" in out and "task1+task2" in out and "Pearson r" in out
     directory = tmp_path / "out"
-    for name in ("report.md", "report.html", "sizes_task0_task1.png", "conflict.png", "best_weights_and_delta.csv", "conflict.csv"):
+    for name in (
+        "report.md",
+        "report.html",
+        "sizes_task0_task1.png",
+        "conflict.png",
+        "best_weights_and_delta.csv",
+        "conflict.csv",
+    ):
         assert (directory / name).is_file(), name
     rows = (directory / "conflict.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 2 * 3  # header + groups x depths x 3 members
@@ -73,7 +80,9 @@ def test_study_end_to_end(tmp_path, capsys):
 
 def test_bad_study_groups_are_one_line_errors(tmp_path, capsys):
     path = tmp_path / "study.yaml"
-    path.write_text(f"name: st\nbenchmark: {{name: multimnist}}\noutput: {tmp_path / 'out'}\nstudy: {{groups: [[left, middle]]}}\n")
+    path.write_text(
+        f"name: st\nbenchmark: {{name: multimnist}}\noutput: {tmp_path / 'out'}\nstudy: {{groups: [[left, middle]]}}\n"
+    )
     assert main(["study", str(path)]) == 2
     err = capsys.readouterr().err
     assert "study.groups: each group needs >= 2 of left, right; got ['left', 'middle']" in err

@@ -26,8 +26,9 @@ TINY = {
 
 
 def config(tmp_path, **adaptive) -> SweepConfig:
-    return SweepConfig.model_validate({**TINY, "output": str(tmp_path),
-                                       "sweep": {"design": "adaptive", "adaptive": adaptive}})
+    return SweepConfig.model_validate(
+        {**TINY, "output": str(tmp_path), "sweep": {"design": "adaptive", "adaptive": adaptive}}
+    )
 
 
 def w0(result) -> list[float]:
@@ -78,11 +79,11 @@ def test_batches_go_where_the_front_is_sparse(tmp_path):
 
 
 def test_a_killed_sweep_reruns_to_the_same_design_without_retraining(tmp_path):
-    reference = run_sweep(config(tmp_path / "a", initial=3, batch=2, batches=2), backend=FrontBackend(),
-                          progress=False)
+    reference = run_sweep(config(tmp_path / "a", initial=3, batch=2, batches=2), backend=FrontBackend(), progress=False)
     with pytest.raises(KeyboardInterrupt):  # killed after batch 0 and one run of batch 1
-        run_sweep(config(tmp_path / "b", initial=3, batch=2, batches=2), backend=FrontBackend(stop_after=4),
-                  progress=False)
+        run_sweep(
+            config(tmp_path / "b", initial=3, batch=2, batches=2), backend=FrontBackend(stop_after=4), progress=False
+        )
     rerun_backend = FrontBackend()
     rerun = run_sweep(config(tmp_path / "b", initial=3, batch=2, batches=2), backend=rerun_backend, progress=False)
     assert rerun_backend.written == 3  # the rest of batch 1, then batch 2
@@ -125,19 +126,27 @@ def test_defaults_are_the_corners_and_uniform_then_three_batches_of_two(tmp_path
 
 
 def test_seeds_are_crossed_with_each_batch(tmp_path):
-    cfg = SweepConfig.model_validate({**TINY, "output": str(tmp_path), "sweep": {
-        "design": "adaptive", "seeds": [0, 1], "adaptive": {"initial": 3, "batch": 1, "batches": 1}}})
+    cfg = SweepConfig.model_validate(
+        {
+            **TINY,
+            "output": str(tmp_path),
+            "sweep": {"design": "adaptive", "seeds": [0, 1], "adaptive": {"initial": 3, "batch": 1, "batches": 1}},
+        }
+    )
     result = run_sweep(cfg, backend=FrontBackend(), progress=False)
     assert [(m.weights[0], m.seed) for m in result.members][-2:] == [(0.75, 0), (0.75, 1)]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("sweep.adaptive.batch=0", "sweep.adaptive.batch: Input should be greater than or equal to 1 (got 0)"),
-    ("sweep.adaptive.batches=-1", "sweep.adaptive.batches: Input should be greater than or equal to 0"),
-    ("sweep.adaptive.initial=0", "sweep.adaptive.initial: Input should be greater than or equal to 1"),
-    ("sweep.adaptive.size=3", "sweep.adaptive.size: unknown key; allowed: initial, batch, batches"),
-    ("sweep.design=lattice", "sweep.adaptive: read only by design: adaptive (got design: lattice)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sweep.adaptive.batch=0", "sweep.adaptive.batch: Input should be greater than or equal to 1 (got 0)"),
+        ("sweep.adaptive.batches=-1", "sweep.adaptive.batches: Input should be greater than or equal to 0"),
+        ("sweep.adaptive.initial=0", "sweep.adaptive.initial: Input should be greater than or equal to 1"),
+        ("sweep.adaptive.size=3", "sweep.adaptive.size: unknown key; allowed: initial, batch, batches"),
+        ("sweep.design=lattice", "sweep.adaptive: read only by design: adaptive (got design: lattice)"),
+    ],
+)
 def test_bad_values_are_one_line_errors(tmp_path, override, message):
     path = tmp_path / "sweep.yaml"
     path.write_text(json.dumps({**TINY, "sweep": {"design": "adaptive", "adaptive": {"batch": 2}}}))
@@ -147,8 +156,9 @@ def test_bad_values_are_one_line_errors(tmp_path, override, message):
 
 
 def test_a_preference_conditioned_method_is_refused(tmp_path):
-    cfg = SweepConfig.model_validate({**TINY, "method": {"name": "cosmos"}, "output": str(tmp_path),
-                                      "sweep": {"design": "adaptive"}})
+    cfg = SweepConfig.model_validate(
+        {**TINY, "method": {"name": "cosmos"}, "output": str(tmp_path), "sweep": {"design": "adaptive"}}
+    )
     with pytest.raises(ConfigError, match="sweep.design: adaptive trains weights batch by batch"):
         run_sweep(cfg, progress=False)
     assert not (tmp_path / "scalarize.db").exists()
@@ -167,8 +177,9 @@ def _rows(database, query):
 @pytest.mark.slow
 def test_end_to_end_and_resume_mid_batch_on_synthetic_linear(tmp_path, capsys):
     path = tmp_path / "sweep.yaml"
-    path.write_text(json.dumps({**TINY, "sweep": {"design": "adaptive",
-                                                  "adaptive": {"initial": 3, "batch": 2, "batches": 2}}}))
+    path.write_text(
+        json.dumps({**TINY, "sweep": {"design": "adaptive", "adaptive": {"initial": 3, "batch": 2, "batches": 2}}})
+    )
     assert main(["sweep", str(path), "-q", f"output={tmp_path / 'reference'}"]) == 0
     out = capsys.readouterr().out
     assert "adaptive batch 1/2: weights (0.75, 0.25), (0.25, 0.75)" in out
@@ -191,7 +202,9 @@ def test_end_to_end_and_resume_mid_batch_on_synthetic_linear(tmp_path, capsys):
     assert all(after[f"ad-00{i}"] == before[f"ad-00{i}"] for i in range(3))  # not retrained
     assert len(after) == 7 and all(status == "completed" for status, _ in after.values())
     reference = tmp_path / "reference" / "scalarize.db"
-    assert _rows(database, "SELECT name, fingerprint FROM runs") == _rows(reference, "SELECT name, fingerprint FROM runs")
+    assert _rows(database, "SELECT name, fingerprint FROM runs") == _rows(
+        reference, "SELECT name, fingerprint FROM runs"
+    )
     final = "SELECT run, split, name, value FROM final"
     assert _rows(database, final) == _rows(reference, final)  # as if never killed
     with Store(tmp_path / "killed") as store:

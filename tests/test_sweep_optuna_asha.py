@@ -21,8 +21,7 @@ from scalarize.search.optuna_design import OptunaDesign, simplex_weights  # noqa
 
 TINY = {
     "name": "op",
-    "benchmark": {"name": "synthetic", "options": {"num_tasks": 3, "train_size": 256, "val_size": 64,
-                                                   "test_size": 64}},
+    "benchmark": {"name": "synthetic", "options": {"num_tasks": 3, "train_size": 256, "val_size": 64, "test_size": 64}},
     "model": {"family": "mlp", "width": 0.25, "depth": 1},
     "method": {"name": "scalarization"},
     "optimizer": {"name": "adam", "lr": 0.01},
@@ -69,8 +68,13 @@ WEIGHTS = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0]
 def _members(indices):
     out = []
     for i in indices:
-        data = {**TINY, "epochs": 4, "batch_size": 32, "seed": i,
-                "method": {"name": "scalarization", "weights": WEIGHTS[i]}}
+        data = {
+            **TINY,
+            "epochs": 4,
+            "batch_size": 32,
+            "seed": i,
+            "method": {"name": "scalarization", "weights": WEIGHTS[i]},
+        }
         out.append(Member(f"s-{i:03d}", build_config(data)))
     return out
 
@@ -95,8 +99,9 @@ def test_a_shrunk_population_equals_a_population_of_those_members_alone(one_thre
 
 
 def test_keep_members_refuses_bad_indices(one_thread):
-    population = StackedPopulation(_members(range(3)), benchmark_from_config(build_config(TINY).benchmark),
-                                   progress=False)
+    population = StackedPopulation(
+        _members(range(3)), benchmark_from_config(build_config(TINY).benchmark), progress=False
+    )
     for bad in ([], [2, 1], [0, 3], [1, 1]):
         with pytest.raises(ValueError, match="keep_members"):
             population.keep_members(bad)
@@ -159,30 +164,40 @@ def test_a_killed_optuna_sweep_resumes_with_the_same_trials(tmp_path, interrupt_
     rerun = run_sweep(cfg(tmp_path / "b", **sweep).model_copy(update=TINY_SHORT), progress=False)
     assert [m.weights for m in rerun.members] == [m.weights for m in reference.members]
     assert {n: r.val for n, r in rerun.results.items()} == {n: r.val for n, r in reference.results.items()}
-    assert len(rerun.members) == 6 and len(optuna.load_study(study_name="op", storage=(
-        f"sqlite:///{tmp_path / 'b' / 'optuna.db'}")).trials) == 6
+    assert (
+        len(rerun.members) == 6
+        and len(optuna.load_study(study_name="op", storage=(f"sqlite:///{tmp_path / 'b' / 'optuna.db'}")).trials) == 6
+    )
 
 
-@pytest.mark.parametrize("sweep, message", [
-    ({"design": "optuna", "factors": {"optimizer.lr": [0.1, 0.01]}}, "sweep.factors: design: optuna searches"),
-    ({"design": "lattice", "early_stopping": {}, "engine": "loop"}, "sweep.early_stopping: trains stacked"),
-    ({"design": "optuna", "fitness": "nope"}, "sweep.fitness: fitness: unknown spec"),
-])
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        ({"design": "optuna", "factors": {"optimizer.lr": [0.1, 0.01]}}, "sweep.factors: design: optuna searches"),
+        ({"design": "lattice", "early_stopping": {}, "engine": "loop"}, "sweep.early_stopping: trains stacked"),
+        ({"design": "optuna", "fitness": "nope"}, "sweep.fitness: fitness: unknown spec"),
+    ],
+)
 def test_combinations_refused_in_one_line(tmp_path, sweep, message):
     with pytest.raises(ConfigError) as error:
         run_sweep(cfg(tmp_path, **sweep), progress=False)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("sweep.optuna.sampler=cmaes", "sweep.optuna.sampler: Input should be 'tpe', 'gp', 'nsga2', 'nsga3' or 'random'"),
-    ("sweep.design=lattice", "sweep.optuna: read only by design: optuna"),
-    ("sweep.early_stopping.reduction_factor=1", "sweep.early_stopping.reduction_factor: Input should be greater"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "sweep.optuna.sampler=cmaes",
+            "sweep.optuna.sampler: Input should be 'tpe', 'gp', 'nsga2', 'nsga3' or 'random'",
+        ),
+        ("sweep.design=lattice", "sweep.optuna: read only by design: optuna"),
+        ("sweep.early_stopping.reduction_factor=1", "sweep.early_stopping.reduction_factor: Input should be greater"),
+    ],
+)
 def test_bad_values_are_one_line_errors(tmp_path, override, message):
     path = tmp_path / "sweep.yaml"
-    path.write_text(json.dumps({**TINY, "sweep": {"design": "optuna", "optuna": {"trials": 3},
-                                                  "early_stopping": {}}}))
+    path.write_text(json.dumps({**TINY, "sweep": {"design": "optuna", "optuna": {"trials": 3}, "early_stopping": {}}}))
     with pytest.raises(ConfigError) as error:
         load_sweep_config(path, [override])
     assert message in str(error.value) and "\n" not in str(error.value)
@@ -206,8 +221,18 @@ def test_missing_optuna_is_one_line_naming_the_extra(tmp_path, monkeypatch):
 # -- end to end ------------------------------------------------------------------------------------
 def test_scalarize_sweep_optuna_with_early_stopping_on_synthetic(tmp_path, capsys, one_thread):
     path = tmp_path / "sweep.yaml"
-    path.write_text(json.dumps({**TINY, "sweep": {"design": "optuna", "optuna": {"trials": 9, "batch": 9},
-                                                  "early_stopping": {"reduction_factor": 3}}}))
+    path.write_text(
+        json.dumps(
+            {
+                **TINY,
+                "sweep": {
+                    "design": "optuna",
+                    "optuna": {"trials": 9, "batch": 9},
+                    "early_stopping": {"reduction_factor": 3},
+                },
+            }
+        )
+    )
     assert main(["sweep", str(path), "-q", f"output={tmp_path / 'out'}"]) == 0
     out = capsys.readouterr().out
     assert "rung 0 (evaluation 1): 6 of 9 member(s) stop" in out and "rung 1 (evaluation 3): 2 of 3" in out
@@ -225,8 +250,9 @@ def test_scalarize_sweep_optuna_with_early_stopping_on_synthetic(tmp_path, capsy
     assert "successive halving" not in capsys.readouterr().out
 
 
-def test_early_stopping_on_a_lattice_sweep_stops_the_same_members_after_a_kill(tmp_path, interrupt_at_checkpoint,
-                                                                               one_thread):
+def test_early_stopping_on_a_lattice_sweep_stops_the_same_members_after_a_kill(
+    tmp_path, interrupt_at_checkpoint, one_thread
+):
     sweep = {"design": "lattice", "step": 0.5, "early_stopping": {"reduction_factor": 2}}  # 6 + uniform
     reference = run_sweep(cfg(tmp_path / "a", **sweep), progress=False)
     interrupt_at_checkpoint(StackedPopulation, 2)  # after rung 0's checkpoint (its shrink saved)

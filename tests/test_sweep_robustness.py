@@ -59,7 +59,12 @@ def test_kill_9_mid_sweep_then_rerun_trains_only_the_missing_members(tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait()
     before = {row[0]: row[1:] for row in _rows(database, "SELECT name, status, finished FROM runs")}
-    assert [before[n][0] for n in ("k-000", "k-001", "k-002", "k-003")] == ["completed", "completed", "running", "running"]
+    assert [before[n][0] for n in ("k-000", "k-001", "k-002", "k-003")] == [
+        "completed",
+        "completed",
+        "running",
+        "running",
+    ]
     assert "k-004" not in before  # the third chunk never started
 
     rerun = subprocess.run([*command, f"output={killed}"], check=True, capture_output=True, text=True, env=env)
@@ -73,7 +78,9 @@ def test_kill_9_mid_sweep_then_rerun_trains_only_the_missing_members(tmp_path):
     assert _rows(database, final) == _rows(reference / "scalarize.db", final)
     metrics = "SELECT run, evaluation, step, split, name, value FROM metrics"
     assert _rows(database, metrics) == _rows(reference / "scalarize.db", metrics)
-    assert (killed / "report.md").read_text() == (reference / "report.md").read_text().replace(str(reference), str(killed))
+    assert (killed / "report.md").read_text() == (reference / "report.md").read_text().replace(
+        str(reference), str(killed)
+    )
 
 
 def test_a_member_whose_loss_turns_nan_is_marked_diverged_through_the_sweep_command(tmp_path, capsys):
@@ -86,7 +93,9 @@ def test_a_member_whose_loss_turns_nan_is_marked_diverged_through_the_sweep_comm
     assert main(["sweep", str(config), "-q"]) == 0
     out = capsys.readouterr().out
     # weights outermost ((0,1), (1,0), (.5,.5)), then lr (1e-3, 1e30): the odd members diverge
-    rows = {r[0]: r[1:] for r in _rows(tmp_path / "out" / "scalarize.db", "SELECT name, status, step, message FROM runs")}
+    rows = {
+        r[0]: r[1:] for r in _rows(tmp_path / "out" / "scalarize.db", "SELECT name, status, step, message FROM runs")
+    }
     steps = 2 * 6  # 2 epochs of ceil(300 / 50) steps
     for name in ("d-000", "d-002", "d-004"):
         assert rows[name] == ("completed", steps, "")

@@ -46,9 +46,16 @@ def test_linear_model_trained_by_scalarization_reaches_the_exact_losses(tmp_path
     from scalarize import TrainConfig, run_experiment
 
     config = TrainConfig(
-        name="lin", benchmark={"name": "synthetic_linear"}, model={"family": "linear", "depth": 0},
-        method={"weights": [0.7, 0.3]}, optimizer={"name": "adam", "lr": 0.05}, schedule={"name": "cosine"},
-        epochs=30, batch_size=200, stl=False, output=str(tmp_path),
+        name="lin",
+        benchmark={"name": "synthetic_linear"},
+        model={"family": "linear", "depth": 0},
+        method={"weights": [0.7, 0.3]},
+        optimizer={"name": "adam", "lr": 0.05},
+        schedule={"name": "cosine"},
+        epochs=30,
+        batch_size=200,
+        stl=False,
+        output=str(tmp_path),
     )
     result = run_experiment(config, progress=False)
     exact = load_benchmark("synthetic_linear").extras["problem"].losses([0.7, 0.3], "val")

@@ -19,11 +19,16 @@ from scalarize.data.tabular import Preprocessor, SequenceColumn, benchmark_from_
 
 def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "price": rng.normal(5, 2, n), "user": rng.integers(0, 20, n), "city": rng.choice(["a", "b", "c"], n),
-        "tags": rng.choice(["x|y", "y", "", "z|x|y|w"], n), "click": rng.random(n) < 0.4,
-        "purchase": (rng.random(n) < 0.5).astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "price": rng.normal(5, 2, n),
+            "user": rng.integers(0, 20, n),
+            "city": rng.choice(["a", "b", "c"], n),
+            "tags": rng.choice(["x|y", "y", "", "z|x|y|w"], n),
+            "click": rng.random(n) < 0.4,
+            "purchase": (rng.random(n) < 0.5).astype(np.int64),
+        }
+    )
 
 
 def test_preprocessor_fits_train_only_and_maps_rare_and_unknown_to_zero() -> None:
@@ -48,9 +53,15 @@ def test_preprocessor_state_round_trips_through_json() -> None:
 def test_benchmark_from_table_targets_masks_and_groups() -> None:
     frame = _frame()
     benchmark = benchmark_from_table(
-        frame, dense=["price"], categorical=["user", "city"], sequences=[SequenceColumn("tags", 3)],
-        targets={"ctr": "click", "ctcvr": {"product": ["click", "purchase"]},
-                 "cvr": {"label": "purchase", "where": "click == 1"}},
+        frame,
+        dense=["price"],
+        categorical=["user", "city"],
+        sequences=[SequenceColumn("tags", 3)],
+        targets={
+            "ctr": "click",
+            "ctcvr": {"product": ["click", "purchase"]},
+            "cvr": {"label": "purchase", "where": "click == 1"},
+        },
         split={"val": 0.2, "test": 0.2, "seed": 3},
     )
     assert benchmark.sizes()["all"] == {"train": 120, "val": 40, "test": 40}
@@ -71,25 +82,37 @@ def test_table_from_config_reads_parquet_and_csv(tmp_path) -> None:
     frame = _frame()
     frame.to_csv(tmp_path / "t.csv", index=False)
     pq.write_table(pa.Table.from_pandas(frame), tmp_path / "t.parquet")
-    options = dict(dense=["price"], categorical=["user"], targets={"ctr": "click", "ctcvr": "click * purchase"},
-                   split={"val": 0.1, "test": 0.1})
+    options = dict(
+        dense=["price"],
+        categorical=["user"],
+        targets={"ctr": "click", "ctcvr": "click * purchase"},
+        split={"val": 0.1, "test": 0.1},
+    )
     from_csv = load_benchmark("table", path=str(tmp_path / "t.csv"), **options)
     from_parquet = load_benchmark("table", path=str(tmp_path / "t.parquet"), **options)
     assert torch.equal(from_csv.split("test").targets["ctcvr"], from_parquet.split("test").targets["ctcvr"])
     assert torch.allclose(from_csv.split("train").inputs, from_parquet.split("train").inputs)
     fold = frame.assign(fold=np.arange(len(frame)) % 3)
-    by_column = load_benchmark("table", data=fold, categorical=["city"], targets=["click"],
-                               split={"column": "fold", "train": 0, "val": 1, "test": 2})
+    by_column = load_benchmark(
+        "table",
+        data=fold,
+        categorical=["city"],
+        targets=["click"],
+        split={"column": "fold", "train": 0, "val": 1, "test": 2},
+    )
     assert by_column.sizes()["all"] == {"train": 67, "val": 67, "test": 66}
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"targets": {"x": "__import__('os').system('true')"}}, "Call is not allowed"),
-    ({"targets": {"x": "price"}}, "must be 0 or 1"),
-    ({"targets": {"x": "nope"}}, "no column 'nope'"),
-    ({"targets": ["click"], "dense": ["city"]}, "not numeric"),
-    ({"targets": ["click"], "split": {"val": 0.6, "test": 0.5}}, "summing below 1"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"targets": {"x": "__import__('os').system('true')"}}, "Call is not allowed"),
+        ({"targets": {"x": "price"}}, "must be 0 or 1"),
+        ({"targets": {"x": "nope"}}, "no column 'nope'"),
+        ({"targets": ["click"], "dense": ["city"]}, "not numeric"),
+        ({"targets": ["click"], "split": {"val": 0.6, "test": 0.5}}, "summing below 1"),
+    ],
+)
 def test_bad_table_options_are_one_line(options, message) -> None:
     with pytest.raises(BenchmarkError, match=message) as error:
         load_benchmark("table", data=_frame(), **options)

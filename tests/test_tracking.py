@@ -18,9 +18,18 @@ BENCH = {"name": "synthetic", "options": {"num_tasks": 2, "train_size": 120, "va
 
 
 def _config(tmp_path, **tracking):
-    return TrainConfig(name="t", benchmark=BENCH, model={"width": 0.125, "depth": 1}, epochs=3, batch_size=40,
-                       method={"weights": [0.7, 0.3]}, stl=False, device="cpu", output=str(tmp_path / "out"),
-                       tracking=tracking)
+    return TrainConfig(
+        name="t",
+        benchmark=BENCH,
+        model={"width": 0.125, "depth": 1},
+        epochs=3,
+        batch_size=40,
+        method={"weights": [0.7, 0.3]},
+        stl=False,
+        device="cpu",
+        output=str(tmp_path / "out"),
+        tracking=tracking,
+    )
 
 
 def _scalars(directory, tag):

@@ -22,9 +22,18 @@ HEADER, BLOCK, CHUNK = 7, 32768, 7  # wandb's log format: ':W&B' magic, version;
 
 
 def _config(tmp_path, **wandb):
-    return TrainConfig(name="t", benchmark=BENCH, model={"width": 0.125, "depth": 1}, epochs=3, batch_size=40,
-                       method={"weights": [0.7, 0.3]}, stl=False, device="cpu", output=str(tmp_path / "out"),
-                       tracking={"wandb": {"project": "p", "mode": "offline", **wandb}})
+    return TrainConfig(
+        name="t",
+        benchmark=BENCH,
+        model={"width": 0.125, "depth": 1},
+        epochs=3,
+        batch_size=40,
+        method={"weights": [0.7, 0.3]},
+        stl=False,
+        device="cpu",
+        output=str(tmp_path / "out"),
+        tracking={"wandb": {"project": "p", "mode": "offline", **wandb}},
+    )
 
 
 def _records(path):
@@ -55,11 +64,13 @@ def _read(folder):
         for record in _records(path):
             kind = record.WhichOneof("record_type")
             if kind == "history":
-                found["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                         for i in record.history.item})
+                found["history"].append(
+                    {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+                )
             elif kind == "summary":
-                found["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                         for i in record.summary.update})
+                found["summary"].update(
+                    {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.summary.update}
+                )
             elif kind == "config":
                 found["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
             elif kind == "run":

@@ -1,20 +1,28 @@
 import pytest
 import torch
 
+from scalarize import run_experiment
 from scalarize.data import load_benchmark
 from scalarize.methods import Scalarization
 from scalarize.models import build_model
 from scalarize.store import Store
-from scalarize import run_experiment
 from scalarize.train import TrainConfig, Trainer
 
 SMALL = {"name": "multimnist", "options": {"train_size": 600, "test_size": 100}}
 
 
 def _config(tmp_path, **kw):
-    base = dict(name="t", benchmark=SMALL, model={"width": 0.25}, epochs=3, batch_size=64,
-                stl=False, output=str(tmp_path), schedule={"name": "cosine"},
-                optimizer={"lr": 0.005})
+    base = dict(
+        name="t",
+        benchmark=SMALL,
+        model={"width": 0.25},
+        epochs=3,
+        batch_size=64,
+        stl=False,
+        output=str(tmp_path),
+        schedule={"name": "cosine"},
+        optimizer={"lr": 0.005},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -23,8 +31,9 @@ def _trainer(config, store=None, checkpoint=None):
     bench = load_benchmark(config.benchmark.name, **config.benchmark.options)
     torch.manual_seed(config.seed)
     model = build_model("mlp", bench.input_shape, bench.tasks, config.model.width, config.model.depth)
-    return Trainer(config, bench, model, Scalarization(), run_name="t", store=store,
-                   checkpoint_path=checkpoint, progress=False)
+    return Trainer(
+        config, bench, model, Scalarization(), run_name="t", store=store, checkpoint_path=checkpoint, progress=False
+    )
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path):
@@ -96,7 +105,9 @@ def test_stl_baselines_and_delta_m(tmp_path):
     assert set(result.stl) == {"left", "right"}
     left = result.stl["left"].test["left/accuracy"]
     right = result.stl["right"].test["right/accuracy"]
-    by_hand = 50 * ((result.main.test["left/accuracy"] - left) / left + (result.main.test["right/accuracy"] - right) / right)
+    by_hand = 50 * (
+        (result.main.test["left/accuracy"] - left) / left + (result.main.test["right/accuracy"] - right) / right
+    )
     assert result.delta_m == pytest.approx(by_hand)
 
 
@@ -111,8 +122,12 @@ def test_a_methods_own_randomness_follows_the_config_seed_not_the_process_histor
     generator's seed from it), so the same config gives the same draws whatever ran before."""
     from scalarize.train.setup import prepare
 
-    config = TrainConfig(name="x", benchmark={"name": "multimnist", "options": {"train_size": 200, "test_size": 50}},
-                         method={"name": "rlw"}, seed=3)
+    config = TrainConfig(
+        name="x",
+        benchmark={"name": "multimnist", "options": {"train_size": 200, "test_size": 50}},
+        method={"name": "rlw"},
+        seed=3,
+    )
     torch.manual_seed(123)
     first = prepare(config)[1].generator.get_state()
     torch.manual_seed(456)

@@ -60,7 +60,7 @@ def test_the_fused_optimizer_makes_the_same_steps_to_rounding(kind):
     for _ in range(3):
         for params, opt in ((a, plain), (b, fused)):
             opt.zero_grad()
-            sum((p ** 2).sum() for p in params).backward()
+            sum((p**2).sum() for p in params).backward()
             opt.step()
     for p, q in zip(a, b):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # a few ulps after 3 steps
@@ -72,6 +72,8 @@ def test_optimizers_without_a_fused_kernel_are_left_alone():
     assert fused_optimizer(rmsprop) is rmsprop
     groups = torch.optim.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 0.1}])
     assert fused_optimizer(groups) is groups  # several groups: kept as they are
-    integer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2)),
-                               torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)], lr=0.1)
+    integer = torch.optim.SGD(
+        [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)],
+        lr=0.1,
+    )
     assert fused_optimizer(integer) is integer  # a non-floating parameter: no fused kernel

@@ -17,8 +17,16 @@ INF, NAN = float("inf"), float("nan")
 
 
 def _trainer(method, steps=6):
-    config = TrainConfig(name="g", benchmark=TINY, model={"width": 0.1}, steps=steps, eval_every=3, batch_size=30,
-                         stl=False, device="cpu")
+    config = TrainConfig(
+        name="g",
+        benchmark=TINY,
+        model={"width": 0.1},
+        steps=steps,
+        eval_every=3,
+        batch_size=30,
+        stl=False,
+        device="cpu",
+    )
     bench = load_benchmark(TINY["name"], **TINY["options"])
     torch.manual_seed(0)
     model = build_model("mlp", bench.input_shape, bench.tasks, 0.1, 1)
@@ -44,16 +52,19 @@ def _set_gradients(trainer, value: float) -> None:
             p.grad.view(-1)[0] = value
 
 
-@pytest.mark.parametrize("gradient, loss, expected", [
-    (1.0, 1.0, (True, True)),
-    (NAN, 1.0, (False, True)),
-    (INF, 1.0, (False, True)),
-    (1.0, INF, (True, False)),
-    (1.0, NAN, (True, False)),
-    (NAN, NAN, (False, False)),
-    (1e20, 1.0, (True, True)),  # huge but finite (its square would overflow a 2-norm)
-    (3e38, INF, (True, False)),
-])
+@pytest.mark.parametrize(
+    "gradient, loss, expected",
+    [
+        (1.0, 1.0, (True, True)),
+        (NAN, 1.0, (False, True)),
+        (INF, 1.0, (False, True)),
+        (1.0, INF, (True, False)),
+        (1.0, NAN, (True, False)),
+        (NAN, NAN, (False, False)),
+        (1e20, 1.0, (True, True)),  # huge but finite (its square would overflow a 2-norm)
+        (3e38, INF, (True, False)),
+    ],
+)
 def test_gradients_and_losses_are_told_apart(trainer, gradient, loss, expected):
     _set_gradients(trainer, gradient)
     assert trainer._finite_on_host(torch.tensor([0.5, loss])) == expected
@@ -91,23 +102,32 @@ def test_an_infinite_loss_with_finite_gradients_is_applied_then_ends_the_run_as_
     assert "non-finite loss at step 5" in trainer.message
 
 
-
 def test_the_check_works_with_float64_as_the_default_dtype():
     """A float64 model (built with float64 as the default dtype, as the stacked-equivalence tests
     do): the check's own tensors stay in the float32 its kernel takes."""
     from scalarize.data.benchmark import Benchmark, Split
 
     bench = load_benchmark(TINY["name"], **TINY["options"])
-    domains = {d: {s: Split(split.inputs.double(), split.targets) for s, split in splits.items()}
-               for d, splits in bench.domains.items()}
+    domains = {
+        d: {s: Split(split.inputs.double(), split.targets) for s, split in splits.items()}
+        for d, splits in bench.domains.items()
+    }
     bench = Benchmark(bench.name, bench.setting, bench.tasks, domains)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         torch.manual_seed(0)
         model = build_model("mlp", bench.input_shape, bench.tasks, 0.1, 1)
-        config = TrainConfig(name="g", benchmark=TINY, model={"width": 0.1}, steps=2, eval_every=2, batch_size=30,
-                             stl=False, device="cpu")
+        config = TrainConfig(
+            name="g",
+            benchmark=TINY,
+            model={"width": 0.1},
+            steps=2,
+            eval_every=2,
+            batch_size=30,
+            stl=False,
+            device="cpu",
+        )
         trainer = Trainer(config, bench, model, Uniform(), run_name="g", progress=False)
         assert trainer.fit().status == "completed"
         _set_gradients(trainer, NAN)

@@ -115,11 +115,14 @@ def test_lr_factors_of_the_three_schedules():
     assert [constant(s) for s in (0, 7, 100)] == [1.0, 1.0, 1.0]
 
 
-@pytest.mark.parametrize(("schedule", "expected"), [
-    ({"name": "cosine"}, [0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(7)]),
-    ({"name": "step", "step_size": 1, "gamma": 0.5}, [1, 1, 1, 0.5, 0.5, 0.5, 0.25]),
-    ({"name": "constant"}, [1.0] * 7),
-])
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({"name": "cosine"}, [0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(7)]),
+        ({"name": "step", "step_size": 1, "gamma": 0.5}, [1, 1, 1, 0.5, 0.5, 0.5, 0.25]),
+        ({"name": "constant"}, [1.0] * 7),
+    ],
+)
 def test_the_trainer_applies_the_schedule_at_each_step(bench, schedule, expected):
     trainer = _trainer(bench, steps=6, schedule=schedule, optimizer={"name": "sgd", "lr": 0.1})
     seen = []
@@ -505,8 +508,15 @@ class Mirror(trainer_module.Distributed):
 def _ranked(bench, distributed, path=None, **kw):
     torch.manual_seed(0)
     model = build_model("mlp", bench.input_shape, bench.tasks, width=0.05, depth=1)
-    return Trainer(_config(**kw), bench, model, build_method("scalarization"), checkpoint_path=path,
-                   progress=False, distributed=distributed)
+    return Trainer(
+        _config(**kw),
+        bench,
+        model,
+        build_method("scalarization"),
+        checkpoint_path=path,
+        progress=False,
+        distributed=distributed,
+    )
 
 
 class LoneReducer(MirrorReducer):
@@ -548,8 +558,9 @@ def test_a_single_process_world_is_no_distribution(bench):
 
 
 def test_every_process_must_run_on_the_device_it_was_started_for(bench):
-    with pytest.raises(DistributedError,
-                       match=r"^device: 'cpu' resolves to cpu, but the processes were started for cuda \(gloo\)"):
+    with pytest.raises(
+        DistributedError, match=r"^device: 'cpu' resolves to cpu, but the processes were started for cuda \(gloo\)"
+    ):
         _ranked(bench, Mirror(0, device="cuda"))
 
 
@@ -738,8 +749,9 @@ def test_the_record_s_views(bench, tmp_path):
         store.start_run("r", "main", {}, "f")
         torch.manual_seed(0)
         model = build_model("mlp", bench.input_shape, bench.tasks, width=0.05, depth=1)
-        trainer = Trainer(_config(steps=2), bench, model, build_method("scalarization"), run_name="r", store=store,
-                          progress=False)
+        trainer = Trainer(
+            _config(steps=2), bench, model, build_method("scalarization"), run_name="r", store=store, progress=False
+        )
         assert trainer.store is store and trainer.record.name == "r"
         trainer.fit()
         assert trainer.evaluation == 1 and trainer.message == trainer.record.message

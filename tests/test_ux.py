@@ -27,8 +27,10 @@ def test_switching_to_a_method_without_weights_drops_the_files_weights_and_says_
     said = []
     config = load_train_config(SHIPPED, ["method.name=pcgrad"], log=said.append)
     assert config.method.name == "pcgrad" and config.method.weights is None
-    assert said == ["method.name=pcgrad: dropped method.weights [0.5, 0.5] set for scalarization in the config "
-                    "file (pcgrad does not take it)"]
+    assert said == [
+        "method.name=pcgrad: dropped method.weights [0.5, 0.5] set for scalarization in the config "
+        "file (pcgrad does not take it)"
+    ]
 
 
 def test_switching_keeps_the_options_the_new_method_takes(tmp_path):
@@ -37,8 +39,9 @@ def test_switching_keeps_the_options_the_new_method_takes(tmp_path):
     said = []
     config = load_train_config(path, ["method.name=nash_mtl"], log=said.append)
     assert config.method.options == {"max_norm": 1.0}
-    assert said == ["method.name=nash_mtl: dropped method.options.lr set for famo in the config file "
-                    "(nash_mtl does not take it)"]
+    assert said == [
+        "method.name=nash_mtl: dropped method.options.lr set for famo in the config file (nash_mtl does not take it)"
+    ]
     assert load_train_config(path, ["method.name=famo"], log=said.append).method.options == {"lr": 0.1, "max_norm": 1.0}
     assert len(said) == 1  # same method: nothing dropped, nothing said
 

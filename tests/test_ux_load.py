@@ -18,8 +18,16 @@ def trained(tmp_path_factory):
     directory = tmp_path_factory.mktemp("load") / "out"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    config = TrainConfig(name="w73", benchmark=BENCH, model={"width": 0.125, "depth": 1}, epochs=2, batch_size=40,
-                         method={"weights": [0.7, 0.3]}, device="cpu", output=str(directory))
+    config = TrainConfig(
+        name="w73",
+        benchmark=BENCH,
+        model={"width": 0.125, "depth": 1},
+        epochs=2,
+        batch_size=40,
+        method={"weights": [0.7, 0.3]},
+        device="cpu",
+        output=str(directory),
+    )
     run_experiment(config, progress=False)
     torch.set_num_threads(threads)
     return directory
@@ -45,8 +53,17 @@ def test_load_gives_the_reported_model_with_its_config(trained):
 def test_a_sweep_member_trained_stacked_loads_too(tmp_path, one_thread):
     from scalarize.experiments.sweep import SweepConfig, run_sweep
 
-    config = SweepConfig(name="s", benchmark=BENCH, model={"width": 0.125, "depth": 1}, epochs=1, batch_size=40,
-                         stl=False, device="cpu", output=str(tmp_path), sweep={"step": 0.5, "engine": "vectorized"})
+    config = SweepConfig(
+        name="s",
+        benchmark=BENCH,
+        model={"width": 0.125, "depth": 1},
+        epochs=1,
+        batch_size=40,
+        stl=False,
+        device="cpu",
+        output=str(tmp_path),
+        sweep={"step": 0.5, "engine": "vectorized"},
+    )
     run_sweep(config, progress=False)
     run = scalarize.load(tmp_path, "s-002")
     assert run.config.method.weights == [1.0, 0.0] and run.reported

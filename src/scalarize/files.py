@@ -47,8 +47,10 @@ def refuse_linked_folders(path: Path) -> None:
         return  # no experiment directory above: a destination the user chose
     for folder in folders:
         if folder.is_symlink():
-            raise LinkError(f"{folder}: a symlink inside the experiment directory; scalarize does not write "
-                            "through links (remove it and run the same command again)")
+            raise LinkError(
+                f"{folder}: a symlink inside the experiment directory; scalarize does not write "
+                "through links (remove it and run the same command again)"
+            )
 
 
 @contextlib.contextmanager

@@ -40,8 +40,9 @@ _STORED: ContextVar[_Stored | None] = ContextVar("scalarize_stored_config", defa
 
 
 @contextlib.contextmanager
-def stored(source: str, *, trust: bool = False, given: Mapping[str, Any] | None = None,
-           hint: str = "pass trust=True") -> Iterator[None]:
+def stored(
+    source: str, *, trust: bool = False, given: Mapping[str, Any] | None = None, hint: str = "pass trust=True"
+) -> Iterator[None]:
     """Builds inside read a config stored in ``source`` (an experiment directory): an import path
     is taken from ``given`` (``{path: object}``, the user's own objects), imported only with
     ``trust``, and otherwise refused with :class:`UntrustedImportError` naming it and ``hint``."""

@@ -84,7 +84,9 @@ class TrainedRun:
         vocabularies as in training (``scalarize.data.tabular``)."""
         preprocessor = self.benchmark.extras.get("preprocessor")
         if preprocessor is None:
-            raise LoadError(f"run {self.name!r}: its benchmark {self.benchmark.name!r} is not a table; use predict(inputs)")
+            raise LoadError(
+                f"run {self.name!r}: its benchmark {self.benchmark.name!r} is not a table; use predict(inputs)"
+            )
         return self.predict(preprocessor.transform(rows))
 
 
@@ -129,12 +131,19 @@ def _weights(store: Store, directory: Path, name: str) -> tuple[dict, Path, bool
     if pbt.is_file() and (directory / PBT_RESULT).is_file():
         if json.loads((directory / PBT_RESULT).read_text()).get("best") == name:
             return load_checkpoint(pbt), pbt, True
-    raise LoadError(f"run {name}: no model under {checkpoint.parent}; runs with a model: "
-                    f"{', '.join(_loadable(store, directory))}")
+    raise LoadError(
+        f"run {name}: no model under {checkpoint.parent}; runs with a model: {', '.join(_loadable(store, directory))}"
+    )
 
 
-def load(path: str | Path, run: str | None = None, *, device: str | torch.device = "cpu", trust: bool = False,
-         builders: Mapping[str, object] | None = None) -> TrainedRun:
+def load(
+    path: str | Path,
+    run: str | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    trust: bool = False,
+    builders: Mapping[str, object] | None = None,
+) -> TrainedRun:
     """The trained model of ``run`` in the experiment directory ``path`` (default run: the
     directory's main run, or PBT's best member), with its config, benchmark and the metrics the
     store reports for it.
@@ -157,7 +166,9 @@ def load(path: str | Path, run: str | None = None, *, device: str | torch.device
         name = name or _default_run(store, directory)
         row = store.run(name)
         if row is None:
-            raise LoadError(f"{directory}: no run {name!r}; runs with a model: {', '.join(_loadable(store, directory))}")
+            raise LoadError(
+                f"{directory}: no run {name!r}; runs with a model: {', '.join(_loadable(store, directory))}"
+            )
         state, source, reported = _weights(store, directory, name)
         metrics = store.final(name)
         history = store.history(name, "val")
@@ -178,7 +189,10 @@ def _reported_step(history: dict, metrics: dict) -> int | None:
     if not val or not history:
         return None
     for index, (step, _) in enumerate(next(iter(history.values()))):
-        if all(abs(points[index][1] - val[key]) <= 1e-12 for key, points in history.items()
-               if key in val and index < len(points)):
+        if all(
+            abs(points[index][1] - val[key]) <= 1e-12
+            for key, points in history.items()
+            if key in val and index < len(points)
+        ):
             return step
     return None

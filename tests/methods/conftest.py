@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
+from registered import setting_of
 from torch import nn
 
 from scalarize.methods import AFTER_STEP, OWN_OPTIMIZER, Method, StepContext
-from registered import setting_of
 
 TASKS = ["a", "b"]
 

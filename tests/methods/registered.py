@@ -38,8 +38,12 @@ REQUIRED_VALUES = {
 def required_option_names(name: str) -> list[str]:
     """The options of ``name``'s constructor that have no default."""
     parameters = list(inspect.signature(method_class(name).__init__).parameters.values())[1:]
-    return [p.name for p in parameters if p.default is inspect.Parameter.empty
-            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    return [
+        p.name
+        for p in parameters
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
 
 
 def required_options(name: str, num_tasks: int = 2) -> dict[str, Any]:
@@ -48,8 +52,10 @@ def required_options(name: str, num_tasks: int = 2) -> dict[str, Any]:
     out = {}
     for option in required_option_names(name):
         if (name, option) not in REQUIRED_VALUES:
-            raise KeyError(f"method {name!r} requires option {option!r}: give the tests a value in "
-                           "tests/methods/registered.py: REQUIRED_VALUES")
+            raise KeyError(
+                f"method {name!r} requires option {option!r}: give the tests a value in "
+                "tests/methods/registered.py: REQUIRED_VALUES"
+            )
         out[option] = REQUIRED_VALUES[name, option](num_tasks)
     return out
 

@@ -10,8 +10,16 @@ from scalarize.methods import MethodError, StepContext, build_method
 
 
 def _method(**options):
-    options = {"lp_rounds": 1, "lp_steps": 1, "update_steps": 4, "one_hot_factor": 1.0, "normalize": False,
-               "ema": 0.0, "eta": 1.0, **options}
+    options = {
+        "lp_rounds": 1,
+        "lp_steps": 1,
+        "update_steps": 4,
+        "one_hot_factor": 1.0,
+        "normalize": False,
+        "ema": 0.0,
+        "eta": 1.0,
+        **options,
+    }
     method = build_method("aioli", **options)
     method.setup(["d1", "d2"], "mdl")
     return method
@@ -68,8 +76,14 @@ def test_a_probe_step_trains_the_probe_mixture_and_measures_the_same_batch():
     for step in range(4):
         losses = torch.tensor([1.0, 2.0]) + theta
         after = torch.tensor([0.9, 1.5]) if step == 2 else torch.tensor([0.5, 1.9])
-        context = StepContext(losses, features=None, shared_params=[theta], task_params=[],
-                              batch_fractions=torch.tensor([0.5, 0.5]), recompute_losses=lambda a=after: a)
+        context = StepContext(
+            losses,
+            features=None,
+            shared_params=[theta],
+            task_params=[],
+            batch_fractions=torch.tensor([0.5, 0.5]),
+            recompute_losses=lambda a=after: a,
+        )
         theta.grad = None
         method.backward(context)
         expected = {2: [1.0, 0.0], 3: [0.0, 1.0]}.get(step, [0.5, 0.5])  # probes: q^j; else the batch mean

@@ -44,8 +44,15 @@ def test_a_bare_methods_defaults():
 
 
 def test_needs_vocabulary():
-    assert NEEDS == {"losses", "shared_gradients", "feature_gradients", "after_step", "own_optimizer",
-                     "independent_batches", "preference_input"}
+    assert NEEDS == {
+        "losses",
+        "shared_gradients",
+        "feature_gradients",
+        "after_step",
+        "own_optimizer",
+        "independent_batches",
+        "preference_input",
+    }
     assert Mean.needs == {LOSSES, SHARED_GRADIENTS}
 
 

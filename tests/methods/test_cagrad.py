@@ -34,16 +34,14 @@ def test_hand_solved_case():
 def test_symmetric_case_and_c_zero_is_the_mean():
     G = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # w* = (½, ½) by symmetry: d = g0 (1 + c)
-    torch.testing.assert_close(
-        _method(rescale=0).aggregate(G, torch.ones(2)), torch.tensor([0.7, 0.7])
-    )
+    torch.testing.assert_close(_method(rescale=0).aggregate(G, torch.ones(2)), torch.tensor([0.7, 0.7]))
     G = torch.randn(3, 5)
     torch.testing.assert_close(_method(3, c=0.0).aggregate(G, torch.ones(3)), G.mean(dim=0))
 
 
 def test_update_maximises_the_worst_improvement_in_the_ball():
     gen = torch.Generator().manual_seed(0)
-    for seed in range(5):
+    for _ in range(5):
         G = torch.randn(3, 4, generator=gen, dtype=torch.float64)
         G[1] = -0.5 * G[0] + 0.3 * G[1]  # some conflict
         c = 0.5
@@ -105,9 +103,12 @@ def test_zero_gradients_and_a_pareto_stationary_point():
 
 @pytest.mark.parametrize(
     ("v", "expected"),
-    [([0.2, 0.8], [0.2, 0.8]), ([1.0, 1.0, 1.0], [1 / 3, 1 / 3, 1 / 3]), ([0.9, 0.6, 0.1], [0.65, 0.35, 0.0]), ([3.0, -1.0], [1.0, 0.0])],
+    [
+        ([0.2, 0.8], [0.2, 0.8]),
+        ([1.0, 1.0, 1.0], [1 / 3, 1 / 3, 1 / 3]),
+        ([0.9, 0.6, 0.1], [0.65, 0.35, 0.0]),
+        ([3.0, -1.0], [1.0, 0.0]),
+    ],
 )
-
-
 def test_simplex_projection_by_hand(v, expected):
     np.testing.assert_allclose(project_simplex(np.array(v)), expected, atol=1e-15)

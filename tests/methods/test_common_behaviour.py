@@ -48,7 +48,9 @@ def test_projection_is_the_nearest_point():
 def test_generators_are_seeded_or_follow_the_global_rng():
     a, b = make_generator("m", 7), make_generator("m", 7)
     assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
-    assert torch.equal(torch.rand(3, generator=make_generator("m", 7)), torch.rand(3, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(
+        torch.rand(3, generator=make_generator("m", 7)), torch.rand(3, generator=torch.Generator().manual_seed(7))
+    )
     torch.manual_seed(3)
     c = make_generator("m", None)
     torch.manual_seed(3)
@@ -104,7 +106,8 @@ def test_registry_refusals_and_lookups():
     with pytest.raises(MethodError) as error:
         build_method("mgda", lr=1)
     assert str(error.value) == (
-        "method.options.lr: unknown option for method 'mgda'; allowed: normalization, solver, epsilon, max_iters")
+        "method.options.lr: unknown option for method 'mgda'; allowed: normalization, solver, epsilon, max_iters"
+    )
     with pytest.raises(MethodError) as error:
         build_method("gls", c=1)
     assert str(error.value) == "method.options.c: unknown option for method 'gls'; allowed: none"

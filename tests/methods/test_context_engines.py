@@ -37,7 +37,11 @@ class Model(nn.Module):
         return [*self.trunk.parameters(), self.spare]
 
     def own(self):
-        return [list(self.heads[0].parameters()), [*self.heads[1].parameters(), self.unused], list(self.heads[2].parameters())]
+        return [
+            list(self.heads[0].parameters()),
+            [*self.heads[1].parameters(), self.unused],
+            list(self.heads[2].parameters()),
+        ]
 
     def losses(self, x, head_inputs=False):
         z = self.trunk(x)
@@ -60,8 +64,14 @@ def _reference(x):
     jacobian, heads = [], []
     for i in range(3):
         grads = torch.autograd.grad(losses[i], shared + own[i], retain_graph=True, allow_unused=True)
-        jacobian.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, shared + own[i])][: len(shared)]))
-        heads.append(grads[len(shared):])
+        jacobian.append(
+            torch.cat(
+                [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, shared + own[i])][
+                    : len(shared)
+                ]
+            )
+        )
+        heads.append(grads[len(shared) :])
     weighted = torch.autograd.grad((W * losses).sum(), list(model.parameters()), allow_unused=True)
     return torch.stack(jacobian), heads, weighted, losses.detach()
 
@@ -72,9 +82,16 @@ CASES = list(itertools.product(["loop", "batched"], [False, True], [None, 4.0], 
 def _context(model, engine, split, scale, ranks, x=X, **options):
     z, rows, losses = model.losses(x, head_inputs=split)
     return StepContext(
-        losses, features=z, shared_params=model.shared(), task_params=model.own(), gradient_engine=engine,
-        head_inputs=rows, loss_scale=scale, params=list(model.parameters()),
-        reducer=TwinRanks() if ranks else None, **options,
+        losses,
+        features=z,
+        shared_params=model.shared(),
+        task_params=model.own(),
+        gradient_engine=engine,
+        head_inputs=rows,
+        loss_scale=scale,
+        params=list(model.parameters()),
+        reducer=TwinRanks() if ranks else None,
+        **options,
     )
 
 
@@ -150,8 +167,9 @@ def test_the_loss_scale_keeps_fp16_gradients_that_would_underflow():
     def jacobian(scale):
         half = weight.half() * 1e-4  # float16 activations
         losses = torch.stack([(half[0] * 1e-4).float(), (half[1] * 1e-4).float()])
-        return StepContext(losses, features=None, shared_params=[weight], task_params=[[], []],
-                           loss_scale=scale).shared_jacobian()
+        return StepContext(
+            losses, features=None, shared_params=[weight], task_params=[[], []], loss_scale=scale
+        ).shared_jacobian()
 
     assert (jacobian(None) == 0).all()  # underflowed
     torch.testing.assert_close(jacobian(2.0**14), torch.diag(torch.full((2,), 1e-8)), rtol=2e-3, atol=0)
@@ -226,12 +244,22 @@ def test_refusals():
         ctx.shared_jacobian()
     assert str(error.value) == "this model has no shared parameters"
     with pytest.raises(ValueError) as error:
-        StepContext(losses, features=z, shared_params=model.shared(), task_params=model.own(),
-                    head_inputs=z.unsqueeze(0).expand(2, *z.shape))
+        StepContext(
+            losses,
+            features=z,
+            shared_params=model.shared(),
+            task_params=model.own(),
+            head_inputs=z.unsqueeze(0).expand(2, *z.shape),
+        )
     assert str(error.value) == "head_inputs: needs features and a [T, *features.shape] tensor (T task losses)"
     with pytest.raises(ValueError):
-        StepContext(losses, features=None, shared_params=model.shared(), task_params=model.own(),
-                    head_inputs=z.unsqueeze(0).expand(3, *z.shape))
+        StepContext(
+            losses,
+            features=None,
+            shared_params=model.shared(),
+            task_params=model.own(),
+            head_inputs=z.unsqueeze(0).expand(3, *z.shape),
+        )
 
 
 def test_loss_scale_with_the_loop_engine_and_stacked_losses():
@@ -239,8 +267,9 @@ def test_loss_scale_with_the_loop_engine_and_stacked_losses():
     (a named tuple) as if it were a sequence of outputs, and failed."""
     a = nn.Parameter(torch.tensor([1.0, 2.0]))
     losses = torch.stack([(a * 3).sum(), (a**2).sum()])
-    ctx = StepContext(losses, features=None, shared_params=[a], task_params=[[], []],
-                      gradient_engine="loop", loss_scale=4.0)
+    ctx = StepContext(
+        losses, features=None, shared_params=[a], task_params=[[], []], gradient_engine="loop", loss_scale=4.0
+    )
     torch.testing.assert_close(ctx.shared_jacobian(), torch.tensor([[3.0, 3.0], [2.0, 4.0]]))
 
 

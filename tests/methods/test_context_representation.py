@@ -44,9 +44,15 @@ def _context(model, x, split, **options):
     else:
         (z, out), head_inputs = model(x), None
     losses = _losses(out)
-    ctx = StepContext(losses, features=z, shared_params=model.shared_parameters(),
-                      task_params=model.task_parameters(), head_inputs=head_inputs,
-                      recompute_losses=lambda: _losses(model(x)[1]), **options)
+    ctx = StepContext(
+        losses,
+        features=z,
+        shared_params=model.shared_parameters(),
+        task_params=model.task_parameters(),
+        head_inputs=head_inputs,
+        recompute_losses=lambda: _losses(model(x)[1]),
+        **options,
+    )
     return ctx, z, losses
 
 
@@ -94,8 +100,13 @@ def test_no_gradient_reaches_the_heads_inputs_gives_zeros():
     z, head_inputs, _ = model.forward_with_head_inputs(X)
     heads = list(model.heads.values())
     losses = torch.stack([heads[0].bias.pow(2).sum(), heads[1].bias.pow(2).sum()])  # not through Z
-    ctx = StepContext(losses, features=z, shared_params=model.shared_parameters(),
-                      task_params=model.task_parameters(), head_inputs=head_inputs)
+    ctx = StepContext(
+        losses,
+        features=z,
+        shared_params=model.shared_parameters(),
+        task_params=model.task_parameters(),
+        head_inputs=head_inputs,
+    )
     weighted = ctx.backward_weighted_with_representation_gradients(torch.ones(2))
     assert weighted.shape == head_inputs.shape and (weighted == 0).all()
     torch.testing.assert_close(heads[1].bias.grad, 2 * heads[1].bias.detach())
@@ -114,8 +125,9 @@ def test_feature_jacobian_is_flat_per_task(split):
 def test_missing_features_or_recompute_are_clear_errors():
     model = _model()
     _, out = model(X)
-    ctx = StepContext(_losses(out), features=None, shared_params=model.shared_parameters(),
-                      task_params=model.task_parameters())
+    ctx = StepContext(
+        _losses(out), features=None, shared_params=model.shared_parameters(), task_params=model.task_parameters()
+    )
     with pytest.raises(RuntimeError) as error:
         ctx.feature_jacobian()
     assert str(error.value) == "this model exposes no shared representation"

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from scalarize.cli.main import main
+from scalarize.data import Task
 from scalarize.methods import build_method
 from scalarize.methods.context import StepContext
 from scalarize.models import build_model
 from scalarize.models.conditioned import PreferenceConditioned, conditioned_shape
-from scalarize.data import Task
 
 
 def test_the_objective_by_hand():
@@ -58,15 +58,22 @@ def test_the_conditioned_model_sees_the_preference():
 
 def test_a_one_run_front_through_the_sweep_command(tmp_path, one_thread):
     config = tmp_path / "c.yaml"
-    config.write_text("name: cs\nbenchmark: {name: multimnist, options: {train_size: 200, test_size: 60}}\n"
-                      "model: {width: 0.1}\nmethod: {name: cosmos}\nepochs: 1\nstl: false\ndevice: cpu\n"
-                      "sweep: {step: 0.5}\n")
+    config.write_text(
+        "name: cs\nbenchmark: {name: multimnist, options: {train_size: 200, test_size: 60}}\n"
+        "model: {width: 0.1}\nmethod: {name: cosmos}\nepochs: 1\nstl: false\ndevice: cpu\n"
+        "sweep: {step: 0.5}\n"
+    )
     out = tmp_path / "out"
     assert main(["sweep", str(config), f"output={out}", "-q"]) == 0
     with sqlite3.connect(out / "scalarize.db") as db:
         kinds = dict(db.execute("SELECT name, kind FROM runs").fetchall())
         weights = db.execute("SELECT run, objective, value FROM weights WHERE run = 'cs-000'").fetchall()
-    assert kinds == {"cs-model": "front-model", "cs-000": "front-point", "cs-001": "front-point", "cs-002": "front-point"}
+    assert kinds == {
+        "cs-model": "front-model",
+        "cs-000": "front-point",
+        "cs-001": "front-point",
+        "cs-002": "front-point",
+    }
     assert sorted(weights) == [("cs-000", "left", 0.0), ("cs-000", "right", 1.0)]
     assert main(["sweep", str(config), f"output={out}", "-q"]) == 0  # read back, nothing retrained
     with sqlite3.connect(out / "scalarize.db") as db:

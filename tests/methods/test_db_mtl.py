@@ -43,7 +43,9 @@ def test_two_steps_by_hand(gradient_context):
     torch.testing.assert_close(ctx.shared_params[0].grad, torch.tensor(d2, dtype=torch.float64))
     torch.testing.assert_close(method.averages, torch.tensor(m, dtype=torch.float64))
     # this step's ∇L_i enters d with weight (1 − β) α_i / L_i
-    torch.testing.assert_close(method.current_weights(), torch.tensor([0.1 * a[0] / 2, 0.1 * a[1] / 1], dtype=torch.float64))
+    torch.testing.assert_close(
+        method.current_weights(), torch.tensor([0.1 * a[0] / 2, 0.1 * a[1] / 1], dtype=torch.float64)
+    )
 
 
 def test_beta_decays_with_sigma(gradient_context):
@@ -83,7 +85,7 @@ def _by_hand(steps, beta, sigma, eps):
     out = []
     for t, (G, L) in enumerate(steps, start=1):
         b = beta / t**sigma
-        scaled = [[g / (l + eps) for g in row] for row, l in zip(G, L)]
+        scaled = [[g / (loss + eps) for g in row] for row, loss in zip(G, L)]
         avg = [[b * a + (1 - b) * s for a, s in zip(ar, sr)] for ar, sr in zip(avg, scaled)]
         norms = [math.sqrt(sum(x * x for x in row)) for row in avg]
         alpha = [max(norms) / (n + 1e-8) for n in norms]

@@ -6,10 +6,10 @@ import inspect
 
 import pytest
 import torch
+from registered import ALL
 
 from scalarize.methods import available_methods, build_method
 from scalarize.methods.registry import _METHODS, method_options
-from registered import ALL
 
 REQUIRED = object()
 
@@ -46,10 +46,22 @@ DEFAULTS = {
     "moco": {"beta": 0.1, "gamma": 0.1, "rho": 0.1},
     "config": {},
     "dualproj": {"norm_eps": 1e-4, "reg_eps": 1e-4},
-    "doremi": {"step_size": 1.0, "smoothing": 1e-3, "reference_losses": None, "reference_decay": 0.9,
-               "mixture": "current"},
-    "aioli": {"eta": 0.2, "lp_rounds": 4, "lp_steps": 4, "one_hot_factor": 0.625, "update_steps": 250, "ema": 0.1,
-              "normalize": True},
+    "doremi": {
+        "step_size": 1.0,
+        "smoothing": 1e-3,
+        "reference_losses": None,
+        "reference_decay": 0.9,
+        "mixture": "current",
+    },
+    "aioli": {
+        "eta": 0.2,
+        "lp_rounds": 4,
+        "lp_steps": 4,
+        "one_hot_factor": 0.625,
+        "update_steps": 250,
+        "ema": 0.1,
+        "normalize": True,
+    },
     "frozen": {"source": REQUIRED, "run": None, "reduce": "mean", "beta": 0.9, "start_step": 0},
 }
 #: Values for the required options, to build the method.
@@ -97,7 +109,9 @@ def test_docstring_names_every_option_and_its_default(name):
             continue
         starts = [i for i in range(len(doc)) if doc.startswith(f"``{option}``", i)]
         windows = [doc[i : i + 160] for i in starts]
-        assert any(text in w for w in windows for text in _formats(value)), f"{name}: default {option}={value!r} not documented"
+        assert any(text in w for w in windows for text in _formats(value)), (
+            f"{name}: default {option}={value!r} not documented"
+        )
 
 
 @pytest.mark.parametrize("name", ALL)

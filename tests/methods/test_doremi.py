@@ -18,8 +18,9 @@ def _method(**options):
 def _context(losses, fractions):
     theta = nn.Parameter(torch.zeros(2))
     values = torch.as_tensor(losses) + theta  # d loss_d / d theta = e_d
-    return StepContext(values, features=None, shared_params=[theta], task_params=[],
-                       batch_fractions=torch.as_tensor(fractions)), theta
+    return StepContext(
+        values, features=None, shared_params=[theta], task_params=[], batch_fractions=torch.as_tensor(fractions)
+    ), theta
 
 
 def test_two_steps_by_hand_with_given_reference_losses():

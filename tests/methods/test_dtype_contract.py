@@ -6,10 +6,10 @@ learnable parameters, UW's and IMTL-L's float32 scales)."""
 
 import pytest
 import torch
+from registered import build, setting_of
+from test_method_contract import MTO
 
 from scalarize.methods import Method
-from test_method_contract import MTO
-from registered import build, setting_of
 
 TASKS = ["a", "b", "c"]
 #: Methods whose learnable float32 parameters enter the combined loss (with their gradient).

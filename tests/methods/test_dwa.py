@@ -40,9 +40,7 @@ def test_temperature():
     method.end_epoch(0, torch.tensor([1.0, 1.0]))
     method.end_epoch(1, torch.tensor([1.0, 0.5]))
     e = [math.exp(1.0 / 0.5), math.exp(0.5 / 0.5)]
-    torch.testing.assert_close(
-        method.current_weights(), torch.tensor([2 * e[0] / sum(e), 2 * e[1] / sum(e)])
-    )
+    torch.testing.assert_close(method.current_weights(), torch.tensor([2 * e[0] / sum(e), 2 * e[1] / sum(e)]))
 
 
 def test_same_rule_as_torchjd():

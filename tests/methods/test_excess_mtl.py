@@ -49,7 +49,9 @@ def test_warm_up_averages_the_baseline(gradient_context):
         torch.testing.assert_close(method.current_weights(), torch.tensor([0.5, 0.5], dtype=torch.float64))
     r1 = [_risk([1.0, 0.0], [1.0, 0.0]), _risk([0.0, 2.0], [0.0, 4.0])]
     r2 = [_risk([3.0, 0.0], [10.0, 0.0]), _risk([0.0, 2.0], [0.0, 8.0])]
-    torch.testing.assert_close(method.baseline, torch.tensor([(a + b) / 2 for a, b in zip(r1, r2)], dtype=torch.float64))
+    torch.testing.assert_close(
+        method.baseline, torch.tensor([(a + b) / 2 for a, b in zip(r1, r2)], dtype=torch.float64)
+    )
 
 
 def test_heads_are_scaled_by_the_task_weights():

@@ -12,7 +12,6 @@ import torch
 
 from scalarize.methods import MethodError, build_method
 
-
 ROWS = [[0, [1.0, 3.0]], [20, [3.0, 1.0]], [10, [2.0, 2.0]]]  # unsorted on purpose
 
 
@@ -57,7 +56,9 @@ def _database(tmp_path):
 
     with Store(tmp_path) as store:
         # objectives recorded in another order than the tasks'; GradNorm-like weights summing to 2
-        store.record_evaluation("gradnorm-s0", 0, 2, {}, [(1, "right", 1.5), (1, "left", 0.5), (2, "left", 1.0), (2, "right", 1.0)])
+        store.record_evaluation(
+            "gradnorm-s0", 0, 2, {}, [(1, "right", 1.5), (1, "left", 0.5), (2, "left", 1.0), (2, "right", 1.0)]
+        )
         store.record_evaluation("gradnorm-s0", 1, 4, {}, [(3, "left", 1.5), (3, "right", 0.5)])
         store.record_evaluation("other", 0, 1, {}, [(1, "left", 9.0), (1, "right", 1.0)])
     return tmp_path
@@ -81,7 +82,9 @@ def test_database_errors_are_one_line(tmp_path):
     with pytest.raises(MethodError, match="method frozen: run must name the run"):
         build_method("frozen", source=str(directory))
     method = build_method("frozen", source=str(directory), run="other")
-    with pytest.raises(MethodError, match="method frozen: the run's weights have no objective 'digit'; recorded: left, right") as error:
+    with pytest.raises(
+        MethodError, match="method frozen: the run's weights have no objective 'digit'; recorded: left, right"
+    ) as error:
         method.setup(["left", "digit"])
     assert "\n" not in str(error.value)
 
@@ -134,7 +137,9 @@ def test_bad_rows_are_refused(source, message):
 
 
 def test_other_refusals():
-    assert _error(source=ROWS, run="x") == "method frozen: run names a run of a database source; source is a list of rows"
+    assert (
+        _error(source=ROWS, run="x") == "method frozen: run names a run of a database source; source is a list of rows"
+    )
     assert _error(source=ROWS, start_step=21) == "method frozen: source has no weights at or after step 21"
     assert build_method("frozen", source=ROWS, start_step=20).trajectory == [(20, [3.0, 1.0])]
     method = build_method("frozen", source=ROWS)
@@ -159,10 +164,13 @@ def _weights_database(path, records):
 
 def test_incomplete_and_non_finite_records_are_left_out_anywhere(tmp_path):
     records = [
-        ("r", 0, "a", 1.0), ("r", 0, "b", 3.0),
+        ("r", 0, "a", 1.0),
+        ("r", 0, "b", 3.0),
         ("r", 1, "a", 5.0),  # step 1: no "b" (incomplete)
-        ("r", 2, "a", None), ("r", 2, "b", 1.0),  # step 2: a NULL (a skipped step)
-        ("r", 3, "a", 3.0), ("r", 3, "b", 1.0),  # after the bad ones: kept
+        ("r", 2, "a", None),
+        ("r", 2, "b", 1.0),  # step 2: a NULL (a skipped step)
+        ("r", 3, "a", 3.0),
+        ("r", 3, "b", 1.0),  # after the bad ones: kept
     ]
     directory = _weights_database(tmp_path / "exp", records)
     method = build_method("frozen", source=str(directory), run="r")
@@ -174,17 +182,24 @@ def test_database_refusals(tmp_path):
     directory = _weights_database(tmp_path / "exp", [("r", 0, "a", None), ("r", 0, "b", 1.0)])
     database = str(directory / "scalarize.db")
     assert _error(source=str(directory), run="r") == (
-        f"method frozen: run 'r' has no complete finite weight records in {database!r}")
+        f"method frozen: run 'r' has no complete finite weight records in {database!r}"
+    )
     assert _error(source=str(directory), run="") == (
-        "method frozen: run must name the run whose weights to take (source is a database)")
+        "method frozen: run must name the run whose weights to take (source is a database)"
+    )
     assert _error(source=str(directory), run=3) == (
-        "method frozen: run must name the run whose weights to take (source is a database)")
+        "method frozen: run must name the run whose weights to take (source is a database)"
+    )
     empty = _weights_database(tmp_path / "empty", [])
     assert _error(source=str(empty), run="r") == (
-        f"method frozen: run 'r' recorded no weights in {str(empty / 'scalarize.db')!r}; runs with weights: none")
+        f"method frozen: run 'r' recorded no weights in {str(empty / 'scalarize.db')!r}; runs with weights: none"
+    )
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "scalarize.db").write_bytes(b"not a database at all" * 100)
     message = _error(source=str(tmp_path / "broken"), run="r")
-    assert message.startswith(f"method frozen: cannot read weights from {str(tmp_path / 'broken' / 'scalarize.db')!r}: ")
+    assert message.startswith(
+        f"method frozen: cannot read weights from {str(tmp_path / 'broken' / 'scalarize.db')!r}: "
+    )
     assert _error(source=str(tmp_path / "none"), run="r") == (
-        f"method frozen: source {str(tmp_path / 'none')!r}: no scalarize.db there (not an experiment directory)")
+        f"method frozen: source {str(tmp_path / 'none')!r}: no scalarize.db there (not an experiment directory)"
+    )

@@ -95,9 +95,14 @@ def test_representation_layer_takes_the_norms_on_the_features(split):
     else:
         (z, out), head_inputs = model(x), None
     losses = torch.stack([(out["a"] ** 2).mean(), ((out["b"] - 1) ** 2).mean()])
-    norms = torch.stack([torch.autograd.grad(l, z, retain_graph=True)[0].norm() for l in losses])
-    ctx = StepContext(losses, features=z, shared_params=model.shared_parameters(),
-                      task_params=model.task_parameters(), head_inputs=head_inputs)
+    norms = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0].norm() for loss in losses])
+    ctx = StepContext(
+        losses,
+        features=z,
+        shared_params=model.shared_parameters(),
+        task_params=model.task_parameters(),
+        head_inputs=head_inputs,
+    )
     method = build_method("gradnorm", layer="representation")
     method.setup(["a", "b"])
     method.backward(ctx)
@@ -194,7 +199,7 @@ def test_the_layer_is_the_last_shared_layer_not_the_first():
     x = torch.randn(5, 3)
     z = trunk(x)
     losses = torch.stack([(z[:, 0] ** 2).mean(), ((z[:, 1] - 1) ** 2).mean() + 0.5 * (z[:, 0]).mean()])
-    norms = [torch.autograd.grad(l, trunk[2].weight, retain_graph=True)[0].norm().item() for l in losses]
+    norms = [torch.autograd.grad(loss, trunk[2].weight, retain_graph=True)[0].norm().item() for loss in losses]
     method = build_method("gradnorm")
     method.setup(["a", "b"])
     method.backward(StepContext(losses, features=None, shared_params=params, task_params=[[], []]))

@@ -79,7 +79,7 @@ def test_gradient_similarity_keeps_a_main_task_named_last_whole():
     method = build_method("gradient_similarity", main_task="z")
     method.setup(["x", "y", "z"])
     g = torch.tensor([[1.0, 1.0], [1.0, -1.0], [0.0, 1.0]], dtype=torch.float64)
-    k = 2 ** -0.5
+    k = 2**-0.5
     torch.testing.assert_close(method.aggregate(g, torch.ones(3)), torch.tensor([k, 1.0 + k], dtype=torch.float64))
     torch.testing.assert_close(method.current_weights(), torch.tensor([k, 0.0, 1.0], dtype=torch.float64))
 

@@ -32,9 +32,7 @@ def test_relax_factor_bounds():
     G = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
     torch.testing.assert_close(_method(relax_factor=0.0).aggregate(G, torch.ones(2)), G.sum(0))
     # r = 1: the auxiliary gradient takes the target's norm
-    torch.testing.assert_close(
-        _method(relax_factor=1.0).aggregate(G, torch.ones(2)), torch.tensor([8.0, 4.0])
-    )
+    torch.testing.assert_close(_method(relax_factor=1.0).aggregate(G, torch.ones(2)), torch.tensor([8.0, 4.0]))
 
 
 def test_moving_averages_over_steps():

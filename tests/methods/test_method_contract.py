@@ -7,6 +7,7 @@ import io
 
 import pytest
 import torch
+from registered import ALL, TRAINABLE, build, required_option_names, required_options, setting_of
 from torch import nn
 
 from scalarize.methods import (
@@ -19,7 +20,6 @@ from scalarize.methods import (
     build_method,
 )
 from scalarize.methods.base import NEEDS
-from registered import ALL, TRAINABLE, build, required_option_names, required_options, setting_of
 
 #: Every registered method a plain training loop can train (from the registry: no list to edit).
 MTO = TRAINABLE
@@ -155,9 +155,21 @@ INVALID = [
     ("moco", {"beta": 0}, r"method moco: beta must be in \(0, 1\], got 0"),
     ("moco", {"rho": -1}, r"method moco: rho must be in \[0, inf\), got -1"),
     ("dualproj", {"reg_eps": 0}, r"method dualproj: reg_eps must be in \(0, inf\), got 0"),
-    ("frozen", {"source": "/nonexistent/experiment"}, "method frozen: source '/nonexistent/experiment': no scalarize.db there"),
-    ("frozen", {"source": [[0, [0.5, 0.5]]], "reduce": "median"}, "method frozen: reduce must be one of 'mean', 'ema', 'last'"),
-    ("frozen", {"source": [[0, [0.5, 0.5]], [1, [1.0]]]}, "method frozen: every row must have the same number of weights"),
+    (
+        "frozen",
+        {"source": "/nonexistent/experiment"},
+        "method frozen: source '/nonexistent/experiment': no scalarize.db there",
+    ),
+    (
+        "frozen",
+        {"source": [[0, [0.5, 0.5]]], "reduce": "median"},
+        "method frozen: reduce must be one of 'mean', 'ema', 'last'",
+    ),
+    (
+        "frozen",
+        {"source": [[0, [0.5, 0.5]], [1, [1.0]]]},
+        "method frozen: every row must have the same number of weights",
+    ),
     ("frozen", {"source": [[-1, [0.5, 0.5]]]}, "method frozen: a row's step must be an integer >= 0, got -1"),
     ("frozen", {"source": [[0, [0.5, 0.5]]], "run": "x"}, "method frozen: run names a run of a database source"),
     ("frozen", {"source": 3}, r"method frozen: source must be a list of \[step, \[weights...\]\] rows"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from registered import ALL, build, promising
 from torch import nn
 
 from scalarize.methods import AFTER_STEP, StepContext
@@ -25,7 +26,6 @@ from scalarize.methods.base import (
     SCALE_INVARIANT_DIRECTION,
 )
 from scalarize.methods.registry import method_class
-from registered import ALL, build, promising
 
 #: The conditions under which a method's promise holds exactly (default: its defaults). STCH
 #: leaves its warm-up after one epoch, so that its reference point enters; the dual-cone
@@ -47,8 +47,13 @@ def _linear_context(gradients, offsets, after=None):
     theta = nn.Parameter(torch.zeros(gradients.shape[1], dtype=gradients.dtype))
     z = theta.unsqueeze(0) * 1.0
     losses = torch.stack([c + (g * z[0]).sum() for c, g in zip(offsets, gradients)])
-    ctx = StepContext(losses, features=z, shared_params=[theta], task_params=[[] for _ in offsets],
-                      recompute_losses=lambda: 0.8 * losses.detach() if after is None else after)
+    ctx = StepContext(
+        losses,
+        features=z,
+        shared_params=[theta],
+        task_params=[[] for _ in offsets],
+        recompute_losses=lambda: 0.8 * losses.detach() if after is None else after,
+    )
     return theta, ctx
 
 
@@ -168,8 +173,14 @@ def test_the_promises_cover_the_methods_whose_papers_make_them():
     assert non_conflicting <= set(promising(NON_CONFLICTING))
     assert {"nash_mtl", "db_mtl"} <= set(promising(SCALE_INVARIANT))
     assert {"gls", "config", "imtl_g"} <= set(promising(SCALE_INVARIANT_DIRECTION))
-    assert not set(promising(PERMUTATION_EQUIVARIANT)) & {"pcgrad", "gradvac", "graddrop", "rlw", "frozen",
-                                                         "scheduled_scalarization"}
+    assert not set(promising(PERMUTATION_EQUIVARIANT)) & {
+        "pcgrad",
+        "gradvac",
+        "graddrop",
+        "rlw",
+        "frozen",
+        "scheduled_scalarization",
+    }
 
 
 # One test class per method that promises anything, made of the mix-ins of its promises.

@@ -247,9 +247,11 @@ def test_the_numpy_frank_wolfe_is_torchjds_iteration(num_tasks, kind):
     from scalarize.methods._min_norm import MinNormWeighting, frank_wolfe
 
     rng = np.random.default_rng(num_tasks)
-    rows = {"random": rng.normal(size=(num_tasks, 30)) + 0.3,
-            "rank-deficient": rng.normal(size=(num_tasks, 2)) @ rng.normal(size=(2, 30)),
-            "identical": np.tile(rng.normal(size=(1, 30)), (num_tasks, 1))}[kind]
+    rows = {
+        "random": rng.normal(size=(num_tasks, 30)) + 0.3,
+        "rank-deficient": rng.normal(size=(num_tasks, 2)) @ rng.normal(size=(2, 30)),
+        "identical": np.tile(rng.normal(size=(1, 30)), (num_tasks, 1)),
+    }[kind]
     gram = rows @ rows.T
     for epsilon, max_iters in [(1e-3, 100), (1e-6, 250), (0.5, 3)]:
         theirs = MGDAWeighting(epsilon=epsilon, max_iters=max_iters)(torch.from_numpy(gram)).numpy()

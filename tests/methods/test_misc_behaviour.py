@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
+from registered import setting_of
+from test_method_contract import MTO, build
 
 from scalarize.methods import MethodError, build_method
 from scalarize.methods._common import check_real
-from registered import setting_of
-from test_method_contract import MTO, build
 
 
 def test_range_errors_name_open_ends_of_one_sided_intervals():
@@ -100,8 +100,10 @@ def test_main_task_must_be_a_name():
     [
         ([], "method scheduled_scalarization: schedule must not be empty"),
         ([(1, [1.0, 1.0])], "method scheduled_scalarization: schedule steps must start at 0 and increase"),
-        ([(0, [1.0, 1.0]), (5, [1.0, 2.0]), (3, [2.0, 1.0])],
-         "method scheduled_scalarization: schedule steps must start at 0 and increase"),
+        (
+            [(0, [1.0, 1.0]), (5, [1.0, 2.0]), (3, [2.0, 1.0])],
+            "method scheduled_scalarization: schedule steps must start at 0 and increase",
+        ),
     ],
 )
 def test_scheduled_refusals(schedule, message):

@@ -22,8 +22,13 @@ def test_one_step_from_two_batches_by_hand():
     theta = nn.Parameter(torch.zeros(2, dtype=torch.float64))
     first = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     second = torch.eye(2, dtype=torch.float64)
-    ctx = StepContext(first @ theta + 1, features=None, shared_params=[theta], task_params=[[], []],
-                      independent_losses=lambda: second @ theta + 1)
+    ctx = StepContext(
+        first @ theta + 1,
+        features=None,
+        shared_params=[theta],
+        task_params=[[], []],
+        independent_losses=lambda: second @ theta + 1,
+    )
     method = _method()
     method.backward(ctx)
     torch.testing.assert_close(method.lambd, torch.tensor([0.525, 0.475], dtype=torch.float64))

@@ -53,7 +53,7 @@ def _reference_step(params, losses, state, lr, betas=(0.9, 0.999, 0.9), eps=1e-8
     """The authors' MTAdam step (mtadam.py), on CPU, one backward per loss."""
     beta1, beta2, beta3 = betas
     per_loss = []
-    for i, loss in enumerate(losses):
+    for loss in losses:
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         per_loss.append([torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
     with torch.no_grad():
@@ -164,11 +164,14 @@ def test_weight_decay_shrinks_the_parameters():
     assert p[0] < 2.0 and p[1] > -2.0
 
 
-@pytest.mark.parametrize(("ranks", "problem"), [
-    ([1.0, -1.0], r"weights must be >= 0, got \[1\.0, -1\.0\]"),
-    ([1.0], r"expected 2 values \(one per task\), got 1"),
-    ([0.0, 0.0], r"weights must not all be zero"),
-])
+@pytest.mark.parametrize(
+    ("ranks", "problem"),
+    [
+        ([1.0, -1.0], r"weights must be >= 0, got \[1\.0, -1\.0\]"),
+        ([1.0], r"expected 2 values \(one per task\), got 1"),
+        ([0.0, 0.0], r"weights must not all be zero"),
+    ],
+)
 def test_bad_ranks_are_one_line_errors_naming_the_method_and_key(ranks, problem):
     method = build_method("mtadam", weights=ranks)
     with pytest.raises(MethodError, match=rf"^method mtadam: weights: {problem}$"):

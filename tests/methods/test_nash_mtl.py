@@ -80,8 +80,6 @@ G = torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
     ("max_norm", "factor"),
     [(1.0, 1 / math.sqrt(2)), (0.5, 0.5 / math.sqrt(2)), (2.0, 1.0), (0.0, 1.0), (math.sqrt(2), 1.0)],
 )
-
-
 def test_max_norm_by_hand(max_norm, factor):
     method = _method(max_norm=max_norm)
     d = method.aggregate(G, torch.ones(2))

@@ -5,10 +5,10 @@ allowed values) for a value outside it or of the wrong type."""
 import math
 
 import pytest
+from registered import ALL
 
 from scalarize.methods import MethodError, build_method
 from scalarize.methods.registry import method_options
-from registered import ALL
 
 #: Options a method cannot be built without.
 REQUIRED = {"frozen": {"source": [[0, [0.5, 0.5]]]}}
@@ -203,4 +203,7 @@ def test_betas_are_each_in_zero_one(name):
         betas[k] = 0.0
         assert _build(name, betas=tuple(betas)).betas == tuple(betas)
     words = "two" if name == "famo" else "three"
-    assert _error(name, betas=(0.5,) * (size + 1)) == f"method {name}: betas must be {words} numbers, got {(0.5,) * (size + 1)!r}"
+    assert (
+        _error(name, betas=(0.5,) * (size + 1))
+        == f"method {name}: betas must be {words} numbers, got {(0.5,) * (size + 1)!r}"
+    )

@@ -5,8 +5,8 @@ hand (the shared update clipped above it, untouched below it, off at 0; heads un
 import itertools
 import math
 
-import torch
 import pytest
+import torch
 from torch import nn
 from torchjd.aggregation import SDMGradWeighting
 
@@ -56,7 +56,9 @@ def test_same_weights_as_torchjd_with_warm_starts():
     gen = torch.Generator().manual_seed(0)
     ours, theirs = _method(3), SDMGradWeighting()
     for _ in range(4):
-        a = torch.randn(3, 5, generator=gen, dtype=torch.float64) @ torch.randn(5, 3, generator=gen, dtype=torch.float64)
+        a = torch.randn(3, 5, generator=gen, dtype=torch.float64) @ torch.randn(
+            5, 3, generator=gen, dtype=torch.float64
+        )
         torch.testing.assert_close(ours.solve(a), theirs(a), rtol=1e-7, atol=1e-10)
 
 
@@ -64,10 +66,19 @@ def test_declares_independent_batches_and_uses_them():
     assert INDEPENDENT_BATCHES in build_method("sdmgrad").needs
     theta = nn.Parameter(torch.zeros(2, dtype=torch.float64))
     own = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # ζ
-    others = itertools.cycle([torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64),  # ξ
-                              torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)])  # ξ'
-    ctx = StepContext(own @ theta + 1, features=None, shared_params=[theta], task_params=[[], []],
-                      independent_losses=lambda: next(others) @ theta + 1)
+    others = itertools.cycle(
+        [
+            torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64),  # ξ
+            torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64),
+        ]
+    )  # ξ'
+    ctx = StepContext(
+        own @ theta + 1,
+        features=None,
+        shared_params=[theta],
+        task_params=[[], []],
+        independent_losses=lambda: next(others) @ theta + 1,
+    )
     method = _method(n_iter=1)
     method.backward(ctx)
     reference = _method(n_iter=1)

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from registered import ALL
 
 from scalarize.methods import PREFERENCE_INPUT, build_method
 from scalarize.methods.registry import method_options
-from registered import ALL
 
 #: Every method with a ``seed`` option.
 SEEDED = [name for name in ALL if "seed" in (method_options(name) or [])]

@@ -15,7 +15,9 @@ RNG = np.random.default_rng(5)
 ROWS = RNG.normal(size=(2, 5))
 
 
-@pytest.mark.parametrize("solve", [lambda g: fairgrad_weights(g, 2.0), lambda g: fairgrad_weights(g, 0.5), nash_weights])
+@pytest.mark.parametrize(
+    "solve", [lambda g: fairgrad_weights(g, 2.0), lambda g: fairgrad_weights(g, 0.5), nash_weights]
+)
 def test_a_zero_gradient_leaves_the_others_weights(solve):
     with_zero = np.vstack([ROWS, np.zeros((1, 5))])
     w = solve(with_zero @ with_zero.T)

@@ -7,14 +7,26 @@ import io
 
 import pytest
 import torch
+from registered import build, setting_of
+from test_method_contract import LR, MTO
 
 from scalarize.methods import MethodError
-from test_method_contract import LR, MTO
-from registered import build, setting_of
 
 #: Methods whose weights exist before any step (parameters or fixed weights), one per task.
-WEIGHTS_BEFORE_A_STEP = {"uw", "imtl_l", "dwa", "gradnorm", "excess_mtl", "modo", "moco", "frozen", "scalarization",
-                         "scheduled_scalarization", "doremi", "aioli"}
+WEIGHTS_BEFORE_A_STEP = {
+    "uw",
+    "imtl_l",
+    "dwa",
+    "gradnorm",
+    "excess_mtl",
+    "modo",
+    "moco",
+    "frozen",
+    "scalarization",
+    "scheduled_scalarization",
+    "doremi",
+    "aioli",
+}
 
 #: Counters after 7 steps of 5-step epochs (one epoch ended): (key, value).
 COUNTERS = {
@@ -74,8 +86,11 @@ def test_counters_are_exact_integers_and_the_state_keys_are_stable(name, toy):
     run.train(7)
     state = run.method.state_dict()
     assert sorted(state) == STATE_KEYS.get(name, [])
-    integers = sorted(k for k, v in state.items()
-                      if isinstance(v, torch.Tensor) and v.shape == () and v.dtype in (torch.int32, torch.int64))
+    integers = sorted(
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.shape == () and v.dtype in (torch.int32, torch.int64)
+    )
     assert integers == ([COUNTERS[name][0]] if name in COUNTERS else []), "every counter has its value in COUNTERS"
     if name in COUNTERS:
         key, value = COUNTERS[name]

@@ -23,9 +23,7 @@ def test_torchjd_documented_example():
     method = _method()
     d = method.aggregate(torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]]), torch.ones(2))
     torch.testing.assert_close(d, torch.tensor([0.2929, 1.9004, 1.9004]), atol=1e-4, rtol=0)
-    torch.testing.assert_close(
-        method.current_weights(), torch.tensor([1.1109, 0.7894]), atol=1e-4, rtol=0
-    )
+    torch.testing.assert_close(method.current_weights(), torch.tensor([1.1109, 0.7894]), atol=1e-4, rtol=0)
 
 
 def test_two_conflicting_gradients_by_hand():
@@ -34,12 +32,8 @@ def test_two_conflicting_gradients_by_hand():
     # regularisation of the Gramian.
     G = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
     method = _method()
-    torch.testing.assert_close(
-        method.aggregate(G, torch.ones(2)), torch.tensor([0.25, 0.75]), atol=1e-3, rtol=0
-    )
-    torch.testing.assert_close(
-        method.current_weights(), torch.tensor([1.0, 0.75]), atol=1e-3, rtol=0
-    )
+    torch.testing.assert_close(method.aggregate(G, torch.ones(2)), torch.tensor([0.25, 0.75]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(method.current_weights(), torch.tensor([1.0, 0.75]), atol=1e-3, rtol=0)
 
 
 def test_non_conflicting_gradients_give_the_mean():

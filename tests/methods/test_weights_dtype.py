@@ -5,13 +5,15 @@ through). Parametrised from the registry, so that a new method is held to it too
 
 import pytest
 import torch
+from registered import build, setting_of
 from torch import nn
 
 from scalarize.methods import AFTER_STEP, PREFERENCE_INPUT, StepContext, available_methods
-from registered import build, setting_of
 
 TASKS = ["a", "b", "c"]
 DTYPES = (torch.float64, torch.float32, torch.float64)
+
+
 def _method(name):
     method = build(name, num_tasks=len(TASKS))
     method.setup(TASKS, setting_of(method))
@@ -32,9 +34,14 @@ def _context(dtype, step):
         return z, torch.stack([((h(z).squeeze(-1) - y) ** 2).mean() for h, y in zip(heads, ys)])
 
     z, task_losses = losses()
-    return StepContext(task_losses, features=z, shared_params=list(trunk.parameters()),
-                       task_params=[list(h.parameters()) for h in heads],
-                       recompute_losses=lambda: losses()[1], step=step)
+    return StepContext(
+        task_losses,
+        features=z,
+        shared_params=list(trunk.parameters()),
+        task_params=[list(h.parameters()) for h in heads],
+        recompute_losses=lambda: losses()[1],
+        step=step,
+    )
 
 
 @pytest.mark.parametrize("name", available_methods())

@@ -31,8 +31,16 @@ class Backend(Protocol):
 
     name: str
 
-    def train(self, runs: Sequence[RunSpec], store: Store, *, progress: bool = True, log: Log = print,
-              on_evaluation: Callable | None = None, group: str | None = None) -> dict[str, RunResult]:
+    def train(
+        self,
+        runs: Sequence[RunSpec],
+        store: Store,
+        *,
+        progress: bool = True,
+        log: Log = print,
+        on_evaluation: Callable | None = None,
+        group: str | None = None,
+    ) -> dict[str, RunResult]:
         """Trains every run not yet finished in ``store``; returns every run's result. ``group``
         names this call's runs when one experiment trains several groups one after another (an
         adaptive sweep's batches): Ray keeps one Tune experiment per group."""
@@ -46,8 +54,14 @@ class Backend(Protocol):
 BACKENDS = ("local", "ray")
 
 
-def get_backend(name: str = "local", *, address: str | None = None, engine: str = "auto", chunk_size: int = 16,
-                storage: str | None = None) -> Backend:
+def get_backend(
+    name: str = "local",
+    *,
+    address: str | None = None,
+    engine: str = "auto",
+    chunk_size: int = 16,
+    storage: str | None = None,
+) -> Backend:
     """A backend by name: ``local`` (``engine``: auto, vectorized or loop; ``chunk_size``) or
     ``ray`` (``address`` of a cluster, or a local Ray; ``storage``: where trials checkpoint)."""
     if name == "local":

@@ -188,8 +188,14 @@ def member_index() -> int:
 
 
 def _lineage(trainer, member: str, source: str, weights: list[float], lr: float) -> dict:
-    return {"time": trainer.evaluation, "step": trainer.step, "member": member, "source": source,
-            "weights": weights, "lr": lr}
+    return {
+        "time": trainer.evaluation,
+        "step": trainer.step,
+        "member": member,
+        "source": source,
+        "weights": weights,
+        "lr": lr,
+    }
 
 
 def _node() -> str:
@@ -214,8 +220,9 @@ def _train_and_report(trainer, records: TrialRecords, name: str, score=None, rep
         if score is not None:
             metrics.update(score(trainer, status))
         with tempfile.TemporaryDirectory() as directory:
-            torch.save({"member": name, "trainer": trainer.state_dict(), "reported": reported},
-                       Path(directory) / "state.pt")
+            torch.save(
+                {"member": name, "trainer": trainer.state_dict(), "reported": reported}, Path(directory) / "state.pt"
+            )
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
@@ -297,8 +304,9 @@ class _Driver:
 
     def summary(self) -> str:
         nodes = set().union(*self.nodes.values()) if self.nodes else set()
-        return (f"Ray Tune: {len(self.nodes)} trial(s) ran on {len(nodes)} node(s)"
-                + (f"; {self.restarts} restart(s) from checkpoints after failures" if self.restarts else ""))
+        return f"Ray Tune: {len(self.nodes)} trial(s) ran on {len(nodes)} node(s)" + (
+            f"; {self.restarts} restart(s) from checkpoints after failures" if self.restarts else ""
+        )
 
     @contextlib.contextmanager
     def active(self):
@@ -372,11 +380,20 @@ class RayBackend:
             return f"{self.storage.rstrip('/')}/{directory.resolve().name}"
         return str(Path(self.storage).resolve() / directory.resolve().name)
 
-    def train(self, runs: Sequence[RunSpec], store: Store, *, progress: bool = True,
-              log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None,
-              group: str | None = None) -> dict[str, RunResult]:
+    def train(
+        self,
+        runs: Sequence[RunSpec],
+        store: Store,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] = lambda _: None,
+        on_evaluation: Callable | None = None,
+        group: str | None = None,
+    ) -> dict[str, RunResult]:
         if on_evaluation is not None:
-            raise ValueError("backend ray: measurements along training (a study's gradient conflict) run on the local backend")
+            raise ValueError(
+                "backend ray: measurements along training (a study's gradient conflict) run on the local backend"
+            )
         _, tune = _ray()
         from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
@@ -398,13 +415,19 @@ class RayBackend:
             else:
                 tuner = tune.Tuner(
                     trainable,
-                    param_space={"name": tune.grid_search(list(plans)),
-                                 "run": tune.sample_from(lambda s: plans[s.config["name"]])},
+                    param_space={
+                        "name": tune.grid_search(list(plans)),
+                        "run": tune.sample_from(lambda s: plans[s.config["name"]]),
+                    },
                     tune_config=TuneConfig(num_samples=1, reuse_actors=True),
-                    run_config=RunConfig(name=group or "runs", storage_path=storage, verbose=1 if progress else 0,
-                                         callbacks=callbacks,
-                                         failure_config=FailureConfig(max_failures=MAX_FAILURES),
-                                         checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                    run_config=RunConfig(
+                        name=group or "runs",
+                        storage_path=storage,
+                        verbose=1 if progress else 0,
+                        callbacks=callbacks,
+                        failure_config=FailureConfig(max_failures=MAX_FAILURES),
+                        checkpoint_config=CheckpointConfig(num_to_keep=2),
+                    ),
                 )
             with self.driver.active():
                 grid = tuner.fit()
@@ -413,8 +436,9 @@ class RayBackend:
             log(self.driver.summary())
         return {r.name: result_from_store(store, r.name) for r in runs}
 
-    def pbt(self, search: PBTSearch, store: Store, *, progress: bool = True,
-            log: Callable[[str], None] = lambda _: None) -> PBTOutcome:
+    def pbt(
+        self, search: PBTSearch, store: Store, *, progress: bool = True, log: Callable[[str], None] = lambda _: None
+    ) -> PBTOutcome:
         _, tune = _ray()
         from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
@@ -439,11 +463,18 @@ class RayBackend:
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
             tuner = tune.Tuner(
-                trainable, param_space=param_space,
+                trainable,
+                param_space=param_space,
                 tune_config=TuneConfig(scheduler=_scheduler(search, num), num_samples=1, reuse_actors=True),
-                run_config=RunConfig(name=search.name, storage_path=storage, verbose=1 if progress else 0,
-                                     callbacks=callbacks, failure_config=FailureConfig(max_failures=MAX_FAILURES),
-                                     checkpoint_config=CheckpointConfig(num_to_keep=None), stop=_finished),
+                run_config=RunConfig(
+                    name=search.name,
+                    storage_path=storage,
+                    verbose=1 if progress else 0,
+                    callbacks=callbacks,
+                    failure_config=FailureConfig(max_failures=MAX_FAILURES),
+                    checkpoint_config=CheckpointConfig(num_to_keep=None),
+                    stop=_finished,
+                ),
             )
         with self.driver.active():
             grid = tuner.fit()
@@ -468,8 +499,10 @@ def _check_members_finished(store: Store, members: Sequence[RunSpec]) -> None:
     (never reported as a divergence that did not happen)."""
     unfinished = [m.name for m in members if not is_finished(store, m.name)]
     if unfinished:
-        raise StoreError(f"pbt: Ray Tune ended with {len(unfinished)} member(s) unfinished ({', '.join(unfinished)}); "
-                         f"run the same command again to resume")
+        raise StoreError(
+            f"pbt: Ray Tune ended with {len(unfinished)} member(s) unfinished ({', '.join(unfinished)}); "
+            f"run the same command again to resume"
+        )
 
 
 def _finished(trial_id: str, result: dict) -> bool:
@@ -493,10 +526,14 @@ def _scheduler(search: PBTSearch, num: int):
     from ray.tune.schedulers.pb2 import PB2
 
     return PB2(
-        time_attr="training_iteration", metric="fitness", mode="max",
-        perturbation_interval=policy.interval, quantile_fraction=policy.quantile,
+        time_attr="training_iteration",
+        metric="fitness",
+        mode="max",
+        perturbation_interval=policy.interval,
+        quantile_fraction=policy.quantile,
         hyperparam_bounds={f"w{i}": [WEIGHT_FLOOR, 1.0] for i in range(num)},
-        custom_explore_fn=simplex_explore(num), synch=True,
+        custom_explore_fn=simplex_explore(num),
+        synch=True,
     )
 
 
@@ -515,8 +552,17 @@ def _outcome(search: PBTSearch, store: Store, states: dict[str, dict]) -> PBTOut
     last = store.last_evaluation(name)
     lineage = store.lineage(search.name)
     model = states[name]["trainer"]["model"] if name in states else None
-    return PBTOutcome(best, fitness.tolist(), last.get("val", {}), last.get("test", {}),
-                      best_schedule(lineage, members, best), lineage, model, front, objectives.tolist())
+    return PBTOutcome(
+        best,
+        fitness.tolist(),
+        last.get("val", {}),
+        last.get("test", {}),
+        best_schedule(lineage, members, best),
+        lineage,
+        model,
+        front,
+        objectives.tolist(),
+    )
 
 
 try:
@@ -546,8 +592,11 @@ class PolicyPBT(_TunePBT):
     def __init__(self, policy, num_weights: int, lr: float) -> None:
         _, tune = _ray()
         super().__init__(
-            time_attr="training_iteration", metric="fitness", mode="max",
-            perturbation_interval=policy.interval, quantile_fraction=policy.quantile,
+            time_attr="training_iteration",
+            metric="fitness",
+            mode="max",
+            perturbation_interval=policy.interval,
+            quantile_fraction=policy.quantile,
             hyperparam_mutations={f"w{i}": tune.uniform(WEIGHT_FLOOR, 1.0) for i in range(num_weights)},  # for logs
             synch=True,
         )
@@ -601,8 +650,10 @@ class PolicyPBT(_TunePBT):
         self._next_perturbation_sync = time + self.policy.interval
 
     def _quantiles(self):
-        trials = sorted((t for t, state in self._trial_state.items()
-                         if state.last_result is not None and not t.is_finished()), key=_member_of)
+        trials = sorted(
+            (t for t, state in self._trial_state.items() if state.last_result is not None and not t.is_finished()),
+            key=_member_of,
+        )
         self.plan = {}
         if len(trials) <= 1:
             return [], []

@@ -11,8 +11,8 @@ from scalarize.store.database import Store
 
 def compare_and_report(config, *, progress: bool = True, say: Callable[[str], None] = print):
     """Runs the comparison (resuming where it stopped), prints its table, writes compare.md."""
-    from scalarize.report.compare import write_compare_report
     from scalarize.experiments.compare import run_compare
+    from scalarize.report.compare import write_compare_report
 
     started = time.perf_counter()
     result = run_compare(config, progress=progress, log=say)

@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scalarize.experiments.train import ExperimentResult, run_experiment
 from scalarize.report.describe import method_text, settings_text
 from scalarize.report.experiment import format_table, results_rows, write_report
 from scalarize.store.database import Store
 from scalarize.train.config import TrainConfig
-from scalarize.experiments.train import ExperimentResult, run_experiment
 
 
 def run_and_report(
@@ -32,8 +32,11 @@ def run_and_report(
             stl_runs,
             notes=[
                 f"Run {config.name}: {method}. Settings: {settings_text(config)}",
-                *([f"Single-task baselines ({', '.join(stl_runs.values())}): the same settings, one objective "
-                   "each."] if stl_runs else []),
+                *(
+                    [f"Single-task baselines ({', '.join(stl_runs.values())}): the same settings, one objective each."]
+                    if stl_runs
+                    else []
+                ),
                 *skipped_steps_notes([result.main, *result.stl.values()]),
             ],
             delta=result.delta,
@@ -94,16 +97,22 @@ def pbt_and_report(config, *, sweep: Path | None = None, progress: bool = True, 
     return result
 
 
-def replay_and_report(directory: Path, *, seeds=None, device: str | None = None, progress: bool = True,
-                      say: Callable[[str], None] = print, trust: bool = False):
+def replay_and_report(
+    directory: Path,
+    *,
+    seeds=None,
+    device: str | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+    trust: bool = False,
+):
     """Retrains the best PBT schedule and uniform scalarization with the same seeds, prints the
     comparison, writes replay.md."""
     from scalarize.experiments.replay import replay
     from scalarize.report.replay import write_replay_report
 
     started = time.perf_counter()
-    result = replay(directory, seeds=seeds, device=device, progress=progress, log=say, trust=trust,
-                    hint="pass --trust")
+    result = replay(directory, seeds=seeds, device=device, progress=progress, log=say, trust=trust, hint="pass --trust")
     report, table = write_replay_report(result)
     say("")
     say(table)
@@ -137,8 +146,14 @@ DEMO_BENCHMARKS = (
 )
 
 
-def run_demo(output: Path, *, epochs: int = 5, device: str | None = None, progress: bool = True,
-             say: Callable[[str], None] = print) -> None:
+def run_demo(
+    output: Path,
+    *,
+    epochs: int = 5,
+    device: str | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> None:
     """Uniform scalarization against single-task models on the two bundled image benchmarks."""
     say("scalarize demo: one shared model trained by uniform scalarization vs one model per objective")
     for name, description in DEMO_BENCHMARKS:
@@ -155,5 +170,7 @@ def run_demo(output: Path, *, epochs: int = 5, device: str | None = None, progre
         run_and_report(config, progress=progress, say=say)
     from scalarize.cli.starter import shipped_configs_text
 
-    say("\nNext: `scalarize init -o my.yaml` writes a starter config (every key commented; shipped examples in "
-        f"{shipped_configs_text()}), then `scalarize train my.yaml`; `scalarize export DIR --csv` for spreadsheets.")
+    say(
+        "\nNext: `scalarize init -o my.yaml` writes a starter config (every key commented; shipped examples in "
+        f"{shipped_configs_text()}), then `scalarize train my.yaml`; `scalarize export DIR --csv` for spreadsheets."
+    )

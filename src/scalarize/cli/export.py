@@ -30,16 +30,25 @@ def members_rows(store: Any) -> tuple[list[str], list[list[Any]]]:
     weights = {row["name"]: {k: v[-1][1] for k, v in store.weights(row["name"]).items() if v} for row in runs}
     finals = {row["name"]: store.final(row["name"]) for row in runs}
     objectives = sorted({name for values in weights.values() for name in values})
-    metrics = sorted({f"{split}/{name}" for final in finals.values() for split, values in final.items()
-                      for name in values})
+    metrics = sorted(
+        {f"{split}/{name}" for final in finals.values() for split, values in final.items() for name in values}
+    )
     header = ["run", "kind", "status", "method", "seed", *(f"weight/{o}" for o in objectives), *metrics]
     rows = []
     for row in runs:
         config = json.loads(row["config"])
         flat = {f"{s}/{n}": v for s, values in finals[row["name"]].items() for n, v in values.items()}
-        rows.append([row["name"], row["kind"], row["status"], config.get("method", {}).get("name", ""),
-                     config.get("seed", ""), *(weights[row["name"]].get(o, "") for o in objectives),
-                     *(flat.get(m, "") for m in metrics)])
+        rows.append(
+            [
+                row["name"],
+                row["kind"],
+                row["status"],
+                config.get("method", {}).get("name", ""),
+                config.get("seed", ""),
+                *(weights[row["name"]].get(o, "") for o in objectives),
+                *(flat.get(m, "") for m in metrics),
+            ]
+        )
     return header, rows
 
 
@@ -95,9 +104,18 @@ def write_onnx(directory: Path, run: str | None, output: Path | None) -> Path:
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():  # torch.export's own deprecations, not the user's
         warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(_TaskOutputs.wrap(trained.model, tasks), (example,), str(path), input_names=["input"],
-                          output_names=tasks, dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
-                          external_data=False, verbose=False)
+        torch.onnx.export(
+            _TaskOutputs.wrap(trained.model, tasks),
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=tasks,
+            dynamic_shapes=({0: batch},),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
     return path
 
 
@@ -108,6 +126,8 @@ def _example_input(trained: Any) -> Any:
 
     shape = getattr(trained.benchmark, "input_shape", None)
     if not isinstance(shape, tuple) or not all(isinstance(size, int) for size in shape):
-        raise UsageError(f"--onnx: run {trained.name}: its inputs are not one tensor (input shape {shape!r}); "
-                         "only models of tensor inputs are exported")
+        raise UsageError(
+            f"--onnx: run {trained.name}: its inputs are not one tensor (input shape {shape!r}); "
+            "only models of tensor inputs are exported"
+        )
     return torch.zeros((2, *shape), dtype=torch.float32)

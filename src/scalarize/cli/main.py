@@ -46,7 +46,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.nproc is not None and args.nproc > 1:  # N local processes, as torchrun --standalone
         from scalarize.train import distributed
-
         from scalarize.train.setup import prepare
 
         backend = distributed.check_processes(args.nproc, args.dist_backend, config.device)
@@ -104,21 +103,37 @@ def cmd_pbt(args: argparse.Namespace) -> int:
 
         if len(args.overrides) != 1 or "=" in args.overrides[0]:
             raise UsageError("usage: scalarize pbt replay DIRECTORY [--seeds N ...] [--device DEVICE] [--trust]")
-        replay_and_report(Path(args.overrides[0]), seeds=args.seeds, device=args.device, progress=not args.quiet,
-                          say=_say, trust=args.trust)
+        replay_and_report(
+            Path(args.overrides[0]),
+            seeds=args.seeds,
+            device=args.device,
+            progress=not args.quiet,
+            say=_say,
+            trust=args.trust,
+        )
         return 0
     if args.seeds is not None:
         raise UsageError("--seeds: only for `scalarize pbt replay DIRECTORY`")
     if args.trust:
-        raise UsageError("--trust: only for `scalarize pbt replay DIRECTORY` (a config you give is yours: its "
-                         "import paths are imported)")
+        raise UsageError(
+            "--trust: only for `scalarize pbt replay DIRECTORY` (a config you give is yours: its "
+            "import paths are imported)"
+        )
     from scalarize.cli.experiments import pbt_and_report
     from scalarize.experiments.pbt import load_pbt_config
 
     overrides = _overrides(args)
-    overrides += [f"pbt.{key}={value}" for key, value in
-                  (("backend", args.backend), ("address", args.address), ("storage", args.storage),
-                   ("algorithm", args.algorithm), ("diversity", args.diversity)) if value]
+    overrides += [
+        f"pbt.{key}={value}"
+        for key, value in (
+            ("backend", args.backend),
+            ("address", args.address),
+            ("storage", args.storage),
+            ("algorithm", args.algorithm),
+            ("diversity", args.diversity),
+        )
+        if value
+    ]
     config = load_pbt_config(args.target, overrides, log=_say)
     pbt_and_report(config, sweep=Path(args.sweep) if args.sweep else None, progress=not args.quiet, say=_say)
     return 0
@@ -157,8 +172,13 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
         total = {s: sum(v[s] for v in sizes.values()) for s in ("train", "val", "test")}
         kind = "tasks" if bench.setting == "mtl" else "domains"
         rows.append(
-            [name, bench.setting.upper(), f"{kind}: {', '.join(bench.objectives)}",
-             "x".join(map(str, bench.input_shape)), f"{total['train']}/{total['val']}/{total['test']}"]
+            [
+                name,
+                bench.setting.upper(),
+                f"{kind}: {', '.join(bench.objectives)}",
+                "x".join(map(str, bench.input_shape)),
+                f"{total['train']}/{total['val']}/{total['test']}",
+            ]
         )
     print(format_table(["benchmark", "setting", "objectives", "input", "train/val/test"], rows))
     print("\nOptions: see `scalarize benchmarks --options NAME`." if not args.options else "")
@@ -242,8 +262,13 @@ class _Version(argparse.Action):
     """``--version``: computed when asked for (it names torch's version)."""
 
     def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
-        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
-                         help="show the versions of scalarize, torch and Python, and exit")
+        super().__init__(
+            option_strings,
+            dest=dest,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show the versions of scalarize, torch and Python, and exit",
+        )
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         print(_version())
@@ -254,8 +279,9 @@ def _experiment_parser(commands, name: str, help: str, config_help: str, example
     """A command that takes a config and key=value overrides, with --device and -q."""
     from scalarize.cli.reference import epilog
 
-    parser = commands.add_parser(name, help=help, description=help,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    parser = commands.add_parser(
+        name, help=help, description=help, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
+    )
     parser.epilog_of = lambda: epilog(name)
     parser.add_argument("config" if name != "pbt" else "target", help=config_help)
     parser.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {example}")
@@ -278,8 +304,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from scalarize.store.database import Store
 
     if not (args.csv or args.members or args.onnx):
-        raise UsageError("export: say the format: `scalarize export DIRECTORY --csv` (every table), --members "
-                         "(members.csv) or --onnx (a model)")
+        raise UsageError(
+            "export: say the format: `scalarize export DIRECTORY --csv` (every table), --members "
+            "(members.csv) or --onnx (a model)"
+        )
     for flag, value in (("--run", args.run), ("-o", args.output)):
         if value is not None and not args.onnx:
             raise UsageError(f"{flag}: only with --onnx (the run whose model is written, and where)")
@@ -310,67 +338,125 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_HelpParser)
 
-    train = _experiment_parser(commands, "train", "train a config (and its single-task baselines)",
-                               "YAML config file (`scalarize init` writes a starter)", "optimizer.lr=3e-4 method.name=pcgrad")
-    train.add_argument("--nproc", type=int, metavar="N",
-                       help="train data-parallel on N local processes (one per GPU with nccl); batch_size is the "
-                            "global batch (see docs/CLUSTER.md for torchrun on several machines)")
-    train.add_argument("--dist-backend", choices=["auto", "gloo", "nccl"], default="auto",
-                       help="collective backend with --nproc or torchrun (auto: nccl on GPUs, gloo on CPUs)")
+    train = _experiment_parser(
+        commands,
+        "train",
+        "train a config (and its single-task baselines)",
+        "YAML config file (`scalarize init` writes a starter)",
+        "optimizer.lr=3e-4 method.name=pcgrad",
+    )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train data-parallel on N local processes (one per GPU with nccl); batch_size is the "
+        "global batch (see docs/CLUSTER.md for torchrun on several machines)",
+    )
+    train.add_argument(
+        "--dist-backend",
+        choices=["auto", "gloo", "nccl"],
+        default="auto",
+        help="collective backend with --nproc or torchrun (auto: nccl on GPUs, gloo on CPUs)",
+    )
     train.set_defaults(handler=cmd_train)
 
-    sweep = _experiment_parser(commands, "sweep", "train a sweep of weights as a population; report the front",
-                               "YAML config with a sweep: section (`scalarize init --command sweep`)", "sweep.step=0.05")
+    sweep = _experiment_parser(
+        commands,
+        "sweep",
+        "train a sweep of weights as a population; report the front",
+        "YAML config with a sweep: section (`scalarize init --command sweep`)",
+        "sweep.step=0.05",
+    )
     sweep.set_defaults(handler=cmd_sweep)
 
-    pbt = _experiment_parser(commands, "pbt", "search weights with PBT/PB2/MO-PBT; `pbt replay DIR` retrains the best "
-                             "schedule",
-                             "YAML config with a pbt: section (`scalarize init --command pbt`), or `replay`",
-                             "pbt.population=16 (after replay: the experiment directory)")
-    pbt.add_argument("--algorithm", choices=["pbt", "pb2", "mo-pbt"],
-                     help="overrides pbt.algorithm: pbt (truncation by one fitness), pb2 (its explore by a GP "
-                          "bandit), mo-pbt (Dushatskiy et al. 2023: ranks by non-dominated sorting of the objectives' "
-                          "validation metrics; the result is the population's front)")
-    pbt.add_argument("--diversity", choices=["scattered", "crowding", "hypervolume"],
-                     help="mo-pbt: the order inside a front (overrides pbt.diversity): scattered (the paper's "
-                          "epsilon-net, default), crowding (NSGA-II crowding distance), hypervolume (exclusive "
-                          "hypervolume contribution)")
+    pbt = _experiment_parser(
+        commands,
+        "pbt",
+        "search weights with PBT/PB2/MO-PBT; `pbt replay DIR` retrains the best schedule",
+        "YAML config with a pbt: section (`scalarize init --command pbt`), or `replay`",
+        "pbt.population=16 (after replay: the experiment directory)",
+    )
+    pbt.add_argument(
+        "--algorithm",
+        choices=["pbt", "pb2", "mo-pbt"],
+        help="overrides pbt.algorithm: pbt (truncation by one fitness), pb2 (its explore by a GP "
+        "bandit), mo-pbt (Dushatskiy et al. 2023: ranks by non-dominated sorting of the objectives' "
+        "validation metrics; the result is the population's front)",
+    )
+    pbt.add_argument(
+        "--diversity",
+        choices=["scattered", "crowding", "hypervolume"],
+        help="mo-pbt: the order inside a front (overrides pbt.diversity): scattered (the paper's "
+        "epsilon-net, default), crowding (NSGA-II crowding distance), hypervolume (exclusive "
+        "hypervolume contribution)",
+    )
     pbt.add_argument("--backend", choices=["local", "ray"], help="overrides pbt.backend (default local)")
     pbt.add_argument("--address", help="Ray cluster address to join (with --backend ray)")
-    pbt.add_argument("--storage", help="with --backend ray: where trials checkpoint, a directory every node sees "
-                                       "or s3://... (overrides pbt.storage; default <output>/ray)")
+    pbt.add_argument(
+        "--storage",
+        help="with --backend ray: where trials checkpoint, a directory every node sees "
+        "or s3://... (overrides pbt.storage; default <output>/ray)",
+    )
     pbt.add_argument("--sweep", help="experiment directory of a sweep of the same benchmark to compare with")
-    pbt.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
-                     help="replay only: train the schedule and uniform scalarization with these seeds "
-                          "(default: 3 seeds from the best member's)")
-    pbt.add_argument("--trust", action="store_true",
-                     help="replay only: import the import paths (model.target, benchmark.target, a task kind "
-                          "pkg.mod:Kind) of the config stored in DIRECTORY; without it they are refused, since "
-                          "whoever wrote the directory chose them (built-in names need no --trust)")
+    pbt.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="replay only: train the schedule and uniform scalarization with these seeds "
+        "(default: 3 seeds from the best member's)",
+    )
+    pbt.add_argument(
+        "--trust",
+        action="store_true",
+        help="replay only: import the import paths (model.target, benchmark.target, a task kind "
+        "pkg.mod:Kind) of the config stored in DIRECTORY; without it they are refused, since "
+        "whoever wrote the directory chose them (built-in names need no --trust)",
+    )
     pbt.set_defaults(handler=cmd_pbt)
 
-    study = _experiment_parser(commands, "study", "the scaling study: best weights and gains over depth x width",
-                               "YAML config with a study: section (`scalarize init --command study`)", "study.depths=[1,2]")
+    study = _experiment_parser(
+        commands,
+        "study",
+        "the scaling study: best weights and gains over depth x width",
+        "YAML config with a study: section (`scalarize init --command study`)",
+        "study.depths=[1,2]",
+    )
     study.set_defaults(handler=cmd_study)
 
-    compare = _experiment_parser(commands, "compare",
-                                 "MTO methods against uniform scalarization: same budget, seeds, lr grid",
-                                 "YAML config with a compare: section (`scalarize init --command compare`)",
-                                 "compare.seeds=[0,1]")
+    compare = _experiment_parser(
+        commands,
+        "compare",
+        "MTO methods against uniform scalarization: same budget, seeds, lr grid",
+        "YAML config with a compare: section (`scalarize init --command compare`)",
+        "compare.seeds=[0,1]",
+    )
     compare.set_defaults(handler=cmd_compare)
 
     config = commands.add_parser("config", help="the keys of a config section: types, allowed values, defaults")
-    config.add_argument("section", nargs="?", help="train, benchmark, model, method, optimizer, schedule, tracking, "
-                                                   "sweep, compare, pbt, study... (none: list them)")
+    config.add_argument(
+        "section",
+        nargs="?",
+        help="train, benchmark, model, method, optimizer, schedule, tracking, "
+        "sweep, compare, pbt, study... (none: list them)",
+    )
     config.set_defaults(handler=cmd_config)
 
-    init = commands.add_parser("init", help="write a starter config for a command, every key commented",
-                               description="Write a starter config for a command: every key of its schema with its "
-                                           "value and a comment (type, bounds, meaning); values from the shipped "
-                                           "example of the benchmark when there is one.")
+    init = commands.add_parser(
+        "init",
+        help="write a starter config for a command, every key commented",
+        description="Write a starter config for a command: every key of its schema with its "
+        "value and a comment (type, bounds, meaning); values from the shipped "
+        "example of the benchmark when there is one.",
+    )
     init.add_argument("--benchmark", metavar="B", help="the benchmark (scalarize benchmarks; default: the schema's)")
-    init.add_argument("--command", dest="command_name", default="train", metavar="C",
-                      help="train, sweep, compare, pbt or study (default: %(default)s)")
+    init.add_argument(
+        "--command",
+        dest="command_name",
+        default="train",
+        metavar="C",
+        help="train, sweep, compare, pbt or study (default: %(default)s)",
+    )
     init.add_argument("-o", "--output", metavar="FILE", help="write to FILE (refused if it exists; default: stdout)")
     init.set_defaults(handler=cmd_init)
 
@@ -389,18 +475,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=cmd_demo)
 
-    export = commands.add_parser("export", help="export an experiment: its tables as CSV, a members table, a "
-                                                "model as ONNX")
+    export = commands.add_parser(
+        "export", help="export an experiment: its tables as CSV, a members table, a model as ONNX"
+    )
     export.add_argument("directory", help="experiment directory (holds scalarize.db)")
     export.add_argument("--csv", action="store_true", help="one CSV file per table of the store")
-    export.add_argument("--members", action="store_true",
-                        help="members.csv: one row per run with its weights and final metrics")
-    export.add_argument("--onnx", action="store_true",
-                        help="the reported model of --run as ONNX, one output per task (pip install "
-                             "'scalarize[onnx]')")
+    export.add_argument(
+        "--members", action="store_true", help="members.csv: one row per run with its weights and final metrics"
+    )
+    export.add_argument(
+        "--onnx",
+        action="store_true",
+        help="the reported model of --run as ONNX, one output per task (pip install 'scalarize[onnx]')",
+    )
     export.add_argument("--run", metavar="NAME", help="with --onnx: the run (default: the main run or PBT's best)")
-    export.add_argument("-o", "--output", metavar="FILE", help="with --onnx: the file (default: "
-                                                              "DIRECTORY/export/RUN.onnx)")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="with --onnx: the file (default: DIRECTORY/export/RUN.onnx)"
+    )
     export.add_argument("--to", help="folder of --csv and --members (default: DIRECTORY/export)")
     export.set_defaults(handler=cmd_export)
     return parser
@@ -419,8 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         handler: Callable[[argparse.Namespace], int] = args.handler
         if _world_size() > 1 and args.command != "train":
-            raise UsageError(f"scalarize {args.command}: only `scalarize train` runs on several processes (torchrun); "
-                             f"run `scalarize {args.command}` alone, or use --backend ray for populations")
+            raise UsageError(
+                f"scalarize {args.command}: only `scalarize train` runs on several processes (torchrun); "
+                f"run `scalarize {args.command}` alone, or use --backend ray for populations"
+            )
         from scalarize.store.database import Store, release_directories
 
         Store.exclusive = True  # one command per experiment directory at a time

@@ -104,34 +104,62 @@ def type_text(annotation) -> str:
 #: What a key means, for the keys whose field carries no description (by class and key).
 MEANINGS = {
     "TrainConfig": {
-        "name": "the run's name (the sweep's, search's... prefix of its runs)", "benchmark": "the data and its tasks",
-        "model": "the shared trunk and the heads", "method": "how the task losses become an update",
-        "optimizer": "the optimizer", "schedule": "the learning-rate schedule", "epochs": "passes over the training set",
-        "batch_size": "examples per step", "seed": "seed of the model, the batches and the method",
+        "name": "the run's name (the sweep's, search's... prefix of its runs)",
+        "benchmark": "the data and its tasks",
+        "model": "the shared trunk and the heads",
+        "method": "how the task losses become an update",
+        "optimizer": "the optimizer",
+        "schedule": "the learning-rate schedule",
+        "epochs": "passes over the training set",
+        "batch_size": "examples per step",
+        "seed": "seed of the model, the batches and the method",
         "device": "auto: cuda when available, else cpu",
     },
-    "BenchmarkConfig": {"name": "a bundled or registered benchmark (scalarize benchmarks)",
-                        "options": "the benchmark's options (scalarize benchmarks --options NAME)"},
-    "ModelConfig": {"family": "mlp, resnet, linear, resnet_bottleneck, vit, or a registered model",
-                    "width": "multiplies the trunk's channels or units", "depth": "layers or blocks of the trunk",
-                    "head": "each task's head"},
-    "MethodConfig": {"name": "scalarization or an MTO method (scalarize methods)",
-                     "weights": "one per objective, normalised to sum to one (null: uniform)",
-                     "options": "the method's options (scalarize methods NAME)"},
-    "OptimizerConfig": {"name": "the optimizer", "lr": "learning rate", "weight_decay": "L2 penalty",
-                        "momentum": "SGD's momentum"},
+    "BenchmarkConfig": {
+        "name": "a bundled or registered benchmark (scalarize benchmarks)",
+        "options": "the benchmark's options (scalarize benchmarks --options NAME)",
+    },
+    "ModelConfig": {
+        "family": "mlp, resnet, linear, resnet_bottleneck, vit, or a registered model",
+        "width": "multiplies the trunk's channels or units",
+        "depth": "layers or blocks of the trunk",
+        "head": "each task's head",
+    },
+    "MethodConfig": {
+        "name": "scalarization or an MTO method (scalarize methods)",
+        "weights": "one per objective, normalised to sum to one (null: uniform)",
+        "options": "the method's options (scalarize methods NAME)",
+    },
+    "OptimizerConfig": {
+        "name": "the optimizer",
+        "lr": "learning rate",
+        "weight_decay": "L2 penalty",
+        "momentum": "SGD's momentum",
+    },
     "ScheduleConfig": {"name": "constant, cosine (to 0 at the last step) or step", "gamma": "decay factor (step)"},
-    "HeadConfig": {"name": "linear, or an MLP", "hidden": "units of an MLP head", "layers": "hidden layers of an MLP head"},
-    "TaskOverride": {"options": "the kind's options", "primary_metric": "the metric that selects and reports",
-                     "higher_is_better": "the primary metric's direction"},
+    "HeadConfig": {
+        "name": "linear, or an MLP",
+        "hidden": "units of an MLP head",
+        "layers": "hidden layers of an MLP head",
+    },
+    "TaskOverride": {
+        "options": "the kind's options",
+        "primary_metric": "the metric that selects and reports",
+        "higher_is_better": "the primary metric's direction",
+    },
     "SweepSpec": {
         "design": "lattice (step), sobol or dirichlet (points), list (weights), adaptive (batches at the front's gaps)",
-        "step": "lattice spacing", "adaptive": "design: adaptive only: initial, batch, batches",
-        "points": "points of a sobol or dirichlet design", "design_seed": "seed of a random design",
-        "weights": "the weight vectors of a list design", "seeds": "training seeds, crossed with the weights",
+        "step": "lattice spacing",
+        "adaptive": "design: adaptive only: initial, batch, batches",
+        "points": "points of a sobol or dirichlet design",
+        "design_seed": "seed of a random design",
+        "weights": "the weight vectors of a list design",
+        "seeds": "training seeds, crossed with the weights",
         "factors": "other config keys and their values, crossed as a grid",
-        "engine": "auto (measured), vectorized (stacked) or loop", "chunk_size": "members stacked at once at most",
-        "backend": "local or ray", "address": "Ray cluster address",
+        "engine": "auto (measured), vectorized (stacked) or loop",
+        "chunk_size": "members stacked at once at most",
+        "backend": "local or ray",
+        "address": "Ray cluster address",
         "storage": "ray: where trials checkpoint, seen by every node (default <output>/ray; a path or s3://...)",
     },
     "AdaptiveSpec": {
@@ -139,24 +167,37 @@ MEANINGS = {
         "batch": "weight vectors added per batch, at the largest gaps of the validation front so far",
         "batches": "batches after the first (each after the previous one's runs finish)",
     },
-    "CompareSpec": {"methods": "the methods (uniform scalarization is always added)", "seeds": "training seeds",
-                    "lr_grid": "learning rates every method tries alike (best mean validation score kept)"},
+    "CompareSpec": {
+        "methods": "the methods (uniform scalarization is always added)",
+        "seeds": "training seeds",
+        "lr_grid": "learning rates every method tries alike (best mean validation score kept)",
+    },
     "CompareMethod": {"name": "a method (scalarize methods)", "options": "its options", "weights": "its weights"},
     "PBTSpec": {
         "algorithm": "pbt, pb2 (GP bandit explore) or mo-pbt (non-dominated sorting; returns the front)",
         "diversity": "mo-pbt only: the order inside a front (default scattered)",
         "quantile": "fraction copied / copying at each sync",
-        "factors": "weight perturbation factors", "resample_probability": "chance of fresh Dirichlet weights",
-        "explore_lr": "perturb the learning rate too", "lr_bounds": "learning-rate range when explored",
-        "dirichlet_alpha": "concentration of the weight prior", "initial": "initial weights: dirichlet or uniform",
-        "fitness": "mean_primary, weighted, delta_m or constrained", "seed": "seed of the search's decisions",
-        "backend": "local or ray", "address": "Ray cluster address",
+        "factors": "weight perturbation factors",
+        "resample_probability": "chance of fresh Dirichlet weights",
+        "explore_lr": "perturb the learning rate too",
+        "lr_bounds": "learning-rate range when explored",
+        "dirichlet_alpha": "concentration of the weight prior",
+        "initial": "initial weights: dirichlet or uniform",
+        "fitness": "mean_primary, weighted, delta_m or constrained",
+        "seed": "seed of the search's decisions",
+        "backend": "local or ray",
+        "address": "Ray cluster address",
         "storage": "ray: where trials checkpoint, seen by every node (default <output>/ray; a path or s3://...)",
         "compare_uniform": "also train uniform scalarization on the same budget",
     },
-    "StudySpec": {"depths": "model depths", "widths": "model widths", "groups": "groups of objectives (null: every pair)",
-                  "sweep": "the weight sweep of each cell", "seeds": "training seeds",
-                  "conflict_batches": "batches for the gradient-conflict probe"},
+    "StudySpec": {
+        "depths": "model depths",
+        "widths": "model widths",
+        "groups": "groups of objectives (null: every pair)",
+        "sweep": "the weight sweep of each cell",
+        "seeds": "training seeds",
+        "conflict_batches": "batches for the gradient-conflict probe",
+    },
 }
 
 
@@ -195,7 +236,9 @@ def describe_section(path: str) -> str:
         rows.append((f"{prefix}{name}", kind + (f" ({bounds})" if bounds else ""), _default_text(field), about))
     commands = _command_sections()
     title = {"train": "every command's config: one training run (the commands add a section of their own)"}
-    heading = title.get(path) or (commands[path][1] if path in commands else (model.__doc__ or "").strip().split("\n")[0])
+    heading = title.get(path) or (
+        commands[path][1] if path in commands else (model.__doc__ or "").strip().split("\n")[0]
+    )
     return f"{path}: {heading}\n\n" + _table(["key", "type", "default", "meaning"], rows)
 
 
@@ -270,18 +313,23 @@ def epilog(command: str) -> str:
     methods = _names_line("methods", _method_names())
     sections = {
         "train": "train, benchmark, model, method, optimizer, schedule, tracking",
-        "sweep": "sweep (and every train section)", "compare": "compare, compare.methods (and every train section)",
-        "pbt": "pbt (and every train section)", "study": "study, study.sweep (and every train section)",
+        "sweep": "sweep (and every train section)",
+        "compare": "compare, compare.methods (and every train section)",
+        "pbt": "pbt (and every train section)",
+        "study": "study, study.sweep (and every train section)",
     }[command]
     lines = [f"config sections: {sections}; `scalarize config SECTION` lists their keys and defaults"]
     if command in ("train", "compare"):
         lines.append(methods + "  (`scalarize methods` lists their options)")
     if command in ("sweep", "study"):
-        lines.append("designs: lattice (step), sobol, dirichlet (points), list (weights), adaptive (initial, batch, "
-                     "batches)")
+        lines.append(
+            "designs: lattice (step), sobol, dirichlet (points), list (weights), adaptive (initial, batch, batches)"
+        )
     if command == "pbt":
-        lines.append(f"fitness: {', '.join(FITNESS_NAMES)}; algorithms: pbt, pb2, mo-pbt; mo-pbt diversity: "
-                     "scattered, crowding, hypervolume; backends: local, ray")
+        lines.append(
+            f"fitness: {', '.join(FITNESS_NAMES)}; algorithms: pbt, pb2, mo-pbt; mo-pbt diversity: "
+            "scattered, crowding, hypervolume; backends: local, ray"
+        )
     from scalarize.cli.starter import shipped_configs_text
 
     flag = "" if command == "train" else f" --command {command}"

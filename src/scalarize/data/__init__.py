@@ -1,5 +1,7 @@
 """Tasks, domains, benchmarks and samplers."""
 
+# The dense kinds (segmentation, depth, normals) and normalized_regression register themselves.
+from scalarize.data import dense as _dense  # noqa: E402,F401,I001
 from scalarize.data.augment import Augmentation
 from scalarize.data.benchmark import SPLITS, Benchmark, DatasetSplit, ImageSplit, Split, carve_validation
 from scalarize.data.bundled.synthetic import LinearProblem
@@ -14,9 +16,6 @@ from scalarize.data.sampling import Batch, Draw, EpochSampler, MixtureSampler, b
 from scalarize.data.storage import ArrayImages, CachedImages, ImageStore, JpegImages
 from scalarize.data.streaming import BatchStream, StreamingSampler, population_stream
 from scalarize.data.task import MetricAccumulator, Task, TaskKind, available_task_kinds, register_task_kind
-
-# The dense kinds (segmentation, depth, normals) and normalized_regression register themselves.
-from scalarize.data import dense as _dense  # noqa: E402,F401,I001
 
 __all__ = [
     "SPLITS",

@@ -14,8 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def _group_aucs(scores: NDArray[np.float64], labels: NDArray[np.bool_],
-                groups: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _group_aucs(
+    scores: NDArray[np.float64], labels: NDArray[np.bool_], groups: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(AUC per group, impressions per group); NaN where a group lacks a class."""
     order = np.lexsort((scores, groups))
     s, y, g = scores[order], labels[order], groups[order]

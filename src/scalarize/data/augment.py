@@ -42,10 +42,16 @@ class Augmentation:
 
     def draw(self, count: int, generator: torch.Generator) -> Tensor:
         """``[count, 3]`` int64 on the CPU: each sample's ``(dy, dx, flipped)``."""
-        offsets = torch.randint(0, 2 * self.crop + 1, (count, 2), generator=generator) if self.crop \
+        offsets = (
+            torch.randint(0, 2 * self.crop + 1, (count, 2), generator=generator)
+            if self.crop
             else torch.full((count, 2), 0, dtype=torch.long)
-        flips = torch.randint(0, 2, (count, 1), generator=generator) if self.flip \
+        )
+        flips = (
+            torch.randint(0, 2, (count, 1), generator=generator)
+            if self.flip
             else torch.zeros((count, 1), dtype=torch.long)
+        )
         return torch.cat([offsets, flips], dim=1)
 
     def apply(self, images: Tensor, params: Tensor) -> Tensor:

@@ -60,9 +60,7 @@ class Split:
     def __post_init__(self) -> None:
         for name, target in self.targets.items():
             if len(target) != len(self.inputs):
-                raise ValueError(
-                    f"target {name!r} has {len(target)} rows but inputs have {len(self.inputs)}"
-                )
+                raise ValueError(f"target {name!r} has {len(target)} rows but inputs have {len(self.inputs)}")
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -109,7 +107,9 @@ class DatasetSplit:
         workers: int | None = None,
     ) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            raise ValueError(f"a split needs a map-style Dataset (with __len__ and __getitem__), got {type(dataset).__name__}")
+            raise ValueError(
+                f"a split needs a map-style Dataset (with __len__ and __getitem__), got {type(dataset).__name__}"
+            )
         self.dataset = dataset
         self.task_names = list(task_names)
         self.collate = collate or default_collate
@@ -180,11 +180,17 @@ class DatasetSplit:
 
     def subset(self, index: Tensor) -> DatasetSplit:
         return DatasetSplit(
-            torch.utils.data.Subset(self.dataset, index.tolist()), self.task_names, self.collate, self._device, self.workers
+            torch.utils.data.Subset(self.dataset, index.tolist()),
+            self.task_names,
+            self.collate,
+            self._device,
+            self.workers,
         )
 
     def to(self, device: torch.device | str, workers: int | None = None) -> DatasetSplit:
-        return DatasetSplit(self.dataset, self.task_names, self.collate, device, self.workers if workers is None else workers)
+        return DatasetSplit(
+            self.dataset, self.task_names, self.collate, device, self.workers if workers is None else workers
+        )
 
 
 class ImageSplit:
@@ -258,8 +264,13 @@ class ImageSplit:
 
     def subset(self, index: Tensor) -> ImageSplit:
         index = torch.as_tensor(index).cpu()
-        return ImageSplit(self.images, {k: v[index] for k, v in self.targets.items()}, self.rows[index.numpy()],
-                          self._device, self.workers)
+        return ImageSplit(
+            self.images,
+            {k: v[index] for k, v in self.targets.items()},
+            self.rows[index.numpy()],
+            self._device,
+            self.workers,
+        )
 
     def to(self, device: torch.device | str, workers: int | None = None) -> ImageSplit:
         split = ImageSplit.__new__(ImageSplit)
@@ -344,8 +355,11 @@ class Benchmark:
         setting = setting or ("mdl" if nested else "mtl")
         names = [t.name for t in tasks]
         wrap = lambda ds: ds if isinstance(ds, (Split, DatasetSplit, ImageSplit)) else DatasetSplit(ds, names, collate)  # noqa: E731
-        domains = {d: {s: wrap(v) for s, v in inner.items()} for d, inner in splits.items()} if nested \
+        domains = (
+            {d: {s: wrap(v) for s, v in inner.items()} for d, inner in splits.items()}
+            if nested
             else {"all": {s: wrap(v) for s, v in splits.items()}}
+        )
         return cls(name, setting, list(tasks), domains, description)
 
     @property
@@ -384,7 +398,9 @@ class Benchmark:
         """The benchmark on ``device``: in-memory tensors are moved there, splits read from
         storage will deliver their batches there (with ``workers`` loader workers when given)."""
         domains = {
-            d: {s: split.to(device) if isinstance(split, Split) else split.to(device, workers) for s, split in v.items()}
+            d: {
+                s: split.to(device) if isinstance(split, Split) else split.to(device, workers) for s, split in v.items()
+            }
             for d, v in self.domains.items()
         }
         return Benchmark(self.name, self.setting, self.tasks, domains, self.description, self.extras)

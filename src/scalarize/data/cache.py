@@ -26,9 +26,7 @@ def cache_dir() -> Path:
     return path
 
 
-def cached_arrays(
-    name: str, key: dict, build: Callable[[], dict[str, np.ndarray]]
-) -> dict[str, np.ndarray]:
+def cached_arrays(name: str, key: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Returns ``build()``'s arrays, computed once per (name, key) and kept in the cache."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{name}-{digest}.npz"

@@ -88,14 +88,22 @@ class Segmentation(TaskKind):
         return ConfusionMatrix(self.ignore_index)
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
-        if output.dim() != 4 or target.dim() != 3 or target.is_floating_point() or \
-                target.shape != (output.shape[0], *output.shape[2:]):
-            return f"a segmentation task needs [N, C, H, W] logits and [N, H, W] integer labels; got output " \
-                   f"{_shape(output)}, target {_shape(target)} ({target.dtype})"
+        if (
+            output.dim() != 4
+            or target.dim() != 3
+            or target.is_floating_point()
+            or target.shape != (output.shape[0], *output.shape[2:])
+        ):
+            return (
+                f"a segmentation task needs [N, C, H, W] logits and [N, H, W] integer labels; got output "
+                f"{_shape(output)}, target {_shape(target)} ({target.dtype})"
+            )
         labels = target[target != self.ignore_index]
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= output.shape[1]):
-            return f"labels must be in [0, {output.shape[1] - 1}] or {self.ignore_index} (ignored); " \
-                   f"got {int(labels.min())}..{int(labels.max())}"
+            return (
+                f"labels must be in [0, {output.shape[1] - 1}] or {self.ignore_index} (ignored); "
+                f"got {int(labels.min())}..{int(labels.max())}"
+            )
         return None
 
 
@@ -162,8 +170,10 @@ class Depth(TaskKind):
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
         if output.dim() != 4 or output.shape[1] != 1 or target.shape != output.shape:
-            return f"a depth task needs [N, 1, H, W] outputs and targets of the same shape; got output " \
-                   f"{_shape(output)}, target {_shape(target)}"
+            return (
+                f"a depth task needs [N, 1, H, W] outputs and targets of the same shape; got output "
+                f"{_shape(output)}, target {_shape(target)}"
+            )
         return None
 
 
@@ -208,8 +218,13 @@ class SurfaceNormals(TaskKind):
     metric_names = ("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30")
     primary_metric = "mean_angle"
     higher_is_better = False
-    metric_directions = {"mean_angle": False, "median_angle": False, "within_11.25": True, "within_22.5": True,
-                         "within_30": True}
+    metric_directions = {
+        "mean_angle": False,
+        "median_angle": False,
+        "within_11.25": True,
+        "within_22.5": True,
+        "within_30": True,
+    }
     delta_metrics = metric_names
 
     @staticmethod
@@ -225,8 +240,10 @@ class SurfaceNormals(TaskKind):
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
         if output.dim() != 4 or output.shape[1] != 3 or target.shape != output.shape:
-            return f"a normals task needs [N, 3, H, W] outputs and targets of the same shape; got output " \
-                   f"{_shape(output)}, target {_shape(target)}"
+            return (
+                f"a normals task needs [N, 3, H, W] outputs and targets of the same shape; got output "
+                f"{_shape(output)}, target {_shape(target)}"
+            )
         return None
 
 
@@ -312,8 +329,10 @@ class NormalizedRegression(TaskKind):
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
         if target.shape != output.shape:
-            return f"the target's shape {_shape(target)} differs from the head's output {_shape(output)} " \
-                   "(e.g. [N, 1] for one property)"
+            return (
+                f"the target's shape {_shape(target)} differs from the head's output {_shape(output)} "
+                "(e.g. [N, 1] for one property)"
+            )
         return None
 
 

@@ -26,8 +26,14 @@ import pyarrow.compute as pc
 Column = Any  # a pyarrow ChunkedArray, Array or Scalar (pyarrow has no type information)
 
 _ARITHMETIC: dict[type, str] = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "divide"}
-_COMPARE: dict[type, str] = {ast.Eq: "equal", ast.NotEq: "not_equal", ast.Lt: "less", ast.LtE: "less_equal",
-                             ast.Gt: "greater", ast.GtE: "greater_equal"}
+_COMPARE: dict[type, str] = {
+    ast.Eq: "equal",
+    ast.NotEq: "not_equal",
+    ast.Lt: "less",
+    ast.LtE: "less_equal",
+    ast.Gt: "greater",
+    ast.GtE: "greater_equal",
+}
 
 
 class ExpressionError(ValueError):
@@ -44,8 +50,10 @@ def parse(text: str) -> ast.expr:
         raise ExpressionError(f"{text!r}: not an expression ({error.msg})") from None
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
-            raise ExpressionError(f"{text!r}: {type(node).__name__} is not allowed (names, constants, + - * /, "
-                                  "comparisons, in [...], and/or/not)")
+            raise ExpressionError(
+                f"{text!r}: {type(node).__name__} is not allowed (names, constants, + - * /, "
+                "comparisons, in [...], and/or/not)"
+            )
     return tree
 
 
@@ -84,7 +92,9 @@ def _eval(node: ast.expr, columns: Mapping[str, Column], text: str) -> Column:
             raise ExpressionError(f"{text!r}: constant {node.value!r} is not a number, string or boolean")
         return pa.scalar(node.value)
     if isinstance(node, ast.BinOp):
-        return pc.call_function(_ARITHMETIC[type(node.op)], [_numeric(recurse(node.left)), _numeric(recurse(node.right))])
+        return pc.call_function(
+            _ARITHMETIC[type(node.op)], [_numeric(recurse(node.left)), _numeric(recurse(node.right))]
+        )
     if isinstance(node, ast.UnaryOp):
         operand = recurse(node.operand)
         return pc.invert(operand) if isinstance(node.op, ast.Not) else pc.negate(_numeric(operand))
@@ -127,6 +137,23 @@ def _compare(node: ast.Compare, recurse: Callable[[ast.expr], Column], text: str
 
 
 _ALLOWED = (
-    ast.Expression, ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
-    ast.List, ast.Tuple, ast.Set, *_ARITHMETIC, *_COMPARE, ast.In, ast.NotIn, ast.USub, ast.Not, ast.And, ast.Or,
+    ast.Expression,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.List,
+    ast.Tuple,
+    ast.Set,
+    *_ARITHMETIC,
+    *_COMPARE,
+    ast.In,
+    ast.NotIn,
+    ast.USub,
+    ast.Not,
+    ast.And,
+    ast.Or,
 )

@@ -40,8 +40,9 @@ class FeatureSchema:
 
     def __post_init__(self) -> None:
         if len(self.categorical) != len(self.vocabularies):
-            raise ValueError(f"features: {len(self.categorical)} categorical columns but "
-                             f"{len(self.vocabularies)} vocabularies")
+            raise ValueError(
+                f"features: {len(self.categorical)} categorical columns but {len(self.vocabularies)} vocabularies"
+            )
         for size in (*self.vocabularies, *(s.vocabulary for s in self.sequences)):
             if not 1 <= size <= MAX_ID:
                 raise ValueError(f"features: a vocabulary must hold 1 to {MAX_ID} ids, got {size}")

@@ -7,19 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from scalarize.data.benchmark import Benchmark
-from scalarize.errors import ScalarizeError
 from scalarize.data.bundled.digits import digits
 from scalarize.data.bundled.multimnist import multimnist
+from scalarize.data.bundled.multimnist_dense import multimnist_dense
 from scalarize.data.bundled.synthetic import synthetic, synthetic_linear
 from scalarize.data.errors import BenchmarkError
 from scalarize.data.loaders import celeba, cifar_stl, domainnet
-from scalarize.data.bundled.multimnist_dense import multimnist_dense
 from scalarize.data.loaders.census_income import census_income
 from scalarize.data.loaders.cityscapes import cityscapes
 from scalarize.data.loaders.nyuv2 import nyuv2
 from scalarize.data.loaders.qm9 import qm9
 from scalarize.data.tabular import table
-
 
 _BENCHMARKS: dict[str, Callable[..., Benchmark]] = {}
 

@@ -199,12 +199,14 @@ class MixtureSampler(_Sampler):
         return twin
 
     def state_dict(self) -> dict:
-        return self._augment_state({
-            "generator": self.generator.get_state(),
-            "orders": [o.clone() for o in self.orders],
-            "positions": list(self.positions),
-            "weights": self.weights.clone(),
-        })
+        return self._augment_state(
+            {
+                "generator": self.generator.get_state(),
+                "orders": [o.clone() for o in self.orders],
+                "positions": list(self.positions),
+                "weights": self.weights.clone(),
+            }
+        )
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
@@ -214,9 +216,7 @@ class MixtureSampler(_Sampler):
         self._load_augment_state(state)
 
 
-def build_sampler(
-    benchmark, batch_size: int, seed: int, augment: Augmentation | None = None, *, stream: bool = True
-):
+def build_sampler(benchmark, batch_size: int, seed: int, augment: Augmentation | None = None, *, stream: bool = True):
     """The training sampler of a run: epochs over the one training split (MTL), or the domain
     mixture (MDL, the weights are sampling ratios).
 

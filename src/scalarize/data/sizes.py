@@ -31,8 +31,9 @@ def _bytes(n: float) -> str:
     return f"{n / 2**10:,.1f} KiB"
 
 
-def check_build_size(benchmark: str, sizes: dict[str, int], bytes_per_sample: float, peak_bytes: float = 0.0,
-                     sample: str = "") -> None:
+def check_build_size(
+    benchmark: str, sizes: dict[str, int], bytes_per_sample: float, peak_bytes: float = 0.0, sample: str = ""
+) -> None:
     """Raises a one-line ``ValueError`` naming the largest of ``sizes`` (``{option: samples}``)
     and ``sample`` (the options that set a sample's size, e.g. ``input_dim=64``) when
     ``sum(sizes) * bytes_per_sample + peak_bytes`` (what the build holds at its peak) exceeds the

@@ -281,7 +281,9 @@ def decoded_images(
         shutil.rmtree(tmp, ignore_errors=True)
     found = open_decoded(name, key, list(sources))
     if found is None:
-        raise DataFileError(f"{folder}: the decoded cache could not be written (is the disk full?); check $SCALARIZE_CACHE")
+        raise DataFileError(
+            f"{folder}: the decoded cache could not be written (is the disk full?); check $SCALARIZE_CACHE"
+        )
     return found
 
 
@@ -336,7 +338,9 @@ def _npy_layout(path: Path) -> tuple[int, tuple[int, ...], int]:
     except FileNotFoundError:
         raise MissingDataError(f"{path}: missing (the decoded cache)") from None
     except (OSError, ValueError) as error:
-        raise DataFileError(f"{path}: not a decoded image cache ({error}); delete {path.parent} to decode again") from None
+        raise DataFileError(
+            f"{path}: not a decoded image cache ({error}); delete {path.parent} to decode again"
+        ) from None
     if dtype != np.uint8 or fortran or len(shape) < 2:
         raise DataFileError(f"{path}: not a decoded image cache (expected uint8 [N, C, H, W]); delete {path.parent}")
     expected = offset + math.prod(shape)

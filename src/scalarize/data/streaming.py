@@ -56,8 +56,11 @@ def read_groups(splits: Sequence[Any], groups: Sequence[tuple[int, np.ndarray]])
     if all(isinstance(splits[d], ImageSplit) for d, _ in groups):
         shape = splits[groups[0][0]].images.shape
         total = sum(len(rows) for _, rows in groups)
-        inputs = shared_uint8((total, *shape)) if torch.utils.data.get_worker_info() is not None \
+        inputs = (
+            shared_uint8((total, *shape))
+            if torch.utils.data.get_worker_info() is not None
             else torch.empty((total, *shape), dtype=torch.uint8)
+        )
         view, slot, targets = inputs.numpy(), 0, {}
         for domain, rows in groups:
             split, rows = splits[domain], np.asarray(rows, dtype=np.int64)

@@ -62,8 +62,9 @@ def to_table(data: TableLike) -> pa.Table:
         return pa.Table.from_pandas(data, preserve_index=False)
     if isinstance(data, Mapping):
         return pa.table({str(k): _array(v) for k, v in data.items()})
-    raise ValueError(f"a table must be a pandas DataFrame, a pyarrow Table or a {{column: array}} mapping, "
-                     f"got {type(data).__name__}")
+    raise ValueError(
+        f"a table must be a pandas DataFrame, a pyarrow Table or a {{column: array}} mapping, got {type(data).__name__}"
+    )
 
 
 def _array(value: Any) -> pa.Array:
@@ -74,7 +75,9 @@ def _array(value: Any) -> pa.Array:
     return pa.array(value)
 
 
-def read_table(path: str | os.PathLike[str], columns: Sequence[str] | None = None, file_format: str = "auto") -> pa.Table:
+def read_table(
+    path: str | os.PathLike[str], columns: Sequence[str] | None = None, file_format: str = "auto"
+) -> pa.Table:
     """A Parquet or CSV file (``.csv.gz`` too) read through pyarrow, only ``columns`` when given."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -144,8 +147,13 @@ class SequenceColumn:
 class Preprocessor:
     """Fits on the training rows and packs any rows into ``[N, width]`` float32 (module docstring)."""
 
-    def __init__(self, dense: Sequence[str] = (), categorical: Sequence[str] = (),
-                 sequences: Sequence[SequenceColumn] = (), min_count: int = 1) -> None:
+    def __init__(
+        self,
+        dense: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        sequences: Sequence[SequenceColumn] = (),
+        min_count: int = 1,
+    ) -> None:
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise ValueError(f"min_count: expected an integer >= 1, got {min_count!r}")
         names = [*dense, *categorical, *(s.name for s in sequences)]
@@ -184,8 +192,9 @@ class Preprocessor:
     def _fit_vocabulary(self, name: str, values: pa.Array) -> list[str]:
         vocabulary = _vocabulary(values, self.min_count)
         if len(vocabulary) + 1 > MAX_ID:
-            raise ValueError(f"column {name!r}: {len(vocabulary)} values, more than float32 ids hold ({MAX_ID - 1}); "
-                             "raise min_count")
+            raise ValueError(
+                f"column {name!r}: {len(vocabulary)} values, more than float32 ids hold ({MAX_ID - 1}); raise min_count"
+            )
         return vocabulary
 
     @staticmethod
@@ -202,13 +211,18 @@ class Preprocessor:
         """The layout of the packed rows."""
         self._fitted()
         return FeatureSchema(
-            dense=tuple(self.dense), categorical=tuple(self.categorical),
+            dense=tuple(self.dense),
+            categorical=tuple(self.categorical),
             vocabularies=tuple(len(self.vocabularies[c]) + 1 for c in self.categorical),
-            sequences=tuple(SequenceFeature(s.name, len(self.vocabularies[s.name]) + 1, s.length) for s in self.sequences),
+            sequences=tuple(
+                SequenceFeature(s.name, len(self.vocabularies[s.name]) + 1, s.length) for s in self.sequences
+            ),
         )
 
     def _fitted(self) -> None:
-        if len(self.statistics) != len(self.dense) or len(self.vocabularies) != len(self.categorical) + len(self.sequences):
+        if len(self.statistics) != len(self.dense) or len(self.vocabularies) != len(self.categorical) + len(
+            self.sequences
+        ):
             raise ValueError("the preprocessor is not fitted: call fit(train_table) or from_state(state)")
 
     def transform(self, data: TableLike) -> torch.Tensor:
@@ -248,16 +262,22 @@ class Preprocessor:
         return {
             "dense": {n: list(self.statistics[n]) for n in self.dense},
             "categorical": {n: self.vocabularies[n] for n in self.categorical},
-            "sequences": [{"name": s.name, "length": s.length, "separator": s.separator,
-                           "vocabulary": self.vocabularies[s.name]} for s in self.sequences],
+            "sequences": [
+                {"name": s.name, "length": s.length, "separator": s.separator, "vocabulary": self.vocabularies[s.name]}
+                for s in self.sequences
+            ],
             "min_count": self.min_count,
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Preprocessor:
         """The preprocessor :meth:`state_dict` describes."""
-        sequences = [SequenceColumn(s["name"], int(s["length"]), s.get("separator", "|")) for s in state.get("sequences", [])]
-        made = cls(list(state.get("dense", {})), list(state.get("categorical", {})), sequences, int(state.get("min_count", 1)))
+        sequences = [
+            SequenceColumn(s["name"], int(s["length"]), s.get("separator", "|")) for s in state.get("sequences", [])
+        ]
+        made = cls(
+            list(state.get("dense", {})), list(state.get("categorical", {})), sequences, int(state.get("min_count", 1))
+        )
         made.statistics = {n: (float(v[0]), float(v[1])) for n, v in state.get("dense", {}).items()}
         made.vocabularies = {n: list(v) for n, v in state.get("categorical", {}).items()}
         made.vocabularies.update({s["name"]: list(s["vocabulary"]) for s in state.get("sequences", [])})
@@ -287,7 +307,11 @@ def target_expressions(targets: Any) -> dict[str, tuple[str, str | None]]:
                 raise ValueError(f"targets.{name}: expected {{label: expr, where: expr}} or {{product: [columns]}}")
             if "product" in spec:
                 factors = spec["product"]
-                if not isinstance(factors, (list, tuple)) or not factors or not all(isinstance(f, str) for f in factors):
+                if (
+                    not isinstance(factors, (list, tuple))
+                    or not factors
+                    or not all(isinstance(f, str) for f in factors)
+                ):
                     raise ValueError(f"targets.{name}.product: expected a list of columns")
                 label = " * ".join(f"({f})" for f in factors)
             else:
@@ -335,8 +359,10 @@ def evaluate_target(table: pa.Table, name: str, label: str, where: str | None) -
     result = np.asarray(numbers.to_numpy(zero_copy_only=False), dtype=np.float64)
     bad = ~np.isnan(result) & (result != 0) & (result != 1)
     if bad.any():
-        raise ValueError(f"targets.{name}: a binary label must be 0 or 1 (null: undefined); {label!r} gives "
-                         f"{result[bad][0]:g} at row {int(np.flatnonzero(bad)[0])}")
+        raise ValueError(
+            f"targets.{name}: a binary label must be 0 or 1 (null: undefined); {label!r} gives "
+            f"{result[bad][0]:g} at row {int(np.flatnonzero(bad)[0])}"
+        )
     return result.astype(np.float32)
 
 
@@ -363,11 +389,15 @@ def split_rows(table: pa.Table, split: Mapping[str, Any] | None, seed: int) -> d
         return rows
     unknown = sorted(set(split) - {"val", "test", "seed"})
     if unknown:
-        raise ValueError(f"split.{unknown[0]}: unknown; give {{val: fraction, test: fraction}} or {{column: ..., "
-                         "train: ..., val: ..., test: ...}}")
+        raise ValueError(
+            f"split.{unknown[0]}: unknown; give {{val: fraction, test: fraction}} or {{column: ..., "
+            "train: ..., val: ..., test: ...}}"
+        )
     fractions = [split.get("val", 0.1), split.get("test", 0.1)]
-    if any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1 for f in fractions) \
-            or sum(fractions) >= 1:
+    if (
+        any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1 for f in fractions)
+        or sum(fractions) >= 1
+    ):
         raise ValueError(f"split: val and test must be fractions in (0, 1) summing below 1, got {fractions}")
     order = np.random.default_rng(int(split.get("seed", seed))).permutation(n)
     n_val, n_test = max(1, round(fractions[0] * n)), max(1, round(fractions[1] * n))
@@ -441,14 +471,23 @@ def benchmark_from_table(
         if not part.num_rows:
             raise ValueError(f"split {split_name!r} has no rows")
     preprocessor = Preprocessor(dense, categorical, sequences, min_count).fit(parts["train"])
-    splits: dict[str, AnySplit] = {s: Split(preprocessor.transform(part), _targets(part, parsed, group))
-                                   for s, part in parts.items()}
+    splits: dict[str, AnySplit] = {
+        s: Split(preprocessor.transform(part), _targets(part, parsed, group)) for s, part in parts.items()
+    }
     tasks = [Task(t, "binary", 1, primary_metric="gauc" if group else "auc") for t in parsed]
-    return Benchmark(name, "mtl", tasks, {"all": splits}, description or f"{len(tasks)} binary tasks on a table",
-                     extras={"features": preprocessor.schema, "preprocessor": preprocessor})
+    return Benchmark(
+        name,
+        "mtl",
+        tasks,
+        {"all": splits},
+        description or f"{len(tasks)} binary tasks on a table",
+        extras={"features": preprocessor.schema, "preprocessor": preprocessor},
+    )
 
 
-def _targets(table: pa.Table, parsed: Mapping[str, tuple[str, str | None]], group: str | None) -> dict[str, torch.Tensor]:
+def _targets(
+    table: pa.Table, parsed: Mapping[str, tuple[str, str | None]], group: str | None
+) -> dict[str, torch.Tensor]:
     groups = _group_ids(table, group) if group else None
     out = {}
     for task, (label, where) in parsed.items():
@@ -480,8 +519,14 @@ def table(
     if (path is None) == (data is None):
         raise ValueError("give path (a .parquet or .csv file, or {train, val, test} files) or data, not both")
     split_column = [split["column"]] if isinstance(split, Mapping) and "column" in split else []
-    wanted = [*dense_names, *categorical_names, *(s.name for s in sequence_specs), *target_columns(parsed),
-              *([group] if group else []), *split_column]
+    wanted = [
+        *dense_names,
+        *categorical_names,
+        *(s.name for s in sequence_specs),
+        *target_columns(parsed),
+        *([group] if group else []),
+        *split_column,
+    ]
     source: Any
     if isinstance(path, Mapping):
         missing = [s for s in SPLITS if s not in path]
@@ -492,6 +537,14 @@ def table(
         source = read_table(path, wanted, format)
     else:
         source = to_table(data)
-    return benchmark_from_table(source, dense=dense_names, categorical=categorical_names, sequences=sequence_specs,
-                                targets={k: {"label": v[0], "where": v[1]} for k, v in parsed.items()},
-                                group=group, min_count=min_count, split=split, seed=seed)
+    return benchmark_from_table(
+        source,
+        dense=dense_names,
+        categorical=categorical_names,
+        sequences=sequence_specs,
+        targets={k: {"label": v[0], "where": v[1]} for k, v in parsed.items()},
+        group=group,
+        min_count=min_count,
+        split=split,
+        seed=seed,
+    )

@@ -133,8 +133,10 @@ class Multiclass(TaskKind):
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
         if target.is_floating_point() or target.dim() != 1 or output.dim() != 2 or len(target) != len(output):
-            return f"targets must be [N] class indices for a [N, C] head output; got target {_shape(target)} " \
-                   f"({target.dtype}) for output {_shape(output)}"
+            return (
+                f"targets must be [N] class indices for a [N, C] head output; got target {_shape(target)} "
+                f"({target.dtype}) for output {_shape(output)}"
+            )
         if len(target) and (int(target.min()) < 0 or int(target.max()) >= output.shape[1]):
             return f"class indices must be in [0, {output.shape[1] - 1}]; got {int(target.min())}..{int(target.max())}"
         return None
@@ -210,8 +212,9 @@ class Binary(TaskKind):
         labels, _ = binary_parts(target)
         labels = labels.to(logit.dtype)
         defined = ~torch.isnan(labels)
-        per_sample = F.binary_cross_entropy_with_logits(logit, torch.where(defined, labels, torch.zeros_like(labels)),
-                                                        reduction="none")
+        per_sample = F.binary_cross_entropy_with_logits(
+            logit, torch.where(defined, labels, torch.zeros_like(labels)), reduction="none"
+        )
         return _reduce(torch.where(defined, per_sample, torch.zeros_like(per_sample)), reduction)
 
     def accumulator(self) -> MetricAccumulator:
@@ -219,9 +222,15 @@ class Binary(TaskKind):
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
         grouped = target.dim() == 2 and target.shape[1] == 2
-        if output.numel() != len(output) or not (grouped or target.numel() == len(target)) or len(target) != len(output):
-            return f"a binary task needs one logit per sample ([N, 1]) and [N] labels (or [N, 2]: label, group); " \
-                   f"got output {_shape(output)}, target {_shape(target)}"
+        if (
+            output.numel() != len(output)
+            or not (grouped or target.numel() == len(target))
+            or len(target) != len(output)
+        ):
+            return (
+                f"a binary task needs one logit per sample ([N, 1]) and [N] labels (or [N, 2]: label, group); "
+                f"got output {_shape(output)}, target {_shape(target)}"
+            )
         return None
 
 
@@ -246,8 +255,10 @@ class Regression(TaskKind):
 
     def check(self, output: Tensor, target: Tensor) -> str | None:
         if target.shape != output.shape:
-            return f"the target's shape {_shape(target)} differs from the head's output {_shape(output)} " \
-                   "(a regression target must have the output's shape, e.g. [N, 1] for one output)"
+            return (
+                f"the target's shape {_shape(target)} differs from the head's output {_shape(output)} "
+                "(a regression target must have the output's shape, e.g. [N, 1] for one output)"
+            )
         return None
 
 
@@ -289,7 +300,9 @@ def resolve_kind(kind: str | TaskKind, options: dict[str, Any] | None = None) ->
     elif ":" in kind:
         cls = load_object(kind, "task kind")
     else:
-        raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(available_task_kinds())} or an import path pkg.mod:Kind")
+        raise ValueError(
+            f"unknown kind {kind!r}; allowed: {', '.join(available_task_kinds())} or an import path pkg.mod:Kind"
+        )
     made = cls(**(options or {})) if isinstance(cls, type) else cls
     if not isinstance(made, TaskKind):
         raise ValueError(f"{kind}: not a TaskKind (subclass scalarize.data.TaskKind)")
@@ -342,7 +355,10 @@ class Task:
         one the kind does not list, else the primary metric alone."""
         kind = self.behaviour
         if kind.delta_metrics and self.primary_metric in (kind.primary_metric, *kind.delta_metrics):
-            return [(m, self.higher_is_better if m == self.primary_metric else kind.direction(m)) for m in kind.delta_metrics]
+            return [
+                (m, self.higher_is_better if m == self.primary_metric else kind.direction(m))
+                for m in kind.delta_metrics
+            ]
         return [(self.primary_metric, bool(self.higher_is_better))]
 
     def loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -387,12 +403,15 @@ class Task:
         try:
             per_sample = self.behaviour.loss(output, target, reduction="none")
         except NotImplementedError:
-            raise ValueError(f"{where}: its kind has no loss(); a TaskKind defines loss(output, target, "
-                             "reduction)") from None
+            raise ValueError(
+                f"{where}: its kind has no loss(); a TaskKind defines loss(output, target, reduction)"
+            ) from None
         if not isinstance(per_sample, Tensor) or tuple(per_sample.shape) != (len(output),):
             got = _shape(per_sample) if isinstance(per_sample, Tensor) else type(per_sample).__name__
-            raise ValueError(f"{where}: loss(output, target, reduction='none') gave {got} for a batch of "
-                             f"{len(output)}; it must give one loss per sample, [{len(output)}]")
+            raise ValueError(
+                f"{where}: loss(output, target, reduction='none') gave {got} for a batch of "
+                f"{len(output)}; it must give one loss per sample, [{len(output)}]"
+            )
         try:
             accumulator = self.behaviour.accumulator()
         except NotImplementedError:
@@ -400,9 +419,11 @@ class Task:
         missing = [m for m in ("update", "compute", "reset") if not callable(getattr(accumulator, m, None))]
         if missing:
             got = "no accumulator()" if accumulator is None else f"an accumulator without {', '.join(missing)}()"
-            raise ValueError(f"{where}: its kind has {got}; accumulator() must return a MetricAccumulator "
-                             "(update(output, target) per batch, compute() -> {metric: number}, reset()), "
-                             "e.g. scalarize.data.task.MeanOverSamples")
+            raise ValueError(
+                f"{where}: its kind has {got}; accumulator() must return a MetricAccumulator "
+                "(update(output, target) per batch, compute() -> {metric: number}, reset()), "
+                "e.g. scalarize.data.task.MeanOverSamples"
+            )
         try:
             accumulator.update(output, target)
             values = accumulator.compute()
@@ -411,18 +432,24 @@ class Task:
         except Exception:  # noqa: BLE001 - e.g. a metric undefined on two samples: judged at evaluation
             return
         if not isinstance(values, Mapping):
-            raise ValueError(f"{where}: its accumulator's compute() returned a {type(values).__name__}; it must "
-                             "return {metric: number}")
+            raise ValueError(
+                f"{where}: its accumulator's compute() returned a {type(values).__name__}; it must "
+                "return {metric: number}"
+            )
         for name, value in values.items():
             try:
                 float(value)
             except (TypeError, ValueError):
-                raise ValueError(f"{where}: its accumulator's compute() gave {name!r} as a {type(value).__name__}; "
-                                 "each metric must be a number") from None
+                raise ValueError(
+                    f"{where}: its accumulator's compute() gave {name!r} as a {type(value).__name__}; "
+                    "each metric must be a number"
+                ) from None
         wanted = [self.primary_metric, *(m for m, _ in self.delta_metrics() if m != self.primary_metric)]
         absent = [m for m in wanted if m not in values]
         if absent:
             what = "primary metric" if absent[0] == self.primary_metric else "Δm metric"
-            raise ValueError(f"{where}: its {what} {absent[0]!r} is never computed: its accumulator's compute() "
-                             f"returns {', '.join(map(repr, values)) or 'nothing'}; set primary_metric to one of "
-                             "them or compute it")
+            raise ValueError(
+                f"{where}: its {what} {absent[0]!r} is never computed: its accumulator's compute() "
+                f"returns {', '.join(map(repr, values)) or 'nothing'}; set primary_metric to one of "
+                "them or compute it"
+            )

@@ -121,13 +121,19 @@ _WORKER_DIED = re.compile(r"^DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\) (.*)$
 
 def worker_death(error: BaseException) -> str | None:
     """The one line for torch's error about a dead loader worker, or ``None`` for any other."""
-    found = _WORKER_DIED.match(str(error).strip().splitlines()[0]) if isinstance(error, RuntimeError) and str(error) else None
+    found = (
+        _WORKER_DIED.match(str(error).strip().splitlines()[0])
+        if isinstance(error, RuntimeError) and str(error)
+        else None
+    )
     if found is None:
         return None
     pids, how = found.group(1).strip(), found.group(2).strip().rstrip(". ")
-    return (f"a data loader worker (pid {pids}) {how} (killed by the out-of-memory killer or a signal?); what was "
-            f"written so far is kept: run the same command again to resume, with fewer loader workers "
-            f"({WORKERS_ENV}=0 reads in the run's process) or smaller batches if memory ran out")
+    return (
+        f"a data loader worker (pid {pids}) {how} (killed by the out-of-memory killer or a signal?); what was "
+        f"written so far is kept: run the same command again to resume, with fewer loader workers "
+        f"({WORKERS_ENV}=0 reads in the run's process) or smaller batches if memory ran out"
+    )
 
 
 class _Guarded:

@@ -33,9 +33,9 @@ from pydantic import Field, PositiveFloat, ValidationError
 
 from scalarize.backends.base import Backend, get_backend
 from scalarize.data.benchmark import Benchmark
+from scalarize.experiments.loading import load_experiment_config
 from scalarize.experiments.train import check_not_conflicting, stl_runs
 from scalarize.store.database import Store
-from scalarize.experiments.loading import load_experiment_config
 from scalarize.train.config import ConfigError, Strict, TrainConfig, _describe
 from scalarize.train.evaluate import delta_metrics, primary_metrics
 from scalarize.train.record import RunResult, selection_score
@@ -66,7 +66,9 @@ class CompareConfig(TrainConfig):
     compare: CompareSpec = Field(default_factory=CompareSpec)
 
 
-def load_compare_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> CompareConfig:
+def load_compare_config(
+    path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None
+) -> CompareConfig:
     """The config from ``path`` (which must have a ``compare:`` section, or an override that sets
     one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
     return load_experiment_config(path, overrides, CompareConfig, section="compare", log=log)
@@ -133,6 +135,7 @@ def build_runs(config: CompareConfig) -> list[CompareRun]:
 def load_recorder(store: Store) -> Callable:
     """Records, per run, the highest 1-minute load average seen at its evaluations and the
     machine's CPU count (table ``costs``): timings taken on a busy machine are flagged."""
+
     def record(run: str, model, step: int, evaluation: int) -> None:
         if not hasattr(os, "getloadavg"):
             return
@@ -192,7 +195,10 @@ def choose_learning_rates(
 
 
 def run_compare(
-    config: CompareConfig, *, backend: Backend | None = None, progress: bool = True,
+    config: CompareConfig,
+    *,
+    backend: Backend | None = None,
+    progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
 ) -> CompareResult:
     """Trains every run of the comparison not yet completed (and the STL baselines)."""
@@ -216,12 +222,24 @@ def run_compare(
     )
     backend = backend or get_backend("local", engine="loop")
     with Store(config.experiment_dir()) as store:
-        results = backend.train([*specs, *stl], store, progress=progress, log=log,
-                                on_evaluation=load_recorder(store) if backend.name == "local" else None)
+        results = backend.train(
+            [*specs, *stl],
+            store,
+            progress=progress,
+            log=log,
+            on_evaluation=load_recorder(store) if backend.name == "local" else None,
+        )
     val_scores, chosen = choose_learning_rates(runs, results, benchmark)
     return CompareResult(
-        config=config, benchmark=benchmark.name, objectives=list(benchmark.objectives),
-        primary=primary_metrics(benchmark), labels=labels, runs=runs, results=results,
-        stl={run.name[len("stl-"):]: results[run.name] for run in stl},
-        val_scores=val_scores, chosen_lr=chosen, delta=delta_metrics(benchmark),
+        config=config,
+        benchmark=benchmark.name,
+        objectives=list(benchmark.objectives),
+        primary=primary_metrics(benchmark),
+        labels=labels,
+        runs=runs,
+        results=results,
+        stl={run.name[len("stl-") :]: results[run.name] for run in stl},
+        val_scores=val_scores,
+        chosen_lr=chosen,
+        delta=delta_metrics(benchmark),
     )

@@ -41,7 +41,11 @@ COMMAND_SECTIONS = ("sweep", "compare", "pbt", "study")
 
 
 def load_experiment_config(
-    path: str | Path | None, overrides: list[str] | None, schema: type[C], *, section: str | None = None,
+    path: str | Path | None,
+    overrides: list[str] | None,
+    schema: type[C],
+    *,
+    section: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> C:
     """The config of class ``schema`` from ``path`` and ``overrides``; ``section`` is the key the
@@ -76,8 +80,13 @@ def resolve_launch_paths(data: dict[str, Any], cwd: str | None = None) -> None:
         if not isinstance(options, dict):
             continue
         for key, value in options.items():
-            if isinstance(key, str) and PATH_OPTION.match(key) and isinstance(value, str) and value \
-                    and "://" not in value:
+            if (
+                isinstance(key, str)
+                and PATH_OPTION.match(key)
+                and isinstance(value, str)
+                and value
+                and "://" not in value
+            ):
                 options[key] = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 

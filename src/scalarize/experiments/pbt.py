@@ -36,9 +36,10 @@ import numpy as np
 from pydantic import Field
 
 from scalarize.backends.base import Backend, get_backend
-from scalarize.files import write_text
 from scalarize.data.sampling import build_sampler
+from scalarize.experiments.loading import load_experiment_config
 from scalarize.experiments.train import check_not_conflicting
+from scalarize.files import write_text
 from scalarize.population.engine import stackable_inputs
 from scalarize.population.members import Member
 from scalarize.population.pbt import PBTOutcome, PBTSearch, best_schedule, member_lineage
@@ -46,15 +47,13 @@ from scalarize.search.fitness import build_fitness
 from scalarize.search.mopbt import MOPBTPolicy
 from scalarize.search.pbt import PBTPolicy
 from scalarize.store.database import Store
-from scalarize.experiments.loading import load_experiment_config
+from scalarize.train.checkpoint import MODEL_FILE, run_directory, save_atomically
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config
 from scalarize.train.evaluate import primary_metrics
-from scalarize.train.checkpoint import MODEL_FILE, run_directory, save_atomically
+from scalarize.train.optim import lr_factor
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, result_from_store
 from scalarize.train.setup import prepare
-from scalarize.train.optim import lr_factor
-
 
 RESULT_FILE = "pbt_result.json"
 
@@ -62,7 +61,8 @@ RESULT_FILE = "pbt_result.json"
 class PBTSpec(Strict):
     algorithm: Literal["pbt", "pb2", "mo-pbt"] = "pbt"
     diversity: Literal["scattered", "crowding", "hypervolume"] | None = Field(
-        default=None, description="mo-pbt only: the order inside a front (default scattered)")
+        default=None, description="mo-pbt only: the order inside a front (default scattered)"
+    )
     population: int = Field(default=8, ge=2, le=4096, description="members (at least 2: one to copy, one that copies)")
     interval: int = Field(default=1, ge=1, description="evaluations between syncs")
     quantile: float = Field(default=0.25, gt=0, le=0.5)
@@ -90,9 +90,14 @@ class PBTConfig(TrainConfig):
         if spec.diversity is not None and spec.algorithm != "mo-pbt":
             raise ConfigError(f"pbt.diversity: only for pbt.algorithm mo-pbt; got algorithm {spec.algorithm!r}")
         common = dict(
-            interval=spec.interval, quantile=spec.quantile, factors=tuple(spec.factors),
-            resample_probability=spec.resample_probability, explore_lr=spec.explore_lr,
-            lr_bounds=tuple(spec.lr_bounds), dirichlet_alpha=spec.dirichlet_alpha, seed=spec.seed,
+            interval=spec.interval,
+            quantile=spec.quantile,
+            factors=tuple(spec.factors),
+            resample_probability=spec.resample_probability,
+            explore_lr=spec.explore_lr,
+            lr_bounds=tuple(spec.lr_bounds),
+            dirichlet_alpha=spec.dirichlet_alpha,
+            seed=spec.seed,
         )
         try:
             if spec.algorithm != "mo-pbt":
@@ -129,8 +134,9 @@ def initial_members(config: PBTConfig, num_objectives: int) -> list[Member]:
 
 def member_fingerprint(config: PBTConfig, member: Member) -> str:
     """A member's identity: its starting config and the search's settings (where it runs aside)."""
-    search = config.pbt.model_dump_json(exclude={"backend", "address", "storage", "compare_uniform"},
-                                        exclude_none=True)  # diversity: null keeps older experiments' identity
+    search = config.pbt.model_dump_json(
+        exclude={"backend", "address", "storage", "compare_uniform"}, exclude_none=True
+    )  # diversity: null keeps older experiments' identity
     return hashlib.sha256((member.config.fingerprint() + search).encode()).hexdigest()[:16]
 
 
@@ -187,18 +193,31 @@ def save_result(directory, search: str, best: str, schedule, val: dict, test: di
     """What replay and later reads need: the best member and its schedule (atomic write);
     ``about``: what the reports say of the search (population, fitness)."""
     path = directory / RESULT_FILE
-    data = {"search": search, "best": best, "schedule": schedule, "effective_weights": effective, "val": val, "test": test,
-            **about}
+    data = {
+        "search": search,
+        "best": best,
+        "schedule": schedule,
+        "effective_weights": effective,
+        "val": val,
+        "test": test,
+        **about,
+    }
     write_text(path, json.dumps(data, indent=1))
 
 
 def pbt_search(config: PBTConfig, members: list[RunSpec], primary: list[tuple[str, bool]] | None = None) -> PBTSearch:
-    return PBTSearch(config.name, members, config.policy(primary), config.pbt.algorithm, config.pbt.fitness,
-                     config.optimizer.lr)
+    return PBTSearch(
+        config.name, members, config.policy(primary), config.pbt.algorithm, config.pbt.fitness, config.optimizer.lr
+    )
 
 
-def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool = True,
-            log: Callable[[str], None] = lambda _: None) -> PBTResult:
+def run_pbt(
+    config: PBTConfig,
+    *,
+    backend: Backend | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+) -> PBTResult:
     """Searches the weights with PBT/PB2/MO-PBT on ``backend`` (default: the one ``pbt.backend``
     names) and, with ``pbt.compare_uniform``, trains uniform scalarization on the same budget."""
     if config.method.name != "scalarization":
@@ -221,21 +240,35 @@ def run_pbt(config: PBTConfig, *, backend: Backend | None = None, progress: bool
     backend = backend or get_backend(config.pbt.backend, address=config.pbt.address, storage=config.pbt.storage)
     directory = config.experiment_dir()
     with Store(directory) as store:
-        log(f"PBT ({config.pbt.algorithm}, {backend.name} backend): {len(members)} members on {benchmark.name}, "
-            f"sync every {config.pbt.interval} evaluation(s)")
+        log(
+            f"PBT ({config.pbt.algorithm}, {backend.name} backend): {len(members)} members on {benchmark.name}, "
+            f"sync every {config.pbt.interval} evaluation(s)"
+        )
         outcome = backend.pbt(pbt_search(config, members, primary), store, progress=progress, log=log)
         results = {m.name: result_from_store(store, m.name) for m in members}
     if outcome.model_state is not None:
         save_atomically(outcome.model_state, directory / "best_model.pt")
     result = _result(config, members, outcome, results, primary, _lr_cumulative(config, benchmark))
-    save_result(directory, config.name, result.best_name, outcome.schedule, outcome.val, outcome.test,
-                result.effective_weights, population=len(members), fitness=config.pbt.fitness,
-                algorithm=config.pbt.algorithm, diversity=_diversity(config),
-                front=front_entries(result, outcome, directory))
+    save_result(
+        directory,
+        config.name,
+        result.best_name,
+        outcome.schedule,
+        outcome.val,
+        outcome.test,
+        result.effective_weights,
+        population=len(members),
+        fitness=config.pbt.fitness,
+        algorithm=config.pbt.algorithm,
+        diversity=_diversity(config),
+        front=front_entries(result, outcome, directory),
+    )
     if config.pbt.compare_uniform:
         log(f"training uniform scalarization on the same budget ({uniform.name})")
         with Store(directory) as store:
-            result.uniform = get_backend("local", engine="loop").train([uniform], store, progress=progress)[uniform.name]
+            result.uniform = get_backend("local", engine="loop").train([uniform], store, progress=progress)[
+                uniform.name
+            ]
     return result
 
 
@@ -253,9 +286,21 @@ def _lr_cumulative(config: PBTConfig, benchmark) -> np.ndarray:
 def _result(config, members, outcome: PBTOutcome, results, primary, cumulative) -> PBTResult:
     schedules = [best_schedule(outcome.lineage, members, i) for i in range(len(members))]
     weights = [_lr_weighted(schedule, cumulative) for schedule in schedules]
-    return PBTResult(config, members, outcome.best, outcome.fitness, outcome.val, outcome.test, outcome.schedule,
-                     outcome.lineage, primary, effective_weights=weights[outcome.best],
-                     front=list(outcome.front) or [outcome.best], results=results, member_weights=weights)
+    return PBTResult(
+        config,
+        members,
+        outcome.best,
+        outcome.fitness,
+        outcome.val,
+        outcome.test,
+        outcome.schedule,
+        outcome.lineage,
+        primary,
+        effective_weights=weights[outcome.best],
+        front=list(outcome.front) or [outcome.best],
+        results=results,
+        member_weights=weights,
+    )
 
 
 def front_entries(result: PBTResult, outcome: PBTOutcome, directory) -> list[dict]:
@@ -270,15 +315,18 @@ def front_entries(result: PBTResult, outcome: PBTOutcome, directory) -> list[dic
         run = result.results[member.name]
         model = run_directory(directory, member.name) / MODEL_FILE
         lineage = member_lineage(outcome.lineage, result.members, index)
-        entries.append({
-            "name": member.name,
-            "objectives": dict(zip(names, outcome.objectives[index])) if outcome.objectives else {},
-            "val": run.val, "test": run.test,
-            "schedule": best_schedule(outcome.lineage, result.members, index),
-            "effective_weights": result.member_weights[index],
-            "lineage": [{k: row[k] for k in ("time", "step", "member", "source", "weights")} for row in lineage],
-            "model": str(model.relative_to(directory)) if model.is_file() else None,
-        })
+        entries.append(
+            {
+                "name": member.name,
+                "objectives": dict(zip(names, outcome.objectives[index])) if outcome.objectives else {},
+                "val": run.val,
+                "test": run.test,
+                "schedule": best_schedule(outcome.lineage, result.members, index),
+                "effective_weights": result.member_weights[index],
+                "lineage": [{k: row[k] for k in ("time", "step", "member", "source", "weights")} for row in lineage],
+                "model": str(model.relative_to(directory)) if model.is_file() else None,
+            }
+        )
     return entries
 
 

@@ -68,8 +68,11 @@ def replay_config(directory: Path, seed: int | None = None, device: str | None =
     if root is None:
         raise ConfigError(f"{directory}: the lineage names a member that is not in the database")
     data = json.loads(root["config"])
-    data.update(method={"name": "scheduled_scalarization", "options": {"schedule": saved["schedule"]}},
-                stl=False, output=str(directory))
+    data.update(
+        method={"name": "scheduled_scalarization", "options": {"schedule": saved["schedule"]}},
+        stl=False,
+        output=str(directory),
+    )
     if device is not None:
         data["device"] = device
     seed = data["seed"] if seed is None else seed
@@ -79,8 +82,9 @@ def replay_config(directory: Path, seed: int | None = None, device: str | None =
 
 def uniform_config(replay: TrainConfig, search: str) -> TrainConfig:
     """Uniform scalarization with everything else of ``replay``: model, budget, schedule, seed."""
-    return replay.model_copy(update={"name": f"{search}-uniform-s{replay.seed}",
-                                     "method": type(replay.method)(name="scalarization")})
+    return replay.model_copy(
+        update={"name": f"{search}-uniform-s{replay.seed}", "method": type(replay.method)(name="scalarization")}
+    )
 
 
 @dataclass
@@ -107,9 +111,16 @@ def _uniform_spec(store: Store, config: TrainConfig, search: str) -> RunSpec:
     return RunSpec(config.name, config, "uniform")
 
 
-def replay(directory: str | Path, *, seeds: Sequence[int] | None = None, device: str | None = None,
-           progress: bool = True, log: Callable[[str], None] = lambda _: None, trust: bool = False,
-           hint: str = "pass trust=True") -> ReplayResult:
+def replay(
+    directory: str | Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+    trust: bool = False,
+    hint: str = "pass trust=True",
+) -> ReplayResult:
     """Trains the best member's schedule from scratch and uniform scalarization, both with
     ``seeds`` (default: three from the root member's seed), or reads them back. The stored
     config's import paths are imported only with ``trust`` (else a one-line error with ``hint``)."""
@@ -118,8 +129,9 @@ def replay(directory: str | Path, *, seeds: Sequence[int] | None = None, device:
         return _replay(directory, seeds, device, progress, log)
 
 
-def _replay(directory: Path, seeds: Sequence[int] | None, device: str | None, progress: bool,
-            log: Callable[[str], None]) -> ReplayResult:
+def _replay(
+    directory: Path, seeds: Sequence[int] | None, device: str | None, progress: bool, log: Callable[[str], None]
+) -> ReplayResult:
     first, saved = replay_config(directory, device=device)
     seeds = list(dict.fromkeys(seeds)) if seeds else [first.seed + i for i in range(DEFAULT_SEEDS)]
     configs = [replay_config(directory, seed, device)[0] for seed in seeds]
@@ -127,13 +139,21 @@ def _replay(directory: Path, seeds: Sequence[int] | None, device: str | None, pr
     with Store(directory) as store:
         uniform = [_uniform_spec(store, uniform_config(c, saved["search"]), saved["search"]) for c in configs]
         specs = [RunSpec(c.name, c, "replay") for c in configs]
-        log(f"replaying the schedule of {saved['best']} from scratch and uniform scalarization, "
-            f"seeds {', '.join(map(str, seeds))}")
+        log(
+            f"replaying the schedule of {saved['best']} from scratch and uniform scalarization, "
+            f"seeds {', '.join(map(str, seeds))}"
+        )
         results = get_backend("local", engine="loop").train([*specs, *uniform], store, progress=progress, log=log)
     return ReplayResult(
-        directory=directory, search=saved["search"], best=saved["best"], schedule=saved["schedule"], seeds=seeds,
-        primary=primary_metrics(benchmark), replay={s.seed: results[s.name] for s in specs},
-        uniform={s.seed: results[s.name] for s in uniform}, pbt_best={"val": saved.get("val", {}),
-                                                                      "test": saved.get("test", {})},
-        population=saved.get("population"), config=configs[0],
+        directory=directory,
+        search=saved["search"],
+        best=saved["best"],
+        schedule=saved["schedule"],
+        seeds=seeds,
+        primary=primary_metrics(benchmark),
+        replay={s.seed: results[s.name] for s in specs},
+        uniform={s.seed: results[s.name] for s in uniform},
+        pbt_best={"val": saved.get("val", {}), "test": saved.get("test", {})},
+        population=saved.get("population"),
+        config=configs[0],
     )

@@ -27,9 +27,9 @@ from pydantic import Field, field_validator
 
 from scalarize.backends.base import Backend, get_backend
 from scalarize.data.benchmark import Benchmark
+from scalarize.experiments.loading import load_experiment_config
 from scalarize.experiments.sweep import SweepConfig, SweepResult, SweepSpec, run_sweep
 from scalarize.store.database import Store
-from scalarize.experiments.loading import load_experiment_config
 from scalarize.train.config import ConfigError, Strict, TrainConfig
 from scalarize.train.conflict import ConflictProbe
 from scalarize.train.evaluate import primary_metrics
@@ -68,7 +68,9 @@ class StudyConfig(TrainConfig):
     study: StudySpec = Field(default_factory=StudySpec)
 
 
-def load_study_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> StudyConfig:
+def load_study_config(
+    path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None
+) -> StudyConfig:
     """The config from ``path`` (which must have a ``study:`` section, or an override that sets
     one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
     return load_experiment_config(path, overrides, StudyConfig, section="study", log=log)
@@ -102,9 +104,7 @@ def study_groups(config: StudyConfig, objectives: list[str]) -> list[tuple[str, 
     for group in config.study.groups:
         unknown = [o for o in group if o not in objectives]
         if len(group) < 2 or unknown:
-            raise ConfigError(
-                f"study.groups: each group needs >= 2 of {', '.join(objectives)}; got {group}"
-            )
+            raise ConfigError(f"study.groups: each group needs >= 2 of {', '.join(objectives)}; got {group}")
     return [tuple(g) for g in config.study.groups]
 
 
@@ -112,7 +112,9 @@ def _cell_config(config: StudyConfig, group, depth: int, width: float, seed: int
     data = json.loads(config.model_dump_json(exclude={"study"}))
     data.update(
         name=f"{config.name}-{'+'.join(group)}-d{depth}-w{width:g}-s{seed}",
-        stl=False, seed=seed, output=str(config.experiment_dir()),
+        stl=False,
+        seed=seed,
+        output=str(config.experiment_dir()),
         sweep=json.loads(config.study.sweep.model_dump_json()) | {"seeds": [seed]},
     )
     data["benchmark"]["objectives"] = list(group)
@@ -122,15 +124,25 @@ def _cell_config(config: StudyConfig, group, depth: int, width: float, seed: int
 
 def _stl_config(config: StudyConfig, objective: str, depth: int, width: float, seed: int) -> TrainConfig:
     data = json.loads(config.model_dump_json(exclude={"study"}))
-    data.update(name=f"stl-{objective}-d{depth}-w{width:g}-s{seed}", stl=False, seed=seed,
-                output=str(config.experiment_dir()), method={"name": "scalarization"})
+    data.update(
+        name=f"stl-{objective}-d{depth}-w{width:g}-s{seed}",
+        stl=False,
+        seed=seed,
+        output=str(config.experiment_dir()),
+        method={"name": "scalarization"},
+    )
     data["benchmark"]["objectives"] = [objective]
     data["model"].update(depth=depth, width=width)
     return TrainConfig.model_validate(data)
 
 
-def run_study(config: StudyConfig, *, backend: Backend | None = None, progress: bool = True,
-              log: Callable[[str], None] = lambda _: None) -> StudyResult:
+def run_study(
+    config: StudyConfig,
+    *,
+    backend: Backend | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+) -> StudyResult:
     """Trains every cell's sweep and every size's STL models (resuming where it stopped)."""
     benchmark, _ = prepare(config)
     groups = study_groups(config, benchmark.objectives)
@@ -144,8 +156,9 @@ def run_study(config: StudyConfig, *, backend: Backend | None = None, progress: 
     for index, (group, depth, width, seed) in enumerate(cells):
         cell = _cell_config(config, group, depth, width, seed)
         if group not in probes:
-            probes[group] = ConflictProbe(benchmark.restrict(list(group)), config.study.conflict_batches,
-                                          config.batch_size, seed=config.seed)
+            probes[group] = ConflictProbe(
+                benchmark.restrict(list(group)), config.study.conflict_batches, config.batch_size, seed=config.seed
+            )
         log(f"[{index + 1}/{len(cells)}] {cell.name}")
         with Store(config.experiment_dir()) as store:
             record = _conflict_recorder(store, probes[group])
@@ -170,4 +183,3 @@ def _conflict_recorder(store: Store, probe: ConflictProbe):
         store.record_evaluation(run, evaluation, step, {"conflict": probe.measure(model)})
 
     return record
-

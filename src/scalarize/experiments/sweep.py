@@ -43,15 +43,14 @@ from scalarize.search.adaptive import adaptive_weights, maximin_weights
 from scalarize.search.fitness import build_fitness
 from scalarize.search.optuna_design import OptunaDesign
 from scalarize.search.successive_halving import EarlyStopping, train_with_early_stopping
-from scalarize.store.database import STOPPED
-from scalarize.store.database import Store
+from scalarize.store.database import STOPPED, Store
 from scalarize.train.checkpoint import MODEL_FILE, load_checkpoint, run_directory
 from scalarize.train.config import ConfigError, Strict, TrainConfig, build_config, set_key
+from scalarize.train.devices import apply_threads, resolve_device
 from scalarize.train.evaluate import delta_metrics, evaluate, primary_metrics
 from scalarize.train.record import RunResult
 from scalarize.train.run import RunSpec, is_finished, result_from_store
 from scalarize.train.setup import benchmark_from_config, build_model_from_config, prepare
-from scalarize.train.devices import apply_threads, resolve_device
 
 
 class AdaptiveSpec(Strict):
@@ -127,8 +126,10 @@ class SweepSpec(Strict):
     def _adaptive_only(cls, value: AdaptiveSpec | None, info: ValidationInfo) -> AdaptiveSpec | None:
         design = info.data.get("design")
         if value is not None and design != "adaptive":
-            raise ValueError(f"read only by design: adaptive (got design: {design}); set sweep.design=adaptive or "
-                             "remove sweep.adaptive")
+            raise ValueError(
+                f"read only by design: adaptive (got design: {design}); set sweep.design=adaptive or "
+                "remove sweep.adaptive"
+            )
         return value
 
     @field_validator("optuna")
@@ -136,8 +137,9 @@ class SweepSpec(Strict):
     def _optuna_only(cls, value: OptunaSpec | None, info: ValidationInfo) -> OptunaSpec | None:
         design = info.data.get("design")
         if value is not None and design != "optuna":
-            raise ValueError(f"read only by design: optuna (got design: {design}); set sweep.design=optuna or "
-                             "remove sweep.optuna")
+            raise ValueError(
+                f"read only by design: optuna (got design: {design}); set sweep.design=optuna or remove sweep.optuna"
+            )
         return value
 
     @model_validator(mode="after")
@@ -153,7 +155,9 @@ class SweepConfig(TrainConfig):
     sweep: SweepSpec = Field(default_factory=SweepSpec)
 
 
-def load_sweep_config(path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None) -> SweepConfig:
+def load_sweep_config(
+    path, overrides: list[str] | None = None, *, log: Callable[[str], None] | None = None
+) -> SweepConfig:
     """The config from ``path`` (which must have a ``sweep:`` section, or an override that sets
     one) and ``overrides`` (see :mod:`scalarize.experiments.loading`)."""
     return load_experiment_config(path, overrides, SweepConfig, section="sweep", log=log)
@@ -231,19 +235,27 @@ class SweepResult:
 
 
 def run_sweep(
-    config: SweepConfig, *, backend: Backend | None = None, progress: bool = True,
-    log: Callable[[str], None] = lambda _: None, on_evaluation: Callable | None = None,
+    config: SweepConfig,
+    *,
+    backend: Backend | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+    on_evaluation: Callable | None = None,
 ) -> SweepResult:
     """Trains the sweep (and the STL baselines when ``config.stl``) on ``backend`` (default: the
     one the config names); ``on_evaluation`` is passed to the backend. An adaptive design trains
     batch after batch (:func:`adaptive_batches`)."""
     conditioned = _takes_preference(config)
     if config.method.name != "scalarization" and not conditioned:
-        raise ConfigError(f"method.name: a sweep varies scalarization weights (or evaluates a preference-conditioned "
-                          f"model such as cosmos); got {config.method.name!r}")
+        raise ConfigError(
+            f"method.name: a sweep varies scalarization weights (or evaluates a preference-conditioned "
+            f"model such as cosmos); got {config.method.name!r}"
+        )
     if conditioned and config.sweep.design in ("adaptive", "optuna"):
-        raise ConfigError(f"sweep.design: {config.sweep.design} trains weights batch by batch; {config.method.name} is "
-                          "trained once and evaluated at a fixed design: use lattice, sobol, dirichlet or list")
+        raise ConfigError(
+            f"sweep.design: {config.sweep.design} trains weights batch by batch; {config.method.name} is "
+            "trained once and evaluated at a fixed design: use lattice, sobol, dirichlet or list"
+        )
     if conditioned and config.sweep.early_stopping is not None:
         raise ConfigError(f"sweep.early_stopping: {config.method.name} is trained once: nothing to stop")
     _check_search(config)
@@ -259,10 +271,17 @@ def run_sweep(
             validated.add(key)
     stl = stl_runs(config, benchmark.objectives) if config.stl else []
     check_not_conflicting(config, [*members, *stl])
-    backend = backend or get_backend(config.sweep.backend, address=config.sweep.address, engine=config.sweep.engine,
-                                     chunk_size=config.sweep.chunk_size, storage=config.sweep.storage)
+    backend = backend or get_backend(
+        config.sweep.backend,
+        address=config.sweep.address,
+        engine=config.sweep.engine,
+        chunk_size=config.sweep.chunk_size,
+        storage=config.sweep.storage,
+    )
     with Store(config.experiment_dir()) as store:
-        log(f"sweep {config.name}: {_plan_text(config, members)} on {benchmark.name} ({', '.join(benchmark.objectives)})")
+        log(
+            f"sweep {config.name}: {_plan_text(config, members)} on {benchmark.name} ({', '.join(benchmark.objectives)})"
+        )
         train = _trainer(config, backend, store, primary_metrics(benchmark), progress, log, on_evaluation)
         if config.sweep.design == "adaptive":
             members, results = adaptive_batches(config, primary_metrics(benchmark), members, store, train, log)
@@ -272,23 +291,29 @@ def run_sweep(
             results = train(members, "")
         saved = _saved_steps(store, members) if config.sweep.early_stopping is not None else None
         stl_results = get_backend("local", engine="loop").train(stl, store, progress=progress, log=log)
-    stl_by_objective = {run.name[len("stl-"):]: stl_results[run.name] for run in stl}
-    return SweepResult(config, members, results, stl_by_objective, primary_metrics(benchmark), delta_metrics(benchmark),
-                       saved)
+    stl_by_objective = {run.name[len("stl-") :]: stl_results[run.name] for run in stl}
+    return SweepResult(
+        config, members, results, stl_by_objective, primary_metrics(benchmark), delta_metrics(benchmark), saved
+    )
 
 
 def _check_search(config: SweepConfig) -> None:
     """One-line errors for what the Optuna design and early stopping do not combine with."""
     spec = config.sweep
     if spec.design == "optuna" and spec.factors:
-        raise ConfigError("sweep.factors: design: optuna searches the weights only (a trial's value is the mean over "
-                          "its seeds); remove sweep.factors or use another design")
+        raise ConfigError(
+            "sweep.factors: design: optuna searches the weights only (a trial's value is the mean over "
+            "its seeds); remove sweep.factors or use another design"
+        )
     if spec.early_stopping is not None and spec.backend != "local":
-        raise ConfigError("sweep.early_stopping: runs on the local backend only for now (Tune's ASHA scheduler is "
-                          "not wired yet); set sweep.backend=local")
+        raise ConfigError(
+            "sweep.early_stopping: runs on the local backend only for now (Tune's ASHA scheduler is "
+            "not wired yet); set sweep.backend=local"
+        )
     if spec.early_stopping is not None and spec.engine == "loop":
-        raise ConfigError("sweep.early_stopping: trains stacked populations that shrink; set sweep.engine=auto or "
-                          "vectorized")
+        raise ConfigError(
+            "sweep.early_stopping: trains stacked populations that shrink; set sweep.engine=auto or vectorized"
+        )
     if spec.design == "optuna" or spec.early_stopping is not None:
         _fitness(config, [("x", True)])
 
@@ -300,15 +325,23 @@ def _fitness(config: SweepConfig, primary: list[tuple[str, bool]]) -> Callable:
         raise ConfigError(f"sweep.fitness: {error}") from None
 
 
-def _trainer(config: SweepConfig, backend: Backend, store: Store, primary: list[tuple[str, bool]], progress: bool,
-             log: Callable[[str], None], on_evaluation: Callable | None) -> Callable[[list[Member], str], dict]:
+def _trainer(
+    config: SweepConfig,
+    backend: Backend,
+    store: Store,
+    primary: list[tuple[str, bool]],
+    progress: bool,
+    log: Callable[[str], None],
+    on_evaluation: Callable | None,
+) -> Callable[[list[Member], str], dict]:
     """``train(runs, group)``: the backend's, or with early stopping the shrinking stacked
     populations of :func:`scalarize.search.successive_halving.train_with_early_stopping`, whose
     rungs compare every member of the sweep trained so far (``peers``)."""
     spec = config.sweep.early_stopping
     if spec is None:
-        return lambda runs, group: backend.train(runs, store, progress=progress, log=log, on_evaluation=on_evaluation,
-                                                 group=group or None)
+        return lambda runs, group: backend.train(
+            runs, store, progress=progress, log=log, on_evaluation=on_evaluation, group=group or None
+        )
     rule = EarlyStopping(spec.min_resource, spec.reduction_factor, tuple(spec.rungs) if spec.rungs else None)
     fitness, peers = _fitness(config, primary), []
 
@@ -316,8 +349,17 @@ def _trainer(config: SweepConfig, backend: Backend, store: Store, primary: list[
         peers.extend(m.name for m in runs if m.name not in peers)
         if runs:
             apply_threads(runs[0].config.threads)
-        return train_with_early_stopping(runs, list(peers), store, rule, fitness, chunk_size=config.sweep.chunk_size,
-                                         progress=progress, log=log, on_evaluation=on_evaluation)
+        return train_with_early_stopping(
+            runs,
+            list(peers),
+            store,
+            rule,
+            fitness,
+            chunk_size=config.sweep.chunk_size,
+            progress=progress,
+            log=log,
+            on_evaluation=on_evaluation,
+        )
 
     return train
 
@@ -336,8 +378,11 @@ def _saved_steps(store: Store, members: list[Member]) -> tuple[int, int]:
 
 
 def optuna_batches(
-    config: SweepConfig, primary: list[tuple[str, bool]], store: Store,
-    train: Callable[[list[Member], str], dict[str, RunResult]], log: Callable[[str], None],
+    config: SweepConfig,
+    primary: list[tuple[str, bool]],
+    store: Store,
+    train: Callable[[list[Member], str], dict[str, RunResult]],
+    log: Callable[[str], None],
 ) -> tuple[list[Member], dict[str, RunResult]]:
     """``sweep.optuna.trials`` trials asked ``batch`` at a time (:class:`OptunaDesign`), each
     batch's members trained as one group (``batch-NN``), then told their validation values.
@@ -354,34 +399,52 @@ def optuna_batches(
         try:
             check_fingerprints(store, new)
         except ConfigError as error:
-            raise ConfigError(f"{error} (an optuna design numbers its members by trial: rerun with the settings it "
-                              "started with, or another output)") from None
-        log(f"optuna batch {number + 1}/{math.ceil(spec.trials / batch)}: trials {first}..{first + len(trials) - 1} "
-            f"({spec.sampler})")
+            raise ConfigError(
+                f"{error} (an optuna design numbers its members by trial: rerun with the settings it "
+                "started with, or another output)"
+            ) from None
+        log(
+            f"optuna batch {number + 1}/{math.ceil(spec.trials / batch)}: trials {first}..{first + len(trials) - 1} "
+            f"({spec.sampler})"
+        )
         results.update(train(new, f"batch-{number:02d}"))
         members += new
         for t, _ in trials:
-            _tell(design, t, [results[m.name] for m in new[(t - first) * seeds:(t - first + 1) * seeds]],
-                  primary, fitness, spec.objectives)
+            _tell(
+                design,
+                t,
+                [results[m.name] for m in new[(t - first) * seeds : (t - first + 1) * seeds]],
+                primary,
+                fitness,
+                spec.objectives,
+            )
     return members, results
 
 
 def _optuna_design(config: SweepConfig, primary: list[tuple[str, bool]], store: Store) -> OptunaDesign:
     spec = config.sweep.optuna
     storage = spec.storage or f"sqlite:///{store.directory.resolve() / 'optuna.db'}"
-    directions = (["maximize" if up else "minimize" for _, up in primary] if spec.objectives == "per_task"
-                  else ["maximize"])
+    directions = (
+        ["maximize" if up else "minimize" for _, up in primary] if spec.objectives == "per_task" else ["maximize"]
+    )
     try:
-        return OptunaDesign(spec.study or config.name, storage, spec.sampler, config.sweep.design_seed, directions,
-                            len(primary))
+        return OptunaDesign(
+            spec.study or config.name, storage, spec.sampler, config.sweep.design_seed, directions, len(primary)
+        )
     except ImportError as error:
         raise ConfigError(str(error)) from None
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
 
-def _tell(design: OptunaDesign, number: int, runs: list[RunResult], primary: list[tuple[str, bool]],
-          fitness: Callable, objectives: str) -> None:
+def _tell(
+    design: OptunaDesign,
+    number: int,
+    runs: list[RunResult],
+    primary: list[tuple[str, bool]],
+    fitness: Callable,
+    objectives: str,
+) -> None:
     """Trial ``number``'s values: the mean over its completed members of each primary
     validation metric (``per_task``) or of the fitness; FAIL when all diverged, PRUNED when
     none completed and one was stopped early."""
@@ -403,18 +466,26 @@ def _plan_text(config: SweepConfig, members: list[Member]) -> str:
     spec = config.sweep.adaptive
     if config.sweep.design == "optuna":
         optuna = config.sweep.optuna
-        return (f"an optuna design: {optuna.trials} trial(s) x {len(config.sweep.seeds)} seed(s), sampler "
-                f"{optuna.sampler}, objectives {optuna.objectives}")
+        return (
+            f"an optuna design: {optuna.trials} trial(s) x {len(config.sweep.seeds)} seed(s), sampler "
+            f"{optuna.sampler}, objectives {optuna.objectives}"
+        )
     if config.sweep.design != "adaptive":
         return f"{len(members)} members"
     per_vector = len(config.sweep.seeds) * math.prod(len(v) for v in config.sweep.factors.values())
-    return (f"an adaptive design: {len(members)} members, then {spec.batches} batch(es) of {spec.batch} weight "
-            f"vector(s) x {per_vector} member(s) each, placed at the largest gaps of the validation front")
+    return (
+        f"an adaptive design: {len(members)} members, then {spec.batches} batch(es) of {spec.batch} weight "
+        f"vector(s) x {per_vector} member(s) each, placed at the largest gaps of the validation front"
+    )
 
 
 def adaptive_batches(
-    config: SweepConfig, primary: list[tuple[str, bool]], first: list[Member], store: Store,
-    train: Callable[[list[Member], str], dict[str, RunResult]], log: Callable[[str], None],
+    config: SweepConfig,
+    primary: list[tuple[str, bool]],
+    first: list[Member],
+    store: Store,
+    train: Callable[[list[Member], str], dict[str, RunResult]],
+    log: Callable[[str], None],
 ) -> tuple[list[Member], dict[str, RunResult]]:
     """Trains ``first``, then ``sweep.adaptive.batches`` batches, each placed by :func:`next_weights`
     from what the store holds (SURF 2026: refine where the traced front is sparse). ``train(runs,
@@ -430,8 +501,10 @@ def adaptive_batches(
         try:
             check_fingerprints(store, new)
         except ConfigError as error:
-            raise ConfigError(f"{error} (an adaptive design places each batch from the results before it: rerun "
-                              "with the settings it started with)") from None
+            raise ConfigError(
+                f"{error} (an adaptive design places each batch from the results before it: rerun "
+                "with the settings it started with)"
+            ) from None
         shown = ", ".join("(" + ", ".join(f"{x:.4g}" for x in row) + ")" for row in weights)
         log(f"adaptive batch {batch}/{spec.batches}: weights {shown}")
         results.update(train(new, f"batch-{batch:02d}"))
@@ -456,16 +529,20 @@ def _takes_preference(config: SweepConfig) -> bool:
 
 def front_model_run(config: SweepConfig) -> RunSpec:
     """The one training run of a one-run front: the sweep's config, trained once."""
-    return RunSpec(f"{config.name}-model", TrainConfig.model_validate(config.model_dump(exclude={"sweep"})), "front-model")
+    return RunSpec(
+        f"{config.name}-model", TrainConfig.model_validate(config.model_dump(exclude={"sweep"})), "front-model"
+    )
 
 
-def _one_run_front(config: SweepConfig, benchmark, members: list[Member], progress: bool,
-                   log: Callable[[str], None]) -> SweepResult:
+def _one_run_front(
+    config: SweepConfig, benchmark, members: list[Member], progress: bool, log: Callable[[str], None]
+) -> SweepResult:
     """A preference-conditioned model (COSMOS) trained once, then evaluated at every weight of
     the design: each weight is a member of the sweep (kind ``front-point``), at the cost of one run."""
     model_run = front_model_run(config)
-    points = [RunSpec(m.name, m.config, "front-point", f"{model_run.fingerprint}-{index}")
-              for index, m in enumerate(members)]
+    points = [
+        RunSpec(m.name, m.config, "front-point", f"{model_run.fingerprint}-{index}") for index, m in enumerate(members)
+    ]
     stl = stl_runs(config, benchmark.objectives) if config.stl else []
     check_not_conflicting(config, [model_run, *points, *stl])
     with Store(config.experiment_dir()) as store:
@@ -477,9 +554,15 @@ def _one_run_front(config: SweepConfig, benchmark, members: list[Member], progre
             model = _reported_model(model_run, store)
             for point in pending:
                 results[point.name] = _evaluate_point(point, model, benchmark, store, trained[model_run.name].steps)
-    stl_by_objective = {run.name[len("stl-"):]: trained[run.name] for run in stl}
-    return SweepResult(config, members, {m.name: results[m.name] for m in members}, stl_by_objective,
-                       primary_metrics(benchmark), delta_metrics(benchmark))
+    stl_by_objective = {run.name[len("stl-") :]: trained[run.name] for run in stl}
+    return SweepResult(
+        config,
+        members,
+        {m.name: results[m.name] for m in members},
+        stl_by_objective,
+        primary_metrics(benchmark),
+        delta_metrics(benchmark),
+    )
 
 
 def _reported_model(run: RunSpec, store: Store):

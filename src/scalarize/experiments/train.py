@@ -77,8 +77,12 @@ def stl_runs(config: TrainConfig, objectives: Sequence[str]) -> list[RunSpec]:
     base = stl_config(config)
     runs = []
     for objective in objectives:
-        single = base.model_copy(update={"name": f"stl-{objective}",
-                                         "benchmark": base.benchmark.model_copy(update={"objectives": [objective]})})
+        single = base.model_copy(
+            update={
+                "name": f"stl-{objective}",
+                "benchmark": base.benchmark.model_copy(update={"objectives": [objective]}),
+            }
+        )
         runs.append(RunSpec(f"stl-{objective}", single, "stl", f"{base.fingerprint()}-{objective}"))
     return runs
 
@@ -120,6 +124,7 @@ def run_experiment(
     log(f"training {config.name} ({config.method.name}) on {benchmark.name}")
     with Store(config.experiment_dir()) as store:
         results = backend.train(runs, store, progress=progress, log=log)
-    stl = {run.name[len("stl-"):]: results[run.name] for run in runs[1:]}
-    return ExperimentResult(config, config.experiment_dir(), results[config.name], stl, primary_metrics(benchmark),
-                            delta_metrics(benchmark))
+    stl = {run.name[len("stl-") :]: results[run.name] for run in runs[1:]}
+    return ExperimentResult(
+        config, config.experiment_dir(), results[config.name], stl, primary_metrics(benchmark), delta_metrics(benchmark)
+    )

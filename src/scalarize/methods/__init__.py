@@ -10,9 +10,9 @@ from scalarize.methods.base import (
     AFTER_STEP,
     FEATURE_GRADIENTS,
     INDEPENDENT_BATCHES,
-    PREFERENCE_INPUT,
     LOSSES,
     OWN_OPTIMIZER,
+    PREFERENCE_INPUT,
     SHARED_GRADIENTS,
     GradientMethod,
     Method,
@@ -21,8 +21,8 @@ from scalarize.methods.base import (
 )
 from scalarize.methods.cagrad import CAGrad
 from scalarize.methods.con_fig import ConFIG
-from scalarize.methods.cosmos import Cosmos
 from scalarize.methods.context import StepContext
+from scalarize.methods.cosmos import Cosmos
 from scalarize.methods.db_mtl import DBMTL
 from scalarize.methods.doremi import DoReMi
 from scalarize.methods.dualproj import DualProj
@@ -32,9 +32,9 @@ from scalarize.methods.fairgrad import FairGrad
 from scalarize.methods.famo import FAMO
 from scalarize.methods.frozen import FrozenWeights
 from scalarize.methods.gls import GLS
+from scalarize.methods.graddrop import GradDrop
 from scalarize.methods.gradient_similarity import GradientSimilarity
 from scalarize.methods.gradnorm import GradNorm
-from scalarize.methods.graddrop import GradDrop
 from scalarize.methods.gradvac import GradVac
 from scalarize.methods.imtl_g import IMTLG
 from scalarize.methods.imtl_l import IMTLL

@@ -71,9 +71,7 @@ def task_index(method: str, key: str, name: str | None, task_names: Sequence[str
     if name is None:
         return 0
     if name not in task_names:
-        raise MethodError(
-            f"method {method}: {key} {name!r} is not a task; tasks: {', '.join(task_names)}"
-        )
+        raise MethodError(f"method {method}: {key} {name!r} is not a task; tasks: {', '.join(task_names)}")
     return list(task_names).index(name)
 
 

@@ -99,11 +99,15 @@ class Aioli(Method):
             if d < 2:
                 raise MethodError("method aioli: needs at least two domains")
             if self.one_hot_factor <= 1 / d:
-                raise MethodError(f"method aioli: one_hot_factor must be > 1/{d} (the probes' mixtures must differ), "
-                                  f"got {self.one_hot_factor}")
+                raise MethodError(
+                    f"method aioli: one_hot_factor must be > 1/{d} (the probes' mixtures must differ), "
+                    f"got {self.one_hot_factor}"
+                )
             if d * self.lp_rounds * self.lp_steps > self.update_steps:
-                raise MethodError(f"method aioli: update_steps ({self.update_steps}) must hold the probes, "
-                                  f"domains × lp_rounds × lp_steps = {d * self.lp_rounds * self.lp_steps}")
+                raise MethodError(
+                    f"method aioli: update_steps ({self.update_steps}) must hold the probes, "
+                    f"domains × lp_rounds × lp_steps = {d * self.lp_rounds * self.lp_steps}"
+                )
             self.weights = torch.full((d,), 1.0 / d)
             self.gains = torch.zeros(d, d)
             self.smoothed = torch.zeros(d, d)
@@ -157,8 +161,9 @@ class Aioli(Method):
 
     def record(self, domain: int, before: Tensor, after: Tensor, present: Tensor) -> None:
         """Adds a probe step's loss decreases to column ``domain`` of the gains."""
-        decrease = torch.where(present & torch.isfinite(after) & torch.isfinite(before), before - after,
-                               torch.zeros_like(after))
+        decrease = torch.where(
+            present & torch.isfinite(after) & torch.isfinite(before), before - after, torch.zeros_like(after)
+        )
         self.gains[:, domain] += decrease
 
     def end_round(self) -> None:

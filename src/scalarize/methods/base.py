@@ -53,8 +53,9 @@ INDEPENDENT_BATCHES = "independent_batches"
 #: (:class:`~scalarize.models.conditioned.PreferenceConditioned`) and, before every step's forward
 #: pass, gives it :meth:`Method.draw_preference`.
 PREFERENCE_INPUT = "preference_input"
-NEEDS = frozenset({LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES,
-                   PREFERENCE_INPUT})
+NEEDS = frozenset(
+    {LOSSES, SHARED_GRADIENTS, FEATURE_GRADIENTS, AFTER_STEP, OWN_OPTIMIZER, INDEPENDENT_BATCHES, PREFERENCE_INPUT}
+)
 
 #: What a method may promise about its update (:attr:`Method.promises`; the shared property tests,
 #: tests/methods/test_method_properties.py, hold every method to what it promises).
@@ -194,13 +195,15 @@ class GradientMethod(Method):
     def use_gradients(self, space: str) -> None:
         """Takes the per-task gradients in ``space`` (one of :meth:`gradient_spaces`)."""
         if space not in GRADIENT_SPACE_NAMES:
-            raise MethodError(f"method.options.gradients: must be one of {', '.join(GRADIENT_SPACE_NAMES)}, "
-                              f"got {space!r}")
+            raise MethodError(
+                f"method.options.gradients: must be one of {', '.join(GRADIENT_SPACE_NAMES)}, got {space!r}"
+            )
         if space not in self.gradient_spaces():
-            why = ("draws other batches" if INDEPENDENT_BATCHES in self.needs
-                   else "keeps per-column state across steps")
-            raise MethodError(f"method.options.gradients: method {self.name or type(self).__name__} {why}; "
-                              "it takes its gradients on the parameters only")
+            why = "draws other batches" if INDEPENDENT_BATCHES in self.needs else "keeps per-column state across steps"
+            raise MethodError(
+                f"method.options.gradients: method {self.name or type(self).__name__} {why}; "
+                "it takes its gradients on the parameters only"
+            )
         self.gradients = space
 
     def aggregate(self, gradients: Tensor, losses: Tensor) -> Tensor:
@@ -213,7 +216,9 @@ class GradientMethod(Method):
         context.set_shared_gradient(self.aggregate(gradients, context.losses.detach()))
 
 
-def _in_gradient_space(backward: Callable[[GradientMethod, StepContext], None]) -> Callable[[GradientMethod, StepContext], None]:
+def _in_gradient_space(
+    backward: Callable[[GradientMethod, StepContext], None],
+) -> Callable[[GradientMethod, StepContext], None]:
     """A gradient method's own ``backward``, handed the context in the method's gradient space."""
 
     @functools.wraps(backward)

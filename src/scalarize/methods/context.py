@@ -91,7 +91,15 @@ from scalarize.methods.gradients.engine import GradientEngine, Own, Rows, TaskLo
 from scalarize.methods.gradients.heads import catch_head_gradients, heads_backward
 from scalarize.methods.gradients.reduction import Reducer, mean_over_ranks
 
-__all__ = ["GRADIENT_ENGINES", "GRADIENT_SPACES", "Reducer", "StepContext", "mean_over_ranks", "resolve_gradient_engine", "task_outputs"]
+__all__ = [
+    "GRADIENT_ENGINES",
+    "GRADIENT_SPACES",
+    "Reducer",
+    "StepContext",
+    "mean_over_ranks",
+    "resolve_gradient_engine",
+    "task_outputs",
+]
 
 
 class StepContext:
@@ -167,14 +175,19 @@ class StepContext:
         self.gradient_engine = resolve_gradient_engine(gradient_engine, self.shared_params)
         self._task_grads: Own | None = None
         self._jacobian: Tensor | None = None
-        if head_inputs is not None and (features is None or head_inputs.shape != (self.losses.numel(), *features.shape)):
+        if head_inputs is not None and (
+            features is None or head_inputs.shape != (self.losses.numel(), *features.shape)
+        ):
             raise ValueError("head_inputs: needs features and a [T, *features.shape] tensor (T task losses)")
         self.head_inputs = head_inputs
         self._head_pass: tuple[Tensor, Own] | None = None
         self._independent_losses = independent_losses
         self.loss_scale = loss_scale
-        self._params = list(params) if params is not None else [
-            *self.shared_params, *(p for group in self.task_params for p in group)]
+        self._params = (
+            list(params)
+            if params is not None
+            else [*self.shared_params, *(p for group in self.task_params for p in group)]
+        )
         self._shared: list[nn.Parameter] | None = None  # the trunk's parameters, in a view of another space
         self.gradient_space = "parameters"
         if gradient_space != "parameters":
@@ -204,8 +217,9 @@ class StepContext:
         return self._shared if self._shared is not None else self.shared_params
 
     # -- what the gradient layer is handed (scalarize.methods.gradients) ---------------------------
-    def _autograd(self, outputs: scaling.Outputs, inputs: Sequence[Tensor], grad_outputs: scaling.Seeds = None,
-                  **options: Any) -> tuple[Tensor | None, ...]:
+    def _autograd(
+        self, outputs: scaling.Outputs, inputs: Sequence[Tensor], grad_outputs: scaling.Seeds = None, **options: Any
+    ) -> tuple[Tensor | None, ...]:
         """``torch.autograd.grad`` seeded with the loss scale and unscaled on the way out."""
         return scaling.grad(self.loss_scale, self.losses, outputs, inputs, grad_outputs, **options)
 
@@ -245,16 +259,21 @@ class StepContext:
         ``independent_losses``, each is this step's own :meth:`shared_jacobian` (callers say
         what that costs them in bias)."""
         if self.gradient_space != "parameters":
-            raise RuntimeError(f"independent batches' Jacobians are on the shared parameters, not in the "
-                               f"{self.gradient_space} space")
+            raise RuntimeError(
+                f"independent batches' Jacobians are on the shared parameters, not in the {self.gradient_space} space"
+            )
         if self._independent_losses is None:
             return [self.shared_jacobian() for _ in range(count)]
         out = []
         for _ in range(count):
             other = StepContext(
-                self._independent_losses(), features=None, shared_params=self.shared_params,
-                task_params=[[] for _ in range(self.losses.numel())], gradient_engine=self.gradient_engine,
-                loss_scale=self.loss_scale, reducer=self.reducer,
+                self._independent_losses(),
+                features=None,
+                shared_params=self.shared_params,
+                task_params=[[] for _ in range(self.losses.numel())],
+                gradient_engine=self.gradient_engine,
+                loss_scale=self.loss_scale,
+                reducer=self.reducer,
             )
             out.append(other.shared_jacobian().detach())
         return out
@@ -297,7 +316,8 @@ class StepContext:
             self._backward((weights * self.losses).sum(), retain_graph=True)
             return weighted
         caught = catch_head_gradients(
-            self.head_inputs, lambda: self._backward((weights * self.losses).sum(), retain_graph=True))
+            self.head_inputs, lambda: self._backward((weights * self.losses).sum(), retain_graph=True)
+        )
         if caught is None:
             return torch.zeros_like(self.head_inputs)
         return ranks.global_rows(self.reducer, scaling.unscale(self.loss_scale, caught))

@@ -58,8 +58,10 @@ MIXTURES = ("current", "average")
 def mdl_only(name: str, setting: Setting) -> None:
     """The one-line error of a mixture method set up outside multi-domain learning."""
     if setting != "mdl":
-        raise MethodError(f"method {name}: sets the sampling ratios of multi-domain learning (a benchmark with "
-                          f"domains); this benchmark has tasks (setting {setting})")
+        raise MethodError(
+            f"method {name}: sets the sampling ratios of multi-domain learning (a benchmark with "
+            f"domains); this benchmark has tasks (setting {setting})"
+        )
 
 
 @register
@@ -109,8 +111,9 @@ class DoReMi(Method):
         except (TypeError, ValueError, RuntimeError):
             reference = torch.full((d + 1,), float("nan"))
         if reference.numel() != d or not torch.isfinite(reference).all():
-            raise MethodError(f"method doremi: reference_losses must be {d} finite numbers (one per domain), "
-                              f"got {self._reference!r}")
+            raise MethodError(
+                f"method doremi: reference_losses must be {d} finite numbers (one per domain), got {self._reference!r}"
+            )
         return reference
 
     def backward(self, context: StepContext) -> None:
@@ -119,7 +122,11 @@ class DoReMi(Method):
         fractions = context.batch_fractions
         shares = self.weights if fractions is None else fractions
         context.backward((shares.to(losses) * losses).sum())
-        present = torch.ones_like(self.weights, dtype=torch.bool) if fractions is None else fractions.to(self.weights.device) > 0
+        present = (
+            torch.ones_like(self.weights, dtype=torch.bool)
+            if fractions is None
+            else fractions.to(self.weights.device) > 0
+        )
         self.update(losses.detach().to(self.weights), present)
 
     def update(self, losses: Tensor, present: Tensor) -> None:

@@ -26,8 +26,8 @@ from __future__ import annotations
 from torchjd.aggregation import DualProjWeighting
 
 from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
-from scalarize.methods.upgrad import DualConeMethod
 from scalarize.methods.registry import register
+from scalarize.methods.upgrad import DualConeMethod
 
 
 @register

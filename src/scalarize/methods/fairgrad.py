@@ -46,6 +46,7 @@ from scalarize.methods._common import WeightedGradientMethod, check_real, clip_n
 from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT
 from scalarize.methods.registry import register
 
+
 def fairgrad_weights(gram: np.ndarray, alpha: float, max_newton: int = 200, tol: float = 1e-14) -> np.ndarray:
     """The ``w > 0`` solving ``gram · w = w^(−1/α)`` (up to the small ridge; uniform at α = 0,
     zeros for a zero or non-finite Gramian)."""

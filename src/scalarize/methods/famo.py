@@ -70,8 +70,7 @@ class FAMO(Method):
         if not isinstance(betas, Sequence) or len(betas) != 2:
             raise MethodError(f"method famo: betas must be two numbers, got {betas!r}")
         self.betas = tuple(
-            check_real(self.name, f"betas[{k}]", b, low=0, high=1, high_open=True)
-            for k, b in enumerate(betas)
+            check_real(self.name, f"betas[{k}]", b, low=0, high=1, high_open=True) for k, b in enumerate(betas)
         )
         self.eps = check_real(self.name, "eps", eps, low=0)
         self.max_norm = check_real(self.name, "max_norm", max_norm, low=0)
@@ -93,8 +92,7 @@ class FAMO(Method):
                 b = b.flatten().expand(t).clone()
             if b.numel() != t or not torch.isfinite(b).all():
                 raise MethodError(
-                    f"method famo: min_losses must be one number or {t} finite numbers, "
-                    f"got {self._min_losses!r}"
+                    f"method famo: min_losses must be one number or {t} finite numbers, got {self._min_losses!r}"
                 )
             self.min_losses = b.flatten()
             self.logits = torch.zeros(t)

@@ -35,12 +35,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-
 from scalarize.methods._common import check_choice, check_int, check_real
 from scalarize.methods.base import MethodError, Setting
-from scalarize.methods.scalarization import Scalarization
 from scalarize.methods.registry import register
+from scalarize.methods.scalarization import Scalarization
 
 DATABASE_NAME = "scalarize.db"  # the experiment database's file name (scalarize.store)
 REDUCTIONS = ("mean", "ema", "last")
@@ -137,7 +135,9 @@ def _read_database(path: Path, run: str | None) -> tuple[list[str], list[tuple[i
     """The recorded weights of ``run`` in an experiment database (read, never written)."""
     database = path / DATABASE_NAME if path.is_dir() else path
     if not database.is_file():
-        raise MethodError(f"method frozen: source {str(path)!r}: no {DATABASE_NAME} there (not an experiment directory)")
+        raise MethodError(
+            f"method frozen: source {str(path)!r}: no {DATABASE_NAME} there (not an experiment directory)"
+        )
     if not isinstance(run, str) or not run:
         raise MethodError("method frozen: run must name the run whose weights to take (source is a database)")
     try:
@@ -155,7 +155,9 @@ def _read_database(path: Path, run: str | None) -> tuple[list[str], list[tuple[i
         raise MethodError(f"method frozen: cannot read weights from {str(database)!r}: {error}") from None
     if not records:
         known = ", ".join(runs) if runs else "none"
-        raise MethodError(f"method frozen: run {run!r} recorded no weights in {str(database)!r}; runs with weights: {known}")
+        raise MethodError(
+            f"method frozen: run {run!r} recorded no weights in {str(database)!r}; runs with weights: {known}"
+        )
     objectives: list[str] = []
     by_step: dict[int, dict[str, float]] = {}
     for step, objective, value in records:
@@ -170,6 +172,3 @@ def _read_database(path: Path, run: str | None) -> tuple[list[str], list[tuple[i
     if not rows:
         raise MethodError(f"method frozen: run {run!r} has no complete finite weight records in {str(database)!r}")
     return objectives, rows
-
-
-

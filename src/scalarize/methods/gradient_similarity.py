@@ -39,9 +39,7 @@ class GradientSimilarity(WeightedGradientMethod):
     def __init__(self, main_task: str | None = None, mode: str = "weighted") -> None:
         super().__init__()
         if main_task is not None and not isinstance(main_task, str):
-            raise MethodError(
-                f"method {self.name}: main_task must be a task name, got {main_task!r}"
-            )
+            raise MethodError(f"method {self.name}: main_task must be a task name, got {main_task!r}")
         self.main_task = main_task
         self.mode = check_choice(self.name, "mode", mode, ("weighted", "binary"))
         self.main_index = 0

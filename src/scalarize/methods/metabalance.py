@@ -47,9 +47,7 @@ class MetaBalance(WeightedGradientMethod):
 
     name = "metabalance"
 
-    def __init__(
-        self, main_task: str | None = None, relax_factor: float = 0.7, beta: float = 0.9
-    ) -> None:
+    def __init__(self, main_task: str | None = None, relax_factor: float = 0.7, beta: float = 0.9) -> None:
         super().__init__()
         if main_task is not None and not isinstance(main_task, str):
             raise MethodError(f"method {self.name}: main_task must be a task name, got {main_task!r}")

@@ -87,7 +87,9 @@ def min_norm_settings(
     if solver != "frank_wolfe":
         for key, value in (("epsilon", epsilon), ("max_iters", max_iters)):
             if value is not None:
-                raise MethodError(f"method {name}: {key} is an option of solver 'frank_wolfe' only, got solver {solver!r}")
+                raise MethodError(
+                    f"method {name}: {key} is an option of solver 'frank_wolfe' only, got solver {solver!r}"
+                )
         return normalization, MinNormWeighting(solver)
     epsilon = check_real(name, "epsilon", FW_EPSILON if epsilon is None else epsilon, low=0, low_open=True)
     max_iters = check_int(name, "max_iters", FW_MAX_ITERS if max_iters is None else max_iters, low=1)
@@ -106,9 +108,7 @@ class MinNormMethod(Method):
         max_iters: int | None = None,
     ) -> None:
         super().__init__()
-        self.normalization, self.weighting = min_norm_settings(
-            self.name, normalization, solver, epsilon, max_iters
-        )
+        self.normalization, self.weighting = min_norm_settings(self.name, normalization, solver, epsilon, max_iters)
         # the last weights, for current_weights (a WeightedGradientMethod registers it already)
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
 

@@ -77,8 +77,7 @@ class MTAdam(Method):
         if not isinstance(betas, Sequence) or len(betas) != 3:
             raise MethodError(f"method mtadam: betas must be three numbers, got {betas!r}")
         self.betas = tuple(
-            check_real(self.name, f"betas[{k}]", b, low=0, high=1, high_open=True)
-            for k, b in enumerate(betas)
+            check_real(self.name, f"betas[{k}]", b, low=0, high=1, high_open=True) for k, b in enumerate(betas)
         )
         self.eps = check_real(self.name, "eps", eps, low=0)
         self.weight_decay = check_real(self.name, "weight_decay", weight_decay, low=0)

@@ -57,6 +57,7 @@ from scalarize.methods.base import NON_CONFLICTING, PERMUTATION_EQUIVARIANT, SCA
 from scalarize.methods.context import StepContext
 from scalarize.methods.registry import register
 
+
 def nash_weights(gram: np.ndarray, max_newton: int = 100, tol: float = 1e-12) -> np.ndarray:
     """The ``α > 0`` solving ``gram · α = 1/α`` (up to the small ridge)."""
     return allocation_weights(gram, 1.0, max_newton, tol)
@@ -69,17 +70,13 @@ class NashMTL(WeightedGradientMethod):
     name = "nash_mtl"
     promises = frozenset({PERMUTATION_EQUIVARIANT, NON_CONFLICTING, SCALE_INVARIANT})
 
-    def __init__(
-        self, max_norm: float = 1.0, update_weights_every: int = 1, scale_heads: bool = False
-    ) -> None:
+    def __init__(self, max_norm: float = 1.0, update_weights_every: int = 1, scale_heads: bool = False) -> None:
         super().__init__()
         if not isinstance(scale_heads, bool):
             raise MethodError(f"method nash_mtl: scale_heads must be true or false, got {scale_heads!r}")
         self.scale_heads = scale_heads
         self.max_norm = check_real(self.name, "max_norm", max_norm, low=0)
-        self.update_weights_every = check_int(
-            self.name, "update_weights_every", update_weights_every, low=1
-        )
+        self.update_weights_every = check_int(self.name, "update_weights_every", update_weights_every, low=1)
         self.register_buffer("alpha", torch.zeros(0, dtype=torch.float64))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 

@@ -40,14 +40,13 @@ def method_options(name: str) -> list[str] | None:
 def build_method(name: str, **options: Any) -> Method:
     """Instantiates a method from its config name and keyword options."""
     if name not in _METHODS:
-        raise MethodError(
-            f"method.name: unknown method {name!r}; allowed: {', '.join(available_methods())}"
-        )
+        raise MethodError(f"method.name: unknown method {name!r}; allowed: {', '.join(available_methods())}")
     # every gradient method's option, not its constructor's: where its per-task gradients are taken
     gradients = options.pop("gradients", None)
     if gradients is not None and not issubclass(_METHODS[name], GradientMethod):
-        raise MethodError(f"method.options.gradients: {name} is not a gradient method (it aggregates no per-task "
-                          "gradients)")
+        raise MethodError(
+            f"method.options.gradients: {name} is not a gradient method (it aggregates no per-task gradients)"
+        )
     allowed = method_options(name)
     if allowed is not None:
         for key in options:
@@ -56,8 +55,7 @@ def build_method(name: str, **options: Any) -> Method:
             if key == "weights":
                 raise MethodError(f"method.weights: {name} takes no weights (they are for scalarization)")
             raise MethodError(
-                f"method.options.{key}: unknown option for method {name!r}; "
-                f"allowed: {', '.join(allowed) or 'none'}"
+                f"method.options.{key}: unknown option for method {name!r}; allowed: {', '.join(allowed) or 'none'}"
             )
     try:
         method = _METHODS[name](**options)

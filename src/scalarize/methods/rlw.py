@@ -48,9 +48,7 @@ class RLW(SeededMethod):
 
     name = "rlw"
 
-    def __init__(
-        self, distribution: str = "normal", normalization: str = "softmax", seed: int | None = None
-    ) -> None:
+    def __init__(self, distribution: str = "normal", normalization: str = "softmax", seed: int | None = None) -> None:
         super().__init__()
         self.distribution = check_choice(self.name, "distribution", distribution, DISTRIBUTIONS)
         self.normalization = check_choice(self.name, "normalization", normalization, NORMALIZATIONS)

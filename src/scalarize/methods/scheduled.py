@@ -18,8 +18,8 @@ import torch
 
 from scalarize.methods.base import AFTER_STEP, LOSSES, MethodError, Setting, check_weights
 from scalarize.methods.context import StepContext
-from scalarize.methods.scalarization import Scalarization
 from scalarize.methods.registry import register
+from scalarize.methods.scalarization import Scalarization
 
 
 @register

@@ -90,9 +90,14 @@ class Slice(nn.Module):
         return logit
 
 
-def aitm(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 1.0,
-         features: FeatureSchema | None = None, embedding_dim: int | str = DEFAULT_DIM,
-         tower: Sequence[int] = (128, 64, 32)) -> MultiTaskModel:
+def aitm(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    features: FeatureSchema | None = None,
+    embedding_dim: int | str = DEFAULT_DIM,
+    tower: Sequence[int] = (128, 64, 32),
+) -> MultiTaskModel:
     """The AITM model, tasks in funnel order (see the module docstring)."""
     if len(tasks) < 2:
         raise ModelError(f"model: aitm needs at least two tasks in funnel order, got {len(tasks)}")

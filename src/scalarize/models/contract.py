@@ -67,8 +67,10 @@ class ModuleModel(nn.Module):
     def forward(self, inputs: Any) -> tuple[Tensor, dict[str, Tensor]]:
         features, outputs = split_result(self.module(inputs), self.task_names)
         if not isinstance(features, Tensor):
-            raise ValueError(f"the model's forward returned a {type(features).__name__} as its representation; the "
-                             f"contract is {CONTRACT} with the representation a Tensor")
+            raise ValueError(
+                f"the model's forward returned a {type(features).__name__} as its representation; the "
+                f"contract is {CONTRACT} with the representation a Tensor"
+            )
         if self._groups is None and torch.is_grad_enabled() and features.requires_grad:
             self._groups = self._find_groups(features, outputs)
         return features, outputs
@@ -102,7 +104,9 @@ def as_multitask(model: Any, tasks: Sequence[Task]) -> nn.Module:
         trunk, heads = model
         model = MultiTaskModel(trunk, dict(heads))
     if not isinstance(model, nn.Module):
-        raise ValueError(f"a builder must return an nn.Module or a (trunk, {{task: head}}) pair, got {type(model).__name__}")
+        raise ValueError(
+            f"a builder must return an nn.Module or a (trunk, {{task: head}}) pair, got {type(model).__name__}"
+        )
     if isinstance(model, MultiTaskModel):
         missing = [n for n in names if n not in model.heads]
         if missing:
@@ -132,17 +136,23 @@ def probe(model: nn.Module, inputs: Any, tasks: Sequence[Task], targets: Mapping
     _, outputs = split_result(result, names)
     missing = [n for n in names if n not in outputs]
     if missing:
-        raise ValueError(f"the model's outputs lack task(s) {missing}; it returned {list(outputs)} (the contract is "
-                         f"{CONTRACT}, keyed by the task names {names})")
+        raise ValueError(
+            f"the model's outputs lack task(s) {missing}; it returned {list(outputs)} (the contract is "
+            f"{CONTRACT}, keyed by the task names {names})"
+        )
     absent = [n for n in names if n not in targets]
     if absent:
-        raise ValueError(f"the training data has no target for task(s) {absent} (its targets are {list(targets)}); "
-                         f"a Dataset's item is (input, {{task: target}}) keyed by the task names {names}")
+        raise ValueError(
+            f"the training data has no target for task(s) {absent} (its targets are {list(targets)}); "
+            f"a Dataset's item is (input, {{task: target}}) keyed by the task names {names}"
+        )
     for task in tasks:
         output = outputs[task.name]
         if not isinstance(output, Tensor):
-            raise ValueError(f"the model's output for task {task.name!r} is a {type(output).__name__}; the contract is "
-                             f"{CONTRACT} with each output a Tensor")
+            raise ValueError(
+                f"the model's output for task {task.name!r} is a {type(output).__name__}; the contract is "
+                f"{CONTRACT} with each output a Tensor"
+            )
         task.check(output.detach(), targets[task.name])
         task.check_kind(output.detach(), targets[task.name])
     model.zero_grad(set_to_none=True)

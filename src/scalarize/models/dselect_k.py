@@ -107,10 +107,19 @@ class DSelectKGate(nn.Module):
         return weights
 
 
-def dselect_k(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 1.0,
-              features: FeatureSchema | None = None, embedding_dim: int | str = DEFAULT_DIM, experts: int = 8,
-              k: int = 2, gamma: float = 1.0, routing: str = "per_example", expert: Sequence[int] = (64,),
-              tower: Sequence[int] = (32,)) -> MultiTaskModel:
+def dselect_k(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    features: FeatureSchema | None = None,
+    embedding_dim: int | str = DEFAULT_DIM,
+    experts: int = 8,
+    k: int = 2,
+    gamma: float = 1.0,
+    routing: str = "per_example",
+    expert: Sequence[int] = (64,),
+    tower: Sequence[int] = (32,),
+) -> MultiTaskModel:
     """MMoE with DSelect-k gates (see the module docstring)."""
     n = count("experts", experts, minimum=2)
     if n & (n - 1):
@@ -120,8 +129,20 @@ def dselect_k(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 
         raise ModelError(f"model.options.gamma: a number > 0, got {gamma!r}")
     if routing not in ROUTINGS:
         raise ModelError(f"model.options.routing: {routing!r}; allowed: {', '.join(ROUTINGS)}")
-    return moe_model(input_shape, tasks, width, features, embedding_dim, n, expert, tower, DSelectKGate,
-                     k=k, gamma=float(gamma), routing=routing)
+    return moe_model(
+        input_shape,
+        tasks,
+        width,
+        features,
+        embedding_dim,
+        n,
+        expert,
+        tower,
+        DSelectKGate,
+        k=k,
+        gamma=float(gamma),
+        routing=routing,
+    )
 
 
 register_model("dselect_k", dselect_k)

@@ -61,10 +61,10 @@ class FeatureEmbedding(nn.Module):
     def __init__(self, schema: FeatureSchema, embedding_dim: int | str = DEFAULT_DIM) -> None:
         super().__init__()
         self.schema = schema
-        self.categorical = nn.ModuleList(
-            nn.Embedding(v, table_dim(v, embedding_dim)) for v in schema.vocabularies)
+        self.categorical = nn.ModuleList(nn.Embedding(v, table_dim(v, embedding_dim)) for v in schema.vocabularies)
         self.sequences = nn.ModuleList(
-            nn.Embedding(s.vocabulary, table_dim(s.vocabulary, embedding_dim)) for s in schema.sequences)
+            nn.Embedding(s.vocabulary, table_dim(s.vocabulary, embedding_dim)) for s in schema.sequences
+        )
         tables = [*self.categorical, *self.sequences]
         self.size = len(schema.dense) + sum(t.embedding_dim for t in tables)
 

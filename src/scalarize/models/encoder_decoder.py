@@ -52,8 +52,11 @@ DEFAULT_RATES = (12, 24, 36)
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1) -> nn.Sequential:
     padding = dilation * (kernel // 2)
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, padding=padding, dilation=dilation, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, padding=padding, dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class DilatedResNet(nn.Module):
@@ -66,7 +69,7 @@ class DilatedResNet(nn.Module):
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.num_features = net.num_features
-        for offset, stage in enumerate((self.layer3, self.layer4)[2 - dilated_stages:] if dilated_stages else ()):
+        for offset, stage in enumerate((self.layer3, self.layer4)[2 - dilated_stages :] if dilated_stages else ()):
             _dilate(stage, 2 ** (offset + 1))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -96,10 +99,17 @@ class ASPP(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList([_conv_bn_relu(in_channels, channels, 1)])
         self.branches.extend(_conv_bn_relu(in_channels, channels, 3, rate) for rate in rates)
-        self.pooling = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, channels, 1, bias=False),
-                                     nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
-        self.project = nn.Sequential(nn.Conv2d(channels * (len(rates) + 2), channels, 1, bias=False),
-                                     nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.pooling = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(in_channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+        self.project = nn.Sequential(
+            nn.Conv2d(channels * (len(rates) + 2), channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = self.pooling(x).expand(-1, -1, *x.shape[-2:])
@@ -109,8 +119,9 @@ class ASPP(nn.Module):
 class Decoder(nn.Module):
     """One task's decoder: ASPP or a light conv head, a 1x1 classifier, upsampling to ``size``."""
 
-    def __init__(self, kind: str, in_channels: int, channels: int, outputs: int, size: tuple[int, int],
-                 rates: Sequence[int]) -> None:
+    def __init__(
+        self, kind: str, in_channels: int, channels: int, outputs: int, size: tuple[int, int], rates: Sequence[int]
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         if kind == "aspp":
@@ -131,8 +142,11 @@ class Decoder(nn.Module):
 def _check(decoder: str, rates) -> tuple[int, ...]:
     if decoder not in DECODERS:
         raise ValueError(f"option decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
-    if not isinstance(rates, (list, tuple)) or len(rates) != 3 or not all(
-            isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rates):
+    if (
+        not isinstance(rates, (list, tuple))
+        or len(rates) != 3
+        or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rates)
+    ):
         raise ValueError(f"option aspp_rates must be three positive integers, got {rates!r}")
     return tuple(rates)
 
@@ -142,8 +156,15 @@ def _decoders(tasks: Sequence[Task], kind: str, in_channels: int, channels: int,
 
 
 def resnet_dilated(
-    input_shape: tuple[int, ...], tasks: Sequence[Task], width: float = 1.0, depth: int = 50, *, stem: str = "auto",
-    dilated_stages: int = 2, decoder: str = "aspp", decoder_channels: int = 0,
+    input_shape: tuple[int, ...],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    depth: int = 50,
+    *,
+    stem: str = "auto",
+    dilated_stages: int = 2,
+    decoder: str = "aspp",
+    decoder_channels: int = 0,
     aspp_rates: Sequence[int] = DEFAULT_RATES,
 ) -> MultiTaskModel:
     """A dilated bottleneck ResNet encoder and one decoder per task (see the module docstring)."""
@@ -153,7 +174,9 @@ def resnet_dilated(
         raise ValueError(f"option dilated_stages must be 0, 1 or 2, got {dilated_stages!r}")
     encoder = DilatedResNet(channels_in, depth, width, choose_stem(stem, height, image_width), dilated_stages)
     channels = decoder_channels or scaled(256, width)
-    return MultiTaskModel(encoder, _decoders(tasks, decoder, encoder.num_features, channels, (height, image_width), rates))
+    return MultiTaskModel(
+        encoder, _decoders(tasks, decoder, encoder.num_features, channels, (height, image_width), rates)
+    )
 
 
 class SegNet(nn.Module):
@@ -167,15 +190,17 @@ class SegNet(nn.Module):
         self.encoder = nn.ModuleList()
         previous = in_channels
         for count, channels in zip(layers, filters):
-            self.encoder.append(nn.Sequential(*[_conv_bn_relu(previous if i == 0 else channels, channels)
-                                                for i in range(count)]))
+            self.encoder.append(
+                nn.Sequential(*[_conv_bn_relu(previous if i == 0 else channels, channels) for i in range(count)])
+            )
             previous = channels
         self.decoder = nn.ModuleList()
         outputs = [filters[i - 1] if i else filters[0] for i in range(len(filters))]
         for stage in reversed(range(len(filters))):
             count, channels, out = layers[stage], filters[stage], outputs[stage]
-            self.decoder.append(nn.Sequential(*[_conv_bn_relu(channels, out if i == count - 1 else channels)
-                                                for i in range(count)]))
+            self.decoder.append(
+                nn.Sequential(*[_conv_bn_relu(channels, out if i == count - 1 else channels) for i in range(count)])
+            )
         self.num_features = filters[0]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -191,8 +216,13 @@ class SegNet(nn.Module):
 
 
 def segnet(
-    input_shape: tuple[int, ...], tasks: Sequence[Task], width: float = 1.0, *, decoder: str = "light",
-    decoder_channels: int = 0, aspp_rates: Sequence[int] = (1, 2, 3),
+    input_shape: tuple[int, ...],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    *,
+    decoder: str = "light",
+    decoder_channels: int = 0,
+    aspp_rates: Sequence[int] = (1, 2, 3),
 ) -> MultiTaskModel:
     """SegNet shared by every task and one decoder per task (see the module docstring)."""
     channels_in, height, image_width = image_shape("segnet", tuple(input_shape))

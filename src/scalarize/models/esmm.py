@@ -92,9 +92,16 @@ class ESMM(MultiTaskModel):
         return {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr}
 
 
-def esmm(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 1.0,
-         features: FeatureSchema | None = None, embedding_dim: int | str = DEFAULT_DIM,
-         tower: Sequence[int] = (200, 80), ctr: str | None = None, ctcvr: str | None = None) -> ESMM:
+def esmm(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    features: FeatureSchema | None = None,
+    embedding_dim: int | str = DEFAULT_DIM,
+    tower: Sequence[int] = (200, 80),
+    ctr: str | None = None,
+    ctcvr: str | None = None,
+) -> ESMM:
     """The ESMM model (see the module docstring)."""
     names = [t.name for t in tasks]
     if len(tasks) != 2 or any(t.num_outputs != 1 for t in tasks):

@@ -61,8 +61,15 @@ class GatedTower(nn.Module):
     ``Z`` (and, for CGC/PLE, this task's own experts on ``x``), with ``x`` the gate input read
     from ``Z``. ``gate`` maps ``x [..., d]`` to the mixture weights ``[..., n]``."""
 
-    def __init__(self, gate_input: Slice, shared: Slice, expert_out: int, gate: nn.Module,
-                 tower: nn.Module, own: Experts | None = None) -> None:
+    def __init__(
+        self,
+        gate_input: Slice,
+        shared: Slice,
+        expert_out: int,
+        gate: nn.Module,
+        tower: nn.Module,
+        own: Experts | None = None,
+    ) -> None:
         super().__init__()
         self.gate_input, self.shared, self.expert_out = gate_input, shared, expert_out
         self.gate, self.tower, self.own = gate, tower, own

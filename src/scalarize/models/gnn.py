@@ -60,14 +60,17 @@ def _shared_edge_conv(dim: int, edge_network: nn.Module):
 class MPNNEncoder(nn.Module):
     """The trunk: ``lin0``, ``rounds`` x (NNConv + GRU), Set2Set, ``lin1`` (module docstring)."""
 
-    def __init__(self, dim: int, rounds: int, node_features: int, edge_features: int, edge_hidden: int,
-                 set2set_steps: int) -> None:
+    def __init__(
+        self, dim: int, rounds: int, node_features: int, edge_features: int, edge_hidden: int, set2set_steps: int
+    ) -> None:
         super().__init__()
         from torch_geometric.nn import Set2Set
 
         self.rounds = rounds
         self.lin0 = nn.Linear(node_features, dim)
-        edge_network = nn.Sequential(nn.Linear(edge_features, edge_hidden), nn.ReLU(), nn.Linear(edge_hidden, dim * dim))
+        edge_network = nn.Sequential(
+            nn.Linear(edge_features, edge_hidden), nn.ReLU(), nn.Linear(edge_hidden, dim * dim)
+        )
         self.conv = _shared_edge_conv(dim, edge_network)
         self.gru = nn.GRU(dim, dim)
         self.set2set = Set2Set(dim, processing_steps=set2set_steps)
@@ -86,13 +89,24 @@ class MPNNEncoder(nn.Module):
 
 
 def mpnn_trunk(
-    input_shape: tuple[int, ...] = (), width: float = 1.0, depth: int = 3, *, node_features: int = 11,
-    edge_features: int = 5, edge_hidden: int = 128, set2set_steps: int = 3, **unknown: object,
+    input_shape: tuple[int, ...] = (),
+    width: float = 1.0,
+    depth: int = 3,
+    *,
+    node_features: int = 11,
+    edge_features: int = 5,
+    edge_hidden: int = 128,
+    set2set_steps: int = 3,
+    **unknown: object,
 ) -> tuple[nn.Module, int]:
     """The MPNN trunk and its feature size ``64·width`` (see the module docstring)."""
     reject_unknown_options(FAMILY, unknown, ["node_features", "edge_features", "edge_hidden", "set2set_steps"])
-    for name, value in (("node_features", node_features), ("edge_features", edge_features),
-                        ("edge_hidden", edge_hidden), ("set2set_steps", set2set_steps)):
+    for name, value in (
+        ("node_features", node_features),
+        ("edge_features", edge_features),
+        ("edge_hidden", edge_hidden),
+        ("set2set_steps", set2set_steps),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{FAMILY}: option {name} must be a positive integer, got {value!r}")
     dim = max(1, round(BASE_DIM * width))

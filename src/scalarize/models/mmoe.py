@@ -41,9 +41,18 @@ class InputAndExperts(nn.Module):
         return torch.cat([x, self.experts(x).flatten(-2)], dim=-1)
 
 
-def moe_model(input_shape: Sequence[int], tasks: Sequence[Task], width: float, features: FeatureSchema | None,
-              embedding_dim: int | str, experts: int, expert: Sequence[int], tower: Sequence[int],
-              gate: Callable[..., nn.Module] | None = None, **gate_options: object) -> MultiTaskModel:
+def moe_model(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float,
+    features: FeatureSchema | None,
+    embedding_dim: int | str,
+    experts: int,
+    expert: Sequence[int],
+    tower: Sequence[int],
+    gate: Callable[..., nn.Module] | None = None,
+    **gate_options: object,
+) -> MultiTaskModel:
     """An MMoE-shaped model; ``gate(size, n, **gate_options)`` builds each task's gate (default
     MMoE's softmax gate)."""
     embedding = FeatureEmbedding(schema_for(input_shape, features), embedding_dim)
@@ -60,9 +69,16 @@ def moe_model(input_shape: Sequence[int], tasks: Sequence[Task], width: float, f
     return MultiTaskModel(InputAndExperts(embedding, pool), {t.name: head(t) for t in tasks})
 
 
-def mmoe(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 1.0,
-         features: FeatureSchema | None = None, embedding_dim: int | str = DEFAULT_DIM, experts: int = 8,
-         expert: Sequence[int] = (64,), tower: Sequence[int] = (32,)) -> MultiTaskModel:
+def mmoe(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    features: FeatureSchema | None = None,
+    embedding_dim: int | str = DEFAULT_DIM,
+    experts: int = 8,
+    expert: Sequence[int] = (64,),
+    tower: Sequence[int] = (32,),
+) -> MultiTaskModel:
     """The MMoE model (see the module docstring)."""
     return moe_model(input_shape, tasks, width, features, embedding_dim, experts, expert, tower)
 

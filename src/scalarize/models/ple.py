@@ -54,7 +54,9 @@ class ExtractionLevel(nn.Module):
     def forward(self, inputs: list[Tensor], shared_input: Tensor) -> tuple[list[Tensor], Tensor]:
         shared = self.shared(shared_input)
         own = [experts(x) for experts, x in zip(self.own, inputs, strict=True)]
-        outputs = [mix(gate(x), torch.cat([shared, e], dim=-2)) for gate, x, e in zip(self.gates, inputs, own, strict=True)]
+        outputs = [
+            mix(gate(x), torch.cat([shared, e], dim=-2)) for gate, x, e in zip(self.gates, inputs, own, strict=True)
+        ]
         return outputs, mix(self.shared_gate(shared_input), torch.cat([shared, *own], dim=-2))
 
 
@@ -77,9 +79,18 @@ class ExtractionTrunk(nn.Module):
         return torch.cat([*inputs, self.last(shared).flatten(-2)], dim=-1)
 
 
-def extraction_model(input_shape: Sequence[int], tasks: Sequence[Task], width: float,
-                     features: FeatureSchema | None, embedding_dim: int | str, levels: int, shared_experts: int,
-                     task_experts: int, expert: Sequence[int], tower: Sequence[int]) -> MultiTaskModel:
+def extraction_model(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float,
+    features: FeatureSchema | None,
+    embedding_dim: int | str,
+    levels: int,
+    shared_experts: int,
+    task_experts: int,
+    expert: Sequence[int],
+    tower: Sequence[int],
+) -> MultiTaskModel:
     """CGC (``levels`` 1) or PLE (see the module docstring)."""
     embedding = FeatureEmbedding(schema_for(input_shape, features), embedding_dim)
     levels, shared_n = count("levels", levels), count("shared_experts", shared_experts)
@@ -95,28 +106,52 @@ def extraction_model(input_shape: Sequence[int], tasks: Sequence[Task], width: f
     def head(i: int, task: Task) -> GatedTower:
         start = 0 if levels == 1 else i * size
         own = Experts(own_n, size, hidden)
-        return GatedTower((start, start + size), shared, last.out, softmax_gate(size, shared_n + own_n),
-                          mlp(last.out, tower_sizes, task.num_outputs), own)
+        return GatedTower(
+            (start, start + size),
+            shared,
+            last.out,
+            softmax_gate(size, shared_n + own_n),
+            mlp(last.out, tower_sizes, task.num_outputs),
+            own,
+        )
 
     trunk = ExtractionTrunk(embedding, k, lower, last)
     return MultiTaskModel(trunk, {t.name: head(i, t) for i, t in enumerate(tasks)})
 
 
-def cgc(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 1.0,
-        features: FeatureSchema | None = None, embedding_dim: int | str = DEFAULT_DIM, shared_experts: int = 2,
-        task_experts: int = 1, expert: Sequence[int] = (64,), tower: Sequence[int] = (32,)) -> MultiTaskModel:
+def cgc(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    features: FeatureSchema | None = None,
+    embedding_dim: int | str = DEFAULT_DIM,
+    shared_experts: int = 2,
+    task_experts: int = 1,
+    expert: Sequence[int] = (64,),
+    tower: Sequence[int] = (32,),
+) -> MultiTaskModel:
     """CGC, one extraction level (see the module docstring)."""
-    return extraction_model(input_shape, tasks, width, features, embedding_dim, 1, shared_experts, task_experts,
-                            expert, tower)
+    return extraction_model(
+        input_shape, tasks, width, features, embedding_dim, 1, shared_experts, task_experts, expert, tower
+    )
 
 
-def ple(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 1.0,
-        features: FeatureSchema | None = None, embedding_dim: int | str = DEFAULT_DIM, levels: int = 2,
-        shared_experts: int = 2, task_experts: int = 1, expert: Sequence[int] = (64,),
-        tower: Sequence[int] = (32,)) -> MultiTaskModel:
+def ple(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    features: FeatureSchema | None = None,
+    embedding_dim: int | str = DEFAULT_DIM,
+    levels: int = 2,
+    shared_experts: int = 2,
+    task_experts: int = 1,
+    expert: Sequence[int] = (64,),
+    tower: Sequence[int] = (32,),
+) -> MultiTaskModel:
     """PLE, ``levels`` extraction levels (see the module docstring)."""
-    return extraction_model(input_shape, tasks, width, features, embedding_dim, levels, shared_experts,
-                            task_experts, expert, tower)
+    return extraction_model(
+        input_shape, tasks, width, features, embedding_dim, levels, shared_experts, task_experts, expert, tower
+    )
 
 
 register_model("cgc", cgc)

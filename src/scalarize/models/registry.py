@@ -61,6 +61,7 @@ def register_model(name: str, builder: ModelBuilder | None = None):
 def register_trunk(name: str, trunk: TrunkBuilder, *, min_depth: int = 1) -> TrunkBuilder:
     """Adds a family built from ``trunk(input_shape, width, depth, **options)`` and one head per
     task."""
+
     def build(input_shape, tasks, width=1.0, depth=2, head=None, **options) -> MultiTaskModel:
         if depth < min_depth:
             raise ModelError(f"model.depth: must be >= {min_depth} for {name!r}, got {depth}")
@@ -68,8 +69,10 @@ def register_trunk(name: str, trunk: TrunkBuilder, *, min_depth: int = 1) -> Tru
             module, size = trunk(tuple(input_shape), width=width, depth=depth, **options)
         except TypeError:
             allowed = [p for p in inspect.signature(trunk).parameters if p not in ("input_shape", "width", "depth")]
-            raise ModelError(f"model.options: unknown option for {name!r} (got {', '.join(options) or 'none'}); "
-                             f"allowed: {', '.join(allowed) or 'none'}") from None
+            raise ModelError(
+                f"model.options: unknown option for {name!r} (got {', '.join(options) or 'none'}); "
+                f"allowed: {', '.join(allowed) or 'none'}"
+            ) from None
         except ValueError as error:
             raise ModelError(f"model: {error}") from None
         return MultiTaskModel(module, make_heads(tasks, size, head))
@@ -146,8 +149,10 @@ def _call(builder: ModelBuilder, arguments: dict[str, Any], options: dict[str, A
         return builder(**arguments, **options)
     unknown = [k for k in options if k not in parameters]
     if unknown:
-        raise ModelError(f"model.options.{unknown[0]}: unknown option; allowed: "
-                         f"{', '.join(p for p in parameters if p not in arguments) or 'none'}")
+        raise ModelError(
+            f"model.options.{unknown[0]}: unknown option; allowed: "
+            f"{', '.join(p for p in parameters if p not in arguments) or 'none'}"
+        )
     return builder(**{k: v for k, v in arguments.items() if k in parameters}, **options)
 
 

@@ -21,9 +21,15 @@ from scalarize.models.multitask import MultiTaskModel
 from scalarize.models.registry import register_model
 
 
-def shared_bottom(input_shape: Sequence[int], tasks: Sequence[Task], width: float = 1.0,
-                  features: FeatureSchema | None = None, embedding_dim: int | str = DEFAULT_DIM,
-                  bottom: Sequence[int] = (128, 64), tower: Sequence[int] = (32,)) -> MultiTaskModel:
+def shared_bottom(
+    input_shape: Sequence[int],
+    tasks: Sequence[Task],
+    width: float = 1.0,
+    features: FeatureSchema | None = None,
+    embedding_dim: int | str = DEFAULT_DIM,
+    bottom: Sequence[int] = (128, 64),
+    tower: Sequence[int] = (32,),
+) -> MultiTaskModel:
     """The shared-bottom model (see the module docstring)."""
     embedding = FeatureEmbedding(schema_for(input_shape, features), embedding_dim)
     bottom_sizes = hidden_sizes("bottom", bottom, width)

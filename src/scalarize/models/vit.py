@@ -121,8 +121,15 @@ class VisionTransformer(nn.Module):
     """Patch embedding, class token and position embeddings, ``depth`` blocks, pooling."""
 
     def __init__(
-        self, in_channels: int, patches: int, patch: int, dim: int, heads: int, depth: int,
-        pool: str, drop_path: float,
+        self,
+        in_channels: int,
+        patches: int,
+        patch: int,
+        dim: int,
+        heads: int,
+        depth: int,
+        pool: str,
+        drop_path: float,
     ) -> None:
         super().__init__()
         self.pool = pool
@@ -178,8 +185,15 @@ def check_option(name: str, value: object, allowed: tuple) -> None:
 
 
 def vit_trunk(
-    input_shape: tuple[int, ...], width: float = 1.0, depth: int = 12, *, size: str = "s",
-    patch_size: int | str = "auto", pool: str = "token", drop_path: float = 0.0, **unknown: object,
+    input_shape: tuple[int, ...],
+    width: float = 1.0,
+    depth: int = 12,
+    *,
+    size: str = "s",
+    patch_size: int | str = "auto",
+    pool: str = "token",
+    drop_path: float = 0.0,
+    **unknown: object,
 ) -> tuple[nn.Module, int]:
     """A ViT trunk and its feature size ``embed_dim`` (see the module docstring)."""
     reject_unknown_options(FAMILY, unknown, ["size", "patch_size", "pool", "drop_path"])

@@ -37,9 +37,7 @@ def _as_stl(stl: Sequence[float] | np.ndarray, k: int) -> NDArray[np.float64]:
     return arr
 
 
-def delta_m_batch(
-    metrics: Points, stl: Sequence[float] | np.ndarray, maximize: BoolSeq
-) -> NDArray[np.float64]:
+def delta_m_batch(metrics: Points, stl: Sequence[float] | np.ndarray, maximize: BoolSeq) -> NDArray[np.float64]:
     """Δm (percent) of each row of ``metrics`` ``[n, k]`` against ``stl`` ``[k]``; returns ``[n]``."""
     if np.ndim(metrics) != 2:
         raise ValueError(f"metrics must be a 2-D array [n, k]; got shape {np.shape(metrics)}")
@@ -50,9 +48,7 @@ def delta_m_batch(
     return out
 
 
-def delta_m(
-    metrics: Sequence[float] | np.ndarray, stl: Sequence[float] | np.ndarray, maximize: BoolSeq
-) -> float:
+def delta_m(metrics: Sequence[float] | np.ndarray, stl: Sequence[float] | np.ndarray, maximize: BoolSeq) -> float:
     """Δm (percent) of one model's metrics ``[k]`` against the single-task metrics ``stl`` ``[k]``."""
     row = np.asarray(metrics, dtype=np.float64)
     if row.ndim != 1:

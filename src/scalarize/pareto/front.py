@@ -33,15 +33,11 @@ def _as_maximize(maximize: BoolSeq, num_objectives: int | None = None) -> NDArra
         raise ValueError(f"maximize must hold only bools; got {values!r}")
     out = np.asarray(values, dtype=bool)
     if num_objectives is not None and out.size != num_objectives:
-        raise ValueError(
-            f"maximize has {out.size} entries but there are {num_objectives} objectives"
-        )
+        raise ValueError(f"maximize has {out.size} entries but there are {num_objectives} objectives")
     return out
 
 
-def _as_points(
-    points: Points, maximize: BoolSeq
-) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def _as_points(points: Points, maximize: BoolSeq) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Validate ``points`` as a finite float array ``[n, k]`` with ``k == len(maximize)``."""
     maxi = _as_maximize(maximize)
     pts = np.asarray(points, dtype=np.float64)
@@ -50,9 +46,7 @@ def _as_points(
     if pts.ndim != 2:
         raise ValueError(f"points must be a 2-D array [n, k]; got shape {pts.shape}")
     if pts.shape[1] != maxi.size:
-        raise ValueError(
-            f"points have {pts.shape[1]} objectives but maximize has {maxi.size} entries"
-        )
+        raise ValueError(f"points have {pts.shape[1]} objectives but maximize has {maxi.size} entries")
     if not np.all(np.isfinite(pts)):
         raise ValueError("points must be finite (found NaN or inf)")
     return pts, maxi

@@ -19,9 +19,7 @@ from scalarize.pareto.front import BoolSeq, Points, _as_points, to_minimization
 __all__ = ["default_reference", "hypervolume"]
 
 
-def _as_vector(
-    values: Sequence[float] | np.ndarray | float, k: int, name: str
-) -> NDArray[np.float64]:
+def _as_vector(values: Sequence[float] | np.ndarray | float, k: int, name: str) -> NDArray[np.float64]:
     """Broadcast a scalar or check a length-``k`` finite vector."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 0:
@@ -33,9 +31,7 @@ def _as_vector(
     return arr
 
 
-def hypervolume(
-    points: Points, reference: Sequence[float] | np.ndarray, maximize: BoolSeq
-) -> float:
+def hypervolume(points: Points, reference: Sequence[float] | np.ndarray, maximize: BoolSeq) -> float:
     """Hypervolume of ``points`` ``[n, k]`` with respect to ``reference`` ``[k]``.
 
     Rule: HV = vol(∪_p [p, r]) in minimisation space (maximised columns negated). Points that do

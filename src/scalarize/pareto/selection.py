@@ -46,8 +46,7 @@ class WeightedPreference:
             raise ValueError("WeightedPreference weights must be a non-empty 1-D sequence")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
             raise ValueError(
-                f"WeightedPreference weights must be finite, non-negative and not all zero; "
-                f"got {w.tolist()}"
+                f"WeightedPreference weights must be finite, non-negative and not all zero; got {w.tolist()}"
             )
         object.__setattr__(self, "weights", tuple(float(x) for x in w))
 
@@ -118,9 +117,7 @@ def _scores(signed: NDArray[np.float64], rule: Rule) -> NDArray[np.float64]:
     k = signed.shape[1]
     if isinstance(rule, WeightedPreference):
         if len(rule.weights) != k:
-            raise ValueError(
-                f"WeightedPreference has {len(rule.weights)} weights for {k} objectives"
-            )
+            raise ValueError(f"WeightedPreference has {len(rule.weights)} weights for {k} objectives")
         score: NDArray[np.float64] = signed @ np.asarray(rule.weights)
     elif isinstance(rule, (AtLeast, AtMost)) and k > 1:
         score = np.delete(signed, rule.index, axis=1).mean(axis=1)
@@ -129,9 +126,7 @@ def _scores(signed: NDArray[np.float64], rule: Rule) -> NDArray[np.float64]:
     return score
 
 
-def _candidates(
-    pts: NDArray[np.float64], maxi: NDArray[np.bool_], rule: Rule
-) -> NDArray[np.intp]:
+def _candidates(pts: NDArray[np.float64], maxi: NDArray[np.bool_], rule: Rule) -> NDArray[np.intp]:
     """Indices eligible under ``rule``: the non-dominated (feasible) points."""
     eligible = np.arange(pts.shape[0])
     if isinstance(rule, (AtLeast, AtMost)):
@@ -141,15 +136,11 @@ def _candidates(
         eligible = np.flatnonzero(rule.feasible(column))
         if eligible.size == 0:
             best = column.max() if isinstance(rule, AtLeast) else column.min()
-            raise ValueError(
-                f"no point satisfies the constraint {rule.describe()} (closest: {best:g})"
-            )
+            raise ValueError(f"no point satisfies the constraint {rule.describe()} (closest: {best:g})")
     return eligible[non_dominated_mask(pts[eligible], maxi)]
 
 
-def select(
-    points: Points, maximize: BoolSeq, rule: Rule | str = "max_mean"
-) -> int:
+def select(points: Points, maximize: BoolSeq, rule: Rule | str = "max_mean") -> int:
     """Index of the row of ``points`` ``[n, k]`` preferred under ``rule`` (see module doc)."""
     pts, maxi = _as_points(points, maximize)
     if pts.shape[0] == 0:

@@ -173,10 +173,15 @@ def _train_chunk(
         store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
     checkpoint = store.directory / "runs" / f"population-{key}.pt"
     population = StackedPopulation(
-        chunk, benchmark_from_config(chunk[0].config.benchmark), store=store, checkpoint_path=checkpoint,
-        progress=progress, label=f"{chunk[0].name}..{chunk[-1].name}",
+        chunk,
+        benchmark_from_config(chunk[0].config.benchmark),
+        store=store,
+        checkpoint_path=checkpoint,
+        progress=progress,
+        label=f"{chunk[0].name}..{chunk[-1].name}",
     )
     if on_evaluation is not None:
+
         def each_member(population: StackedPopulation) -> None:
             for index, member in enumerate(population.members):
                 if population.alive[index]:

@@ -39,8 +39,8 @@ from scalarize.search.fitness import build_fitness, fitness_vector
 from scalarize.search.mopbt import objective_matrix
 from scalarize.search.pbt import PBTPolicy, initial_rows, lineage_path, lineage_rows
 from scalarize.store.database import Store
-from scalarize.train.record import DivergedError
 from scalarize.train.evaluate import primary_metrics
+from scalarize.train.record import DivergedError
 from scalarize.train.run import RunSpec
 
 
@@ -83,8 +83,9 @@ def last_metrics(history: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k[4:]: v for k, v in history[-1].items() if k.startswith("val/")}
 
 
-def scores(fitness_fn, names: Sequence[str], metrics: Sequence[dict[str, float]],
-           alive: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+def scores(
+    fitness_fn, names: Sequence[str], metrics: Sequence[dict[str, float]], alive: Sequence[bool]
+) -> tuple[np.ndarray, np.ndarray]:
     """``(fitness [N], objectives [N, K])`` of the members whose last validation metrics are
     ``metrics`` (``{}``: not evaluated): the scalar fitness and the primary metrics ``names``,
     raw; a member not ``alive`` (diverged) is NaN in both."""
@@ -99,8 +100,10 @@ def choose_front(policy: PBTPolicy, fitness: np.ndarray, objectives: np.ndarray)
     """The members the search returns (``policy.front``); DivergedError when there are none."""
     front = policy.front(fitness, objectives)
     if not front:
-        raise DivergedError("pbt: every member of the population diverged (its loss turned non-finite); "
-                            "lower optimizer.lr or check the data")
+        raise DivergedError(
+            "pbt: every member of the population diverged (its loss turned non-finite); "
+            "lower optimizer.lr or check the data"
+        )
     return front
 
 
@@ -124,8 +127,16 @@ def best_schedule(lineage: list[dict], members: Sequence[RunSpec], best: int) ->
 class LocalPBT:
     """Runs a :class:`PBTSearch` on a :class:`StackedPopulation` (see the module docstring)."""
 
-    def __init__(self, search: PBTSearch, benchmark: Benchmark, store: Store, checkpoint: Path, *,
-                 progress: bool = True, log: Callable[[str], None] = lambda _: None) -> None:
+    def __init__(
+        self,
+        search: PBTSearch,
+        benchmark: Benchmark,
+        store: Store,
+        checkpoint: Path,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.search = search
         self.store = store
         self.log = log
@@ -136,7 +147,12 @@ class LocalPBT:
         for member in self.members:
             store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
         self.population = StackedPopulation(
-            self.members, benchmark, store=store, progress=progress, label=search.name, checkpoint_path=checkpoint,
+            self.members,
+            benchmark,
+            store=store,
+            progress=progress,
+            label=search.name,
+            checkpoint_path=checkpoint,
         )
         self.population.on_evaluation = self._sync
         self.population.extra_state = {"lineage": [], "fitness_log": []}
@@ -149,7 +165,10 @@ class LocalPBT:
 
     def _hyperparams(self) -> list[dict]:
         return [
-            {"weights": self.population.weights[i].double().cpu().numpy(), "lr": self.search.lr * float(self.population.lr_scale[i])}
+            {
+                "weights": self.population.weights[i].double().cpu().numpy(),
+                "lr": self.search.lr * float(self.population.lr_scale[i]),
+            }
             for i in range(self.population.size)
         ]
 
@@ -196,8 +215,15 @@ class LocalPBT:
         if not exploited or not times:
             return decisions
         kept = [d.weights for d in decisions if not d.exploited]
-        picks = pb2_explore(times, weights, gains, time, len(exploited), np.random.default_rng([self.policy.seed, time, 2]),
-                            pending=np.array(kept) if kept else None)
+        picks = pb2_explore(
+            times,
+            weights,
+            gains,
+            time,
+            len(exploited),
+            np.random.default_rng([self.policy.seed, time, 2]),
+            pending=np.array(kept) if kept else None,
+        )
         chosen = iter(picks)
         return [type(d)(d.member, d.source, next(chosen), d.lr, ("weights",)) if d.exploited else d for d in decisions]
 
@@ -219,5 +245,14 @@ class LocalPBT:
         test = self.population.evaluate_member(best, "test")
         lineage = self.store.lineage(self.search.name)
         model = {k: v.detach().clone() for k, v in self.population.member_model(best).state_dict().items()}
-        return PBTOutcome(best, fitness.tolist(), val, test, best_schedule(lineage, self.members, best), lineage, model,
-                          front, objectives.tolist())
+        return PBTOutcome(
+            best,
+            fitness.tolist(),
+            val,
+            test,
+            best_schedule(lineage, self.members, best),
+            lineage,
+            model,
+            front,
+            objectives.tolist(),
+        )

@@ -70,9 +70,11 @@ class StackedPopulation(Checkpointable):
         self.members = list(members)
         self.config: TrainConfig = self.members[0].config
         if self.config.early_stopping.patience is not None:
-            raise ValueError("early_stopping: a stacked population trains every member to the end; "
-                             "early stopping runs on the loop engine (each run its own trainer), "
-                             "or use a sweep's sweep.early_stopping")
+            raise ValueError(
+                "early_stopping: a stacked population trains every member to the end; "
+                "early stopping runs on the loop engine (each run its own trainer), "
+                "or use a sweep's sweep.early_stopping"
+            )
         self.device = resolve_device(self.config.device)
         self.benchmark = benchmark.to(self.device, workers=self.config.data.workers)
         self.store = store
@@ -91,9 +93,7 @@ class StackedPopulation(Checkpointable):
         self.buffers = {k: v.to(self.device) for k, v in buffers.items()}
         self.size = len(self.members)
         objectives = self.benchmark.objectives
-        self.weights = torch.stack(
-            [self._weights(m, len(objectives)) for m in self.members]
-        ).to(self.device)
+        self.weights = torch.stack([self._weights(m, len(objectives)) for m in self.members]).to(self.device)
         augmentation = self.config.data.augmentation()
         self.samplers = [
             build_sampler(self.benchmark, self.config.batch_size, m.seed + 1, augmentation, stream=False)
@@ -192,7 +192,7 @@ class StackedPopulation(Checkpointable):
             for value in [*self.params.values(), *self.buffers.values()]:
                 value[target] = value[source]
             for state in self.optimizer.state.values():
-                for key, value in state.items():
+                for value in state.values():
                     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == self.size:
                         value[target] = value[source]
         self.weights[target] = self.weights[source]
@@ -501,14 +501,18 @@ class StackedPopulation(Checkpointable):
     def _finish(self, index: int, seconds: float) -> RunResult:
         record = self.records[index]
         if index in self.diverged_at:
-            return record.finish("diverged", self.diverged_at[index], seconds,
-                                 f"non-finite loss at step {self.diverged_at[index]}")
+            return record.finish(
+                "diverged", self.diverged_at[index], seconds, f"non-finite loss at step {self.diverged_at[index]}"
+            )
         return record.finish("completed", self.step, seconds)
 
     def results(self, seconds: float = 0.0) -> list[RunResult]:
         """Every member's result as it stands (nothing written)."""
         return [
-            record.result("diverged" if index in self.diverged_at else "completed",
-                          self.diverged_at.get(index, self.step), seconds)
+            record.result(
+                "diverged" if index in self.diverged_at else "completed",
+                self.diverged_at.get(index, self.step),
+                seconds,
+            )
             for index, record in enumerate(self.records)
         ]

@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 
 from scalarize.files import write_text  # noqa: E402
 from scalarize.pareto import delta_m, pareto_front  # noqa: E402
-from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.describe import method_text, settings_text  # noqa: E402
+from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, place_labels, save_figure, styles  # noqa: E402
 from scalarize.store.database import Store  # noqa: E402
 from scalarize.train.evaluate import reference_values  # noqa: E402
@@ -52,8 +52,9 @@ def _delta_metrics(result) -> list[tuple[str, bool]]:
 def _stl_values(result) -> list[float] | None:
     """The Δm reference: ``config.single_task`` when given, else the single-task runs' test
     values of the Δm metrics."""
-    return reference_values(_delta_metrics(result), {o: r.test for o, r in result.stl.items()},
-                            getattr(result.config, "single_task", None))
+    return reference_values(
+        _delta_metrics(result), {o: r.test for o, r in result.stl.items()}, getattr(result.config, "single_task", None)
+    )
 
 
 def method_points(result) -> dict[str, list[list[float]]]:
@@ -107,13 +108,32 @@ def summary_rows(result) -> tuple[list[str], list[list[str]]]:
         cells.append(str(sum(r.skipped_steps for _, r in chosen)))
         rows.append(cells)
     if stl is not None and getattr(result.config, "single_task", None) is not None:
-        rows.append(["single-task (given: config single_task)", "—", "—", *(f"{v:.4f}" for v in stl), "0 (reference)",
-                     "—", "—", "—"])
+        rows.append(
+            [
+                "single-task (given: config single_task)",
+                "—",
+                "—",
+                *(f"{v:.4f}" for v in stl),
+                "0 (reference)",
+                "—",
+                "—",
+                "—",
+            ]
+        )
     elif stl is not None:
         base = result.config
-        rows.append([f"single-task ({', '.join(f'stl-{o}' for o in result.stl)})", f"{base.optimizer.lr:g}",
-                     f"{len(result.stl)} runs, seed {base.seed}", *(f"{v:.4f}" for v in stl), "0 (reference)",
-                     "—", "—", str(sum(r.skipped_steps for r in result.stl.values()))])
+        rows.append(
+            [
+                f"single-task ({', '.join(f'stl-{o}' for o in result.stl)})",
+                f"{base.optimizer.lr:g}",
+                f"{len(result.stl)} runs, seed {base.seed}",
+                *(f"{v:.4f}" for v in stl),
+                "0 (reference)",
+                "—",
+                "—",
+                str(sum(r.skipped_steps for r in result.stl.values())),
+            ]
+        )
     return header, rows
 
 
@@ -131,17 +151,31 @@ def machine_load(result, store: Store) -> str | None:
     costs = [store.costs(run.name) for run in result.runs]
     loads = [c["load_average_max"] for c in costs if "load_average_max" in c]
     cpus = max((c.get("cpu_count", 0.0) for c in costs), default=0.0)
-    spread = [label for label in result.labels
-              if noisy([r.seconds_per_step * 1e3 for _, r in result.chosen(label)
-                        if r.status == "completed" and r.seconds_per_step])]
+    spread = [
+        label
+        for label in result.labels
+        if noisy(
+            [
+                r.seconds_per_step * 1e3
+                for _, r in result.chosen(label)
+                if r.status == "completed" and r.seconds_per_step
+            ]
+        )
+    ]
     problems = []
     if loads and cpus and max(loads) > cpus:
-        problems.append(f"the 1-minute load average reached {max(loads):.1f} on {cpus:.0f} CPU(s) during the runs: "
-                        "other work competed for the CPUs")
+        problems.append(
+            f"the 1-minute load average reached {max(loads):.1f} on {cpus:.0f} CPU(s) during the runs: "
+            "other work competed for the CPUs"
+        )
     if spread:
         problems.append(f"step times vary by more than {NOISY_TIMING:.0%} over the seeds for {', '.join(spread)}")
     if problems:
-        return "Warning: ms/step is unreliable here: " + "; ".join(problems) + ". Rerun on an idle machine to compare speeds."
+        return (
+            "Warning: ms/step is unreliable here: "
+            + "; ".join(problems)
+            + ". Rerun on an idle machine to compare speeds."
+        )
     if loads and cpus:
         return f"Timings: the 1-minute load average stayed at or below {max(loads):.1f} on {cpus:.0f} CPU(s)."
     return None
@@ -189,8 +223,11 @@ def plot_methods(result, members: np.ndarray, path: Path) -> Path | None:
     points = {label: np.asarray(rows) for label, rows in method_points(result).items() if rows}
     means = {label: rows.mean(axis=0) for label, rows in points.items()}
     stds = {label: rows.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(2) for label, rows in points.items()}
-    stl = reference_values(result.primary, {o: r.test for o, r in result.stl.items()},
-                           _primary_part(getattr(result.config, "single_task", None), result.primary))
+    stl = reference_values(
+        result.primary,
+        {o: r.test for o, r in result.stl.items()},
+        _primary_part(getattr(result.config, "single_task", None), result.primary),
+    )
     zoom = method_zoom(means, stds, members, stl)
     panels = 1 if zoom is None else 2
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.4), squeeze=False, layout="constrained")
@@ -222,8 +259,21 @@ def _draw_methods(axis, result, members, means, stds, look, stl) -> None:
         axis.plot(members[front, 0], members[front, 1], "--", c="0.45", lw=1, label="sweep front", zorder=1)
     for label, mean in means.items():
         style = look[label]
-        axis.errorbar(mean[0], mean[1], xerr=stds[label][0], yerr=stds[label][1], fmt=style["marker"], ms=7,
-                      capsize=2, color=style["color"], mec="k", mew=0.5, elinewidth=0.9, label=label, zorder=3)
+        axis.errorbar(
+            mean[0],
+            mean[1],
+            xerr=stds[label][0],
+            yerr=stds[label][1],
+            fmt=style["marker"],
+            ms=7,
+            capsize=2,
+            color=style["color"],
+            mec="k",
+            mew=0.5,
+            elinewidth=0.9,
+            label=label,
+            zorder=3,
+        )
     if stl is not None:
         axis.scatter([stl[0]], [stl[1]], marker="*", s=170, c="red", label="single-task", zorder=4)
 
@@ -266,16 +316,27 @@ def write_compare_report(result, store: Store) -> tuple[Path, str]:
     notes = [
         f"Settings of every run: {settings_text(config, seed=False)} Seeds {seeds}; the single-task baselines "
         f"use seed {config.seed}.",
-        "Methods: " + "; ".join(f"{label} = {_trained(result, label)}" if _trained(result, label) != label else label
-                                for label in result.labels) + ".",
+        "Methods: "
+        + "; ".join(
+            f"{label} = {_trained(result, label)}" if _trained(result, label) != label else label
+            for label in result.labels
+        )
+        + ".",
         "Mean ± std over the seeds at each method's learning rate (the one with the best mean validation "
         "score). Test metrics at the evaluation with the best validation score; Δm (Maninis et al. 2019) "
         "over these metrics, each in its own direction, against "
-        + ("the given single-task values (config key single_task)" if getattr(config, "single_task", None)
-           else "the single-task baselines")
+        + (
+            "the given single-task values (config key single_task)"
+            if getattr(config, "single_task", None)
+            else "the single-task baselines"
+        )
         + ", in percent (positive: better than single-task)"
-        + (": " + ", ".join(f"{n} {v:.4f}" for (n, _), v in zip(_delta_metrics(result), stl)) + " (last row)"
-           if stl is not None else "") + ". ms/step: wall "
+        + (
+            ": " + ", ".join(f"{n} {v:.4f}" for (n, _), v in zip(_delta_metrics(result), stl)) + " (last row)"
+            if stl is not None
+            else ""
+        )
+        + ". ms/step: wall "
         "time of a training step; step MiB: peak tensor memory of a training step above what it starts "
         "with (CUDA: max_memory_allocated; CPU: live tensor storages counted by a dispatch mode); skipped: "
         "optimizer steps skipped for non-finite gradients.",
@@ -286,8 +347,9 @@ def write_compare_report(result, store: Store) -> tuple[Path, str]:
     if figure is not None:
         notes.append(
             f"Figure: the methods' mean test points (± std) over {len(members)} scalarization sweep members "
-            "of the same benchmark found in this store." if len(members) else
-            "Figure: the methods' mean test points (± std); no scalarization sweep of this benchmark in this "
+            "of the same benchmark found in this store."
+            if len(members)
+            else "Figure: the methods' mean test points (± std); no scalarization sweep of this benchmark in this "
             "store (run `scalarize sweep` with the same benchmark and output to draw its front)."
         )
     title = f"Compare {config.name}: MTO methods against uniform scalarization on {result.benchmark}"
@@ -302,7 +364,8 @@ def write_compare_report(result, store: Store) -> tuple[Path, str]:
     def html_table(h, r):
         return (
             "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
-            + "".join(f"<th>{html.escape(c)}</th>" for c in h) + "</tr>"
+            + "".join(f"<th>{html.escape(c)}</th>" for c in h)
+            + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in r)
             + "</table>"
         )
@@ -315,7 +378,7 @@ def write_compare_report(result, store: Store) -> tuple[Path, str]:
     write_text(
         directory / "compare.html",
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body style='font-family:sans-serif'>{''.join(body)}</body></html>"
+        f"<body style='font-family:sans-serif'>{''.join(body)}</body></html>",
     )
     text = format_table(header, rows)
     if grid is not None:

@@ -54,8 +54,10 @@ def method_text(config, objectives: Sequence[str] | None = None) -> str:
         if not schedule:
             return "scheduled scalarization"
         last = schedule[-1][1]
-        return (f"PBT schedule ({len(schedule)} setting(s); last from step {schedule[-1][0]}: "
-                f"{weights_text(last, objectives)})")
+        return (
+            f"PBT schedule ({len(schedule)} setting(s); last from step {schedule[-1][0]}: "
+            f"{weights_text(last, objectives)})"
+        )
     parts = [f"{k}={_option(v)}" for k, v in sorted(options.items())]
     if weights is not None:
         parts.insert(0, f"weights {weights_text(weights, objectives)}")
@@ -106,8 +108,12 @@ def settings_text(config, *, seed: bool = True) -> str:
     optimizer_text = f"{optimizer.get('name', '?')} lr {_number(lr) if isinstance(lr, (int, float)) else lr}"
     if optimizer.get("weight_decay"):
         optimizer_text += f" weight decay {_number(optimizer['weight_decay'])}"
-    parts = [f"benchmark {benchmark}", f"model {model_text}", f"{optimizer_text}, {schedule} lr schedule",
-             f"{budget}, batch {data.get('batch_size', '?')}"]
+    parts = [
+        f"benchmark {benchmark}",
+        f"model {model_text}",
+        f"{optimizer_text}, {schedule} lr schedule",
+        f"{budget}, batch {data.get('batch_size', '?')}",
+    ]
     if seed:
         parts.append(f"seed {data.get('seed', 0)}")
     parts.append(f"device {data.get('device', 'auto')}")

@@ -25,8 +25,12 @@ from scalarize.train.evaluate import reference_values  # noqa: E402
 
 
 def results_rows(
-    store: Store, runs: Sequence[str], primary: Sequence[tuple[str, bool]], stl_runs: dict[str, str] | None = None,
-    delta: Sequence[tuple[str, bool]] | None = None, single_task: dict[str, float] | None = None,
+    store: Store,
+    runs: Sequence[str],
+    primary: Sequence[tuple[str, bool]],
+    stl_runs: dict[str, str] | None = None,
+    delta: Sequence[tuple[str, bool]] | None = None,
+    single_task: dict[str, float] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows: per run, its method (weights, options), its test metrics at the best
     validation step and Δm.

@@ -68,7 +68,7 @@ def one_two_five(values: Sequence[float]) -> list[float]:
     if not positive:
         return [1.0]
     low, high = np.floor(np.log10(min(positive))), np.ceil(np.log10(max(positive)))
-    ticks = [m * 10.0 ** e for e in range(int(low), int(high) + 1) for m in (1, 2, 5)]
+    ticks = [m * 10.0**e for e in range(int(low), int(high) + 1) for m in (1, 2, 5)]
     inside = [t for t in ticks if min(positive) / 1.5 <= t <= max(positive) * 1.5]
     return inside or [min(positive)]
 
@@ -85,8 +85,15 @@ def log_scale_if_wide(axis, which: str, values: Sequence[float]) -> None:
 OFFSETS = ((5, 4), (5, -12), (-5, 4), (-5, -12))
 
 
-def place_labels(fig, axis, xy: np.ndarray, texts: Sequence[str], order: Sequence[int] | None = None,
-                 fontsize: float = LABEL_SIZE, redraw: bool = True) -> list:
+def place_labels(
+    fig,
+    axis,
+    xy: np.ndarray,
+    texts: Sequence[str],
+    order: Sequence[int] | None = None,
+    fontsize: float = LABEL_SIZE,
+    redraw: bool = True,
+) -> list:
     """Labels points ``xy`` of ``axis`` with ``texts``, in ``order`` (most important first),
     each at the first offset where it overlaps neither a label already placed nor a marker; a
     label that fits nowhere is left out. Call after everything else is drawn (the layout is
@@ -100,17 +107,28 @@ def place_labels(fig, axis, xy: np.ndarray, texts: Sequence[str], order: Sequenc
     radius = 4 * fig.dpi / 72
     markers = [matplotlib.transforms.Bbox.from_bounds(x - radius, y - radius, 2 * radius, 2 * radius) for x, y in pixel]
     placed_boxes, placed = [], []
-    for i in (order if order is not None else range(len(texts))):
+    for i in order if order is not None else range(len(texts)):
         if not inside.contains(*pixel[i]):
             continue
         for dx, dy in OFFSETS:
-            label = axis.annotate(texts[i], xy[i], xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                                  ha="left" if dx > 0 else "right", annotation_clip=True)
+            label = axis.annotate(
+                texts[i],
+                xy[i],
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize=fontsize,
+                ha="left" if dx > 0 else "right",
+                annotation_clip=True,
+            )
             label.set_in_layout(False)
             box = label.get_window_extent(renderer)
             others = [m for j, m in enumerate(markers) if j != i]
-            clear = (inside.containsx(box.x0) and inside.containsx(box.x1) and inside.containsy(box.y0)
-                     and inside.containsy(box.y1))
+            clear = (
+                inside.containsx(box.x0)
+                and inside.containsx(box.x1)
+                and inside.containsy(box.y0)
+                and inside.containsy(box.y1)
+            )
             if clear and not any(box.overlaps(b) for b in placed_boxes + others):
                 placed_boxes.append(box)
                 placed.append(label)

@@ -33,6 +33,6 @@ def write_html(
         path,
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
         f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>{text}{html_table(header, rows)}{more}"
-        f"{figures}</body></html>"
+        f"{figures}</body></html>",
     )
     return path

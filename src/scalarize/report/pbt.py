@@ -121,17 +121,34 @@ def plot_lineage(lineage, members, total_steps: int, path: Path, best: str | Non
     if best is not None:
         for member, start, stop in ancestry(lineage, best):
             on_path |= {start} - {None}
-            axis.hlines(index[member], 0 if start is None else x[start], total_steps if stop is None else x[stop],
-                        color="C1", lw=3, zorder=2, label="ancestry of the best model" if stop is None else None)
+            axis.hlines(
+                index[member],
+                0 if start is None else x[start],
+                total_steps if stop is None else x[stop],
+                color="C1",
+                lw=3,
+                zorder=2,
+                label="ancestry of the best model" if stop is None else None,
+            )
     for row in lineage:
         key = (row["time"], row["member"])
         if row["member"] == row["source"]:
             continue
         bold = key in on_path
-        axis.annotate("", xy=(x[key], index[row["member"]]), xytext=(x[key], index[row["source"]]),
-                      arrowprops={"arrowstyle": "-|>", "color": "C1" if bold else "0.45", "lw": 2.2 if bold else 0.9,
-                                  "shrinkA": 0 if bold else 3, "shrinkB": 0 if bold else 3,
-                                  "mutation_scale": 12 if bold else 8}, zorder=3 if bold else 1)
+        axis.annotate(
+            "",
+            xy=(x[key], index[row["member"]]),
+            xytext=(x[key], index[row["source"]]),
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "C1" if bold else "0.45",
+                "lw": 2.2 if bold else 0.9,
+                "shrinkA": 0 if bold else 3,
+                "shrinkB": 0 if bold else 3,
+                "mutation_scale": 12 if bold else 8,
+            },
+            zorder=3 if bold else 1,
+        )
     axis.set_yticks(range(len(members)), [_lineage_label(m, best, front) for m in members])
     axis.set_ylim(len(members) - 0.5, -0.5)
     axis.set_xlim(0, total_steps)
@@ -154,11 +171,18 @@ def comparison_rows(result, sweep_best: tuple[str, dict] | None = None):
     fitness = build_fitness(result.config.pbt.fitness, result.primary)
     rows = [[f"PBT best ({result.best_name})", *(f"{result.test[n]:.4f}" for n in names), f"{fitness(result.val):.4f}"]]
     if result.uniform is not None and result.uniform.test:
-        rows.append([f"uniform ({result.uniform.name})", *(f"{result.uniform.test[n]:.4f}" for n in names),
-                     f"{fitness(result.uniform.val):.4f}"])
+        rows.append(
+            [
+                f"uniform ({result.uniform.name})",
+                *(f"{result.uniform.test[n]:.4f}" for n in names),
+                f"{fitness(result.uniform.val):.4f}",
+            ]
+        )
     if sweep_best is not None:
         name, final = sweep_best
-        rows.append([f"best of sweep ({name})", *(f"{final['test'][n]:.4f}" for n in names), f"{fitness(final['val']):.4f}"])
+        rows.append(
+            [f"best of sweep ({name})", *(f"{final['test'][n]:.4f}" for n in names), f"{fitness(final['val']):.4f}"]
+        )
     return header, rows
 
 
@@ -166,7 +190,11 @@ def best_of_sweep(directory: Path, result) -> tuple[str, dict] | None:
     """The sweep member (runs of kind ``member``) with the best validation fitness."""
     fitness = build_fitness(result.config.pbt.fitness, result.primary)
     with Store.open_existing(directory) as store:
-        finals = {r["name"]: store.final(r["name"]) for r in store.runs() if r["kind"] == "member" and r["status"] == "completed"}
+        finals = {
+            r["name"]: store.final(r["name"])
+            for r in store.runs()
+            if r["kind"] == "member" and r["status"] == "completed"
+        }
     scored = [(fitness(f["val"]), name) for name, f in finals.items() if "val" in f]
     if not scored:
         return None
@@ -179,12 +207,18 @@ def selection_text(result, population: int, directory: str) -> str:
     uniform = result.uniform
     seed = result.config.seed
     return (
-        f"What is selected on what: \"PBT best\" is the member with the best validation fitness among the "
+        f'What is selected on what: "PBT best" is the member with the best validation fitness among the '
         f"{population} at the end of the search; its test metrics are read at its best validation evaluation. "
         "Chosen as the best of many on validation, it is optimistic"
-        + (f"; \"uniform\" is one run of uniform scalarization (seed {seed}), with the same model, budget and "
-           "learning-rate schedule, not selected" if uniform is not None else "")
-        + ". For a comparison on equal footing, `scalarize pbt replay " + directory + "` retrains the best "
+        + (
+            f'; "uniform" is one run of uniform scalarization (seed {seed}), with the same model, budget and '
+            "learning-rate schedule, not selected"
+            if uniform is not None
+            else ""
+        )
+        + ". For a comparison on equal footing, `scalarize pbt replay "
+        + directory
+        + "` retrains the best "
         "member's schedule from scratch with several seeds against uniform scalarization with the same seeds."
     )
 
@@ -215,8 +249,18 @@ def member_settings(result, split: str) -> list[Setting]:
     weights (what its final model was trained with, on average) and its final metrics."""
     points = member_points(result, split)
     weights = result.member_weights or [m.weights for m in result.members]
-    return [Setting(np.asarray(w, float), (), [i], [m.seed], points[i], np.zeros(points.shape[1]),
-                    int(not np.isnan(points[i]).any())) for i, (m, w) in enumerate(zip(result.members, weights))]
+    return [
+        Setting(
+            np.asarray(w, float),
+            (),
+            [i],
+            [m.seed],
+            points[i],
+            np.zeros(points.shape[1]),
+            int(not np.isnan(points[i]).any()),
+        )
+        for i, (m, w) in enumerate(zip(result.members, weights))
+    ]
 
 
 def front_table(result):
@@ -226,7 +270,13 @@ def front_table(result):
     val, test = member_points(result, "val"), member_points(result, "test")
     weights = result.member_weights or [m.weights for m in result.members]
     order = list(result.front) + [i for i in range(len(result.members)) if i not in result.front]
-    header = ["member", "weights (lr-weighted)", *(f"{n} (val)" for n in names), *(f"{n} (test)" for n in names), "front"]
+    header = [
+        "member",
+        "weights (lr-weighted)",
+        *(f"{n} (val)" for n in names),
+        *(f"{n} (test)" for n in names),
+        "front",
+    ]
     rows = []
     for i in order:
         cells = [result.members[i].name, "(" + ", ".join(f"{w:.3f}" for w in weights[i]) + ")"]
@@ -269,8 +319,9 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
     fitness = build_fitness(result.config.pbt.fitness, result.primary)
     schedule = plot_schedule(result.schedule, objectives, total_steps, directory / "schedule.png")
     curves = plot_fitness(fitness_curves(store, members, fitness), result.best_name, directory / "fitness.png")
-    lineage = plot_lineage(result.lineage, members, total_steps, directory / "lineage.png", result.best_name,
-                           front_names)
+    lineage = plot_lineage(
+        result.lineage, members, total_steps, directory / "lineage.png", result.best_name, front_names
+    )
     sweep_best = best_of_sweep(sweep_dir, result) if sweep_dir is not None else None
     header, rows = comparison_rows(result, sweep_best)
     schedule_text = "; ".join(f"step {s}: ({', '.join(f'{w:.3f}' for w in ws)})" for s, ws in result.schedule)
@@ -280,7 +331,8 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
         f"{len(members)} members, sync every {config.pbt.interval} evaluation(s), quantile {config.pbt.quantile}, "
         f"fitness {config.pbt.fitness}. Settings: {settings_text(config, seed=False)} Member seeds "
         f"{config.seed}…{config.seed + len(members) - 1}. Best member"
-        + (" (of the front, by the fitness)" if mo else "") + f": {result.best_name}; its schedule: "
+        + (" (of the front, by the fitness)" if mo else "")
+        + f": {result.best_name}; its schedule: "
         f"{schedule_text}. Weighted by the learning rate ({config.schedule.name} schedule), the schedule averages "
         f"{effective}: the weights that mattered, since late weights hardly move a model once a decaying learning "
         "rate nears 0 (the final weights alone can then be far from any optimum).",
@@ -306,5 +358,7 @@ def write_pbt_report(result, store: Store, total_steps: int, sweep_dir: Path | N
     path = directory / "report.md"
     write_text(path, "\n".join(lines))
     write_html(directory / "report.html", lines[0][2:], paragraphs, header, rows, figures, tables)
-    return path, (format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
-                  f"\nlearning-rate-weighted weights: {effective}" + terminal)
+    return path, (
+        format_table(header, rows) + f"\n\nbest member {result.best_name}; schedule: {schedule_text}"
+        f"\nlearning-rate-weighted weights: {effective}" + terminal
+    )

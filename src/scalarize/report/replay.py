@@ -45,18 +45,43 @@ def replay_rows(result) -> tuple[list[str], list[list[str]]]:
     fitness = mean_primary(result.primary)
     header = ["run", "seeds", *(f"{n} (test)" for n in names), "fitness (val)"]
     best = result.pbt_best
-    rows = [[f"PBT best ({result.best}, selected on validation)", "1",
-             *(f"{best['test'][n]:.4f}" if n in best.get("test", {}) else "—" for n in names),
-             f"{fitness(best['val']):.4f}" if best.get("val") else "—"]]
+    rows = [
+        [
+            f"PBT best ({result.best}, selected on validation)",
+            "1",
+            *(f"{best['test'][n]:.4f}" if n in best.get("test", {}) else "—" for n in names),
+            f"{fitness(best['val']):.4f}" if best.get("val") else "—",
+        ]
+    ]
     for label, runs in (("replay of its schedule", result.replay), ("uniform scalarization", result.uniform)):
         done = [s for s in result.seeds if runs[s].status == "completed"]
-        rows.append([label, f"{len(done)}/{len(result.seeds)}", *(_mean_std(_values(runs, n, result.seeds)) for n in names),
-                     _mean_std([fitness(runs[s].val) for s in done])])
-    paired = [[r - u for r, u in zip(_values(result.replay, n, result.seeds), _values(result.uniform, n, result.seeds))]
-              for n in names]
-    rows.append(["replay − uniform (paired by seed)", str(len(result.seeds)), *(_mean_std(d, signed=True) for d in paired),
-                 _mean_std([fitness(result.replay[s].val) - fitness(result.uniform[s].val) for s in result.seeds
-                            if result.replay[s].status == result.uniform[s].status == "completed"], signed=True)])
+        rows.append(
+            [
+                label,
+                f"{len(done)}/{len(result.seeds)}",
+                *(_mean_std(_values(runs, n, result.seeds)) for n in names),
+                _mean_std([fitness(runs[s].val) for s in done]),
+            ]
+        )
+    paired = [
+        [r - u for r, u in zip(_values(result.replay, n, result.seeds), _values(result.uniform, n, result.seeds))]
+        for n in names
+    ]
+    rows.append(
+        [
+            "replay − uniform (paired by seed)",
+            str(len(result.seeds)),
+            *(_mean_std(d, signed=True) for d in paired),
+            _mean_std(
+                [
+                    fitness(result.replay[s].val) - fitness(result.uniform[s].val)
+                    for s in result.seeds
+                    if result.replay[s].status == result.uniform[s].status == "completed"
+                ],
+                signed=True,
+            ),
+        ]
+    )
     return header, rows
 
 
@@ -66,7 +91,7 @@ def plot_replay(result, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 0.6, 3.6), squeeze=False)
     for axis, name in zip(axes[0], names):
         replay, uniform = _values(result.replay, name, result.seeds), _values(result.uniform, name, result.seeds)
-        for seed, r, u in zip(result.seeds, replay, uniform):
+        for _seed, r, u in zip(result.seeds, replay, uniform):
             axis.plot([0, 1], [u, r], color="0.7", lw=0.8, zorder=1)
         axis.scatter(np.zeros(len(uniform)), uniform, color="C0", s=30, zorder=2, label="uniform")
         axis.scatter(np.ones(len(replay)), replay, color="C1", s=30, zorder=2, label="replay")
@@ -94,8 +119,15 @@ def write_replay_report(result) -> tuple[Path, str]:
         "trained alike and neither is selected again: their paired difference (seed by seed) is the fair "
         "comparison. Test metrics at each run's best validation evaluation.",
     ]
-    lines = [f"# Replay of PBT {result.search}", "", *(line for p in paragraphs for line in (p, "")),
-             markdown_table(header, rows), "", f"![replay against uniform]({figure.name})", ""]
+    lines = [
+        f"# Replay of PBT {result.search}",
+        "",
+        *(line for p in paragraphs for line in (p, "")),
+        markdown_table(header, rows),
+        "",
+        f"![replay against uniform]({figure.name})",
+        "",
+    ]
     path = directory / "replay.md"
     write_text(path, "\n".join(lines))
     write_html(directory / "replay.html", lines[0][2:], paragraphs, header, rows, [figure])

@@ -25,8 +25,8 @@ from matplotlib.colors import CenteredNorm, Normalize  # noqa: E402
 
 from scalarize.files import replaced, write_text  # noqa: E402
 from scalarize.pareto import delta_m  # noqa: E402
-from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.describe import settings_text  # noqa: E402
+from scalarize.report.experiment import format_table, markdown_table  # noqa: E402
 from scalarize.report.figures import LEGEND_SIZE, one_two_five, plain_log_axis, save_figure, styles  # noqa: E402
 from scalarize.report.html import write_html  # noqa: E402
 from scalarize.search.fitness import mean_primary  # noqa: E402
@@ -59,8 +59,17 @@ def cell_rows(result):
         for objective, (metric, _) in zip(cell.group, primary):
             stl = result.stl[(objective, cell.depth, cell.width, cell.seed)].test.get(metric)
             deltas[objective] = test[metric] - stl if stl is not None else float("nan")
-        rows.append({"group": "+".join(cell.group), "depth": cell.depth, "width": cell.width, "seed": cell.seed,
-                     "best": best, "weights": member.weights, "delta": deltas})
+        rows.append(
+            {
+                "group": "+".join(cell.group),
+                "depth": cell.depth,
+                "width": cell.width,
+                "seed": cell.seed,
+                "best": best,
+                "weights": member.weights,
+                "delta": deltas,
+            }
+        )
     return rows
 
 
@@ -78,9 +87,19 @@ def conflict_rows(result, store: Store):
             cosine = float(np.mean([v for _, v in history.get("mean_cosine", [])]))
             negative = float(np.mean([v for _, v in history.get("negative_fraction", [])]))
             gain = delta_m([run.test[m] for m, _ in primary], stl, [up for _, up in primary])
-            rows.append({"group": "+".join(cell.group), "depth": cell.depth, "width": cell.width, "seed": cell.seed,
-                         "member": member.name, "weights": member.weights, "mean_cosine": cosine,
-                         "negative_fraction": negative, "delta_m": float(gain)})
+            rows.append(
+                {
+                    "group": "+".join(cell.group),
+                    "depth": cell.depth,
+                    "width": cell.width,
+                    "seed": cell.seed,
+                    "member": member.name,
+                    "weights": member.weights,
+                    "mean_cosine": cosine,
+                    "negative_fraction": negative,
+                    "delta_m": float(gain),
+                }
+            )
     return rows
 
 
@@ -134,13 +153,26 @@ def plot_sizes(rows, groups, depths, widths, directory: Path, higher: dict[str, 
     for group in groups:
         objectives = group.split("+")
         fig, axes = plt.subplots(1, 1 + len(objectives), figsize=(4.2 * (1 + len(objectives)), 3.4), squeeze=False)
-        _heatmap(axes[0, 0], _grid(rows, group, depths, widths, lambda r: r["weights"][0]), depths, widths,
-                 f"best weight of {objectives[0]}", norm=Normalize(0.0, 1.0))
+        _heatmap(
+            axes[0, 0],
+            _grid(rows, group, depths, widths, lambda r: r["weights"][0]),
+            depths,
+            widths,
+            f"best weight of {objectives[0]}",
+            norm=Normalize(0.0, 1.0),
+        )
         for axis, objective in zip(axes[0, 1:], objectives):
             delta = _grid(rows, group, depths, widths, lambda r, o=objective: r["delta"][o])
-            _heatmap(axis, delta, depths, widths, f"Δ {objective}: multi-task − single-task\n(blue: better, red: worse)",
-                     fmt="{:+.3f}", cmap="RdBu" if higher.get(objective, True) else "RdBu_r",
-                     norm=centred_norm(delta))
+            _heatmap(
+                axis,
+                delta,
+                depths,
+                widths,
+                f"Δ {objective}: multi-task − single-task\n(blue: better, red: worse)",
+                fmt="{:+.3f}",
+                cmap="RdBu" if higher.get(objective, True) else "RdBu_r",
+                norm=centred_norm(delta),
+            )
         fig.suptitle(group, fontsize=10)
         path = directory / f"sizes_{group.replace('+', '_')}.png"
         save_figure(fig, path)
@@ -151,8 +183,10 @@ def plot_sizes(rows, groups, depths, widths, directory: Path, higher: dict[str, 
 def plot_conflict(rows, directory: Path) -> tuple[Path, dict]:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     stats = {}
-    for axis, key, label in ((axes[0], "mean_cosine", "mean cosine between task gradients"),
-                             (axes[1], "negative_fraction", "fraction of negative cosines")):
+    for axis, key, label in (
+        (axes[0], "mean_cosine", "mean cosine between task gradients"),
+        (axes[1], "negative_fraction", "fraction of negative cosines"),
+    ):
         for group in sorted({r["group"] for r in rows}):
             points = [(r[key], r["delta_m"]) for r in rows if r["group"] == group]
             axis.scatter(*zip(*points), s=14, label=group)
@@ -172,14 +206,23 @@ def plot_conflict(rows, directory: Path) -> tuple[Path, dict]:
 
 def methods_provenance(data: dict, source: Path) -> str:
     """Where the methods' timings come from: the benchmark's machine, not this study's."""
-    machine = ", ".join(str(x) for x in (data.get("device"), data.get("device_name"),
-                                         f"{data['threads']} thread(s)" if data.get("threads") else None,
-                                         f"torch {data['torch']}" if data.get("torch") else None) if x)
+    machine = ", ".join(
+        str(x)
+        for x in (
+            data.get("device"),
+            data.get("device_name"),
+            f"{data['threads']} thread(s)" if data.get("threads") else None,
+            f"torch {data['torch']}" if data.get("torch") else None,
+        )
+        if x
+    )
     load = data.get("load_average_before_after")
     loaded = f"; load average {load[0]} before, {load[1]} after" if isinstance(load, list) and len(load) == 2 else ""
-    return (f"Step time and memory of the methods come from {source} (benchmarks/methods_scaling.py on "
-            f"{data.get('benchmark', 'its benchmark')}, model {data.get('model', '?')}), measured on "
-            f"{machine or 'an unrecorded machine'}{loaded}: not by this study, and maybe not on this machine.")
+    return (
+        f"Step time and memory of the methods come from {source} (benchmarks/methods_scaling.py on "
+        f"{data.get('benchmark', 'its benchmark')}, model {data.get('model', '?')}), measured on "
+        f"{machine or 'an unrecorded machine'}{loaded}: not by this study, and maybe not on this machine."
+    )
 
 
 def plot_methods(source: Path, directory: Path) -> tuple[Path | None, list, str]:
@@ -190,8 +233,16 @@ def plot_methods(source: Path, directory: Path) -> tuple[Path | None, list, str]
         return None, [], ""
     data = json.loads(source.read_text())
     records = data.get("records") or data.get("results") or []
-    rows = [(r.get("method"), r.get("num_tasks", r.get("K")), r.get("step_time_ms", r.get("time_ms")),
-             r.get("peak_memory_mb", r.get("memory_mb"))) for r in records if isinstance(r, dict)]
+    rows = [
+        (
+            r.get("method"),
+            r.get("num_tasks", r.get("K")),
+            r.get("step_time_ms", r.get("time_ms")),
+            r.get("peak_memory_mb", r.get("memory_mb")),
+        )
+        for r in records
+        if isinstance(r, dict)
+    ]
     rows = [r for r in rows if None not in r]
     if not rows:
         return None, [], ""
@@ -216,8 +267,10 @@ def plot_methods(source: Path, directory: Path) -> tuple[Path | None, list, str]
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=8, ncol=1 if len(labels) <= 24 else 2)
     machine = data.get("device_name") or data.get("device") or "another machine"
-    fig.suptitle(f"measured by benchmarks/methods_scaling.py on {machine} ({data.get('device', '?')}), "
-                 "not by this study", fontsize=10)
+    fig.suptitle(
+        f"measured by benchmarks/methods_scaling.py on {machine} ({data.get('device', '?')}), not by this study",
+        fontsize=10,
+    )
     path = directory / "methods_scaling.png"
     save_figure(fig, path)
     return path, rows, methods_provenance(data, source)
@@ -227,46 +280,99 @@ def write_study_report(result, methods_benchmark: Path = METHODS_BENCHMARK) -> t
     directory = result.config.experiment_dir()
     depths, widths = result.config.study.depths, result.config.study.widths
     rows = cell_rows(result)
-    groups = sorted({r["group"] for r in rows}, key=lambda g: [c.label for c in result.cells if "+".join(c.group) == g][0])
+    groups = sorted(
+        {r["group"] for r in rows}, key=lambda g: [c.label for c in result.cells if "+".join(c.group) == g][0]
+    )
     with Store(directory) as store:
         conflicts = conflict_rows(result, store)
-    size_figures = plot_sizes(rows, groups, depths, widths, directory,
-                              {o: up for o, (_, up) in result.primary.items()})
+    size_figures = plot_sizes(rows, groups, depths, widths, directory, {o: up for o, (_, up) in result.primary.items()})
     conflict_figure, r = plot_conflict(conflicts, directory) if conflicts else (None, {})
     methods_figure, method_rows, provenance = plot_methods(methods_benchmark, directory)
-    _write_csv(directory / "best_weights_and_delta.csv",
-               ["group", "depth", "width", "seed", "best_member", "weights", "delta_per_objective"],
-               [[r["group"], r["depth"], r["width"], r["seed"], r["best"], json.dumps(r["weights"]), json.dumps(r["delta"])]
-                for r in rows])
-    _write_csv(directory / "conflict.csv",
-               ["group", "depth", "width", "seed", "member", "weights", "mean_cosine", "negative_fraction", "delta_m"],
-               [[c["group"], c["depth"], c["width"], c["seed"], c["member"], json.dumps(c["weights"]), c["mean_cosine"],
-                 c["negative_fraction"], c["delta_m"]] for c in conflicts])
+    _write_csv(
+        directory / "best_weights_and_delta.csv",
+        ["group", "depth", "width", "seed", "best_member", "weights", "delta_per_objective"],
+        [
+            [r["group"], r["depth"], r["width"], r["seed"], r["best"], json.dumps(r["weights"]), json.dumps(r["delta"])]
+            for r in rows
+        ],
+    )
+    _write_csv(
+        directory / "conflict.csv",
+        ["group", "depth", "width", "seed", "member", "weights", "mean_cosine", "negative_fraction", "delta_m"],
+        [
+            [
+                c["group"],
+                c["depth"],
+                c["width"],
+                c["seed"],
+                c["member"],
+                json.dumps(c["weights"]),
+                c["mean_cosine"],
+                c["negative_fraction"],
+                c["delta_m"],
+            ]
+            for c in conflicts
+        ],
+    )
     if method_rows:
-        _write_csv(directory / "methods_scaling.csv", ["method", "tasks", "step_time_ms", "peak_memory_mb"], method_rows)
+        _write_csv(
+            directory / "methods_scaling.csv", ["method", "tasks", "step_time_ms", "peak_memory_mb"], method_rows
+        )
     header = ["group", "depth", "width", "seed", "best weights", *("Δ " + o for o in result.objectives)]
-    table = [[r["group"], str(r["depth"]), f"{r['width']:g}", str(r["seed"]), "(" + ", ".join(f"{w:.2f}" for w in r["weights"]) + ")",
-              *(f"{r['delta'][o]:+.4f}" if o in r["delta"] else "" for o in result.objectives)] for r in rows]
+    table = [
+        [
+            r["group"],
+            str(r["depth"]),
+            f"{r['width']:g}",
+            str(r["seed"]),
+            "(" + ", ".join(f"{w:.2f}" for w in r["weights"]) + ")",
+            *(f"{r['delta'][o]:+.4f}" if o in r["delta"] else "" for o in result.objectives),
+        ]
+        for r in rows
+    ]
     conflict_text = (
-        f"Pearson r between Δm and the mean gradient cosine: {r['mean_cosine']:.2f} over all {len(conflicts)} members "
-        f"({r['mean_cosine_uniform']:.2f} over the uniform-weight members); between Δm and the fraction of negative "
-        f"cosines: {r['negative_fraction']:.2f} ({r['negative_fraction_uniform']:.2f})."
-    ) if conflicts else "No conflict measurements."
+        (
+            f"Pearson r between Δm and the mean gradient cosine: {r['mean_cosine']:.2f} over all {len(conflicts)} members "
+            f"({r['mean_cosine_uniform']:.2f} over the uniform-weight members); between Δm and the fraction of negative "
+            f"cosines: {r['negative_fraction']:.2f} ({r['negative_fraction_uniform']:.2f})."
+        )
+        if conflicts
+        else "No conflict measurements."
+    )
     figures = [*size_figures, conflict_figure]
     study = result.config.study
-    about = (f"Depths {depths} x widths {widths}, groups {groups}, sweep {study.sweep.design} (step "
-             f"{study.sweep.step}), seeds {study.seeds}. Settings of every run: {settings_text(result.config, seed=False)}")
-    lines = [f"# Study {result.config.name} on {result.config.benchmark.name}", "", about, "",
-             markdown_table(header, table), "", conflict_text, "",
-             *(f"![{p.stem}]({p.name})\n" for p in figures if p is not None)]
+    about = (
+        f"Depths {depths} x widths {widths}, groups {groups}, sweep {study.sweep.design} (step "
+        f"{study.sweep.step}), seeds {study.seeds}. Settings of every run: {settings_text(result.config, seed=False)}"
+    )
+    lines = [
+        f"# Study {result.config.name} on {result.config.benchmark.name}",
+        "",
+        about,
+        "",
+        markdown_table(header, table),
+        "",
+        conflict_text,
+        "",
+        *(f"![{p.stem}]({p.name})\n" for p in figures if p is not None),
+    ]
     if methods_figure is not None:
         lines += [provenance, "", f"![{methods_figure.stem}]({methods_figure.name})", ""]
     else:
         lines += [f"(No MTO benchmark results at {methods_benchmark}: run benchmarks/methods_scaling.py.)", ""]
-    lines += ["Data behind the figures: best_weights_and_delta.csv, conflict.csv"
-              + (", methods_scaling.csv" if method_rows else "") + "."]
+    lines += [
+        "Data behind the figures: best_weights_and_delta.csv, conflict.csv"
+        + (", methods_scaling.csv" if method_rows else "")
+        + "."
+    ]
     path = directory / "report.md"
     write_text(path, "\n".join(lines))
-    write_html(directory / "report.html", lines[0][2:], [about, conflict_text, provenance], header, table,
-               [*figures, methods_figure])
+    write_html(
+        directory / "report.html",
+        lines[0][2:],
+        [about, conflict_text, provenance],
+        header,
+        table,
+        [*figures, methods_figure],
+    )
     return path, format_table(header, table) + "\n\n" + conflict_text

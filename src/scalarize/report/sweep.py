@@ -67,8 +67,17 @@ def settings_of(result, split: str = "test") -> list[Setting]:
         done = rows[~np.isnan(rows).any(axis=1)]
         mean = done.mean(axis=0) if len(done) else np.full(points.shape[1], np.nan)
         std = done.std(axis=0, ddof=1) if len(done) > 1 else np.zeros(points.shape[1])
-        out.append(Setting(np.asarray(weights, float), values, members,
-                           [result.members[i].seed for i in members], mean, std, len(done)))
+        out.append(
+            Setting(
+                np.asarray(weights, float),
+                values,
+                members,
+                [result.members[i].seed for i in members],
+                mean,
+                std,
+                len(done),
+            )
+        )
     return out
 
 
@@ -98,7 +107,12 @@ def front_rows(result, split: str = "test"):
     for i in order:
         member = result.members[i]
         status = result.results[member.name].status
-        cells = [member.name, _label(member.weights), *(_setting(member.config, key) for key in factors), str(member.seed)]
+        cells = [
+            member.name,
+            _label(member.weights),
+            *(_setting(member.config, key) for key in factors),
+            str(member.seed),
+        ]
         cells += [f"{v:.4f}" if not np.isnan(v) else status for v in points[i]]
         cells.append(f"{deltas[i]:+.2f}" if deltas is not None and valid[i] and np.isfinite(deltas[i]) else "—")
         cells.append("yes" if i in front else "")
@@ -110,12 +124,15 @@ def _member_deltas(result, split: str):
     """Each member's Δm over the Δm metrics (every metric of a dense task, else the primary ones)
     against ``config.single_task`` when given, else the single-task runs; ``None`` without either."""
     metrics = list(getattr(result, "delta", None) or result.primary)
-    reference = reference_values(metrics, {o: getattr(r, split) for o, r in result.stl.items()},
-                                 getattr(result.config, "single_task", None))
+    reference = reference_values(
+        metrics, {o: getattr(r, split) for o, r in result.stl.items()}, getattr(result.config, "single_task", None)
+    )
     if reference is None:
         return None
-    values = np.array([[getattr(result.results[m.name], split).get(n, np.nan) for n, _ in metrics]
-                       for m in result.members], dtype=float).reshape(-1, len(metrics))
+    values = np.array(
+        [[getattr(result.results[m.name], split).get(n, np.nan) for n, _ in metrics] for m in result.members],
+        dtype=float,
+    ).reshape(-1, len(metrics))
     ok = ~np.isnan(values).any(axis=1)
     out = np.full(len(values), np.nan)
     if ok.any():
@@ -131,8 +148,14 @@ def _setting_rows(result, split: str):
     stl = _stl_point(result, split)
     valid = ~np.isnan(means).any(axis=1)
     deltas = delta_m_batch(np.where(valid[:, None], means, 1.0), stl, maximize) if stl is not None else None
-    header = ["weights", *result.config.sweep.factors, "seeds", *(f"{n} (mean ± std)" for n, _ in result.primary),
-              "Δm % (of the means)", "front"]
+    header = [
+        "weights",
+        *result.config.sweep.factors,
+        "seeds",
+        *(f"{n} (mean ± std)" for n, _ in result.primary),
+        "Δm % (of the means)",
+        "front",
+    ]
     rows = []
     for i in sorted(range(len(settings)), key=lambda i: (i not in front, i)):
         s = settings[i]
@@ -237,15 +260,43 @@ def _draw_front(axis, result, settings, valid, maximize, names, stl, split):
         points = result.points(split)
         for s in settings:
             seeds = points[s.members]
-            axis.scatter(seeds[:, 0], seeds[:, 1], c=np.full(len(seeds), s.weights[0]), cmap="viridis", vmin=0,
-                         vmax=1, s=14, alpha=0.3, linewidths=0)
+            axis.scatter(
+                seeds[:, 0],
+                seeds[:, 1],
+                c=np.full(len(seeds), s.weights[0]),
+                cmap="viridis",
+                vmin=0,
+                vmax=1,
+                s=14,
+                alpha=0.3,
+                linewidths=0,
+            )
         std = np.array([s.std for s in settings])
-        axis.errorbar(means[valid, 0], means[valid, 1], xerr=std[valid, 0], yerr=std[valid, 1], fmt="none",
-                      ecolor="0.55", elinewidth=0.8, capsize=2, zorder=1)
+        axis.errorbar(
+            means[valid, 0],
+            means[valid, 1],
+            xerr=std[valid, 0],
+            yerr=std[valid, 1],
+            fmt="none",
+            ecolor="0.55",
+            elinewidth=0.8,
+            capsize=2,
+            zorder=1,
+        )
         axis.scatter([], [], s=14, c="0.6", alpha=0.4, label="one seed")
         axis.scatter([], [], s=40, c="0.6", edgecolors="k", linewidths=0.4, label="mean ± std over seeds")
-    scatter = axis.scatter(means[valid, 0], means[valid, 1], c=weights[valid], cmap="viridis", s=40, vmin=0.0,
-                           vmax=1.0, edgecolors="k", linewidths=0.4, zorder=3)
+    scatter = axis.scatter(
+        means[valid, 0],
+        means[valid, 1],
+        c=weights[valid],
+        cmap="viridis",
+        s=40,
+        vmin=0.0,
+        vmax=1.0,
+        edgecolors="k",
+        linewidths=0.4,
+        zorder=3,
+    )
     front = sorted(_front(means, maximize), key=lambda i: means[i, 0])
     axis.plot(means[front, 0], means[front, 1], "k--", lw=1, label="front", zorder=2)
     if stl is not None:
@@ -285,7 +336,9 @@ def simplex_colour(result, means: np.ndarray, split: str = "test") -> tuple[np.n
     valid = ~np.isnan(means).any(axis=1)
     stl = _stl_point(result, split)
     if stl is not None:
-        return delta_m_batch(np.where(valid[:, None], means, 1.0), stl, maximize), "Δm % vs single-task (higher is better)"
+        return delta_m_batch(
+            np.where(valid[:, None], means, 1.0), stl, maximize
+        ), "Δm % vs single-task (higher is better)"
     signed = np.where(maximize, means, -means)
     low, high = np.nanmin(signed, axis=0), np.nanmax(signed, axis=0)
     scaled = (signed - low) / np.where(high > low, high - low, 1.0)
@@ -301,8 +354,9 @@ def _plot_simplex(result, settings: list[Setting], split: str):
     corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
     xy = (weights / weights.sum(axis=1, keepdims=True)) @ corners
     colour, label = simplex_colour(result, means, split)
-    scatter = axis.scatter(xy[valid, 0], xy[valid, 1], c=colour[valid], cmap="viridis", s=70, edgecolors="k",
-                           linewidths=0.4)
+    scatter = axis.scatter(
+        xy[valid, 0], xy[valid, 1], c=colour[valid], cmap="viridis", s=70, edgecolors="k", linewidths=0.4
+    )
     if valid.any():
         best = np.flatnonzero(valid)[np.nanargmax(colour[valid])]
         axis.scatter(*xy[best], s=260, facecolors="none", edgecolors="red", linewidths=1.5, label="best")
@@ -310,8 +364,14 @@ def _plot_simplex(result, settings: list[Setting], split: str):
     fig.colorbar(scatter, ax=axis, label=label)
     axis.plot(*np.vstack([corners, corners[:1]]).T, "k-", lw=0.8)
     for corner, name in zip(corners, names):
-        axis.annotate(f"{name.split('/')[0]} = 1", corner, ha="center", va="bottom" if corner[1] > 0 else "top",
-                      xytext=(0, 4 if corner[1] > 0 else -4), textcoords="offset points")
+        axis.annotate(
+            f"{name.split('/')[0]} = 1",
+            corner,
+            ha="center",
+            va="bottom" if corner[1] > 0 else "top",
+            xytext=(0, 4 if corner[1] > 0 else -4),
+            textcoords="offset points",
+        )
     axis.set_xlim(-0.08, 1.08)
     axis.set_ylim(-0.1, 0.95)
     axis.set_aspect("equal")
@@ -347,12 +407,26 @@ def plot_metric_vs_weight(result, path: Path, split: str = "test") -> Path:
     for j, (axis, name) in enumerate(zip(axes.flat, names)):
         weights = np.array([result.members[i].weights[j] for i in range(len(result.members))])
         several = _several_seeds(result)
-        axis.scatter(weights, points[:, j], s=14, alpha=0.3 if several else 1.0, color="C0",
-                     label="one seed" if several else None)
+        axis.scatter(
+            weights,
+            points[:, j],
+            s=14,
+            alpha=0.3 if several else 1.0,
+            color="C0",
+            label="one seed" if several else None,
+        )
         if several:
             w = np.array([s.weights[j] for s in settings])
-            axis.errorbar(w, [s.mean[j] for s in settings], yerr=[s.std[j] for s in settings], fmt="o", ms=5,
-                          color="C0", capsize=2, label="mean ± std")
+            axis.errorbar(
+                w,
+                [s.mean[j] for s in settings],
+                yerr=[s.std[j] for s in settings],
+                fmt="o",
+                ms=5,
+                color="C0",
+                capsize=2,
+                label="mean ± std",
+            )
             axis.legend(fontsize=LEGEND_SIZE)
         axis.set_xlabel(f"weight of {name.split('/')[0]}")
         axis.set_ylabel(f"{name} ({split})")
@@ -365,14 +439,18 @@ def design_text(spec, num_objectives: int) -> str:
     """The sweep's design in words (an adaptive one with its batches, an Optuna one with its sampler)."""
     if spec.design == "optuna":
         o = spec.optuna
-        return (f"an optuna design ({o.trials} trials of the {o.sampler} sampler, objectives {o.objectives}, asked in "
-                "batches; weights by Beta stick-breaking, uniform on the simplex)")
+        return (
+            f"an optuna design ({o.trials} trials of the {o.sampler} sampler, objectives {o.objectives}, asked in "
+            "batches; weights by Beta stick-breaking, uniform on the simplex)"
+        )
     if spec.design != "adaptive":
         return f"a {spec.design} design"
     a = spec.adaptive
-    return (f"an adaptive design ({a.first(num_objectives)} space-filling weight vectors, then up to {a.batches} "
-            f"batch(es) of {a.batch} at the largest gaps of the validation front traced so far; SURF 2026, "
-            "Kim & de Weck 2005)")
+    return (
+        f"an adaptive design ({a.first(num_objectives)} space-filling weight vectors, then up to {a.batches} "
+        f"batch(es) of {a.batch} at the largest gaps of the validation front traced so far; SURF 2026, "
+        "Kim & de Weck 2005)"
+    )
 
 
 def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
@@ -384,23 +462,37 @@ def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
     config = result.config
     seeds = config.sweep.seeds
     several = len(seeds) > 1
-    what = (f"{stats['settings']} settings x {len(seeds)} seeds = {stats['members']} members"
-            if several else f"{stats['members']} members")
+    what = (
+        f"{stats['settings']} settings x {len(seeds)} seeds = {stats['members']} members"
+        if several
+        else f"{stats['members']} members"
+    )
     paragraphs = [
         f"Scalarization with the weights of {design_text(config.sweep, len(result.primary))}"
         + (f", crossed with {', '.join(config.sweep.factors)}" if config.sweep.factors else "")
         + f"; training seeds {', '.join(map(str, seeds))}. Settings: {settings_text(config, seed=False)}",
         f"{what}, {stats['front']} on the front; hypervolume {stats['hypervolume']:.6g} against reference "
         f"{stats['reference']} (test metrics at the best validation evaluation of each member"
-        + ("; the front, Δm and the hypervolume are those of the means over seeds, each seed drawn faintly" if several
-           else "") + ").",
+        + (
+            "; the front, Δm and the hypervolume are those of the means over seeds, each seed drawn faintly"
+            if several
+            else ""
+        )
+        + ").",
     ]
     if getattr(result, "saved_steps", None) is not None:
         paragraphs.append(early_stopping_text(result))
-    lines = [f"# Sweep {config.name}: scalarization on {config.benchmark.name}", "",
-             *(line for p in paragraphs for line in (p, "")),
-             f"![front]({front.name})", "", f"![metric against weight]({curves.name})", "",
-             markdown_table(header, rows), ""]
+    lines = [
+        f"# Sweep {config.name}: scalarization on {config.benchmark.name}",
+        "",
+        *(line for p in paragraphs for line in (p, "")),
+        f"![front]({front.name})",
+        "",
+        f"![metric against weight]({curves.name})",
+        "",
+        markdown_table(header, rows),
+        "",
+    ]
     if several:
         members = _member_rows(result)
         lines += ["Every member (one seed each):", "", markdown_table(*members), ""]
@@ -409,7 +501,9 @@ def write_sweep_report(result, directory: Path) -> tuple[Path, str]:
     write_html(directory / "report.html", lines[0][2:], paragraphs, header, rows, [front, curves])
     noun = "settings" if several else "members"
     count = stats["settings"] if several else stats["members"]
-    return path, format_table(header, rows) + f"\n\nhypervolume {stats['hypervolume']:.6g}; {stats['front']} of {count} {noun} on the front"
+    return path, format_table(
+        header, rows
+    ) + f"\n\nhypervolume {stats['hypervolume']:.6g}; {stats['front']} of {count} {noun} on the front"
 
 
 def early_stopping_text(result) -> str:
@@ -419,14 +513,24 @@ def early_stopping_text(result) -> str:
     stopped = sum(r.status == "stopped" for r in result.results.values())
     rungs = f"rungs {spec.rungs}" if spec.rungs else f"min_resource {spec.min_resource}"
     share = f" ({100 * saved / planned:.0f}%)" if planned else ""
-    return (f"Early stopping (successive halving / ASHA, Li et al. 2020; {rungs}, reduction factor "
-            f"{spec.reduction_factor}, by {result.config.sweep.fitness}): {stopped} of {len(result.members)} members stopped "
-            f"(status stopped, left off the front); {saved} of {planned} member-steps{share} not trained.")
+    return (
+        f"Early stopping (successive halving / ASHA, Li et al. 2020; {rungs}, reduction factor "
+        f"{spec.reduction_factor}, by {result.config.sweep.fitness}): {stopped} of {len(result.members)} members stopped "
+        f"(status stopped, left off the front); {saved} of {planned} member-steps{share} not trained."
+    )
 
 
 def _member_rows(result):
     points = result.points()
     header = ["member", "weights", "seed", *(n for n, _ in result.primary), "status"]
-    rows = [[m.name, _label(m.weights), str(m.seed), *(f"{v:.4f}" if not np.isnan(v) else "—" for v in points[i]),
-             result.results[m.name].status] for i, m in enumerate(result.members)]
+    rows = [
+        [
+            m.name,
+            _label(m.weights),
+            str(m.seed),
+            *(f"{v:.4f}" if not np.isnan(v) else "—" for v in points[i]),
+            result.results[m.name].status,
+        ]
+        for i, m in enumerate(result.members)
+    ]
     return header, rows

@@ -100,10 +100,7 @@ def front_gaps(
     w = _check_weights(weights)
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or len(v) != len(w):
-        raise ValueError(
-            f"values must be a 2-D array with one row per weight vector ({len(w)}); "
-            f"got shape {v.shape}"
-        )
+        raise ValueError(f"values must be a 2-D array with one row per weight vector ({len(w)}); got shape {v.shape}")
     finite = np.flatnonzero(np.isfinite(v).all(axis=1))
     front = finite[pareto_front(v[finite], maximize)]
     if len(front) < 2:
@@ -132,9 +129,7 @@ def _fallback_candidates(k: int) -> NDArray[np.float64]:
     return lattice(k, 1.0 / m)
 
 
-def maximin_weights(
-    trained: np.ndarray | Sequence[Sequence[float]], batch: int, num_tasks: int
-) -> NDArray[np.float64]:
+def maximin_weights(trained: np.ndarray | Sequence[Sequence[float]], batch: int, num_tasks: int) -> NDArray[np.float64]:
     """``batch`` weight vectors chosen greedily, each the candidate farthest (Euclidean) from
     every trained and already chosen vector; candidates: :func:`_fallback_candidates`, first
     one on ties. Fewer rows only when every candidate is taken."""

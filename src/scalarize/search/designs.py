@@ -91,9 +91,7 @@ def lattice(num_tasks: int, step: float, include_uniform: bool = True) -> NDArra
         raise ValueError(f"step must be a number in (0, 1]; got {step!r}")
     m = round(1.0 / step)
     if abs(1.0 / step - m) > 1e-9:
-        raise ValueError(
-            f"1/step must be an integer; got step={step!r} (1/step = {1.0 / step:.12g})"
-        )
+        raise ValueError(f"1/step must be an integer; got step={step!r} (1/step = {1.0 / step:.12g})")
     size = math.comb(m + k - 1, k - 1)
     if size > MAX_LATTICE_POINTS:
         raise ValueError(
@@ -139,9 +137,7 @@ def sobol_simplex(num_tasks: int, n: int, seed: int) -> NDArray[np.float64]:
     return _unique_rows(np.vstack([head, _spacings(u)]))
 
 
-def dirichlet(
-    num_tasks: int, n: int, seed: int, alpha: float | Sequence[float] = 1.0
-) -> NDArray[np.float64]:
+def dirichlet(num_tasks: int, n: int, seed: int, alpha: float | Sequence[float] = 1.0) -> NDArray[np.float64]:
     """``n`` random points on Δ: the uniform point first, then ``n − 1`` Dirichlet(α) draws.
 
     Draws use ``numpy.random.default_rng(seed).dirichlet``; ``alpha`` is a positive scalar
@@ -162,9 +158,7 @@ def dirichlet(
     return _unique_rows(np.vstack([head, draws]))
 
 
-def grid(
-    weights: np.ndarray | Sequence[Sequence[float]], /, **factors: Sequence[Any]
-) -> list[dict[str, Any]]:
+def grid(weights: np.ndarray | Sequence[Sequence[float]], /, **factors: Sequence[Any]) -> list[dict[str, Any]]:
     """Cross product of weight rows with other factors, weights outermost.
 
     ``grid(w, width=[1, 2], seed=[0, 1])`` gives ``len(w) * 2 * 2`` dicts

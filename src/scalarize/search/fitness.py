@@ -46,9 +46,7 @@ FITNESS_NAMES = ("mean_primary", "weighted", "delta_m", "constrained")
 
 def _check_primary(primary: Primary) -> list[tuple[str, bool]]:
     if isinstance(primary, (str, bytes, Mapping)) or not isinstance(primary, Sequence):
-        raise ValueError(
-            f"primary must be a list of (metric name, higher_is_better) pairs; got {primary!r}"
-        )
+        raise ValueError(f"primary must be a list of (metric name, higher_is_better) pairs; got {primary!r}")
     out: list[tuple[str, bool]] = []
     for item in primary:
         if (
@@ -57,9 +55,7 @@ def _check_primary(primary: Primary) -> list[tuple[str, bool]]:
             or not isinstance(item[0], str)
             or not isinstance(item[1], (bool, np.bool_))
         ):
-            raise ValueError(
-                f"primary entries must be (metric name, higher_is_better) pairs; got {item!r}"
-            )
+            raise ValueError(f"primary entries must be (metric name, higher_is_better) pairs; got {item!r}")
         out.append((item[0], bool(item[1])))
     if not out:
         raise ValueError("primary must name at least one metric")
@@ -74,8 +70,7 @@ def _read(metrics: Mapping[str, float], names: Sequence[str]) -> NDArray[np.floa
     missing = [n for n in names if n not in metrics]
     if missing:
         raise ValueError(
-            f"fitness: metric {missing[0]!r} is missing from the validation metrics "
-            f"(have {sorted(metrics)})"
+            f"fitness: metric {missing[0]!r} is missing from the validation metrics (have {sorted(metrics)})"
         )
     return np.array([float(metrics[n]) for n in names], dtype=np.float64)
 
@@ -128,9 +123,7 @@ def _stl_vector(primary: list[tuple[str, bool]], stl: Any) -> NDArray[np.float64
     except (TypeError, ValueError):
         raise ValueError(f"stl must be numbers, one per primary metric; got {stl!r}") from None
     if vec.shape != (len(names),):
-        raise ValueError(
-            f"stl must have {len(names)} values (one per primary metric); got shape {vec.shape}"
-        )
+        raise ValueError(f"stl must have {len(names)} values (one per primary metric); got shape {vec.shape}")
     maximize = [hi for _, hi in primary]
     delta_m(vec, vec, maximize)  # validates: shape [k], finite, strictly positive
     return vec
@@ -179,27 +172,21 @@ def constrained(
     """
     prim = dict(_check_primary(primary))
     if not isinstance(target, str) or target not in prim:
-        raise ValueError(
-            f"constrained: target {target!r} is not a primary metric (have {sorted(prim)})"
-        )
+        raise ValueError(f"constrained: target {target!r} is not a primary metric (have {sorted(prim)})")
     if not isinstance(floors, Mapping) or not floors:
-        raise ValueError(
-            f"constrained: floors must be a non-empty {{metric: value}}; got {floors!r}"
-        )
+        raise ValueError(f"constrained: floors must be a non-empty {{metric: value}}; got {floors!r}")
     for name, value in floors.items():
         if name not in prim:
             raise ValueError(
                 f"constrained: floor metric {name!r} is not a primary metric, so its direction "
                 f"is unknown (have {sorted(prim)})"
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-            math.isfinite(value)
-        ):
-            raise ValueError(
-                f"constrained: floor for {name!r} must be a finite number; got {value!r}"
-            )
-    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not (
-        math.isfinite(penalty) and penalty > 0
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (math.isfinite(value)):
+            raise ValueError(f"constrained: floor for {name!r} must be a finite number; got {value!r}")
+    if (
+        isinstance(penalty, bool)
+        or not isinstance(penalty, (int, float))
+        or not (math.isfinite(penalty) and penalty > 0)
     ):
         raise ValueError(f"constrained: penalty must be a positive finite number; got {penalty!r}")
     names = list(floors)
@@ -261,9 +248,7 @@ def build_fitness(
         raise ValueError(f"fitness: unknown spec {name!r}; allowed: {allowed}")
     extra = sorted(set(args) - keys[name])
     if extra:
-        raise ValueError(
-            f"fitness {name!r}: unknown key {extra[0]!r}; allowed: {sorted(keys[name]) + ['name']}"
-        )
+        raise ValueError(f"fitness {name!r}: unknown key {extra[0]!r}; allowed: {sorted(keys[name]) + ['name']}")
     if name == "mean_primary":
         return mean_primary(primary)
     if name == "weighted":

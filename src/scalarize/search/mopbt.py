@@ -58,9 +58,7 @@ __all__ = [
 ]
 
 
-def objective_matrix(
-    metrics: Sequence[Mapping[str, float]], names: Sequence[str]
-) -> NDArray[np.float64]:
+def objective_matrix(metrics: Sequence[Mapping[str, float]], names: Sequence[str]) -> NDArray[np.float64]:
     """The objectives ``[N, K]`` of ``N`` members: ``metrics[m][names[j]]``, raw values.
 
     A member without metrics (an empty mapping: not evaluated yet) gets a row of NaN, which
@@ -74,9 +72,7 @@ def objective_matrix(
             continue
         missing = [name for name in names if name not in values]
         if missing:
-            raise ValueError(
-                f"member {m}: metric {missing[0]!r} is missing (have {sorted(values)})"
-            )
+            raise ValueError(f"member {m}: metric {missing[0]!r} is missing (have {sorted(values)})")
         rows.append([float(values[name]) for name in names])
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
 
@@ -186,16 +182,18 @@ def hypervolume_order(points: np.ndarray) -> NDArray[np.int64]:
 
 
 #: The diversity orders of :class:`MOPBTPolicy`, by name.
-DIVERSITY: dict[str, Callable[[NDArray[np.float64]], NDArray[np.int64]]] = {"scattered": scattered_order, "crowding": crowding_order, "hypervolume": hypervolume_order}
+DIVERSITY: dict[str, Callable[[NDArray[np.float64]], NDArray[np.int64]]] = {
+    "scattered": scattered_order,
+    "crowding": crowding_order,
+    "hypervolume": hypervolume_order,
+}
 
 
 def _orientation(maximize: Sequence[bool] | None, k: int) -> NDArray[np.bool_]:
     if maximize is None:
         return np.ones(k, dtype=bool)
     if len(maximize) != k:
-        raise ValueError(
-            f"MOPBTPolicy.maximize has {len(maximize)} entries but fitness has {k} objectives"
-        )
+        raise ValueError(f"MOPBTPolicy.maximize has {len(maximize)} entries but fitness has {k} objectives")
     return np.asarray(maximize, dtype=bool)
 
 
@@ -241,8 +239,10 @@ class MOPBTPolicy(PBTPolicy):
         super().__post_init__()
         m = self.maximize
         if m is not None:
-            if isinstance(m, (str, bytes)) or not isinstance(m, (Sequence, np.ndarray)) or not (
-                len(m) > 0 and all(isinstance(x, (bool, np.bool_)) for x in m)
+            if (
+                isinstance(m, (str, bytes))
+                or not isinstance(m, (Sequence, np.ndarray))
+                or not (len(m) > 0 and all(isinstance(x, (bool, np.bool_)) for x in m))
             ):
                 raise ValueError(f"MOPBTPolicy.maximize must be None or a list of bools; got {m!r}")
             object.__setattr__(self, "maximize", tuple(bool(x) for x in m))
@@ -258,9 +258,7 @@ class MOPBTPolicy(PBTPolicy):
         negated); ValueError unless 2-D with at least one member and one objective."""
         f = np.asarray(fitness, dtype=np.float64)
         if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
-            raise ValueError(
-                f"fitness must be a non-empty 2-D array [members, objectives]; got shape {f.shape}"
-            )
+            raise ValueError(f"fitness must be a non-empty 2-D array [members, objectives]; got shape {f.shape}")
         return np.where(_orientation(self.maximize, f.shape[1]), f, -f)
 
     def ranking_fitness(

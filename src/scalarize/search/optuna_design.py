@@ -91,19 +91,24 @@ def _sampler(optuna: Any, name: str, seed: int) -> Any:
 class OptunaDesign:
     """One Optuna study of a sweep: trial ``t``'s weights, and what it is told."""
 
-    def __init__(self, study: str, storage: str, sampler: str, seed: int, directions: Sequence[str],
-                 num_tasks: int) -> None:
+    def __init__(
+        self, study: str, storage: str, sampler: str, seed: int, directions: Sequence[str], num_tasks: int
+    ) -> None:
         self.optuna = import_optuna()
         self.sampler_name, self.seed, self.num_tasks = sampler, seed, num_tasks
         _sampler(self.optuna, sampler, seed)  # a bad name fails before the study is written
-        self.study = self.optuna.create_study(study_name=study, storage=storage, directions=list(directions),
-                                              load_if_exists=True)
+        self.study = self.optuna.create_study(
+            study_name=study, storage=storage, directions=list(directions), load_if_exists=True
+        )
         found = [d.name.lower() for d in self.study.directions]
         if found != list(directions):
-            raise ValueError(f"sweep.optuna: study {study!r} in {storage} has directions {found}, this sweep "
-                             f"{list(directions)}: use another study name or storage")
-        self.distributions = {f"u{i}": self.optuna.distributions.FloatDistribution(0.0, 1.0)
-                              for i in range(num_tasks - 1)}
+            raise ValueError(
+                f"sweep.optuna: study {study!r} in {storage} has directions {found}, this sweep "
+                f"{list(directions)}: use another study name or storage"
+            )
+        self.distributions = {
+            f"u{i}": self.optuna.distributions.FloatDistribution(0.0, 1.0) for i in range(num_tasks - 1)
+        }
 
     def weights(self, first: int, count: int) -> list[tuple[int, NDArray[np.float64]]]:
         """Trials ``first … first + count − 1`` as ``(number, weights)``: those in the storage
@@ -114,8 +119,10 @@ class OptunaDesign:
             trial = trials.get(number)
             if trial is None:
                 if number != len(self.study.get_trials(deepcopy=False)):
-                    raise ValueError(f"sweep.optuna: the study's trials are not numbered as this sweep's (no trial "
-                                     f"{number - 1}); is another process asking in it?")
+                    raise ValueError(
+                        f"sweep.optuna: the study's trials are not numbered as this sweep's (no trial "
+                        f"{number - 1}); is another process asking in it?"
+                    )
                 trial = self._ask(number)
             out.append((number, simplex_weights([trial.params[f"u{i}"] for i in range(self.num_tasks - 1)])))
         return out
@@ -144,5 +151,6 @@ class OptunaDesign:
         chosen = {"complete": states.COMPLETE, "fail": states.FAIL, "pruned": states.PRUNED}[state]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.study.tell(number, None if values is None else [float(v) for v in values], state=chosen,
-                            skip_if_finished=True)
+            self.study.tell(
+                number, None if values is None else [float(v) for v in values], state=chosen, skip_if_finished=True
+            )

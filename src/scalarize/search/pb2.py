@@ -101,9 +101,7 @@ def standardise(improvements: Sequence[float] | np.ndarray) -> NDArray[np.float6
     return clipped
 
 
-def _fit(
-    X: NDArray[np.float64], y: NDArray[np.float64], kernel: Kernel, optimize: bool
-) -> GaussianProcessRegressor:
+def _fit(X: NDArray[np.float64], y: NDArray[np.float64], kernel: Kernel, optimize: bool) -> GaussianProcessRegressor:
     gp = GaussianProcessRegressor(kernel, optimizer="fmin_l_bfgs_b" if optimize else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -135,8 +133,7 @@ def pb2_explore(
     y = np.asarray(improvements, dtype=np.float64).reshape(-1)
     if w.ndim != 2 or w.shape[1] < 1 or not (len(t) == len(y) == len(w)):
         raise ValueError(
-            "pb2_explore: need times [n], weights [n, k], improvements [n]; "
-            f"got {t.shape}, {w.shape}, {y.shape}"
+            f"pb2_explore: need times [n], weights [n, k], improvements [n]; got {t.shape}, {w.shape}, {y.shape}"
         )
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
         raise ValueError(f"pb2_explore: count must be a positive int; got {count!r}")
@@ -152,9 +149,7 @@ def pb2_explore(
         gp = _fit(X, y, kernel, optimize=True)
         kappa = ucb_kappa(len(y))
         Xh, yh, gp_h = X, y, gp
-        extra: list[NDArray[np.float64]] = (
-            [] if pending is None else list(np.asarray(pending, float).reshape(-1, k))
-        )
+        extra: list[NDArray[np.float64]] = [] if pending is None else list(np.asarray(pending, float).reshape(-1, k))
         for _ in range(count):
             if extra:  # hallucinate pending points / earlier picks at their predicted mean
                 Xe = np.column_stack([np.full(len(extra), float(now)), extra])

@@ -74,9 +74,7 @@ def _is_int(x: Any) -> bool:
 
 
 def _is_real(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
-        x, (bool, np.bool_)
-    )
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 def quantile_count(n: int, quantile: float) -> int:
@@ -302,9 +300,7 @@ class PBTPolicy:
         finite = np.flatnonzero(np.isfinite(f))
         return [int(finite[np.argmax(f[finite])])] if finite.size else []
 
-    def partition(
-        self, fitness: Fitness, rng: np.random.Generator
-    ) -> tuple[list[int], list[int]]:
+    def partition(self, fitness: Fitness, rng: np.random.Generator) -> tuple[list[int], list[int]]:
         """``(top, bottom)``: the sources, best first, and the members to replace, ascending.
 
         ``bottom`` = the last :func:`quantile_count` members of :meth:`rank` plus every diverged
@@ -319,9 +315,7 @@ class PBTPolicy:
         num = quantile_count(n, self.quantile)
         bottom = set(order[n - num :]) | {int(i) for i in np.flatnonzero(self.diverged(f))}
         if len(bottom) == n:
-            raise ValueError(
-                f"fitness: all {n} members diverged (non-finite); no member to copy from"
-            )
+            raise ValueError(f"fitness: all {n} members diverged (non-finite); no member to copy from")
         top = [m for m in order if m not in bottom][:num]
         return top, sorted(bottom)
 
@@ -352,15 +346,9 @@ class PBTPolicy:
         weights, lrs = _check_hyperparams(hyperparams, self.explore_lr)
         k = weights[0].size
         if self.weight_floor * k >= 1:
-            raise ValueError(
-                f"PBTPolicy.weight_floor must be < 1/k = {1 / k:g} for {k} tasks; "
-                f"got {self.weight_floor}"
-            )
+            raise ValueError(f"PBTPolicy.weight_floor must be < 1/k = {1 / k:g} for {k} tasks; got {self.weight_floor}")
         if not isinstance(step, np.random.Generator) and (not _is_int(step) or step < 0):
-            raise ValueError(
-                f"step must be a non-negative int (the sync index) or a numpy Generator; "
-                f"got {step!r}"
-            )
+            raise ValueError(f"step must be a non-negative int (the sync index) or a numpy Generator; got {step!r}")
         decisions = [Decision(m, m, weights[m].copy(), lrs[m]) for m in range(n)]
         if n == 1:
             return decisions
@@ -447,23 +435,17 @@ def initial_rows(hyperparams: Sequence[Mapping[str, Any]], time: int = 0) -> lis
     """The rows of the starting population (each member its own source), checked like the
     ``hyperparams`` of :meth:`PBTPolicy.decide`."""
     weights, lrs = _check_hyperparams(hyperparams, need_lr=False)
-    return [
-        LineageRow(int(time), m, m, tuple(float(x) for x in w), lr)
-        for m, (w, lr) in enumerate(zip(weights, lrs))
-    ]
+    return [LineageRow(int(time), m, m, tuple(float(x) for x in w), lr) for m, (w, lr) in enumerate(zip(weights, lrs))]
 
 
 def _row(r: LineageRow | Mapping[str, Any]) -> LineageRow:
     if isinstance(r, LineageRow):
         return r
     try:
-        return LineageRow(
-            r["time"], int(r["member"]), int(r["source"]), tuple(r["weights"]), r.get("lr")
-        )
+        return LineageRow(r["time"], int(r["member"]), int(r["source"]), tuple(r["weights"]), r.get("lr"))
     except (KeyError, TypeError):
         raise ValueError(
-            f"history rows must be LineageRow or dicts with time, member, source, weights; "
-            f"got {r!r}"
+            f"history rows must be LineageRow or dicts with time, member, source, weights; got {r!r}"
         ) from None
 
 

@@ -86,9 +86,16 @@ Log = Callable[[str], None]
 
 
 def train_with_early_stopping(
-    members: Sequence[Any], peers: Sequence[str], store: Any, rule: EarlyStopping,
-    fitness: Callable[[Mapping[str, float]], float], *, chunk_size: int = 16, progress: bool = True,
-    log: Log = lambda _: None, on_evaluation: Callable[..., Any] | None = None,
+    members: Sequence[Any],
+    peers: Sequence[str],
+    store: Any,
+    rule: EarlyStopping,
+    fitness: Callable[[Mapping[str, float]], float],
+    *,
+    chunk_size: int = 16,
+    progress: bool = True,
+    log: Log = lambda _: None,
+    on_evaluation: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Trains ``members`` (``Member``s; finished ones are read from ``store``) in stacked chunks
     of at most ``chunk_size``, stopping weak members at the rungs (module docstring); ``peers``:
@@ -102,7 +109,7 @@ def train_with_early_stopping(
         groups.setdefault(architecture_key(member.config), []).append(member)
     for group in groups.values():
         for start in range(0, len(group), chunk_size):
-            chunk = group[start: start + chunk_size]
+            chunk = group[start : start + chunk_size]
             if not all(finished(store, m.name) for m in chunk):
                 _train_chunk(chunk, peers, store, rule, fitness, progress, log, on_evaluation)
     return {m.name: result_from_store(store, m.name) for m in members}
@@ -117,9 +124,16 @@ def finished(store: Any, name: str) -> bool:
     return row is not None and row["status"] in (*FINISHED, STOPPED) and row["finished"] is not None
 
 
-def _train_chunk(chunk: list[Any], peers: Sequence[str], store: Any, rule: EarlyStopping,
-                 fitness: Callable[[Mapping[str, float]], float], progress: bool, log: Log,
-                 on_evaluation: Callable[..., Any] | None) -> None:
+def _train_chunk(
+    chunk: list[Any],
+    peers: Sequence[str],
+    store: Any,
+    rule: EarlyStopping,
+    fitness: Callable[[Mapping[str, float]], float],
+    progress: bool,
+    log: Log,
+    on_evaluation: Callable[..., Any] | None,
+) -> None:
     from scalarize.population.stacked import StackedPopulation
     from scalarize.train.checkpoint import load_checkpoint
     from scalarize.train.setup import benchmark_from_config
@@ -134,35 +148,56 @@ def _train_chunk(chunk: list[Any], peers: Sequence[str], store: Any, rule: Early
     running = [by_name[n] for n in names]
     for member in running:
         store.start_run(member.name, member.kind, member.config.model_dump(mode="json"), member.fingerprint)
-    population = StackedPopulation(running, benchmark_from_config(running[0].config.benchmark), store=store,
-                                   checkpoint_path=checkpoint, progress=progress,
-                                   label=f"{running[0].name}..{running[-1].name}")
+    population = StackedPopulation(
+        running,
+        benchmark_from_config(running[0].config.benchmark),
+        store=store,
+        checkpoint_path=checkpoint,
+        progress=progress,
+        label=f"{running[0].name}..{running[-1].name}",
+    )
     rungs = rung_evaluations(rule, math.ceil(population.total_steps / population.eval_every))
-    log(f"engine: vectorized for {len(running)} run(s) (early stopping at evaluations {rungs}: a stacked "
-        "population that shrinks)")
+    log(
+        f"engine: vectorized for {len(running)} run(s) (early stopping at evaluations {rungs}: a stacked "
+        "population that shrinks)"
+    )
     population.on_evaluation = _at_evaluation(peers, store, rule, rungs, fitness, log, on_evaluation)
     population.extra_state = {"members": names}
     _fit(population, store)
     checkpoint.unlink(missing_ok=True)
 
 
-def _at_evaluation(peers: Sequence[str], store: Any, rule: EarlyStopping, rungs: list[int],
-                   fitness: Callable[[Mapping[str, float]], float], log: Log,
-                   on_evaluation: Callable[..., Any] | None) -> Callable[[Any], None]:
+def _at_evaluation(
+    peers: Sequence[str],
+    store: Any,
+    rule: EarlyStopping,
+    rungs: list[int],
+    fitness: Callable[[Mapping[str, float]], float],
+    log: Log,
+    on_evaluation: Callable[..., Any] | None,
+) -> Callable[[Any], None]:
     def hook(population: Any) -> None:
         if on_evaluation is not None:
             for index, member in enumerate(population.members):
                 if population.alive[index]:
-                    on_evaluation(member.name, population.member_model(index), population.step,
-                                  population.evaluation - 1)
+                    on_evaluation(
+                        member.name, population.member_model(index), population.step, population.evaluation - 1
+                    )
         if population.evaluation in rungs:
             _rung(population, peers, store, rule, rungs.index(population.evaluation), fitness, log)
 
     return hook
 
 
-def _rung(population: Any, peers: Sequence[str], store: Any, rule: EarlyStopping, rung: int,
-          fitness: Callable[[Mapping[str, float]], float], log: Log) -> None:
+def _rung(
+    population: Any,
+    peers: Sequence[str],
+    store: Any,
+    rule: EarlyStopping,
+    rung: int,
+    fitness: Callable[[Mapping[str, float]], float],
+    log: Log,
+) -> None:
     """Rung ``rung`` reached by ``population``: its weak members stop, the population shrinks."""
     evaluation = population.evaluation
     scores = {}
@@ -180,13 +215,17 @@ def _rung(population: Any, peers: Sequence[str], store: Any, rule: EarlyStopping
     with store.transaction():
         for index in stopped:
             name = population.members[index].name
-            message = (f"stopped by successive halving at rung {rung} (evaluation {evaluation}, step "
-                       f"{population.step} of {population.total_steps}): fitness {scores[name]:.4g} not in the "
-                       f"top 1/{rule.reduction_factor} of {len(scores)}")
+            message = (
+                f"stopped by successive halving at rung {rung} (evaluation {evaluation}, step "
+                f"{population.step} of {population.total_steps}): fitness {scores[name]:.4g} not in the "
+                f"top 1/{rule.reduction_factor} of {len(scores)}"
+            )
             store.record_costs(name, {"planned_steps": float(population.total_steps)})
             population.records[index].finish("stopped", population.step, 0.0, message)
-    log(f"successive halving, rung {rung} (evaluation {evaluation}): {len(stopped)} of {len(alive)} member(s) stop; "
-        f"{len(scores)} reached this rung")
+    log(
+        f"successive halving, rung {rung} (evaluation {evaluation}): {len(stopped)} of {len(alive)} member(s) stop; "
+        f"{len(scores)} reached this rung"
+    )
     kept = [i for i in range(population.size) if i not in stopped]
     if kept:
         population.keep_members(kept)

@@ -262,7 +262,8 @@ class Store:
         out: dict[str, dict[str, float]] = {}
         for row in self._connection.execute(
             "SELECT split, name, value FROM metrics WHERE run = ? AND evaluation = "
-            "(SELECT MAX(evaluation) FROM metrics WHERE run = ?)", (run, run)
+            "(SELECT MAX(evaluation) FROM metrics WHERE run = ?)",
+            (run, run),
         ):
             out.setdefault(row["split"], {})[row["name"]] = row["value"]
         return out
@@ -280,8 +281,17 @@ class Store:
         """PBT's records: at sync ``time`` (after ``step`` steps) ``member`` continues from
         ``source``'s model with ``weights`` and ``lr``; ``fitness`` is the member's before it."""
         values = [
-            (search, r["time"], r["step"], r["member"], r["source"], json.dumps(list(r["weights"])),
-             r.get("lr"), r.get("fitness"), ",".join(r.get("resampled", ())))
+            (
+                search,
+                r["time"],
+                r["step"],
+                r["member"],
+                r["source"],
+                json.dumps(list(r["weights"])),
+                r.get("lr"),
+                r.get("fitness"),
+                ",".join(r.get("resampled", ())),
+            )
             for r in rows
         ]
         with self._write():
@@ -321,8 +331,10 @@ def refuse_linked_database(path: Path) -> None:
     symlink: SQLite would write through it, to wherever a shared directory's author pointed it."""
     for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SIDECARS)):
         if candidate.is_symlink():
-            raise StoreError(f"{candidate}: a symlink; scalarize does not write its database through links "
-                             "(remove it, or move the experiment directory away)")
+            raise StoreError(
+                f"{candidate}: a symlink; scalarize does not write its database through links "
+                "(remove it, or move the experiment directory away)"
+            )
 
 
 def hold_directory(directory: Path) -> None:
@@ -364,8 +376,10 @@ def _open_lock(path: Path) -> int:
     except OSError as error:
         if error.errno != errno.ELOOP and not path.is_symlink():
             raise
-        raise StoreError(f"{path}: a symlink; scalarize does not open its lock file through links "
-                         "(remove it and run the same command again)") from None
+        raise StoreError(
+            f"{path}: a symlink; scalarize does not open its lock file through links "
+            "(remove it and run the same command again)"
+        ) from None
 
 
 def release_directories() -> None:

@@ -92,7 +92,8 @@ class WandbConfig(BaseModel):
     group: str | None = Field(default=None, description="W&B group of the runs (default: the directory's name)")
     tags: list[str] = Field(default_factory=list, description="tags of every run")
     mode: Literal["online", "offline", "disabled"] | None = Field(
-        default=None, description="online, offline (files only, `wandb sync` later) or disabled; default $WANDB_MODE")
+        default=None, description="online, offline (files only, `wandb sync` later) or disabled; default $WANDB_MODE"
+    )
 
 
 class TrackingConfig(BaseModel):
@@ -200,8 +201,12 @@ class MlflowWriter:
         name = spec.get("experiment") or directory.name
         found = self.client.get_experiment_by_name(name)
         experiment = found.experiment_id if found is not None else self.client.create_experiment(name)
-        tags = {"scalarize.run": run, "scalarize.kind": row["kind"], "scalarize.directory": str(directory),
-                "scalarize.fingerprint": row["fingerprint"]}
+        tags = {
+            "scalarize.run": run,
+            "scalarize.kind": row["kind"],
+            "scalarize.directory": str(directory),
+            "scalarize.fingerprint": row["fingerprint"],
+        }
         self.run_id = self.client.create_run(experiment, run_name=run, tags=tags).info.run_id
         self._log_params(json.loads(row["config"]))
         store.set_setting(key, self.run_id)
@@ -226,8 +231,9 @@ class MlflowWriter:
         self._log(_scalars(metrics, weights, step))
 
     def final(self, step: int, metrics) -> None:
-        self._log((f"final/{split}/{name}", float(v), step) for split, values in metrics.items()
-                  for name, v in values.items())
+        self._log(
+            (f"final/{split}/{name}", float(v), step) for split, values in metrics.items() for name, v in values.items()
+        )
 
     def finished(self, status: str, step: int, message: str) -> None:
         if message:
@@ -257,9 +263,18 @@ class WandbWriter:
         folder = os.environ.get("WANDB_DIR") or str(directory / "wandb")
         Path(folder).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
-            project=project, entity=spec.get("entity"), group=spec.get("group") or directory.name, name=run,
-            job_type=row["kind"], tags=list(spec.get("tags") or []), mode=spec.get("mode"), dir=folder,
-            config=config, id=known, resume="allow" if known else None, reinit="create_new",
+            project=project,
+            entity=spec.get("entity"),
+            group=spec.get("group") or directory.name,
+            name=run,
+            job_type=row["kind"],
+            tags=list(spec.get("tags") or []),
+            mode=spec.get("mode"),
+            dir=folder,
+            config=config,
+            id=known,
+            resume="allow" if known else None,
+            reinit="create_new",
             settings=wandb.Settings(console="off"),  # the command's own output stays its own
         )
         self.run.define_metric(self.STEP)
@@ -275,13 +290,15 @@ class WandbWriter:
         for at, values in by_step.items():
             self.run.log({self.STEP: at, **values})
 
-    def evaluation(self, step: int, metrics: Mapping[str, Mapping[str, float]],
-                   weights: Iterable[tuple[int, str, float]]) -> None:
+    def evaluation(
+        self, step: int, metrics: Mapping[str, Mapping[str, float]], weights: Iterable[tuple[int, str, float]]
+    ) -> None:
         self._log(sorted(_scalars(metrics, weights, step), key=lambda item: item[2]))
 
     def final(self, step: int, metrics: Mapping[str, Mapping[str, float]]) -> None:
-        values = [(f"final/{split}/{name}", float(v), step) for split, items in metrics.items()
-                  for name, v in items.items()]
+        values = [
+            (f"final/{split}/{name}", float(v), step) for split, items in metrics.items() for name, v in items.items()
+        ]
         self._log(values)
         self.run.summary.update({tag: value for tag, value, _ in values})
 

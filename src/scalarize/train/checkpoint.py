@@ -58,7 +58,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint; delete it to retrain that run (the rest is kept)") from None
+        raise CheckpointError(
+            f"{path}: corrupt or truncated checkpoint; delete it to retrain that run (the rest is kept)"
+        ) from None
 
 
 MODEL_FILE = "model.pt"

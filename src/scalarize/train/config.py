@@ -128,7 +128,8 @@ class OptimizerConfig(Strict):
     weight_decay: float = Field(default=0.0, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     max_grad_norm: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="clip the model's gradient to this 2-norm after the method (per member when stacked); "
         "a method's own max_norm (famo, fairgrad, sdmgrad) clips its shared update before this",
     )
@@ -143,7 +144,9 @@ class ScheduleConfig(Strict):
 
 class EarlyStoppingConfig(Strict):
     patience: int | None = Field(
-        default=None, ge=1, description="end a run after this many evaluations in a row without a better validation objective"
+        default=None,
+        ge=1,
+        description="end a run after this many evaluations in a row without a better validation objective",
     )
     min_delta: float = Field(default=0.0, ge=0, description="how much better the objective must get to count")
 
@@ -152,7 +155,12 @@ class AugmentConfig(Strict):
     """Training-time augmentation on the device, per member, from the sampler's own generator
     (scalarize.data.augment)."""
 
-    crop: int = Field(default=0, ge=0, le=1024, description="pixels of zero padding before a random crop of the image's size (0: no crop)")
+    crop: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="pixels of zero padding before a random crop of the image's size (0: no crop)",
+    )
     flip: bool = Field(default=False, description="mirror left to right with probability 1/2")
 
 
@@ -160,7 +168,9 @@ class DataConfig(Strict):
     """How batches reach the model (where the images live is the benchmark's ``storage`` option)."""
 
     workers: int | None = Field(
-        default=None, ge=0, le=256,
+        default=None,
+        ge=0,
+        le=256,
         description="loader worker processes per stream (default: $SCALARIZE_WORKERS, else 2); 0 reads in the run's process",
     )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -195,21 +205,27 @@ class TrainConfig(Strict):
     )
     output: str | None = Field(default=None, description="experiment directory")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
-        default="fp32", description="autocast the forward pass (fp16 with a dynamic loss scale); see train/precision.py",
+        default="fp32",
+        description="autocast the forward pass (fp16 with a dynamic loss scale); see train/precision.py",
     )
-    channels_last: bool = Field(default=False, description="image batches and convolutions in channels-last memory format")
+    channels_last: bool = Field(
+        default=False, description="image batches and convolutions in channels-last memory format"
+    )
     compile: bool = Field(default=False, description="torch.compile the model's forward pass")
     selection: Literal["objective", "last"] = Field(
         default="objective",
         description="the evaluation a run reports: the best of its own objective on val (its weighted val loss), or the last",
     )
     threads: int | None = Field(
-        default=None, ge=1, le=1024,
+        default=None,
+        ge=1,
+        le=1024,
         description="torch intra-op threads (default: $SCALARIZE_THREADS, else 1 per process on a shared CPU)",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="loader workers and augmentation")
     early_stopping: EarlyStoppingConfig = Field(
-        default_factory=EarlyStoppingConfig, description="end a run early on its validation objective (status 'stopped')"
+        default_factory=EarlyStoppingConfig,
+        description="end a run early on its validation objective (status 'stopped')",
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard / MLflow / W&B copies")
 
@@ -219,7 +235,9 @@ class TrainConfig(Strict):
         """A run's name names its folder (``runs/<name>``, with suffixes for members): refused
         when long, here, before the experiment directory is made."""
         if len(value.encode()) > MAX_NAME_BYTES:
-            raise ValueError(f"{len(value.encode()):,} bytes; allowed: at most {MAX_NAME_BYTES} (it names the run's files)")
+            raise ValueError(
+                f"{len(value.encode()):,} bytes; allowed: at most {MAX_NAME_BYTES} (it names the run's files)"
+            )
         if not value.strip():
             raise ValueError("empty; give the run a name")
         return value
@@ -227,8 +245,10 @@ class TrainConfig(Strict):
     @model_validator(mode="after")
     def _compiled_models_take_the_loop_engine(self) -> TrainConfig:
         if self.compile and self.gradient_engine == "batched":
-            raise ValueError("gradient_engine: batched cannot differentiate through a compiled model (it vmaps the "
-                             "compiled backward); use loop or auto (auto takes loop under compile: true)")
+            raise ValueError(
+                "gradient_engine: batched cannot differentiate through a compiled model (it vmaps the "
+                "compiled backward); use loop or auto (auto takes loop under compile: true)"
+            )
         return self
 
     def experiment_dir(self) -> Path:
@@ -248,9 +268,20 @@ class TrainConfig(Strict):
 
 #: Keys added after the first runs were stored (see :meth:`TrainConfig.fingerprint`).
 _ADDED_LATER = (
-    ("gradient_engine",), ("model", "target"), ("model", "options"), ("model", "head"),
-    ("benchmark", "target"), ("benchmark", "tasks"), ("selection",), ("precision",), ("channels_last",),
-    ("compile",), ("data",), ("optimizer", "max_grad_norm"), ("schedule", "warmup_steps"), ("early_stopping",),
+    ("gradient_engine",),
+    ("model", "target"),
+    ("model", "options"),
+    ("model", "head"),
+    ("benchmark", "target"),
+    ("benchmark", "tasks"),
+    ("selection",),
+    ("precision",),
+    ("channels_last",),
+    ("compile",),
+    ("data",),
+    ("optimizer", "max_grad_norm"),
+    ("schedule", "warmup_steps"),
+    ("early_stopping",),
 )
 
 
@@ -343,8 +374,10 @@ def _describe_by_position(error: ValidationError, path: Path, line: int, root: t
     first = error.errors()[0]
     where = f"{path}, line {line}"
     if first["type"] == "extra_forbidden":
-        return (f"{where}: unknown key (not quoted: the file is not named .yaml); allowed: "
-                f"{', '.join(_allowed(first['loc'][:-1], root))}")
+        return (
+            f"{where}: unknown key (not quoted: the file is not named .yaml); allowed: "
+            f"{', '.join(_allowed(first['loc'][:-1], root))}"
+        )
     known = _known_prefix(first["loc"], root)
     return f"{where}: {known + ': ' if known else ''}invalid value (not quoted: the file is not named .yaml)"
 
@@ -409,8 +442,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if _too_deep(data):
         raise ConfigError(f"{path}: nested too deeply; a config may nest at most {MAX_CONFIG_DEPTH} levels")
     if _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
-        raise ConfigError(f"{path}: more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded "
-                          "(an alias bomb?); write the config out plainly")
+        raise ConfigError(
+            f"{path}: more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded "
+            "(an alias bomb?); write the config out plainly"
+        )
     return data
 
 

@@ -81,8 +81,12 @@ class ConflictProbe:
                 inputs, targets = inputs.to(device), {k: v.to(device) for k, v in targets.items()}
                 features, outputs = model(inputs)
                 losses = task_losses(self.benchmark, outputs, targets, counts)
-                context = StepContext(losses, features=features, shared_params=model.shared_parameters(),
-                                      task_params=[[] for _ in range(losses.numel())])
+                context = StepContext(
+                    losses,
+                    features=features,
+                    shared_params=model.shared_parameters(),
+                    task_params=[[] for _ in range(losses.numel())],
+                )
                 jacobians.append(context.shared_jacobian().detach())
         finally:
             model.train(was_training)

@@ -209,7 +209,11 @@ def init(backend: str = "auto", device: str = "auto") -> Distributed:
         torch.cuda.set_device(local_rank)
         where = torch.device("cuda", local_rank)
     else:
-        where = torch.device("cpu") if device == "cpu" or not torch.cuda.is_available() else torch.device("cuda", local_rank)
+        where = (
+            torch.device("cpu")
+            if device == "cpu" or not torch.cuda.is_available()
+            else torch.device("cuda", local_rank)
+        )
         if where.type == "cuda":
             torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
@@ -311,8 +315,14 @@ def check_batches(benchmark: Benchmark, batch_size: int, world: int) -> None:
             )
 
 
-def shard_losses(benchmark: Benchmark, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor,
-                 total: Tensor, world: int) -> Tensor:
+def shard_losses(
+    benchmark: Benchmark,
+    outputs: dict[str, Tensor],
+    targets: dict[str, Tensor],
+    counts: Tensor,
+    total: Tensor,
+    world: int,
+) -> Tensor:
     """``[T]``: this rank's losses scaled so that their mean over the ranks is the global batch's.
 
     MTL: each task's mean over this rank's ``n_r`` rows times ``world · n_r / n`` (1 for equal
@@ -365,8 +375,14 @@ def launch(arguments: Sequence[str], nproc: int, *, log: Callable[[str], None] =
             env["GLOO_SOCKET_IFNAME"] = interface
     env.setdefault("OMP_NUM_THREADS", "1")
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"scalarize-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"scalarize-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
         start_method="spawn",
     )
     try:
@@ -376,7 +392,9 @@ def launch(arguments: Sequence[str], nproc: int, *, log: Callable[[str], None] =
         code = failures[0].exitcode if 0 in failures else next(iter(failures.values())).exitcode
         ranks = ", ".join(f"{rank} (exit code {f.exitcode})" for rank, f in sorted(failures.items()))
         if code not in (2, 130, 143):  # those already said what happened in one line
-            log(f"scalarize: error: training stopped: process(es) {ranks} failed; run the same command again to "
-                "resume from the last checkpoint")
+            log(
+                f"scalarize: error: training stopped: process(es) {ranks} failed; run the same command again to "
+                "resume from the last checkpoint"
+            )
         return code if code > 0 else 1
     return 0

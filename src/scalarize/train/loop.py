@@ -117,8 +117,13 @@ def run(
 def progress_bar(enabled: bool, total: int, initial: int, label: str) -> tqdm[Any]:
     """The run's progress bar (steps), closed by the caller."""
     return tqdm(
-        disable=not enabled, total=total, initial=initial, desc=label, unit="step",  # pragma: no mutate
-        leave=False, dynamic_ncols=True,  # pragma: no mutate (the bar's display only)
+        disable=not enabled,
+        total=total,
+        initial=initial,
+        desc=label,
+        unit="step",  # pragma: no mutate
+        leave=False,
+        dynamic_ncols=True,  # pragma: no mutate (the bar's display only)
     )
 
 
@@ -133,8 +138,13 @@ class StepTimer:
     ``measured(peak_bytes)`` hand the figures to the run's records.
     """
 
-    def __init__(self, device: torch.device, eval_every: int, charge: Callable[[float, int], None],
-                 measured: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        eval_every: int,
+        charge: Callable[[float, int], None],
+        measured: Callable[[int], None],
+    ) -> None:
         self.device = device
         self.eval_every = eval_every
         self.charge = charge

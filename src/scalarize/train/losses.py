@@ -14,7 +14,9 @@ from torch import Tensor
 from scalarize.data.benchmark import Benchmark
 
 
-def objective_losses(benchmark: Benchmark, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor) -> Tensor:
+def objective_losses(
+    benchmark: Benchmark, outputs: dict[str, Tensor], targets: dict[str, Tensor], counts: Tensor
+) -> Tensor:
     """``[T]`` losses of one batch (``counts [D]``), or ``[P, T]`` for P members' batches
     (outputs and targets ``[P, B, ...]``, ``counts [P, D]``)."""
     stacked = counts.dim() == 2

@@ -98,8 +98,14 @@ class RunRecord:
     """History, best evaluation, skipped steps and costs of one run (see the module docstring)."""
 
     def __init__(
-        self, name: str, objectives: Sequence[str], primary: Sequence[tuple[str, bool]], store: Store | None = None,
-        selection: str = "objective", patience: int | None = None, min_delta: float = 0.0,
+        self,
+        name: str,
+        objectives: Sequence[str],
+        primary: Sequence[tuple[str, bool]],
+        store: Store | None = None,
+        selection: str = "objective",
+        patience: int | None = None,
+        min_delta: float = 0.0,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection: must be one of {', '.join(SELECTIONS)}, got {selection!r}")
@@ -153,7 +159,12 @@ class RunRecord:
 
     # -- evaluations ---------------------------------------------------------------------------
     def evaluated(
-        self, step: int, train_losses: Sequence[float], val: dict[str, float], test: dict[str, float], weights: Weights | None = None
+        self,
+        step: int,
+        train_losses: Sequence[float],
+        val: dict[str, float],
+        test: dict[str, float],
+        weights: Weights | None = None,
     ) -> bool:
         """One evaluation after ``step`` steps (``weights``: the run's objective weights, see the
         module docstring): history, reported evaluation, store rows. Returns whether this
@@ -176,7 +187,9 @@ class RunRecord:
                 for at, vector in self.weight_log
                 for objective, value in zip(self.objectives, _as_list(vector))
             ]
-            self.store.record_evaluation(self.name, self.evaluation, step, {"train": train, "val": val, "test": test}, weight_rows)
+            self.store.record_evaluation(
+                self.name, self.evaluation, step, {"train": train, "val": val, "test": test}, weight_rows
+            )
             self.store.record_costs(self.name, self.costs(step))
         self.weight_log.clear()
         self.evaluation += 1
@@ -224,11 +237,25 @@ class RunRecord:
         )
 
     # -- state ---------------------------------------------------------------------------------
-    _STATE = ("evaluation", "best", "history", "weight_log", "skipped_steps", "skipped_since_evaluation",
-              "train_seconds", "timed_steps", "step_memory", "message")
+    _STATE = (
+        "evaluation",
+        "best",
+        "history",
+        "weight_log",
+        "skipped_steps",
+        "skipped_since_evaluation",
+        "train_seconds",
+        "timed_steps",
+        "step_memory",
+        "message",
+    )
 
     def state_dict(self) -> dict[str, Any]:
-        return {**{key: getattr(self, key) for key in self._STATE}, "stale": self.stale, "patience_best": self.patience_best}
+        return {
+            **{key: getattr(self, key) for key in self._STATE},
+            "stale": self.stale,
+            "patience_best": self.patience_best,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in self._STATE:

@@ -43,8 +43,12 @@ class RunSpec:
 
     def to_data(self) -> dict[str, Any]:
         """The spec as plain data (JSON), for another process: a Ray trial, another rank."""
-        return {"name": self.name, "kind": self.kind, "fingerprint": self.fingerprint,
-                "config": json.loads(self.config.model_dump_json())}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "fingerprint": self.fingerprint,
+            "config": json.loads(self.config.model_dump_json()),
+        }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> RunSpec:
@@ -80,16 +84,30 @@ def result_from_store(store: Store, name: str) -> RunResult:
             by_step.setdefault(step, {"step": step})[f"val/{metric}"] = value
     costs = store.costs(name)
     return RunResult(
-        name=name, status=row["status"], objectives=[], best_evaluation=-1, best_step=0,
-        val=final.get("val", {}), test=final.get("test", {}), steps=row["step"], message=row["message"],
-        history=[by_step[s] for s in sorted(by_step)], skipped_steps=int(costs.get("skipped_steps", 0)),
+        name=name,
+        status=row["status"],
+        objectives=[],
+        best_evaluation=-1,
+        best_step=0,
+        val=final.get("val", {}),
+        test=final.get("test", {}),
+        steps=row["step"],
+        message=row["message"],
+        history=[by_step[s] for s in sorted(by_step)],
+        skipped_steps=int(costs.get("skipped_steps", 0)),
         seconds_per_step=costs.get("seconds_per_step"),
         step_memory=int(costs["step_memory_bytes"]) if "step_memory_bytes" in costs else None,
     )
 
 
-def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False, checkpoint: bool = True,
-                  distributed: distributed.Distributed | None = None) -> Trainer:
+def build_trainer(
+    spec: RunSpec,
+    store: Store | None,
+    *,
+    progress: bool = False,
+    checkpoint: bool = True,
+    distributed: distributed.Distributed | None = None,
+) -> Trainer:
     """The trainer of ``spec``: its benchmark (loaded once per process), method and model built
     from the config with the run's seed (``distributed``: this rank, see train/distributed.py)."""
     config = spec.config
@@ -101,8 +119,17 @@ def build_trainer(spec: RunSpec, store: Store | None, *, progress: bool = False,
     torch.manual_seed(config.seed)
     model = build_model_from_config(config, benchmark)
     path = checkpoint_path(store.directory, spec.name) if (store is not None and checkpoint) else None
-    return Trainer(config, benchmark, model, method, run_name=spec.name, store=store, checkpoint_path=path,
-                   progress=progress, distributed=distributed)
+    return Trainer(
+        config,
+        benchmark,
+        model,
+        method,
+        run_name=spec.name,
+        store=store,
+        checkpoint_path=path,
+        progress=progress,
+        distributed=distributed,
+    )
 
 
 def train_run(
@@ -124,7 +151,9 @@ def train_run(
 # -- data-parallel training: rank 0 drives, the others serve (train/distributed.py) ---------------
 
 
-def drive(spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: EvaluationHook | None = None) -> RunResult:
+def drive(
+    spec: RunSpec, store: Store, *, progress: bool = True, on_evaluation: EvaluationHook | None = None
+) -> RunResult:
     """Rank 0: trains ``spec`` with every rank (see :func:`serve`), or reads it back finished."""
     context = distributed.current()
     assert context is not None and context.is_driver

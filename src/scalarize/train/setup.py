@@ -87,8 +87,16 @@ def _with_task_overrides(benchmark: Benchmark, config: BenchmarkConfig) -> Bench
             tasks.append(task)
             continue
         try:
-            tasks.append(Task(task.name, override.kind, task.num_outputs, override.primary_metric or "",
-                              override.higher_is_better, dict(override.options)))
+            tasks.append(
+                Task(
+                    task.name,
+                    override.kind,
+                    task.num_outputs,
+                    override.primary_metric or "",
+                    override.higher_is_better,
+                    dict(override.options),
+                )
+            )
         except (ValueError, TypeError) as error:
             raise ConfigError(f"benchmark.tasks.{task.name}: {error}") from None
     return benchmark.with_tasks(tasks)
@@ -109,22 +117,50 @@ def build_model_from_config(config: TrainConfig, benchmark: Benchmark) -> MultiT
     model = config.model
     reserved = [k for k in model.options if k in ("input_shape", "tasks", "width", "depth", "head")]
     if reserved:
-        raise ConfigError(f"model.options.{reserved[0]}: not an option; set model.{reserved[0]} "
-                          "(input_shape and tasks come from the benchmark)")
+        raise ConfigError(
+            f"model.options.{reserved[0]}: not an option; set model.{reserved[0]} "
+            "(input_shape and tasks come from the benchmark)"
+        )
     head = model.head.model_dump() if model.head != HeadConfig() else None
     method = method_class(config.method.name)
     if method is None or PREFERENCE_INPUT not in method.needs:
-        return build_model(model.builder, benchmark.input_shape, benchmark.tasks, model.width, model.depth,
-                           head=head, features=benchmark.extras.get("features"), **model.options)
+        return build_model(
+            model.builder,
+            benchmark.input_shape,
+            benchmark.tasks,
+            model.width,
+            model.depth,
+            head=head,
+            features=benchmark.extras.get("features"),
+            **model.options,
+        )
     k = len(benchmark.objectives)  # COSMOS: the model takes the preference as an input too
     try:
         shape = conditioned_shape(benchmark.input_shape, k)
     except ValueError as error:
         raise ConfigError(f"method.name: {config.method.name}: {error}") from None
-    inner = build_model(model.builder, shape, benchmark.tasks, model.width, model.depth, head=head, features=benchmark.extras.get("features"), **model.options)
+    inner = build_model(
+        model.builder,
+        shape,
+        benchmark.tasks,
+        model.width,
+        model.depth,
+        head=head,
+        features=benchmark.extras.get("features"),
+        **model.options,
+    )
     if len(benchmark.input_shape) == 3 and starts_dense(inner):  # a dense model: the preference as features
         flat = conditioned_shape(benchmark.input_shape, k, as_channels=False)
-        inner = build_model(model.builder, flat, benchmark.tasks, model.width, model.depth, head=head, features=benchmark.extras.get("features"), **model.options)
+        inner = build_model(
+            model.builder,
+            flat,
+            benchmark.tasks,
+            model.width,
+            model.depth,
+            head=head,
+            features=benchmark.extras.get("features"),
+            **model.options,
+        )
         return PreferenceConditioned(inner, k, as_channels=False)
     return PreferenceConditioned(inner, k)
 
@@ -213,8 +249,10 @@ def check_model_and_method(model: MultiTaskModel | PreferenceConditioned, method
     one, every target fits its head (:func:`check_targets`) and a gradient method has shared
     parameters (:func:`check_method_fits_model`); one-line errors."""
     if PREFERENCE_INPUT in method.needs and not callable(getattr(model, "set_preference", None)):
-        raise MethodError(f"method.name: {method.name} feeds the model a preference: build it with "
-                          "scalarize.train.setup.build_model_from_config, or wrap it in "
-                          "scalarize.models.conditioned.PreferenceConditioned")
+        raise MethodError(
+            f"method.name: {method.name} feeds the model a preference: build it with "
+            "scalarize.train.setup.build_model_from_config, or wrap it in "
+            "scalarize.models.conditioned.PreferenceConditioned"
+        )
     check_targets(model, benchmark)
     check_method_fits_model(method, model)

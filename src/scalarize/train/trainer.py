@@ -102,7 +102,9 @@ class Trainer(Checkpointable):
         # On a GPU the non-finite guard runs on the device (no host sync): a fused optimizer skips
         # its update when its ``found_inf`` is set, as under torch.amp.GradScaler.
         self._device_guard = (
-            self.device.type == "cuda" and AFTER_STEP not in method.needs and config.precision != "fp16"
+            self.device.type == "cuda"
+            and AFTER_STEP not in method.needs
+            and config.precision != "fp16"
             and bool(self.optimizer.defaults.get("fused"))
         )
         self.loss_scale = LossScale(config.precision == "fp16")
@@ -128,8 +130,15 @@ class Trainer(Checkpointable):
         if config.compile:
             self._compile()
         self.step = 0
-        self.record = RunRecord(run_name, benchmark.objectives, primary_metrics(benchmark), store, config.selection,
-                                patience=config.early_stopping.patience, min_delta=config.early_stopping.min_delta)
+        self.record = RunRecord(
+            run_name,
+            benchmark.objectives,
+            primary_metrics(benchmark),
+            store,
+            config.selection,
+            patience=config.early_stopping.patience,
+            min_delta=config.early_stopping.min_delta,
+        )
         self._timer = StepTimer(self.device, self.eval_every, self.record.time_steps, self.record.measure_memory)
         self._epoch_loss_sum: Tensor | None = None
         self._epoch_loss_steps = 0

@@ -44,7 +44,8 @@ def digits(val_fraction: float = 0.1, seed: int = 0) -> Benchmark:
     arrays = cached_arrays("digits", {"seed": seed, "version": 1}, lambda: _build(seed))
     domains = {}
     for domain in ("mnist", "uci"):
-        def split(name: str) -> Split:
+
+        def split(name: str, domain: str = domain) -> Split:
             x = from_uint8(arrays[f"{domain}_{name}_x"])
             return Split(x, {"digit": torch.as_tensor(arrays[f"{domain}_{name}_y"])})
 

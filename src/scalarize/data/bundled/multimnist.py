@@ -43,15 +43,15 @@ def _build(train_size: int, test_size: int, seed: int) -> dict[str, np.ndarray]:
     return arrays
 
 
-def multimnist(
-    train_size: int = 10000, test_size: int = 2000, val_fraction: float = 0.1, seed: int = 0
-) -> Benchmark:
+def multimnist(train_size: int = 10000, test_size: int = 2000, val_fraction: float = 0.1, seed: int = 0) -> Benchmark:
     """Two 10-class tasks (``left``, ``right``) on 1x28x28 composites of real MNIST digits."""
     if train_size < 10 or test_size < 1:
         raise ValueError("train_size must be >= 10 and test_size >= 1")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    check_build_size("multimnist", {"train_size": train_size, "test_size": test_size}, 4 * CANVAS * CANVAS + 28 * 28 * 8)
+    check_build_size(
+        "multimnist", {"train_size": train_size, "test_size": test_size}, 4 * CANVAS * CANVAS + 28 * 28 * 8
+    )
     key = {"train_size": train_size, "test_size": test_size, "seed": seed, "version": 1}
     arrays = cached_arrays("multimnist", key, lambda: _build(train_size, test_size, seed))
 

@@ -69,8 +69,7 @@ def _composites(images: np.ndarray, labels: np.ndarray, count: int, rng: np.rand
     target_depth = np.where(near, near_depth, target_depth)
     faint = ~near & ~far & (np.maximum(near_alpha, visible_far) > FAINT)
     seg = np.where(faint, IGNORE, seg)
-    return (np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), seg.astype(np.int8),
-            target_depth.astype(np.float16))
+    return (np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), seg.astype(np.int8), target_depth.astype(np.float16))
 
 
 def _build(train_size: int, test_size: int, seed: int) -> dict[str, np.ndarray]:
@@ -108,6 +107,9 @@ def multimnist_dense(
     train, val = carve_validation(split("train"), val_fraction, seed)
     tasks = [Task("segmentation", "segmentation", BACKGROUND + 1), Task("depth", "depth", 1)]
     return Benchmark(
-        "multimnist_dense", "mtl", tasks, {"multimnist_dense": {"train": train, "val": val, "test": split("test")}},
+        "multimnist_dense",
+        "mtl",
+        tasks,
+        {"multimnist_dense": {"train": train, "val": val, "test": split("test")}},
         description="two overlapping real MNIST digits; per-pixel digit classes and depth of the visible digit",
     )

@@ -40,15 +40,17 @@ def _maps(rng, num_tasks, input_dim, output_dim, relatedness):
     return (np.sqrt(relatedness) * shared + np.sqrt(1 - relatedness) * own) / np.sqrt(input_dim)
 
 
-def _generate(
-    *, num_tasks, input_dim, output_dim, relatedness, noise, scale_spread, sizes, seed, nonlinear
-):
+def _generate(*, num_tasks, input_dim, output_dim, relatedness, noise, scale_spread, sizes, seed, nonlinear):
     _check(num_tasks, relatedness, noise, scale_spread)
     width = input_dim + num_tasks * output_dim  # per sample: the input and every task's target
     # kept in float32 for every split; the largest split is generated in float64, ~4 arrays of its targets
-    check_build_size("the synthetic benchmark", dict(zip(("train_size", "val_size", "test_size"), sizes)),
-                     4 * width, 8 * max(sizes) * (input_dim + 4 * num_tasks * output_dim),
-                     f"input_dim={input_dim:,}, {num_tasks:,} tasks of output_dim={output_dim:,}")
+    check_build_size(
+        "the synthetic benchmark",
+        dict(zip(("train_size", "val_size", "test_size"), sizes)),
+        4 * width,
+        8 * max(sizes) * (input_dim + 4 * num_tasks * output_dim),
+        f"input_dim={input_dim:,}, {num_tasks:,} tasks of output_dim={output_dim:,}",
+    )
     rng = np.random.default_rng(seed)
     maps = _maps(rng, num_tasks, input_dim, output_dim, relatedness)
     scales = np.logspace(0.0, np.log10(scale_spread), num_tasks)
@@ -83,9 +85,15 @@ def synthetic(
 ) -> Benchmark:
     """K non-linear regression tasks (GradNorm's synthetic benchmark, normalised)."""
     splits, _, scales = _generate(
-        num_tasks=num_tasks, input_dim=input_dim, output_dim=output_dim, relatedness=relatedness,
-        noise=noise, scale_spread=scale_spread, sizes=(train_size, val_size, test_size),
-        seed=seed, nonlinear=True,
+        num_tasks=num_tasks,
+        input_dim=input_dim,
+        output_dim=output_dim,
+        relatedness=relatedness,
+        noise=noise,
+        scale_spread=scale_spread,
+        sizes=(train_size, val_size, test_size),
+        seed=seed,
+        nonlinear=True,
     )
     description = f"{num_tasks} tanh regression tasks, relatedness {relatedness}"
     return _benchmark("synthetic", splits, num_tasks, output_dim, description, {"scales": scales})
@@ -152,7 +160,11 @@ class LinearProblem:
         """
         from scipy.optimize import minimize
 
-        p = np.full(self.num_tasks, 1.0 / self.num_tasks) if preference is None else _normalise(preference, self.num_tasks)
+        p = (
+            np.full(self.num_tasks, 1.0 / self.num_tasks)
+            if preference is None
+            else _normalise(preference, self.num_tasks)
+        )
         q, b, c = self.quadratic(split)
         big_q, big_b, big_c = np.einsum("i,ijk->jk", p, q), p @ b, p @ c
 
@@ -164,7 +176,10 @@ class LinearProblem:
 
         start = np.full(self.num_tasks, 1.0 / self.num_tasks)
         result = minimize(
-            objective, start, jac=gradient, method="SLSQP",
+            objective,
+            start,
+            jac=gradient,
+            method="SLSQP",
             bounds=[(0.0, 1.0)] * self.num_tasks,
             constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
             options={"ftol": 1e-14, "maxiter": 1000},
@@ -206,9 +221,15 @@ def synthetic_linear(
     ``benchmark.extras["problem"]`` is the :class:`LinearProblem` with the exact solutions.
     """
     splits, _, scales = _generate(
-        num_tasks=num_tasks, input_dim=input_dim, output_dim=output_dim, relatedness=relatedness,
-        noise=noise, scale_spread=scale_spread, sizes=(train_size, val_size, test_size),
-        seed=seed, nonlinear=False,
+        num_tasks=num_tasks,
+        input_dim=input_dim,
+        output_dim=output_dim,
+        relatedness=relatedness,
+        noise=noise,
+        scale_spread=scale_spread,
+        sizes=(train_size, val_size, test_size),
+        seed=seed,
+        nonlinear=False,
     )
     description = f"{num_tasks} linear regression tasks with an exact Pareto front"
     bench = _benchmark("synthetic_linear", splits, num_tasks, output_dim, description, {"scales": scales})

@@ -29,8 +29,12 @@ DISK_BENCHMARKS: dict[str, tuple[str, str, str, str]] = {
     "cityscapes": ("MTL", "tasks: segmentation, depth", "3x128x256", "from disk (2975/500)"),
     "qm9": ("MTL", "tasks: 11 molecular properties", "molecular graphs", "110831/10000/10000 (qm9pack)"),
     "table": ("MTL", "tasks: the targets option (binary)", "packed table rows", "from a file or DataFrame"),
-    "census_income": ("MTL", "tasks: group1 | group2 | many (options tasks)", "packed table rows",
-                      "from disk (test half alone: 70/15/15)"),
+    "census_income": (
+        "MTL",
+        "tasks: group1 | group2 | many (options tasks)",
+        "packed table rows",
+        "from disk (test half alone: 70/15/15)",
+    ),
 }
 
 __all__ = [

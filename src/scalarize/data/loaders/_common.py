@@ -22,8 +22,9 @@ class BoundedSplit(DatasetSplit):
     run core evaluates in batches of 1,024, too many for 288x384 maps through a ResNet-50 or for
     1,024 complete molecular graphs."""
 
-    def __init__(self, dataset, task_names=(), collate=None, device=None, max_batch: int = 256,
-                 workers: int | None = None) -> None:
+    def __init__(
+        self, dataset, task_names=(), collate=None, device=None, max_batch: int = 256, workers: int | None = None
+    ) -> None:
         super().__init__(dataset, task_names, collate, device, workers)
         self.max_batch = max_batch
 
@@ -31,12 +32,24 @@ class BoundedSplit(DatasetSplit):
         return super().batches(min(size, self.max_batch))
 
     def subset(self, index: torch.Tensor) -> BoundedSplit:
-        return BoundedSplit(torch.utils.data.Subset(self.dataset, index.tolist()), self.task_names, self.collate,
-                            self._device, self.max_batch, self.workers)
+        return BoundedSplit(
+            torch.utils.data.Subset(self.dataset, index.tolist()),
+            self.task_names,
+            self.collate,
+            self._device,
+            self.max_batch,
+            self.workers,
+        )
 
     def to(self, device, workers: int | None = None) -> BoundedSplit:
-        return BoundedSplit(self.dataset, self.task_names, self.collate, device, self.max_batch,
-                            self.workers if workers is None else workers)
+        return BoundedSplit(
+            self.dataset,
+            self.task_names,
+            self.collate,
+            device,
+            self.max_batch,
+            self.workers if workers is None else workers,
+        )
 
 
 def resolve_root(root: str | os.PathLike | None, subfolder: str, needs: str) -> Path:
@@ -46,8 +59,7 @@ def resolve_root(root: str | os.PathLike | None, subfolder: str, needs: str) -> 
         if not base:
             target = f"${DATA_ENV}/{subfolder}" if subfolder else f"${DATA_ENV}"
             raise MissingDataError(
-                f"root: not set (give benchmark.options.root, or set ${DATA_ENV} so that the root is "
-                f"{target}; {needs})"
+                f"root: not set (give benchmark.options.root, or set ${DATA_ENV} so that the root is {target}; {needs})"
             )
         path = Path(base).expanduser() / subfolder
     elif isinstance(root, (str, os.PathLike)):

@@ -121,8 +121,17 @@ class NpyDenseDataset(Dataset):
 
 
 def dense_benchmark(
-    name: str, root: Path, fields: Sequence[Field], tasks: Sequence[Task], needs: str, val_fraction: float,
-    seed: int, max_per_split: int, description: str, extras: dict, eval_batch: int = 8,
+    name: str,
+    root: Path,
+    fields: Sequence[Field],
+    tasks: Sequence[Task],
+    needs: str,
+    val_fraction: float,
+    seed: int,
+    max_per_split: int,
+    description: str,
+    extras: dict,
+    eval_batch: int = 8,
 ) -> Benchmark:
     """The benchmark of a dataset in this layout: ``train/`` for training, ``val/`` for test; the
     validation split is carved from ``train/`` (``val_fraction > 0``) or is ``val/`` itself

@@ -69,8 +69,7 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
         parts = row.split()
         if len(parts) != len(names) + 1 or not set(parts[1:]) <= {"1", "-1"}:
             raise DataFileError(
-                f"{path}: line {i + 3}: expected a file name and {len(names)} values of -1 or 1, "
-                f"got {row[:60]!r}"
+                f"{path}: line {i + 3}: expected a file name and {len(names)} values of -1 or 1, got {row[:60]!r}"
             )
         files.append(parts[0])
         values[i] = [v == "1" for v in parts[1:]]

@@ -54,20 +54,61 @@ NEEDS = "Census-Income (KDD) needs census-income.data.gz and/or census-income.te
 
 #: The 42 fields of census-income.names, in order (names as in drawbridge/keras-mmoe).
 COLUMNS = (
-    "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour", "hs_college",
-    "marital_stat", "major_ind_code", "major_occ_code", "race", "hisp_origin", "sex", "union_member",
-    "unemp_reason", "full_or_part_emp", "capital_gains", "capital_losses", "stock_dividends", "tax_filer_stat",
-    "region_prev_res", "state_prev_res", "det_hh_fam_stat", "det_hh_summ", "instance_weight", "mig_chg_msa",
-    "mig_chg_reg", "mig_move_reg", "mig_same", "mig_prev_sunbelt", "num_emp", "fam_under_18", "country_father",
-    "country_mother", "country_self", "citizenship", "own_or_self", "vet_question", "vet_benefits",
-    "weeks_worked", "year", "income_50k",
+    "age",
+    "class_worker",
+    "det_ind_code",
+    "det_occ_code",
+    "education",
+    "wage_per_hour",
+    "hs_college",
+    "marital_stat",
+    "major_ind_code",
+    "major_occ_code",
+    "race",
+    "hisp_origin",
+    "sex",
+    "union_member",
+    "unemp_reason",
+    "full_or_part_emp",
+    "capital_gains",
+    "capital_losses",
+    "stock_dividends",
+    "tax_filer_stat",
+    "region_prev_res",
+    "state_prev_res",
+    "det_hh_fam_stat",
+    "det_hh_summ",
+    "instance_weight",
+    "mig_chg_msa",
+    "mig_chg_reg",
+    "mig_move_reg",
+    "mig_same",
+    "mig_prev_sunbelt",
+    "num_emp",
+    "fam_under_18",
+    "country_father",
+    "country_mother",
+    "country_self",
+    "citizenship",
+    "own_or_self",
+    "vet_question",
+    "vet_benefits",
+    "weeks_worked",
+    "year",
+    "income_50k",
 )
 DENSE = ("age", "wage_per_hour", "capital_gains", "capital_losses", "stock_dividends", "num_emp", "weeks_worked")
 UNUSED = ("instance_weight",)
 
-COLLEGE = ("Some college but no degree", "Associates degree-occup /vocational", "Associates degree-academic program",
-           "Bachelors degree(BA AB BS)", "Masters degree(MA MS MEng MEd MSW MBA)",
-           "Prof school degree (MD DDS DVM LLB JD)", "Doctorate degree(PhD EdD)")
+COLLEGE = (
+    "Some college but no degree",
+    "Associates degree-occup /vocational",
+    "Associates degree-academic program",
+    "Bachelors degree(BA AB BS)",
+    "Masters degree(MA MS MEng MEd MSW MBA)",
+    "Prof school degree (MD DDS DVM LLB JD)",
+    "Doctorate degree(PhD EdD)",
+)
 
 #: task -> (label expression, where expression or None, source columns dropped from the features)
 TARGETS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
@@ -76,12 +117,25 @@ TARGETS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "education": (f"education in {list(COLLEGE)!r}", None, ("education",)),
     "female": ("sex == 'Female'", None, ("sex",)),
     "full_year": ("weeks_worked == 52", None, ("weeks_worked",)),
-    "investment": ("capital_gains > 0 or capital_losses > 0 or stock_dividends > 0", None,
-                   ("capital_gains", "capital_losses", "stock_dividends")),
+    "investment": (
+        "capital_gains > 0 or capital_losses > 0 or stock_dividends > 0",
+        None,
+        ("capital_gains", "capital_losses", "stock_dividends"),
+    ),
     "union": ("union_member == 'Yes'", "union_member != 'Not in universe'", ("union_member",)),
-    "moved": ("mig_same == 'No'", "mig_same in ['Yes', 'No']",
-              ("mig_same", "mig_chg_msa", "mig_chg_reg", "mig_move_reg", "mig_prev_sunbelt", "region_prev_res",
-               "state_prev_res")),
+    "moved": (
+        "mig_same == 'No'",
+        "mig_same in ['Yes', 'No']",
+        (
+            "mig_same",
+            "mig_chg_msa",
+            "mig_chg_reg",
+            "mig_move_reg",
+            "mig_prev_sunbelt",
+            "region_prev_res",
+            "state_prev_res",
+        ),
+    ),
 }
 GROUPS = {
     "group1": ("income", "marital"),
@@ -97,8 +151,9 @@ def read_census(path: Path) -> pa.Table:
     try:
         table = csv.read_csv(path, read_options=csv.ReadOptions(column_names=list(COLUMNS)))
     except pa.ArrowInvalid as error:
-        raise DataFileError(f"{path}: not the published layout (42 comma-separated fields, no header): "
-                            f"{str(error).splitlines()[0]}") from None
+        raise DataFileError(
+            f"{path}: not the published layout (42 comma-separated fields, no header): {str(error).splitlines()[0]}"
+        ) from None
     trimmed = [pc.utf8_trim_whitespace(c) if pa.types.is_string(c.type) else c for c in table.columns]
     table = pa.table(dict(zip(COLUMNS, trimmed)))
     labels = set(pc.unique(table.column("income_50k")).to_pylist())
@@ -135,7 +190,11 @@ def census_income(root: str | None = None, tasks: str = "group1", seed: int = 0,
     if len(tables) == 2:
         test = tables[FILES[1]]
         val_rows, test_rows = _partition(test.num_rows, (0.5, 0.5), seed)
-        parts = {"train": tables[FILES[0]], "val": test.take(pa.array(val_rows)), "test": test.take(pa.array(test_rows))}
+        parts = {
+            "train": tables[FILES[0]],
+            "val": test.take(pa.array(val_rows)),
+            "test": test.take(pa.array(test_rows)),
+        }
         protocol = "train: census-income.data; val/test: halves of census-income.test"
     else:
         (only,) = tables.values()
@@ -147,6 +206,12 @@ def census_income(root: str | None = None, tasks: str = "group1", seed: int = 0,
     dense = [c for c in DENSE if c not in dropped]
     categorical = [c for c in COLUMNS if c not in DENSE and c not in dropped]
     targets = {t: {"label": TARGETS[t][0], "where": TARGETS[t][1]} for t in chosen}
-    return benchmark_from_table(parts, dense=dense, categorical=categorical, targets=targets, min_count=min_count,
-                                name="census_income",
-                                description=f"Census-Income (KDD), {tasks}: {', '.join(chosen)}; {protocol}")
+    return benchmark_from_table(
+        parts,
+        dense=dense,
+        categorical=categorical,
+        targets=targets,
+        min_count=min_count,
+        name="census_income",
+        description=f"Census-Income (KDD), {tasks}: {', '.join(chosen)}; {protocol}",
+    )

@@ -77,8 +77,10 @@ class BatchUnpickler(pickle.Unpickler):
     numpy arrays. Anything else (a callable that would run when loaded) is refused."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str):
@@ -192,14 +194,26 @@ def cifar_stl(
 
     images = sum(len(rows) for _, _, _, index in plans.values() for rows in index.values())
     key = {
-        "root": str(path), "resize": resize, "max_per_split": max_per_split, "val_fraction": val_fraction,
-        "seed": seed, "version": 2,
-        "files": files_digest([cifar_dir / f"data_batch_{i}" for i in range(1, 6)]
-                              + [cifar_dir / "test_batch"] + [stl_dir / f"{s}_{p}.bin" for s in ("train", "test") for p in "Xy"]),
+        "root": str(path),
+        "resize": resize,
+        "max_per_split": max_per_split,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "version": 2,
+        "files": files_digest(
+            [cifar_dir / f"data_batch_{i}" for i in range(1, 6)]
+            + [cifar_dir / "test_batch"]
+            + [stl_dir / f"{s}_{p}.bin" for s in ("train", "test") for p in "Xy"]
+        ),
     }
     splits = [f"{d}_{s}" for d in plans for s in ("train", "val", "test")]
-    mode = choose_storage(storage, images, (3, resize, resize), allowed=("auto", "memory", "cache"),
-                          cached=open_decoded("cifar_stl", key, splits) is not None)
+    mode = choose_storage(
+        storage,
+        images,
+        (3, resize, resize),
+        allowed=("auto", "memory", "cache"),
+        cached=open_decoded("cifar_stl", key, splits) is not None,
+    )
     stores = None
     if mode == "cache":
         sources = {}

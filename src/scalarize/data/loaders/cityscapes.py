@@ -25,12 +25,17 @@ NEEDS = "Cityscapes needs train/ and val/, each with image/, label_<classes>/ (o
 CLASS_COUNTS = (2, 7, 19)
 #: The single-task values FAMO computes Δm against (``experiments/cityscapes/utils.py``, ``BASE``,
 #: "from CAGrad"), 7 classes. Its relative error (27.77) is in the units of its inverse-depth maps.
-PUBLISHED_SINGLE_TASK = {"segmentation/miou": 0.7401, "segmentation/pixel_accuracy": 0.9316,
-                         "depth/abs_err": 0.0125, "depth/rel_err": 27.77}
+PUBLISHED_SINGLE_TASK = {
+    "segmentation/miou": 0.7401,
+    "segmentation/pixel_accuracy": 0.9316,
+    "depth/abs_err": 0.0125,
+    "depth/rel_err": 27.77,
+}
 
 
-def cityscapes(root: str | None = None, classes: int = 7, val_fraction: float = 0.0, max_per_split: int = 0,
-               seed: int = 0) -> Benchmark:
+def cityscapes(
+    root: str | None = None, classes: int = 7, val_fraction: float = 0.0, max_per_split: int = 0, seed: int = 0
+) -> Benchmark:
     """MTL benchmark: semantic segmentation (``classes``: 2, 7 or 19) and depth on Cityscapes.
 
     Args:
@@ -50,6 +55,14 @@ def cityscapes(root: str | None = None, classes: int = 7, val_fraction: float = 
     if classes == 7:
         extras["published_single_task"] = dict(PUBLISHED_SINGLE_TASK)
     return dense_benchmark(
-        "cityscapes", path, fields, tasks, NEEDS, val_fraction, seed, max_per_split,
-        f"Cityscapes (MTAN's preprocessed release): {classes}-class segmentation and depth", extras,
+        "cityscapes",
+        path,
+        fields,
+        tasks,
+        NEEDS,
+        val_fraction,
+        seed,
+        max_per_split,
+        f"Cityscapes (MTAN's preprocessed release): {classes}-class segmentation and depth",
+        extras,
     )

@@ -27,20 +27,30 @@ from scalarize.data.task import Task
 
 NEEDS = "NYUv2 needs train/ and val/, each with image/, label/, depth/, normal/ of <index>.npy files, under root"
 CLASSES = 13
-FIELDS = (Field("image", None, 3), Field("label", "segmentation", 0, labels=True), Field("depth", "depth", 1),
-          Field("normal", "normals", 3))
+FIELDS = (
+    Field("image", None, 3),
+    Field("label", "segmentation", 0, labels=True),
+    Field("depth", "depth", 1),
+    Field("normal", "normals", 3),
+)
 #: The single-task values that Nash-MTL and FAMO compute Δm against (SegNet single-task models,
 #: from CAGrad; Nash-MTL's ``experiments/nyuv2/utils.py``, ``BASE``), as fractions like our metrics.
 PUBLISHED_SINGLE_TASK = {
-    "segmentation/miou": 0.3830, "segmentation/pixel_accuracy": 0.6376,
-    "depth/abs_err": 0.6754, "depth/rel_err": 0.2780,
-    "normals/mean_angle": 25.01, "normals/median_angle": 19.21,
-    "normals/within_11.25": 0.3014, "normals/within_22.5": 0.5720, "normals/within_30": 0.6915,
+    "segmentation/miou": 0.3830,
+    "segmentation/pixel_accuracy": 0.6376,
+    "depth/abs_err": 0.6754,
+    "depth/rel_err": 0.2780,
+    "normals/mean_angle": 25.01,
+    "normals/median_angle": 19.21,
+    "normals/within_11.25": 0.3014,
+    "normals/within_22.5": 0.5720,
+    "normals/within_30": 0.6915,
 }
 
 
-def nyuv2(root: str | None = None, val_fraction: float = 0.0, max_per_split: int = 0, seed: int = 0,
-          eval_batch: int = 8) -> Benchmark:
+def nyuv2(
+    root: str | None = None, val_fraction: float = 0.0, max_per_split: int = 0, seed: int = 0, eval_batch: int = 8
+) -> Benchmark:
     """MTL benchmark: semantic segmentation (13 classes), depth and surface normals on NYUv2.
 
     Args:
@@ -54,7 +64,14 @@ def nyuv2(root: str | None = None, val_fraction: float = 0.0, max_per_split: int
     path = resolve_root(root, "nyuv2", NEEDS)
     tasks = [Task("segmentation", "segmentation", CLASSES), Task("depth", "depth", 1), Task("normals", "normals", 3)]
     return dense_benchmark(
-        "nyuv2", path, FIELDS, tasks, NEEDS, val_fraction, seed, max_per_split,
+        "nyuv2",
+        path,
+        FIELDS,
+        tasks,
+        NEEDS,
+        val_fraction,
+        seed,
+        max_per_split,
         "NYUv2 (MTAN's preprocessed release): 13-class segmentation, depth, surface normals",
         {"root": str(path), "published_single_task": dict(PUBLISHED_SINGLE_TASK)},
         eval_batch,

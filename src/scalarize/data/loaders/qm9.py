@@ -65,14 +65,36 @@ from scalarize.data.task import Task
 
 TARGETS = ("mu", "alpha", "homo", "lumo", "r2", "zpve", "U0", "U", "H", "G", "cv")
 #: Units of the MAE each target reports (Nash-MTL: meV for the energies).
-UNITS = {"mu": "D", "alpha": "a0^3", "homo": "meV", "lumo": "meV", "r2": "a0^2", "zpve": "meV",
-         "U0": "meV", "U": "meV", "H": "meV", "G": "meV", "cv": "cal/mol K"}
+UNITS = {
+    "mu": "D",
+    "alpha": "a0^3",
+    "homo": "meV",
+    "lumo": "meV",
+    "r2": "a0^2",
+    "zpve": "meV",
+    "U0": "meV",
+    "U": "meV",
+    "H": "meV",
+    "G": "meV",
+    "cv": "cal/mol K",
+}
 MEV = {"homo", "lumo", "zpve", "U0", "U", "H", "G"}
 HARTREE_EV = 27.211386246
 #: Single-task MAEs of Nash-MTL's code (``experiments/quantum_chemistry/utils.py``, ``BASE``;
 #: Navon et al. 2022, Table 2), in the units above: the reference of Δm as the papers compute it.
-PUBLISHED_SINGLE_TASK = {"mu": 0.0671, "alpha": 0.1814, "homo": 60.576, "lumo": 53.915, "r2": 0.5027,
-                         "zpve": 4.539, "U0": 58.838, "U": 64.244, "H": 63.852, "G": 66.223, "cv": 0.07212}
+PUBLISHED_SINGLE_TASK = {
+    "mu": 0.0671,
+    "alpha": 0.1814,
+    "homo": 60.576,
+    "lumo": 53.915,
+    "r2": 0.5027,
+    "zpve": 4.539,
+    "U0": 58.838,
+    "U": 64.244,
+    "H": 63.852,
+    "G": 66.223,
+    "cv": 0.07212,
+}
 ELEMENTS = ("H", "C", "N", "O", "F")
 ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 #: QM9's atomref table (B3LYP/6-31G(2df,p), Hartree): U0, U(298.15 K), H(298.15 K), G(298.15 K).
@@ -83,14 +105,29 @@ ATOM_REFERENCE = {
     "O": (-75.064579, -75.063163, -75.062219, -75.079532),
     "F": (-99.718730, -99.717314, -99.716370, -99.733544),
 }
-COLUMNS = {"mu": "Dipole_debye", "alpha": "Polarizability_bohr3", "homo": "HOMO_au", "lumo": "LUMO_au",
-           "r2": "R2_bohr2", "zpve": "ZPVE_au", "U0": "InternalEnergy_0K_au", "U": "InternalEnergy_298K_au",
-           "H": "Enthalphy_298K_au", "G": "GibbsFreeEnergy_298K_au", "cv": "Heatcapacity_Cv_cal_mol_K"}
+COLUMNS = {
+    "mu": "Dipole_debye",
+    "alpha": "Polarizability_bohr3",
+    "homo": "HOMO_au",
+    "lumo": "LUMO_au",
+    "r2": "R2_bohr2",
+    "zpve": "ZPVE_au",
+    "U0": "InternalEnergy_0K_au",
+    "U": "InternalEnergy_298K_au",
+    "H": "Enthalphy_298K_au",
+    "G": "GibbsFreeEnergy_298K_au",
+    "cv": "Heatcapacity_Cv_cal_mol_K",
+}
 MOLECULES = 130_831
 # Covalent radii (Å) by atomic number: single (Pyykkö & Atsumi 2009), double, triple (NaN: none).
 _RADII = np.full((3, 10), np.nan)
-for _z, _single, _double, _triple in ((1, 0.32, np.nan, np.nan), (6, 0.75, 0.67, 0.60), (7, 0.71, 0.60, 0.54),
-                                      (8, 0.63, 0.57, 0.53), (9, 0.64, 0.59, 0.53)):
+for _z, _single, _double, _triple in (
+    (1, 0.32, np.nan, np.nan),
+    (6, 0.75, 0.67, 0.60),
+    (7, 0.71, 0.60, 0.54),
+    (8, 0.63, 0.57, 0.53),
+    (9, 0.64, 0.59, 0.53),
+):
     _RADII[:, _z] = (_single, _double, _triple)
 BOND_TOLERANCE = 0.4
 GRAPHS = ("complete", "bonds")
@@ -132,8 +169,10 @@ def read_molecules(files: Sequence[Path]) -> dict[str, np.ndarray]:
     counts = np.array([len(e) for e in elements], dtype=np.int64)
     if not np.array_equal(counts, table["N_atoms"].to_numpy()):
         bad = int(np.flatnonzero(counts != table["N_atoms"].to_numpy())[0])
-        raise DataFileError(f"{files[0].parent}: molecule {int(table['Index'][bad])}: {counts[bad]} elements "
-                            f"for N_atoms {int(table['N_atoms'][bad])} (truncated file?)")
+        raise DataFileError(
+            f"{files[0].parent}: molecule {int(table['Index'][bad])}: {counts[bad]} elements "
+            f"for N_atoms {int(table['N_atoms'][bad])} (truncated file?)"
+        )
     symbols = np.concatenate(elements)
     unknown = sorted(set(symbols.tolist()) - set(ELEMENTS))
     if unknown:
@@ -156,8 +195,7 @@ def read_molecules(files: Sequence[Path]) -> dict[str, np.ndarray]:
             reference[ATOMIC_NUMBER[element]] = values[k]
         atoms = np.bincount(molecule, weights=reference[z], minlength=len(counts))
         y[:, TARGETS.index(name)] = (y[:, TARGETS.index(name)] - atoms) * HARTREE_EV
-    return {"z": z, "pos": pos.astype(np.float32), "counts": counts, "y": y,
-            "index": table["Index"].to_numpy(np.int64)}
+    return {"z": z, "pos": pos.astype(np.float32), "counts": counts, "y": y, "index": table["Index"].to_numpy(np.int64)}
 
 
 def load_molecules() -> dict[str, np.ndarray]:
@@ -170,8 +208,11 @@ def load_molecules() -> dict[str, np.ndarray]:
 def split_positions(count: int, test_size: int, val_size: int, seed: int) -> dict[str, np.ndarray]:
     """Nash-MTL's split of a random permutation: test first, then val, the rest train."""
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).numpy()
-    return {"test": order[:test_size], "val": order[test_size:test_size + val_size],
-            "train": order[test_size + val_size:]}
+    return {
+        "test": order[:test_size],
+        "val": order[test_size : test_size + val_size],
+        "train": order[test_size + val_size :],
+    }
 
 
 def _subset(positions: np.ndarray, maximum: int, seed: int) -> np.ndarray:
@@ -193,8 +234,14 @@ class Molecule:
 class QM9Molecules(Dataset):
     """Map-style dataset: item ``i`` is ``(Molecule, {target: [1] standardised value})``."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], positions: np.ndarray, targets: Sequence[str],
-                 mean: np.ndarray, std: np.ndarray) -> None:
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        positions: np.ndarray,
+        targets: Sequence[str],
+        mean: np.ndarray,
+        std: np.ndarray,
+    ) -> None:
         offsets = np.concatenate([[0], np.cumsum(arrays["counts"])])
         self.z = torch.as_tensor(arrays["z"].astype(np.int64))
         self.pos = torch.as_tensor(arrays["pos"])
@@ -212,7 +259,9 @@ class QM9Molecules(Dataset):
     def __getitem__(self, i: int):
         start, stop = int(self.start[i]), int(self.stop[i])
         row = self.y[i]
-        return Molecule(self.z[start:stop], self.pos[start:stop]), {t: row[k : k + 1] for k, t in enumerate(self.targets)}
+        return Molecule(self.z[start:stop], self.pos[start:stop]), {
+            t: row[k : k + 1] for k, t in enumerate(self.targets)
+        }
 
 
 def complete_edges(counts: Tensor) -> Tensor:
@@ -258,8 +307,14 @@ def collate_molecules(molecules: Sequence[Molecule], graph: str = "complete"):
     kind = bond_classes(z, distance, row, col)
     bonded = kind >= 0
     if graph == "bonds":
-        edge_index, row, col, distance, kind, bonded = edge_index[:, bonded], row[bonded], col[bonded], \
-            distance[bonded], kind[bonded], bonded[bonded]
+        edge_index, row, col, distance, kind, bonded = (
+            edge_index[:, bonded],
+            row[bonded],
+            col[bonded],
+            distance[bonded],
+            kind[bonded],
+            bonded[bonded],
+        )
     one_hot = torch.zeros(len(kind), 4)
     one_hot[bonded, kind[bonded]] = 1.0
     edge_attr = torch.cat([one_hot, distance.unsqueeze(1)], dim=1)
@@ -275,8 +330,18 @@ def collate_molecules(molecules: Sequence[Molecule], graph: str = "complete"):
     sp3 = heavy & ~sp & ~sp2
     element = torch.zeros(atoms, 5)
     element[torch.arange(atoms), torch.bucketize(z, torch.tensor([1, 6, 7, 8, 9]))] = 1.0
-    x = torch.cat([element, z.unsqueeze(1).float(), aromatic.unsqueeze(1).float(), sp.unsqueeze(1).float(),
-                   sp2.unsqueeze(1).float(), sp3.unsqueeze(1).float(), hydrogens.unsqueeze(1)], dim=1)
+    x = torch.cat(
+        [
+            element,
+            z.unsqueeze(1).float(),
+            aromatic.unsqueeze(1).float(),
+            sp.unsqueeze(1).float(),
+            sp2.unsqueeze(1).float(),
+            sp3.unsqueeze(1).float(),
+            hydrogens.unsqueeze(1),
+        ],
+        dim=1,
+    )
     batch = torch.repeat_interleave(torch.arange(len(molecules)), counts)
     ptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
     return Batch(x=x, edge_index=edge_index, edge_attr=edge_attr, pos=pos, z=z, batch=batch, ptr=ptr)
@@ -319,15 +384,20 @@ def qm9(
     chosen = choose_names("targets", targets, TARGETS)
     if graph not in GRAPHS:
         raise ValueError(f"graph: must be one of {', '.join(GRAPHS)}, got {graph!r}")
-    for name, value, minimum in (("split_seed", split_seed, 0), ("test_size", test_size, 1), ("val_size", val_size, 1),
-                                 ("max_train", max_train, 0), ("max_eval", max_eval, 0),
-                                 ("subset_seed", subset_seed, 0), ("eval_batch", eval_batch, 1)):
+    for name, value, minimum in (
+        ("split_seed", split_seed, 0),
+        ("test_size", test_size, 1),
+        ("val_size", val_size, 1),
+        ("max_train", max_train, 0),
+        ("max_eval", max_eval, 0),
+        ("subset_seed", subset_seed, 0),
+        ("eval_batch", eval_batch, 1),
+    ):
         check_int(name, value, minimum)
     arrays = load_molecules()
     count = len(arrays["counts"])
     if test_size + val_size >= count:
-        raise ValueError(f"test_size + val_size must leave training molecules: got {test_size} + {val_size} "
-                         f"of {count}")
+        raise ValueError(f"test_size + val_size must leave training molecules: got {test_size} + {val_size} of {count}")
     positions = split_positions(count, test_size, val_size, split_seed)
     train_y = arrays["y"][positions["train"]]
     mean, std = train_y.mean(axis=0), train_y.std(axis=0, ddof=1)
@@ -337,17 +407,23 @@ def qm9(
     splits = {}
     for offset, (split, limit) in enumerate(limits.items()):
         rows = _subset(positions[split], limit, subset_seed + offset)
-        splits[split] = BoundedSplit(QM9Molecules(arrays, rows, chosen, mean, std), chosen, collate, max_batch=eval_batch)
+        splits[split] = BoundedSplit(
+            QM9Molecules(arrays, rows, chosen, mean, std), chosen, collate, max_batch=eval_batch
+        )
     tasks = [Task(t, "normalized_regression", 1, options={"scale": scales[t], "unit": UNITS[t]}) for t in chosen]
     benchmark = Benchmark.from_datasets(
-        "qm9", tasks, splits,
+        "qm9",
+        tasks,
+        splits,
         description=f"QM9: {len(chosen)} molecular properties (Nash-MTL's targets and split), MAE in original units",
     )
-    benchmark.extras.update({
-        "mean": {t: float(mean[TARGETS.index(t)]) for t in chosen},
-        "std": {t: float(std[TARGETS.index(t)]) for t in chosen},
-        "units": {t: UNITS[t] for t in chosen},
-        "published_single_task": {f"{t}/mae": PUBLISHED_SINGLE_TASK[t] for t in chosen},
-        "graph": graph,
-    })
+    benchmark.extras.update(
+        {
+            "mean": {t: float(mean[TARGETS.index(t)]) for t in chosen},
+            "std": {t: float(std[TARGETS.index(t)]) for t in chosen},
+            "units": {t: UNITS[t] for t in chosen},
+            "published_single_task": {f"{t}/mae": PUBLISHED_SINGLE_TASK[t] for t in chosen},
+            "graph": graph,
+        }
+    )
     return benchmark

@@ -77,7 +77,22 @@ def build_space(name: str) -> GradientSpace:
 
 
 __all__ = [
-    "ENGINES", "GRADIENT_ENGINES", "GRADIENT_SPACES", "SPACES", "GradientSpace", "ParameterSpace",
-    "RepresentationSpace", "build_space", "Autograd", "BatchedEngine", "GradientEngine", "LoopEngine", "Reducer",
-    "TaskLosses", "build_engine", "mean_over_ranks", "resolve_gradient_engine", "task_outputs",
+    "ENGINES",
+    "GRADIENT_ENGINES",
+    "GRADIENT_SPACES",
+    "SPACES",
+    "GradientSpace",
+    "ParameterSpace",
+    "RepresentationSpace",
+    "build_space",
+    "Autograd",
+    "BatchedEngine",
+    "GradientEngine",
+    "LoopEngine",
+    "Reducer",
+    "TaskLosses",
+    "build_engine",
+    "mean_over_ranks",
+    "resolve_gradient_engine",
+    "task_outputs",
 ]

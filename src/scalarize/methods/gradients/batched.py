@@ -24,12 +24,16 @@ class BatchedEngine(GradientEngine):
         return {**super().options(), "is_grads_batched": True}
 
     def task_gradients(
-        self, losses: TaskLosses, inputs: Sequence[Tensor], own: Sequence[Sequence[Tensor]] = (),
+        self,
+        losses: TaskLosses,
+        inputs: Sequence[Tensor],
+        own: Sequence[Sequence[Tensor]] = (),
     ) -> tuple[Rows, Own]:
         mine = [list(own[i]) if i < len(own) else [] for i in range(losses.num_tasks)]
         outputs, seeds = losses.all()
-        grads = self.autograd(outputs, [*inputs, *(p for params in mine for p in params)], grad_outputs=seeds,
-                              **self.options())
+        grads = self.autograd(
+            outputs, [*inputs, *(p for params in mine for p in params)], grad_outputs=seeds, **self.options()
+        )
         shared = len(inputs)
         task_grads, offset = [], shared
         for i, params in enumerate(mine):

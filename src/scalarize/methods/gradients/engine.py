@@ -95,7 +95,10 @@ class GradientEngine(ABC):
 
     @abstractmethod
     def task_gradients(
-        self, losses: TaskLosses, inputs: Sequence[Tensor], own: Sequence[Sequence[Tensor]] = (),
+        self,
+        losses: TaskLosses,
+        inputs: Sequence[Tensor],
+        own: Sequence[Sequence[Tensor]] = (),
     ) -> tuple[Rows, Own]:
         """Every task's gradients on ``inputs`` (per input ``[T, *input.shape]``, ``None`` where no
         task reaches it) and task i's on its own tensors ``own[i]`` (its head), in the same
@@ -116,7 +119,8 @@ def stack_rows(per_task: Sequence[Sequence[Tensor | None]], inputs: Sequence[Ten
     """Per input ``[T, *input.shape]`` from T tuples of per-input gradients (zeros where one
     task's is ``None``; ``None`` where every task's is)."""
     return tuple(
-        None if all(row[k] is None for row in per_task)
+        None
+        if all(row[k] is None for row in per_task)
         else torch.stack([torch.zeros_like(x) if row[k] is None else row[k] for row in per_task])  # type: ignore[misc]
         for k, x in enumerate(inputs)
     )

@@ -20,12 +20,14 @@ from torch import Tensor
 from scalarize.methods.gradients.engine import Autograd, Own
 
 
-def heads_backward(autograd: Autograd, losses: Tensor, head_inputs: Tensor,
-                   own: Sequence[Sequence[Tensor]]) -> tuple[Tensor, Own]:
+def heads_backward(
+    autograd: Autograd, losses: Tensor, head_inputs: Tensor, own: Sequence[Sequence[Tensor]]
+) -> tuple[Tensor, Own]:
     """One backward of ``Σ_i L_i`` through the heads only: ``[T, *Z.shape]`` per-task gradients
     on the shared representation, and each task's gradients on its own head ``own[i]``."""
-    grads = autograd(losses.sum(), [head_inputs, *(p for params in own for p in params)],
-                     retain_graph=True, allow_unused=True)
+    grads = autograd(
+        losses.sum(), [head_inputs, *(p for params in own for p in params)], retain_graph=True, allow_unused=True
+    )
     feature_grads = torch.zeros_like(head_inputs) if grads[0] is None else grads[0]
     task_grads: Own = []
     offset = 1

@@ -25,7 +25,10 @@ class LoopEngine(GradientEngine):
     name = "loop"
 
     def task_gradients(
-        self, losses: TaskLosses, inputs: Sequence[Tensor], own: Sequence[Sequence[Tensor]] = (),
+        self,
+        losses: TaskLosses,
+        inputs: Sequence[Tensor],
+        own: Sequence[Sequence[Tensor]] = (),
     ) -> tuple[Rows, Own]:
         shared = len(inputs)
         per_task, task_grads = [], []

@@ -44,8 +44,11 @@ def mean_over_ranks(reducer: Reducer, values: Sequence[Tensor | None], like: Seq
         parts = []
         for k in members:
             value = values[k]
-            parts.append(like[k].new_zeros(like[k].numel(), dtype=dtype, device=device) if value is None
-                         else value.detach().reshape(-1))
+            parts.append(
+                like[k].new_zeros(like[k].numel(), dtype=dtype, device=device)
+                if value is None
+                else value.detach().reshape(-1)
+            )
         present = torch.tensor([values[k] is not None for k in members], dtype=dtype, device=device)
         total = reducer.sum(torch.cat([*parts, present]))
         offset = 0

@@ -39,8 +39,10 @@ class RepresentationSpace(GradientSpace):
         if step.features is None:
             raise RuntimeError("gradients on the representation: this model exposes no shared representation")
         if step.reducer is not None:
-            raise RuntimeError("gradients on the representation are not offered in data-parallel training "
-                               "(each rank holds only its samples' rows)")
+            raise RuntimeError(
+                "gradients on the representation are not offered in data-parallel training "
+                "(each rank holds only its samples' rows)"
+            )
         return step.features
 
     def tensors(self, step: Step, shared_params: Sequence[nn.Parameter]) -> list[Tensor]:

@@ -21,20 +21,22 @@ Seeds = Tensor | Sequence[Tensor | None] | None
 
 
 def grad(
-    scale: float | None, like: Tensor, outputs: Outputs, inputs: Sequence[Tensor], grad_outputs: Seeds = None,
+    scale: float | None,
+    like: Tensor,
+    outputs: Outputs,
+    inputs: Sequence[Tensor],
+    grad_outputs: Seeds = None,
     **options: Any,
 ) -> tuple[Tensor | None, ...]:
     """``torch.autograd.grad(outputs, inputs, grad_outputs, **options)`` seeded with ``scale`` and
     unscaled on the way out; ``like`` (the losses) gives the dtype and device of the seed of a
     gradient edge (which has no tensor to take them from)."""
     if scale is None:
-        grads: tuple[Tensor | None, ...] = torch.autograd.grad(
-            outputs, inputs, grad_outputs=grad_outputs, **options)  # type: ignore[arg-type]
+        grads: tuple[Tensor | None, ...] = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, **options)  # type: ignore[arg-type]
         return grads
     # a GradientEdge is a named tuple: one output, not a sequence of them
     single = not isinstance(outputs, (list, tuple)) or isinstance(outputs, GradientEdge)
-    listed: list[Tensor | GradientEdge] = (
-        [outputs] if single else list(outputs))  # type: ignore[list-item, arg-type]
+    listed: list[Tensor | GradientEdge] = [outputs] if single else list(outputs)  # type: ignore[list-item, arg-type]
     if grad_outputs is None:
         given: list[Tensor | None] = [torch.ones_like(o) if isinstance(o, Tensor) else None for o in listed]
     elif not isinstance(grad_outputs, (list, tuple)):
@@ -44,13 +46,16 @@ def grad(
     seeds: list[Tensor | None] = [None if g is None else g * scale for g in given]
     if any(g is None for g in seeds):  # gradient edges: seed with the scale itself
         seeds = [torch.full((), scale, dtype=like.dtype, device=like.device) if g is None else g for g in seeds]
-    raw: tuple[Tensor | None, ...] = torch.autograd.grad(
-        listed, inputs, grad_outputs=seeds, **options)  # type: ignore[arg-type]
+    raw: tuple[Tensor | None, ...] = torch.autograd.grad(listed, inputs, grad_outputs=seeds, **options)  # type: ignore[arg-type]
     return tuple(None if g is None else g / scale for g in raw)
 
 
 def backward(
-    scale: float | None, like: Tensor, output: Tensor, params: Sequence[nn.Parameter], gradient: Tensor | None = None,
+    scale: float | None,
+    like: Tensor,
+    output: Tensor,
+    params: Sequence[nn.Parameter],
+    gradient: Tensor | None = None,
     retain_graph: bool = False,
 ) -> None:
     """``output.backward(gradient)`` into ``.grad``; with a loss scale, of the true gradients of
@@ -59,8 +64,15 @@ def backward(
         output.backward(gradient, retain_graph=retain_graph)  # type: ignore[no-untyped-call]
         return
     trainable = [p for p in params if p.requires_grad]
-    grads = grad(scale, like, [output], trainable, None if gradient is None else [gradient],
-                 retain_graph=retain_graph, allow_unused=True)
+    grads = grad(
+        scale,
+        like,
+        [output],
+        trainable,
+        None if gradient is None else [gradient],
+        retain_graph=retain_graph,
+        allow_unused=True,
+    )
     for param, value in zip(trainable, grads):
         if value is not None:
             param.grad = value if param.grad is None else param.grad + value
