@@ -87,19 +87,27 @@ def data() -> list[tuple[Tensor, Tensor, Tensor]]:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(STEPS * BATCH, 4, generator=g)
     ya, yb = x[:, 0] - x[:, 1], torch.sin(x[:, 2]) + 0.1 * torch.randn(len(x), generator=g)
-    return [(x[i:i + BATCH], ya[i:i + BATCH], yb[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+    return [(x[i : i + BATCH], ya[i : i + BATCH], yb[i : i + BATCH]) for i in range(0, len(x), BATCH)]
 
 
 def loader() -> torch.utils.data.DataLoader[Any]:
     x, ya, yb = (torch.cat(parts) for parts in zip(*data()))
     dataset = torch.utils.data.TensorDataset(x, ya, yb)
-    return torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=False,
-                                       generator=torch.Generator().manual_seed(0))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=BATCH, shuffle=False, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def fit(module: ScalarizeModule, **options: Any) -> pl.Trainer:
-    settings: dict[str, Any] = dict(max_steps=STEPS, accelerator="cpu", devices=1, logger=False,
-                                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    settings: dict[str, Any] = dict(
+        max_steps=STEPS,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer = pl.Trainer(**{**settings, **options})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on workers and loggers
@@ -114,10 +122,13 @@ def hand_loop(module: Lit) -> None:
         out = module.task_losses(batch)
         losses = torch.stack([out["losses"][t] for t in TASKS])
         context = StepContext(
-            losses, features=out["features"], shared_params=module.net.shared_parameters(),
-            task_params=module.net.task_parameters(), step=step, epoch=0,
-            recompute_losses=lambda batch=batch: torch.stack(
-                [module.task_losses(batch)["losses"][t] for t in TASKS]),
+            losses,
+            features=out["features"],
+            shared_params=module.net.shared_parameters(),
+            task_params=module.net.task_parameters(),
+            step=step,
+            epoch=0,
+            recompute_losses=lambda batch=batch: torch.stack([module.task_losses(batch)["losses"][t] for t in TASKS]),
         )
         optimizer.zero_grad(set_to_none=True)
         module.method.backward(context)
@@ -215,13 +226,16 @@ def test_end_epoch_gets_the_epoch_mean_losses() -> None:
     assert seen[0][1].shape == (2,) and torch.isfinite(seen[0][1]).all()
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lambda: Lit(build_method("mtadam"), own_optimizer=False), "return self.method_optimizer"),
-    (lambda: Plain(build_method("pcgrad")), "define shared_parameters() and task_parameters()"),
-    (lambda: Lit(build_method("mgda_ub"), features=False), '"features": z'),
-    (lambda: Lit(build_method("pcgrad", gradients="representation"), features=False), '"features": z'),
-    (lambda: Lit(build_method("cosmos")), "define set_preference"),
-])
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Lit(build_method("mtadam"), own_optimizer=False), "return self.method_optimizer"),
+        (lambda: Plain(build_method("pcgrad")), "define shared_parameters() and task_parameters()"),
+        (lambda: Lit(build_method("mgda_ub"), features=False), '"features": z'),
+        (lambda: Lit(build_method("pcgrad", gradients="representation"), features=False), '"features": z'),
+        (lambda: Lit(build_method("cosmos")), "define set_preference"),
+    ],
+)
 def test_needs_it_cannot_meet_are_one_line(build: Any, message: str) -> None:
     with pytest.raises(IntegrationError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
         fit(build())

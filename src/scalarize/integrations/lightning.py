@@ -83,8 +83,9 @@ class ScalarizeModule(pl.LightningModule):
         max_grad_norm: clips the model's gradients to this 2-norm after the method (``None``: no).
     """
 
-    def __init__(self, method: Method, tasks: Sequence[str], *, gradient_engine: str = "auto",
-                 max_grad_norm: float | None = None) -> None:
+    def __init__(
+        self, method: Method, tasks: Sequence[str], *, gradient_engine: str = "auto", max_grad_norm: float | None = None
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.task_names = list(tasks)
@@ -120,20 +121,28 @@ class ScalarizeModule(pl.LightningModule):
 
     def _check_trainer(self) -> None:
         if self.trainer.world_size > 1:
-            raise IntegrationError("ScalarizeModule trains on one device: a method's per-task gradients are not "
-                                   "reduced across Lightning's ranks (use scalarize's own data-parallel engine)")
+            raise IntegrationError(
+                "ScalarizeModule trains on one device: a method's per-task gradients are not "
+                "reduced across Lightning's ranks (use scalarize's own data-parallel engine)"
+            )
         if str(self.trainer.precision) in ("16", "16-mixed"):
-            raise IntegrationError("ScalarizeModule: precision 16-mixed needs a loss scale the method's backward "
-                                   "does not get; use bf16-mixed or 32")
+            raise IntegrationError(
+                "ScalarizeModule: precision 16-mixed needs a loss scale the method's backward "
+                "does not get; use bf16-mixed or 32"
+            )
 
     def _check_module(self) -> None:
         name = self.method.name or type(self.method).__name__
         if self.method.needs & {SHARED_GRADIENTS, FEATURE_GRADIENTS} and not self._has_groups():
-            raise IntegrationError(f"method {name} takes per-task gradients: define shared_parameters() and "
-                                   f"task_parameters() on {type(self).__name__}")
+            raise IntegrationError(
+                f"method {name} takes per-task gradients: define shared_parameters() and "
+                f"task_parameters() on {type(self).__name__}"
+            )
         if PREFERENCE_INPUT in self.method.needs and not callable(getattr(self, "set_preference", None)):
-            raise IntegrationError(f"method {name} feeds the model a preference: define set_preference(preference) "
-                                   f"on {type(self).__name__}")
+            raise IntegrationError(
+                f"method {name} feeds the model a preference: define set_preference(preference) "
+                f"on {type(self).__name__}"
+            )
 
     def _check_optimizer(self) -> None:
         optimizers = self.trainer.optimizers
@@ -141,12 +150,14 @@ class ScalarizeModule(pl.LightningModule):
             raise IntegrationError(f"ScalarizeModule takes one optimizer, configure_optimizers gave {len(optimizers)}")
         name = self.method.name or type(self.method).__name__
         if OWN_OPTIMIZER in self.method.needs and optimizers[0] is not self._method_optimizer:
-            raise IntegrationError(f"method {name} brings its optimizer: return self.method_optimizer(lr) from "
-                                   "configure_optimizers")
+            raise IntegrationError(
+                f"method {name} brings its optimizer: return self.method_optimizer(lr) from configure_optimizers"
+            )
         held = {id(p) for group in optimizers[0].param_groups for p in group["params"]}
         if any(p.requires_grad and id(p) not in held for p in self.method.parameters()):
-            raise IntegrationError(f"method {name} has parameters the optimizer does not hold: build it over "
-                                   "self.parameters()")
+            raise IntegrationError(
+                f"method {name} has parameters the optimizer does not hold: build it over self.parameters()"
+            )
 
     # -- one step ----------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -169,7 +180,9 @@ class ScalarizeModule(pl.LightningModule):
         out = self.task_losses(batch)
         if not isinstance(out, Mapping):
             raise IntegrationError(f"task_losses must return {{task: loss}}, got {type(out).__name__}")
-        losses, features = (out["losses"], out.get("features")) if isinstance(out.get("losses"), Mapping) else (out, None)
+        losses, features = (
+            (out["losses"], out.get("features")) if isinstance(out.get("losses"), Mapping) else (out, None)
+        )
         if set(losses) != set(self.task_names):
             raise IntegrationError(f"task_losses returned losses for {sorted(losses)}; the tasks are {self.task_names}")
         for task in self.task_names:
@@ -179,16 +192,26 @@ class ScalarizeModule(pl.LightningModule):
 
     def _context(self, losses: Tensor, features: Tensor | None, batch: Any) -> StepContext:
         if features is None and self._on_representation():
-            raise IntegrationError(f"method {self.method.name or type(self.method).__name__} takes gradients on the "
-                                   'shared representation: return {"losses": ..., "features": z} from task_losses')
+            raise IntegrationError(
+                f"method {self.method.name or type(self.method).__name__} takes gradients on the "
+                'shared representation: return {"losses": ..., "features": z} from task_losses'
+            )
         shared, own = self._parameter_groups()
 
         def recompute() -> Tensor:
             return self._losses_of(batch)[0]
 
-        return StepContext(losses, features=features, shared_params=shared, task_params=own,
-                           recompute_losses=recompute, step=self._steps_done(), epoch=self.current_epoch,
-                           gradient_engine=self.gradient_engine, params=self._trainable())
+        return StepContext(
+            losses,
+            features=features,
+            shared_params=shared,
+            task_params=own,
+            recompute_losses=recompute,
+            step=self._steps_done(),
+            epoch=self.current_epoch,
+            gradient_engine=self.gradient_engine,
+            params=self._trainable(),
+        )
 
     def _guarded_step(self, optimizer: LightningOptimizer, context: StepContext) -> None:
         """The optimizer step and ``after_step``, unless a gradient or loss is not finite."""
@@ -243,8 +266,11 @@ class ScalarizeModule(pl.LightningModule):
     # -- checkpoints -------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adds the guard's counters and the epoch's loss sum (the method is in ``state_dict``)."""
-        checkpoint["scalarize"] = {"skipped_steps": self.skipped_steps, "diverged_at": self.diverged_at,
-                                   "epoch_loss": (self._epoch_loss_sum, self._epoch_batches)}
+        checkpoint["scalarize"] = {
+            "skipped_steps": self.skipped_steps,
+            "diverged_at": self.diverged_at,
+            "epoch_loss": (self._epoch_loss_sum, self._epoch_batches),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("scalarize")
@@ -291,16 +317,19 @@ def _set_up(method: Method, tasks: list[str]) -> None:
     """Sets the method up for ``tasks`` (MTL), or refuses one that cannot train them."""
     name = method.name or type(method).__name__
     if "mtl" not in getattr(type(method), "settings", frozenset({"mtl"})):
-        raise IntegrationError(f"method {name} runs in MDL only (it sets a sampler's domain mixture); the Lightning "
-                               "loader draws the batches")
+        raise IntegrationError(
+            f"method {name} runs in MDL only (it sets a sampler's domain mixture); the Lightning "
+            "loader draws the batches"
+        )
     if not method.task_names:
         method.setup(tasks)
     elif method.task_names != tasks:
         raise IntegrationError(f"method {name} was set up for {method.task_names}, the module's tasks are {tasks}")
 
 
-def _task_groups(groups: Sequence[Iterable[nn.Parameter]] | Mapping[str, Iterable[nn.Parameter]],
-                 tasks: list[str]) -> list[list[nn.Parameter]]:
+def _task_groups(
+    groups: Sequence[Iterable[nn.Parameter]] | Mapping[str, Iterable[nn.Parameter]], tasks: list[str]
+) -> list[list[nn.Parameter]]:
     """``task_parameters()`` as one list per task, in task order."""
     if isinstance(groups, Mapping):
         if set(groups) != set(tasks):
