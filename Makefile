@@ -43,7 +43,7 @@ mutation: $(STAMP)
 lock:
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/pip install -q --disable-pip-version-check uv
-	$(VENV)-lock/bin/uv pip compile pyproject.toml requirements/lock.in --extra dev --extra mlflow \
+	$(VENV)-lock/bin/uv pip compile pyproject.toml requirements/lock.in --extra dev --extra mlflow --extra docs \
 		--extra mutation --universal --python-version 3.10 --annotation-style line --upgrade -o $(LOCK)
 	rm -rf $(VENV)-lock
 

@@ -95,7 +95,7 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 #: Files beside src/ and tests/ that some tests read (copied into the work folder and mutmut's).
-DOCUMENTS = ["README.md"]
+DOCUMENTS = ["README.md", "docs"]  # the tests that check the docs against the code read them
 
 KILLED = {"killed", "timeout", "segfault", "caught_by_type_check"}
 
@@ -131,8 +131,11 @@ def prepare(workdir: Path, mutate: list[str], tests: list[str]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis")
     shutil.copytree(ROOT / "src", workdir / "src", ignore=ignore)
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=ignore)
-    for document in DOCUMENTS:  # tests that check the README against the code read it
-        shutil.copy2(ROOT / document, workdir / document)
+    for document in DOCUMENTS:  # tests that check the README and the docs against the code read them
+        if (ROOT / document).is_dir():
+            shutil.copytree(ROOT / document, workdir / document, ignore=ignore)
+        else:
+            shutil.copy2(ROOT / document, workdir / document)
     (workdir / "pyproject.toml").write_text(config_toml(mutate, tests))
 
 
