@@ -9,8 +9,8 @@ def run() -> int:
     """The ``scalarize`` command: :func:`scalarize.cli.main.main`, imported here so that a Ctrl-C
     while the command is still being imported ends in the same one line (exit 130) as later on."""
     try:
-        from scalarize.cli.main import main
+        from scalarize.cli.main import exit_code, main
     except KeyboardInterrupt:
         sys.stderr.write(INTERRUPTED)
         return 130
-    return main()
+    return exit_code(main())

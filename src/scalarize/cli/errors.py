@@ -7,6 +7,7 @@ one line, and rerunning the same command resumes. Anything else is a bug and kee
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
 
@@ -79,7 +80,7 @@ def interrupted_code() -> int | None:
     """The exit code of the signal that reached the command (130 Ctrl-C, 143 SIGTERM), if any."""
     if not _received:
         return None
-    return EXIT_TERMINATED if _received[-1] == signal.SIGTERM else EXIT_INTERRUPTED
+    return EXIT_TERMINATED if _received[0] == signal.SIGTERM else EXIT_INTERRUPTED  # the first one decided
 
 
 def was_interrupted() -> bool:
@@ -89,6 +90,15 @@ def was_interrupted() -> bool:
     return bool(_received)
 
 
+def ignore_further_signals() -> None:
+    """After an interrupt, the shutdown must not be cut short: a second Ctrl-C or SIGTERM is
+    ignored from here to the exit (the interpreter's own finalization restores the default
+    handlers, under which a second Ctrl-C killed the process with exit −2)."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def install_signal_handlers() -> None:
     """SIGTERM interrupts the command as Ctrl-C does (one line, the work done so far is kept);
     both are remembered (:func:`was_interrupted`), from this call on."""
@@ -96,11 +106,13 @@ def install_signal_handlers() -> None:
 
     def terminate(signum, frame):  # noqa: ARG001 - the signal handler's signature
         _received.append(signum)
-        raise Terminated()
+        if len(_received) == 1:  # a second signal while the first unwinds: the shutdown goes on
+            raise Terminated()
 
     def interrupt(signum, frame):  # noqa: ARG001
         _received.append(signum)
-        raise KeyboardInterrupt()
+        if len(_received) == 1:
+            raise KeyboardInterrupt()
 
     try:
         signal.signal(signal.SIGTERM, terminate)

@@ -20,6 +20,7 @@ try:  # Ctrl-C while the command itself is being imported: the same one line as 
         Terminated,
         UsageError,
         describe,
+        ignore_further_signals,
         install_signal_handlers,
         interrupted_code,
     )
@@ -541,5 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return interrupted_code()
 
 
+def exit_code(code: int) -> int:
+    """``code``, for the process to exit with: after an interrupt, a second signal is ignored
+    from here on (see :func:`~scalarize.cli.errors.ignore_further_signals`)."""
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        ignore_further_signals()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main()))

@@ -389,6 +389,13 @@ def launch(arguments: Sequence[str], nproc: int, *, log: Callable[[str], None] =
         elastic_launch(config, sys.executable)("-m", "scalarize", "train", *arguments)
     except ChildFailedError as error:
         failures = error.failures
+        first_rank, first = min(failures.items(), key=lambda item: (item[1].timestamp, item[0]))
+        if first.exitcode < 0:  # killed by a signal (the OOM killer, kill -9): nobody interrupted
+            log(
+                f"scalarize: error: training stopped: process {first_rank} was killed ({first.signal_name()}); "
+                "run the same command again to resume from the last checkpoint"
+            )
+            return 1
         code = failures[0].exitcode if 0 in failures else next(iter(failures.values())).exitcode
         ranks = ", ".join(f"{rank} (exit code {f.exitcode})" for rank, f in sorted(failures.items()))
         if code not in (2, 130, 143):  # those already said what happened in one line
