@@ -16,10 +16,18 @@ from scalarize.report.experiment import format_table
 def main(small: bool, output: str):
     methods = [{"name": "pcgrad"}, {"name": "mgda_ub"}, {"name": "uw"}]
     if not small:
-        methods += [{"name": "cagrad", "options": {"c": 0.4}}, {"name": "nash_mtl"}, {"name": "famo"}, {"name": "upgrad"}]
+        methods += [
+            {"name": "cagrad", "options": {"c": 0.4}},
+            {"name": "nash_mtl"},
+            {"name": "famo"},
+            {"name": "upgrad"},
+        ]
     config = CompareConfig(
         name="mm-compare",
-        benchmark={"name": "multimnist", "options": {"train_size": 600 if small else 9000, "test_size": 300 if small else 1000}},
+        benchmark={
+            "name": "multimnist",
+            "options": {"train_size": 600 if small else 9000, "test_size": 300 if small else 1000},
+        },
         model={"family": "mlp", "width": 0.25 if small else 1.0, "depth": 2},
         epochs=1 if small else 10,
         output=output,

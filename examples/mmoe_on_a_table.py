@@ -33,8 +33,14 @@ def generated_table(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
     logit = 0.8 * np.sin(item) - 0.02 * (price - 20) + 0.01 * (age - 40)
     click = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(float)
     purchase = click * (rng.random(rows) < np.where(city < 3, 0.6, 0.1))
-    return {"price": price, "age": age, "item_id": item.astype(str), "city": city.astype(str),
-            "click": click, "purchase": purchase}
+    return {
+        "price": price,
+        "age": age,
+        "item_id": item.astype(str),
+        "city": city.astype(str),
+        "click": click,
+        "purchase": purchase,
+    }
 
 
 def benchmark(small: bool, census: Path | None):
@@ -53,11 +59,19 @@ def main(small: bool, census: Path | None) -> dict[str, dict[str, float]]:
     bench = benchmark(small, census)
     print(f"{bench.name}: tasks {[t.name for t in bench.tasks]}, {bench.input_shape[0]} packed columns")
     results = {}
-    for label, method in [("uniform", build_method("scalarization")),
-                          ("pcgrad on Z", build_method("pcgrad", gradients="representation"))]:
+    for label, method in [
+        ("uniform", build_method("scalarization")),
+        ("pcgrad on Z", build_method("pcgrad", gradients="representation")),
+    ]:
         torch.manual_seed(0)
-        model = build_model("mmoe", bench.input_shape, bench.tasks, width=0.5 if small else 1.0,
-                            features=bench.extras["features"], experts=4 if small else 8)
+        model = build_model(
+            "mmoe",
+            bench.input_shape,
+            bench.tasks,
+            width=0.5 if small else 1.0,
+            features=bench.extras["features"],
+            experts=4 if small else 8,
+        )
         config = TrainConfig(epochs=1 if small else 5, batch_size=256, device="cpu")
         result = Trainer(config, bench, model, method, progress=False).fit()
         results[label] = {t.name: result.test[f"{t.name}/auc"] for t in bench.tasks}

@@ -70,7 +70,9 @@ def main(small: bool) -> dict[str, dict[str, float]]:
         config = TrainConfig(epochs=epochs, batch_size=64, device="cpu", optimizer={"lr": 3e-3})
         result = Trainer(config, bench, Net(), build_method(method), progress=False).fit()
         results[method] = {k: result.test[k] for k in ("load/mae", "temperature/mse")}
-        print(f"{method:14s} load MAE {results[method]['load/mae']:.4f}   temperature MSE {results[method]['temperature/mse']:.4f}")
+        print(
+            f"{method:14s} load MAE {results[method]['load/mae']:.4f}   temperature MSE {results[method]['temperature/mse']:.4f}"
+        )
     return results
 
 

@@ -14,8 +14,14 @@ from scalarize.experiments.pbt import PBTConfig, run_pbt
 def main(small: bool, tasks: int, output: str):
     config = PBTConfig(
         name="pbt-many",
-        benchmark={"name": "synthetic", "options": {"num_tasks": tasks, "scale_spread": 10.0,
-                                                    **({"train_size": 512, "val_size": 256, "test_size": 256} if small else {})}},
+        benchmark={
+            "name": "synthetic",
+            "options": {
+                "num_tasks": tasks,
+                "scale_spread": 10.0,
+                **({"train_size": 512, "val_size": 256, "test_size": 256} if small else {}),
+            },
+        },
         model={"family": "mlp", "width": 0.25 if small else 0.5, "depth": 2},
         method={"name": "scalarization"},
         epochs=3 if small else 20,
@@ -26,6 +32,7 @@ def main(small: bool, tasks: int, output: str):
     weights = result.schedule[-1][1]  # the best member's weights at its last change
     print(f"best of {len(result.members)} members: fitness {result.fitness[result.best]:.4f} (validation)")
     print("its final weights: " + ", ".join(f"{w:.3f}" for w in weights))
+
     def mean_mse(test):
         return sum(v for k, v in test.items() if k.endswith("/mse")) / tasks
 

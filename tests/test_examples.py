@@ -23,7 +23,13 @@ def test_every_example_has_its_docs_page():
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_runs_small(name, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SCALARIZE_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / name), "--small"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), "--small"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip()
