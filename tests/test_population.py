@@ -136,7 +136,7 @@ def test_batch_norm_members_stack_and_match_independent_runs(float64):
         device="cpu",
     )  # on a GPU, TF32 convolutions differ far more
     bench = _in_float64(load_benchmark("multimnist", train_size=400, test_size=100))
-    assert choose_engine(members, bench, "vectorized") == ("vectorized", "chosen by flag")
+    assert choose_engine(members, bench, "vectorized") == ("vectorized", "as configured (engine: vectorized)")
     population = StackedPopulation(members, bench, progress=False)
     results = population.fit()
     for index, (member, result) in enumerate(zip(members, results)):

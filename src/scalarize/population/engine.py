@@ -99,8 +99,10 @@ def stackable_inputs(benchmark) -> bool:
 def choose_engine(members: Sequence[Member], benchmark=None, engine: Engine = "auto") -> tuple[str, str]:
     """Returns ``(engine, reason)`` for one group of members."""
     config = members[0].config
+    if len(members) == 1:
+        return "loop", "a single run"
     if engine == "loop":
-        return "loop", "chosen by flag"
+        return "loop", "as configured (engine: loop)"
     benchmark = benchmark if benchmark is not None else benchmark_from_config(config.benchmark)
     if not stackable_inputs(benchmark):
         return "loop", "inputs that are not tensors (e.g. graphs) cannot be stacked"
@@ -108,10 +110,8 @@ def choose_engine(members: Sequence[Member], benchmark=None, engine: Engine = "a
         return "loop", f"method {config.method.name!r} is trained one run at a time"
     if config.early_stopping.patience is not None:
         return "loop", "early stopping ends each run on its own (a sweep's own: sweep.early_stopping)"
-    if len(members) == 1:
-        return "loop", "a single member"
     if engine == "vectorized":
-        return "vectorized", "chosen by flag"
+        return "vectorized", "as configured (engine: vectorized)"
     return auto_engine(members)
 
 
