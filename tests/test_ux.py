@@ -33,6 +33,18 @@ def test_switching_to_a_method_without_weights_drops_the_files_weights_and_says_
     ]
 
 
+def test_quiet_hides_progress_not_what_a_method_switch_dropped(tmp_path, capsys):
+    """``-q`` (issue 28 item 8): the bars go, the one line saying what the switch dropped stays."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: q\nbenchmark: {name: multimnist, options: {train_size: 60, test_size: 20}}\nmodel: {width: 0.05}\n"
+        "method: {name: scalarization, weights: [0.7, 0.3]}\nsteps: 2\nbatch_size: 20\nstl: false\ndevice: cpu\n"
+    )
+    assert main(["train", str(config), f"output={tmp_path / 'out'}", "method.name=pcgrad", "-q"]) == 0
+    said = capsys.readouterr()
+    assert "method.name=pcgrad: dropped method.weights [0.7, 0.3]" in said.out and "step/s" not in said.err, said
+
+
 def test_switching_keeps_the_options_the_new_method_takes(tmp_path):
     path = tmp_path / "famo.yaml"
     path.write_text("method: {name: famo, options: {lr: 0.1, max_norm: 1.0}}\n")

@@ -41,8 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.nproc is not None and args.nproc < 1:
         raise UsageError(f"--nproc: must be a positive integer, got {args.nproc}")
-    quiet = args.quiet or _world_size() > 1 and _rank() > 0
-    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=None if quiet else _say)
+    other_rank = _world_size() > 1 and _rank() > 0  # -q hides progress, never what a switch dropped
+    config = load_experiment_config(args.config, _overrides(args), TrainConfig, log=None if other_rank else _say)
     from scalarize.cli.experiments import run_and_report
 
     if args.nproc is not None and args.nproc > 1:  # N local processes, as torchrun --standalone
