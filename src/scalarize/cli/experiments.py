@@ -168,7 +168,7 @@ def run_demo(
             **({"device": device} if device else {}),
         )
         run_and_report(config, progress=progress, say=say)
-    from scalarize.cli.starter import shipped_configs_text
+    from scalarize.cli.shipped import shipped_configs_text
 
     say(
         "\nNext: `scalarize init -o my.yaml` writes a starter config (every key commented; shipped examples in "

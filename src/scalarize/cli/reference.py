@@ -330,7 +330,7 @@ def epilog(command: str) -> str:
             f"fitness: {', '.join(FITNESS_NAMES)}; algorithms: pbt, pb2, mo-pbt; mo-pbt diversity: "
             "scattered, crowding, hypervolume; backends: local, ray"
         )
-    from scalarize.cli.starter import shipped_configs_text
+    from scalarize.cli.shipped import shipped_configs_text
 
     flag = "" if command == "train" else f" --command {command}"
     example = f"`scalarize init{flag} -o FILE` writes a starter; shipped examples in {shipped_configs_text()}"

@@ -9,38 +9,20 @@ repository's ``configs/`` folder), and ``benchmark.name`` set to the benchmark a
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from importlib import resources
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
 from scalarize.cli.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    from importlib.resources.abc import Traversable
-else:  # pragma: no cover - Python 3.10
-    from importlib.abc import Traversable
+from scalarize.cli.shipped import shipped_configs, shipped_configs_text
 
 #: The commands a starter can be written for.
 COMMANDS = ("train", "sweep", "compare", "pbt", "study")
 
 #: Comments longer than this are shortened (the key and value stay whole).
 COMMENT_WIDTH = 110
-
-
-def shipped_configs() -> Traversable:
-    """The folder of example configs installed with the package."""
-    return resources.files("scalarize") / "configs"
-
-
-def shipped_configs_text() -> str:
-    """Where the shipped example configs are, as a person types it (a path when installed as
-    files, the resource name otherwise)."""
-    folder = shipped_configs()
-    return str(folder) if folder.is_dir() else "scalarize/configs (inside the installed package)"
 
 
 def _command_of(data: dict[str, Any]) -> str:
