@@ -14,6 +14,7 @@ counters and CUDA events are read once per segment (:meth:`StepEngine.settle`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -180,12 +181,19 @@ class StepTimer:
             self.events.clear()
 
 
+@functools.lru_cache(maxsize=8)
+def _unit(device: torch.device) -> Tensor:
+    """The check's unscale factor, 1, made once per device (it is only read): not an allocation
+    per step."""
+    return torch.ones((), dtype=torch.float32, device=device)
+
+
 def non_finite(tensors: list[Tensor], device: torch.device) -> Tensor:
     """A 0-d float32 tensor on ``device``, 1 if an entry of ``tensors`` is NaN or infinite:
     GradScaler's one-pass check (``_amp_foreach_non_finite_check_and_unscale_``, its unscale by
     1 leaving every value as it is), once per dtype as GradScaler calls it. No host sync."""
     found = torch.zeros((), dtype=torch.float32, device=device)  # the kernel's dtype
-    one = torch.ones((), dtype=torch.float32, device=device)
+    one = _unit(device)
     by_dtype: dict[torch.dtype, list[Tensor]] = {}
     for tensor in tensors:
         by_dtype.setdefault(tensor.dtype, []).append(tensor)
